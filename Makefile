@@ -1,0 +1,31 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# The CPU build of torch; a venv that already has a torch keeps it.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: demo test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/landscape demo --out figures
+
+test: $(VENV)/.installed lint
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check landscape tests examples benchmarks
+	$(VENV)/bin/ruff format --check landscape tests examples benchmarks
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/bench_surface.py
+	$(PY) benchmarks/bench_hessian.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

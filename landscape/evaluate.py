@@ -1,0 +1,329 @@
+"""The objective: exact mean loss and metrics of a model over a data set, at any parameters.
+
+The model is only ever *called* through :func:`torch.func.functional_call` with a
+state we pass in, in a mode we set for the duration of the call and then restore, so
+the caller's parameters, buffers and train/eval flags are the same afterwards.
+
+Values are exact means over examples: every batch contributes its *sum* and its
+example count, accumulated in float64, so ragged batches weigh what they should.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from .params import model_device_dtype, model_state
+
+LossName = Literal["cross_entropy", "mse", "bce"]
+MetricFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+BatchLoss = Callable[[nn.Module, Any], tuple[torch.Tensor, int]]
+
+__all__ = ["Objective", "as_batches", "LossName", "MetricFn", "BatchLoss"]
+
+DEFAULT_BATCH_SIZE = 1024
+
+
+# ---------------------------------------------------------------- losses and metrics
+def _cross_entropy_sum(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(outputs, targets, reduction="sum")
+
+
+def _mse_sum(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Sum over the batch of each example's mean squared error (so the mean over a data
+    set equals ``F.mse_loss`` on the whole set)."""
+    targets = targets.reshape(outputs.shape).to(outputs.dtype)
+    per_example = outputs[0].numel() if outputs.dim() > 1 else 1
+    return (outputs - targets).pow(2).sum() / per_example
+
+
+def _bce_sum(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    targets = targets.reshape(outputs.shape).to(outputs.dtype)
+    return F.binary_cross_entropy_with_logits(outputs, targets, reduction="sum")
+
+
+def accuracy_sum(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Number of correct predictions in a batch: argmax for several logits, sign for one."""
+    if outputs.dim() > 1 and outputs.shape[-1] > 1:
+        predicted = outputs.argmax(dim=-1)
+    else:
+        predicted = (outputs.reshape(targets.shape) > 0).to(targets.dtype)
+    return (predicted == targets).sum()
+
+
+_LOSSES: dict[str, MetricFn] = {
+    "cross_entropy": _cross_entropy_sum,
+    "mse": _mse_sum,
+    "bce": _bce_sum,
+}
+
+
+def _resolve_loss(loss: str | MetricFn) -> tuple[str, MetricFn]:
+    if isinstance(loss, str):
+        if loss not in _LOSSES:
+            raise ValueError(f"loss must be one of {sorted(_LOSSES)} or a callable, got {loss!r}")
+        return loss, _LOSSES[loss]
+    if isinstance(loss, nn.Module) and hasattr(loss, "reduction"):
+        summing = copy.copy(loss)
+        summing.reduction = "sum"
+        return type(loss).__name__, summing
+    if callable(loss):
+        return getattr(loss, "__name__", type(loss).__name__), loss
+    raise TypeError(f"loss must be a name or a callable, got {type(loss).__name__}")
+
+
+# ---------------------------------------------------------------- data
+def _to_device(obj: Any, device: torch.device) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device, non_blocking=True)
+    if isinstance(obj, Mapping):
+        return {k: _to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_device(v, device) for v in obj)
+    return obj
+
+
+def as_batches(data: Any, *, batch_size: int | None = None) -> Iterable[Any]:
+    """Turn the forms of data the library accepts into an iterable of batches.
+
+    Accepted: a ``DataLoader`` or any iterable of batches (used as is), a ``Dataset``
+    (batched in order), or a tuple ``(inputs, targets)`` of tensors (sliced in order).
+
+    Example:
+        >>> xs, ys = torch.zeros(5, 2), torch.zeros(5, dtype=torch.long)
+        >>> [len(b[1]) for b in as_batches((xs, ys), batch_size=2)]
+        [2, 2, 1]
+    """
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+    size = batch_size or DEFAULT_BATCH_SIZE
+    if isinstance(data, tuple) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
+        inputs, targets = data
+        if len(inputs) != len(targets):
+            raise ValueError(
+                f"inputs and targets must have the same length, got {len(inputs)} and {len(targets)}"
+            )
+        return [(inputs[i : i + size], targets[i : i + size]) for i in range(0, len(inputs), size)]
+    if isinstance(data, torch.utils.data.DataLoader):
+        return data
+    if isinstance(data, torch.utils.data.Dataset) and hasattr(data, "__len__"):
+        return torch.utils.data.DataLoader(data, batch_size=size, shuffle=False)
+    if isinstance(data, Iterable):
+        return data
+    raise TypeError(
+        "data must be a DataLoader, a Dataset, a tuple (inputs, targets) of tensors or an "
+        f"iterable of (inputs, targets) batches, got {type(data).__name__}"
+    )
+
+
+@contextlib.contextmanager
+def _mode(model: nn.Module, training: bool) -> Iterator[None]:
+    """Set every submodule's train/eval flag for a block, then restore each one exactly."""
+    saved = [(m, m.training) for m in model.modules()]
+    try:
+        model.train(training)
+        yield
+    finally:
+        for m, flag in saved:
+            m.training = flag
+
+
+class _ClosureModule(nn.Module):
+    """Lets ``functional_call`` reach a user's ``batch_loss(model, batch)`` closure."""
+
+    def __init__(self, model: nn.Module, batch_loss: BatchLoss):
+        super().__init__()
+        self.model = model
+        self._batch_loss = batch_loss
+
+    def forward(self, batch: Any) -> tuple[torch.Tensor, int]:
+        return self._batch_loss(self.model, batch)
+
+
+# ---------------------------------------------------------------- the objective
+class Objective:
+    """Exact mean loss (and metrics) of ``model`` on ``data``, at any state.
+
+    Args:
+        model: the network; it is never modified. Its device and dtype are used.
+        data: a DataLoader, Dataset, ``(inputs, targets)`` tuple, or iterable of batches.
+        loss: ``"cross_entropy"``, ``"mse"``, ``"bce"`` (binary, logits), or a callable
+            ``fn(outputs, targets) -> batch sum`` (an ``nn.Module`` loss with a
+            ``reduction`` attribute is switched to ``"sum"`` for you).
+        metrics: extra ``{name: fn(outputs, targets) -> batch sum}``; ``accuracy`` is added
+            for ``cross_entropy`` and ``bce`` unless ``accuracy=False``.
+        batch_loss: instead of ``loss``, a closure ``batch_loss(model, batch) ->
+            (loss_sum, count)`` for models with unusual inputs or outputs.
+        train_mode: evaluate in train mode (BatchNorm batch statistics); default eval.
+        cache_data: move the batches to the device once and keep them (default); turn
+            off for data that does not fit, and they are re-read every evaluation.
+        batch_size: batch size used when ``data`` is a Dataset or a tensor tuple.
+
+    Example:
+        >>> torch.manual_seed(0) and None
+        >>> model = nn.Linear(3, 2)
+        >>> data = (torch.randn(10, 3), torch.randint(0, 2, (10,)))
+        >>> objective = Objective(model, data)
+        >>> sorted(objective(objective.base_state))
+        ['accuracy', 'loss']
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: Any,
+        *,
+        loss: str | MetricFn = "cross_entropy",
+        metrics: Mapping[str, MetricFn] | None = None,
+        accuracy: bool | None = None,
+        batch_loss: BatchLoss | None = None,
+        train_mode: bool = False,
+        cache_data: bool = True,
+        batch_size: int | None = None,
+    ):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        self.model = model
+        self.device, self.dtype = model_device_dtype(model)
+        self.train_mode = bool(train_mode)
+        self.batch_loss = batch_loss
+        if batch_loss is not None:
+            if metrics:
+                raise ValueError("metrics need outputs and targets; give either batch_loss or metrics")
+            self.loss_name, self._loss_fn = getattr(batch_loss, "__name__", "batch_loss"), None
+            self._metrics: dict[str, MetricFn] = {}
+        else:
+            self.loss_name, self._loss_fn = _resolve_loss(loss)
+            self._metrics = dict(metrics or {})
+            if accuracy is None:
+                accuracy = self.loss_name in ("cross_entropy", "bce")
+            if accuracy:
+                self._metrics.setdefault("accuracy", accuracy_sum)
+        if "loss" in self._metrics:
+            raise ValueError("'loss' is reserved for the loss; give the metric another name")
+        self.names: tuple[str, ...] = ("loss", *self._metrics)
+        self.base_state: dict[str, torch.Tensor] = model_state(model, "states")
+        self._buffer_names = [name for name, _ in model.named_buffers()]
+        self._source = as_batches(data, batch_size=batch_size)
+        self.cache_data = bool(cache_data)
+        self._cached = [_to_device(b, self.device) for b in self._source] if cache_data else None
+        if self._cached is not None and not self._cached:
+            raise ValueError("data is empty: expected at least one batch")
+        self._num_examples: int | None = None
+
+    # -- data
+    def batches(self) -> Iterator[Any]:
+        """The evaluation batches, on the model's device, in a fixed order."""
+        if self._cached is not None:
+            yield from self._cached
+            return
+        for batch in self._source:
+            yield _to_device(batch, self.device)
+
+    @property
+    def num_examples(self) -> int:
+        """Number of examples in the evaluation set."""
+        if self._num_examples is None:
+            self._num_examples = sum(self._count(b) for b in self.batches())
+        return self._num_examples
+
+    def _count(self, batch: Any) -> int:
+        if self.batch_loss is not None:
+            return int(self._call(self.base_state, batch)[1])
+        return len(batch[1])
+
+    def data_sha256(self) -> str:
+        """A fingerprint of the evaluation data (every tensor's shape, dtype and bytes)."""
+        h = hashlib.sha256()
+
+        def feed(obj: Any) -> None:
+            if isinstance(obj, torch.Tensor):
+                t = obj.detach().cpu().contiguous()
+                h.update(f"{t.dtype}|{tuple(t.shape)}|".encode())
+                h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+            elif isinstance(obj, Mapping):
+                for k in sorted(obj):
+                    h.update(str(k).encode())
+                    feed(obj[k])
+            elif isinstance(obj, (list, tuple)):
+                for v in obj:
+                    feed(v)
+            else:
+                h.update(repr(obj).encode())
+
+        for batch in self.batches():
+            feed(batch)
+        return h.hexdigest()
+
+    # -- evaluation
+    def full_state(self, state: Mapping[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+        """``state`` completed with the base state's entries for names it lacks."""
+        if state is None:
+            return dict(self.base_state)
+        unknown = set(state) - set(self.base_state)
+        if unknown:
+            raise ValueError(
+                f"state has names the model does not: {sorted(unknown)[:5]}; "
+                f"expected names from model.state_dict()"
+            )
+        merged = dict(self.base_state)
+        merged.update(state)
+        if self.train_mode:  # train-mode BatchNorm writes its running stats: give it copies
+            for name in self._buffer_names:
+                merged[name] = merged[name].clone()
+        return merged
+
+    def _call(self, state: Mapping[str, torch.Tensor], batch: Any) -> Any:
+        with _mode(self.model, self.train_mode):
+            if self.batch_loss is not None:
+                wrapper = _ClosureModule(self.model, self.batch_loss)
+                prefixed = {f"model.{n}": t for n, t in state.items()}
+                return functional_call(wrapper, prefixed, (batch,))
+            inputs, _ = batch
+            return functional_call(self.model, dict(state), (inputs,))
+
+    def batch_sums(
+        self, state: Mapping[str, torch.Tensor], batch: Any, *, with_metrics: bool = True
+    ) -> tuple[dict[str, torch.Tensor], int]:
+        """Per-batch sums of the loss (differentiable) and metrics, and the example count.
+
+        ``state`` must be complete (see :meth:`full_state`).
+        """
+        if self.batch_loss is not None:
+            loss_sum, count = self._call(state, batch)
+            return {"loss": loss_sum}, int(count)
+        outputs = self._call(state, batch)
+        targets = batch[1]
+        sums = {"loss": self._loss_fn(outputs, targets)}
+        if with_metrics:
+            with torch.no_grad():
+                for name, fn in self._metrics.items():
+                    sums[name] = torch.as_tensor(fn(outputs, targets))
+        return sums, len(targets)
+
+    @torch.no_grad()
+    def __call__(self, state: Mapping[str, torch.Tensor] | None = None) -> dict[str, float]:
+        """Exact means of the loss and metrics at ``state`` (default: the model's own).
+
+        Names the state lacks take the model's values, so a state of weights alone works.
+        """
+        full = self.full_state(state)
+        totals = {n: torch.zeros((), dtype=torch.float64, device=self.device) for n in self.names}
+        count = 0
+        for batch in self.batches():
+            sums, n = self.batch_sums(full, batch)
+            for name, value in sums.items():
+                totals[name] += value.detach().to(torch.float64)
+            count += n
+        if count == 0:
+            raise ValueError("data is empty: expected at least one example")
+        self._num_examples = count
+        return {name: float(total) / count for name, total in totals.items()}

@@ -1,0 +1,157 @@
+"""Named-parameter views of a model: which tensors count, flat vectors, filters.
+
+A *state* here is a mapping from names (as in ``model.named_parameters()`` or
+``model.state_dict()``) to tensors. Directions, checkpoints and perturbed points
+are all states, so every routine in the library speaks the same language.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Mapping
+from typing import Literal
+
+import torch
+from torch import nn
+
+DirType = Literal["weights", "states"]
+
+__all__ = [
+    "DirType",
+    "model_state",
+    "model_device_dtype",
+    "select_names",
+    "flatten",
+    "unflatten",
+    "state_dot",
+    "state_norm",
+    "axpy",
+    "state_sha256",
+]
+
+
+def model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    """The one device and floating dtype of a model's parameters.
+
+    Raises:
+        ValueError: if the model has no parameters, or parameters on several devices
+            or of several floating dtypes.
+
+    Example:
+        >>> model_device_dtype(nn.Linear(2, 1))
+        (device(type='cpu'), torch.float32)
+    """
+    params = list(model.parameters())
+    if not params:
+        raise ValueError("expected a model with parameters, got one with none")
+    devices = {p.device for p in params}
+    dtypes = {p.dtype for p in params if p.is_floating_point()}
+    if len(devices) > 1 or len(dtypes) > 1:
+        raise ValueError(
+            f"expected all parameters on one device with one dtype, got devices "
+            f"{sorted(map(str, devices))} and dtypes {sorted(map(str, dtypes))}; "
+            "move the model with model.to(device, dtype) first"
+        )
+    return devices.pop(), dtypes.pop()
+
+
+def model_state(model: nn.Module, dir_type: DirType = "weights") -> dict[str, torch.Tensor]:
+    """Detached copies of a model's parameters ("weights") or parameters and buffers ("states").
+
+    Integer buffers (BatchNorm's ``num_batches_tracked``) are included with "states" so
+    that a state is complete, but directions leave them alone.
+
+    Example:
+        >>> sorted(model_state(nn.BatchNorm1d(3), "states"))  # doctest: +NORMALIZE_WHITESPACE
+        ['bias', 'num_batches_tracked', 'running_mean', 'running_var', 'weight']
+    """
+    if dir_type == "weights":
+        items = model.named_parameters()
+    elif dir_type == "states":
+        items = model.state_dict(keep_vars=True).items()
+    else:
+        raise ValueError(f"dir_type must be 'weights' or 'states', got {dir_type!r}")
+    return {name: t.detach().clone() for name, t in items}
+
+
+def select_names(
+    state: Mapping[str, torch.Tensor],
+    include: Callable[[str, torch.Tensor], bool] | Iterable[str] | None = None,
+) -> list[str]:
+    """Names of the floating-point tensors of ``state`` kept by ``include``.
+
+    ``include`` is ``None`` (all), a collection of names, or a predicate
+    ``(name, tensor) -> bool``, e.g. ``lambda n, t: t.dim() > 1`` for Li et al.'s choice.
+    """
+    names = [n for n, t in state.items() if t.is_floating_point()]
+    if include is None:
+        return names
+    if callable(include):
+        return [n for n in names if include(n, state[n])]
+    wanted = set(include)
+    unknown = wanted - set(state)
+    if unknown:
+        raise ValueError(f"unknown parameter names {sorted(unknown)}; known: {sorted(state)}")
+    return [n for n in names if n in wanted]
+
+
+def flatten(state: Mapping[str, torch.Tensor], names: Iterable[str] | None = None) -> torch.Tensor:
+    """One flat vector of the named tensors, in the given order (default: the mapping's)."""
+    names = list(state) if names is None else list(names)
+    return torch.cat([state[n].reshape(-1) for n in names])
+
+
+def unflatten(
+    vector: torch.Tensor, like: Mapping[str, torch.Tensor], names: Iterable[str] | None = None
+) -> dict[str, torch.Tensor]:
+    """Split a flat vector back into tensors shaped like ``like[name]``."""
+    names = list(like) if names is None else list(names)
+    sizes = [like[n].numel() for n in names]
+    if vector.numel() != sum(sizes):
+        raise ValueError(f"expected a vector of {sum(sizes)} entries, got {vector.numel()}")
+    parts = torch.split(vector, sizes)
+    return {n: p.reshape(like[n].shape) for n, p in zip(names, parts, strict=True)}
+
+
+def state_dot(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> float:
+    """Inner product of two states over their shared floating tensors, in float64."""
+    total = 0.0
+    for name, t in a.items():
+        if name in b and t.is_floating_point():
+            total += float((t.double() * b[name].double()).sum())
+    return total
+
+
+def state_norm(a: Mapping[str, torch.Tensor]) -> float:
+    """Euclidean norm of a state over its floating tensors."""
+    return state_dot(a, a) ** 0.5
+
+
+def axpy(
+    base: Mapping[str, torch.Tensor],
+    terms: Iterable[tuple[float, Mapping[str, torch.Tensor]]],
+) -> dict[str, torch.Tensor]:
+    """``base + sum(c * d for c, d in terms)``, tensor by tensor; names absent from a term
+    are left as in ``base``, integer tensors are never moved.
+
+    Zero coefficients are skipped, so a point with all coordinates 0 *is* ``base``.
+    """
+    out = dict(base)
+    for coef, direction in terms:
+        if coef == 0:
+            continue
+        for name, d in direction.items():
+            t = out[name]
+            if t.is_floating_point():
+                out[name] = t + coef * d.to(device=t.device, dtype=t.dtype)
+    return out
+
+
+def state_sha256(state: Mapping[str, torch.Tensor]) -> str:
+    """A fingerprint of a state: names, dtypes, shapes and bytes, in sorted name order."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
