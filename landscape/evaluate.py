@@ -13,15 +13,16 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from .params import model_device_dtype, model_state
+from .params import axpy, model_device_dtype, model_state
 
 LossName = Literal["cross_entropy", "mse", "bce"]
 MetricFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -105,11 +106,13 @@ def as_batches(data: Any, *, batch_size: int | None = None) -> Iterable[Any]:
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
     size = batch_size or DEFAULT_BATCH_SIZE
-    if isinstance(data, tuple) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
+    is_pair = isinstance(data, tuple) and len(data) == 2
+    if is_pair and all(isinstance(t, torch.Tensor) for t in data):
         inputs, targets = data
         if len(inputs) != len(targets):
             raise ValueError(
-                f"inputs and targets must have the same length, got {len(inputs)} and {len(targets)}"
+                "inputs and targets must have the same length, "
+                f"got {len(inputs)} and {len(targets)}"
             )
         return [(inputs[i : i + size], targets[i : i + size]) for i in range(0, len(inputs), size)]
     if isinstance(data, torch.utils.data.DataLoader):
@@ -197,7 +200,9 @@ class Objective:
         self.batch_loss = batch_loss
         if batch_loss is not None:
             if metrics:
-                raise ValueError("metrics need outputs and targets; give either batch_loss or metrics")
+                raise ValueError(
+                    "metrics need outputs and targets; give either batch_loss or metrics"
+                )
             self.loss_name, self._loss_fn = getattr(batch_loss, "__name__", "batch_loss"), None
             self._metrics: dict[str, MetricFn] = {}
         else:
@@ -327,3 +332,27 @@ class Objective:
             raise ValueError("data is empty: expected at least one example")
         self._num_examples = count
         return {name: float(total) / count for name, total in totals.items()}
+
+    def evaluate_points(
+        self,
+        base: Mapping[str, torch.Tensor],
+        directions: Sequence[Mapping[str, torch.Tensor]],
+        coords: np.ndarray,
+    ) -> dict[str, np.ndarray]:
+        """Exact means at the points ``base + sum_j coords[k, j] * directions[j]``.
+
+        Args:
+            base: the centre state (names it lacks take the model's values).
+            directions: one state per coordinate column.
+            coords: array ``(num_points, len(directions))``.
+
+        Returns:
+            ``{name: array (num_points,)}`` for the loss and every metric.
+        """
+        coords = np.asarray(coords, dtype=np.float64).reshape(len(coords), len(directions))
+        out = {name: np.empty(len(coords)) for name in self.names}
+        for k, point in enumerate(coords):
+            values = self(axpy(base, zip(point.tolist(), directions, strict=True)))
+            for name, value in values.items():
+                out[name][k] = value
+        return out

@@ -25,12 +25,16 @@ def _version() -> str:
 def encode_attr(value: Any) -> Any:
     """An attribute value h5py can store: numbers, strings and arrays as they are,
     anything else (None, dicts, lists of strings) as JSON text."""
-    if isinstance(value, (bool, int, float, str, np.integer, np.floating, np.bool_)):
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, (bool, int, float, np.integer, np.floating, np.bool_)):
         return value
     if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
         return value
-    if isinstance(value, (list, tuple)) and value and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+    if (
+        isinstance(value, (list, tuple))
+        and value
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
     ):
         return np.asarray(value)
     return json.dumps(value, default=str)
@@ -53,7 +57,7 @@ def stamp_root(f: h5py.File, fmt: str = FORMAT) -> None:
     f.attrs["format"] = fmt
     f.attrs["format_version"] = FORMAT_VERSION
     f.attrs["landscape_version"] = _version()
-    f.attrs["torch_version"] = torch.__version__
+    f.attrs["torch_version"] = str(torch.__version__)
     f.attrs["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
@@ -131,3 +135,150 @@ def read_group(path: str | os.PathLike, name: str) -> tuple[dict[str, np.ndarray
 
         group.visititems(visit)
         return arrays, decode_attrs(group.attrs)
+
+
+# ---------------------------------------------------------------- surfaces
+# Root attributes that may differ between a run and its resumption.
+VOLATILE_ATTRS = frozenset(
+    {"format", "format_version", "landscape_version", "torch_version", "created", "checkpoint_path"}
+)
+
+
+def _same(a: Any, b: Any) -> bool:
+    a, b = encode_attr(a), encode_attr(b)
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.array_equal(np.asarray(a), np.asarray(b))
+    if isinstance(a, bytes):
+        a = a.decode()
+    if isinstance(b, bytes):
+        b = b.decode()
+    return a == b
+
+
+def create_surface_file(
+    path: str | os.PathLike,
+    *,
+    x: np.ndarray,
+    y: np.ndarray | None,
+    names: tuple[str, ...],
+    directions: tuple[Mapping[str, torch.Tensor], ...],
+    attrs: Mapping[str, Any],
+) -> None:
+    """Create a new surface file: root attrs, coordinates, NaN metrics, directions.
+
+    The ``/computed`` boolean array marks the points already done, so a metric that is
+    truly NaN or inf is kept and never taken for "not computed".
+    """
+    shape = (len(x),) if y is None else (len(x), len(y))
+    with h5py.File(os.fspath(path), "w") as f:
+        stamp_root(f)
+        for key, value in attrs.items():
+            f.attrs[key] = encode_attr(value)
+        coords = f.create_group("coords")
+        scales = [coords.create_dataset("x", data=np.asarray(x, dtype=np.float64))]
+        if y is not None:
+            scales.append(coords.create_dataset("y", data=np.asarray(y, dtype=np.float64)))
+        for scale, axis in zip(scales, "xy", strict=False):
+            scale.make_scale(axis)
+        metrics = f.create_group("metrics")
+        for name in names:
+            ds = metrics.create_dataset(name, shape=shape, dtype=np.float64, fillvalue=np.nan)
+            for dim, scale in enumerate(scales):
+                ds.dims[dim].attach_scale(scale)
+        f.create_dataset("computed", shape=shape, dtype=bool, fillvalue=False)
+        for axis, direction in zip("xy", directions, strict=False):
+            group = f.create_group(f"directions/{axis}")
+            for name, tensor in direction.items():
+                group.create_dataset(name, data=tensor.detach().cpu().numpy())
+        f.flush()
+
+
+def check_surface_file(
+    path: str | os.PathLike,
+    *,
+    x: np.ndarray,
+    y: np.ndarray | None,
+    names: tuple[str, ...],
+    attrs: Mapping[str, Any],
+) -> None:
+    """Refuse to resume a file made with other settings, listing every difference.
+
+    Raises:
+        ValueError: the file is foreign or damaged, or made for another run.
+    """
+    problems = []
+    with open_landscape_file(path) as f:
+        if f.attrs.get("format") != FORMAT:
+            raise ValueError(f"{os.fspath(path)} is not a surface file")
+        stored = decode_attrs(f.attrs)
+        for key, value in attrs.items():
+            if key in VOLATILE_ATTRS:
+                continue
+            if key not in stored:
+                problems.append(f"{key}: file has none, run has {value!r}")
+            elif not _same(stored[key], value):
+                problems.append(f"{key}: file has {stored[key]!r}, run has {value!r}")
+        for axis, coords in (("x", x), ("y", y)):
+            have = f["coords"][axis][()] if axis in f["coords"] else None
+            if (have is None) != (coords is None) or (
+                have is not None and not np.array_equal(have, np.asarray(coords, np.float64))
+            ):
+                problems.append(f"grid {axis}: file and run differ")
+        missing = [n for n in names if n not in f["metrics"]]
+        if missing or "computed" not in f:
+            problems.append(f"metrics missing from the file: {missing or ['computed']}")
+    if problems:
+        raise ValueError(
+            f"{os.fspath(path)} was made for another run ({'; '.join(problems[:6])}); "
+            "use another output file, or overwrite=True / --overwrite to start again"
+        )
+
+
+def write_points(
+    f: h5py.File, indices: np.ndarray, values: Mapping[str, np.ndarray], shape: tuple[int, ...]
+) -> None:
+    """Write metric values at flat grid ``indices``, mark them computed, and flush."""
+    for flat, k in zip(indices.tolist(), range(len(indices)), strict=True):
+        where = np.unravel_index(flat, shape)
+        for name, array in values.items():
+            f["metrics"][name][where] = array[k]
+        f["computed"][where] = True
+    f.flush()
+
+
+def read_computed(path: str | os.PathLike) -> np.ndarray:
+    """The boolean mask of the points of a surface file already computed."""
+    with open_landscape_file(path) as f:
+        return f["computed"][()]
+
+
+def load_directions(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], ...]:
+    """The directions stored in a surface file, as CPU tensors."""
+    with open_landscape_file(path) as f:
+        out = []
+        for axis in "xy":
+            if f"directions/{axis}" in f:
+                group = f[f"directions/{axis}"]
+                tensors: dict[str, torch.Tensor] = {}
+                group.visititems(
+                    lambda key, obj, t=tensors: (
+                        t.__setitem__(key, torch.from_numpy(obj[()]))
+                        if isinstance(obj, h5py.Dataset)
+                        else None
+                    )
+                )
+                out.append(tensors)
+        return tuple(out)
+
+
+def load_surface_arrays(
+    path: str | os.PathLike,
+) -> tuple[np.ndarray, np.ndarray | None, dict[str, np.ndarray], dict[str, Any], np.ndarray]:
+    """``(x, y, metrics, attrs, computed)`` read from a surface file."""
+    with open_landscape_file(path) as f:
+        if f.attrs.get("format") != FORMAT:
+            raise ValueError(f"{os.fspath(path)} is a landscape file but not a surface")
+        x = f["coords/x"][()]
+        y = f["coords/y"][()] if "coords/y" in f else None
+        metrics = {name: ds[()] for name, ds in f["metrics"].items()}
+        return x, y, metrics, decode_attrs(f.attrs), f["computed"][()]

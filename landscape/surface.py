@@ -1,11 +1,29 @@
-"""1D lines and 2D planes of the loss around a checkpoint: compute, resume, return a Surface."""
+"""1D lines and 2D planes of the loss around a checkpoint: compute, resume, return a Surface.
+
+The point ``(x[i], y[j])`` is ``theta + x[i] * d_x + y[j] * d_y`` and every metric array is
+indexed ``[i, j]`` for it. With a file, results are written and flushed as they come
+(at most every ``write_interval`` seconds), so a killed run started again with the same
+arguments computes only the points it lacks.
+"""
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import h5py
 import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import storage
+from .directions import Directions
+from .evaluate import Objective
+from .params import state_sha256
 
 
 @dataclass(frozen=True)
@@ -37,3 +55,200 @@ class Surface:
             return self.metrics[name]
         except KeyError:
             raise KeyError(f"no metric {name!r}; this surface has {sorted(self.metrics)}") from None
+
+
+def parse_range(text: str) -> np.ndarray:
+    """``"START:STOP:NUM"`` -> ``np.linspace(START, STOP, NUM)``.
+
+    Example:
+        >>> parse_range("-1:1:5")
+        array([-1. , -0.5,  0. ,  0.5,  1. ])
+    """
+    parts = str(text).split(":")
+    try:
+        if len(parts) != 3:
+            raise ValueError
+        start, stop, num = float(parts[0]), float(parts[1]), int(parts[2])
+    except ValueError:
+        raise ValueError(f"expected a range START:STOP:NUM such as -1:1:51, got {text!r}") from None
+    if num < 1 or not (np.isfinite(start) and np.isfinite(stop)):
+        raise ValueError(f"expected finite START, STOP and NUM >= 1, got {text!r}")
+    return np.linspace(start, stop, num)
+
+
+def _coords(values: Any, axis: str) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 1 or len(array) == 0 or not np.all(np.isfinite(array)):
+        raise ValueError(f"{axis} must be a non-empty 1D array of finite numbers, got {values!r}")
+    return array
+
+
+def _labels(directions: Directions) -> tuple[str, str]:
+    if directions.kind == "interpolation":
+        return "interpolation coefficient", "direction y"
+    if directions.kind == "random":
+        norm = directions.settings.get("norm", "filter")
+        return f"random direction x ({norm}-normalized)", f"random direction y ({norm}-normalized)"
+    return f"{directions.kind} direction x", f"{directions.kind} direction y"
+
+
+def _directions_sha256(used: tuple[Mapping[str, torch.Tensor], ...]) -> str:
+    named = {f"{axis}/{n}": t for axis, d in zip("xy", used, strict=False) for n, t in d.items()}
+    return state_sha256(named)
+
+
+def _check_direction(direction: Mapping[str, torch.Tensor], base: Mapping[str, torch.Tensor]):
+    for name, tensor in direction.items():
+        if name not in base:
+            raise ValueError(f"direction has {name!r}, which the model's state lacks")
+        if tuple(tensor.shape) != tuple(base[name].shape):
+            raise ValueError(
+                f"direction {name!r} has shape {tuple(tensor.shape)}, "
+                f"the model's has {tuple(base[name].shape)}"
+            )
+
+
+def compute_surface(
+    model: nn.Module,
+    data: Any,
+    directions: Directions,
+    x: Any,
+    y: Any = None,
+    *,
+    loss: Any = "cross_entropy",
+    metrics: Mapping[str, Any] | None = None,
+    batch_loss: Any = None,
+    train_mode: bool = False,
+    cache_data: bool = True,
+    batch_size: int | None = None,
+    path: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    attrs: Mapping[str, Any] | None = None,
+    write_interval: float = 1.0,
+    progress: bool = True,
+) -> Surface:
+    """Evaluate the loss and metrics on a line (``y=None``) or a plane around ``model``.
+
+    Args:
+        model: the checkpoint, as a model; it is never modified.
+        data: evaluation data (see :class:`~landscape.evaluate.Objective`).
+        directions: from :func:`~landscape.directions.random_directions` and friends.
+        x, y: coordinates along ``directions.x`` and ``directions.y`` (any lengths).
+        loss, metrics, batch_loss, train_mode, cache_data, batch_size: as for ``Objective``.
+        path: HDF5 file to write as it goes; an unfinished file made by the same run is
+            resumed, one made by another run is refused unless ``overwrite``.
+        attrs: extra attributes to record (and check on resume), e.g. the model's name.
+        write_interval: seconds between writes to the file (a kill loses at most this).
+        progress: show a tqdm bar.
+
+    Returns:
+        The :class:`Surface`.
+
+    Raises:
+        ValueError: bad coordinates, directions that do not fit the model, or a file
+            made for another run.
+
+    Example:
+        >>> from landscape.directions import random_directions
+        >>> model = nn.Linear(4, 3)
+        >>> data = (torch.randn(20, 4), torch.randint(0, 3, (20,)))
+        >>> surface = compute_surface(model, data, random_directions(model), [-1, 0, 1],
+        ...                           [0, 1], progress=False)
+        >>> surface["loss"].shape
+        (3, 2)
+    """
+    xs = _coords(x, "x")
+    ys = None if y is None else _coords(y, "y")
+    if ys is not None and directions.y is None:
+        raise ValueError("a 2D surface needs two directions; these have only x")
+    objective = Objective(
+        model,
+        data,
+        loss=loss,
+        metrics=metrics,
+        batch_loss=batch_loss,
+        train_mode=train_mode,
+        cache_data=cache_data,
+        batch_size=batch_size,
+    )
+    base = objective.base_state
+    used = (directions.x,) if ys is None else (directions.x, directions.y)
+    for direction in used:
+        _check_direction(direction, base)
+    shape = (len(xs),) if ys is None else (len(xs), len(ys))
+    x_label, y_label = _labels(directions)
+    identity: dict[str, Any] = {
+        "model": type(model).__qualname__,
+        "checkpoint_sha256": state_sha256(base),
+        "data_sha256": objective.data_sha256(),
+        "num_examples": objective.num_examples,
+        "loss": objective.loss_name,
+        "metrics": list(objective.names),
+        "train_mode": objective.train_mode,
+        "directions": directions.kind,
+        "directions_sha256": _directions_sha256(used),
+        "norm": directions.settings.get("norm", "none"),
+        "ignore": directions.settings.get("ignore", "none"),
+        "dir_type": directions.settings.get("dir_type", "weights"),
+        "seed": directions.settings.get("seed", -1),
+        "direction_settings": {k: v for k, v in directions.settings.items() if k != "cosine"},
+        "x_label": x_label,
+        "y_label": y_label,
+        **dict(attrs or {}),
+    }
+    if directions.cosine is not None:
+        identity["cosine"] = directions.cosine
+
+    values = {name: np.full(shape, np.nan) for name in objective.names}
+    computed = np.zeros(shape, dtype=bool)
+    if path is not None:
+        if os.path.exists(path) and not overwrite:
+            storage.check_surface_file(path, x=xs, y=ys, names=objective.names, attrs=identity)
+            _, _, stored, _, computed = storage.load_surface_arrays(path)
+            values.update({n: stored[n] for n in objective.names})
+        else:
+            storage.create_surface_file(
+                path, x=xs, y=ys, names=objective.names, directions=used, attrs=identity
+            )
+
+    grids = np.meshgrid(xs, *(() if ys is None else (ys,)), indexing="ij")
+    all_coords = np.stack([g.reshape(-1) for g in grids], axis=1)
+    pending = np.flatnonzero(~computed.reshape(-1))
+    handle = h5py.File(path, "a") if path is not None else None
+    try:
+        buffered: list[int] = []
+        last_write = time.monotonic()
+        for flat in tqdm(pending, disable=not progress, desc="surface", unit="pt"):
+            result = objective.evaluate_points(base, used, all_coords[flat : flat + 1])
+            where = np.unravel_index(flat, shape)
+            for name in objective.names:
+                values[name][where] = result[name][0]
+            computed[where] = True
+            buffered.append(flat)
+            if handle is not None and time.monotonic() - last_write >= write_interval:
+                _flush(handle, buffered, values, shape)
+                buffered, last_write = [], time.monotonic()
+        if handle is not None and buffered:
+            _flush(handle, buffered, values, shape)
+    finally:
+        if handle is not None:
+            handle.close()
+    return Surface(xs, ys, values, attrs=identity, path=None if path is None else os.fspath(path))
+
+
+def _flush(handle: h5py.File, flats: list[int], values: dict, shape: tuple[int, ...]) -> None:
+    indices = np.asarray(flats)
+    where = np.unravel_index(indices, shape)
+    storage.write_points(handle, indices, {n: v[where] for n, v in values.items()}, shape)
+
+
+def load_surface(path: str | os.PathLike) -> Surface:
+    """Read a surface file (complete or not; missing points are NaN).
+
+    Raises:
+        FileNotFoundError, ValueError: no file, or not a landscape surface file.
+    """
+    x, y, metrics, attrs, computed = storage.load_surface_arrays(path)
+    attrs["num_computed"] = int(computed.sum())
+    attrs["num_points"] = int(computed.size)
+    return Surface(x, y, metrics, attrs=attrs, path=os.fspath(path))

@@ -1,0 +1,315 @@
+"""Directions in parameter space: normalized random, interpolation, PCA of a trajectory.
+
+A direction is a state: a mapping from parameter (or buffer) names to tensors of the
+same shapes. Normalization follows Li et al. (2018), per tensor with ``dim > 1``
+iterating over dim 0 (a filter is a conv output channel or a row of a linear layer):
+
+- ``filter``: each filter rescaled to the norm of the same filter of the weights;
+- ``layer``: each tensor rescaled to the norm of the weight tensor;
+- ``weight``: multiplied elementwise by the weights;
+- ``none``: raw Gaussian.
+
+Tensors with ``dim <= 1`` (biases, norm-layer parameters, running stats) are zeroed with
+``ignore="biasbn"`` (default) or normalized as a one-filter tensor with ``ignore="none"``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from .params import DirType, flatten, model_state, state_dot
+
+Norm = Literal["filter", "layer", "weight", "none"]
+Ignore = Literal["biasbn", "none"]
+NORMS = ("filter", "layer", "weight", "none")
+IGNORES = ("biasbn", "none")
+
+State = dict[str, torch.Tensor]
+
+__all__ = [
+    "Directions",
+    "Norm",
+    "Ignore",
+    "normalize_direction",
+    "random_direction",
+    "random_directions",
+    "interpolation_direction",
+    "pca_directions",
+    "project_states",
+]
+
+
+@dataclass(frozen=True)
+class Directions:
+    """One or two directions and the settings that made them.
+
+    Attributes:
+        x: the first direction (a state).
+        y: the second direction, or ``None`` for a line.
+        kind: ``"random"``, ``"interpolation"``, ``"hessian"``, ``"pca"`` or ``"custom"``.
+        settings: everything needed to make them again (norm, ignore, dir_type, seed, ...)
+            and what was achieved (``cosine`` between x and y).
+    """
+
+    x: State
+    y: State | None = None
+    kind: str = "custom"
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cosine(self) -> float | None:
+        """Cosine of the angle between x and y (``None`` for a line)."""
+        if self.y is None:
+            return None
+        nx, ny = state_dot(self.x, self.x), state_dot(self.y, self.y)
+        if nx == 0 or ny == 0:
+            return float("nan")
+        return state_dot(self.x, self.y) / math.sqrt(nx * ny)
+
+
+def _check_options(norm: str, ignore: str) -> None:
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    if ignore not in IGNORES:
+        raise ValueError(f"ignore must be one of {IGNORES}, got {ignore!r}")
+
+
+def _as_state(model_or_state: nn.Module | Mapping[str, torch.Tensor], dir_type: DirType) -> State:
+    if isinstance(model_or_state, nn.Module):
+        return model_state(model_or_state, dir_type)
+    if isinstance(model_or_state, Mapping):
+        return {n: t.detach() for n, t in model_or_state.items()}
+    raise TypeError(
+        f"expected an nn.Module or a mapping of tensors, got {type(model_or_state).__name__}"
+    )
+
+
+def _normalize_tensor(d: torch.Tensor, w: torch.Tensor, norm: str, ignore: str) -> torch.Tensor:
+    if d.dim() <= 1:
+        if ignore == "biasbn":
+            return torch.zeros_like(d)
+        d, w = d.reshape(1, -1), w.reshape(1, -1)  # one filter
+        out = _normalize_tensor(d, w, norm, ignore)
+        return out.reshape(-1) if out.numel() != 1 else out.reshape(())
+    if norm == "none":
+        return d
+    if norm == "weight":
+        return d * w
+    if norm == "layer":
+        return d * (w.norm() / d.norm())
+    rows_d, rows_w = d.reshape(d.shape[0], -1), w.reshape(w.shape[0], -1)
+    scale = rows_w.norm(dim=1) / rows_d.norm(dim=1)
+    return (rows_d * scale[:, None]).reshape(d.shape)
+
+
+def normalize_direction(
+    direction: Mapping[str, torch.Tensor],
+    weights: Mapping[str, torch.Tensor],
+    *,
+    norm: Norm = "filter",
+    ignore: Ignore = "biasbn",
+) -> State:
+    """Rescale a direction to the weights, tensor by tensor (see the module docstring).
+
+    Args:
+        direction: the raw direction.
+        weights: the point it is normalized to (same names and shapes).
+        norm: ``"filter"``, ``"layer"``, ``"weight"`` or ``"none"``.
+        ignore: ``"biasbn"`` zeroes tensors with ``dim <= 1``; ``"none"`` keeps them.
+
+    Returns:
+        A new state; the inputs are not modified.
+
+    Example:
+        >>> w = {"w": torch.tensor([[3.0, 4.0], [0.0, 1.0]]), "b": torch.ones(2)}
+        >>> d = normalize_direction({"w": torch.ones(2, 2), "b": torch.ones(2)}, w)
+        >>> d["w"].norm(dim=1), d["b"]
+        (tensor([5., 1.]), tensor([0., 0.]))
+    """
+    _check_options(norm, ignore)
+    out = {}
+    for name, d in direction.items():
+        if name not in weights:
+            raise ValueError(f"direction has {name!r}, which the weights lack")
+        w = weights[name]
+        if d.shape != w.shape:
+            raise ValueError(f"{name}: direction shape {tuple(d.shape)} != weight {tuple(w.shape)}")
+        out[name] = _normalize_tensor(d, w.to(d.dtype), norm, ignore)
+    return out
+
+
+def random_direction(
+    model_or_state: nn.Module | Mapping[str, torch.Tensor],
+    *,
+    norm: Norm = "filter",
+    ignore: Ignore = "biasbn",
+    dir_type: DirType = "weights",
+    seed: int | None = 0,
+    generator: torch.Generator | None = None,
+) -> State:
+    """A normalized Gaussian direction around a model (or a state).
+
+    Entries are drawn on the CPU in float64 from ``seed`` (or ``generator``), so a seed
+    gives the same direction on every device, then cast to each tensor's dtype and device.
+    Integer buffers get no direction.
+
+    Example:
+        >>> model = nn.Linear(3, 2)
+        >>> d = random_direction(model, seed=1)
+        >>> torch.allclose(d["weight"].norm(dim=1), model.weight.norm(dim=1))
+        True
+    """
+    _check_options(norm, ignore)
+    state = _as_state(model_or_state, dir_type)
+    if generator is None:
+        generator = torch.Generator().manual_seed(0 if seed is None else int(seed))
+    raw = {}
+    for name, t in state.items():
+        if t.is_floating_point():
+            g = torch.randn(t.shape, generator=generator, dtype=torch.float64)
+            raw[name] = g.to(device=t.device, dtype=t.dtype)
+    return normalize_direction(raw, state, norm=norm, ignore=ignore)
+
+
+def random_directions(
+    model_or_state: nn.Module | Mapping[str, torch.Tensor],
+    *,
+    num: int = 2,
+    norm: Norm = "filter",
+    ignore: Ignore = "biasbn",
+    dir_type: DirType = "weights",
+    seed: int = 0,
+    orthogonalize: bool = False,
+) -> Directions:
+    """One or two normalized random directions (Li et al. 2018), reproducible from ``seed``.
+
+    With ``orthogonalize=True`` the second is made orthogonal to the first (Gram-Schmidt in
+    the flat space) and normalized again; renormalizing filter by filter leaves a small
+    cosine, which is recorded in ``settings["cosine"]``.
+
+    Example:
+        >>> dirs = random_directions(nn.Linear(4, 3), seed=0, orthogonalize=True)
+        >>> abs(dirs.cosine) < 0.5
+        True
+    """
+    if num not in (1, 2):
+        raise ValueError(f"num must be 1 or 2, got {num}")
+    state = _as_state(model_or_state, dir_type)
+    generator = torch.Generator().manual_seed(int(seed))
+    options = dict(norm=norm, ignore=ignore, dir_type=dir_type)
+    x = random_direction(state, generator=generator, **options)
+    y = random_direction(state, generator=generator, **options) if num == 2 else None
+    if y is not None and orthogonalize:
+        coef = state_dot(y, x) / state_dot(x, x)
+        y = {n: t - coef * x[n] for n, t in y.items()}
+        y = normalize_direction(y, state, norm=norm, ignore=ignore) if norm != "none" else y
+    settings: dict[str, Any] = dict(options, seed=int(seed), orthogonalize=bool(orthogonalize))
+    directions = Directions(x, y, kind="random", settings=settings)
+    if y is not None:
+        settings["cosine"] = directions.cosine
+    return directions
+
+
+def interpolation_direction(
+    start: nn.Module | Mapping[str, torch.Tensor],
+    end: nn.Module | Mapping[str, torch.Tensor],
+    *,
+    dir_type: DirType = "states",
+) -> State:
+    """The direction ``end - start``, so that ``start + 1 * d`` is ``end``.
+
+    With ``dir_type="states"`` buffers (BatchNorm running mean and variance) are part of
+    the line too, as in the classic interpolation plot from -0.5 to 1.5.
+
+    Raises:
+        ValueError: if the two have different names or shapes.
+    """
+    a, b = _as_state(start, dir_type), _as_state(end, dir_type)
+    if set(a) != set(b):
+        raise ValueError(
+            f"checkpoints differ in names: only in start {sorted(set(a) - set(b))[:5]}, "
+            f"only in end {sorted(set(b) - set(a))[:5]}"
+        )
+    out = {}
+    for name, t in a.items():
+        if t.shape != b[name].shape:
+            raise ValueError(f"{name}: shape {tuple(t.shape)} vs {tuple(b[name].shape)}")
+        if t.is_floating_point():
+            out[name] = b[name].to(device=t.device, dtype=t.dtype) - t
+    return out
+
+
+def pca_directions(
+    trajectory: Sequence[Mapping[str, torch.Tensor] | nn.Module],
+    final: Mapping[str, torch.Tensor] | nn.Module | None = None,
+    *,
+    num: int = 2,
+    ignore: Ignore = "biasbn",
+) -> Directions:
+    """The top principal directions of a training trajectory (Li et al. 2018, Sec. 7).
+
+    The matrix of ``theta_t - theta_final`` (weights only; with ``ignore="biasbn"`` tensors
+    with ``dim <= 1`` are left out) is centred and its top ``num`` right singular vectors
+    become the directions, each with unit norm. ``settings["explained_variance"]`` holds
+    the explained variance ratios.
+
+    Args:
+        trajectory: states (or models) along training.
+        final: the point the directions are drawn around (default: the last state).
+        num: 1 or 2.
+        ignore: ``"biasbn"`` or ``"none"``.
+    """
+    if num not in (1, 2):
+        raise ValueError(f"num must be 1 or 2, got {num}")
+    if len(trajectory) < num + 1:
+        raise ValueError(f"need at least {num + 1} trajectory states, got {len(trajectory)}")
+    states = [_as_state(s, "weights") for s in trajectory]
+    origin = _as_state(final, "weights") if final is not None else states[-1]
+    names = [n for n, t in origin.items() if t.is_floating_point()]
+    if ignore == "biasbn":
+        names = [n for n in names if origin[n].dim() > 1]
+    centre = flatten(origin, names).double()
+    rows = torch.stack([flatten(s, names).double() - centre for s in states])
+    rows = rows - rows.mean(dim=0, keepdim=True)
+    _, singular, vh = torch.linalg.svd(rows, full_matrices=False)
+    variance = singular**2
+    ratio = (variance / variance.sum())[:num].tolist()
+    dirs = []
+    for k in range(num):
+        parts = torch.split(vh[k], [origin[n].numel() for n in names])
+        d = {n: torch.zeros_like(t) for n, t in origin.items() if t.is_floating_point()}
+        for n, p in zip(names, parts, strict=True):
+            d[n] = p.reshape(origin[n].shape).to(origin[n].dtype)
+        dirs.append(d)
+    settings = {"ignore": ignore, "dir_type": "weights", "explained_variance": ratio}
+    return Directions(dirs[0], dirs[1] if num == 2 else None, kind="pca", settings=settings)
+
+
+def project_states(
+    directions: Directions,
+    states: Sequence[Mapping[str, torch.Tensor] | nn.Module],
+    origin: Mapping[str, torch.Tensor] | nn.Module,
+) -> np.ndarray:
+    """Coordinates of states in the plane of two directions, by least squares.
+
+    Returns an array ``(len(states), 2)`` (``(len(states), 1)`` for a line) such that
+    ``origin + c[0] x + c[1] y`` is the closest point of the plane to each state: use it to
+    draw a training trajectory over a surface.
+    """
+    basis = [directions.x] + ([directions.y] if directions.y is not None else [])
+    base = _as_state(origin, "weights")
+    names = [n for n in directions.x if n in base]
+    matrix = torch.stack([flatten(d, names).double() for d in basis], dim=1)
+    centre = flatten(base, names).double()
+    coords = []
+    for s in states:
+        target = flatten(_as_state(s, "weights"), names).double() - centre
+        coords.append(torch.linalg.lstsq(matrix, target[:, None]).solution[:, 0])
+    return torch.stack(coords).numpy()
