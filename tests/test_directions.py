@@ -1,0 +1,107 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from landscape.directions import (
+    interpolation_direction,
+    normalize_direction,
+    pca_directions,
+    project_states,
+    random_direction,
+    random_directions,
+)
+
+
+def small_cnn():
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(2, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 4 * 4, 3)
+    ).double()
+
+
+def test_filter_norm_matches_weight_filters_and_ignored_are_zero():
+    model = small_cnn()
+    d = random_direction(model, norm="filter", seed=3)
+    for name, w in model.named_parameters():
+        if w.dim() > 1:
+            want = w.detach().reshape(w.shape[0], -1).norm(dim=1)
+            got = d[name].reshape(w.shape[0], -1).norm(dim=1)
+            torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
+        else:
+            assert torch.count_nonzero(d[name]) == 0, name
+
+
+def test_layer_weight_none_and_ignore_none():
+    model = small_cnn()
+    w = dict(model.named_parameters())
+    layer = random_direction(model, norm="layer", seed=1)
+    assert abs(layer["0.weight"].norm() - w["0.weight"].norm()) < 1e-12
+    raw = random_direction(model, norm="none", seed=1)
+    weight = random_direction(model, norm="weight", seed=1)
+    torch.testing.assert_close(weight["0.weight"], raw["0.weight"] * w["0.weight"].detach())
+    keep = random_direction(model, norm="filter", ignore="none", seed=1)
+    assert abs(keep["0.bias"].norm() - w["0.bias"].norm()) < 1e-12
+
+
+def test_same_seed_same_direction_other_seed_differs():
+    model = small_cnn()
+    a, b = random_direction(model, seed=5), random_direction(model, seed=5)
+    c = random_direction(model, seed=6)
+    assert all(torch.equal(a[n], b[n]) for n in a)
+    assert not torch.equal(a["0.weight"], c["0.weight"])
+
+
+def test_states_directions_cover_buffers_but_not_integers():
+    d = random_direction(small_cnn(), dir_type="states", ignore="none", seed=0)
+    assert "1.running_mean" in d and "1.num_batches_tracked" not in d
+    assert torch.count_nonzero(d["1.running_var"]) > 0
+
+
+def test_orthogonalized_directions_record_cosine():
+    model = nn.Linear(50, 40).double()
+    plain = random_directions(model, seed=0)
+    ortho = random_directions(model, seed=0, orthogonalize=True, norm="none")
+    assert abs(ortho.cosine) < 1e-12
+    assert ortho.settings["cosine"] == ortho.cosine
+    filt = random_directions(model, seed=0, orthogonalize=True)
+    assert abs(filt.cosine) < abs(plain.cosine) + 0.05
+    assert torch.equal(plain.x["weight"], filt.x["weight"])
+
+
+def test_bad_options_raise():
+    with pytest.raises(ValueError, match="norm must be one of"):
+        random_direction(nn.Linear(2, 2), norm="filters")
+    with pytest.raises(ValueError, match="ignore must be one of"):
+        random_direction(nn.Linear(2, 2), ignore="bias")
+    with pytest.raises(TypeError, match="nn.Module or a mapping"):
+        random_direction([1, 2])
+    with pytest.raises(ValueError, match="shape"):
+        normalize_direction({"w": torch.ones(2, 2)}, {"w": torch.ones(2, 3)})
+
+
+def test_interpolation_direction_reaches_the_end_including_buffers():
+    a, b = small_cnn(), small_cnn()
+    with torch.no_grad():
+        for p in b.parameters():
+            p.add_(1.0)
+        b[1].running_mean.add_(2.0)
+    d = interpolation_direction(a, b)
+    assert torch.equal(a.state_dict()["1.running_mean"] + d["1.running_mean"], b[1].running_mean)
+    with pytest.raises(ValueError, match="differ in names"):
+        interpolation_direction(a, nn.Linear(2, 2).double())
+
+
+def test_pca_of_a_trajectory_on_a_plane_recovers_the_plane():
+    torch.manual_seed(0)
+    final = {"w": torch.randn(6, 5, dtype=torch.float64)}
+    u, v = torch.randn(6, 5, dtype=torch.float64), torch.randn(6, 5, dtype=torch.float64)
+    coeffs = [(3.0 * np.cos(t), np.sin(t)) for t in np.linspace(0, 3, 12)]
+    trajectory = [{"w": final["w"] + a * u + b * v} for a, b in coeffs]
+    dirs = pca_directions(trajectory, final)
+    assert sum(dirs.settings["explained_variance"]) == pytest.approx(1.0, abs=1e-10)
+    assert abs(dirs.cosine) < 1e-10
+    coords = project_states(dirs, trajectory, final)
+    for (a, b), c in zip(coeffs, coords, strict=True):
+        back = final["w"] + c[0] * dirs.x["w"] + c[1] * dirs.y["w"]
+        torch.testing.assert_close(back, final["w"] + a * u + b * v, rtol=0, atol=1e-10)

@@ -1,0 +1,217 @@
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from landscape import storage
+from landscape.directions import Directions, random_directions
+from landscape.evaluate import Objective
+from landscape.surface import compute_surface, load_surface, parse_range
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Quadratic(nn.Module):
+    """Loss 1/2 (w - c)^T A (w - c) over the flat parameters, through a batch_loss closure."""
+
+    def __init__(self, A, c):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(3, 4, dtype=torch.float64))
+        self.bias = nn.Parameter(torch.randn(3, dtype=torch.float64))
+        self.register_buffer("A", A)
+        self.register_buffer("c", c)
+
+    def value(self):
+        r = torch.cat([self.weight.reshape(-1), self.bias]) - self.c
+        return 0.5 * r @ self.A @ r
+
+
+def quadratic_loss(model, batch):
+    count = len(batch[1])
+    return model.value() * count, count
+
+
+def make_quadratic():
+    g = torch.Generator().manual_seed(0)
+    m = torch.randn(15, 15, generator=g, dtype=torch.float64)
+    model = Quadratic(m @ m.T + torch.eye(15, dtype=torch.float64), torch.randn(15, generator=g))
+    return model, (torch.zeros(5, 1), torch.zeros(5))
+
+
+def test_quadratic_plane_matches_closed_form_on_non_square_grid():
+    model, data = make_quadratic()
+    dirs = random_directions(model, seed=1)
+    xs, ys = np.linspace(-1, 2, 7), np.linspace(-0.5, 0.5, 4)
+    surface = compute_surface(model, data, dirs, xs, ys, batch_loss=quadratic_loss, progress=False)
+    flat = lambda s: torch.cat([s["weight"].reshape(-1), s["bias"]]).detach().numpy()  # noqa: E731
+    theta = flat(dict(model.named_parameters()))
+    u, v = flat(dirs.x), flat(dirs.y)
+    A, c = model.A.numpy(), model.c.numpy()
+    expected = np.empty((7, 4))
+    for i, a in enumerate(xs):
+        for j, b in enumerate(ys):
+            r = theta + a * u + b * v - c
+            expected[i, j] = 0.5 * r @ A @ r
+    assert surface["loss"].shape == (7, 4)
+    np.testing.assert_allclose(surface["loss"], expected, rtol=1e-12, atol=0)
+
+
+def mlp_with_bn():
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 4)
+    )
+
+
+def classification_data(n=53):
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(n, 6, generator=g), torch.randint(0, 4, (n,), generator=g)
+
+
+def test_centre_is_the_checkpoint_to_the_last_bit_and_model_is_unchanged():
+    model = mlp_with_bn().train()
+    with torch.no_grad():
+        model[1].running_mean.add_(0.3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    data = classification_data()
+    surface = compute_surface(
+        model, data, random_directions(model), [-1, 0, 1], [-0.5, 0, 0.5, 1], progress=False
+    )
+    assert surface["loss"][1, 1] == Objective(model, data)()["loss"]
+    assert surface["accuracy"].shape == (3, 4)
+    assert model.training and all(m.training for m in model.modules())
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_line_has_one_axis_and_labels():
+    model = mlp_with_bn()
+    surface = compute_surface(
+        model, classification_data(), random_directions(model, num=1), [-1, 0, 1], progress=False
+    )
+    assert surface.y is None and surface["loss"].shape == (3,)
+    assert "filter" in surface.attrs["x_label"]
+    with pytest.raises(ValueError, match="two directions"):
+        compute_surface(model, classification_data(), random_directions(model, num=1), [0], [0])
+
+
+def test_file_round_trip_and_mismatched_resume_refused(tmp_path):
+    model, data = mlp_with_bn(), classification_data()
+    dirs = random_directions(model, seed=0)
+    path = tmp_path / "s.h5"
+    kwargs = dict(path=path, progress=False)
+    surface = compute_surface(model, data, dirs, [-1, 0, 1], [0, 1], **kwargs)
+    back = load_surface(path)
+    assert np.array_equal(back.x, surface.x) and np.array_equal(back.y, surface.y)
+    for name in surface.metrics:
+        assert np.array_equal(back[name], surface[name])
+    assert back.attrs["num_computed"] == 6 and back.attrs["checkpoint_sha256"]
+    stored = storage.load_directions(path)
+    assert all(torch.equal(stored[0][n], dirs.x[n]) for n in dirs.x)
+
+    other_model = mlp_with_bn()
+    with torch.no_grad():
+        other_model[0].weight.mul_(2)
+    cases = {
+        "grid y": dict(model=model, data=data, directions=dirs, y=[0, 1, 2]),
+        "checkpoint_sha256": dict(model=other_model, data=data, directions=dirs, y=[0, 1]),
+        "directions_sha256": dict(
+            model=model, data=data, directions=random_directions(model, seed=1), y=[0, 1]
+        ),
+        "data_sha256": dict(model=model, data=classification_data(54), directions=dirs, y=[0, 1]),
+    }
+    for what, case in cases.items():
+        with pytest.raises(ValueError, match=what):
+            compute_surface(case["model"], case["data"], case["directions"], [-1, 0, 1],
+                            case["y"], **kwargs)  # fmt: skip
+    redone = compute_surface(model, data, dirs, [-1, 0, 1], [0, 1, 2], overwrite=True, **kwargs)
+    assert redone["loss"].shape == (3, 3)
+
+
+def test_truncated_and_foreign_files_give_clear_errors(tmp_path):
+    model, data = mlp_with_bn(), classification_data()
+    path = tmp_path / "s.h5"
+    compute_surface(model, data, random_directions(model), [0, 1], [0, 1], path=path,
+                    progress=False)  # fmt: skip
+    blob = path.read_bytes()
+    path.write_bytes(blob[: len(blob) // 3])
+    with pytest.raises(ValueError, match="not a readable HDF5 file"):
+        load_surface(path)
+    import h5py
+
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as f:
+        f["data"] = np.zeros(3)
+    with pytest.raises(ValueError, match="not a landscape file"):
+        compute_surface(model, data, random_directions(model), [0], [0], path=foreign)
+    with pytest.raises(FileNotFoundError):
+        load_surface(tmp_path / "missing.h5")
+
+
+def test_non_finite_values_are_kept_and_not_recomputed(tmp_path):
+    model, data = mlp_with_bn(), classification_data()
+    dirs = random_directions(model)
+    big = Directions({n: t * 1e38 for n, t in dirs.x.items()}, dirs.y, kind="custom")
+    surface = compute_surface(model, data, big, [0, 10], [0], path=tmp_path / "s.h5",
+                              progress=False)  # fmt: skip
+    assert not np.isfinite(surface["loss"][1, 0])
+    assert storage.read_computed(tmp_path / "s.h5").all()
+
+
+def test_parse_range():
+    np.testing.assert_array_equal(parse_range("-1:1:3"), [-1.0, 0.0, 1.0])
+    for bad in ["1:2", "a:b:c", "0:1:0", "0:inf:3"]:
+        with pytest.raises(ValueError, match="START:STOP:NUM"):
+            parse_range(bad)
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys, time, torch
+    from torch import nn
+    from landscape.directions import random_directions
+    from landscape.surface import compute_surface
+
+    def slow_accuracy(outputs, targets):
+        time.sleep(0.01)
+        return (outputs.argmax(-1) == targets).sum()
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 4))
+    g = torch.Generator().manual_seed(1)
+    data = (torch.randn(40, 6, generator=g), torch.randint(0, 4, (40,), generator=g))
+    compute_surface(model, data, random_directions(model), torch.linspace(-1, 1, 9).tolist(),
+                    torch.linspace(-1, 1, 7).tolist(), metrics={"slow": slow_accuracy},
+                    batch_size=8, path=sys.argv[1], write_interval=0.0, progress=False)
+    """
+)
+
+
+def test_kill_and_resume_equals_uninterrupted(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT)
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    reference, resumed = tmp_path / "ref.h5", tmp_path / "resumed.h5"
+    subprocess.run([sys.executable, script, reference], env=env, check=True)
+    for delay in (2.5, 1.0):
+        proc = subprocess.Popen([sys.executable, script, resumed], env=env)
+        deadline = time.monotonic() + 60
+        while not resumed.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    done = storage.read_computed(resumed)
+    assert 0 < done.sum() < done.size, "the kill should land mid-run"
+    subprocess.run([sys.executable, script, resumed], env=env, check=True)
+    ref, res = load_surface(reference), load_surface(resumed)
+    assert res.attrs["num_computed"] == res.attrs["num_points"] == 63
+    for name in ref.metrics:
+        assert np.array_equal(ref[name], res[name]), name
