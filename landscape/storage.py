@@ -282,3 +282,27 @@ def load_surface_arrays(
         y = f["coords/y"][()] if "coords/y" in f else None
         metrics = {name: ds[()] for name, ds in f["metrics"].items()}
         return x, y, metrics, decode_attrs(f.attrs), f["computed"][()]
+
+
+def describe_file(path: str | os.PathLike) -> str:
+    """A readable summary of a landscape file: attributes, grid, completeness, groups."""
+    lines = [os.fspath(path)]
+    with open_landscape_file(path) as f:
+        attrs = decode_attrs(f.attrs)
+        width = max(map(len, attrs), default=0)
+        lines += [f"  {key:<{width}}  {value}" for key, value in sorted(attrs.items())]
+        if "coords" in f:
+            shape = " x ".join(str(len(f["coords"][a])) for a in ("x", "y") if a in f["coords"])
+            done = f["computed"][()]
+            lines.append(f"  grid: {shape} points, {int(done.sum())} of {done.size} computed")
+            for name, ds in f["metrics"].items():
+                values = ds[()][done]
+                finite = values[np.isfinite(values)]
+                span = f"{finite.min():.6g} .. {finite.max():.6g}" if finite.size else "none finite"
+                lines.append(f"  metric {name}: {span}")
+        for name in f:
+            if name not in ("coords", "metrics", "computed", "directions"):
+                obj = f[name]
+                children = ", ".join(sorted(obj)) if isinstance(obj, h5py.Group) else ""
+                lines.append(f"  /{name}: {children}")
+    return "\n".join(lines)

@@ -1,0 +1,258 @@
+"""The ``landscape`` command line: a thin argparse front end over the public API.
+
+User errors (missing file, bad range, unresolvable import string, model/checkpoint
+mismatch) print one line on stderr and exit with status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import demo as demo_module
+from .checkpoint import file_sha256, load_checkpoint
+
+RANGE_OPTIONS = ("--x", "--y")
+_NUMBER_RANGE = re.compile(r"^-[0-9.]")
+
+
+class UserError(Exception):
+    """A mistake in the command line or its inputs: reported in one line."""
+
+
+def _join_negative_ranges(argv: Sequence[str]) -> list[str]:
+    """``--x -1:1:51`` -> ``--x=-1:1:51``: argparse would take ``-1:1:51`` for a flag."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in RANGE_OPTIONS and i + 1 < len(argv) and _NUMBER_RANGE.match(argv[i + 1]):
+            out.append(f"{arg}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
+def resolve_callable(spec: str, builtins: dict[str, Callable[..., Any]], what: str) -> Callable:
+    """A callable from a built-in name, ``package.module:callable`` or ``path/file.py:callable``.
+
+    Raises:
+        UserError: if it does not resolve.
+    """
+    if spec in builtins:
+        return builtins[spec]
+    module_name, sep, attr = spec.rpartition(":")
+    if not sep or not module_name or not attr:
+        raise UserError(
+            f"{what} must be a built-in name ({', '.join(sorted(builtins))}), "
+            f"package.module:callable or path/file.py:callable; got {spec!r}"
+        )
+    if module_name.endswith(".py") or os.sep in module_name:
+        if not os.path.isfile(module_name):
+            raise UserError(f"{what}: no such file {module_name!r}")
+        name = "_landscape_user_" + re.sub(r"\W", "_", os.path.abspath(module_name))
+        module_spec = importlib.util.spec_from_file_location(name, module_name)
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module
+        module_spec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as err:
+            raise UserError(f"{what}: cannot import {module_name!r} ({err})") from None
+    target = getattr(module, attr, None)
+    if not callable(target):
+        raise UserError(f"{what}: {module_name!r} has no callable {attr!r}")
+    return target
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for, but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def _model(args: argparse.Namespace, checkpoint: str) -> nn.Module:
+    build = resolve_callable(args.model, demo_module.BUILTIN_MODELS, "--model")
+    model = build()
+    if not isinstance(model, nn.Module):
+        raise UserError(f"--model {args.model} returned a {type(model).__name__}, not an nn.Module")
+    if not os.path.isfile(checkpoint):
+        raise UserError(f"no such checkpoint file: {checkpoint}")
+    return load_checkpoint(model, checkpoint).to(_device(args.device)).eval()
+
+
+def _data(spec: str) -> Any:
+    return resolve_callable(spec, demo_module.BUILTIN_DATA, "--data")()
+
+
+def _loss(spec: str) -> Any:
+    if spec in ("cross_entropy", "mse", "bce"):
+        return spec
+    return resolve_callable(spec, {}, "--loss")
+
+
+# ---------------------------------------------------------------- subcommands
+def cmd_surface(args: argparse.Namespace) -> None:
+    from .directions import Directions, interpolation_direction, random_directions
+    from .storage import load_directions
+    from .surface import compute_surface, parse_range
+
+    xs = parse_range(args.x)
+    ys = parse_range(args.y) if args.y else None
+    model = _model(args, args.checkpoint)
+    data = _data(args.data)
+    num = 1 if ys is None else 2
+    if args.directions == "random":
+        directions = random_directions(
+            model, num=num, norm=args.norm, ignore=args.ignore, dir_type=args.dir_type,
+            seed=args.seed, orthogonalize=args.orthogonalize,
+        )  # fmt: skip
+    elif args.directions == "interp":
+        if not args.target:
+            raise UserError("--directions interp needs --target CKPT2")
+        end = _model(args, args.target)
+        x = interpolation_direction(model, end, dir_type=args.dir_type)
+        y = None
+        if ys is not None:
+            y = random_directions(model, num=1, norm=args.norm, ignore=args.ignore,
+                                  dir_type=args.dir_type, seed=args.seed).x  # fmt: skip
+        settings = {"dir_type": args.dir_type, "target_sha256": file_sha256(args.target)}
+        directions = Directions(x, y, kind="interpolation", settings=settings)
+    else:
+        from .hessian import hessian_directions
+
+        if os.path.exists(args.out) and not args.overwrite:
+            stored = load_directions(args.out)  # resume with the directions already found
+            directions = Directions(*stored[:2], kind="hessian", settings={"seed": args.seed})
+        else:
+            objective_kwargs = dict(loss=_loss(args.loss), batch_size=args.batch_size)
+            top = hessian_directions(model, data, seed=args.seed, **objective_kwargs)
+            directions = Directions(top[0], top[1], kind="hessian", settings={"seed": args.seed})
+        if ys is None:
+            directions = Directions(
+                directions.x, None, kind="hessian", settings=directions.settings
+            )
+    surface = compute_surface(
+        model, data, directions, xs, ys,
+        loss=_loss(args.loss), batch_size=args.batch_size, path=args.out,
+        overwrite=args.overwrite, progress=not args.quiet,
+        attrs={"model": args.model, "data": args.data, "checkpoint_path": args.checkpoint},
+    )  # fmt: skip
+    if not args.quiet:
+        loss = surface["loss"]
+        centre = f"{surface.path}: {loss.size} points, loss {float(loss.min()):.4g} .. "
+        print(centre + f"{float(loss.max()):.4g}")
+
+
+def cmd_plot(args: argparse.Namespace) -> None:
+    from matplotlib.figure import Figure
+
+    from . import plotting
+    from .surface import load_surface
+
+    surface = load_surface(args.file)
+    if args.kind != "line" and not surface.is_2d:
+        raise UserError(f"{args.file} holds a line; use --kind line")
+    if args.kind == "line" and surface.is_2d:
+        raise UserError(
+            f"{args.file} holds a plane; use --kind contour, contourf, heatmap or surface3d"
+        )
+    fig = Figure(figsize=(5, 4), layout="constrained")
+    with plotting.landscape_style():
+        if args.kind == "surface3d":
+            plotting.plot_surface3d(surface, args.metric, fig.add_subplot(projection="3d"))
+        elif args.kind == "line":
+            plotting.plot_line(surface, (args.metric, "accuracy"), fig.add_subplot())
+        else:
+            draw = {"contour": plotting.plot_contour, "contourf": plotting.plot_contourf,
+                    "heatmap": plotting.plot_heatmap}[args.kind]  # fmt: skip
+            draw(surface, args.metric, fig.add_subplot())
+        plotting.save_figure(fig, args.output)
+    print(args.output)
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    from .storage import describe_file
+
+    print(describe_file(args.file))
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    demo_module.run_demo(args.out, progress=not args.quiet)
+
+
+# ---------------------------------------------------------------- parser
+def _add_model_options(p: argparse.ArgumentParser, checkpoint: bool = True) -> None:
+    p.add_argument("--model", required=True, help="M:F, path/file.py:F or a built-in name")
+    if checkpoint:
+        p.add_argument("--checkpoint", required=True, help="checkpoint file (.pt or .safetensors)")
+    p.add_argument("--data", required=True, help="M:F, path/file.py:F or a built-in name")
+    p.add_argument("--loss", default="cross_entropy", help="cross_entropy, mse, bce or M:F")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="landscape", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("surface", help="loss on a line or plane around a checkpoint")
+    _add_model_options(p)
+    p.add_argument("--out", required=True, help="HDF5 file to write (resumed if unfinished)")
+    p.add_argument("--x", default="-1:1:51", help="START:STOP:NUM (default -1:1:51)")
+    p.add_argument("--y", default=None, help="START:STOP:NUM; leave out for a 1D line")
+    p.add_argument("--directions", choices=("random", "hessian", "interp"), default="random")
+    p.add_argument("--target", help="second checkpoint, for --directions interp")
+    p.add_argument("--norm", choices=("filter", "layer", "weight", "none"), default="filter")
+    p.add_argument("--ignore", choices=("biasbn", "none"), default="biasbn")
+    p.add_argument("--dir-type", choices=("weights", "states"), default="weights")
+    p.add_argument("--orthogonalize", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace a file made by another run")
+    p.set_defaults(func=cmd_surface)
+
+    p = sub.add_parser("plot", help="plot a surface file")
+    p.add_argument("file")
+    p.add_argument("--kind", choices=("line", "contour", "contourf", "heatmap", "surface3d"),
+                   default="contour")  # fmt: skip
+    p.add_argument("--metric", default="loss")
+    p.add_argument("-o", "--output", required=True, help="figure file (.png, .pdf, .svg)")
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("info", help="what a landscape file holds, and how complete it is")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("demo", help="train the digits models and make every figure")
+    p.add_argument("--out", default="figures")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    argv = _join_negative_ranges(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (UserError, ValueError, TypeError, KeyError, FileNotFoundError, RuntimeError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"landscape {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,122 @@
+import subprocess
+import sys
+import textwrap
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from landscape.checkpoint import save_checkpoint
+from landscape.cli import main
+from landscape.surface import load_surface
+
+USER_CODE = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+
+    def model():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+
+    def other_model():
+        return nn.Linear(5, 3)
+
+    def data():
+        g = torch.Generator().manual_seed(0)
+        return torch.randn(30, 5, generator=g), torch.randint(0, 3, (30,), generator=g)
+    """
+)
+
+
+@pytest.fixture
+def project(tmp_path):
+    (tmp_path / "user.py").write_text(USER_CODE)
+    namespace: dict = {}
+    exec(USER_CODE, namespace)
+    save_checkpoint(namespace["model"](), tmp_path / "a.pt")
+    other = namespace["model"]()
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.5)
+    torch.save({"state_dict": other.state_dict()}, tmp_path / "b.pt")
+    return tmp_path
+
+
+def surface_args(project, out, *extra):
+    return [
+        "surface", "--model", f"{project}/user.py:model", "--checkpoint", str(project / "a.pt"),
+        "--data", f"{project}/user.py:data", "--out", str(out), "--quiet", *extra,
+    ]  # fmt: skip
+
+
+def test_surface_plot_info_end_to_end(project, capsys):
+    out = project / "plane.h5"
+    assert main(surface_args(project, out, "--x", "-1:1:3", "--y=-0.5:0.5:4")) == 0
+    surface = load_surface(out)
+    assert surface["loss"].shape == (3, 4) and np.isfinite(surface["loss"]).all()
+    assert surface.attrs["model"].endswith("user.py:model")
+    for kind in ("contour", "contourf", "heatmap", "surface3d"):
+        assert main(["plot", str(out), "--kind", kind, "-o", str(project / f"{kind}.png")]) == 0
+        assert (project / f"{kind}.png").stat().st_size > 1000
+    assert main(["info", str(out)]) == 0
+    assert "12 of 12 computed" in capsys.readouterr().out
+    # the same command again resumes (nothing to do) and changes nothing
+    before = out.read_bytes()
+    assert main(surface_args(project, out, "--x", "-1:1:3", "--y=-0.5:0.5:4")) == 0
+    assert np.array_equal(load_surface(out)["loss"], surface["loss"])
+    assert len(out.read_bytes()) == len(before)
+
+
+def test_interpolation_line_with_states(project):
+    out = project / "interp.h5"
+    args = surface_args(project, out, "--x", "-0.5:1.5:5", "--directions", "interp",
+                        "--target", str(project / "b.pt"), "--dir-type", "states")  # fmt: skip
+    assert main(args) == 0
+    line = load_surface(out)
+    assert line.y is None and line["loss"].shape == (5,)
+    assert main(["plot", str(out), "--kind", "line", "-o", str(project / "line.pdf")]) == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (["--x", "-1:1"], "START:STOP:NUM"),
+        (["--checkpoint", "missing.pt"], "no such checkpoint file"),
+        (["--model", "nowhere.module:model"], "cannot import"),
+        (["--model", "digits-mlp"], "missing"),
+        (["--data", "landscape:nothing"], "no callable"),
+        (["--directions", "interp"], "needs --target"),
+        (["--loss", "sum"], "built-in name"),
+    ],
+)
+def test_user_errors_are_one_line(project, capsys, change, message):
+    args = surface_args(project, project / "e.h5")
+    for i in range(0, len(change), 2):
+        if change[i] in args:
+            args[args.index(change[i]) + 1] = change[i + 1]
+        else:
+            args += change[i : i + 2]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_mismatched_resume_refused_then_overwritten(project, capsys):
+    out = project / "p.h5"
+    assert main(surface_args(project, out, "--x", "-1:1:3")) == 0
+    assert main(surface_args(project, out, "--x", "-1:1:3", "--seed", "1")) == 2
+    assert "made for another run" in capsys.readouterr().err
+    assert main(surface_args(project, out, "--x", "-1:1:3", "--seed", "1", "--overwrite")) == 0
+
+
+def test_foreign_file_and_python_dash_m(project):
+    foreign = project / "foreign.h5"
+    with h5py.File(foreign, "w") as f:
+        f["x"] = [1, 2]
+    result = subprocess.run(
+        [sys.executable, "-m", "landscape", "info", str(foreign)], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "not a landscape file" in result.stderr and "Traceback" not in result.stderr
