@@ -1,0 +1,340 @@
+"""Sharpness measures against closed forms, invariances, and the model left untouched."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from landscape.evaluate import Objective
+from landscape.sharpness import (
+    MEASURES,
+    SharpnessResult,
+    load_sharpness,
+    measure_average_case,
+    measure_fisher_rao,
+    measure_keskar,
+    measure_pacbayes,
+    measure_relative_flatness,
+    measure_worst_case,
+    save_sharpness,
+    sharpness,
+)
+
+DTYPE = torch.float64
+
+
+# ---------------------------------------------------------------- fixtures
+class Point(nn.Module):
+    """A bare weight vector; the loss lives in the objective's closure."""
+
+    def __init__(self, w: torch.Tensor):
+        super().__init__()
+        self.w = nn.Parameter(w.clone())
+
+
+def quadratic(h: torch.Tensor, c: torch.Tensor) -> Objective:
+    """``L(w) = 1/2 (w - c)^T H (w - c)`` at ``w = c``."""
+
+    def batch_loss(model: nn.Module, batch: object) -> tuple[torch.Tensor, int]:
+        d = model.w - c
+        return 0.5 * d @ h @ d, 1
+
+    return Objective(Point(c), [torch.zeros(1)], batch_loss=batch_loss)
+
+
+def spd(eigenvalues: list[float], seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(
+        torch.randn(len(eigenvalues), len(eigenvalues), generator=g, dtype=DTYPE)
+    )
+    return q @ torch.diag(torch.tensor(eigenvalues, dtype=DTYPE)) @ q.T
+
+
+H_EIGS = [4.0, 2.0, 1.0, 0.5, 0.25, 0.1]
+
+
+@pytest.fixture
+def quad() -> tuple[Objective, torch.Tensor]:
+    h = spd(H_EIGS)
+    c = torch.linspace(-1, 1, len(H_EIGS), dtype=DTYPE)
+    return quadratic(h, c), h
+
+
+def relu_mlp(seed: int = 0) -> nn.Sequential:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Linear(5, 8, bias=False),
+        nn.ReLU(),
+        nn.Linear(8, 8, bias=False),
+        nn.ReLU(),
+        nn.Linear(8, 3, bias=False),
+    ).double()
+
+
+def classification_data(n: int = 40, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 5, generator=g, dtype=DTYPE), torch.randint(0, 3, (n,), generator=g)
+
+
+# ---------------------------------------------------------------- closed forms: quadratic
+def test_worst_l2_on_quadratic_reaches_but_never_exceeds_closed_form(quad):
+    objective, h = quad
+    rho = 0.1
+    exact = rho**2 * max(H_EIGS) / 2
+    result = measure_worst_case(objective, rho=rho, seed=3)
+    assert result.name == "worst_l2"
+    assert result.value <= exact * (1 + 1e-12)
+    assert result.value >= 0.99 * exact
+    assert result.stderr == 0.0 and result.settings["seed"] == 3
+
+
+def test_average_case_on_quadratic_matches_half_trace(quad):
+    objective, h = quad
+    rho = 0.1
+    result = measure_average_case(objective, rho=rho, num_samples=400, seed=1)
+    exact = rho**2 * float(torch.trace(h)) / 2
+    assert result.stderr > 0
+    assert abs(result.value - exact) <= 4 * result.stderr
+    assert result.samples.shape == (400,)
+
+
+def test_pacbayes_sigma_on_quadratic(quad):
+    objective, h = quad
+    target = 0.01
+    result = measure_pacbayes(objective, target=target, num_samples=100, seed=2)
+    exact = math.sqrt(2 * target / float(torch.trace(h)))
+    sigma = result.extra["sigma"]
+    assert abs(sigma - exact) <= 4 * result.extra["sigma_stderr"] + 2e-3 * exact
+    assert result.value == pytest.approx(sigma**-2)
+    assert result.samples.mean() <= target  # the reported sigma keeps within the target
+
+
+def test_pacbayes_mag_floor_above_target_gives_inf(quad):
+    objective, _ = quad
+    result = measure_pacbayes(objective, magnitude_aware=True, target=1e-3, eps=1.0, num_samples=4)
+    assert result.extra["sigma"] == 0.0 and result.value == math.inf
+
+
+def test_keskar_on_diagonal_quadratic_is_the_box_corner():
+    diag = torch.tensor([3.0, 1.0, 0.5, 2.0], dtype=DTYPE)
+    c = torch.tensor([0.5, -2.0, 0.0, 1.0], dtype=DTYPE)
+    eps = 1e-2
+    result = measure_keskar(quadratic(torch.diag(diag), c), eps=eps, seed=0)
+    exact = 100 * float((diag * (eps * (c.abs() + 1)) ** 2).sum()) / 2 / (1 + 0)
+    assert result.value == pytest.approx(exact, rel=1e-9)
+    assert result.stderr == 0.0
+
+
+def test_keskar_in_a_subspace_stays_below_full_space():
+    diag = torch.tensor([3.0, 1.0, 0.5, 2.0], dtype=DTYPE)
+    c = torch.tensor([0.5, -2.0, 0.0, 1.0], dtype=DTYPE)
+    objective = quadratic(torch.diag(diag), c)
+    sub = measure_keskar(objective, eps=1e-2, subspace_dim=2, seed=0)
+    assert sub.settings["subspace_dim"] == 2
+    assert 0 < sub.value
+
+
+# ---------------------------------------------------------------- closed forms: logistic
+def logistic(x: torch.Tensor, t: torch.Tensor) -> tuple[Objective, torch.Tensor]:
+    torch.manual_seed(1)
+    model = nn.Linear(x.shape[1], 1).double()
+    margins = (2 * t - 1) * (x @ model.weight.detach().reshape(-1) + model.bias.detach())
+    return Objective(model, (x, t), loss="bce"), margins
+
+
+def worst_logistic(margins: torch.Tensor, x: torch.Tensor, rho: float) -> torch.Tensor:
+    """``max_{||delta||_2 <= rho} log(1 + exp(-y (w + delta) . x~))`` minus the loss at ``w``,
+    with ``x~ = (x, 1)`` since the bias is perturbed like any weight."""
+    reach = rho * torch.sqrt((x**2).sum(dim=1) + 1)
+    return torch.log1p(torch.exp(-margins + reach)) - torch.log1p(torch.exp(-margins))
+
+
+def test_worst_l2_on_one_logistic_example():
+    x = torch.tensor([[0.3, -1.2, 2.0]], dtype=DTYPE)
+    t = torch.tensor([1.0], dtype=DTYPE)
+    objective, margins = logistic(x, t)
+    rho = 0.5
+    result = measure_worst_case(objective, rho=rho)
+    assert result.value == pytest.approx(float(worst_logistic(margins, x, rho)[0]), rel=1e-9)
+
+
+def test_m_sharpness_averages_per_batch_values():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 3, generator=g, dtype=DTYPE)
+    t = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 0.0], dtype=DTYPE)
+    objective, margins = logistic(x, t)
+    result = measure_worst_case(objective, rho=0.3, batch_size=1)
+    exact = worst_logistic(margins, x, 0.3).numpy()
+    np.testing.assert_allclose(result.samples, exact, rtol=1e-9)
+    assert result.value == pytest.approx(exact.mean(), rel=1e-9)
+    assert result.stderr == pytest.approx(exact.std(ddof=1) / math.sqrt(6), rel=1e-6)
+    assert result.settings["batch_size"] == 1 and result.settings["num_batches"] == 6
+    assert len(measure_worst_case(objective, rho=0.3, batch_size=4, num_batches=1).samples) == 1
+
+
+# ---------------------------------------------------------------- rescaling invariance
+@pytest.fixture(scope="module")
+def rescaled_pair() -> tuple[Objective, Objective]:
+    model = relu_mlp()
+    scaled = copy.deepcopy(model)
+    with torch.no_grad():
+        scaled[2].weight.mul_(4.0)
+        scaled[4].weight.div_(4.0)
+    data = classification_data()
+    return Objective(model, data), Objective(scaled, data)
+
+
+INVARIANT = [
+    ("adaptive_worst_l2", {"rho": 0.3, "num_steps": 10}),
+    ("adaptive_worst_linf", {"rho": 0.05, "num_steps": 10}),
+    ("adaptive_avg_l2", {"rho": 0.2, "num_samples": 10}),
+    ("fisher_rao", {}),
+    ("relative_flatness", {}),
+    ("relative_flatness", {"layer": "2.weight"}),
+]
+
+
+@pytest.mark.parametrize(("name", "settings"), INVARIANT)
+def test_adaptive_measures_are_invariant_to_relu_rescaling(rescaled_pair, name, settings):
+    original, scaled = rescaled_pair
+    assert original()["loss"] == pytest.approx(scaled()["loss"], rel=1e-12)
+    a = sharpness(original, [name], seed=5, **settings)[name]
+    b = sharpness(scaled, [name], seed=5, **settings)[name]
+    assert a.value != 0
+    assert b.value == pytest.approx(a.value, rel=1e-8)
+
+
+@pytest.mark.parametrize(
+    ("name", "settings"), [("lambda_max", {}), ("worst_l2", {"rho": 0.3, "num_steps": 10})]
+)
+def test_standard_measures_change_under_relu_rescaling(rescaled_pair, name, settings):
+    original, scaled = rescaled_pair
+    a = sharpness(original, [name], **settings)[name]
+    b = sharpness(scaled, [name], **settings)[name]
+    assert abs(b.value - a.value) > 1e-3 * abs(a.value)
+
+
+def test_fisher_rao_matches_euler_form_for_bias_free_relu_net():
+    """For a bias-free ReLU net of 3 layers, <w, grad l> = 3 <dl/df, f>."""
+    model = relu_mlp(seed=2)
+    x, y = classification_data(n=12, seed=2)
+    result = measure_fisher_rao(Objective(model, (x, y)))
+    logits = model(x).detach().requires_grad_(True)
+    loss = nn.functional.cross_entropy(logits, y, reduction="sum")
+    (dl_df,) = torch.autograd.grad(loss, logits)
+    exact = float(((3 * (dl_df * logits.detach()).sum(dim=1)) ** 2).mean())
+    assert result.value == pytest.approx(exact, rel=1e-10)
+
+
+def test_relative_flatness_matches_a_dense_hessian():
+    model = relu_mlp(seed=3)
+    data = classification_data(n=10, seed=3)
+    weight = model[4].weight.detach()
+
+    def loss(w: torch.Tensor) -> torch.Tensor:
+        hidden = model[:4](data[0]).detach()
+        return nn.functional.cross_entropy(hidden @ w.T, data[1])
+
+    dense = torch.autograd.functional.hessian(loss, weight)  # (3, 8, 3, 8)
+    exact = sum(
+        float(weight[s] @ weight[t]) * float(sum(dense[s, j, t, j] for j in range(8)))
+        for s in range(3)
+        for t in range(3)
+    )
+    result = measure_relative_flatness(Objective(model, data))
+    assert result.settings["layer"] == "4.weight"
+    assert result.value == pytest.approx(exact, rel=1e-10)
+
+
+# ---------------------------------------------------------------- contract
+def test_unknown_name_and_bad_settings_raise_clear_errors(quad):
+    objective, _ = quad
+    with pytest.raises(ValueError, match="unknown sharpness measure.*valid names.*worst_l2"):
+        sharpness(objective, ["sharpest"])
+    with pytest.raises(ValueError, match="unknown setting"):
+        sharpness(objective, ["worst_l2"], rh0=0.1)
+    for rho in (0.0, -1.0, math.nan):
+        with pytest.raises(ValueError, match="rho must be a positive"):
+            sharpness(objective, ["worst_l2"], rho=rho)
+    with pytest.raises(ValueError, match="num_samples"):
+        sharpness(objective, ["avg_l2"], num_samples=0)
+    with pytest.raises(ValueError, match="p must be"):
+        measure_worst_case(objective, p=1)
+    three = Objective(objective.model, [torch.zeros(1)] * 3, batch_loss=objective.batch_loss)
+    with pytest.raises(ValueError, match="batch_size needs batches"):
+        measure_worst_case(three, batch_size=1)
+    with pytest.raises(ValueError, match="fisher_rao needs"):
+        measure_fisher_rao(objective)
+    with pytest.raises(ValueError, match="needs an objective with accuracy"):
+        measure_pacbayes(objective, criterion="accuracy")
+
+
+def test_pacbayes_accuracy_criterion_keeps_the_drop_within_target():
+    x, _ = classification_data()
+    model = nn.Linear(5, 3, bias=False).double()
+    objective = Objective(model, (x, model(x).argmax(dim=1)))  # accuracy 1 at the weights
+    result = measure_pacbayes(objective, criterion="accuracy", target=0.1, num_samples=5)
+    assert result.settings["criterion"] == "accuracy"
+    assert result.extra["sigma"] > 0 and result.samples.mean() <= 0.1
+
+
+def test_same_seed_same_value_other_seed_other_value(quad):
+    objective, _ = quad
+    a = measure_average_case(objective, num_samples=5, seed=0)
+    assert measure_average_case(objective, num_samples=5, seed=0).value == a.value
+    assert measure_average_case(objective, num_samples=5, seed=1).value != a.value
+
+
+class Net(nn.Module):
+    """BatchNorm and Dropout, so that evaluating in the wrong mode would show."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(5, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Dropout(0.5))
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+def test_every_measure_leaves_the_model_unchanged(tmp_path):
+    torch.manual_seed(0)
+    model = Net().double()
+    model(classification_data(n=16, seed=4)[0])  # non-trivial running statistics
+    model.train()
+    model.body[2].eval()  # a mix of flags, all of which must survive
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    flags = [m.training for m in model.modules()]
+    objective = Objective(model, classification_data(n=20, seed=5))
+    settings = {"num_samples": 3, "seed": 1, "num_probes": 9, "batch_size": 10, "num_steps": 5}
+    results = sharpness(objective, list(MEASURES), **settings)
+    assert list(results) == list(MEASURES)
+    for name, result in results.items():
+        assert isinstance(result, SharpnessResult) and result.name == name
+        assert math.isfinite(result.value), name
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert [m.training for m in model.modules()] == flags
+
+    path = tmp_path / "sharp.h5"
+    save_sharpness(path, results)
+    loaded = load_sharpness(path)
+    assert list(loaded) == list(results)
+    for name, result in results.items():
+        back = loaded[name]
+        assert (back.name, back.value, back.stderr) == (result.name, result.value, result.stderr)
+        assert back.settings == result.settings, name
+        assert back.extra == result.extra, name
+        if result.samples is None:
+            assert back.samples is None
+        else:
+            np.testing.assert_array_equal(back.samples, result.samples)
+    with pytest.raises(ValueError, match="overwrite=True"):
+        save_sharpness(path, {"rise": results["rise"]})
+    save_sharpness(path, {"rise": results["keskar"]}, overwrite=True)
+    assert load_sharpness(path)["rise"].name == "keskar"
