@@ -144,7 +144,8 @@ VOLATILE_ATTRS = frozenset(
 )
 
 
-def _same(a: Any, b: Any) -> bool:
+def same_attr(a: Any, b: Any) -> bool:
+    """Whether a stored attribute equals a value, compared as they are stored."""
     a, b = encode_attr(a), encode_attr(b)
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
         return np.array_equal(np.asarray(a), np.asarray(b))
@@ -216,7 +217,7 @@ def check_surface_file(
                 continue
             if key not in stored:
                 problems.append(f"{key}: file has none, run has {value!r}")
-            elif not _same(stored[key], value):
+            elif not same_attr(stored[key], value):
                 problems.append(f"{key}: file has {stored[key]!r}, run has {value!r}")
         for axis, coords in (("x", x), ("y", y)):
             have = f["coords"][axis][()] if axis in f["coords"] else None

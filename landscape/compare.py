@@ -1,0 +1,311 @@
+"""Compare many checkpoints of one architecture: measures, surfaces, one file, a table, figures.
+
+Every checkpoint gets the same treatment with the same seeds: its loss and accuracy on the
+training (and test) data, the chosen sharpness measures with their standard errors, 1D lines
+along several filter-normalized random directions (mean and spread across direction seeds)
+and one 2D plane. Everything goes into one HDF5 file, written checkpoint by checkpoint, so a
+killed comparison started again with the same settings redoes only the unfinished ones.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import h5py
+import numpy as np
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import storage
+from .checkpoint import load_checkpoint
+from .directions import random_directions
+from .evaluate import Objective
+from .params import state_sha256
+from .sharpness import SharpnessResult, load_sharpness, save_sharpness, sharpness
+from .surface import Surface, compute_surface
+
+DEFAULT_MEASURES = ("lambda_max", "trace", "adaptive_worst_l2", "avg_l2", "pacbayes", "rise")
+
+__all__ = [
+    "Comparison",
+    "compare_checkpoints",
+    "plot_comparison",
+    "write_tables",
+    "DEFAULT_MEASURES",
+]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What :func:`compare_checkpoints` found, checkpoint by checkpoint (keys are labels).
+
+    Attributes:
+        evaluation: ``{label: {"train_loss", "train_accuracy", "test_loss", ...}}``.
+        measures: ``{label: {measure: SharpnessResult}}`` on the training data.
+        lines: ``{label: Surface}`` of 1D lines; each metric has shape
+            ``(num_directions, nx)``, one row per direction seed.
+        planes: ``{label: Surface}`` of 2D planes (empty if no plane was asked for).
+        path: the HDF5 file, if one was written.
+    """
+
+    evaluation: dict[str, dict[str, float]]
+    measures: dict[str, dict[str, SharpnessResult]]
+    lines: dict[str, Surface]
+    planes: dict[str, Surface] = field(default_factory=dict)
+    path: str | None = None
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.evaluation)
+
+    def table_rows(self) -> list[dict[str, Any]]:
+        """One row a checkpoint: evaluation, generalization gap, measures with stderr."""
+        rows = []
+        for label in self.labels:
+            row: dict[str, Any] = {"checkpoint": label, **self.evaluation[label]}
+            if "test_loss" in row:
+                row["gap_loss"] = row["test_loss"] - row["train_loss"]
+            if "test_accuracy" in row:
+                row["gap_accuracy"] = row["train_accuracy"] - row["test_accuracy"]
+            for name, result in self.measures[label].items():
+                row[name] = result.value
+                row[f"{name}_stderr"] = result.stderr
+            rows.append(row)
+        return rows
+
+    def to_csv(self) -> str:
+        """The table as CSV, full precision."""
+        rows = self.table_rows()
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return out.getvalue()
+
+    def to_markdown(self) -> str:
+        """The table as Markdown: measures as ``value ± stderr``."""
+        first = self.table_rows()[0]
+        plain = [k for k in first if k != "checkpoint" and not k.endswith("_stderr")]
+        header = ["checkpoint", *plain]
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for row in self.table_rows():
+            cells = [row["checkpoint"]]
+            for key in plain:
+                err = row.get(f"{key}_stderr")
+                cells.append(f"{row[key]:.4g} ± {err:.2g}" if err else f"{row[key]:.4g}")
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+
+def _load(model: nn.Module, checkpoint: Any) -> nn.Module:
+    if isinstance(checkpoint, nn.Module):
+        return load_checkpoint(model, checkpoint.state_dict())
+    return load_checkpoint(model, checkpoint)
+
+
+def _settings(**kwargs: Any) -> dict[str, Any]:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in kwargs.items()}
+
+
+def compare_checkpoints(
+    model: nn.Module,
+    checkpoints: Mapping[str, Any],
+    data: Any,
+    *,
+    test_data: Any = None,
+    measures: Sequence[str] = DEFAULT_MEASURES,
+    line: Sequence[float] = tuple(np.linspace(-1, 1, 21)),
+    num_directions: int = 3,
+    plane: tuple[Sequence[float], Sequence[float]] | None = None,
+    seed: int = 0,
+    loss: Any = "cross_entropy",
+    batch_size: int | None = None,
+    path: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    **measure_settings: Any,
+) -> Comparison:
+    """Compare checkpoints of one architecture on every measure, with the same seeds.
+
+    Args:
+        model: the architecture (its own weights are not used, and it is not changed).
+        checkpoints: ``{label: checkpoint file, state_dict or model}``.
+        data: the training data (measures and surfaces use it).
+        test_data: optional held-out data, for the generalization gap in the table.
+        measures: sharpness measure names (see :data:`landscape.sharpness.MEASURES`).
+        line: coordinates of the 1D lines; ``num_directions`` seeds ``seed, seed+1, ...``.
+        plane: ``(x, y)`` coordinates of a 2D plane (directions from ``seed``), or None.
+        seed, loss, batch_size: shared by every checkpoint.
+        path: HDF5 file to write; an unfinished file with the same settings is resumed.
+        overwrite: replace a file made with other settings.
+        progress: show progress bars.
+        **measure_settings: ``rho``, ``eps``, ``num_samples``, ``target``, ...
+
+    Returns:
+        A :class:`Comparison`.
+
+    Raises:
+        ValueError: no checkpoints, checkpoints of another architecture, an unknown measure,
+            or a file made with other settings.
+    """
+    if not checkpoints:
+        raise ValueError("expected at least one checkpoint to compare, got none")
+    models = {}
+    for label, checkpoint in checkpoints.items():
+        try:
+            models[label] = _load(model, checkpoint)
+        except ValueError as err:
+            raise ValueError(f"checkpoint {label!r} does not fit the architecture: {err}") from None
+    common = dict(loss=loss, batch_size=batch_size)
+    settings = _settings(
+        measures=tuple(measures), line=tuple(float(v) for v in line),
+        num_directions=num_directions, seed=seed, loss=str(loss),
+        plane=None if plane is None else [list(map(float, plane[0])), list(map(float, plane[1]))],
+        test_data=test_data is not None, **measure_settings,
+    )  # fmt: skip
+    measure_settings["seed"] = seed
+    sharpness(Objective(next(iter(models.values())), data, **common), [], **measure_settings)
+    done: set[str] = set()
+    if path is not None:
+        done = _prepare_file(path, settings, overwrite)
+
+    result = Comparison({}, {}, {}, {}, None if path is None else os.fspath(path))
+    for label, trained in tqdm(models.items(), desc="compare", disable=not progress):
+        sha = state_sha256(trained.state_dict())
+        if label in done:
+            _read_label(path, label, sha, result)
+            continue
+        objective = Objective(trained, data, **common)
+        evaluation = {f"train_{k}": v for k, v in objective().items()}
+        if test_data is not None:
+            test = Objective(trained, test_data, **common)()
+            evaluation.update({f"test_{k}": v for k, v in test.items()})
+        result.evaluation[label] = evaluation
+        result.measures[label] = sharpness(objective, list(measures), **measure_settings)
+        rows = []
+        for k in range(num_directions):
+            dirs = random_directions(trained, num=1, seed=seed + k)
+            rows.append(compute_surface(trained, data, dirs, line, progress=False, **common))
+        result.lines[label] = Surface(
+            rows[0].x, None, {n: np.stack([r[n] for r in rows]) for n in rows[0].metrics},
+            attrs={**rows[0].attrs, "num_directions": num_directions},
+        )  # fmt: skip
+        if plane is not None:
+            dirs = random_directions(trained, num=2, seed=seed)
+            result.planes[label] = compute_surface(
+                trained, data, dirs, plane[0], plane[1], progress=progress, **common
+            )
+        if path is not None:
+            _write_label(path, label, sha, result)
+    return result
+
+
+def _prepare_file(path: str | os.PathLike, settings: dict[str, Any], overwrite: bool) -> set[str]:
+    """Create the comparison file, or check an existing one and return its finished labels."""
+    if os.path.exists(path) and not overwrite:
+        with storage.open_landscape_file(path) as f:
+            stored = storage.decode_attrs(f.attrs)
+            differ = [k for k, v in settings.items() if not storage.same_attr(stored.get(k), v)]
+            if f.attrs.get("format") != "landscape.compare" or differ:
+                raise ValueError(
+                    f"{os.fspath(path)} was made by another comparison (differs in {differ}); "
+                    "use another file, or overwrite=True / --overwrite"
+                )
+            group = f.get("compare", {})
+            return {label for label in group if group[label].attrs.get("complete", False)}
+    with h5py.File(os.fspath(path), "w") as f:
+        storage.stamp_root(f, "landscape.compare")
+        for key, value in settings.items():
+            f.attrs[key] = storage.encode_attr(value)
+    return set()
+
+
+def _write_label(path: str | os.PathLike, label: str, sha: str, result: Comparison) -> None:
+    base = f"compare/{label}"
+    save_sharpness(path, result.measures[label], group=f"{base}/sharpness", overwrite=True)
+    for kind, surfaces in (("line", result.lines), ("plane", result.planes)):
+        if label in surfaces:
+            s = surfaces[label]
+            arrays = {"x": s.x, **({} if s.y is None else {"y": s.y}), **s.metrics}
+            storage.write_group(path, f"{base}/{kind}", arrays=arrays, attrs=s.attrs,
+                                overwrite=True)  # fmt: skip
+    with h5py.File(os.fspath(path), "a") as f:
+        group = f[base]
+        for key, value in result.evaluation[label].items():
+            group.attrs[key] = value
+        group.attrs["checkpoint_sha256"] = sha
+        group.attrs["complete"] = True  # last: a kill before this redoes the label
+
+
+def _read_label(path: str | os.PathLike, label: str, sha: str, result: Comparison) -> None:
+    base = f"compare/{label}"
+    with storage.open_landscape_file(path) as f:
+        attrs = storage.decode_attrs(f[base].attrs)
+        kinds = [k for k in ("line", "plane") if k in f[base]]
+    if attrs.get("checkpoint_sha256") != sha:
+        raise ValueError(f"{os.fspath(path)}: {label!r} was computed for another checkpoint")
+    result.evaluation[label] = {k: v for k, v in attrs.items() if k.startswith(("train_", "test_"))}
+    result.measures[label] = load_sharpness(path, group=f"{base}/sharpness")
+    for kind in kinds:
+        arrays, surface_attrs = storage.read_group(path, f"{base}/{kind}")
+        x, y = arrays.pop("x"), arrays.pop("y", None)
+        target = result.lines if kind == "line" else result.planes
+        target[label] = Surface(x, y, arrays, attrs=surface_attrs)
+
+
+def plot_comparison(comparison: Comparison, out_dir: str | os.PathLike) -> list[str]:
+    """Write the comparison figures (lines, planes, measures) as PNG and PDF into ``out_dir``.
+
+    Returns:
+        The paths written.
+    """
+    from matplotlib.figure import Figure
+
+    from . import plotting
+
+    os.makedirs(out_dir, exist_ok=True)
+    written = []
+    with plotting.landscape_style():
+        fig = Figure(figsize=(4.5, 3.2), layout="constrained")
+        curves = {
+            label: (s.x, s["loss"].mean(axis=0), s["loss"].std(axis=0))
+            for label, s in comparison.lines.items()
+        }
+        first = next(iter(comparison.lines.values()))
+        plotting.plot_lines_compare(curves, fig.add_subplot(), x_label=first.attrs["x_label"])
+        figures = {"compare_lines": fig}
+        if comparison.planes:
+            figures["compare_planes"] = plotting.plot_contours_compare(
+                comparison.planes, fig=Figure(figsize=(3.2 * len(comparison.planes) + 1, 3),
+                                             layout="constrained"),
+            )  # fmt: skip
+        table = {
+            label: {n: (r.value, r.stderr) for n, r in results.items()}
+            for label, results in comparison.measures.items()
+        }
+        if any(table.values()):
+            figures["compare_measures"] = plotting.plot_measures(
+                table, fig=Figure(figsize=(8, 4), layout="constrained")
+            )
+        for name, figure in figures.items():
+            for suffix in ("png", "pdf"):
+                written.append(
+                    os.fspath(plotting.save_figure(figure, f"{out_dir}/{name}.{suffix}"))
+                )
+    return written
+
+
+def write_tables(comparison: Comparison, out_dir: str | os.PathLike) -> list[str]:
+    """Write ``compare.md`` and ``compare.csv`` into ``out_dir``; returns the paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    paths = [os.path.join(out_dir, "compare.md"), os.path.join(out_dir, "compare.csv")]
+    with open(paths[0], "w") as f:
+        f.write(comparison.to_markdown() + "\n")
+    with open(paths[1], "w") as f:
+        f.write(comparison.to_csv())
+    return paths
