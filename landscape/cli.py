@@ -191,6 +191,54 @@ def cmd_info(args: argparse.Namespace) -> None:
     print(describe_file(args.file))
 
 
+def _measure_settings(args: argparse.Namespace) -> dict[str, Any]:
+    names = ("rho", "eps", "num_samples", "target")
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def cmd_sharpness(args: argparse.Namespace) -> None:
+    from .compare import DEFAULT_MEASURES
+    from .evaluate import Objective
+    from .sharpness import save_sharpness, sharpness
+
+    model = _model(args, args.checkpoint)
+    objective = Objective(
+        model, _data(args.data), loss=_loss(args.loss), batch_size=args.batch_size
+    )
+    names = args.metric or list(DEFAULT_MEASURES)
+    results = sharpness(objective, names, seed=args.seed, **_measure_settings(args))
+    save_sharpness(args.out, results, overwrite=args.overwrite)
+    for name, result in results.items():
+        print(f"{name:<22} {result.value:.6g} ± {result.stderr:.2g}")
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from .compare import DEFAULT_MEASURES, compare_checkpoints, plot_comparison, write_tables
+    from .surface import parse_range
+
+    build = resolve_callable(args.model, demo_module.BUILTIN_MODELS, "--model")
+    missing = [c for c in args.checkpoints if not os.path.isfile(c)]
+    if missing:
+        raise UserError(f"no such checkpoint file: {missing[0]}")
+    labels = [os.path.splitext(os.path.basename(c))[0] for c in args.checkpoints]
+    if len(set(labels)) != len(labels):
+        labels = list(args.checkpoints)
+    x = parse_range(args.x)
+    os.makedirs(args.out, exist_ok=True)
+    comparison = compare_checkpoints(
+        build().to(_device(args.device)), dict(zip(labels, args.checkpoints, strict=True)),
+        _data(args.data), test_data=_data(args.test_data) if args.test_data else None,
+        measures=args.metric or DEFAULT_MEASURES, line=x, num_directions=args.num_directions,
+        plane=None if args.y is None else (x, parse_range(args.y)), seed=args.seed,
+        loss=_loss(args.loss), batch_size=args.batch_size,
+        path=os.path.join(args.out, "compare.h5"), overwrite=args.overwrite,
+        progress=not args.quiet, **_measure_settings(args),
+    )  # fmt: skip
+    write_tables(comparison, args.out)
+    plot_comparison(comparison, args.out)
+    print(comparison.to_markdown())
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     demo_module.run_demo(args.out, progress=not args.quiet)
 
@@ -205,6 +253,16 @@ def _add_model_options(p: argparse.ArgumentParser, checkpoint: bool = True) -> N
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_measure_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metric", nargs="+", metavar="NAME", help="measure names (default: a set)")
+    p.add_argument("--rho", type=float, help="radius of worst/average-case and rise measures")
+    p.add_argument("--eps", type=float, help="Keskar box size, PAC-Bayes magnitude floor")
+    p.add_argument("--num-samples", type=int, help="Monte-Carlo samples or direction seeds")
+    p.add_argument("--target", type=float, help="PAC-Bayes loss increase target")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,6 +283,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace a file made by another run")
     p.set_defaults(func=cmd_surface)
+
+    p = sub.add_parser("sharpness", help="sharpness and flatness measures of a checkpoint")
+    _add_model_options(p)
+    _add_measure_options(p)
+    p.add_argument("--out", required=True, help="HDF5 file (results go to /sharpness/NAME)")
+    p.set_defaults(func=cmd_sharpness)
+
+    p = sub.add_parser("compare", help="compare checkpoints: measures, lines, planes, table")
+    _add_model_options(p, checkpoint=False)
+    p.add_argument("checkpoints", nargs="+", metavar="CKPT")
+    p.add_argument("--test-data", help="held-out data (M:F or built-in), for the gap")
+    _add_measure_options(p)
+    p.add_argument("--x", default="-1:1:21", help="START:STOP:NUM of the lines")
+    p.add_argument("--y", default=None, help="START:STOP:NUM: also a plane (x by y)")
+    p.add_argument("--num-directions", type=int, default=3, help="direction seeds per line")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("plot", help="plot a surface file")
     p.add_argument("file")
@@ -251,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (UserError, ValueError, TypeError, KeyError, FileNotFoundError, RuntimeError) as err:
+    except (UserError, ValueError, TypeError, KeyError, OSError, RuntimeError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"landscape {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -120,3 +120,28 @@ def test_foreign_file_and_python_dash_m(project):
     )
     assert result.returncode == 2
     assert "not a landscape file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_sharpness_and_compare_commands(project, capsys):
+    common = ["--model", f"{project}/user.py:model", "--data", f"{project}/user.py:data", "--quiet"]
+    out = project / "sharp.h5"
+    args = ["sharpness", *common, "--checkpoint", str(project / "a.pt"), "--out", str(out),
+            "--metric", "worst_l2", "rise", "--num-samples", "2", "--rho", "0.1"]  # fmt: skip
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "worst_l2" in printed and "±" in printed
+    assert main(args) == 2
+    assert "already has /sharpness/worst_l2" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 0
+    assert main([*args[:-7], "--metric", "sharpest"]) == 2
+    assert "unknown sharpness measure" in capsys.readouterr().err
+    assert main([*args, "--overwrite", "--rho", "-1"]) == 2
+
+    folder = project / "cmp"
+    args = ["compare", *common, str(project / "a.pt"), str(project / "b.pt"), "--out",
+            str(folder), "--metric", "avg_l2", "--num-samples", "2", "--x", "-1:1:3",
+            "--y=-1:1:3", "--num-directions", "2", "--test-data", common[3]]  # fmt: skip
+    assert main(args) == 0
+    assert "| a |" in capsys.readouterr().out
+    for name in ("compare.h5", "compare.md", "compare.csv", "compare_planes.png"):
+        assert (folder / name).exists(), name
