@@ -1,0 +1,371 @@
+"""Safe checkpoint loading, key/shape matching with clear errors, and saving.
+
+Checkpoints are read with ``torch.load(..., weights_only=True, map_location="cpu")``, which
+never runs code stored in the file, or with the ``safetensors`` package for ``.safetensors``
+files. The usual wrappers (``{"state_dict": ...}``, ``{"model": ...}``,
+``{"model_state_dict": ...}``) are opened, and the ``module.`` prefix that
+``DataParallel``/``DistributedDataParallel`` add (and the ``_orig_mod.`` prefix of
+``torch.compile``) is stripped when every key has it.
+
+Loading into a model never changes the caller's model: :func:`load_checkpoint` returns a
+loaded deep copy.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import pickle
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = [
+    "load_state",
+    "load_checkpoint",
+    "save_checkpoint",
+    "file_sha256",
+    "state_from_object",
+]
+
+PathLike = str | os.PathLike
+
+#: Keys under which training scripts commonly nest the model's state_dict, tried in order.
+WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
+
+#: Prefixes added by DataParallel/DistributedDataParallel and torch.compile.
+STRIP_PREFIXES = ("module.", "_orig_mod.")
+
+_MAX_LISTED = 10  # names listed per kind of mismatch before "... and N more"
+
+
+# ---------------------------------------------------------------- helpers
+def _listing(items: list[str]) -> str:
+    shown = ", ".join(items[:_MAX_LISTED])
+    if len(items) > _MAX_LISTED:
+        shown += f", ... and {len(items) - _MAX_LISTED} more"
+    return shown
+
+
+def _describe(obj: Any) -> str:
+    """A short description of what a file held, for error messages."""
+    if isinstance(obj, Mapping):
+        keys = [f"{k!r}: {type(v).__name__}" for k, v in obj.items()]
+        return f"a {type(obj).__name__} with top-level keys {{{_listing(keys)}}}"
+    return f"a {type(obj).__name__}"
+
+
+def _is_tensor_mapping(obj: Any) -> bool:
+    return (
+        isinstance(obj, Mapping)
+        and len(obj) > 0
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    )
+
+
+def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    changed = True
+    while changed:
+        changed = False
+        for prefix in STRIP_PREFIXES:
+            if all(k.startswith(prefix) for k in state):
+                state = {k[len(prefix) :]: v for k, v in state.items()}
+                changed = True
+    return state
+
+
+def state_from_object(obj: Any, *, source: str = "the checkpoint") -> dict[str, torch.Tensor]:
+    """The state_dict inside a loaded checkpoint object.
+
+    Args:
+        obj: a raw state_dict (names to tensors), or a mapping holding one under
+            ``"state_dict"``, ``"model_state_dict"`` or ``"model"``.
+        source: what ``obj`` came from, for error messages.
+
+    Returns:
+        A new ``dict`` from names to tensors, with a ``module.`` (DataParallel/DDP) or
+        ``_orig_mod.`` (torch.compile) prefix removed when every name has it.
+
+    Raises:
+        ValueError: if ``obj`` holds no state_dict; the message lists what it holds.
+
+    Example:
+        >>> state = {"module.weight": torch.zeros(2), "module.bias": torch.zeros(1)}
+        >>> sorted(state_from_object({"state_dict": state}))
+        ['bias', 'weight']
+    """
+    if _is_tensor_mapping(obj):
+        return _strip_prefixes(dict(obj))
+    if isinstance(obj, Mapping):
+        for key in WRAPPER_KEYS:
+            if key in obj and _is_tensor_mapping(obj[key]):
+                return _strip_prefixes(dict(obj[key]))
+    raise ValueError(
+        f"expected {source} to hold a state_dict (a mapping from parameter names to tensors, "
+        f"possibly under one of the keys {list(WRAPPER_KEYS)}), got {_describe(obj)}"
+    )
+
+
+def _looks_like_safetensors(path: Path) -> bool:
+    """A safetensors file starts with an 8-byte little-endian header length, then '{'."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if len(head) < 9 or head[8:9] != b"{":
+        return False
+    header_len = int.from_bytes(head[:8], "little")
+    return 0 < header_len < path.stat().st_size
+
+
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ValueError(f"could not read {path} as a safetensors file: {err}") from err
+
+
+def _load_torch(path: Path) -> Any:
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as err:
+        text = str(err)
+        if "Weights only load failed" not in text:
+            raise ValueError(f"{path} is not a file torch.load can read: {text}") from err
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        what = f" (it refers to {found.group(1)})" if found else ""
+        raise ValueError(
+            f"{path} needs arbitrary pickled code to load{what}, which landscape refuses "
+            "because unpickling can run any code the file's author wrote. Expected a plain "
+            "state_dict of tensors (e.g. torch.save(model.state_dict(), path)). If you trust "
+            "the file, load it yourself with torch.load(path, weights_only=False) and pass "
+            "the model's state_dict to load_checkpoint instead of the path."
+        ) from err
+    except (RuntimeError, EOFError, KeyError, AttributeError, ImportError, IndexError) as err:
+        raise ValueError(
+            f"{path} is not a file torch.load can read ({type(err).__name__}: {err}); "
+            "expected a file written by torch.save or a .safetensors file"
+        ) from err
+
+
+# ---------------------------------------------------------------- public API
+def load_state(path: PathLike) -> dict[str, torch.Tensor]:
+    """Load a checkpoint file's state_dict safely, on the CPU.
+
+    ``.safetensors`` files (recognised by extension or by their header) are read with the
+    ``safetensors`` package; anything else with ``torch.load(weights_only=True)``, which
+    refuses pickled code instead of running it.
+
+    Args:
+        path: a file written by ``torch.save`` or ``safetensors``, holding a raw state_dict
+            or one under ``"state_dict"``, ``"model_state_dict"`` or ``"model"``.
+
+    Returns:
+        A dict from names to CPU tensors, with a ``module.`` / ``_orig_mod.`` prefix shared
+        by every name removed.
+
+    Raises:
+        TypeError: if ``path`` is not a string or path.
+        FileNotFoundError: if there is no file at ``path``.
+        ValueError: if the file needs arbitrary pickled code, cannot be read, or holds no
+            state_dict (the message lists its top-level keys).
+
+    Example:
+        >>> import tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "ckpt.pt")
+        >>> torch.save({"model": nn.Linear(2, 1).state_dict(), "epoch": 3}, path)
+        >>> sorted(load_state(path))
+        ['bias', 'weight']
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    path = Path(path)
+    if not path.is_file():
+        what = "a directory" if path.is_dir() else "no such file"
+        raise FileNotFoundError(f"expected a checkpoint file at {path}, found {what}")
+    if path.suffix == ".safetensors" or _looks_like_safetensors(path):
+        state = _load_safetensors(path)
+        if not state:
+            raise ValueError(f"expected {path} to hold tensors, got an empty safetensors file")
+        return _strip_prefixes(state)
+    return state_from_object(_load_torch(path), source=str(path))
+
+
+def _match_report(
+    expected: Mapping[str, torch.Tensor], got: Mapping[str, torch.Tensor], *, strict: bool
+) -> str | None:
+    missing = [k for k in expected if k not in got]
+    unexpected = [k for k in got if k not in expected]
+    misshaped = [
+        f"{k}: expected {tuple(expected[k].shape)}, got {tuple(got[k].shape)}"
+        for k in expected
+        if k in got and tuple(expected[k].shape) != tuple(got[k].shape)
+    ]
+    parts = []
+    if strict and missing:
+        parts.append(f"missing keys ({len(missing)}): {_listing(missing)}")
+    if strict and unexpected:
+        parts.append(f"unexpected keys ({len(unexpected)}): {_listing(unexpected)}")
+    if misshaped:
+        parts.append(f"mis-shaped keys ({len(misshaped)}): {_listing(misshaped)}")
+    return "; ".join(parts) if parts else None
+
+
+def load_checkpoint(
+    model: nn.Module,
+    path_or_state: PathLike | Mapping[str, Any],
+    *,
+    strict: bool = True,
+) -> nn.Module:
+    """A copy of ``model`` with a checkpoint loaded; ``model`` itself is not changed.
+
+    Args:
+        model: the architecture; it is deep-copied, and the copy keeps its device, dtype
+            and train/eval mode.
+        path_or_state: a checkpoint file (see :func:`load_state`) or an already loaded
+            state_dict (or a mapping holding one under the usual keys).
+        strict: require the checkpoint's names to be exactly the model's. With
+            ``strict=False`` missing and unexpected names are allowed (missing ones keep the
+            model's values); mis-shaped tensors are an error either way.
+
+    Returns:
+        A new ``nn.Module`` holding the checkpoint's values.
+
+    Raises:
+        TypeError: if ``model`` is not an ``nn.Module`` or ``path_or_state`` is neither a path
+            nor a mapping.
+        FileNotFoundError: if the file does not exist.
+        ValueError: if the file cannot be read safely, or its names or shapes do not match
+            the model; the message lists missing, unexpected and mis-shaped keys.
+
+    Example:
+        >>> model = nn.Linear(2, 1)
+        >>> state = {"weight": torch.ones(1, 2), "bias": torch.zeros(1)}
+        >>> loaded = load_checkpoint(model, state)
+        >>> loaded.weight.tolist(), loaded is model
+        ([[1.0, 1.0]], False)
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if isinstance(path_or_state, (str, os.PathLike)):
+        state = load_state(path_or_state)
+        source = f"checkpoint {path_or_state}"
+    elif isinstance(path_or_state, Mapping):
+        state = state_from_object(path_or_state, source="the given state")
+        source = "the given state"
+    else:
+        raise TypeError(
+            "path_or_state must be a path or a state_dict mapping, "
+            f"got {type(path_or_state).__name__}"
+        )
+    expected = model.state_dict()
+    problem = _match_report(expected, state, strict=strict)
+    if problem:
+        raise ValueError(
+            f"{source} does not match the model {type(model).__name__}: {problem}. "
+            "Check that the model is built with the same architecture and settings as the one "
+            "that was saved"
+            + (", or pass strict=False to allow missing/unexpected keys" if strict else "")
+        )
+    if not strict:
+        state = {k: v for k, v in state.items() if k in expected}
+    loaded = copy.deepcopy(model)
+    loaded.load_state_dict(state, strict=strict)
+    return loaded
+
+
+def save_checkpoint(model_or_state: nn.Module | Mapping[str, torch.Tensor], path: PathLike) -> Path:
+    """Write a plain state_dict: ``torch.save`` format, or safetensors for ``.safetensors``.
+
+    Tensors are written detached, on the CPU. The file is written to a temporary name
+    and renamed, so a reader never sees half a file; missing parent folders are created.
+
+    Args:
+        model_or_state: a model (its ``state_dict()`` is saved) or a mapping from names to
+            tensors.
+        path: where to write; a ``.safetensors`` extension selects that format.
+
+    Returns:
+        The path written, as a ``Path``.
+
+    Raises:
+        TypeError: if ``model_or_state`` is neither a model nor a mapping of names to
+            tensors, or ``path`` is not a path.
+
+    Example:
+        >>> import tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "linear.safetensors")
+        >>> sorted(load_state(save_checkpoint(nn.Linear(2, 1), path)))
+        ['bias', 'weight']
+    """
+    if isinstance(model_or_state, nn.Module):
+        source: Mapping[str, Any] = model_or_state.state_dict()
+    elif isinstance(model_or_state, Mapping):
+        source = model_or_state
+    else:
+        raise TypeError(
+            f"expected an nn.Module or a state_dict mapping, got {type(model_or_state).__name__}"
+        )
+    bad = [
+        f"{k!r}: {type(v).__name__}" for k, v in source.items() if not isinstance(v, torch.Tensor)
+    ]
+    bad += [f"{k!r} (not a str)" for k in source if not isinstance(k, str)]
+    if bad:
+        raise TypeError(f"expected a mapping from str names to tensors, got {_listing(bad)}")
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # safetensors refuses tensors sharing memory, so each one gets its own contiguous copy.
+    state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in source.items()}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import save_file
+
+            save_file(state, tmp)
+        else:
+            torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def file_sha256(path: PathLike, *, chunk_size: int = 1 << 20) -> str:
+    """The SHA-256 hex digest of a file's bytes, read in chunks.
+
+    Args:
+        path: the file.
+        chunk_size: bytes read at a time.
+
+    Returns:
+        64 lowercase hex characters.
+
+    Raises:
+        FileNotFoundError: if there is no file at ``path``.
+
+    Example:
+        >>> import tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "empty")
+        >>> open(path, "wb").close()
+        >>> file_sha256(path)[:16]
+        'e3b0c44298fc1c14'
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"expected a file at {path}, found none")
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_size):
+            h.update(chunk)
+    return h.hexdigest()

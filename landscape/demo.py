@@ -1,0 +1,378 @@
+"""The built-in digits models and data behind ``make demo``.
+
+Everything here runs offline on a CPU in seconds: the data is scikit-learn's 8x8 handwritten
+digits (``sklearn.datasets.load_digits``, 1797 images shipped inside scikit-learn), the models
+are a small MLP and a small CNN with BatchNorm, and :func:`train_demo_pair` trains the classic
+small-batch / large-batch pair whose minima differ in sharpness (Keskar et al. 2017).
+
+Models are built under a forked RNG seeded from ``seed``, and training shuffles with its own
+``torch.Generator``, so nothing here reads or changes torch's global random state.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import math
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "DigitsSplit",
+    "digits_data",
+    "digits_mlp",
+    "digits_cnn",
+    "train_classifier",
+    "train_demo_pair",
+    "DEMO_RECIPES",
+    "BUILTIN_MODELS",
+    "BUILTIN_DATA",
+]
+
+DigitsSplit = Literal["train", "test", "all"]
+
+NUM_FEATURES = 64  # 8x8 pixels, values 0..16
+NUM_CLASSES = 10
+TEST_EVERY = 5  # every 5th image of each class is a test image: a 1442/355 split
+
+
+# ---------------------------------------------------------------- data
+@functools.lru_cache(maxsize=1)
+def _digits_arrays() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """All images (float64, unscaled), labels, and the boolean test mask."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = torch.as_tensor(bunch.data, dtype=torch.float64)
+    labels = torch.as_tensor(bunch.target, dtype=torch.long)
+    # A split with no random numbers, so no library version can change it: within each
+    # class, in file order, every TEST_EVERY-th image goes to the test set (stratified).
+    test = torch.zeros(len(labels), dtype=torch.bool)
+    for c in range(NUM_CLASSES):
+        idx = (labels == c).nonzero().flatten()
+        test[idx[TEST_EVERY - 1 :: TEST_EVERY]] = True
+    return images, labels, test
+
+
+def digits_data(
+    split: DigitsSplit = "train", *, dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 8x8 digits as ``(features, labels)``, features scaled to [0, 1].
+
+    The split is fixed and stratified: within each class, in file order, every 5th image is
+    a test image (1442 train, 355 test, 34-36 per class). It uses no random numbers, so it
+    is the same on every machine and every library version. Nothing is downloaded.
+
+    Args:
+        split: ``"train"``, ``"test"`` or ``"all"`` (all 1797 images in file order).
+        dtype: floating dtype of the features.
+
+    Returns:
+        ``(X, y)``: ``X`` of shape ``(N, 64)`` (pixel / 16) and ``y`` of shape ``(N,)``,
+        ``torch.long`` labels 0-9. Fresh tensors, safe to modify.
+
+    Raises:
+        ValueError: if ``split`` is not one of the three names or ``dtype`` is not floating.
+
+    Example:
+        >>> X, y = digits_data("train")
+        >>> tuple(X.shape), tuple(y.shape), y.dtype, float(X.max())
+        ((1442, 64), (1442,), torch.int64, 1.0)
+    """
+    if split not in ("train", "test", "all"):
+        raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ValueError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    images, labels, test = _digits_arrays()
+    if split == "train":
+        images, labels = images[~test], labels[~test]
+    elif split == "test":
+        images, labels = images[test], labels[test]
+    return (images / 16.0).to(dtype), labels.clone()
+
+
+def _digits_train() -> tuple[torch.Tensor, torch.Tensor]:
+    """Digits training split (1442 images), float32 features in [0, 1]."""
+    return digits_data("train")
+
+
+def _digits_test() -> tuple[torch.Tensor, torch.Tensor]:
+    """Digits test split (355 images), float32 features in [0, 1]."""
+    return digits_data("test")
+
+
+# ---------------------------------------------------------------- models
+def _seeded(build: Callable[[], nn.Module], seed: int, dtype: torch.dtype) -> nn.Module:
+    """Run ``build`` under a forked CPU RNG seeded with ``seed``; global RNG untouched."""
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ValueError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        model = build()
+    return model.to(dtype)
+
+
+def digits_mlp(*, seed: int = 0, dtype: torch.dtype = torch.float32) -> nn.Module:
+    """An MLP for the digits: 64 -> 64 -> 64 -> 10 with ReLU (8970 parameters).
+
+    Args:
+        seed: seed of the initialisation; the global RNG is neither read nor changed.
+        dtype: floating dtype of the parameters.
+
+    Returns:
+        An ``nn.Sequential`` with layers ``fc1``, ``fc2``, ``fc3`` taking ``(N, 64)`` inputs
+        and returning ``(N, 10)`` logits.
+
+    Raises:
+        TypeError: if ``seed`` is not an int.
+        ValueError: if ``dtype`` is not floating.
+
+    Example:
+        >>> model = digits_mlp()
+        >>> model(torch.zeros(2, 64)).shape, sum(p.numel() for p in model.parameters())
+        (torch.Size([2, 10]), 8970)
+    """
+
+    def build() -> nn.Module:
+        return nn.Sequential(
+            OrderedDict(
+                [
+                    ("fc1", nn.Linear(NUM_FEATURES, 64)),
+                    ("relu1", nn.ReLU()),
+                    ("fc2", nn.Linear(64, 64)),
+                    ("relu2", nn.ReLU()),
+                    ("fc3", nn.Linear(64, NUM_CLASSES)),
+                ]
+            )
+        )
+
+    return _seeded(build, seed, dtype)
+
+
+def digits_cnn(*, seed: int = 0, dtype: torch.dtype = torch.float32) -> nn.Module:
+    """A small CNN with BatchNorm for the digits, taking the same ``(N, 64)`` features.
+
+    The input is reshaped to ``(N, 1, 8, 8)`` inside the model; then conv 1->16 3x3, BN,
+    ReLU, 2x2 max pool (to 4x4), conv 16->32 3x3, BN, ReLU, 2x2 average pool (to 2x2),
+    flatten, linear 128 -> 10 (6186 parameters, plus BatchNorm running statistics).
+
+    Args:
+        seed: seed of the initialisation; the global RNG is neither read nor changed.
+        dtype: floating dtype of the parameters and buffers.
+
+    Returns:
+        An ``nn.Sequential`` (``conv1``, ``bn1``, ``conv2``, ``bn2``, ``fc``, ...) returning
+        ``(N, 10)`` logits.
+
+    Raises:
+        TypeError: if ``seed`` is not an int.
+        ValueError: if ``dtype`` is not floating.
+
+    Example:
+        >>> model = digits_cnn().eval()
+        >>> model(torch.zeros(2, 64)).shape, sum(p.numel() for p in model.parameters())
+        (torch.Size([2, 10]), 6186)
+    """
+
+    def build() -> nn.Module:
+        return nn.Sequential(
+            OrderedDict(
+                [
+                    ("unflatten", nn.Unflatten(1, (1, 8, 8))),
+                    ("conv1", nn.Conv2d(1, 16, 3, padding=1)),
+                    ("bn1", nn.BatchNorm2d(16)),
+                    ("relu1", nn.ReLU()),
+                    ("pool1", nn.MaxPool2d(2)),
+                    ("conv2", nn.Conv2d(16, 32, 3, padding=1)),
+                    ("bn2", nn.BatchNorm2d(32)),
+                    ("relu2", nn.ReLU()),
+                    ("pool2", nn.AvgPool2d(2)),
+                    ("flatten", nn.Flatten()),
+                    ("fc", nn.Linear(32 * 2 * 2, NUM_CLASSES)),
+                ]
+            )
+        )
+
+    return _seeded(build, seed, dtype)
+
+
+# ---------------------------------------------------------------- training
+def _check_data(data: object) -> tuple[torch.Tensor, torch.Tensor]:
+    if not (
+        isinstance(data, tuple)
+        and len(data) == 2
+        and all(isinstance(t, torch.Tensor) for t in data)
+    ):
+        raise TypeError(
+            f"data must be a tuple (inputs, targets) of tensors, got {type(data).__name__}"
+        )
+    inputs, targets = data
+    if len(inputs) != len(targets) or len(inputs) == 0:
+        raise ValueError(
+            "inputs and targets must be non-empty and of the same length, got "
+            f"{len(inputs)} and {len(targets)}"
+        )
+    return inputs, targets
+
+
+def train_classifier(
+    model: nn.Module,
+    data: tuple[torch.Tensor, torch.Tensor],
+    *,
+    lr: float,
+    batch_size: int | None = None,
+    epochs: int | None = None,
+    steps: int | None = None,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    optimizer: Literal["sgd", "adam"] = "sgd",
+    seed: int = 0,
+    progress: bool = True,
+) -> nn.Module:
+    """Train a copy of a classifier with cross-entropy; the given model is not changed.
+
+    Each epoch visits the examples in an order drawn from a ``torch.Generator`` seeded with
+    ``seed`` (the last batch of an epoch may be smaller), so the same seed gives the same
+    weights (on one machine with one thread count: the float summation order depends on
+    the number of threads) and the global RNG is never used. ``batch_size=None`` (or at
+    least the data size) trains full-batch: plain gradient descent with momentum for
+    ``"sgd"``.
+
+    Args:
+        model: the network to start from; it is deep-copied.
+        data: ``(inputs, targets)`` tensors, moved to the model's device and dtype.
+        lr: learning rate.
+        batch_size: examples per step; ``None`` for full batch.
+        epochs: passes over the data. Give exactly one of ``epochs`` and ``steps``.
+        steps: optimizer steps (epochs continue until this many have been taken).
+        momentum: SGD momentum (ignored by Adam).
+        weight_decay: L2 penalty passed to the optimizer.
+        optimizer: ``"sgd"`` or ``"adam"``.
+        seed: seed of the shuffling generator.
+        progress: show a tqdm bar with the running loss.
+
+    Returns:
+        The trained copy, in eval mode.
+
+    Raises:
+        TypeError: if ``model`` or ``data`` has the wrong type.
+        ValueError: for a non-positive ``lr``, ``batch_size``, ``epochs`` or ``steps``, both
+            or neither of ``epochs`` and ``steps``, or an unknown ``optimizer``.
+
+    Example:
+        >>> data = digits_data("train")
+        >>> trained = train_classifier(digits_mlp(), data, lr=0.1, steps=5, progress=False)
+        >>> trained.training
+        False
+    """
+    from tqdm.auto import tqdm
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    inputs, targets = _check_data(data)
+    if not lr > 0:
+        raise ValueError(f"lr must be positive, got {lr}")
+    if (epochs is None) == (steps is None):
+        raise ValueError(f"give exactly one of epochs and steps, got {epochs=} and {steps=}")
+    for name, value in (("epochs", epochs), ("steps", steps), ("batch_size", batch_size)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if optimizer not in ("sgd", "adam"):
+        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+
+    trained = copy.deepcopy(model).train()
+    param = next(trained.parameters())
+    inputs = inputs.to(param.device)
+    if inputs.is_floating_point():
+        inputs = inputs.to(param.dtype)
+    targets = targets.to(param.device)
+    n = len(inputs)
+    size = n if batch_size is None else min(batch_size, n)
+    per_epoch = math.ceil(n / size)
+    total = steps if steps is not None else epochs * per_epoch
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(
+            trained.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay
+        )
+    else:
+        opt = torch.optim.Adam(trained.parameters(), lr=lr, weight_decay=weight_decay)
+    generator = torch.Generator().manual_seed(seed)
+
+    step = 0
+    with tqdm(total=total, disable=not progress, desc="train", unit="step", leave=False) as bar:
+        while step < total:
+            order = torch.randperm(n, generator=generator) if size < n else None
+            for start in range(0, n, size):
+                if step == total:
+                    break
+                if order is None:
+                    x, y = inputs, targets
+                else:
+                    idx = order[start : start + size].to(param.device)
+                    x, y = inputs[idx], targets[idx]
+                loss = F.cross_entropy(trained(x), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+                bar.update(1)
+                if progress and (step % 50 == 0 or step == total):
+                    bar.set_postfix(loss=f"{loss.item():.4f}")
+    return trained.eval()
+
+
+#: The demo's two training recipes (keyword arguments of :func:`train_classifier`), both on
+#: the digits MLP from the same initialisation and the training split.
+DEMO_RECIPES: dict[str, dict[str, object]] = {
+    "small-batch": {"batch_size": 16, "epochs": 30, "lr": 0.05, "momentum": 0.9},
+    "large-batch": {"batch_size": None, "steps": 2500, "lr": 0.1, "momentum": 0.9},
+}
+
+
+def train_demo_pair(*, seed: int = 0, progress: bool = True) -> dict[str, nn.Module]:
+    """Train the demo's small-batch and large-batch digits MLPs (a few seconds on a CPU).
+
+    Both start from ``digits_mlp(seed=seed)`` and train on ``digits_data("train")`` with the
+    recipes in :data:`DEMO_RECIPES`: SGD with batches of 16, and full-batch gradient descent.
+    Both reach near-zero training loss; the large-batch one ends in a sharper minimum.
+
+    Args:
+        seed: seed of the initialisation and of the shuffling.
+        progress: show progress bars.
+
+    Returns:
+        ``{"small-batch": model, "large-batch": model}``, both in eval mode.
+
+    Example:
+        >>> models = train_demo_pair(progress=False)  # doctest: +SKIP
+        >>> sorted(models)  # doctest: +SKIP
+        ['large-batch', 'small-batch']
+    """
+    init = digits_mlp(seed=seed)
+    data = digits_data("train")
+    return {
+        name: train_classifier(init, data, seed=seed, progress=progress, **recipe)
+        for name, recipe in DEMO_RECIPES.items()
+    }
+
+
+# ---------------------------------------------------------------- registries for the CLI
+#: Built-in model names accepted wherever the CLI takes ``--model``.
+BUILTIN_MODELS: dict[str, Callable[[], nn.Module]] = {
+    "digits-mlp": digits_mlp,
+    "digits-cnn": digits_cnn,
+}
+
+#: Built-in data names accepted wherever the CLI takes ``--data``; ``digits`` is the train split.
+BUILTIN_DATA: dict[str, Callable[[], tuple[torch.Tensor, torch.Tensor]]] = {
+    "digits": _digits_train,
+    "digits-train": _digits_train,
+    "digits-test": _digits_test,
+}

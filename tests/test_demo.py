@@ -1,0 +1,237 @@
+"""Tests for landscape.demo: digits data, the demo models, deterministic training."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from landscape.demo import (
+    BUILTIN_DATA,
+    BUILTIN_MODELS,
+    DEMO_RECIPES,
+    digits_cnn,
+    digits_data,
+    digits_mlp,
+    train_classifier,
+    train_demo_pair,
+)
+from landscape.evaluate import Objective
+
+
+def _states_equal(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return list(sa) == list(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def _clone_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """These models are tiny: one thread is as fast alone and far faster on a busy machine."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+@pytest.fixture(scope="module")
+def train_data():
+    return digits_data("train")
+
+
+@pytest.fixture(scope="module")
+def small_data(train_data):
+    inputs, targets = train_data
+    return inputs[:200], targets[:200]
+
+
+# ---------------------------------------------------------------- data
+def test_digits_shapes_and_values():
+    sizes = {}
+    for split in ("train", "test", "all"):
+        inputs, targets = digits_data(split)
+        assert inputs.dtype == torch.float32 and targets.dtype == torch.long
+        assert inputs.shape == (len(targets), 64)
+        assert float(inputs.min()) == 0.0 and float(inputs.max()) == 1.0
+        assert sorted(targets.unique().tolist()) == list(range(10))
+        sizes[split] = len(targets)
+    assert sizes == {"train": 1442, "test": 355, "all": 1797}
+    counts = torch.bincount(digits_data("test")[1], minlength=10)
+    assert int(counts.min()) >= 34 and int(counts.max()) <= 36  # stratified
+
+
+def test_digits_split_is_fixed_and_partitions_the_data():
+    x1, y1 = digits_data("train")
+    x1[:] = -1.0  # the caller owns the returned tensors
+    x2, y2 = digits_data("train")
+    assert float(x2.min()) == 0.0
+    assert torch.equal(y1, y2)
+    xt, yt = digits_data("test")
+    xa, ya = digits_data("all")
+    rows = {tuple(r) for r in torch.cat([x2, xt]).double().tolist()}
+    assert rows == {tuple(r) for r in xa.double().tolist()}
+    assert torch.equal(torch.bincount(torch.cat([y2, yt])), torch.bincount(ya))
+    # Regression guard on the split itself: its first test labels and a checksum.
+    assert yt[:10].tolist() == [5, 0, 9, 8, 7, 1, 2, 6, 3, 4]
+    assert float(xt.double().mul(16).sum()) == 111152.0
+
+
+def test_digits_dtype_and_errors():
+    inputs, _ = digits_data("test", dtype=torch.float64)
+    assert inputs.dtype == torch.float64
+    assert torch.equal(inputs.float(), digits_data("test")[0])
+    with pytest.raises(ValueError, match="split must be"):
+        digits_data("validation")
+    with pytest.raises(ValueError, match="floating"):
+        digits_data("train", dtype=torch.long)
+
+
+# ---------------------------------------------------------------- models
+@pytest.mark.parametrize(
+    ("build", "num_params", "names"),
+    [
+        (digits_mlp, 8970, ["fc1.weight", "fc2.bias", "fc3.weight"]),
+        (digits_cnn, 6186, ["conv1.weight", "bn1.running_mean", "bn2.weight", "fc.bias"]),
+    ],
+)
+def test_models_forward(build, num_params, names):
+    model = build()
+    assert sum(p.numel() for p in model.parameters()) == num_params
+    assert set(names) <= set(model.state_dict())
+    inputs = digits_data("test")[0][:7]
+    for mode in (True, False):
+        assert model.train(mode)(inputs).shape == (7, 10)
+    model64 = build(dtype=torch.float64)
+    assert all(t.dtype == torch.float64 for t in model64.parameters())
+    assert model64(inputs.double()).dtype == torch.float64
+
+
+@pytest.mark.parametrize("build", [digits_mlp, digits_cnn])
+def test_model_construction_is_seeded_and_leaves_global_rng(build):
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    a, b, c = build(), build(seed=0), build(seed=1)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert _states_equal(a, b)
+    assert not _states_equal(a, c)
+    with pytest.raises(TypeError, match="seed must be an int"):
+        build(seed=1.5)
+    with pytest.raises(ValueError, match="floating"):
+        build(dtype=torch.int32)
+
+
+def test_registries():
+    assert set(BUILTIN_MODELS) == {"digits-mlp", "digits-cnn"}
+    assert set(BUILTIN_DATA) == {"digits", "digits-train", "digits-test"}
+    for build in BUILTIN_MODELS.values():
+        assert isinstance(build(), nn.Module)
+    for name, split in (("digits", "train"), ("digits-train", "train"), ("digits-test", "test")):
+        inputs, targets = BUILTIN_DATA[name]()
+        assert torch.equal(inputs, digits_data(split)[0])
+        assert torch.equal(targets, digits_data(split)[1])
+
+
+# ---------------------------------------------------------------- training
+def test_training_is_deterministic_and_leaves_inputs(small_data):
+    model = digits_mlp()
+    before = _clone_state(model)
+    torch.manual_seed(7)
+    rng = torch.get_rng_state()
+    kwargs = {"batch_size": 32, "steps": 30, "lr": 0.05, "progress": False}
+    a = train_classifier(model, small_data, seed=3, **kwargs)
+    b = train_classifier(model, small_data, seed=3, **kwargs)
+    c = train_classifier(model, small_data, seed=4, **kwargs)
+    assert torch.equal(torch.get_rng_state(), rng)  # global RNG neither read nor moved
+    assert _states_equal(a, b)
+    assert not torch.equal(a.fc1.weight, c.fc1.weight)  # the seed drives the shuffling
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert model.training and not a.training
+    assert a is not model
+
+
+def test_training_reaches_low_loss(train_data):
+    model = train_classifier(
+        digits_mlp(), train_data, steps=200, lr=0.01, optimizer="adam", progress=False
+    )
+    result = Objective(model, train_data)()
+    assert result["loss"] < 0.01 and result["accuracy"] == 1.0
+    assert Objective(model, digits_data("test"))()["accuracy"] > 0.9
+
+
+def test_training_counts_steps_and_epochs(small_data):
+    calls = []
+    model = digits_mlp()
+    model.register_forward_pre_hook(lambda module, args: calls.append(len(args[0])))
+    train_classifier(model, small_data, batch_size=64, epochs=2, lr=0.01, progress=False)
+    assert calls == [64, 64, 64, 8] * 2  # 200 examples: ragged last batch kept
+    calls.clear()
+    train_classifier(model, small_data, batch_size=64, steps=6, lr=0.01, progress=False)
+    assert calls == [64, 64, 64, 8, 64, 64]
+    calls.clear()
+    train_classifier(model, small_data, steps=3, lr=0.01, progress=True)  # full batch, bar
+    assert calls == [200, 200, 200]
+
+
+def test_training_cnn_updates_batchnorm_on_the_copy_only(small_data):
+    model = digits_cnn()
+    before = _clone_state(model)
+    trained = train_classifier(model, small_data, batch_size=100, steps=4, lr=0.05, progress=False)
+    assert not torch.equal(trained.bn1.running_mean, before["bn1.running_mean"])
+    assert int(trained.bn1.num_batches_tracked) == 4
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert trained(small_data[0][:3]).shape == (3, 10)
+
+
+def test_training_errors(small_data):
+    model = digits_mlp()
+    with pytest.raises(ValueError, match="exactly one of epochs and steps"):
+        train_classifier(model, small_data, lr=0.1)
+    with pytest.raises(ValueError, match="exactly one of epochs and steps"):
+        train_classifier(model, small_data, lr=0.1, epochs=1, steps=1)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        train_classifier(model, small_data, lr=0.1, steps=1, batch_size=0)
+    with pytest.raises(ValueError, match="lr must be positive"):
+        train_classifier(model, small_data, lr=0.0, steps=1)
+    with pytest.raises(ValueError, match="optimizer must be"):
+        train_classifier(model, small_data, lr=0.1, steps=1, optimizer="lbfgs")
+    with pytest.raises(TypeError, match="data must be a tuple"):
+        train_classifier(model, [small_data], lr=0.1, steps=1)
+    with pytest.raises(ValueError, match="same length"):
+        train_classifier(model, (small_data[0], small_data[1][:5]), lr=0.1, steps=1)
+    with pytest.raises(TypeError, match="model must be an nn.Module"):
+        train_classifier("mlp", small_data, lr=0.1, steps=1)
+
+
+def _loss_rise(model: nn.Module, data, *, scale: float, num_directions: int = 5) -> float:
+    """Mean rise of the train loss along filter-normalized random directions (biases fixed)."""
+    objective = Objective(model, data)
+    base = objective()["loss"]
+    generator = torch.Generator().manual_seed(0)
+    rises = []
+    for _ in range(num_directions):
+        point = {}
+        for name, w in model.named_parameters():
+            d = torch.randn(w.shape, generator=generator)
+            if w.dim() > 1:
+                d *= w.detach().norm(dim=1, keepdim=True) / d.norm(dim=1, keepdim=True)
+            else:
+                d.zero_()
+            point[name] = w.detach() + scale * d
+        rises.append(objective(point)["loss"] - base)
+    return sum(rises) / num_directions
+
+
+@pytest.mark.slow
+def test_demo_pair_fits_and_large_batch_is_sharper(train_data):
+    assert set(DEMO_RECIPES) == {"small-batch", "large-batch"}
+    models = train_demo_pair(progress=False)
+    assert list(models) == ["small-batch", "large-batch"]
+    for model in models.values():
+        result = Objective(model, train_data)()
+        assert result["loss"] < 0.01 and result["accuracy"] == 1.0
+    small = _loss_rise(models["small-batch"], train_data, scale=0.2)
+    large = _loss_rise(models["large-batch"], train_data, scale=0.2)
+    assert large > 3 * small > 0  # measured: about 0.024 vs 0.0014 with seed 0
