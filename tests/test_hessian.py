@@ -1,0 +1,423 @@
+"""Hessian routines against closed forms and a dense float64 Hessian built independently."""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse.linalg
+import torch
+import torch.nn.functional as F
+from sklearn.datasets import load_digits
+from torch import nn
+from torch.func import functional_call
+
+from landscape.evaluate import Objective
+from landscape.hessian import (
+    HessianOperator,
+    extreme_eigenvalues,
+    hessian_directions,
+    hessian_eigenpairs,
+    hessian_trace,
+    load_hessian,
+    min_max_ratio,
+    save_hessian,
+    spectral_density,
+)
+from landscape.params import state_sha256
+
+f64 = torch.float64
+
+
+# ---------------------------------------------------------------- models with known Hessians
+class Quadratic(nn.Module):
+    """A module whose only parameter ``w`` enters the loss ``1/2 (w - c)^T A (w - c)``."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(n, dtype=f64))
+
+
+def quadratic_objective(matrix: torch.Tensor, *, batch_size: int = 4) -> Objective:
+    n = len(matrix)
+    center = torch.linspace(-1, 1, n, dtype=f64)
+
+    def batch_loss(model, batch):
+        d = model.w - center
+        return 0.5 * (d @ matrix @ d) * len(batch[1]), len(batch[1])
+
+    data = (torch.zeros(10, 1, dtype=f64), torch.zeros(10, dtype=f64))
+    return Objective(Quadratic(n), data, batch_loss=batch_loss, batch_size=batch_size)
+
+
+def rotated(eigenvalues: list[float], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``Q diag(eigenvalues) Q^T`` with a random orthogonal ``Q``, and ``Q``."""
+    g = torch.Generator().manual_seed(seed)
+    q = torch.linalg.qr(torch.randn(len(eigenvalues), len(eigenvalues), generator=g, dtype=f64)).Q
+    return q @ torch.diag(torch.tensor(eigenvalues, dtype=f64)) @ q.T, q
+
+
+def dense(op: HessianOperator) -> np.ndarray:
+    return op.to_scipy() @ np.eye(op.num_params)
+
+
+# ---------------------------------------------------------------- digits MLP
+@pytest.fixture(scope="module")
+def digits():
+    bunch = load_digits()
+    x = torch.tensor(bunch.data[:300] / 16.0, dtype=f64)
+    y = torch.tensor(bunch.target[:300], dtype=torch.long)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 16), nn.Tanh(), nn.Linear(16, 10)).double()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(60):
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    names = [n for n, _ in model.named_parameters()]
+    shapes = [p.shape for p in model.parameters()]
+    sizes = [p.numel() for p in model.parameters()]
+
+    def flat_loss(flat):
+        pieces = [t.reshape(s) for t, s in zip(flat.split(sizes), shapes, strict=True)]
+        parts = dict(zip(names, pieces, strict=True))
+        return F.cross_entropy(functional_call(model, parts, (x,)), y)
+
+    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    with warnings.catch_warnings():  # torch's forward-mode internals use torch.jit.script
+        warnings.simplefilter("ignore", DeprecationWarning)
+        hessian = torch.func.jacfwd(torch.func.grad(flat_loss))(flat)  # forward over reverse
+    return model, x, y, hessian, torch.linalg.eigvalsh(hessian).flip(0)
+
+
+# ---------------------------------------------------------------- closed forms
+def test_quadratic_eigenpairs_and_trace_exact():
+    values = [5.0, 3.0, 2.0, 1.0, 0.5, -0.25, -1.0, -2.0]
+    matrix, q = rotated(values)
+    op = HessianOperator(quadratic_objective(matrix))
+    np.testing.assert_allclose(dense(op), matrix.numpy(), atol=1e-13)
+    top = hessian_eigenpairs(op, k=3)
+    np.testing.assert_allclose(top.eigenvalues, [5.0, 3.0, 2.0], atol=1e-10)
+    overlap = np.abs(top.eigenvectors @ q[:, :3].numpy())
+    np.testing.assert_allclose(overlap, np.eye(3), atol=1e-8)
+    assert top.converged and top.residuals.max() < 1e-8 * 5
+    np.testing.assert_allclose(hessian_eigenpairs(op, k=2, which="SA").eigenvalues, [-2, -1])
+    np.testing.assert_allclose(hessian_eigenpairs(op, k=3, which="LM").eigenvalues, [5, 3, -2])
+    np.testing.assert_allclose(hessian_eigenpairs(op, k=3, which="BE").eigenvalues, [5, 3, -2])
+    extremes = extreme_eigenvalues(op)
+    assert (extremes.lambda_max, extremes.lambda_min) == pytest.approx((5, -2), abs=1e-10)
+    assert extremes.ratio == pytest.approx(0.4, abs=1e-10)
+    trace = hessian_trace(op, num_probes=3 * len(values))
+    assert trace.value == pytest.approx(sum(values), abs=1e-10)
+    assert trace.stderr == 0
+
+
+def test_linear_regression_hessian_is_two_xtx_over_n():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(37, 4, generator=g, dtype=f64)
+    y = torch.randn(37, generator=g, dtype=f64)
+    objective = Objective(nn.Linear(4, 1).double(), (x, y), loss="mse", batch_size=10)
+    augmented = torch.cat([x, torch.ones(37, 1, dtype=f64)], dim=1)
+    expected = (2 / 37 * augmented.T @ augmented).numpy()
+    op = HessianOperator(objective)
+    np.testing.assert_allclose(dense(op), expected, rtol=1e-12, atol=1e-13)
+    result = hessian_eigenpairs(op, k=5)
+    np.testing.assert_allclose(result.eigenvalues, np.linalg.eigvalsh(expected)[::-1], rtol=1e-10)
+
+
+def test_logistic_regression_hessian_with_weight_decay():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(50, 3, generator=g, dtype=f64)
+    y = (torch.rand(50, generator=g, dtype=f64) > 0.5).to(f64)
+    decay = 0.1
+    model = nn.Linear(3, 1).double()
+
+    def batch_loss(m, batch):
+        inputs, targets = batch
+        logits = m(inputs).squeeze(-1)
+        data_sum = F.binary_cross_entropy_with_logits(logits, targets, reduction="sum")
+        penalty = 0.5 * decay * (m.weight.pow(2).sum() + m.bias.pow(2).sum())
+        return data_sum + len(targets) * penalty, len(targets)
+
+    op = HessianOperator(Objective(model, (x, y), batch_loss=batch_loss, batch_size=16))
+    augmented = torch.cat([x, torch.ones(50, 1, dtype=f64)], dim=1)
+    with torch.no_grad():
+        p = torch.sigmoid(augmented @ torch.cat([model.weight[0], model.bias]))
+    expected = augmented.T @ torch.diag(p * (1 - p)) @ augmented / 50 + decay * torch.eye(
+        4, dtype=f64
+    )
+    np.testing.assert_allclose(dense(op), expected.numpy(), rtol=1e-12, atol=1e-14)
+
+
+# ---------------------------------------------------------------- a real network
+def test_digits_top_eigenvalues_match_dense_hessian(digits):
+    model, x, y, _, exact = digits
+    op = HessianOperator(Objective(model, (x, y), batch_size=300))
+    result = hessian_eigenpairs(op, k=5)
+    np.testing.assert_allclose(result.eigenvalues, exact[:5].numpy(), rtol=1e-6)
+    assert result.converged and result.residuals.max() <= 1e-8 * exact[0].item()
+    assert result.num_hvps <= 60
+    # the ARPACK route through to_scipy agrees
+    arpack = scipy.sparse.linalg.eigsh(op.to_scipy(), k=5, which="LA", return_eigenvectors=False)
+    np.testing.assert_allclose(np.sort(arpack)[::-1], result.eigenvalues, rtol=1e-8)
+
+
+@pytest.mark.parametrize("method", ["hutchinson", "hutch++"])
+def test_digits_trace_within_three_standard_errors(digits, method):
+    model, x, y, hessian, _ = digits
+    trace = hessian_trace(Objective(model, (x, y)), num_probes=30, method=method, seed=3)
+    assert trace.num_hvps == 30 and len(trace.samples) == (30 if method == "hutchinson" else 10)
+    assert trace.stderr > 0
+    assert abs(trace.value - hessian.trace().item()) <= 3 * trace.stderr
+
+
+def test_hutchplusplus_beats_hutchinson_on_decaying_spectrum():
+    values = [1 / (i + 1) ** 2 for i in range(60)]
+    op = HessianOperator(quadratic_objective(rotated(values, seed=4)[0]))
+    errors = {"hutchinson": [], "hutch++": []}
+    for seed in range(5):
+        for method, found in errors.items():
+            found.append(
+                abs(hessian_trace(op, num_probes=24, method=method, seed=seed).value - sum(values))
+            )
+    assert np.mean(errors["hutch++"]) < 0.2 * np.mean(errors["hutchinson"])
+
+
+def test_ragged_batches_give_the_same_hvp(digits):
+    model, x, y, hessian, _ = digits
+    v = torch.randn(hessian.shape[0], generator=torch.Generator().manual_seed(5), dtype=f64)
+    ragged = HessianOperator(Objective(model, (x, y), batch_size=7)) @ v
+    whole = HessianOperator(Objective(model, (x, y), batch_size=300)) @ v
+    torch.testing.assert_close(ragged, whole, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(whole, hessian @ v, rtol=1e-10, atol=1e-12)
+
+
+def test_dict_vectors_and_parameter_selection(digits):
+    model, x, y, hessian, _ = digits
+    objective = Objective(model, (x, y))
+    op = HessianOperator(objective)
+    v = torch.randn(op.num_params, generator=torch.Generator().manual_seed(6), dtype=f64)
+    sizes = [math.prod(s) for s in op.shapes.values()]
+    pieces = [t.reshape(s) for t, s in zip(v.split(sizes), op.shapes.values(), strict=True)]
+    as_dict = dict(zip(op.names, pieces, strict=True))
+    out = op @ as_dict
+    assert list(out) == list(op.names)
+    torch.testing.assert_close(torch.cat([t.reshape(-1) for t in out.values()]), op @ v)
+    matrices = HessianOperator(objective, params=lambda name, t: t.dim() > 1)
+    assert matrices.names == ("0.weight", "2.weight")
+    with pytest.raises(ValueError, match="weights"):
+        HessianOperator(objective, params=["0.weight", "no.such"])
+
+
+def test_graph_is_built_once_for_one_batch(digits):
+    model, x, y, _, _ = digits
+    calls = []
+    handle = model.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        one = HessianOperator(Objective(model, (x, y), batch_size=300))
+        two = HessianOperator(Objective(model, (x, y), batch_size=150))
+        v = torch.ones(one.num_params, dtype=f64)
+        before = len(calls)
+        for _ in range(4):
+            one @ v
+        assert len(calls) - before == 1 and one.num_hvps == 4
+        before = len(calls)
+        for _ in range(4):
+            two @ v
+        assert len(calls) - before == 8
+    finally:
+        handle.remove()
+
+
+# ---------------------------------------------------------------- the model is left alone
+def bn_dropout_model() -> nn.Module:
+    torch.manual_seed(7)
+    model = nn.Sequential(
+        nn.Linear(5, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 3)
+    )
+    model.train()
+    with torch.no_grad():  # non-trivial running statistics
+        for _ in range(3):
+            model(torch.randn(16, 5))
+    return model
+
+
+def test_model_unchanged_by_every_routine(tmp_path):
+    model = bn_dropout_model()
+    before = state_sha256(model.state_dict())
+    flags = [m.training for m in model.modules()]
+    g = torch.Generator().manual_seed(8)
+    data = (torch.randn(30, 5, generator=g), torch.randint(0, 3, (30,), generator=g))
+    objective = Objective(model, data, batch_size=8)
+    op = HessianOperator(objective, dtype=f64)
+    op @ torch.ones(op.num_params)
+    eigen = hessian_eigenpairs(op, k=2)
+    trace = hessian_trace(op, num_probes=6)
+    density = spectral_density(op, num_probes=2, num_steps=10)
+    min_max_ratio(objective)
+    hessian_directions(objective)
+    save_hessian(tmp_path / "h.h5", eigen=eigen, trace=trace, density=density)
+    assert state_sha256(model.state_dict()) == before
+    assert [m.training for m in model.modules()] == flags
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_train_mode_batchnorm_keeps_running_stats():
+    model = bn_dropout_model()
+    model[3].p = 0.0  # deterministic in train mode
+    before = state_sha256(model.state_dict())
+    data = (torch.randn(30, 5), torch.randint(0, 3, (30,)))
+    op = HessianOperator(Objective(model, data, train_mode=True, batch_size=8))
+    hessian_eigenpairs(op, k=1)
+    assert state_sha256(model.state_dict()) == before
+
+
+def test_non_deterministic_objective_refused():
+    model = bn_dropout_model()
+    data = (torch.randn(30, 5), torch.randint(0, 3, (30,)))
+    with pytest.raises(RuntimeError, match="not deterministic"):
+        HessianOperator(Objective(model, data, train_mode=True))
+    HessianOperator(Objective(model, data))  # eval mode is fine
+
+
+def test_float64_copy_of_a_float32_model(digits):
+    model, x, y, hessian, _ = digits
+    single = nn.Sequential(nn.Linear(64, 16), nn.Tanh(), nn.Linear(16, 10))
+    single.load_state_dict({k: v.float() for k, v in model.state_dict().items()})
+    op = HessianOperator(Objective(single, (x.float(), y)), dtype=f64)
+    v = torch.randn(op.num_params, generator=torch.Generator().manual_seed(9), dtype=f64)
+    # the weights were rounded to float32, everything after that is float64
+    assert torch.allclose(op @ v, hessian @ v, rtol=1e-4, atol=1e-6)
+    assert (op @ v.float()).dtype == torch.float32
+    assert single[0].weight.dtype == torch.float32
+
+
+# ---------------------------------------------------------------- stopping and errors
+def test_budget_exhausted_warns_and_reports():
+    values = [1 / (i + 1) for i in range(200)]
+    op = HessianOperator(quadratic_objective(rotated(values, seed=10)[0]))
+    with pytest.warns(RuntimeWarning, match="raise max_hvps"):
+        result = hessian_eigenpairs(op, k=5, which="SA", max_hvps=20)
+    assert not result.converged and result.num_hvps <= 20
+    assert result.residuals.max() > 1e-8
+
+
+def test_non_finite_point_gives_nan(digits):
+    model, x, y, _, _ = digits
+    objective = Objective(model, (x, y))
+    point = {"0.weight": torch.full_like(model[0].weight, math.nan)}
+    with pytest.warns(RuntimeWarning, match="not finite"):
+        assert math.isnan(min_max_ratio(objective, point))
+    assert math.isnan(hessian_trace(objective, state=point, num_probes=4).value)
+    with pytest.warns(RuntimeWarning, match="not finite"):
+        density = spectral_density(objective, state=point, num_probes=2, num_steps=3)
+    assert np.isnan(density.density).all()
+
+
+def test_bad_options():
+    op = HessianOperator(quadratic_objective(torch.eye(3, dtype=f64)))
+    with pytest.raises(ValueError, match="k must be"):
+        hessian_eigenpairs(op, k=4)
+    with pytest.raises(ValueError, match="fixed when a HessianOperator"):
+        hessian_eigenpairs(op, params=["w"])
+    with pytest.raises(ValueError, match="method"):
+        hessian_trace(op, method="exact")
+    with pytest.raises(TypeError, match="Objective"):
+        hessian_trace(nn.Linear(2, 1))
+
+
+# ---------------------------------------------------------------- density
+def test_density_of_a_diagonal_hessian_is_exact():
+    values = torch.linspace(-1, 4, 12, dtype=f64)
+    objective = quadratic_objective(torch.diag(values))
+    result = spectral_density(objective, num_probes=3, num_steps=12, sigma=0.05, num_grid=2000)
+    # random signs on a diagonal matrix: every probe sees each eigenvalue with weight 1/n
+    sigma = result.settings["sigma_abs"]
+    expected = np.exp(-0.5 * ((result.grid[:, None] - values.numpy()) / sigma) ** 2).sum(1)
+    expected /= 12 * sigma * math.sqrt(2 * math.pi)
+    np.testing.assert_allclose(result.density, expected, atol=1e-8)
+    assert np.trapezoid(result.density, result.grid) == pytest.approx(1, abs=1e-6)
+    mean = np.trapezoid(result.grid * result.density, result.grid)
+    assert mean == pytest.approx(values.mean().item(), abs=1e-6)
+
+
+def test_density_of_the_digits_hessian(digits):
+    model, x, y, hessian, _ = digits
+    result = spectral_density(Objective(model, (x, y)), num_probes=4, num_steps=40)
+    assert result.nodes.shape == (4, 40) and result.num_hvps == 160
+    np.testing.assert_allclose(result.weights.sum(1), 1, atol=1e-10)
+    assert np.trapezoid(result.density, result.grid) == pytest.approx(1, abs=1e-4)
+    mean = np.trapezoid(result.grid * result.density, result.grid)
+    assert mean == pytest.approx(hessian.trace().item() / len(hessian), rel=0.2)
+
+
+# ---------------------------------------------------------------- directions and storage
+def test_hessian_directions_are_top_eigenvectors(digits):
+    model, x, y, _, _ = digits
+    objective = Objective(model, (x, y))
+    directions = hessian_directions(objective, params=lambda name, t: t.dim() > 1)
+    assert len(directions) == 2 and set(directions[0]) == {"0.weight", "2.weight"}
+    flat = [torch.cat([t.reshape(-1) for t in d.values()]) for d in directions]
+    gram = torch.stack(flat) @ torch.stack(flat).T
+    torch.testing.assert_close(gram, torch.eye(2, dtype=f64), atol=1e-10, rtol=0)
+    assert directions[0]["0.weight"].shape == model[0].weight.shape
+
+
+def test_save_and_load_round_trip(tmp_path):
+    values = [3.0, 2.0, 1.0, -1.0]
+    op = HessianOperator(quadratic_objective(rotated(values)[0]))
+    eigen = hessian_eigenpairs(op, k=2)
+    trace = hessian_trace(op, num_probes=6, method="hutchinson")
+    density = spectral_density(op, num_probes=2, num_steps=3)
+    path = tmp_path / "hessian.h5"
+    save_hessian(path, eigen=eigen, trace=trace)
+    save_hessian(path, density=density)
+    loaded = load_hessian(path)
+    for name in ("eigenvalues", "eigenvectors", "residuals"):
+        np.testing.assert_array_equal(getattr(loaded.eigen, name), getattr(eigen, name))
+    assert loaded.eigen.settings == eigen.settings and loaded.eigen.names == eigen.names
+    assert loaded.eigen.shapes == eigen.shapes and loaded.eigen.converged is True
+    torch.testing.assert_close(
+        loaded.eigen.as_state(0)["w"], torch.from_numpy(eigen.eigenvectors[0])
+    )
+    assert (loaded.trace.value, loaded.trace.stderr, loaded.trace.method) == (
+        trace.value,
+        trace.stderr,
+        "hutchinson",
+    )
+    assert loaded.trace.settings == trace.settings
+    np.testing.assert_array_equal(loaded.density.nodes, density.nodes)
+    assert loaded.density.settings == density.settings
+    with pytest.raises(ValueError, match="overwrite"):
+        save_hessian(path, trace=trace)
+    save_hessian(path, trace=trace, overwrite=True)
+
+
+def test_load_refuses_a_file_without_hessian_results(tmp_path):
+    from landscape.storage import write_group
+
+    path = tmp_path / "other.h5"
+    write_group(path, "sharpness/trace", arrays={}, attrs={"value": 1.0})
+    with pytest.raises(KeyError, match="no Hessian results"):
+        load_hessian(path)
+    with pytest.raises(FileNotFoundError):
+        load_hessian(tmp_path / "missing.h5")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu_and_memory_does_not_grow(digits):
+    model, x, y, hessian, exact = digits
+    gpu_model = copy.deepcopy(model).cuda()
+    op = HessianOperator(Objective(gpu_model, (x.cuda(), y.cuda()), batch_size=300))
+    v = torch.randn(op.num_params, dtype=f64, device="cuda")
+    op @ v
+    allocated = torch.cuda.memory_allocated()
+    for _ in range(10):
+        op @ v
+    assert torch.cuda.memory_allocated() == allocated
+    result = hessian_eigenpairs(op, k=5)
+    np.testing.assert_allclose(result.eigenvalues, exact[:5].numpy(), rtol=1e-6)
