@@ -139,8 +139,10 @@ def cmd_surface(args: argparse.Namespace) -> None:
             stored = load_directions(args.out)  # resume with the directions already found
             directions = Directions(*stored[:2], kind="hessian", settings={"seed": args.seed})
         else:
-            objective_kwargs = dict(loss=_loss(args.loss), batch_size=args.batch_size)
-            top = hessian_directions(model, data, seed=args.seed, **objective_kwargs)
+            from .evaluate import Objective
+
+            objective = Objective(model, data, loss=_loss(args.loss), batch_size=args.batch_size)
+            top = hessian_directions(objective, seed=args.seed)
             directions = Directions(top[0], top[1], kind="hessian", settings={"seed": args.seed})
         if ys is None:
             directions = Directions(
@@ -164,6 +166,8 @@ def cmd_plot(args: argparse.Namespace) -> None:
     from . import plotting
     from .surface import load_surface
 
+    if args.kind in ("density", "eigenvalues"):
+        return _plot_hessian(args)
     surface = load_surface(args.file)
     if args.kind != "line" and not surface.is_2d:
         raise UserError(f"{args.file} holds a line; use --kind line")
@@ -185,10 +189,72 @@ def cmd_plot(args: argparse.Namespace) -> None:
     print(args.output)
 
 
+def _plot_hessian(args: argparse.Namespace) -> None:
+    from matplotlib.figure import Figure
+
+    from . import plotting
+    from .hessian import load_hessian
+
+    results = load_hessian(args.file)
+    fig = Figure(figsize=(5, 4), layout="constrained")
+    with plotting.landscape_style():
+        if args.kind == "density":
+            if results.density is None:
+                raise UserError(f"{args.file} has no spectral density; run hessian --density")
+            plotting.plot_spectral_density(
+                results.density.grid, results.density.density, fig.add_subplot()
+            )
+        else:
+            if results.eigen is None:
+                raise UserError(f"{args.file} has no eigenvalues")
+            plotting.plot_eigenvalues(results.eigen.eigenvalues, fig.add_subplot())
+        plotting.save_figure(fig, args.output)
+    print(args.output)
+
+
 def cmd_info(args: argparse.Namespace) -> None:
     from .storage import describe_file
 
     print(describe_file(args.file))
+
+
+def _refuse_existing(path: str, groups: list[str], overwrite: bool) -> None:
+    """Stop before any work when results would be overwritten without --overwrite."""
+    from .storage import existing_groups
+
+    taken = [] if overwrite else existing_groups(path, groups)
+    if taken:
+        raise UserError(f"{path} already has /{taken[0]}; pass --overwrite to replace it")
+
+
+def cmd_hessian(args: argparse.Namespace) -> None:
+    from . import hessian
+    from .evaluate import Objective
+
+    wanted = ["eigen", "extremes"] + ["trace"] * args.trace + ["density"] * args.density
+    _refuse_existing(args.out, [f"hessian/{name}" for name in wanted], args.overwrite)
+    model = _model(args, args.checkpoint)
+    objective = Objective(
+        model, _data(args.data), loss=_loss(args.loss), batch_size=args.batch_size
+    )
+    dtype = torch.float64 if args.float64 else None
+    common = dict(seed=args.seed, dtype=dtype)
+    eigen = hessian.hessian_eigenpairs(objective, k=args.top_k, which=args.which, **common)
+    extremes = hessian.extreme_eigenvalues(objective, **common)
+    trace = density = None
+    if args.trace:
+        trace = hessian.hessian_trace(objective, num_probes=args.num_probes, **common)
+    if args.density:
+        density = hessian.spectral_density(objective, num_probes=args.density_probes, **common)
+    hessian.save_hessian(args.out, eigen=eigen, trace=trace, density=density,
+                         extremes=extremes, overwrite=args.overwrite)  # fmt: skip
+    values = ", ".join(f"{v:.6g}" for v in eigen.eigenvalues)
+    print(f"eigenvalues ({args.which}): {values}  [max residual {eigen.residuals.max():.2g}]")
+    print(f"lambda_max {extremes.lambda_max:.6g}, lambda_min {extremes.lambda_min:.6g}, "
+          f"|lambda_min/lambda_max| {extremes.ratio:.4g}")  # fmt: skip
+    if trace is not None:
+        print(f"trace {trace.value:.6g} ± {trace.stderr:.2g} ({trace.method})")
+    print(args.out)
 
 
 def _measure_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -284,6 +350,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace a file made by another run")
     p.set_defaults(func=cmd_surface)
 
+    p = sub.add_parser("hessian", help="Hessian eigenpairs, trace and spectral density")
+    _add_model_options(p)
+    p.add_argument("--top-k", type=int, default=5, help="number of eigenpairs (default 5)")
+    p.add_argument("--which", choices=("LA", "SA", "LM"), default="LA",
+                   help="largest, smallest algebraic or largest magnitude")  # fmt: skip
+    p.add_argument("--trace", action="store_true", help="also the trace (Hutch++)")
+    p.add_argument("--num-probes", type=int, default=99, help="trace probes (default 99)")
+    p.add_argument("--density", action="store_true", help="also the spectral density (SLQ)")
+    p.add_argument("--density-probes", type=int, default=10)
+    p.add_argument("--float64", action="store_true", help="compute in float64")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="HDF5 file (results go to /hessian)")
+    p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
+    p.set_defaults(func=cmd_hessian)
+
     p = sub.add_parser("sharpness", help="sharpness and flatness measures of a checkpoint")
     _add_model_options(p)
     _add_measure_options(p)
@@ -303,8 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plot", help="plot a surface file")
     p.add_argument("file")
-    p.add_argument("--kind", choices=("line", "contour", "contourf", "heatmap", "surface3d"),
-                   default="contour")  # fmt: skip
+    kinds = ("line", "contour", "contourf", "heatmap", "surface3d", "density", "eigenvalues")
+    p.add_argument("--kind", choices=kinds, default="contour",
+                   help="density and eigenvalues are for Hessian files")  # fmt: skip
     p.add_argument("--metric", default="loss")
     p.add_argument("-o", "--output", required=True, help="figure file (.png, .pdf, .svg)")
     p.set_defaults(func=cmd_plot)

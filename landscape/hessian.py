@@ -518,6 +518,7 @@ class HessianResults:
     eigen: EigenResult | None = None
     trace: TraceResult | None = None
     density: DensityResult | None = None
+    extremes: ExtremeEigenvalues | None = None
 
 
 # ---------------------------------------------------------------- eigenpairs
@@ -942,6 +943,7 @@ def spectral_density(
 
 # ---------------------------------------------------------------- storage
 _EIGEN, _TRACE, _DENSITY = "hessian/eigen", "hessian/trace", "hessian/density"
+_EXTREMES = "hessian/extremes"
 
 
 def save_hessian(
@@ -950,13 +952,15 @@ def save_hessian(
     eigen: EigenResult | None = None,
     trace: TraceResult | None = None,
     density: DensityResult | None = None,
+    extremes: ExtremeEigenvalues | None = None,
     overwrite: bool = False,
 ) -> None:
     """Store Hessian results in a landscape HDF5 file (created if needed) under ``/hessian``.
 
     Layout: ``/hessian/eigen`` (datasets ``eigenvalues``, ``eigenvectors``, ``residuals``),
     ``/hessian/trace`` (dataset ``samples``; attrs ``value``, ``stderr``, ``method``),
-    ``/hessian/density`` (datasets ``grid``, ``density``, ``nodes``, ``weights``); every group's
+    ``/hessian/density`` (datasets ``grid``, ``density``, ``nodes``, ``weights``),
+    ``/hessian/extremes`` (attrs ``lambda_max``, ``lambda_min``, ``ratio``); every group's
     attrs also hold ``num_hvps`` and every setting (``eigen`` also ``converged``, and ``names``
     and ``shapes`` as JSON).
 
@@ -964,8 +968,8 @@ def save_hessian(
         ValueError: nothing to save, a group exists and ``overwrite`` is false, or the file is
             not a landscape file.
     """
-    if eigen is None and trace is None and density is None:
-        raise ValueError("nothing to save: give eigen=, trace= or density=")
+    if eigen is None and trace is None and density is None and extremes is None:
+        raise ValueError("nothing to save: give eigen=, trace=, density= or extremes=")
     if eigen is not None:
         arrays = {k: getattr(eigen, k) for k in ("eigenvalues", "eigenvectors", "residuals")}
         attrs = {
@@ -991,6 +995,11 @@ def save_hessian(
         arrays = {k: getattr(density, k) for k in ("grid", "density", "nodes", "weights")}
         attrs = {**density.settings, "num_hvps": density.num_hvps}
         write_group(path, _DENSITY, arrays=arrays, attrs=attrs, overwrite=overwrite)
+    if extremes is not None:
+        names = ("lambda_max", "lambda_min", "ratio", "num_hvps", "converged")
+        attrs = {**extremes.settings, **{n: getattr(extremes, n) for n in names}}
+        arrays = {"residuals": extremes.residuals}
+        write_group(path, _EXTREMES, arrays=arrays, attrs=attrs, overwrite=overwrite)
 
 
 def _read(
@@ -1009,7 +1018,7 @@ def load_hessian(path: str | os.PathLike) -> HessianResults:
         FileNotFoundError: no file; ValueError: not a landscape file;
         KeyError: the file holds no Hessian results.
     """
-    eigen = trace = density = None
+    eigen = trace = density = extremes = None
     if (found := _read(path, _EIGEN)) is not None:
         arrays, attrs = found
         names = tuple(json.loads(attrs.pop("names")))
@@ -1036,6 +1045,11 @@ def load_hessian(path: str | os.PathLike) -> HessianResults:
         density = DensityResult(
             arrays["grid"], arrays["density"], arrays["nodes"], arrays["weights"], num_hvps, attrs
         )
-    if eigen is None and trace is None and density is None:
+    if (found := _read(path, _EXTREMES)) is not None:
+        arrays, attrs = found
+        values = [attrs.pop(n) for n in ("lambda_max", "lambda_min", "ratio")]
+        num_hvps, converged = attrs.pop("num_hvps"), attrs.pop("converged")
+        extremes = ExtremeEigenvalues(*values, arrays["residuals"], num_hvps, converged, attrs)
+    if eigen is None and trace is None and density is None and extremes is None:
         raise KeyError(f"{os.fspath(path)} holds no Hessian results (no /hessian group)")
-    return HessianResults(eigen=eigen, trace=trace, density=density)
+    return HessianResults(eigen=eigen, trace=trace, density=density, extremes=extremes)

@@ -972,7 +972,7 @@ def save_sharpness(
         if taken:
             raise ValueError(
                 f"{os.fspath(path)} already has /{group}/{taken[0]}; "
-                "pass overwrite=True to replace it"
+                "pass overwrite=True (--overwrite) to replace it"
             )
     reserved = {"name", "value", "stderr", "extra_names"}
     for name, result in results.items():

@@ -87,6 +87,14 @@ def open_landscape_file(path: str | os.PathLike, mode: str = "r") -> h5py.File:
     return f
 
 
+def existing_groups(path: str | os.PathLike, names: list[str]) -> list[str]:
+    """Which of the groups ``names`` a landscape file already has (none if no file)."""
+    if not os.path.exists(path):
+        return []
+    with open_landscape_file(path) as f:
+        return [name for name in names if name in f]
+
+
 def write_group(
     path: str | os.PathLike,
     name: str,
@@ -110,7 +118,9 @@ def write_group(
     with f:
         if name in f:
             if not overwrite:
-                raise ValueError(f"{path} already has /{name}; pass overwrite=True to replace it")
+                raise ValueError(
+                    f"{path} already has /{name}; pass overwrite=True (--overwrite) to replace it"
+                )
             del f[name]
         group = f.create_group(name)
         for key, value in attrs.items():
@@ -138,9 +148,18 @@ def read_group(path: str | os.PathLike, name: str) -> tuple[dict[str, np.ndarray
 
 
 # ---------------------------------------------------------------- surfaces
-# Root attributes that may differ between a run and its resumption.
+# Root attributes that may differ between a run and its resumption (``cosine`` is derived
+# from the directions, which ``directions_sha256`` already pins down).
 VOLATILE_ATTRS = frozenset(
-    {"format", "format_version", "landscape_version", "torch_version", "created", "checkpoint_path"}
+    {
+        "format",
+        "format_version",
+        "landscape_version",
+        "torch_version",
+        "created",
+        "checkpoint_path",
+        "cosine",
+    }
 )
 
 

@@ -145,3 +145,31 @@ def test_sharpness_and_compare_commands(project, capsys):
     assert "| a |" in capsys.readouterr().out
     for name in ("compare.h5", "compare.md", "compare.csv", "compare_planes.png"):
         assert (folder / name).exists(), name
+
+
+def test_hessian_command_and_hessian_directions(project, capsys):
+    common = ["--model", f"{project}/user.py:model", "--data", f"{project}/user.py:data",
+              "--checkpoint", str(project / "a.pt"), "--quiet"]  # fmt: skip
+    out = project / "h.h5"
+    args = ["hessian", *common, "--top-k", "3", "--trace", "--density", "--float64",
+            "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "lambda_max" in printed and "trace" in printed
+    from landscape.hessian import load_hessian
+
+    results = load_hessian(out)
+    assert results.eigen.eigenvalues.shape == (3,)
+    assert results.extremes.lambda_max == pytest.approx(results.eigen.eigenvalues[0], rel=1e-6)
+    assert results.trace.stderr >= 0 and results.density.density.shape == results.density.grid.shape
+    for kind in ("density", "eigenvalues"):
+        assert main(["plot", str(out), "--kind", kind, "-o", str(project / f"{kind}.png")]) == 0
+    assert main(args) == 2 and "pass --overwrite" in capsys.readouterr().err
+
+    plane = project / "hplane.h5"
+    args = ["surface", *common, "--directions", "hessian", "--x=-0.5:0.5:3", "--y=-0.5:0.5:3",
+            "--out", str(plane)]  # fmt: skip
+    assert main(args) == 0
+    surface = load_surface(plane)
+    assert surface.attrs["directions"] == "hessian" and np.isfinite(surface["loss"]).all()
+    assert main(args) == 0  # resumes with the stored directions
