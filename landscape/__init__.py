@@ -1,3 +1,120 @@
-"""landscape: loss-landscape analysis of trained PyTorch models."""
+"""landscape: loss-landscape analysis of trained PyTorch models.
+
+Surfaces along normalized random, Hessian, interpolation or PCA directions; Hessian
+eigenpairs, trace and spectral density; sharpness and flatness measures with error bars;
+resumable HDF5 results; publication plots; comparisons of many checkpoints.
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> import landscape as ls
+    >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    >>> data = (torch.randn(32, 4), torch.randint(0, 3, (32,)))
+    >>> surface = ls.compute_surface(model, data, ls.random_directions(model),
+    ...                              [-1, 0, 1], [-1, 0, 1], progress=False)
+    >>> surface["loss"].shape
+    (3, 3)
+"""
 
 __version__ = "0.1.0"
+
+from .checkpoint import file_sha256, load_checkpoint, load_state, save_checkpoint
+from .compare import Comparison, compare_checkpoints, plot_comparison, write_tables
+from .directions import (
+    Directions,
+    interpolation_direction,
+    normalize_direction,
+    pca_directions,
+    project_states,
+    random_direction,
+    random_directions,
+)
+from .evaluate import Objective
+from .hessian import (
+    DensityResult,
+    EigenResult,
+    ExtremeEigenvalues,
+    HessianOperator,
+    HessianResults,
+    TraceResult,
+    extreme_eigenvalues,
+    hessian_directions,
+    hessian_eigenpairs,
+    hessian_trace,
+    load_hessian,
+    min_max_ratio,
+    save_hessian,
+    spectral_density,
+)
+from .plotting import (
+    landscape_style,
+    plot_contour,
+    plot_contourf,
+    plot_contours_compare,
+    plot_convexity,
+    plot_eigenvalues,
+    plot_heatmap,
+    plot_line,
+    plot_lines_compare,
+    plot_measures,
+    plot_spectral_density,
+    plot_surface3d,
+    save_figure,
+)
+from .sharpness import MEASURES, SharpnessResult, load_sharpness, save_sharpness, sharpness
+from .surface import Surface, compute_surface, load_surface, parse_range
+
+__all__ = [
+    "Comparison",
+    "DensityResult",
+    "Directions",
+    "EigenResult",
+    "ExtremeEigenvalues",
+    "HessianOperator",
+    "HessianResults",
+    "MEASURES",
+    "Objective",
+    "SharpnessResult",
+    "Surface",
+    "TraceResult",
+    "compare_checkpoints",
+    "compute_surface",
+    "extreme_eigenvalues",
+    "file_sha256",
+    "hessian_directions",
+    "hessian_eigenpairs",
+    "hessian_trace",
+    "interpolation_direction",
+    "landscape_style",
+    "load_checkpoint",
+    "load_hessian",
+    "load_sharpness",
+    "load_state",
+    "load_surface",
+    "min_max_ratio",
+    "normalize_direction",
+    "parse_range",
+    "pca_directions",
+    "plot_comparison",
+    "plot_contour",
+    "plot_contourf",
+    "plot_contours_compare",
+    "plot_convexity",
+    "plot_eigenvalues",
+    "plot_heatmap",
+    "plot_line",
+    "plot_lines_compare",
+    "plot_measures",
+    "plot_spectral_density",
+    "plot_surface3d",
+    "project_states",
+    "random_direction",
+    "random_directions",
+    "save_checkpoint",
+    "save_figure",
+    "save_hessian",
+    "save_sharpness",
+    "sharpness",
+    "spectral_density",
+    "write_tables",
+]
