@@ -6,6 +6,11 @@ the caller's parameters, buffers and train/eval flags are the same afterwards.
 
 Values are exact means over examples: every batch contributes its *sum* and its
 example count, accumulated in float64, so ragged batches weigh what they should.
+
+Speed and scale: :meth:`Objective.evaluate_points` evaluates K points per pass over a
+batch (stacked states through ``vmap``; see :mod:`landscape._batched`), ``precision``
+runs the model in TF32 or bfloat16 while sums stay float64, and ``shard_data`` splits
+the batches across ``torch.distributed`` ranks with the sums all-reduced.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
@@ -20,15 +26,26 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call
+from torch.func import functional_call, vmap
 
+from . import distributed
+from ._batched import (
+    PRECISIONS,
+    Precision,
+    auto_points_per_pass,
+    move_directions,
+    precision_context,
+    stack_points,
+    state_bytes,
+    upcast,
+)
 from .params import axpy, model_device_dtype, model_state
 
 LossName = Literal["cross_entropy", "mse", "bce"]
 MetricFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 BatchLoss = Callable[[nn.Module, Any], tuple[torch.Tensor, int]]
 
-__all__ = ["Objective", "as_batches", "LossName", "MetricFn", "BatchLoss"]
+__all__ = ["Objective", "as_batches", "LossName", "MetricFn", "BatchLoss", "Precision"]
 
 DEFAULT_BATCH_SIZE = 1024
 
@@ -169,6 +186,21 @@ class Objective:
         cache_data: move the batches to the device once and keep them (default); turn
             off for data that does not fit, and they are re-read every evaluation.
         batch_size: batch size used when ``data`` is a Dataset or a tensor tuple.
+        precision: ``"fp32"`` (default), ``"tf32"`` (TensorFloat-32 matrix products on
+            CUDA, global flags restored after each call; same as fp32 elsewhere) or
+            ``"bf16"`` (autocast to bfloat16 on the device). Outputs are cast back to
+            the model's dtype before the loss, and sums are accumulated in float64.
+        points_per_pass: K, the number of points :meth:`evaluate_points` evaluates per
+            pass over a batch. ``None`` chooses: 1 on CPU (one point already runs near
+            the matrix-product peak there), on CUDA from the size of the perturbed
+            parameters, the activations of one batch and the free memory. Models that
+            ``vmap`` cannot map (train-mode BatchNorm, dropout in train mode,
+            data-dependent control flow, ``batch_loss`` closures) fall back to one point
+            at a time with a warning.
+        shard_data: under an initialized ``torch.distributed`` group, each rank keeps
+            every ``world_size``-th batch and the sums are all-reduced, so every rank
+            gets the value over the whole data. All ranks must then make the same calls.
+            Without a group (or with one rank) it changes nothing.
 
     Example:
         >>> torch.manual_seed(0) and None
@@ -191,6 +223,9 @@ class Objective:
         train_mode: bool = False,
         cache_data: bool = True,
         batch_size: int | None = None,
+        precision: Precision = "fp32",
+        points_per_pass: int | None = None,
+        shard_data: bool = False,
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -215,29 +250,68 @@ class Objective:
         if "loss" in self._metrics:
             raise ValueError("'loss' is reserved for the loss; give the metric another name")
         self.names: tuple[str, ...] = ("loss", *self._metrics)
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.precision: Precision = precision
+        if points_per_pass is not None:
+            if isinstance(points_per_pass, bool) or not isinstance(points_per_pass, int):
+                raise TypeError(
+                    f"points_per_pass must be an int or None, got {type(points_per_pass).__name__}"
+                )
+            if points_per_pass < 1:
+                raise ValueError(f"points_per_pass must be >= 1 or None, got {points_per_pass}")
+        self.points_per_pass = points_per_pass
+        self._auto_points: int | None = None
+        self._vmap_ok = batch_loss is None
+        self._entered = False
+        self.shard_data = bool(shard_data) and distributed.world_size() > 1
+        self._rank, self._world = (
+            (distributed.rank(), distributed.world_size()) if self.shard_data else (0, 1)
+        )
         self.base_state: dict[str, torch.Tensor] = model_state(model, "states")
         self._buffer_names = [name for name, _ in model.named_buffers()]
         self._source = as_batches(data, batch_size=batch_size)
         self.cache_data = bool(cache_data)
-        self._cached = [_to_device(b, self.device) for b in self._source] if cache_data else None
-        if self._cached is not None and not self._cached:
+        self._cached = list(self._own(self._source)) if cache_data else None
+        if self._cached is not None and not self._cached and not self.shard_data:
             raise ValueError("data is empty: expected at least one batch")
         self._num_examples: int | None = None
 
     # -- data
+    def _own(self, source: Iterable[Any]) -> Iterator[Any]:
+        for i, batch in enumerate(source):
+            if i % self._world == self._rank:
+                yield _to_device(batch, self.device)
+
     def batches(self) -> Iterator[Any]:
-        """The evaluation batches, on the model's device, in a fixed order."""
+        """The evaluation batches, on the model's device, in a fixed order.
+
+        With ``shard_data`` under a process group: this rank's share only (batches
+        ``rank, rank + world_size, ...``).
+        """
         if self._cached is not None:
             yield from self._cached
             return
-        for batch in self._source:
-            yield _to_device(batch, self.device)
+        yield from self._own(self._source)
+
+    def all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Sum ``tensor`` over the ranks sharing the data, in place; returns it.
+
+        A no-op without ``shard_data``. Code that loops over :meth:`batches` and adds up
+        :meth:`batch_sums` (or gradients of them) calls this on its totals to get the
+        value over the whole data; every rank must call it.
+        """
+        if self.shard_data:
+            distributed.all_reduce_sum(tensor)
+        return tensor
 
     @property
     def num_examples(self) -> int:
-        """Number of examples in the evaluation set."""
+        """Number of examples in the evaluation set (all shards together)."""
         if self._num_examples is None:
-            self._num_examples = sum(self._count(b) for b in self.batches())
+            local = sum(self._count(b) for b in self.batches())
+            count = torch.tensor(float(local), dtype=torch.float64, device=self.device)
+            self._num_examples = int(self.all_reduce(count).item())
         return self._num_examples
 
     def _count(self, batch: Any) -> int:
@@ -286,8 +360,22 @@ class Objective:
                 merged[name] = merged[name].clone()
         return merged
 
+    @contextlib.contextmanager
+    def _evaluating(self) -> Iterator[None]:
+        """The model's mode and the precision for a block; entered once for a whole pass
+        over the data (nested entries cost nothing), restored on exit."""
+        if self._entered:
+            yield
+            return
+        with _mode(self.model, self.train_mode), precision_context(self.precision, self.device):
+            self._entered = True
+            try:
+                yield
+            finally:
+                self._entered = False
+
     def _call(self, state: Mapping[str, torch.Tensor], batch: Any) -> Any:
-        with _mode(self.model, self.train_mode):
+        with self._evaluating():
             if self.batch_loss is not None:
                 wrapper = _ClosureModule(self.model, self.batch_loss)
                 prefixed = {f"model.{n}": t for n, t in state.items()}
@@ -305,7 +393,7 @@ class Objective:
         if self.batch_loss is not None:
             loss_sum, count = self._call(state, batch)
             return {"loss": loss_sum}, int(count)
-        outputs = self._call(state, batch)
+        outputs = upcast(self._call(state, batch), self.dtype)
         targets = batch[1]
         sums = {"loss": self._loss_fn(outputs, targets)}
         if with_metrics:
@@ -314,25 +402,116 @@ class Objective:
                     sums[name] = torch.as_tensor(fn(outputs, targets))
         return sums, len(targets)
 
+    def _local_totals(self, full: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        """This rank's float64 sums ``(len(names),)`` and example count at a full state."""
+        totals = torch.zeros(len(self.names), dtype=torch.float64, device=self.device)
+        count = 0
+        with self._evaluating():
+            for batch in self.batches():
+                sums, n = self.batch_sums(full, batch)
+                for i, name in enumerate(self.names):
+                    totals[i] += sums[name].detach().to(torch.float64)
+                count += n
+        return totals, count
+
+    def _means(self, totals: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """All-reduce ``(..., names)`` sums and ``(...)`` counts together; return means."""
+        packed = self.all_reduce(torch.cat([totals.reshape(-1), counts.reshape(-1)]))
+        totals, counts = packed[: totals.numel()].view_as(totals), packed[totals.numel() :]
+        if bool((counts == 0).any()):
+            raise ValueError("data is empty: expected at least one example")
+        self._num_examples = int(counts[0].item())
+        return totals / counts.view(*counts.shape, *([1] * (totals.dim() - 1)))
+
     @torch.no_grad()
     def __call__(self, state: Mapping[str, torch.Tensor] | None = None) -> dict[str, float]:
         """Exact means of the loss and metrics at ``state`` (default: the model's own).
 
         Names the state lacks take the model's values, so a state of weights alone works.
         """
-        full = self.full_state(state)
-        totals = {n: torch.zeros((), dtype=torch.float64, device=self.device) for n in self.names}
-        count = 0
-        for batch in self.batches():
-            sums, n = self.batch_sums(full, batch)
-            for name, value in sums.items():
-                totals[name] += value.detach().to(torch.float64)
-            count += n
-        if count == 0:
-            raise ValueError("data is empty: expected at least one example")
-        self._num_examples = count
-        return {name: float(total) / count for name, total in totals.items()}
+        totals, count = self._local_totals(self.full_state(state))
+        counts = torch.tensor([float(count)], dtype=torch.float64, device=self.device)
+        means = self._means(totals.unsqueeze(0), counts)[0].tolist()
+        return dict(zip(self.names, means, strict=True))
 
+    # -- many points
+    def resolve_points_per_pass(self) -> int:
+        """K, as given or as chosen for this model, data and device (see the class doc).
+
+        The automatic choice on CUDA runs one forward pass on the first batch to measure
+        its activation memory (it resets the device's peak-memory statistics).
+        """
+        if self.points_per_pass is not None:
+            return self.points_per_pass
+        if self._auto_points is None:
+            if self.device.type != "cuda" or not self._vmap_ok:
+                self._auto_points = 1
+            else:
+                self._auto_points = auto_points_per_pass(
+                    self.device, self._perturbable_bytes(), self._activation_bytes()
+                )
+        return self._auto_points
+
+    def _perturbable_bytes(self) -> int:
+        return state_bytes({n: t for n, t in self.base_state.items() if t.is_floating_point()})
+
+    @torch.no_grad()
+    def _activation_bytes(self) -> int:
+        batch = next(iter(self.batches()), None)
+        if batch is None:
+            return 1
+        torch.cuda.synchronize(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        before = torch.cuda.memory_allocated(self.device)
+        self.batch_sums(self.full_state(None), batch)
+        torch.cuda.synchronize(self.device)
+        return int(torch.cuda.max_memory_allocated(self.device) - before)
+
+    def _batched_totals(
+        self,
+        base: Mapping[str, torch.Tensor],
+        directions: list[dict[str, torch.Tensor]],
+        coords: np.ndarray,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's float64 sums ``(K, len(names))`` and counts ``(K,)`` for K points
+        at once: stacked states through ``vmap(functional_call)``."""
+        stacked = stack_points(base, directions, torch.from_numpy(coords))
+        fixed = {n: t for n, t in base.items() if n not in stacked}
+        model, loss_fn, metrics = self.model, self._loss_fn, list(self._metrics.values())
+
+        def point_sums(perturbed: dict[str, torch.Tensor], inputs: Any, targets: Any):
+            outputs = functional_call(model, {**fixed, **perturbed}, (inputs,))
+            outputs = upcast(outputs, self.dtype)
+            sums = [loss_fn(outputs, targets)]
+            sums += [torch.as_tensor(fn(outputs, targets)) for fn in metrics]
+            return torch.stack([v.reshape(()).to(torch.float64) for v in sums])
+
+        mapped = vmap(point_sums, in_dims=(0, None, None), randomness="error")
+        totals = torch.zeros(len(coords), len(self.names), dtype=torch.float64, device=self.device)
+        count = 0
+        with self._evaluating():
+            for batch in self.batches():
+                inputs, targets = batch
+                totals += mapped(stacked, inputs, targets)
+                count += len(targets)
+        counts = torch.full((len(coords),), float(count), dtype=torch.float64, device=self.device)
+        return totals, counts
+
+    def _one_point_totals(
+        self,
+        base: Mapping[str, torch.Tensor],
+        directions: list[dict[str, torch.Tensor]],
+        coords: np.ndarray,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        totals = torch.zeros(len(coords), len(self.names), dtype=torch.float64, device=self.device)
+        counts = torch.zeros(len(coords), dtype=torch.float64, device=self.device)
+        for k, point in enumerate(coords):
+            state = axpy(base, zip(point.tolist(), directions, strict=True))
+            totals[k], count = self._local_totals(self.full_state(state))
+            counts[k] = float(count)
+        return totals, counts
+
+    @torch.no_grad()
     def evaluate_points(
         self,
         base: Mapping[str, torch.Tensor],
@@ -340,6 +519,12 @@ class Objective:
         coords: np.ndarray,
     ) -> dict[str, np.ndarray]:
         """Exact means at the points ``base + sum_j coords[k, j] * directions[j]``.
+
+        Points are evaluated K at a time (see ``points_per_pass``); with K = 1 each point
+        is one call of the objective, so a point with all coordinates 0 gives exactly the
+        value at ``base``. With K > 1 the stacked states equal the one-point states bit
+        for bit, and the values agree with the one-point path to float32 rounding
+        (batched kernels sum in another order).
 
         Args:
             base: the centre state (names it lacks take the model's values).
@@ -350,9 +535,40 @@ class Objective:
             ``{name: array (num_points,)}`` for the loss and every metric.
         """
         coords = np.asarray(coords, dtype=np.float64).reshape(len(coords), len(directions))
-        out = {name: np.empty(len(coords)) for name in self.names}
-        for k, point in enumerate(coords):
-            values = self(axpy(base, zip(point.tolist(), directions, strict=True)))
-            for name, value in values.items():
-                out[name][k] = value
-        return out
+        if len(coords) == 0:
+            return {name: np.empty(0) for name in self.names}
+        full = self.full_state(base)
+        moved = move_directions(directions, full)
+        totals = torch.zeros(len(coords), len(self.names), dtype=torch.float64, device=self.device)
+        counts = torch.zeros(len(coords), dtype=torch.float64, device=self.device)
+        k = self.resolve_points_per_pass()
+        start = 0
+        while start < len(coords):
+            stop = min(len(coords), start + k)
+            part = slice(start, stop)
+            if stop - start > 1 and self._vmap_ok:
+                try:
+                    totals[part], counts[part] = self._batched_totals(full, moved, coords[part])
+                except torch.cuda.OutOfMemoryError:
+                    k = max(1, k // 2)
+                    self._auto_points = k
+                    warnings.warn(
+                        f"out of memory with {stop - start} points per pass; trying {k}",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+                    continue
+                except (RuntimeError, ValueError, TypeError, NotImplementedError) as err:
+                    self._vmap_ok = False
+                    warnings.warn(
+                        "evaluating one point at a time: this model cannot be evaluated at "
+                        f"several points per pass with torch.func.vmap ({str(err)[:200]})",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+                    continue
+            else:
+                totals[part], counts[part] = self._one_point_totals(full, moved, coords[part])
+            start = stop
+        means = self._means(totals, counts).cpu().numpy()
+        return {name: means[:, i] for i, name in enumerate(self.names)}

@@ -254,18 +254,6 @@ def check_surface_file(
         )
 
 
-def write_points(
-    f: h5py.File, indices: np.ndarray, values: Mapping[str, np.ndarray], shape: tuple[int, ...]
-) -> None:
-    """Write metric values at flat grid ``indices``, mark them computed, and flush."""
-    for flat, k in zip(indices.tolist(), range(len(indices)), strict=True):
-        where = np.unravel_index(flat, shape)
-        for name, array in values.items():
-            f["metrics"][name][where] = array[k]
-        f["computed"][where] = True
-    f.flush()
-
-
 def read_computed(path: str | os.PathLike) -> np.ndarray:
     """The boolean mask of the points of a surface file already computed."""
     with open_landscape_file(path) as f:

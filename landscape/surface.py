@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import storage
+from . import distributed, storage
 from .directions import Directions
 from .evaluate import Objective
 from .params import state_sha256
@@ -72,7 +72,9 @@ def parse_range(text: str) -> np.ndarray:
     except ValueError:
         raise ValueError(f"expected a range START:STOP:NUM such as -1:1:51, got {text!r}") from None
     if num < 1 or not (np.isfinite(start) and np.isfinite(stop)):
-        raise ValueError(f"expected finite START, STOP and NUM >= 1, got {text!r}")
+        raise ValueError(
+            f"expected a range START:STOP:NUM with finite START, STOP and NUM >= 1, got {text!r}"
+        )
     return np.linspace(start, stop, num)
 
 
@@ -126,6 +128,8 @@ def compute_surface(
     attrs: Mapping[str, Any] | None = None,
     write_interval: float = 1.0,
     progress: bool = True,
+    precision: str = "fp32",
+    points_per_pass: int | None = None,
 ) -> Surface:
     """Evaluate the loss and metrics on a line (``y=None``) or a plane around ``model``.
 
@@ -140,6 +144,16 @@ def compute_surface(
         attrs: extra attributes to record (and check on resume), e.g. the model's name.
         write_interval: seconds between writes to the file (a kill loses at most this).
         progress: show a tqdm bar.
+        precision: ``"fp32"``, ``"tf32"`` or ``"bf16"``, as for ``Objective``.
+        points_per_pass: K points evaluated per pass over a batch (``None``: automatic,
+            1 on CPU), as for ``Objective``.
+
+    Under an initialized ``torch.distributed`` process group (e.g. from
+    :func:`landscape.distributed.init_from_env` under ``torchrun``), every rank calls
+    this with the same arguments and its own device: the pending points are cut into
+    chunks of K and dealt round-robin to the ranks, rank 0 alone creates, checks and
+    writes the file, and every rank returns the same complete Surface. A run killed on
+    any rank resumes with any number of ranks.
 
     Returns:
         The :class:`Surface`.
@@ -170,6 +184,8 @@ def compute_surface(
         train_mode=train_mode,
         cache_data=cache_data,
         batch_size=batch_size,
+        precision=precision,
+        points_per_pass=points_per_pass,
     )
     base = objective.base_state
     used = (directions.x,) if ys is None else (directions.x, directions.y)
@@ -201,45 +217,91 @@ def compute_surface(
 
     values = {name: np.full(shape, np.nan) for name in objective.names}
     computed = np.zeros(shape, dtype=bool)
+    leader = distributed.rank() == 0
     if path is not None:
-        if os.path.exists(path) and not overwrite:
-            storage.check_surface_file(path, x=xs, y=ys, names=objective.names, attrs=identity)
-            _, _, stored, _, computed = storage.load_surface_arrays(path)
+        # Rank 0 alone touches the file; the others learn what is done (or what failed).
+        outcome: Any = None
+        if leader:
+            try:
+                outcome = _open_surface_file(
+                    path, xs, ys, objective.names, used, identity, overwrite
+                )
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                outcome = err  # raised on every rank below, so none waits forever
+        outcome = distributed.broadcast_object(outcome)
+        if isinstance(outcome, Exception):
+            raise outcome
+        if outcome is not None:
+            stored, computed = outcome
             values.update({n: stored[n] for n in objective.names})
-        else:
-            storage.create_surface_file(
-                path, x=xs, y=ys, names=objective.names, directions=used, attrs=identity
-            )
 
     grids = np.meshgrid(xs, *(() if ys is None else (ys,)), indexing="ij")
     all_coords = np.stack([g.reshape(-1) for g in grids], axis=1)
     pending = np.flatnonzero(~computed.reshape(-1))
-    handle = h5py.File(path, "a") if path is not None else None
+    # Every rank must cut the same chunks: take the smallest K any rank chose.
+    chunk = min(distributed.all_gather_objects(objective.resolve_points_per_pass()))
+    world = distributed.world_size()
+    mine = distributed.shard_chunks(pending.tolist(), chunk)
+    num_rounds = -(-len(pending) // (chunk * world))
+    handle = h5py.File(path, "a") if path is not None and leader else None
     try:
         buffered: list[int] = []
         last_write = time.monotonic()
-        for flat in tqdm(pending, disable=not progress, desc="surface", unit="pt"):
-            result = objective.evaluate_points(base, used, all_coords[flat : flat + 1])
-            where = np.unravel_index(flat, shape)
-            for name in objective.names:
-                values[name][where] = result[name][0]
-            computed[where] = True
-            buffered.append(flat)
+        bar = tqdm(total=len(pending), disable=not (progress and leader), desc="surface", unit="pt")
+        for round_ in range(num_rounds):
+            flats = mine[round_] if round_ < len(mine) else []
+            result = objective.evaluate_points(base, used, all_coords[flats]) if flats else None
+            gathered = distributed.gather_objects((flats, result))
+            if not leader:
+                continue
+            for rank_flats, rank_result in gathered:
+                for k, flat in enumerate(rank_flats):
+                    where = np.unravel_index(flat, shape)
+                    for name in objective.names:
+                        values[name][where] = rank_result[name][k]
+                    computed[where] = True
+                buffered.extend(rank_flats)
+                bar.update(len(rank_flats))
             if handle is not None and time.monotonic() - last_write >= write_interval:
-                _flush(handle, buffered, values, shape)
+                _flush(handle, values, computed)
                 buffered, last_write = [], time.monotonic()
         if handle is not None and buffered:
-            _flush(handle, buffered, values, shape)
+            _flush(handle, values, computed)
+        bar.close()
     finally:
         if handle is not None:
             handle.close()
+    if world > 1:
+        values = distributed.broadcast_object(values)
     return Surface(xs, ys, values, attrs=identity, path=None if path is None else os.fspath(path))
 
 
-def _flush(handle: h5py.File, flats: list[int], values: dict, shape: tuple[int, ...]) -> None:
-    indices = np.asarray(flats)
-    where = np.unravel_index(indices, shape)
-    storage.write_points(handle, indices, {n: v[where] for n, v in values.items()}, shape)
+def _open_surface_file(
+    path: str | os.PathLike,
+    xs: np.ndarray,
+    ys: np.ndarray | None,
+    names: tuple[str, ...],
+    used: tuple[Mapping[str, torch.Tensor], ...],
+    identity: dict[str, Any],
+    overwrite: bool,
+) -> tuple[dict[str, np.ndarray], np.ndarray] | None:
+    """Check and load an existing file ``(metrics, computed)``, or create a new one (None)."""
+    if os.path.exists(path) and not overwrite:
+        storage.check_surface_file(path, x=xs, y=ys, names=names, attrs=identity)
+        _, _, stored, _, computed = storage.load_surface_arrays(path)
+        return stored, computed
+    storage.create_surface_file(path, x=xs, y=ys, names=names, directions=used, attrs=identity)
+    return None
+
+
+def _flush(handle: h5py.File, values: dict[str, np.ndarray], computed: np.ndarray) -> None:
+    """Write the metric arrays, then the computed mask, whole (one h5py call each; point by
+    point costs about a millisecond a point), and flush. Metrics go first, so a kill in
+    between leaves the new points marked not computed."""
+    for name, array in values.items():
+        handle["metrics"][name][...] = array
+    handle["computed"][...] = computed
+    handle.flush()
 
 
 def load_surface(path: str | os.PathLike) -> Surface:

@@ -1,0 +1,284 @@
+"""Benchmark: time per grid point of ``compute_surface`` against the machine's own limits.
+
+One run measures, for each model: a bare forward pass over the same data (no
+perturbation, no storage), the surface one point per pass and K points per pass (with
+its HDF5 file, everything included), the FLOPs of one forward pass
+(``torch.utils.flop_counter.FlopCounterMode``) and a large matrix product in fp32 and
+bf16 in the same run. It prints one Markdown table for this machine and writes it into
+``benchmarks/results_surface.md`` (a section per machine; an older section for the same
+machine is replaced).
+
+Models: the demo MLP and the demo CNN with BatchNorm on the 1,797 digits, and
+ResNet-20 / ResNet-56 (CIFAR style) on CIFAR-shaped generated data, 10,000 and 50,000
+examples. On a CPU the ResNet rows use a subset of the examples and a few points
+(``--full`` for the full sizes); on CUDA the full sizes, and the time of a 51 x 51 grid
+is extrapolated from the points measured.
+
+    python benchmarks/bench_surface.py                 # CPU: a few minutes on 2 cores
+    python benchmarks/bench_surface.py --device cuda   # fp32 and bf16 rows
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from models import cifar_like, resnet  # noqa: E402
+
+from landscape._batched import precision_context  # noqa: E402
+from landscape.demo import digits_cnn, digits_data, digits_mlp, train_classifier  # noqa: E402
+from landscape.directions import random_directions  # noqa: E402
+from landscape.evaluate import Objective  # noqa: E402
+from landscape.surface import compute_surface  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@dataclass
+class Case:
+    name: str
+    model: Callable[[], nn.Module]
+    data: Callable[[], tuple[torch.Tensor, torch.Tensor]]
+    num_points: int  # points timed one at a time
+    batched_k: int  # K for the batched run (CUDA: None = automatic)
+    batch_size: int
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def best_of(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
+    best = math.inf
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def matmul_flops(device: torch.device, dtype: torch.dtype) -> float:
+    """FLOP/s of a large square matrix product (best of a few)."""
+    n = 8192 if device.type == "cuda" else 2048 if dtype != torch.bfloat16 else 512
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    torch.mm(a, b)
+    seconds = best_of(lambda: torch.mm(a, b), device, 5 if device.type == "cuda" else 3)
+    return 2 * n**3 / seconds
+
+
+def forward_flops_per_example(model: nn.Module, inputs: torch.Tensor) -> float:
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(inputs)
+    return counter.get_total_flops() / len(inputs)
+
+
+def bare_forward(model: nn.Module, batches: list, precision: str, device: torch.device) -> float:
+    """Seconds for one plain forward pass over the data (best of three)."""
+
+    @torch.no_grad()
+    def run() -> None:
+        with precision_context(precision, device):
+            for inputs, _ in batches:
+                model(inputs)
+
+    run()  # warm-up (cuDNN autotuning, allocator)
+    return best_of(run, device, 3)
+
+
+def grid(num_points: int) -> tuple[np.ndarray, np.ndarray | None]:
+    nx = max(1, int(math.sqrt(num_points)))
+    ny = max(1, num_points // nx)
+    return np.linspace(-1, 1, nx), np.linspace(-1, 1, ny)
+
+
+def surface_seconds_per_point(model, data, k, case, precision, device, workdir) -> float:
+    """Seconds per point of ``compute_surface`` with its file, set-up included."""
+    dirs = random_directions(model, seed=0)
+    xs, ys = grid(case.num_points)
+    path = os.path.join(workdir, f"{case.name}-{precision}-{k}.h5")
+    options = dict(
+        batch_size=case.batch_size,
+        precision=precision,
+        points_per_pass=k,
+        progress=False,
+        overwrite=True,
+    )
+    if device.type == "cuda" or case.num_points >= 100:  # warm-up (vmap, cuDNN), not timed
+        compute_surface(model, data, dirs, xs[:1], ys[: min(k, len(ys))], path=path, **options)
+    sync(device)
+    start = time.perf_counter()
+    compute_surface(model, data, dirs, xs, ys, path=path, **options)
+    sync(device)
+    return (time.perf_counter() - start) / (len(xs) * len(ys))
+
+
+def cases(device: torch.device, full: bool) -> list[Case]:
+    small = 121 if device.type == "cpu" else 256
+    digits = [
+        Case("demo MLP", digits_mlp, lambda: digits_data("all"), small, 8, 1024),
+        Case("demo CNN (BatchNorm)", digits_cnn, lambda: digits_data("all"), small, 8, 1024),
+    ]
+    if device.type == "cpu" and not full:  # subsets, a few points: minutes on 2 cores
+        return [
+            *digits,
+            Case("ResNet-20", lambda: resnet(20), lambda: cifar_like(1000), 4, 4, 500),
+            Case("ResNet-56", lambda: resnet(56), lambda: cifar_like(500), 4, 4, 500),
+        ]
+    return digits + [
+        Case(f"ResNet-{depth}", lambda d=depth: resnet(d), lambda n=n: cifar_like(n), 16, 4, 1000)
+        for depth in (20, 56)
+        for n in (10_000, 50_000)
+    ]
+
+
+def bf16_error_table(device: torch.device) -> list[str]:
+    """bf16 against fp32 on a 7 x 7 surface of the trained demo models."""
+    train = digits_data("train")
+    lines = [
+        "| model (trained) | max abs. loss error | max rel. loss error | max abs. accuracy error |",
+        "|---|---|---|---|",
+    ]
+    for name, build in (("demo MLP", digits_mlp), ("demo CNN (BatchNorm)", digits_cnn)):
+        model = train_classifier(
+            build(), train, lr=0.01, steps=150, optimizer="adam", progress=False
+        )
+        model = model.to(device)
+        dirs = random_directions(model, seed=0)
+        xs = np.linspace(-1, 1, 7)
+        common = dict(progress=False, points_per_pass=1 if device.type == "cpu" else None)
+        ref = compute_surface(model, digits_data("all"), dirs, xs, xs, **common)
+        low = compute_surface(model, digits_data("all"), dirs, xs, xs, precision="bf16", **common)
+        diff = np.abs(low["loss"] - ref["loss"])
+        lines.append(
+            f"| {name} | {diff.max():.2e} | {(diff / np.abs(ref['loss'])).max():.2e} | "
+            f"{np.abs(low['accuracy'] - ref['accuracy']).max():.2e} |"
+        )
+    return lines
+
+
+def machine(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            found = re.search(r"model name\s*:\s*(.+)", f.read())
+        name = found.group(1).strip() if found else name
+    except OSError:
+        pass
+    return f"CPU: {name}"
+
+
+def fmt_rate(flops: float) -> str:
+    return f"{flops / 1e12:.2f} T" if flops >= 1e12 else f"{flops / 1e9:.1f} G"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    parser.add_argument("--precision", default=None, help="comma list; CPU fp32, CUDA fp32,bf16")
+    parser.add_argument("--full", action="store_true", help="full data sizes on a CPU too")
+    parser.add_argument("--only", default=None, help="run only models whose name has this text")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--no-bf16-error", action="store_true")
+    parser.add_argument("--out", default=os.path.join(HERE, "results_surface.md"))
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    name = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
+    device = torch.device("cpu" if name == "auto" else name)
+    precisions = (args.precision or ("fp32,bf16" if device.type == "cuda" else "fp32")).split(",")
+    peak = {"fp32": matmul_flops(device, torch.float32)}
+    peak["bf16"] = matmul_flops(device, torch.bfloat16)
+    with precision_context("tf32", device):
+        peak["tf32"] = matmul_flops(device, torch.float32)
+
+    header = (
+        "| model | examples | prec. | bare fwd ms | ms/pt K=1 | (a) K=1/bare | K | ms/pt K "
+        "| (c) K=1/K | pts/s (best) | FLOP/s (best) | (b) / matmul | 51x51 est. |"
+    )
+    lines = [header, "|" + "---|" * 13]
+    print(header, flush=True)
+    print(lines[1], flush=True)
+    with tempfile.TemporaryDirectory() as workdir:
+        for case in cases(device, args.full):
+            if args.only and args.only.lower() not in case.name.lower():
+                continue
+            model = case.model().eval().to(device)
+            inputs, targets = case.data()
+            data = (inputs.to(device), targets.to(device))
+            batches = [
+                (data[0][i : i + case.batch_size], data[1][i : i + case.batch_size])
+                for i in range(0, len(inputs), case.batch_size)
+            ]
+            per_example = forward_flops_per_example(model, batches[0][0])
+            flops = per_example * len(inputs)
+            for precision in precisions:
+                bare = bare_forward(model, batches, precision, device)
+                one = surface_seconds_per_point(model, data, 1, case, precision, device, workdir)
+                k = case.batched_k if device.type == "cpu" else None
+                if k is None:
+                    k = Objective(model, data, batch_size=case.batch_size).resolve_points_per_pass()
+                many = surface_seconds_per_point(model, data, k, case, precision, device, workdir)
+                best = min(one, many)
+                row = (
+                    f"| {case.name} | {len(inputs):,} | {precision} | {bare * 1e3:.1f} "
+                    f"| {one * 1e3:.1f} | {one / bare:.2f} | {k} | {many * 1e3:.1f} "
+                    f"| {one / many:.2f} | {1 / best:.1f} | {fmt_rate(flops / best)} "
+                    f"| {flops / best / peak[precision]:.0%} | {best * 2601 / 60:.1f} min |"
+                )
+                print(row, flush=True)
+                lines.append(row)
+            del model, data, batches
+    info = (
+        f"torch {torch.__version__}, {os.cpu_count()} CPU cores, {torch.get_num_threads()} "
+        f"threads; matmul peak measured in this run: fp32 {fmt_rate(peak['fp32'])}FLOP/s, "
+        f"bf16 {fmt_rate(peak['bf16'])}FLOP/s."
+    )
+    section = [f"## {machine(device)}", "", info, "", *lines, ""]
+    if not args.no_bf16_error:
+        errors = bf16_error_table(device)
+        print("\n" + "\n".join(errors))
+        section += ["bf16 against fp32, 7 x 7 surface over all 1,797 digits:", "", *errors, ""]
+    print("\n" + info)
+    write_section(args.out, section)
+
+
+def write_section(path: str, section: list[str]) -> None:
+    """Put this machine's section into the results file, replacing an older one."""
+    title = section[0]
+    kept: list[str] = []
+    if os.path.exists(path):
+        with open(path) as f:
+            text = f.read()
+        parts = re.split(r"(?m)^(?=## )", text)
+        kept = [p.rstrip("\n") for p in parts if p.strip() and not p.startswith(title + "\n")]
+    if not kept or not kept[0].startswith("# "):
+        kept.insert(0, "# Surface benchmark results\n\nWritten by `benchmarks/bench_surface.py`.")
+    with open(path, "w") as f:
+        f.write("\n\n".join([*kept, "\n".join(section)]).rstrip() + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""Sharding across ``torch.distributed`` ranks: who am I, what is mine, bring it together.
+
+Everything here works without a process group too: then there is one rank (0) of one,
+every shard is the whole list, and gathers and broadcasts hand the value back. So code
+written with these helpers runs unchanged under ``torchrun`` and in a plain process.
+
+Under ``torchrun --nproc-per-node N`` call :func:`init_from_env` once; it joins the
+group (``gloo`` on CPU, ``nccl`` on CUDA) and returns this rank's device
+(``cuda:LOCAL_RANK`` when there are GPUs).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+import torch
+import torch.distributed as dist
+
+T = TypeVar("T")
+
+__all__ = [
+    "is_distributed",
+    "rank",
+    "world_size",
+    "init_from_env",
+    "shard_chunks",
+    "barrier",
+    "broadcast_object",
+    "gather_objects",
+    "all_gather_objects",
+    "all_reduce_sum",
+]
+
+
+def is_distributed() -> bool:
+    """Whether a process group is initialized (even one of a single rank)."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    """This process's rank, 0 without a process group."""
+    return dist.get_rank() if is_distributed() else 0
+
+
+def world_size() -> int:
+    """The number of ranks, 1 without a process group."""
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def init_from_env(backend: str | None = None) -> torch.device:
+    """Join the process group that ``torchrun`` describes in the environment.
+
+    Reads ``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``/``MASTER_PORT`` (``env://``) and
+    ``LOCAL_RANK``. Without them (a plain ``python`` run) nothing is initialized. A group
+    that is already initialized is kept.
+
+    Args:
+        backend: ``"gloo"`` or ``"nccl"``; default ``nccl`` when CUDA is available,
+            else ``gloo``.
+
+    Returns:
+        The device this rank should use: ``cuda:LOCAL_RANK`` (made current) when CUDA is
+        available, else ``cpu``.
+
+    Raises:
+        RuntimeError: ``nccl`` was asked for without CUDA.
+    """
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available()
+    if backend == "nccl" and not use_cuda:
+        raise RuntimeError("the nccl backend needs CUDA; use backend='gloo' on CPU")
+    device = torch.device("cpu")
+    if use_cuda and backend != "gloo":
+        device = torch.device("cuda", local_rank % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+    if not is_distributed() and "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        chosen = backend or ("nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group(backend=chosen, init_method="env://")
+    return device
+
+
+def shard_chunks(
+    items: Sequence[T], chunk_size: int, *, rank_: int | None = None, world: int | None = None
+) -> list[list[T]]:
+    """Cut ``items`` into consecutive chunks of ``chunk_size`` and deal them round-robin.
+
+    Chunk ``c`` goes to rank ``c % world``; every rank computes the same cut, so the
+    shards are disjoint, cover ``items``, and depend only on ``items``, ``chunk_size`` and
+    the number of ranks.
+
+    Example:
+        >>> shard_chunks(list(range(7)), 2, rank_=1, world=2)
+        [[2, 3], [6]]
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
+    r = rank() if rank_ is None else rank_
+    w = world_size() if world is None else world
+    chunks = [list(items[i : i + chunk_size]) for i in range(0, len(items), chunk_size)]
+    return chunks[r::w]
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op without a group)."""
+    if world_size() > 1:
+        dist.barrier()
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """``obj`` from rank ``src`` on every rank (picklable objects)."""
+    if world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def gather_objects(obj: Any, dst: int = 0) -> list[Any] | None:
+    """Every rank's ``obj``, in rank order, on rank ``dst``; ``None`` on the others."""
+    if world_size() == 1:
+        return [obj]
+    out: list[Any] | None = [None] * world_size() if rank() == dst else None
+    dist.gather_object(obj, out, dst=dst)
+    return out
+
+
+def all_gather_objects(obj: Any) -> list[Any]:
+    """Every rank's ``obj``, in rank order, on every rank."""
+    if world_size() == 1:
+        return [obj]
+    out: list[Any] = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum ``tensor`` over ranks, in place, and return it (no-op without a group)."""
+    if world_size() > 1:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor

@@ -1,0 +1,183 @@
+"""Tests for landscape.distributed: grids split across ranks, resume across rank counts,
+data split across ranks. Two processes on the gloo backend, on CPU, through torchrun
+(``python -m torch.distributed.run``), which talks over 127.0.0.1 only.
+
+This file is also the worker: ``torchrun ... tests/test_distributed.py TASK OUTDIR``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from landscape import distributed
+from landscape.directions import random_directions
+from landscape.evaluate import Objective
+from landscape.surface import compute_surface, load_surface
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+XS, YS = np.linspace(-1, 1, 5), np.linspace(-0.5, 1.0, 4)  # 20 points, non-square
+KILL_AFTER = 2  # rounds a rank completes before the simulated crash
+
+
+def make_model() -> nn.Module:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 4 * 4, 3),
+    )
+    with torch.no_grad():
+        model[1].running_mean.uniform_(-0.2, 0.2)
+    return model.eval()
+
+
+def make_data() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(70, 2, 4, 4, generator=g), torch.randint(0, 3, (70,), generator=g)
+
+
+def surface(path=None, **options):
+    model = make_model()
+    dirs = random_directions(model, seed=5)
+    return compute_surface(
+        model,
+        make_data(),
+        dirs,
+        XS,
+        YS,
+        batch_size=16,
+        path=path,
+        progress=False,
+        write_interval=0.0,
+        **options,
+    )
+
+
+def sharded_values(shard: bool) -> dict[str, object]:
+    model = make_model().double()
+    inputs, targets = make_data()
+    objective = Objective(model, (inputs.double(), targets), batch_size=9, shard_data=shard)
+    dirs = random_directions(model, seed=5)
+    points = objective.evaluate_points(objective.base_state, [dirs.x, dirs.y], [[0.3, -0.2]] * 3)
+    # What the Hessian and sharpness code does: its own loop over batches, then all_reduce.
+    total = torch.zeros(1, dtype=torch.float64)
+    for batch in objective.batches():
+        sums, _ = objective.batch_sums(objective.base_state, batch)
+        total += sums["loss"].detach()
+    loop = float(objective.all_reduce(total)) / objective.num_examples
+    return {"call": objective(), "points": points, "loop": loop, "n": objective.num_examples}
+
+
+# ---------------------------------------------------------------- worker (under torchrun)
+def worker(task: str, out: str) -> None:
+    distributed.init_from_env()
+    me = distributed.rank()
+    if task == "grid":
+        for k in (1, 3):
+            result = surface(os.path.join(out, f"k{k}.h5"), points_per_pass=k)
+            np.savez(os.path.join(out, f"k{k}_rank{me}.npz"), **result.metrics)
+        torch.save(sharded_values(True), os.path.join(out, f"sharded_rank{me}.pt"))
+    elif task == "kill":
+        original = Objective.evaluate_points
+        calls = []
+
+        def dying(self, *args, **kwargs):
+            if me == 1 and len(calls) == KILL_AFTER:
+                os._exit(3)  # a crash with no clean-up at all
+            calls.append(1)
+            return original(self, *args, **kwargs)
+
+        Objective.evaluate_points = dying
+        surface(os.path.join(out, "killed.h5"))
+    torch.distributed.destroy_process_group()
+
+
+def torchrun(task: str, out, nproc: int = 2) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT, MASTER_ADDR="127.0.0.1")
+    env.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc)]
+    command += ["--master-addr", "127.0.0.1", "--master-port", str(_free_port())]
+    command += ["--monitor-interval", "0.1", os.path.abspath(__file__), task, str(out)]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def one_thread():
+    """Reference runs with the workers' thread count, so float32 kernels match bit for bit."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+# ---------------------------------------------------------------- tests
+def test_two_ranks_equal_one_process_exactly(tmp_path, one_thread):
+    done = torchrun("grid", tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for k in (1, 3):
+        single = surface(tmp_path / f"single_k{k}.h5", points_per_pass=k)
+        stored = load_surface(tmp_path / f"k{k}.h5")
+        assert stored.attrs["num_computed"] == XS.size * YS.size
+        for name, expected in single.metrics.items():
+            np.testing.assert_array_equal(stored.metrics[name], expected)
+            for rank in (0, 1):  # every rank returns the complete surface
+                got = np.load(tmp_path / f"k{k}_rank{rank}.npz")[name]
+                np.testing.assert_array_equal(got, expected)
+    # K = 1 and K = 3 agree to float32 rounding (batched kernels sum in another order).
+    k1, k3 = load_surface(tmp_path / "k1.h5"), load_surface(tmp_path / "k3.h5")
+    np.testing.assert_allclose(k3["loss"], k1["loss"], rtol=1e-5)
+    # Data split across ranks: the same values as all the data on one rank.
+    plain = sharded_values(False)
+    for rank in (0, 1):
+        got = torch.load(tmp_path / f"sharded_rank{rank}.pt", weights_only=False)
+        assert got["n"] == plain["n"] == 70
+        for name, value in plain["call"].items():
+            assert got["call"][name] == pytest.approx(value, rel=1e-12, abs=1e-12)
+            np.testing.assert_allclose(got["points"][name], plain["points"][name], rtol=1e-12)
+        assert got["loop"] == pytest.approx(plain["call"]["loss"], rel=1e-12)
+
+
+def test_killed_on_one_rank_resumes_with_another_number_of_ranks(tmp_path, one_thread):
+    done = torchrun("kill", tmp_path)
+    assert done.returncode != 0
+    path = tmp_path / "killed.h5"
+    partial = load_surface(path)
+    assert 0 < partial.attrs["num_computed"] < XS.size * YS.size, done.stderr[-3000:]
+    resumed = surface(path)  # one process now, where two were
+    never_killed = surface()
+    assert load_surface(path).attrs["num_computed"] == XS.size * YS.size
+    for name, expected in never_killed.metrics.items():
+        np.testing.assert_array_equal(resumed.metrics[name], expected)
+        np.testing.assert_array_equal(load_surface(path).metrics[name], expected)
+
+
+def test_shard_chunks_deal_every_point_once():
+    items = list(range(23))
+    for world in (1, 2, 3, 5):
+        shards = [distributed.shard_chunks(items, 4, rank_=r, world=world) for r in range(world)]
+        dealt = sorted(i for shard in shards for chunk in shard for i in chunk)
+        assert dealt == items
+    assert distributed.shard_chunks(items, 4, rank_=1, world=2)[0] == [4, 5, 6, 7]
+    with pytest.raises(ValueError, match="chunk_size"):
+        distributed.shard_chunks(items, 0)
+
+
+if __name__ == "__main__":
+    worker(sys.argv[1], sys.argv[2])
