@@ -39,7 +39,7 @@ from ._batched import (
     state_bytes,
     upcast,
 )
-from .params import axpy, model_device_dtype, model_state
+from .params import model_device_dtype, model_state
 
 LossName = Literal["cross_entropy", "mse", "bce"]
 MetricFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -276,6 +276,8 @@ class Objective:
         if self._cached is not None and not self._cached and not self.shard_data:
             raise ValueError("data is empty: expected at least one batch")
         self._num_examples: int | None = None
+        self._copy: nn.Module | None = None
+        self._copy_tensors: dict[str, torch.Tensor] | None = None
 
     # -- data
     def _own(self, source: Iterable[Any]) -> Iterator[Any]:
@@ -402,17 +404,42 @@ class Objective:
                     sums[name] = torch.as_tensor(fn(outputs, targets))
         return sums, len(targets)
 
-    def _local_totals(self, full: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-        """This rank's float64 sums ``(len(names),)`` and example count at a full state."""
+    def _own_copy(self) -> dict[str, torch.Tensor]:
+        """The tensors (state_dict) of a private copy of the model, made once.
+
+        Values are computed by writing a point into this copy in place and calling it:
+        cheaper per point than building a new state for ``functional_call``, and the
+        caller's model is never touched.
+        """
+        if self._copy_tensors is None:
+            own = copy.deepcopy(self.model).train(self.train_mode).requires_grad_(False)
+            self._copy = own
+            self._copy_tensors = dict(own.state_dict(keep_vars=True))
+        return self._copy_tensors
+
+    def _copy_totals(self) -> tuple[torch.Tensor, int]:
+        """This rank's float64 sums ``(len(names),)`` and example count, at the state
+        written into the private copy."""
         totals = torch.zeros(len(self.names), dtype=torch.float64, device=self.device)
         count = 0
-        with self._evaluating():
+        with precision_context(self.precision, self.device):
             for batch in self.batches():
-                sums, n = self.batch_sums(full, batch)
-                for i, name in enumerate(self.names):
-                    totals[i] += sums[name].detach().to(torch.float64)
-                count += n
+                if self.batch_loss is not None:
+                    loss_sum, n = self.batch_loss(self._copy, batch)
+                    totals += torch.as_tensor(loss_sum).detach().to(torch.float64)
+                else:
+                    inputs, targets = batch
+                    outputs = upcast(self._copy(inputs), self.dtype)
+                    sums = [self._loss_fn(outputs, targets)]
+                    sums += [torch.as_tensor(fn(outputs, targets)) for fn in self._metrics.values()]
+                    totals += torch.stack([v.reshape(()).to(torch.float64) for v in sums])
+                    n = len(targets)
+                count += int(n)
         return totals, count
+
+    def _write_copy(self, full: Mapping[str, torch.Tensor]) -> None:
+        for name, tensor in self._own_copy().items():
+            tensor.copy_(full[name])
 
     def _means(self, totals: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
         """All-reduce ``(..., names)`` sums and ``(...)`` counts together; return means."""
@@ -429,7 +456,8 @@ class Objective:
 
         Names the state lacks take the model's values, so a state of weights alone works.
         """
-        totals, count = self._local_totals(self.full_state(state))
+        self._write_copy(self.full_state(state))
+        totals, count = self._copy_totals()
         counts = torch.tensor([float(count)], dtype=torch.float64, device=self.device)
         means = self._means(totals.unsqueeze(0), counts)[0].tolist()
         return dict(zip(self.names, means, strict=True))
@@ -503,11 +531,25 @@ class Objective:
         directions: list[dict[str, torch.Tensor]],
         coords: np.ndarray,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One point at a time, written in place into the private copy: each perturbed
+        tensor is reset to ``base`` and the nonzero ``c_j d_j`` added, so a point with all
+        coordinates 0 is ``base`` exactly."""
         totals = torch.zeros(len(coords), len(self.names), dtype=torch.float64, device=self.device)
         counts = torch.zeros(len(coords), dtype=torch.float64, device=self.device)
-        for k, point in enumerate(coords):
-            state = axpy(base, zip(point.tolist(), directions, strict=True))
-            totals[k], count = self._local_totals(self.full_state(state))
+        self._write_copy(base)
+        tensors = self._copy_tensors
+        directions = [{n: t for n, t in d.items() if bool(t.any())} for d in directions]
+        moved = list(dict.fromkeys(n for d in directions for n in d))
+        # train-mode BatchNorm updates its running stats in the copy: reset them per point
+        reset = [n for n in self._buffer_names if n not in moved] if self.train_mode else []
+        for k, point in enumerate(coords.tolist()):
+            for name in moved + reset:
+                tensors[name].copy_(base[name])
+            for coef, direction in zip(point, directions, strict=True):
+                if coef != 0:
+                    for name, d in direction.items():
+                        tensors[name].add_(d, alpha=coef)
+            totals[k], count = self._copy_totals()
             counts[k] = float(count)
         return totals, counts
 

@@ -57,6 +57,9 @@ class Surface:
             raise KeyError(f"no metric {name!r}; this surface has {sorted(self.metrics)}") from None
 
 
+MIN_CHUNK = 8  # points per call of Objective.evaluate_points
+
+
 def parse_range(text: str) -> np.ndarray:
     """``"START:STOP:NUM"`` -> ``np.linspace(START, STOP, NUM)``.
 
@@ -238,8 +241,11 @@ def compute_surface(
     grids = np.meshgrid(xs, *(() if ys is None else (ys,)), indexing="ij")
     all_coords = np.stack([g.reshape(-1) for g in grids], axis=1)
     pending = np.flatnonzero(~computed.reshape(-1))
-    # Every rank must cut the same chunks: take the smallest K any rank chose.
-    chunk = min(distributed.all_gather_objects(objective.resolve_points_per_pass()))
+    # Every rank must cut the same chunks: from the smallest K any rank chose, and at
+    # least MIN_CHUNK points per call so that small models do not pay per-call overhead
+    # per point (a kill loses at most one chunk per rank).
+    k = min(distributed.all_gather_objects(objective.resolve_points_per_pass()))
+    chunk = k * max(1, -(-MIN_CHUNK // k))
     world = distributed.world_size()
     mine = distributed.shard_chunks(pending.tolist(), chunk)
     num_rounds = -(-len(pending) // (chunk * world))

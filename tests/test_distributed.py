@@ -22,8 +22,8 @@ from landscape.evaluate import Objective
 from landscape.surface import compute_surface, load_surface
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-XS, YS = np.linspace(-1, 1, 5), np.linspace(-0.5, 1.0, 4)  # 20 points, non-square
-KILL_AFTER = 2  # rounds a rank completes before the simulated crash
+XS, YS = np.linspace(-1, 1, 7), np.linspace(-0.5, 1.0, 5)  # 35 points: 5 chunks of 8, non-square
+KILL_AFTER = 1  # rounds a rank completes before the simulated crash
 
 
 def make_model() -> nn.Module:
