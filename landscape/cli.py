@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from . import demo as demo_module
+from . import distributed
 from .checkpoint import file_sha256, load_checkpoint
 
 RANGE_OPTIONS = ("--x", "--y")
@@ -79,10 +80,24 @@ def resolve_callable(spec: str, builtins: dict[str, Callable[..., Any]], what: s
 
 def _device(name: str) -> torch.device:
     if name == "auto":
+        if distributed.is_distributed():  # under torchrun: this rank's own device
+            if _cuda_ranks():
+                return torch.device("cuda", torch.cuda.current_device())
+            return torch.device("cpu")
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("--device cuda was asked for, but torch sees no CUDA device")
     return torch.device(name)
+
+
+def _cuda_ranks() -> bool:
+    return torch.cuda.is_available() and torch.distributed.get_backend() == "nccl"
+
+
+def _print(*values: Any) -> None:
+    """Print on rank 0 only (every rank runs the same command under torchrun)."""
+    if distributed.rank() == 0:
+        print(*values)
 
 
 def _model(args: argparse.Namespace, checkpoint: str) -> nn.Module:
@@ -151,13 +166,14 @@ def cmd_surface(args: argparse.Namespace) -> None:
     surface = compute_surface(
         model, data, directions, xs, ys,
         loss=_loss(args.loss), batch_size=args.batch_size, path=args.out,
-        overwrite=args.overwrite, progress=not args.quiet,
+        overwrite=args.overwrite, progress=not args.quiet, precision=args.precision,
+        points_per_pass=args.points_per_pass, convexity=args.convexity,
         attrs={"model": args.model, "data": args.data, "checkpoint_path": args.checkpoint},
     )  # fmt: skip
     if not args.quiet:
         loss = surface["loss"]
         centre = f"{surface.path}: {loss.size} points, loss {float(loss.min()):.4g} .. "
-        print(centre + f"{float(loss.max()):.4g}")
+        _print(centre + f"{float(loss.max()):.4g}")
 
 
 def cmd_plot(args: argparse.Namespace) -> None:
@@ -246,15 +262,16 @@ def cmd_hessian(args: argparse.Namespace) -> None:
         trace = hessian.hessian_trace(objective, num_probes=args.num_probes, **common)
     if args.density:
         density = hessian.spectral_density(objective, num_probes=args.density_probes, **common)
-    hessian.save_hessian(args.out, eigen=eigen, trace=trace, density=density,
-                         extremes=extremes, overwrite=args.overwrite)  # fmt: skip
+    if distributed.rank() == 0:
+        hessian.save_hessian(args.out, eigen=eigen, trace=trace, density=density,
+                             extremes=extremes, overwrite=args.overwrite)  # fmt: skip
     values = ", ".join(f"{v:.6g}" for v in eigen.eigenvalues)
-    print(f"eigenvalues ({args.which}): {values}  [max residual {eigen.residuals.max():.2g}]")
-    print(f"lambda_max {extremes.lambda_max:.6g}, lambda_min {extremes.lambda_min:.6g}, "
+    _print(f"eigenvalues ({args.which}): {values}  [max residual {eigen.residuals.max():.2g}]")
+    _print(f"lambda_max {extremes.lambda_max:.6g}, lambda_min {extremes.lambda_min:.6g}, "
           f"|lambda_min/lambda_max| {extremes.ratio:.4g}")  # fmt: skip
     if trace is not None:
-        print(f"trace {trace.value:.6g} ± {trace.stderr:.2g} ({trace.method})")
-    print(args.out)
+        _print(f"trace {trace.value:.6g} ± {trace.stderr:.2g} ({trace.method})")
+    _print(args.out)
 
 
 def _measure_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -273,9 +290,10 @@ def cmd_sharpness(args: argparse.Namespace) -> None:
     )
     names = args.metric or list(DEFAULT_MEASURES)
     results = sharpness(objective, names, seed=args.seed, **_measure_settings(args))
-    save_sharpness(args.out, results, overwrite=args.overwrite)
+    if distributed.rank() == 0:
+        save_sharpness(args.out, results, overwrite=args.overwrite)
     for name, result in results.items():
-        print(f"{name:<22} {result.value:.6g} ± {result.stderr:.2g}")
+        _print(f"{name:<22} {result.value:.6g} ± {result.stderr:.2g}")
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
@@ -348,6 +366,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--orthogonalize", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace a file made by another run")
+    p.add_argument("--precision", choices=("fp32", "tf32", "bf16"), default="fp32")
+    p.add_argument("--points-per-pass", type=int, default=None,
+                   help="grid points per pass over a batch (default: automatic)")  # fmt: skip
+    p.add_argument("--convexity", action="store_true",
+                   help="also map |lambda_min/lambda_max| of the Hessian (slow)")  # fmt: skip
     p.set_defaults(func=cmd_surface)
 
     p = sub.add_parser("hessian", help="Hessian eigenpairs, trace and spectral density")
@@ -406,10 +429,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     argv = _join_negative_ranges(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    launched = "RANK" in os.environ and not distributed.is_distributed()
     try:
+        if launched:  # under torchrun: join the group; every rank runs the same command
+            distributed.init_from_env()
         args.func(args)
     except (UserError, ValueError, TypeError, KeyError, OSError, RuntimeError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"landscape {args.command}: error: {message}", file=sys.stderr)
+        if distributed.rank() == 0:
+            print(f"landscape {args.command}: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        if launched and distributed.is_distributed():
+            torch.distributed.destroy_process_group()
     return 0

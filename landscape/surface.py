@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from . import distributed, storage
 from .directions import Directions
 from .evaluate import Objective
-from .params import state_sha256
+from .params import axpy, state_sha256
 
 
 @dataclass(frozen=True)
@@ -133,6 +133,7 @@ def compute_surface(
     progress: bool = True,
     precision: str = "fp32",
     points_per_pass: int | None = None,
+    convexity: bool = False,
 ) -> Surface:
     """Evaluate the loss and metrics on a line (``y=None``) or a plane around ``model``.
 
@@ -150,6 +151,9 @@ def compute_surface(
         precision: ``"fp32"``, ``"tf32"`` or ``"bf16"``, as for ``Objective``.
         points_per_pass: K points evaluated per pass over a batch (``None``: automatic,
             1 on CPU), as for ``Objective``.
+        convexity: also compute Li et al.'s ``|lambda_min / lambda_max|`` of the Hessian at
+            every point (metric ``"convexity"``, see :func:`landscape.hessian.min_max_ratio`;
+            tens of Hessian-vector products a point).
 
     Under an initialized ``torch.distributed`` process group (e.g. from
     :func:`landscape.distributed.init_from_env` under ``torchrun``), every rank calls
@@ -190,6 +194,7 @@ def compute_surface(
         precision=precision,
         points_per_pass=points_per_pass,
     )
+    names = objective.names + (("convexity",) if convexity else ())
     base = objective.base_state
     used = (directions.x,) if ys is None else (directions.x, directions.y)
     for direction in used:
@@ -202,7 +207,7 @@ def compute_surface(
         "data_sha256": objective.data_sha256(),
         "num_examples": objective.num_examples,
         "loss": objective.loss_name,
-        "metrics": list(objective.names),
+        "metrics": list(names),
         "train_mode": objective.train_mode,
         "directions": directions.kind,
         "directions_sha256": _directions_sha256(used),
@@ -218,7 +223,7 @@ def compute_surface(
     if directions.cosine is not None:
         identity["cosine"] = directions.cosine
 
-    values = {name: np.full(shape, np.nan) for name in objective.names}
+    values = {name: np.full(shape, np.nan) for name in names}
     computed = np.zeros(shape, dtype=bool)
     leader = distributed.rank() == 0
     if path is not None:
@@ -226,9 +231,7 @@ def compute_surface(
         outcome: Any = None
         if leader:
             try:
-                outcome = _open_surface_file(
-                    path, xs, ys, objective.names, used, identity, overwrite
-                )
+                outcome = _open_surface_file(path, xs, ys, names, used, identity, overwrite)
             except (OSError, ValueError, KeyError, TypeError) as err:
                 outcome = err  # raised on every rank below, so none waits forever
         outcome = distributed.broadcast_object(outcome)
@@ -236,7 +239,7 @@ def compute_surface(
             raise outcome
         if outcome is not None:
             stored, computed = outcome
-            values.update({n: stored[n] for n in objective.names})
+            values.update({n: stored[n] for n in names})
 
     grids = np.meshgrid(xs, *(() if ys is None else (ys,)), indexing="ij")
     all_coords = np.stack([g.reshape(-1) for g in grids], axis=1)
@@ -256,15 +259,17 @@ def compute_surface(
         bar = tqdm(total=len(pending), disable=not (progress and leader), desc="surface", unit="pt")
         for round_ in range(num_rounds):
             flats = mine[round_] if round_ < len(mine) else []
-            result = objective.evaluate_points(base, used, all_coords[flats]) if flats else None
+            result = (
+                _evaluate(objective, base, used, all_coords[flats], convexity) if flats else None
+            )
             gathered = distributed.gather_objects((flats, result))
             if not leader:
                 continue
             for rank_flats, rank_result in gathered:
-                for k, flat in enumerate(rank_flats):
+                for i, flat in enumerate(rank_flats):
                     where = np.unravel_index(flat, shape)
-                    for name in objective.names:
-                        values[name][where] = rank_result[name][k]
+                    for name in names:
+                        values[name][where] = rank_result[name][i]
                     computed[where] = True
                 buffered.extend(rank_flats)
                 bar.update(len(rank_flats))
@@ -280,6 +285,23 @@ def compute_surface(
     if world > 1:
         values = distributed.broadcast_object(values)
     return Surface(xs, ys, values, attrs=identity, path=None if path is None else os.fspath(path))
+
+
+def _evaluate(
+    objective: Objective,
+    base: Mapping[str, torch.Tensor],
+    used: tuple[Mapping[str, torch.Tensor], ...],
+    coords: np.ndarray,
+    convexity: bool,
+) -> dict[str, np.ndarray]:
+    """The metrics at ``coords`` and, if asked, the Hessian's ``|lambda_min / lambda_max|``."""
+    result = objective.evaluate_points(base, used, coords)
+    if convexity:
+        from .hessian import min_max_ratio
+
+        points = (axpy(base, zip(point.tolist(), used, strict=True)) for point in coords)
+        result["convexity"] = np.array([min_max_ratio(objective, state) for state in points])
+    return result
 
 
 def _open_surface_file(

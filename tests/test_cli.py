@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 import textwrap
@@ -11,6 +12,7 @@ from landscape.checkpoint import save_checkpoint
 from landscape.cli import main
 from landscape.surface import load_surface
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 USER_CODE = textwrap.dedent(
     """
     import torch
@@ -173,3 +175,23 @@ def test_hessian_command_and_hessian_directions(project, capsys):
     surface = load_surface(plane)
     assert surface.attrs["directions"] == "hessian" and np.isfinite(surface["loss"]).all()
     assert main(args) == 0  # resumes with the stored directions
+
+
+def test_torchrun_two_ranks_write_the_single_process_file(project):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    single, shared = project / "single.h5", project / "shared.h5"
+    grid = ["--x=-1:1:5", "--y=-1:1:4", "--device", "cpu"]
+    assert main(surface_args(project, single, *grid)) == 0
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT, GLOO_SOCKET_IFNAME="lo")
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+               "--master-addr", "127.0.0.1", "--master-port", str(port), "-m", "landscape",
+               *surface_args(project, shared, *grid)]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    a, b = load_surface(single), load_surface(shared)
+    assert b.attrs["num_computed"] == 20
+    np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-6)

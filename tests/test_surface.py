@@ -215,3 +215,15 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path):
     assert res.attrs["num_computed"] == res.attrs["num_points"] == 63
     for name in ref.metrics:
         assert np.array_equal(ref[name], res[name]), name
+
+
+def test_convexity_map_of_a_quadratic_is_its_eigenvalue_ratio():
+    model, data = make_quadratic()
+    surface = compute_surface(model, data, random_directions(model, seed=2), [-1, 0, 1],
+                              [0, 1], batch_loss=quadratic_loss, convexity=True,
+                              progress=False)  # fmt: skip
+    eigenvalues = torch.linalg.eigvalsh(model.A)
+    expected = float(eigenvalues[0] / eigenvalues[-1])
+    assert surface["convexity"].shape == (3, 2)
+    np.testing.assert_allclose(surface["convexity"], expected, atol=1e-3)
+    assert surface.attrs["metrics"] == ["loss", "convexity"]
