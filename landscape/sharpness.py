@@ -4,7 +4,10 @@ Every measure takes an :class:`~landscape.evaluate.Objective` (the exact mean lo
 set, evaluated through ``functional_call``, so the model is never changed) and returns a
 :class:`SharpnessResult`. Perturbations apply to the weights (``model.named_parameters()``);
 buffers such as BatchNorm running statistics stay as they are. Larger values mean sharper for
-every measure. An objective that shards its data across ranks is refused. Stochastic measures
+every measure. An objective that shards its data across ``torch.distributed`` ranks
+(``shard_data=True``) works too: every sum over the data (losses, counts, gradients, Hessian
+products) is all-reduced, so every rank makes the same calls and gets the value that one process
+with all the data gets (up to the order of float64 additions). Stochastic measures
 are reproducible from ``seed``: noise is drawn on the CPU in float64 from a ``torch.Generator``
 (never the global one), then cast to each weight's dtype.
 
@@ -46,6 +49,7 @@ import scipy.optimize
 import torch
 from torch import nn
 
+from . import distributed
 from .directions import random_direction
 from .evaluate import Objective
 from .hessian import hessian_eigenpairs, hessian_trace
@@ -110,11 +114,6 @@ class SharpnessResult:
 def _check_objective(objective: Any) -> None:
     if not isinstance(objective, Objective):
         raise TypeError(f"objective must be a landscape Objective, got {type(objective).__name__}")
-    if getattr(objective, "shard_data", False):
-        raise ValueError(
-            "sharpness measures need the whole data on every rank; build the Objective with "
-            "shard_data=False"
-        )
 
 
 def _check_positive(name: str, value: float) -> float:
@@ -172,20 +171,32 @@ def _mean_and_stderr(samples: np.ndarray) -> tuple[float, float]:
     return mean, stderr
 
 
+def _summed(objective: Objective, *values: float | torch.Tensor) -> list[torch.Tensor]:
+    """``values`` summed over the ranks that share the objective's data, in one all-reduce, as
+    float64 tensors of their shapes (the values themselves without ``shard_data``)."""
+    parts = [torch.as_tensor(v, dtype=torch.float64, device=objective.device) for v in values]
+    flat = objective.all_reduce(torch.cat([t.reshape(-1) for t in parts]))
+    pieces = flat.split([t.numel() for t in parts])
+    return [piece.view_as(t) for piece, t in zip(pieces, parts, strict=True)]
+
+
 @torch.no_grad()
 def _mean_loss(objective: Objective, weights: State, chunk: Chunk, metric: str = "loss") -> float:
-    """Mean of ``metric`` over the examples of ``chunk`` (a list of batches) at ``weights``."""
+    """Mean of ``metric`` over the examples of ``chunk`` (a list of batches; with ``shard_data``
+    this rank's part of it) at ``weights``."""
     full = objective.full_state(weights)
     total, count = 0.0, 0
     for batch in chunk:
         sums, n = objective.batch_sums(full, batch, with_metrics=metric != "loss")
         total += float(sums[metric].to(torch.float64))
         count += n
-    return total / count
+    total, count = _summed(objective, total, count)
+    return float(total / count)
 
 
 def _loss_and_grad(objective: Objective, weights: State, chunk: Chunk) -> tuple[float, State]:
-    """Mean loss over ``chunk`` at ``weights`` and its gradient with respect to the weights."""
+    """Mean loss over ``chunk`` (as in :func:`_mean_loss`) at ``weights`` and its gradient with
+    respect to the weights."""
     leaves = {n: w.detach().requires_grad_(True) for n, w in weights.items()}
     full = objective.full_state(leaves)
     total, count = 0.0, 0
@@ -199,7 +210,9 @@ def _loss_and_grad(objective: Objective, weights: State, chunk: Chunk) -> tuple[
             grads[name] += g
         total += float(sums["loss"].detach().to(torch.float64))
         count += n
-    return total / count, {n: g / count for n, g in grads.items()}
+    total, count, *summed = _summed(objective, total, count, *grads.values())
+    mean_grads = {n: (g / count).to(weights[n]) for n, g in zip(grads, summed, strict=True)}
+    return float(total / count), mean_grads
 
 
 def _is_pair(batch: Any) -> bool:
@@ -212,8 +225,14 @@ def _is_pair(batch: Any) -> bool:
 
 
 def _chunks(objective: Objective, batch_size: int | None) -> list[Chunk]:
-    """The data as groups of ``batch_size`` examples in order (the last may be smaller);
-    ``None`` (or a size covering the data) gives one group: the objective's own batches."""
+    """The data as groups of ``batch_size`` examples in order (the last may be smaller), each
+    a list of slices of the objective's batches; ``None`` (or a size covering the data) gives
+    one group: the objective's own batches.
+
+    With ``shard_data`` the groups are those of the whole data, and each rank gets its own
+    slices of every group (possibly none), so sums over a group are all-reduced like sums over
+    the data, and every rank has the same number of groups.
+    """
     batches = list(objective.batches())
     if batch_size is None or batch_size >= objective.num_examples:
         return [batches]
@@ -222,12 +241,23 @@ def _chunks(objective: Objective, batch_size: int | None) -> list[Chunk]:
             "batch_size needs batches of (inputs, targets) tensors to regroup the examples; "
             "this objective has other batches (a batch_loss closure?): use batch_size=None"
         )
-    inputs = torch.cat([b[0] for b in batches])
-    targets = torch.cat([b[1] for b in batches])
-    return [
-        [(inputs[i : i + batch_size], targets[i : i + batch_size])]
-        for i in range(0, len(inputs), batch_size)
-    ]
+    mine = [len(b[1]) for b in batches]
+    sizes = distributed.all_gather_objects(mine) if objective.shard_data else [mine]
+    me = distributed.rank() if objective.shard_data else 0
+    chunks: list[Chunk] = [[] for _ in range(math.ceil(objective.num_examples / batch_size))]
+    # Batch i of the data is batch i // world_size of rank i % world_size.
+    order = [(r, j) for j in range(max(map(len, sizes))) for r, s in enumerate(sizes) if j < len(s)]
+    start = 0  # position in the data of the first example of batch (r, j)
+    for r, j in order:
+        end = start + sizes[r][j]
+        if r == me:
+            inputs, targets = batches[j]
+            for c in range(start // batch_size, math.ceil(end / batch_size)):
+                lo = max(c * batch_size, start) - start
+                hi = min((c + 1) * batch_size, end) - start
+                chunks[c].append((inputs[lo:hi], targets[lo:hi]))
+        start = end
+    return chunks
 
 
 # ---------------------------------------------------------------- Hessian
@@ -407,7 +437,9 @@ def measure_worst_case(
         adaptive: use ``c = |w|`` (Kwon et al. 2021) instead of ``c = 1``.
         rho: radius in ``u``; default from :data:`DEFAULT_RHO`.
         batch_size: ``m`` of m-sharpness: examples per batch, regrouped in order (the last
-            batch may be smaller); ``None``: all examples in one batch (the exact mean loss).
+            batch may be smaller; with ``shard_data``, the batches of the whole data, each
+            rank holding its slices of them); ``None``: all examples in one batch (the exact
+            mean loss).
         num_batches: use only the first this many batches; ``None``: all.
         num_steps: gradient steps per batch.
         step_size: step length in ``u``; default ``rho``.
@@ -748,7 +780,8 @@ def measure_fisher_rao(objective: Objective) -> SharpnessResult:
         values = torch.func.vmap(along_weights)(*batch)
         total += float(values.to(torch.float64).pow(2).sum())
         count += len(values)
-    return SharpnessResult("fisher_rao", total / count, 0.0, {})
+    total, count = _summed(objective, total, count)
+    return SharpnessResult("fisher_rao", float(total / count), 0.0, {})
 
 
 # ---------------------------------------------------------------- relative flatness
@@ -798,8 +831,9 @@ def measure_relative_flatness(objective: Objective, *, layer: str | None = None)
             return sums["loss"]
 
         hessian += torch.func.hessian(batch_loss)(weight)
+    (hessian,) = _summed(objective, hessian)
     traces = torch.einsum("sjtj->st", hessian / objective.num_examples)
-    value = float((weight @ weight.T * traces).sum())
+    value = float(((weight @ weight.T).to(torch.float64) * traces).sum())
     return SharpnessResult("relative_flatness", value, 0.0, {"layer": layer})
 
 

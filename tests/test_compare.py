@@ -41,8 +41,8 @@ def test_comparison_matches_direct_calls_and_resumes(tmp_path):
     for name in MEASURES:
         assert result.measures["b"][name].value == direct[name].value
         assert result.measures["b"][name].stderr == direct[name].stderr
-    line = compute_surface(model_b, data(0), random_directions(model_b, num=1, seed=SETTINGS["seed"] + 1),
-                           [-1, 0, 1], progress=False)  # fmt: skip
+    second = random_directions(model_b, num=1, seed=SETTINGS["seed"] + 1)
+    line = compute_surface(model_b, data(0), second, [-1, 0, 1], progress=False)
     assert np.array_equal(result.lines["b"]["loss"][1], line["loss"])
     assert result.planes["a"]["loss"].shape == (3, 2)
     evaluation = result.evaluation["a"]

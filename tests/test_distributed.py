@@ -1,6 +1,7 @@
 """Tests for landscape.distributed: grids split across ranks, resume across rank counts,
-data split across ranks. Two processes on the gloo backend, on CPU, through torchrun
-(``python -m torch.distributed.run``), which talks over 127.0.0.1 only.
+data split across ranks (surfaces, Hessian products, sharpness measures). Two processes on
+the gloo backend, on CPU, through torchrun (``python -m torch.distributed.run``), which talks
+over 127.0.0.1 only.
 
 This file is also the worker: ``torchrun ... tests/test_distributed.py TASK OUTDIR``.
 """
@@ -19,11 +20,24 @@ from torch import nn
 from landscape import distributed
 from landscape.directions import random_directions
 from landscape.evaluate import Objective
+from landscape.hessian import HessianOperator
+from landscape.sharpness import sharpness
 from landscape.surface import compute_surface, load_surface
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 XS, YS = np.linspace(-1, 1, 7), np.linspace(-0.5, 1.0, 5)  # 35 points: 5 chunks of 8, non-square
 KILL_AFTER = 1  # rounds a rank completes before the simulated crash
+SHARPNESS = [
+    "lambda_max",
+    "trace",
+    "keskar",
+    "worst_l2",
+    "avg_l2",
+    "pacbayes",
+    "fisher_rao",
+    "relative_flatness",
+    "rise",
+]
 
 
 def make_model() -> nn.Module:
@@ -77,6 +91,23 @@ def sharded_values(shard: bool) -> dict[str, object]:
     return {"call": objective(), "points": points, "loop": loop, "n": objective.num_examples}
 
 
+def sharded_sharpness(shard: bool) -> dict[str, object]:
+    """Every kind of sharpness measure, m-sharpness with batches across ranks and batches of
+    the objective, and a Hessian-vector product, on a float64 model."""
+    model = make_model().double()
+    inputs, targets = make_data()
+    objective = Objective(model, (inputs.double(), targets), batch_size=9, shard_data=shard)
+    results = sharpness(objective, SHARPNESS, seed=3, num_samples=3, num_probes=6)
+    results["m_sharpness"] = sharpness(objective, ["worst_l2"], batch_size=16, num_steps=3)[
+        "worst_l2"
+    ]
+    values = {name: (r.value, r.samples) for name, r in results.items()}
+    operator = HessianOperator(objective)
+    vector = torch.randn(operator.num_params, generator=torch.Generator().manual_seed(4))
+    values["hvp"] = operator @ vector.double()
+    return values
+
+
 # ---------------------------------------------------------------- worker (under torchrun)
 def worker(task: str, out: str) -> None:
     distributed.init_from_env()
@@ -98,6 +129,8 @@ def worker(task: str, out: str) -> None:
 
         Objective.evaluate_points = dying
         surface(os.path.join(out, "killed.h5"))
+    elif task == "sharpness":
+        torch.save(sharded_sharpness(True), os.path.join(out, f"sharpness_rank{me}.pt"))
     torch.distributed.destroy_process_group()
 
 
@@ -166,6 +199,21 @@ def test_killed_on_one_rank_resumes_with_another_number_of_ranks(tmp_path, one_t
     for name, expected in never_killed.metrics.items():
         np.testing.assert_array_equal(resumed.metrics[name], expected)
         np.testing.assert_array_equal(load_surface(path).metrics[name], expected)
+
+
+def test_sharpness_and_hessian_on_two_ranks_equal_one_process(tmp_path, one_thread):
+    done = torchrun("sharpness", tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    plain = sharded_sharpness(False)
+    assert len(plain["m_sharpness"][1]) == 5  # 70 examples in batches of 16, across ranks
+    for rank in (0, 1):
+        got = torch.load(tmp_path / f"sharpness_rank{rank}.pt", weights_only=False)
+        assert set(got) == set(plain)
+        torch.testing.assert_close(got.pop("hvp"), plain["hvp"], rtol=1e-10, atol=1e-12)
+        for name, (value, samples) in got.items():
+            assert value == pytest.approx(plain[name][0], rel=1e-10, abs=1e-12), name
+            if samples is not None:
+                np.testing.assert_allclose(samples, plain[name][1], rtol=1e-10, atol=1e-12)
 
 
 def test_shard_chunks_deal_every_point_once():
