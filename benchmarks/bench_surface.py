@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -93,17 +94,33 @@ def forward_flops_per_example(model: nn.Module, inputs: torch.Tensor) -> float:
     return counter.get_total_flops() / len(inputs)
 
 
-def bare_forward(model: nn.Module, batches: list, precision: str, device: torch.device) -> float:
-    """Seconds for one plain forward pass over the data (best of three)."""
+def bare_forward(
+    model: nn.Module,
+    batches: list,
+    precision: str,
+    device: torch.device,
+    passes: int,
+    with_loss: bool = False,
+) -> float:
+    """Seconds for one plain forward pass over the data: the mean over ``passes`` passes in
+    a row, best of three; with ``with_loss`` also the summed cross-entropy and the number
+    correct, which a grid point computes too."""
 
     @torch.no_grad()
     def run() -> None:
         with precision_context(precision, device):
-            for inputs, _ in batches:
-                model(inputs)
+            for inputs, targets in batches:
+                outputs = model(inputs)
+                if with_loss:
+                    F.cross_entropy(outputs.float(), targets, reduction="sum").item()
+                    (outputs.argmax(-1) == targets).sum().item()
+
+    def runs() -> None:  # as many passes as a surface point gets, so both are averages
+        for _ in range(passes):
+            run()
 
     run()  # warm-up (cuDNN autotuning, allocator)
-    return best_of(run, device, 3)
+    return best_of(runs, device, 3) / passes
 
 
 def grid(num_points: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -134,7 +151,7 @@ def surface_seconds_per_point(model, data, k, case, precision, device, workdir) 
 
 
 def cases(device: torch.device, full: bool) -> list[Case]:
-    small = 121 if device.type == "cpu" else 256
+    small = 441 if device.type == "cpu" else 256
     digits = [
         Case("demo MLP", digits_mlp, lambda: digits_data("all"), small, 8, 1024),
         Case("demo CNN (BatchNorm)", digits_cnn, lambda: digits_data("all"), small, 8, 1024),
@@ -215,10 +232,11 @@ def main(argv: list[str] | None = None) -> None:
         peak["tf32"] = matmul_flops(device, torch.float32)
 
     header = (
-        "| model | examples | prec. | bare fwd ms | ms/pt K=1 | (a) K=1/bare | K | ms/pt K "
-        "| (c) K=1/K | pts/s (best) | FLOP/s (best) | (b) / matmul | 51x51 est. |"
+        "| model | examples | prec. | bare fwd ms | fwd+loss ms | ms/pt K=1 | (a) K=1/bare "
+        "| K=1/(fwd+loss) | K | ms/pt K | (c) K=1/K | pts/s (best) | FLOP/s (best) "
+        "| (b) / matmul | 51x51 est. |"
     )
-    lines = [header, "|" + "---|" * 13]
+    lines = [header, "|" + "---|" * 15]
     print(header, flush=True)
     print(lines[1], flush=True)
     with tempfile.TemporaryDirectory() as workdir:
@@ -235,7 +253,9 @@ def main(argv: list[str] | None = None) -> None:
             per_example = forward_flops_per_example(model, batches[0][0])
             flops = per_example * len(inputs)
             for precision in precisions:
-                bare = bare_forward(model, batches, precision, device)
+                passes = min(case.num_points, 50)
+                bare = bare_forward(model, batches, precision, device, passes)
+                bare_loss = bare_forward(model, batches, precision, device, passes, True)
                 one = surface_seconds_per_point(model, data, 1, case, precision, device, workdir)
                 k = case.batched_k if device.type == "cpu" else None
                 if k is None:
@@ -244,7 +264,8 @@ def main(argv: list[str] | None = None) -> None:
                 best = min(one, many)
                 row = (
                     f"| {case.name} | {len(inputs):,} | {precision} | {bare * 1e3:.1f} "
-                    f"| {one * 1e3:.1f} | {one / bare:.2f} | {k} | {many * 1e3:.1f} "
+                    f"| {bare_loss * 1e3:.1f} | {one * 1e3:.1f} | {one / bare:.2f} "
+                    f"| {one / bare_loss:.2f} | {k} | {many * 1e3:.1f} "
                     f"| {one / many:.2f} | {1 / best:.1f} | {fmt_rate(flops / best)} "
                     f"| {flops / best / peak[precision]:.0%} | {best * 2601 / 60:.1f} min |"
                 )

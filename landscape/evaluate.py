@@ -586,9 +586,10 @@ class Objective:
         k = self.resolve_points_per_pass()
         start = 0
         while start < len(coords):
-            stop = min(len(coords), start + k)
+            one_at_a_time = k == 1 or not self._vmap_ok
+            stop = len(coords) if one_at_a_time else min(len(coords), start + k)
             part = slice(start, stop)
-            if stop - start > 1 and self._vmap_ok:
+            if not one_at_a_time and stop - start > 1:
                 try:
                     totals[part], counts[part] = self._batched_totals(full, moved, coords[part])
                 except torch.cuda.OutOfMemoryError:
