@@ -249,7 +249,10 @@ def _read_label(path: str | os.PathLike, label: str, sha: str, result: Compariso
         kinds = [k for k in ("line", "plane") if k in f[base]]
     if attrs.get("checkpoint_sha256") != sha:
         raise ValueError(f"{os.fspath(path)}: {label!r} was computed for another checkpoint")
-    result.evaluation[label] = {k: v for k, v in attrs.items() if k.startswith(("train_", "test_"))}
+    keys = [k for k in attrs if k.startswith(("train_", "test_"))]
+    # the order in which they were computed: train before test, the loss first
+    keys.sort(key=lambda k: (k.startswith("test_"), not k.endswith("_loss"), k))
+    result.evaluation[label] = {k: attrs[k] for k in keys}
     result.measures[label] = load_sharpness(path, group=f"{base}/sharpness")
     for kind in kinds:
         arrays, surface_attrs = storage.read_group(path, f"{base}/{kind}")

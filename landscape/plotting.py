@@ -30,6 +30,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from landscape.surface import Surface
 
@@ -531,7 +532,9 @@ def plot_surface3d(
     z_label = f"log10({metric})" if log else metric
     ax.set_zlabel(z_label)
     if colorbar:
-        ax.figure.colorbar(poly, ax=ax, label=z_label, shrink=0.6, pad=0.1)
+        ax.figure.colorbar(poly, ax=ax, label=z_label, shrink=0.6, pad=0.15)
+    ax.xaxis.set_major_locator(MaxNLocator(5))
+    ax.yaxis.set_major_locator(MaxNLocator(5))
     return ax
 
 

@@ -53,7 +53,7 @@ def test_comparison_matches_direct_calls_and_resumes(tmp_path):
 
     again = run(tmp_path)  # resumes: everything is read back, nothing recomputed
     for label in ("a", "b"):
-        assert again.evaluation[label] == result.evaluation[label]
+        assert list(again.evaluation[label].items()) == list(result.evaluation[label].items())
         assert again.measures[label]["avg_l2"].value == result.measures[label]["avg_l2"].value
         assert np.array_equal(again.lines[label]["loss"], result.lines[label]["loss"])
         assert np.array_equal(again.planes[label]["loss"], result.planes[label]["loss"])
