@@ -62,7 +62,7 @@ from .plotting import (
     save_figure,
 )
 from .sharpness import MEASURES, SharpnessResult, load_sharpness, save_sharpness, sharpness
-from .surface import Surface, compute_surface, load_surface, parse_range
+from .surface import Surface, compute_surface, load_surface, parse_range, save_surface
 
 __all__ = [
     "Comparison",
@@ -114,6 +114,7 @@ __all__ = [
     "save_figure",
     "save_hessian",
     "save_sharpness",
+    "save_surface",
     "sharpness",
     "spectral_density",
     "write_tables",

@@ -168,6 +168,7 @@ def cmd_surface(args: argparse.Namespace) -> None:
         loss=_loss(args.loss), batch_size=args.batch_size, path=args.out,
         overwrite=args.overwrite, progress=not args.quiet, precision=args.precision,
         points_per_pass=args.points_per_pass, convexity=args.convexity,
+        cache_data=not args.no_cache_data,
         attrs={"model": args.model, "data": args.data, "checkpoint_path": args.checkpoint},
     )  # fmt: skip
     if not args.quiet:
@@ -369,6 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("fp32", "tf32", "bf16"), default="fp32")
     p.add_argument("--points-per-pass", type=int, default=None,
                    help="grid points per pass over a batch (default: automatic)")  # fmt: skip
+    p.add_argument("--no-cache-data", action="store_true",
+                   help="re-read the data at every point (for data too big to keep)")  # fmt: skip
     p.add_argument("--convexity", action="store_true",
                    help="also map |lambda_min/lambda_max| of the Hessian (slow)")  # fmt: skip
     p.set_defaults(func=cmd_surface)

@@ -130,8 +130,8 @@ def normalize_direction(
     Example:
         >>> w = {"w": torch.tensor([[3.0, 4.0], [0.0, 1.0]]), "b": torch.ones(2)}
         >>> d = normalize_direction({"w": torch.ones(2, 2), "b": torch.ones(2)}, w)
-        >>> d["w"].norm(dim=1), d["b"]
-        (tensor([5., 1.]), tensor([0., 0.]))
+        >>> [round(v, 6) for v in d["w"].norm(dim=1).tolist()], d["b"].tolist()
+        ([5.0, 1.0], [0.0, 0.0])
     """
     _check_options(norm, ignore)
     out = {}

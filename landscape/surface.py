@@ -332,6 +332,48 @@ def _flush(handle: h5py.File, values: dict[str, np.ndarray], computed: np.ndarra
     handle.flush()
 
 
+def save_surface(
+    surface: Surface,
+    path: str | os.PathLike,
+    *,
+    directions: Directions | None = None,
+    overwrite: bool = False,
+) -> None:
+    """Write a Surface (one computed without ``path=``, say) to a surface file.
+
+    Points with a NaN loss are marked not computed, so ``compute_surface`` with the same
+    arguments can fill them in later.
+
+    Args:
+        surface: what to write; its ``attrs`` become the file's root attributes.
+        path: the HDF5 file.
+        directions: the directions to store with it (optional).
+        overwrite: replace an existing file.
+
+    Raises:
+        ValueError: the file exists and ``overwrite`` is false.
+
+    Example:
+        >>> import tempfile
+        >>> s = Surface(np.array([0.0, 1.0]), None, {"loss": np.array([0.5, 0.7])})
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     save_surface(s, f"{tmp}/s.h5")
+        ...     load_surface(f"{tmp}/s.h5")["loss"].tolist()
+        [0.5, 0.7]
+    """
+    if os.path.exists(path) and not overwrite:
+        raise ValueError(f"{os.fspath(path)} exists; pass overwrite=True to replace it")
+    used = () if directions is None else tuple(d for d in (directions.x, directions.y) if d)
+    names = tuple(surface.metrics)
+    volatile = ("num_computed", "num_points")
+    attrs = {k: v for k, v in surface.attrs.items() if k not in volatile}
+    storage.create_surface_file(
+        path, x=surface.x, y=surface.y, names=names, directions=used, attrs=attrs
+    )
+    with h5py.File(path, "a") as handle:
+        _flush(handle, surface.metrics, ~np.isnan(surface.metrics["loss"]))
+
+
 def load_surface(path: str | os.PathLike) -> Surface:
     """Read a surface file (complete or not; missing points are NaN).
 

@@ -227,3 +227,23 @@ def test_convexity_map_of_a_quadratic_is_its_eigenvalue_ratio():
     assert surface["convexity"].shape == (3, 2)
     np.testing.assert_allclose(surface["convexity"], expected, atol=1e-3)
     assert surface.attrs["metrics"] == ["loss", "convexity"]
+
+
+def test_save_surface_round_trip_then_resume_fills_the_gaps(tmp_path):
+    from landscape.surface import save_surface
+
+    model, data = mlp_with_bn(), classification_data()
+    dirs = random_directions(model)
+    full = compute_surface(model, data, dirs, [-1, 0, 1], [0, 1], progress=False)
+    holed = {n: v.copy() for n, v in full.metrics.items()}
+    for values in holed.values():
+        values[2, 1] = np.nan
+    partial = type(full)(full.x, full.y, holed, attrs=full.attrs)
+    save_surface(partial, tmp_path / "s.h5", directions=dirs)
+    with pytest.raises(ValueError, match="exists"):
+        save_surface(partial, tmp_path / "s.h5")
+    assert storage.read_computed(tmp_path / "s.h5").sum() == 5
+    resumed = compute_surface(model, data, dirs, [-1, 0, 1], [0, 1], path=tmp_path / "s.h5",
+                              progress=False)  # fmt: skip
+    for name in full.metrics:
+        assert np.array_equal(resumed[name], full[name])
