@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
@@ -48,6 +49,8 @@ BatchLoss = Callable[[nn.Module, Any], tuple[torch.Tensor, int]]
 __all__ = ["Objective", "as_batches", "LossName", "MetricFn", "BatchLoss", "Precision"]
 
 DEFAULT_BATCH_SIZE = 1024
+CPU_PROBE_SECONDS = 0.02  # a CPU point slower than this is evaluated one at a time
+CPU_PROBE_POINTS = 8  # K tried on a CPU when a point is quicker
 
 
 # ---------------------------------------------------------------- losses and metrics
@@ -191,8 +194,9 @@ class Objective:
             ``"bf16"`` (autocast to bfloat16 on the device). Outputs are cast back to
             the model's dtype before the loss, and sums are accumulated in float64.
         points_per_pass: K, the number of points :meth:`evaluate_points` evaluates per
-            pass over a batch. ``None`` chooses: 1 on CPU (one point already runs near
-            the matrix-product peak there), on CUDA from the size of the perturbed
+            pass over a batch. ``None`` chooses: on a CPU 1 (one point already runs near
+            the matrix-product peak there) unless a point is quick and 8 points per pass
+            measure faster (small MLPs); on CUDA from the size of the perturbed
             parameters, the activations of one batch and the free memory. Models that
             ``vmap`` cannot map (train-mode BatchNorm, dropout in train mode,
             data-dependent control flow, ``batch_loss`` closures) fall back to one point
@@ -472,13 +476,36 @@ class Objective:
         if self.points_per_pass is not None:
             return self.points_per_pass
         if self._auto_points is None:
-            if self.device.type != "cuda" or not self._vmap_ok:
+            if not self._vmap_ok:
                 self._auto_points = 1
+            elif self.device.type != "cuda":
+                self._auto_points = self._faster_on_cpu()
             else:
                 self._auto_points = auto_points_per_pass(
                     self.device, self._perturbable_bytes(), self._activation_bytes()
                 )
         return self._auto_points
+
+    @torch.no_grad()
+    def _faster_on_cpu(self) -> int:
+        """K on a CPU: 1, unless one point is quick (under CPU_PROBE_SECONDS) and
+        CPU_PROBE_POINTS points per pass measure faster per point, as for small MLPs whose
+        passes are dominated by fixed costs (convolutions batched by vmap are slower)."""
+        full = self.full_state(None)
+        zero = [{n: torch.zeros_like(t) for n, t in full.items() if t.is_floating_point()}]
+        start = time.perf_counter()
+        self._one_point_totals(full, zero, np.zeros((1, 1)))
+        one = time.perf_counter() - start
+        if one > CPU_PROBE_SECONDS:
+            return 1
+        k = CPU_PROBE_POINTS
+        try:
+            self._batched_totals(full, zero, np.zeros((k, 1)))  # warm-up
+            start = time.perf_counter()
+            self._batched_totals(full, zero, np.zeros((k, 1)))
+        except (RuntimeError, ValueError, TypeError, NotImplementedError):
+            return 1
+        return k if (time.perf_counter() - start) / k < 0.8 * one else 1
 
     def _perturbable_bytes(self) -> int:
         return state_bytes({n: t for n, t in self.base_state.items() if t.is_floating_point()})
@@ -562,9 +589,9 @@ class Objective:
     ) -> dict[str, np.ndarray]:
         """Exact means at the points ``base + sum_j coords[k, j] * directions[j]``.
 
-        Points are evaluated K at a time (see ``points_per_pass``); with K = 1 each point
-        is one call of the objective, so a point with all coordinates 0 gives exactly the
-        value at ``base``. With K > 1 the stacked states equal the one-point states bit
+        Points are evaluated K at a time (see ``points_per_pass``). A point with all
+        coordinates 0 always goes the one-point way, so it gives exactly the value at
+        ``base`` whatever K. With K > 1 the stacked states equal the one-point states bit
         for bit, and the values agree with the one-point path to float32 rounding
         (batched kernels sum in another order).
 
@@ -584,14 +611,24 @@ class Objective:
         totals = torch.zeros(len(coords), len(self.names), dtype=torch.float64, device=self.device)
         counts = torch.zeros(len(coords), dtype=torch.float64, device=self.device)
         k = self.resolve_points_per_pass()
+        # the centre goes the one-point way, so it is the checkpoint's value to the last bit
+        centre = ~coords.any(axis=1)
+        order = np.concatenate([np.flatnonzero(centre), np.flatnonzero(~centre)])
         start = 0
-        while start < len(coords):
-            one_at_a_time = k == 1 or not self._vmap_ok
-            stop = len(coords) if one_at_a_time else min(len(coords), start + k)
-            part = slice(start, stop)
-            if not one_at_a_time and stop - start > 1:
+        while start < len(order):
+            one_at_a_time = k == 1 or not self._vmap_ok or centre[order[start]]
+            stop = start + 1 if centre[order[start]] else len(order)
+            stop = stop if one_at_a_time else min(stop, start + k)
+            part = torch.from_numpy(order[start:stop]).to(self.device)
+            points = coords[order[start:stop]]
+            if not one_at_a_time:
+                # always K points per pass (the last one repeated), so that a point's value
+                # does not depend on how many others share its pass: a resumed run equals one
+                # never interrupted
+                padded = np.concatenate([points, points[-1:].repeat(k - len(points), axis=0)])
                 try:
-                    totals[part], counts[part] = self._batched_totals(full, moved, coords[part])
+                    sums, num = self._batched_totals(full, moved, padded)
+                    totals[part], counts[part] = sums[: len(points)], num[: len(points)]
                 except torch.cuda.OutOfMemoryError:
                     k = max(1, k // 2)
                     self._auto_points = k
@@ -611,7 +648,7 @@ class Objective:
                     )
                     continue
             else:
-                totals[part], counts[part] = self._one_point_totals(full, moved, coords[part])
+                totals[part], counts[part] = self._one_point_totals(full, moved, points)
             start = stop
         means = self._means(totals, counts).cpu().numpy()
         return {name: means[:, i] for i, name in enumerate(self.names)}

@@ -9,6 +9,7 @@ within 2e-2 relative of fp32 on these small models (typically 1e-4 to 1e-3).
 
 from __future__ import annotations
 
+import time
 import warnings
 
 import numpy as np
@@ -161,15 +162,27 @@ def test_stacked_states_equal_one_point_states_bit_for_bit():
 def test_batched_equals_one_point_path_float32(make, shape):
     model = make()
     dirs = random_directions(model, seed=2)
-    one = Objective(model, data(shape), batch_size=16)
+    one = Objective(model, data(shape), batch_size=16, points_per_pass=1)
     many = Objective(model, data(shape), batch_size=16, points_per_pass=3)
-    assert one.resolve_points_per_pass() == 1  # CPU default
     a = one.evaluate_points(one.base_state, [dirs.x, dirs.y], COORDS)
     b = many.evaluate_points(many.base_state, [dirs.x, dirs.y], COORDS)
     for name in one.names:
         np.testing.assert_allclose(b[name], a[name], **F32)
-    # The centre on the one-point path is the checkpoint itself, exactly.
-    assert a["loss"][0] == one()["loss"]
+    # The centre is the checkpoint itself, exactly, whatever K.
+    assert COORDS[0].tolist() == [0.0, 0.0]
+    assert a["loss"][0] == b["loss"][0] == one()["loss"]
+
+
+def test_cpu_chooses_batching_only_when_it_measures_faster(monkeypatch):
+    import landscape.evaluate as evaluate
+
+    quick = Objective(mlp(), data((6,)), batch_size=16)
+    assert quick.resolve_points_per_pass() in (1, evaluate.CPU_PROBE_POINTS)
+    monkeypatch.setattr(evaluate, "CPU_PROBE_SECONDS", 0.0)  # every point counts as slow
+    assert Objective(mlp(), data((6,)), batch_size=16).resolve_points_per_pass() == 1
+    monkeypatch.setattr(evaluate, "CPU_PROBE_SECONDS", 1e9)
+    monkeypatch.setattr(Objective, "_batched_totals", lambda *args: time.sleep(0.05))
+    assert Objective(mlp(), data((6,)), batch_size=16).resolve_points_per_pass() == 1
 
 
 def test_batched_equals_one_point_path_float64():
