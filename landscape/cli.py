@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -66,7 +67,10 @@ def resolve_callable(spec: str, builtins: dict[str, Callable[..., Any]], what: s
         module_spec = importlib.util.spec_from_file_location(name, module_name)
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[name] = module
-        module_spec.loader.exec_module(module)
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception as err:  # the user's file: report it in one line
+            raise UserError(f"{what}: importing {module_name} failed: {err!r}") from None
     else:
         try:
             module = importlib.import_module(module_name)
@@ -128,6 +132,8 @@ def cmd_surface(args: argparse.Namespace) -> None:
 
     xs = parse_range(args.x)
     ys = parse_range(args.y) if args.y else None
+    if args.dir_type is None:
+        args.dir_type = "states" if args.directions == "interp" else "weights"
     model = _model(args, args.checkpoint)
     data = _data(args.data)
     num = 1 if ys is None else 2
@@ -152,6 +158,11 @@ def cmd_surface(args: argparse.Namespace) -> None:
 
         if os.path.exists(args.out) and not args.overwrite:
             stored = load_directions(args.out)  # resume with the directions already found
+            if len(stored) < (1 if ys is None else 2):
+                raise UserError(
+                    f"{args.out} holds no Hessian directions to resume from; "
+                    "use another --out or --overwrite"
+                )
             directions = Directions(*stored[:2], kind="hessian", settings={"seed": args.seed})
         else:
             from .evaluate import Objective
@@ -173,8 +184,12 @@ def cmd_surface(args: argparse.Namespace) -> None:
     )  # fmt: skip
     if not args.quiet:
         loss = surface["loss"]
-        centre = f"{surface.path}: {loss.size} points, loss {float(loss.min()):.4g} .. "
-        _print(centre + f"{float(loss.max()):.4g}")
+        span = (
+            f"loss {np.nanmin(loss):.4g} .. {np.nanmax(loss):.4g}"
+            if np.isfinite(loss).any()
+            else ""
+        )
+        _print(f"{surface.path}: {loss.size} points, {span}")
 
 
 def cmd_plot(args: argparse.Namespace) -> None:
@@ -244,16 +259,21 @@ def _refuse_existing(path: str, groups: list[str], overwrite: bool) -> None:
         raise UserError(f"{path} already has /{taken[0]}; pass --overwrite to replace it")
 
 
+def _objective(args: argparse.Namespace) -> Any:
+    """The checkpoint's objective; under torchrun each rank keeps a share of the data."""
+    from .evaluate import Objective
+
+    model = _model(args, args.checkpoint)
+    return Objective(model, _data(args.data), loss=_loss(args.loss),
+                     batch_size=args.batch_size, shard_data=True)  # fmt: skip
+
+
 def cmd_hessian(args: argparse.Namespace) -> None:
     from . import hessian
-    from .evaluate import Objective
 
     wanted = ["eigen", "extremes"] + ["trace"] * args.trace + ["density"] * args.density
     _refuse_existing(args.out, [f"hessian/{name}" for name in wanted], args.overwrite)
-    model = _model(args, args.checkpoint)
-    objective = Objective(
-        model, _data(args.data), loss=_loss(args.loss), batch_size=args.batch_size
-    )
+    objective = _objective(args)
     dtype = torch.float64 if args.float64 else None
     common = dict(seed=args.seed, dtype=dtype)
     eigen = hessian.hessian_eigenpairs(objective, k=args.top_k, which=args.which, **common)
@@ -282,14 +302,11 @@ def _measure_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_sharpness(args: argparse.Namespace) -> None:
     from .compare import DEFAULT_MEASURES
-    from .evaluate import Objective
     from .sharpness import save_sharpness, sharpness
 
-    model = _model(args, args.checkpoint)
-    objective = Objective(
-        model, _data(args.data), loss=_loss(args.loss), batch_size=args.batch_size
-    )
     names = args.metric or list(DEFAULT_MEASURES)
+    _refuse_existing(args.out, [f"sharpness/{name}" for name in names], args.overwrite)
+    objective = _objective(args)
     results = sharpness(objective, names, seed=args.seed, **_measure_settings(args))
     if distributed.rank() == 0:
         save_sharpness(args.out, results, overwrite=args.overwrite)
@@ -363,7 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", help="second checkpoint, for --directions interp")
     p.add_argument("--norm", choices=("filter", "layer", "weight", "none"), default="filter")
     p.add_argument("--ignore", choices=("biasbn", "none"), default="biasbn")
-    p.add_argument("--dir-type", choices=("weights", "states"), default="weights")
+    p.add_argument("--dir-type", choices=("weights", "states"), default=None,
+                   help="default: states for --directions interp (BatchNorm stats too), "
+                   "else weights")  # fmt: skip
     p.add_argument("--orthogonalize", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace a file made by another run")

@@ -162,14 +162,16 @@ def compare_checkpoints(
         except ValueError as err:
             raise ValueError(f"checkpoint {label!r} does not fit the architecture: {err}") from None
     common = dict(loss=loss, batch_size=batch_size)
+    measure_settings["seed"] = seed
+    probe = Objective(next(iter(models.values())), data, **common)
+    sharpness(probe, [], **measure_settings)  # bad names and settings fail before any work
+    test_sha = None if test_data is None else Objective(probe.model, test_data).data_sha256()
     settings = _settings(
         measures=tuple(measures), line=tuple(float(v) for v in line),
-        num_directions=num_directions, seed=seed, loss=str(loss),
+        num_directions=num_directions, loss=probe.loss_name,
         plane=None if plane is None else [list(map(float, plane[0])), list(map(float, plane[1]))],
-        test_data=test_data is not None, **measure_settings,
+        data_sha256=probe.data_sha256(), test_data_sha256=test_sha or "none", **measure_settings,
     )  # fmt: skip
-    measure_settings["seed"] = seed
-    sharpness(Objective(next(iter(models.values())), data, **common), [], **measure_settings)
     done: set[str] = set()
     if path is not None:
         done = _prepare_file(path, settings, overwrite)

@@ -18,6 +18,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -434,7 +435,7 @@ def run_demo(
     os.makedirs(out_dir, exist_ok=True)
     train, test = digits_data("train"), digits_data("test")
     models = train_demo_pair(seed=seed, progress=progress)
-    grid = torch.linspace(-1, 1, num_points).tolist()
+    grid = np.linspace(-1, 1, num_points)  # float64: the centre is exactly 0
     surfaces: dict[str, dict] = {}
     for label, model in models.items():
         save_checkpoint(model, f"{out_dir}/demo_{label}.pt")

@@ -82,6 +82,8 @@ def _check_options(norm: str, ignore: str) -> None:
 
 
 def _as_state(model_or_state: nn.Module | Mapping[str, torch.Tensor], dir_type: DirType) -> State:
+    """A model's weights or states; a mapping is taken as it is (it cannot tell its buffers
+    from its weights, so pass a model to have ``dir_type="weights"`` leave buffers out)."""
     if isinstance(model_or_state, nn.Module):
         return model_state(model_or_state, dir_type)
     if isinstance(model_or_state, Mapping):
@@ -232,6 +234,12 @@ def interpolation_direction(
         ValueError: if the two have different names or shapes.
     """
     a, b = _as_state(start, dir_type), _as_state(end, dir_type)
+    if dir_type == "weights":  # a loaded state_dict also holds buffers: keep the weights
+        models = [m for m in (start, end) if isinstance(m, nn.Module)]
+        if models:
+            names = [n for n, _ in models[0].named_parameters()]
+            a = {n: a[n] for n in names if n in a}
+            b = {n: b[n] for n in names if n in b}
     if set(a) != set(b):
         raise ValueError(
             f"checkpoints differ in names: only in start {sorted(set(a) - set(b))[:5]}, "

@@ -248,7 +248,10 @@ class Objective:
             self.loss_name, self._loss_fn = _resolve_loss(loss)
             self._metrics = dict(metrics or {})
             if accuracy is None:
-                accuracy = self.loss_name in ("cross_entropy", "bce")
+                classifying = (nn.CrossEntropyLoss, nn.BCEWithLogitsLoss)
+                accuracy = self.loss_name in ("cross_entropy", "bce") or isinstance(
+                    loss, classifying
+                )
             if accuracy:
                 self._metrics.setdefault("accuracy", accuracy_sum)
         if "loss" in self._metrics:

@@ -71,9 +71,14 @@ def open_landscape_file(path: str | os.PathLike, mode: str = "r") -> h5py.File:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such file: {path}")
-    try:
-        f = h5py.File(path, mode)
+    try:  # reading never takes the lock, so `landscape info` works while a run writes
+        f = h5py.File(path, mode, locking=False) if mode == "r" else h5py.File(path, mode)
     except OSError as err:
+        if "unable to lock" in str(err):
+            raise ValueError(
+                f"{path} is open for writing by another process (a run still going?); "
+                "wait for it to finish or stop it"
+            ) from None
         raise ValueError(
             f"{path} is not a readable HDF5 file (truncated or damaged?): {err}; "
             "remove it or pass overwrite=True / --overwrite"
@@ -247,9 +252,14 @@ def check_surface_file(
         missing = [n for n in names if n not in f["metrics"]]
         if missing or "computed" not in f:
             problems.append(f"metrics missing from the file: {missing or ['computed']}")
+    if any(p.startswith("data_sha256") for p in problems):
+        problems.append(
+            "the data fingerprint covers the batches in order: a shuffled DataLoader or "
+            "another batch size changes it"
+        )
     if problems:
         raise ValueError(
-            f"{os.fspath(path)} was made for another run ({'; '.join(problems[:6])}); "
+            f"{os.fspath(path)} was made for another run ({'; '.join(problems[:7])}); "
             "use another output file, or overwrite=True / --overwrite to start again"
         )
 

@@ -209,6 +209,7 @@ def compute_surface(
         "loss": objective.loss_name,
         "metrics": list(names),
         "train_mode": objective.train_mode,
+        "precision": objective.precision,
         "directions": directions.kind,
         "directions_sha256": _directions_sha256(used),
         "norm": directions.settings.get("norm", "none"),

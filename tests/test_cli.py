@@ -42,6 +42,7 @@ def project(tmp_path):
     with torch.no_grad():
         for p in other.parameters():
             p.add_(0.5)
+        other[1].running_mean.add_(0.3)
     torch.save({"state_dict": other.state_dict()}, tmp_path / "b.pt")
     return tmp_path
 
@@ -71,13 +72,20 @@ def test_surface_plot_info_end_to_end(project, capsys):
     assert len(out.read_bytes()) == len(before)
 
 
-def test_interpolation_line_with_states(project):
+def test_interpolation_line_reaches_the_target_with_its_batchnorm_stats(project):
     out = project / "interp.h5"
     args = surface_args(project, out, "--x", "-0.5:1.5:5", "--directions", "interp",
-                        "--target", str(project / "b.pt"), "--dir-type", "states")  # fmt: skip
+                        "--target", str(project / "b.pt"))  # fmt: skip
     assert main(args) == 0
     line = load_surface(out)
-    assert line.y is None and line["loss"].shape == (5,)
+    assert line.y is None and line["loss"].shape == (5,) and line.attrs["dir_type"] == "states"
+    namespace: dict = {}
+    exec(USER_CODE, namespace)
+    from landscape.checkpoint import load_checkpoint
+    from landscape.evaluate import Objective
+
+    end = load_checkpoint(namespace["model"](), project / "b.pt")
+    assert line["loss"][3] == pytest.approx(Objective(end, namespace["data"]())()["loss"], rel=1e-5)
     assert main(["plot", str(out), "--kind", "line", "-o", str(project / "line.pdf")]) == 0
 
 

@@ -105,3 +105,9 @@ def test_pca_of_a_trajectory_on_a_plane_recovers_the_plane():
     for (a, b), c in zip(coeffs, coords, strict=True):
         back = final["w"] + c[0] * dirs.x["w"] + c[1] * dirs.y["w"]
         torch.testing.assert_close(back, final["w"] + a * u + b * v, rtol=0, atol=1e-10)
+
+
+def test_interpolation_between_a_model_and_a_loaded_state_dict_keeps_weights():
+    a, b = small_cnn(), small_cnn()
+    d = interpolation_direction(a, b.state_dict(), dir_type="weights")
+    assert sorted(d) == sorted(n for n, _ in a.named_parameters())

@@ -126,11 +126,13 @@ def test_file_round_trip_and_mismatched_resume_refused(tmp_path):
             model=model, data=data, directions=random_directions(model, seed=1), y=[0, 1]
         ),
         "data_sha256": dict(model=model, data=classification_data(54), directions=dirs, y=[0, 1]),
+        "precision": dict(model=model, data=data, directions=dirs, y=[0, 1], precision="bf16"),
     }
     for what, case in cases.items():
         with pytest.raises(ValueError, match=what):
             compute_surface(case["model"], case["data"], case["directions"], [-1, 0, 1],
-                            case["y"], **kwargs)  # fmt: skip
+                            case["y"], precision=case.get("precision", "fp32"),
+                            **kwargs)  # fmt: skip
     redone = compute_surface(model, data, dirs, [-1, 0, 1], [0, 1, 2], overwrite=True, **kwargs)
     assert redone["loss"].shape == (3, 3)
 
