@@ -21,6 +21,7 @@ is extrapolated from the points measured.
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import os
 import platform
@@ -35,6 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -127,6 +129,32 @@ def grid(num_points: int) -> tuple[np.ndarray, np.ndarray | None]:
     nx = max(1, int(math.sqrt(num_points)))
     ny = max(1, num_points // nx)
     return np.linspace(-1, 1, nx), np.linspace(-1, 1, ny)
+
+
+def naive_seconds_per_point(model, inputs, targets, case, device) -> float:
+    """Seconds per point the way hand-written scripts (Li et al. 2018) work: write each
+    point into the model with ``load_state_dict`` and iterate a ``DataLoader`` over a
+    per-example ``Dataset`` (batches rebuilt at every point), ``.item()`` per batch."""
+    net = copy.deepcopy(model).eval()
+    direction = random_directions(net, num=1, seed=0).x
+    theta = {k: v.clone() for k, v in net.state_dict().items()}
+    dataset = TensorDataset(inputs.cpu(), targets.cpu())
+    loader = DataLoader(dataset, batch_size=case.batch_size, shuffle=False)
+    coords = np.linspace(-1, 1, max(2, min(case.num_points, 20)))
+    sync(device)
+    start = time.perf_counter()
+    for c in coords:
+        net.load_state_dict({k: v + c * direction[k] if k in direction else v
+                             for k, v in theta.items()})  # fmt: skip
+        loss = correct = 0.0
+        with torch.no_grad():
+            for x, y in loader:
+                x, y = x.to(device), y.to(device)
+                outputs = net(x)
+                loss += F.cross_entropy(outputs, y).item() * len(y)
+                correct += (outputs.argmax(1) == y).sum().item()
+    sync(device)
+    return (time.perf_counter() - start) / len(coords)
 
 
 def surface_seconds_per_point(model, data, k, case, precision, device, workdir) -> float:
@@ -238,6 +266,10 @@ def main(argv: list[str] | None = None) -> None:
         "| (b) / matmul | 51x51 est. |"
     )
     lines = [header, "|" + "---|" * 15]
+    naive_lines = [
+        "| model | naive ms/pt (load_state_dict + DataLoader) | ours ms/pt K=1 | naive / ours |",
+        "|---|---|---|---|",
+    ]
     print(header, flush=True)
     print(lines[1], flush=True)
     with tempfile.TemporaryDirectory() as workdir:
@@ -272,6 +304,11 @@ def main(argv: list[str] | None = None) -> None:
                 )
                 print(row, flush=True)
                 lines.append(row)
+            naive = naive_seconds_per_point(model, inputs, targets, case, device)
+            naive_lines.append(
+                f"| {case.name} | {naive * 1e3:.1f} | {one * 1e3:.1f} | {naive / one:.1f} |"
+            )
+            print(naive_lines[-1], flush=True)
             del model, data, batches
     info = (
         f"torch {torch.__version__}, {os.cpu_count()} CPU cores, {torch.get_num_threads()} "
@@ -279,6 +316,8 @@ def main(argv: list[str] | None = None) -> None:
         f"bf16 {fmt_rate(peak['bf16'])}FLOP/s."
     )
     section = [f"## {machine(device)}", "", info, "", *lines, ""]
+    section += ["A simple baseline in the same run (the last precision's K=1 time):", ""]
+    section += [*naive_lines, ""]
     if not args.no_bf16_error:
         errors = bf16_error_table(device)
         print("\n" + "\n".join(errors))
