@@ -359,9 +359,11 @@ def _add_model_options(p: argparse.ArgumentParser, checkpoint: bool = True) -> N
 
 def _add_measure_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metric", nargs="+", metavar="NAME", help="measure names (default: a set)")
-    p.add_argument("--rho", type=float, help="radius of worst/average-case and rise measures")
+    p.add_argument("--rho", type=float,
+                   help="radius, for every chosen measure (default: each its own)")  # fmt: skip
     p.add_argument("--eps", type=float, help="Keskar box size, PAC-Bayes magnitude floor")
-    p.add_argument("--num-samples", type=int, help="Monte-Carlo samples or direction seeds")
+    p.add_argument("--num-samples", type=int,
+                   help="Monte-Carlo samples or direction seeds, for every measure")  # fmt: skip
     p.add_argument("--target", type=float, help="PAC-Bayes loss increase target")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")

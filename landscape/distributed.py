@@ -26,7 +26,6 @@ __all__ = [
     "world_size",
     "init_from_env",
     "shard_chunks",
-    "barrier",
     "broadcast_object",
     "gather_objects",
     "all_gather_objects",
@@ -100,12 +99,6 @@ def shard_chunks(
     w = world_size() if world is None else world
     chunks = [list(items[i : i + chunk_size]) for i in range(0, len(items), chunk_size)]
     return chunks[r::w]
-
-
-def barrier() -> None:
-    """Wait for every rank (no-op without a group)."""
-    if world_size() > 1:
-        dist.barrier()
 
 
 def broadcast_object(obj: Any, src: int = 0) -> Any:

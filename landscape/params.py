@@ -24,7 +24,6 @@ __all__ = [
     "flatten",
     "unflatten",
     "state_dot",
-    "state_norm",
     "axpy",
     "state_sha256",
 ]
@@ -120,11 +119,6 @@ def state_dot(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> f
         if name in b and t.is_floating_point():
             total += float((t.double() * b[name].double()).sum())
     return total
-
-
-def state_norm(a: Mapping[str, torch.Tensor]) -> float:
-    """Euclidean norm of a state over its floating tensors."""
-    return state_dot(a, a) ** 0.5
 
 
 def axpy(
