@@ -17,7 +17,7 @@ FORMAT_VERSION = 1
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return __version__
 
