@@ -1,7 +1,8 @@
 """The ``landscape`` command line: a thin argparse front end over the public API.
 
 User errors (missing file, bad range, unresolvable import string, model/checkpoint
-mismatch) print one line on stderr and exit with status 2; no traceback.
+mismatch) print one line on stderr and exit with status 2; no traceback (``--debug``
+shows it). Ctrl-C prints one line and exits with status 130; the run resumes.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import importlib.util
 import os
 import re
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,6 +26,7 @@ from . import distributed
 from .checkpoint import file_sha256, load_checkpoint
 
 RANGE_OPTIONS = ("--x", "--y")
+NORMS = ("filter", "layer", "weight", "none")
 _NUMBER_RANGE = re.compile(r"^-[0-9.]")
 
 
@@ -72,6 +75,8 @@ def resolve_callable(spec: str, builtins: dict[str, Callable[..., Any]], what: s
         except Exception as err:  # the user's file: report it in one line
             raise UserError(f"{what}: importing {module_name} failed: {err!r}") from None
     else:
+        if os.getcwd() not in sys.path and "" not in sys.path:  # as `python -m` would
+            sys.path.insert(0, os.getcwd())
         try:
             module = importlib.import_module(module_name)
         except ImportError as err:
@@ -125,9 +130,77 @@ def _loss(spec: str) -> Any:
 
 
 # ---------------------------------------------------------------- subcommands
-def cmd_surface(args: argparse.Namespace) -> None:
-    from .directions import Directions, interpolation_direction, random_directions
+def _random_directions(args: argparse.Namespace, model: nn.Module, num: int) -> Any:
+    """Random directions, with ``--x-norm``/``--y-norm`` when the two axes differ."""
+    from .directions import Directions, random_direction, random_directions
+
+    x_norm, y_norm = args.x_norm or args.norm, args.y_norm or args.norm
+    options = dict(ignore=args.ignore, dir_type=args.dir_type)
+    if num == 1 or x_norm == y_norm:
+        return random_directions(model, num=num, norm=x_norm, seed=args.seed,
+                                 orthogonalize=args.orthogonalize, **options)  # fmt: skip
+    if args.orthogonalize:
+        raise UserError("--orthogonalize needs one normalization; drop --x-norm/--y-norm")
+    generator = torch.Generator().manual_seed(args.seed)  # the draws of random_directions
+    x = random_direction(model, norm=x_norm, generator=generator, **options)
+    y = random_direction(model, norm=y_norm, generator=generator, **options)
+    settings = dict(options, norm=x_norm, x_norm=x_norm, y_norm=y_norm, seed=args.seed)
+    return Directions(x, y, kind="random", settings=settings)
+
+
+def _surface_directions(args: argparse.Namespace, model: nn.Module, data: Any, num: int) -> Any:
+    """The directions asked for by ``--directions`` (or stored in ``--dir-file``)."""
+    from .directions import Directions, interpolation_direction, pca_directions
     from .storage import load_directions
+
+    if args.dir_file:
+        if args.directions != "random":
+            raise UserError("--dir-file replaces --directions; give one of them")
+        stored = load_directions(args.dir_file)
+        if len(stored) < num:
+            raise UserError(
+                f"--dir-file {args.dir_file} holds {len(stored)} direction(s); "
+                f"this surface needs {num}"
+            )
+        settings = {"dir_file": os.path.abspath(args.dir_file)}
+        return Directions(stored[0], stored[1] if num == 2 else None, kind="file",
+                          settings=settings)  # fmt: skip
+    if args.directions == "random":
+        return _random_directions(args, model, num)
+    if args.directions == "interp":
+        if not args.target:
+            raise UserError("--directions interp needs --target CKPT2")
+        end = _model(args, args.target)
+        x = interpolation_direction(model, end, dir_type=args.dir_type)
+        y = _random_directions(args, model, 1).x if num == 2 else None
+        settings = {"dir_type": args.dir_type, "target_sha256": file_sha256(args.target)}
+        return Directions(x, y, kind="interpolation", settings=settings)
+    if args.directions == "pca":
+        if not args.trajectory:
+            raise UserError("--directions pca needs --trajectory CKPT [CKPT ...]")
+        states = [_model(args, path).state_dict() for path in args.trajectory]
+        return pca_directions(states, model, num=num, ignore=args.ignore)
+    from .hessian import hessian_directions
+
+    if os.path.exists(args.out) and not args.overwrite:
+        stored = load_directions(args.out)  # resume with the directions already found
+        if len(stored) < num:
+            raise UserError(
+                f"{args.out} holds no Hessian directions to resume from; "
+                "use another --out or --overwrite"
+            )
+        return Directions(stored[0], stored[1] if num == 2 else None, kind="hessian",
+                          settings={"seed": args.seed})  # fmt: skip
+    from .evaluate import Objective
+
+    objective = Objective(model, data, loss=_loss(args.loss), batch_size=args.batch_size,
+                          train_mode=args.train_mode)  # fmt: skip
+    top = hessian_directions(objective, seed=args.seed)
+    return Directions(top[0], top[1] if num == 2 else None, kind="hessian",
+                      settings={"seed": args.seed})  # fmt: skip
+
+
+def cmd_surface(args: argparse.Namespace) -> None:
     from .surface import compute_surface, parse_range
 
     xs = parse_range(args.x)
@@ -136,50 +209,13 @@ def cmd_surface(args: argparse.Namespace) -> None:
         args.dir_type = "states" if args.directions == "interp" else "weights"
     model = _model(args, args.checkpoint)
     data = _data(args.data)
-    num = 1 if ys is None else 2
-    if args.directions == "random":
-        directions = random_directions(
-            model, num=num, norm=args.norm, ignore=args.ignore, dir_type=args.dir_type,
-            seed=args.seed, orthogonalize=args.orthogonalize,
-        )  # fmt: skip
-    elif args.directions == "interp":
-        if not args.target:
-            raise UserError("--directions interp needs --target CKPT2")
-        end = _model(args, args.target)
-        x = interpolation_direction(model, end, dir_type=args.dir_type)
-        y = None
-        if ys is not None:
-            y = random_directions(model, num=1, norm=args.norm, ignore=args.ignore,
-                                  dir_type=args.dir_type, seed=args.seed).x  # fmt: skip
-        settings = {"dir_type": args.dir_type, "target_sha256": file_sha256(args.target)}
-        directions = Directions(x, y, kind="interpolation", settings=settings)
-    else:
-        from .hessian import hessian_directions
-
-        if os.path.exists(args.out) and not args.overwrite:
-            stored = load_directions(args.out)  # resume with the directions already found
-            if len(stored) < (1 if ys is None else 2):
-                raise UserError(
-                    f"{args.out} holds no Hessian directions to resume from; "
-                    "use another --out or --overwrite"
-                )
-            directions = Directions(*stored[:2], kind="hessian", settings={"seed": args.seed})
-        else:
-            from .evaluate import Objective
-
-            objective = Objective(model, data, loss=_loss(args.loss), batch_size=args.batch_size)
-            top = hessian_directions(objective, seed=args.seed)
-            directions = Directions(top[0], top[1], kind="hessian", settings={"seed": args.seed})
-        if ys is None:
-            directions = Directions(
-                directions.x, None, kind="hessian", settings=directions.settings
-            )
+    directions = _surface_directions(args, model, data, 1 if ys is None else 2)
     surface = compute_surface(
         model, data, directions, xs, ys,
         loss=_loss(args.loss), batch_size=args.batch_size, path=args.out,
         overwrite=args.overwrite, progress=not args.quiet, precision=args.precision,
         points_per_pass=args.points_per_pass, convexity=args.convexity,
-        cache_data=not args.no_cache_data,
+        cache_data=not args.no_cache_data, train_mode=args.train_mode,
         attrs={"model": args.model, "data": args.data, "checkpoint_path": args.checkpoint},
     )  # fmt: skip
     if not args.quiet:
@@ -207,16 +243,27 @@ def cmd_plot(args: argparse.Namespace) -> None:
         raise UserError(
             f"{args.file} holds a plane; use --kind contour, contourf, heatmap or surface3d"
         )
+    options: dict[str, Any] = {"log": args.log}
+    if args.kind != "line":
+        options.update(vmin=args.vmin, vmax=args.vmax)
+    if args.levels is not None and args.kind in ("contour", "contourf"):
+        options["levels"] = args.levels
     fig = Figure(figsize=(5, 4), layout="constrained")
     with plotting.landscape_style():
         if args.kind == "surface3d":
-            plotting.plot_surface3d(surface, args.metric, fig.add_subplot(projection="3d"))
+            ax = plotting.plot_surface3d(
+                surface, args.metric, fig.add_subplot(projection="3d"), **options
+            )
         elif args.kind == "line":
-            plotting.plot_line(surface, (args.metric, "accuracy"), fig.add_subplot())
+            ax = plotting.plot_line(
+                surface, (args.metric, "accuracy"), fig.add_subplot(), **options
+            )
         else:
             draw = {"contour": plotting.plot_contour, "contourf": plotting.plot_contourf,
                     "heatmap": plotting.plot_heatmap}[args.kind]  # fmt: skip
-            draw(surface, args.metric, fig.add_subplot())
+            ax = draw(surface, args.metric, fig.add_subplot(), **options)
+        if args.title is not None:
+            ax.set_title(args.title)
         plotting.save_figure(fig, args.output)
     print(args.output)
 
@@ -264,8 +311,8 @@ def _objective(args: argparse.Namespace) -> Any:
     from .evaluate import Objective
 
     model = _model(args, args.checkpoint)
-    return Objective(model, _data(args.data), loss=_loss(args.loss),
-                     batch_size=args.batch_size, shard_data=True)  # fmt: skip
+    return Objective(model, _data(args.data), loss=_loss(args.loss), batch_size=args.batch_size,
+                     train_mode=args.train_mode, shard_data=True)  # fmt: skip
 
 
 def cmd_hessian(args: argparse.Namespace) -> None:
@@ -354,6 +401,8 @@ def _add_model_options(p: argparse.ArgumentParser, checkpoint: bool = True) -> N
     p.add_argument("--loss", default="cross_entropy", help="cross_entropy, mse, bce or M:F")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--train-mode", action="store_true",
+                   help="evaluate in train mode (BatchNorm batch statistics, dropout)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -369,8 +418,40 @@ def _add_measure_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
 
 
+def _levels(text: str) -> int | list[float]:
+    """``--levels``: a count (``20``) or comma-separated values (``0.1,0.2,0.5``)."""
+    try:
+        if "," not in text:
+            count = int(text)
+            if count < 1:
+                raise ValueError
+            return count
+        return sorted(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive count (20) or comma-separated values (0.1,0.2,0.5), got {text!r}"
+        ) from None
+
+
+def _figure_path(text: str) -> str:
+    """``-o``: a file name with an extension matplotlib knows."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    stem, ext = os.path.splitext(os.path.basename(text))
+    known = FigureCanvasBase.get_supported_filetypes()
+    if not stem or ext[1:].lower() not in known:
+        raise argparse.ArgumentTypeError(
+            f"expected a figure file name ending in one of .png, .pdf, .svg, ... got {text!r}"
+        )
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="landscape", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"landscape {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("surface", help="loss on a line or plane around a checkpoint")
@@ -378,10 +459,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="HDF5 file to write (resumed if unfinished)")
     p.add_argument("--x", default="-1:1:51", help="START:STOP:NUM (default -1:1:51)")
     p.add_argument("--y", default=None, help="START:STOP:NUM; leave out for a 1D line")
-    p.add_argument("--directions", choices=("random", "hessian", "interp"), default="random")
+    p.add_argument("--directions", choices=("random", "hessian", "interp", "pca"),
+                   default="random")  # fmt: skip
     p.add_argument("--target", help="second checkpoint, for --directions interp")
-    p.add_argument("--norm", choices=("filter", "layer", "weight", "none"), default="filter")
+    p.add_argument("--trajectory", nargs="+", metavar="CKPT",
+                   help="checkpoints along training, for --directions pca")  # fmt: skip
+    p.add_argument("--dir-file", help="reuse the directions stored in this landscape file")
+    p.add_argument("--norm", choices=NORMS, default="filter")
     p.add_argument("--ignore", choices=("biasbn", "none"), default="biasbn")
+    p.add_argument("--x-norm", choices=NORMS, default=None, help="--norm for x only")
+    p.add_argument("--y-norm", choices=NORMS, default=None, help="--norm for y only")
     p.add_argument("--dir-type", choices=("weights", "states"), default=None,
                    help="default: states for --directions interp (BatchNorm stats too), "
                    "else weights")  # fmt: skip
@@ -435,7 +522,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=kinds, default="contour",
                    help="density and eigenvalues are for Hessian files")  # fmt: skip
     p.add_argument("--metric", default="loss")
-    p.add_argument("-o", "--output", required=True, help="figure file (.png, .pdf, .svg)")
+    p.add_argument("--log", action=argparse.BooleanOptionalAction, default=None,
+                   help="log scale (default: when values span over 2 decades)")  # fmt: skip
+    p.add_argument("--levels", type=_levels, default=None,
+                   help="contour levels: a count (20) or values (0.1,0.2,0.5)")  # fmt: skip
+    p.add_argument("--vmin", type=float, default=None, help="lowest value shown")
+    p.add_argument("--vmax", type=float, default=None, help="highest value shown")
+    p.add_argument("--title", default=None, help="axes title")
+    p.add_argument("-o", "--output", required=True, type=_figure_path,
+                   help="figure file (.png, .pdf, .svg)")  # fmt: skip
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("info", help="what a landscape file holds, and how complete it is")
@@ -452,16 +547,27 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     argv = _join_negative_ranges(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    debug = "--debug" in argv  # accepted anywhere on the line
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])
     launched = "RANK" in os.environ and not distributed.is_distributed()
     try:
         if launched:  # under torchrun: join the group; every rank runs the same command
             distributed.init_from_env()
         args.func(args)
-    except (UserError, ValueError, TypeError, KeyError, OSError, RuntimeError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+    except KeyboardInterrupt:
         if distributed.rank() == 0:
-            print(f"landscape {args.command}: error: {message}", file=sys.stderr)
+            print(f"landscape {args.command}: interrupted; run it again to resume",
+                  file=sys.stderr)  # fmt: skip
+        return 130
+    except Exception as err:  # one line for the user; --debug shows the traceback
+        if debug:
+            traceback.print_exc()
+        elif distributed.rank() == 0:
+            message = err.args[0] if isinstance(err, KeyError) and err.args else err
+            expected = (UserError, ValueError, TypeError, KeyError, OSError, RuntimeError)
+            internal = not isinstance(err, expected)
+            hint = " (an internal error: rerun with --debug for the traceback)" if internal else ""
+            print(f"landscape {args.command}: error: {message}{hint}", file=sys.stderr)
         return 2
     finally:
         if launched and distributed.is_distributed():

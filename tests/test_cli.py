@@ -203,3 +203,72 @@ def test_torchrun_two_ranks_write_the_single_process_file(project):
     a, b = load_surface(single), load_surface(shared)
     assert b.attrs["num_computed"] == 20
     np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-6)
+
+
+def test_version_and_debug(project, capsys):
+    from landscape import __version__
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0 and __version__ in capsys.readouterr().out
+    bad = surface_args(project, project / "x.h5", "--x", "-1:1:3", "--model", "nope:f")
+    assert main(bad) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert main([*bad, "--debug"]) == 2  # --debug anywhere: the traceback is shown
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_module_callable_found_in_the_current_directory(project, monkeypatch):
+    monkeypatch.chdir(project)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(project))])
+    args = surface_args(project, project / "m.h5", "--x", "-1:1:3")
+    args[args.index("--model") + 1] = "user:model"
+    args[args.index("--data") + 1] = "user:data"
+    assert main(args) == 0
+    sys.modules.pop("user", None)
+
+
+def test_train_mode_changes_batchnorm_values_and_is_recorded(project):
+    eval_line = load_surface_from(project, "eval.h5")
+    train_line = load_surface_from(project, "train.h5", "--train-mode")
+    assert train_line.attrs["train_mode"] is True and eval_line.attrs["train_mode"] is False
+    assert not np.allclose(train_line["loss"], eval_line["loss"])
+
+
+def load_surface_from(project, name, *extra):
+    assert main(surface_args(project, project / name, "--x", "-1:1:3", *extra)) == 0
+    return load_surface(project / name)
+
+
+def test_separate_axis_norms_and_reused_directions(project):
+    plane = load_surface_from(project, "p.h5", "--y", "-1:1:3", "--x-norm", "filter",
+                              "--y-norm", "layer")  # fmt: skip
+    from landscape.storage import load_directions
+
+    dx, dy = load_directions(project / "p.h5")
+    weight = torch.load(project / "a.pt")["0.weight"]
+    assert torch.allclose(dx["0.weight"].norm(dim=1), weight.norm(dim=1), rtol=1e-5)
+    assert torch.allclose(dy["0.weight"].norm(), weight.norm(), rtol=1e-5)
+    assert not torch.allclose(dy["0.weight"].norm(dim=1), weight.norm(dim=1), rtol=1e-3)
+    reused = load_surface_from(project, "q.h5", "--y", "-1:1:3", "--dir-file",
+                               str(project / "p.h5"))  # fmt: skip
+    np.testing.assert_array_equal(reused["loss"], plane["loss"])
+
+
+def test_pca_directions_from_a_trajectory(project):
+    line = load_surface_from(project, "pca.h5", "--directions", "pca", "--trajectory",
+                             str(project / "b.pt"), str(project / "a.pt"))  # fmt: skip
+    assert np.isfinite(line["loss"]).all()
+    assert main(surface_args(project, project / "z.h5", "--directions", "pca")) == 2
+
+
+def test_plot_options(project, capsys):
+    load_surface_from(project, "plane.h5", "--y", "-1:1:3")
+    fig = project / "c.png"
+    args = ["plot", str(project / "plane.h5"), "-o", str(fig), "--kind", "contour"]
+    assert main([*args, "--levels", "0.5,1,2", "--vmax", "3", "--title", "T", "--no-log"]) == 0
+    assert fig.stat().st_size > 1000
+    with pytest.raises(SystemExit):
+        main(["plot", str(project / "plane.h5"), "-o", ""])
+    assert "figure file name" in capsys.readouterr().err

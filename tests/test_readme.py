@@ -1,0 +1,31 @@
+"""Every Python block of the README runs on its own in a fresh interpreter."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+
+
+def readme_blocks() -> list[str]:
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        return BLOCK.findall(f.read())
+
+
+def test_the_readme_has_python_blocks():
+    assert len(readme_blocks()) >= 4
+
+
+@pytest.mark.parametrize("index", range(len(readme_blocks())))
+def test_readme_block_runs_alone(index, tmp_path):
+    code = readme_blocks()[index]
+    env = dict(os.environ, MPLBACKEND="Agg", PYTHONPATH=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, f"README block {index} failed:\n{code}\n{result.stderr[-2000:]}"

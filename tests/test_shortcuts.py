@@ -1,0 +1,62 @@
+import numpy as np
+import torch
+from torch import nn
+
+import landscape as ls
+from landscape.shortcuts import Hessian, random_line, random_plane
+
+
+def model_and_data():
+    g = torch.Generator().manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
+    data = (torch.randn(40, 4, generator=g, dtype=torch.float64), torch.randint(0, 3, (40,)))
+    return model, data
+
+
+def test_random_plane_equals_compute_surface_with_the_same_directions():
+    model, data = model_and_data()
+    plane = random_plane(model, data, distance=0.5, steps=5, seed=3, progress=False)
+    grid = np.linspace(-0.5, 0.5, 5)
+    dirs = ls.random_directions(model, num=2, seed=3)
+    expected = ls.compute_surface(model, data, dirs, grid, grid, progress=False)
+    np.testing.assert_array_equal(plane["loss"], expected["loss"])
+    assert plane["loss"][2, 2] == ls.Objective(model, data)()["loss"]
+
+
+def test_random_line_and_bad_grid():
+    model, data = model_and_data()
+    line = random_line(model, data, distance=1.0, steps=3, progress=False)
+    assert line["loss"].shape == (3,) and line.y is None
+    for bad in (dict(steps=1), dict(distance=0.0), dict(steps=2.5)):
+        try:
+            random_line(model, data, progress=False, **bad)
+        except ValueError as err:
+            assert "steps" in str(err) or "distance" in str(err)
+        else:
+            raise AssertionError(f"{bad} accepted")
+
+
+def test_pyhessian_style_object_matches_the_dense_hessian():
+    model, data = model_and_data()
+    names = [n for n, _ in model.named_parameters()]
+    params = tuple(p.detach().clone() for p in model.parameters())
+
+    def loss(*flat):
+        out = torch.func.functional_call(model, dict(zip(names, flat, strict=True)), data[0])
+        return nn.functional.cross_entropy(out, data[1])
+
+    blocks = torch.autograd.functional.hessian(loss, params)
+    sizes = [p.numel() for p in params]
+    dense = torch.cat(
+        [torch.cat([blocks[i][j].reshape(sizes[i], sizes[j]) for j in range(len(params))], 1)
+         for i in range(len(params))]
+    )  # fmt: skip
+    exact = torch.linalg.eigvalsh(dense).numpy()
+    hessian = Hessian(model, data)
+    top = hessian.eigenvalues(top_n=2)
+    np.testing.assert_allclose(top.eigenvalues, exact[::-1][:2], rtol=1e-6)
+    trace = hessian.trace(seed=0)
+    assert abs(trace.value - exact.sum()) < 4 * trace.stderr + 1e-8
