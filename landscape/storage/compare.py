@@ -1,0 +1,122 @@
+"""The comparison schema: one file for many checkpoints, written checkpoint by checkpoint.
+
+Layout (the same as version 0.1 wrote, so its files still load and resume)::
+
+    /                          attrs: format = "landscape.compare", the stamp, and every
+                               setting of the comparison (measures, line, plane, seed, ...)
+    /compare/<label>           attrs: train_* and test_* evaluation values,
+                               checkpoint_sha256, complete (written last)
+    /compare/<label>/sharpness one group per measure (landscape.storage.sharpness)
+    /compare/<label>/line      x, metrics (num_directions, nx); attrs of the surface
+    /compare/<label>/plane     x, y, metrics (nx, ny); attrs of the surface
+
+A label is finished when its ``complete`` attribute is set; a killed run redoes the rest.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import h5py
+import numpy as np
+
+from .codec import decode_attrs, encode_attr
+from .files import open_landscape_file, read_group, stamp_root, write_group
+from .sharpness import load_sharpness, save_sharpness
+from .surface import same_attr
+
+FORMAT_COMPARE = "landscape.compare"
+
+__all__ = [
+    "FORMAT_COMPARE",
+    "prepare_compare_file",
+    "read_compare_label",
+    "write_compare_label",
+]
+
+SurfaceArrays = tuple[dict[str, np.ndarray], dict[str, Any]]
+
+
+def prepare_compare_file(
+    path: str | os.PathLike, settings: Mapping[str, Any], *, overwrite: bool = False
+) -> set[str]:
+    """Create the comparison file, or check an existing one and return its finished labels.
+
+    Raises:
+        ValueError: the file was made by another comparison (the message names the
+            settings that differ) and ``overwrite`` is false.
+    """
+    if os.path.exists(path) and not overwrite:
+        with open_landscape_file(path) as f:
+            stored = decode_attrs(f.attrs)
+            differ = [k for k, v in settings.items() if not same_attr(stored.get(k), v)]
+            if f.attrs.get("format") != FORMAT_COMPARE or differ:
+                raise ValueError(
+                    f"{os.fspath(path)} was made by another comparison (differs in {differ}); "
+                    "use another file, or overwrite=True / --overwrite"
+                )
+            group = f.get("compare", {})
+            return {label for label in group if group[label].attrs.get("complete", False)}
+    with h5py.File(os.fspath(path), "w") as f:
+        stamp_root(f, FORMAT_COMPARE)
+        for key, value in settings.items():
+            f.attrs[key] = encode_attr(value)
+    return set()
+
+
+def write_compare_label(
+    path: str | os.PathLike,
+    label: str,
+    *,
+    checkpoint_sha256: str,
+    evaluation: Mapping[str, float],
+    measures: Mapping[str, Any],
+    surfaces: Mapping[str, SurfaceArrays],
+) -> None:
+    """Write one checkpoint's results and mark it complete (last, so a kill redoes it).
+
+    Args:
+        path: the comparison file (from :func:`prepare_compare_file`).
+        label: the checkpoint's label.
+        checkpoint_sha256: fingerprint of its state, checked when the file is resumed.
+        evaluation: ``{"train_loss": ..., "test_accuracy": ...}``.
+        measures: ``{name: SharpnessResult}``.
+        surfaces: ``{"line" or "plane": (arrays, attrs)}``; arrays hold ``x`` (and ``y``)
+            and the metrics.
+    """
+    base = f"compare/{label}"
+    save_sharpness(path, measures, group=f"{base}/sharpness", overwrite=True)
+    for kind, (arrays, attrs) in surfaces.items():
+        write_group(path, f"{base}/{kind}", arrays=arrays, attrs=attrs, overwrite=True)
+    with h5py.File(os.fspath(path), "a") as f:
+        group = f[base]
+        for key, value in evaluation.items():
+            group.attrs[key] = value
+        group.attrs["checkpoint_sha256"] = checkpoint_sha256
+        group.attrs["complete"] = True
+
+
+def read_compare_label(
+    path: str | os.PathLike, label: str, *, checkpoint_sha256: str
+) -> tuple[dict[str, float], dict[str, Any], dict[str, SurfaceArrays]]:
+    """One finished checkpoint's ``(evaluation, measures, surfaces)`` as written by
+    :func:`write_compare_label`; evaluation keys in the order they were computed (train
+    before test, the loss first).
+
+    Raises:
+        ValueError: the label was computed for a checkpoint with another fingerprint.
+    """
+    base = f"compare/{label}"
+    with open_landscape_file(path) as f:
+        attrs = decode_attrs(f[base].attrs)
+        kinds = [k for k in ("line", "plane") if k in f[base]]
+    if attrs.get("checkpoint_sha256") != checkpoint_sha256:
+        raise ValueError(f"{os.fspath(path)}: {label!r} was computed for another checkpoint")
+    keys = [k for k in attrs if k.startswith(("train_", "test_"))]
+    keys.sort(key=lambda k: (k.startswith("test_"), not k.endswith("_loss"), k))
+    evaluation = {k: attrs[k] for k in keys}
+    measures = load_sharpness(path, group=f"{base}/sharpness")
+    surfaces = {kind: read_group(path, f"{base}/{kind}") for kind in kinds}
+    return evaluation, measures, surfaces

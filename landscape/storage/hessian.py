@@ -1,0 +1,144 @@
+"""The Hessian schema: ``/hessian/eigen``, ``/hessian/extremes``, ``/hessian/trace`` and
+``/hessian/density`` groups of a landscape file (the layout of version 0.1, which still
+loads)."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .files import read_group, write_group
+
+if TYPE_CHECKING:  # imported when loading: landscape.hessian imports this module
+    from ..hessian.results import (
+        DensityResult,
+        EigenResult,
+        ExtremeEigenvalues,
+        HessianResults,
+        TraceResult,
+    )
+
+__all__ = ["save_hessian", "load_hessian"]
+
+_EIGEN, _TRACE, _DENSITY = "hessian/eigen", "hessian/trace", "hessian/density"
+_EXTREMES = "hessian/extremes"
+
+
+def save_hessian(
+    path: str | os.PathLike,
+    *,
+    eigen: EigenResult | None = None,
+    trace: TraceResult | None = None,
+    density: DensityResult | None = None,
+    extremes: ExtremeEigenvalues | None = None,
+    overwrite: bool = False,
+) -> None:
+    """Store Hessian results in a landscape HDF5 file (created if needed) under ``/hessian``.
+
+    Layout: ``/hessian/eigen`` (datasets ``eigenvalues``, ``eigenvectors``, ``residuals``),
+    ``/hessian/trace`` (dataset ``samples``; attrs ``value``, ``stderr``, ``method``),
+    ``/hessian/density`` (datasets ``grid``, ``density``, ``nodes``, ``weights``),
+    ``/hessian/extremes`` (dataset ``residuals``; attrs ``lambda_max``, ``lambda_min``,
+    ``ratio``); every group's attrs also hold ``num_hvps`` and every setting (``eigen``
+    and ``extremes`` also ``converged``; ``eigen`` also ``names`` and ``shapes``).
+    :func:`load_hessian` gives back results equal to these.
+
+    Raises:
+        ValueError: nothing to save, a group exists and ``overwrite`` is false, or the file is
+            not a landscape file.
+    """
+    if eigen is None and trace is None and density is None and extremes is None:
+        raise ValueError("nothing to save: give eigen=, trace=, density= or extremes=")
+    if eigen is not None:
+        arrays = {k: getattr(eigen, k) for k in ("eigenvalues", "eigenvectors", "residuals")}
+        attrs = {
+            **eigen.settings,
+            "num_hvps": eigen.num_hvps,
+            "converged": eigen.converged,
+            "names": list(eigen.names),
+            "shapes": {n: list(s) for n, s in eigen.shapes.items()},
+        }
+        write_group(path, _EIGEN, arrays=arrays, attrs=attrs, overwrite=overwrite)
+    if trace is not None:
+        attrs = {
+            **trace.settings,
+            "value": trace.value,
+            "stderr": trace.stderr,
+            "method": trace.method,
+            "num_hvps": trace.num_hvps,
+        }
+        write_group(
+            path, _TRACE, arrays={"samples": trace.samples}, attrs=attrs, overwrite=overwrite
+        )
+    if density is not None:
+        arrays = {k: getattr(density, k) for k in ("grid", "density", "nodes", "weights")}
+        attrs = {**density.settings, "num_hvps": density.num_hvps}
+        write_group(path, _DENSITY, arrays=arrays, attrs=attrs, overwrite=overwrite)
+    if extremes is not None:
+        names = ("lambda_max", "lambda_min", "ratio", "num_hvps", "converged")
+        attrs = {**extremes.settings, **{n: getattr(extremes, n) for n in names}}
+        arrays = {"residuals": extremes.residuals}
+        write_group(path, _EXTREMES, arrays=arrays, attrs=attrs, overwrite=overwrite)
+
+
+def _read(
+    path: str | os.PathLike, name: str
+) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+    try:
+        return read_group(path, name)
+    except KeyError:
+        return None
+
+
+def load_hessian(path: str | os.PathLike) -> HessianResults:
+    """Read back what :func:`save_hessian` stored (also from files of version 0.1).
+
+    Raises:
+        FileNotFoundError: no file; ValueError: not a landscape file;
+        KeyError: the file holds no Hessian results.
+    """
+    from ..hessian.results import (
+        DensityResult,
+        EigenResult,
+        ExtremeEigenvalues,
+        HessianResults,
+        TraceResult,
+    )
+
+    eigen = trace = density = extremes = None
+    if (found := _read(path, _EIGEN)) is not None:
+        arrays, attrs = found
+        names = tuple(attrs.pop("names"))
+        shapes = {n: tuple(s) for n, s in attrs.pop("shapes").items()}
+        num_hvps, converged = attrs.pop("num_hvps"), attrs.pop("converged")
+        eigen = EigenResult(
+            arrays["eigenvalues"],
+            arrays["eigenvectors"],
+            arrays["residuals"],
+            num_hvps,
+            converged,
+            names,
+            shapes,
+            attrs,
+        )
+    if (found := _read(path, _TRACE)) is not None:
+        arrays, attrs = found
+        value, stderr = attrs.pop("value"), attrs.pop("stderr")
+        method, num_hvps = attrs.pop("method"), attrs.pop("num_hvps")
+        trace = TraceResult(value, stderr, num_hvps, method, arrays["samples"], attrs)
+    if (found := _read(path, _DENSITY)) is not None:
+        arrays, attrs = found
+        num_hvps = attrs.pop("num_hvps")
+        density = DensityResult(
+            arrays["grid"], arrays["density"], arrays["nodes"], arrays["weights"], num_hvps, attrs
+        )
+    if (found := _read(path, _EXTREMES)) is not None:
+        arrays, attrs = found
+        values = [attrs.pop(n) for n in ("lambda_max", "lambda_min", "ratio")]
+        num_hvps, converged = attrs.pop("num_hvps"), attrs.pop("converged")
+        extremes = ExtremeEigenvalues(*values, arrays["residuals"], num_hvps, converged, attrs)
+    if eigen is None and trace is None and density is None and extremes is None:
+        raise KeyError(f"{os.fspath(path)} holds no Hessian results (no /hessian group)")
+    return HessianResults(eigen=eigen, trace=trace, density=density, extremes=extremes)

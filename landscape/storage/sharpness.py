@@ -1,0 +1,129 @@
+"""The sharpness schema: one group per measure under ``/sharpness`` (or another parent).
+
+Layout (in any landscape file; a new file gets format ``"landscape.results"``)::
+
+    /sharpness/<name>      attrs: name, value, stderr, every setting, every extra quantity,
+                                  extra_names (which attrs are extras), interval (float64
+                                  [low, high], only when the result has one)
+    /sharpness/<name>/samples   float64, the per-sample values, if any
+
+Files written by version 0.1 (no ``interval``; ``None`` and lists stored as plain JSON
+text) load unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .files import open_landscape_file, read_group, write_group
+
+if TYPE_CHECKING:
+    from ..sharpness.result import SharpnessResult
+
+__all__ = ["load_sharpness", "save_sharpness"]
+
+_RESERVED = frozenset({"name", "value", "stderr", "extra_names", "interval"})
+
+
+def save_sharpness(
+    path: str | os.PathLike,
+    results: Mapping[str, SharpnessResult],
+    *,
+    overwrite: bool = False,
+    group: str = "sharpness",
+) -> None:
+    """Write results into ``/<group>/<name>`` groups of a landscape HDF5 file.
+
+    Args:
+        path: the file; created if missing, otherwise added to.
+        results: ``{name: SharpnessResult}`` as :func:`landscape.sharpness.sharpness` returns.
+        overwrite: replace groups that exist; otherwise they raise before anything is written.
+        group: the parent group (``compare/<label>/sharpness`` in a comparison file).
+
+    Raises:
+        ValueError: a group exists and ``overwrite`` is false, the file is not a landscape
+            file, or a result's settings and extra share a name or use a reserved one.
+
+    Example:
+        >>> import tempfile
+        >>> from landscape.sharpness import SharpnessResult
+        >>> result = SharpnessResult("rise", 0.5, 0.1, {"rho": 0.25, "seed": 0})
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     save_sharpness(f"{tmp}/s.h5", {"rise": result})
+        ...     load_sharpness(f"{tmp}/s.h5")["rise"] == result
+        True
+    """
+    if not overwrite and os.path.exists(path):
+        with open_landscape_file(path) as f:
+            taken = [n for n in results if f"{group}/{n}" in f]
+        if taken:
+            raise ValueError(
+                f"{os.fspath(path)} already has /{group}/{taken[0]}; "
+                "pass overwrite=True (--overwrite) to replace it"
+            )
+    for name, result in results.items():
+        clash = (set(result.settings) & set(result.extra)) | (
+            (set(result.settings) | set(result.extra)) & _RESERVED
+        )
+        if clash:
+            raise ValueError(
+                f"{name}: settings and extra share names or use reserved ones: {sorted(clash)}"
+            )
+    for name, result in results.items():
+        attrs = {
+            "name": result.name,
+            "value": result.value,
+            "stderr": result.stderr,
+            **result.settings,
+            **result.extra,
+            "extra_names": list(result.extra),
+        }
+        if result.interval is not None:
+            attrs["interval"] = np.asarray(result.interval, dtype=np.float64)
+        arrays = {} if result.samples is None else {"samples": result.samples}
+        write_group(path, f"{group}/{name}", arrays=arrays, attrs=attrs, overwrite=overwrite)
+
+
+def load_sharpness(
+    path: str | os.PathLike, *, group: str = "sharpness"
+) -> dict[str, SharpnessResult]:
+    """Read every ``/<group>/<name>`` group written by :func:`save_sharpness`.
+
+    Returns:
+        ``{name: SharpnessResult}`` in the order of
+        :data:`landscape.sharpness.MEASURES`; empty if the file has no sharpness results.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is not a landscape file.
+    """
+    from ..sharpness.registry import MEASURES
+    from ..sharpness.result import SharpnessResult
+
+    with open_landscape_file(path) as f:
+        names = list(f[group]) if group in f else []
+    order = list(MEASURES)
+    names.sort(key=lambda n: order.index(n) if n in order else len(order))
+    results = {}
+    for name in names:
+        arrays, attrs = read_group(path, f"{group}/{name}")
+        extra_names = attrs.pop("extra_names")
+        extra = {k: float(attrs.pop(k)) for k in extra_names}
+        interval = attrs.pop("interval", None)
+        if interval is not None:
+            interval = (float(interval[0]), float(interval[1]))
+        result_name, value, stderr = attrs.pop("name"), attrs.pop("value"), attrs.pop("stderr")
+        results[name] = SharpnessResult(
+            result_name,
+            float(value),
+            float(stderr),
+            attrs,
+            extra,
+            arrays.get("samples"),
+            interval,
+        )
+    return results

@@ -1,0 +1,332 @@
+"""The surface schema: create a surface file, check it for a resume, write points, read it.
+
+Layout (format ``"landscape.surface"``, see the README)::
+
+    /                      attrs: the stamp (format, format_version, ...) and the run's
+                                  identity (checkpoint_sha256, data_sha256, norm, seed, ...)
+    /coords/x, /coords/y   float64 (nx,), (ny,): dimension scales of every metric
+    /metrics/<name>        float64 (nx, ny) or (nx,); NaN where not yet computed
+    /computed              bool, the grid's shape: which points are done
+    /directions/x/<param>  one dataset per tensor (attrs of /directions: kind, settings)
+    /directions/y/<param>
+
+The ``computed`` mask, not NaN, says what is done, so a metric that is truly NaN or inf
+is kept and never recomputed. Points are written metrics first, mask last, then flushed:
+a reader, or a run killed in between, never sees a point marked done without its value.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+
+from ..results import values_equal
+from .codec import decode_attr, decode_attrs, encode_attr
+from .files import FORMAT, STAMP_ATTRS, create_file, open_landscape_file
+
+__all__ = [
+    "VOLATILE_ATTRS",
+    "SurfaceWriter",
+    "check_surface_file",
+    "create_surface_file",
+    "load_directions",
+    "load_surface_arrays",
+    "read_computed",
+    "read_directions",
+    "same_attr",
+    "write_directions",
+]
+
+# Root attributes that may differ between a run and its resumption (``cosine`` is derived
+# from the directions, which ``directions_sha256`` already pins down).
+VOLATILE_ATTRS = frozenset({*STAMP_ATTRS, "checkpoint_path", "cosine", "points_per_pass"})
+
+
+def same_attr(stored: Any, value: Any) -> bool:
+    """Whether a decoded stored attribute equals a run's value once stored.
+
+    Example:
+        >>> same_attr(["loss", "accuracy"], ("loss", "accuracy")), same_attr(1, 2)
+        (True, False)
+    """
+    run = decode_attr(encode_attr(value))
+    if isinstance(stored, np.ndarray) or isinstance(run, np.ndarray):
+        # version 0.1 stored lists of numbers as arrays
+        return np.asarray(stored).shape == np.asarray(run).shape and bool(
+            np.array_equal(np.asarray(stored), np.asarray(run))
+        )
+    return values_equal(stored, run)
+
+
+def _write_tensors(group: h5py.Group, direction: Mapping[str, torch.Tensor]) -> None:
+    for name, tensor in direction.items():
+        group.create_dataset(name, data=tensor.detach().cpu().numpy())
+
+
+def _fill_directions(
+    f: h5py.File | h5py.Group,
+    directions: tuple[Mapping[str, torch.Tensor], ...],
+    kind: str | None,
+    settings: Mapping[str, Any] | None,
+) -> None:
+    group = f.require_group("directions")
+    for axis, direction in zip("xy", directions, strict=False):
+        _write_tensors(group.create_group(axis), direction)
+    if kind is not None:
+        group.attrs["kind"] = encode_attr(kind)
+        group.attrs["settings"] = encode_attr(dict(settings or {}))
+
+
+def create_surface_file(
+    path: str | os.PathLike,
+    *,
+    x: np.ndarray,
+    y: np.ndarray | None,
+    names: tuple[str, ...],
+    directions: tuple[Mapping[str, torch.Tensor], ...],
+    attrs: Mapping[str, Any],
+    direction_kind: str | None = None,
+    direction_settings: Mapping[str, Any] | None = None,
+) -> None:
+    """Create a new surface file whole: root attrs, coordinates, NaN metrics, an all-False
+    ``computed`` mask and the directions (with their kind and settings, if given); any
+    file at ``path`` is replaced."""
+    shape = (len(x),) if y is None else (len(x), len(y))
+    with create_file(path, FORMAT) as f:
+        for key, value in attrs.items():
+            f.attrs[key] = encode_attr(value)
+        coords = f.create_group("coords")
+        scales = [coords.create_dataset("x", data=np.asarray(x, dtype=np.float64))]
+        if y is not None:
+            scales.append(coords.create_dataset("y", data=np.asarray(y, dtype=np.float64)))
+        for scale, axis in zip(scales, "xy", strict=False):
+            scale.make_scale(axis)
+        metrics = f.create_group("metrics")
+        for name in names:
+            ds = metrics.create_dataset(name, shape=shape, dtype=np.float64, fillvalue=np.nan)
+            for dim, scale in enumerate(scales):
+                ds.dims[dim].attach_scale(scale)
+        f.create_dataset("computed", shape=shape, dtype=bool, fillvalue=False)
+        if directions or direction_kind is not None:
+            _fill_directions(f, directions, direction_kind, direction_settings)
+
+
+def _open_surface(path: str | os.PathLike) -> h5py.File:
+    """A surface file open for reading, its schema checked (grid, metric and mask shapes)."""
+    f = open_landscape_file(path)
+    try:
+        _check_schema(f, os.fspath(path))
+    except ValueError:
+        f.close()
+        raise
+    return f
+
+
+def _check_schema(f: h5py.File, path: str) -> None:
+    fmt = decode_attr(f.attrs["format"])
+    if fmt != FORMAT:
+        raise ValueError(f"{path} is a landscape file but not a surface (format {fmt!r})")
+    for needed in ("coords/x", "metrics", "computed"):
+        if needed not in f:
+            raise ValueError(f"{path} is a damaged surface file: /{needed} is missing")
+    axes = [f["coords/x"]] + ([f["coords/y"]] if "coords/y" in f else [])
+    for ds in axes:
+        if not isinstance(ds, h5py.Dataset) or ds.ndim != 1 or ds.dtype.kind != "f":
+            raise ValueError(f"{path} is a damaged surface file: {ds.name} is not a 1D float array")
+    shape = tuple(len(ds) for ds in axes)
+    checks = [("/computed", f["computed"], "b")]
+    checks += [(f"metric {name!r}", ds, "f") for name, ds in f["metrics"].items()]
+    for what, ds, kind in checks:
+        if not isinstance(ds, h5py.Dataset) or ds.shape != shape or ds.dtype.kind != kind:
+            got = f"{ds.dtype} of shape {ds.shape}" if isinstance(ds, h5py.Dataset) else "a group"
+            expected = "bool" if kind == "b" else "float"
+            raise ValueError(
+                f"{path} is a damaged surface file: {what} should be {expected} of shape "
+                f"{shape}, it is {got}"
+            )
+
+
+def check_surface_file(
+    path: str | os.PathLike,
+    *,
+    x: np.ndarray,
+    y: np.ndarray | None,
+    names: tuple[str, ...],
+    attrs: Mapping[str, Any],
+) -> None:
+    """Refuse to resume a file made with other settings, listing every difference.
+
+    Raises:
+        ValueError: the file is foreign or damaged, or made for another run.
+    """
+    problems = []
+    with _open_surface(path) as f:
+        stored = decode_attrs(f.attrs)
+        for key, value in attrs.items():
+            if key in VOLATILE_ATTRS:
+                continue
+            if key not in stored:
+                problems.append(f"{key}: file has none, run has {value!r}")
+            elif not same_attr(stored[key], value):
+                problems.append(f"{key}: file has {stored[key]!r}, run has {value!r}")
+        for axis, coords in (("x", x), ("y", y)):
+            have = f["coords"][axis][()] if axis in f["coords"] else None
+            if (have is None) != (coords is None) or (
+                have is not None and not np.array_equal(have, np.asarray(coords, np.float64))
+            ):
+                problems.append(f"grid {axis}: file and run differ")
+        missing = [n for n in names if n not in f["metrics"]]
+        if missing:
+            problems.append(f"metrics missing from the file: {missing}")
+    if any(p.startswith("data_sha256") for p in problems):
+        problems.append(
+            "the data fingerprint covers the batches in order: a shuffled DataLoader or "
+            "another batch size changes it"
+        )
+    if problems:
+        raise ValueError(
+            f"{os.fspath(path)} was made for another run ({'; '.join(problems[:7])}); "
+            "use another output file, or overwrite=True / --overwrite to start again"
+        )
+
+
+def read_computed(path: str | os.PathLike) -> np.ndarray:
+    """The boolean mask of the points of a surface file already computed."""
+    with _open_surface(path) as f:
+        return f["computed"][()]
+
+
+def read_directions(
+    path: str | os.PathLike,
+) -> tuple[tuple[dict[str, torch.Tensor], ...], str, dict[str, Any]]:
+    """``(tensors, kind, settings)`` of the directions stored in a landscape file:
+    ``tensors`` holds one state (CPU tensors) per axis. Version 0.1 files recorded the kind
+    and settings only in a surface's root attributes (``directions``,
+    ``direction_settings``, ``cosine``); they are read from there.
+
+    Raises:
+        KeyError: the file holds no directions.
+    """
+    with open_landscape_file(path) as f:
+        if "directions/x" not in f:
+            raise KeyError(f"{os.fspath(path)} holds no directions (no /directions/x)")
+        out = []
+        for axis in "xy":
+            if f"directions/{axis}" in f:
+                tensors: dict[str, torch.Tensor] = {}
+
+                def visit(key: str, obj: Any, into: dict[str, torch.Tensor] = tensors) -> None:
+                    if isinstance(obj, h5py.Dataset):
+                        into[key] = torch.from_numpy(np.asarray(obj[()]))
+
+                f[f"directions/{axis}"].visititems(visit)
+                out.append(tensors)
+        group_attrs = decode_attrs(f["directions"].attrs)
+        if "kind" in group_attrs:
+            return tuple(out), group_attrs["kind"], dict(group_attrs.get("settings") or {})
+        root = decode_attrs(f.attrs)
+        kind = root.get("directions", "custom")
+        settings = dict(root.get("direction_settings") or {})
+        if len(out) == 2 and "cosine" in root and kind == "random":
+            settings["cosine"] = root["cosine"]
+        return tuple(out), kind, settings
+
+
+def load_directions(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], ...]:
+    """The directions stored in a landscape file, as CPU tensors (empty if none)."""
+    try:
+        return read_directions(path)[0]
+    except KeyError:
+        return ()
+
+
+def write_directions(
+    path: str | os.PathLike,
+    directions: tuple[Mapping[str, torch.Tensor], ...],
+    *,
+    kind: str,
+    settings: Mapping[str, Any],
+    overwrite: bool = False,
+) -> None:
+    """Store directions as ``/directions`` of a landscape file (created whole if missing).
+
+    Raises:
+        ValueError: the file already holds directions and ``overwrite`` is false.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        with create_file(path, "landscape.results") as f:
+            _fill_directions(f, directions, kind, settings)
+        return
+    with open_landscape_file(path, "a") as f:
+        if "directions" in f:
+            if not overwrite:
+                raise ValueError(
+                    f"{path} already holds directions; pass overwrite=True to replace them"
+                )
+            del f["directions"]
+        _fill_directions(f, directions, kind, settings)
+        f.flush()
+
+
+def load_surface_arrays(
+    path: str | os.PathLike,
+) -> tuple[np.ndarray, np.ndarray | None, dict[str, np.ndarray], dict[str, Any], np.ndarray]:
+    """``(x, y, metrics, attrs, computed)`` read from a surface file; ``attrs`` are all the
+    root attributes, decoded.
+
+    Raises:
+        FileNotFoundError, ValueError: no file, not a surface file, or a damaged one.
+    """
+    with _open_surface(path) as f:
+        x = f["coords/x"][()]
+        y = f["coords/y"][()] if "coords/y" in f else None
+        metrics = {name: ds[()] for name, ds in f["metrics"].items()}
+        return x, y, metrics, decode_attrs(f.attrs), f["computed"][()]
+
+
+class SurfaceWriter:
+    """A surface file open for writing computed points (use as a context manager).
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = f"{tmp}/s.h5"
+        ...     create_surface_file(path, x=np.zeros(2), y=None, names=("loss",),
+        ...                         directions=(), attrs={})
+        ...     with SurfaceWriter(path) as writer:
+        ...         writer.write({"loss": np.array([0.5, np.nan])}, np.array([True, False]))
+        ...     read_computed(path).tolist()
+        [True, False]
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        self._file: h5py.File | None = open_landscape_file(self.path, "a")
+
+    def write(self, values: Mapping[str, np.ndarray], computed: np.ndarray) -> None:
+        """Write the metric arrays, then the computed mask, whole (one h5py call each; point
+        by point costs about a millisecond a point), and flush. Metrics go first, so a kill
+        in between leaves the new points marked not computed."""
+        if self._file is None:
+            raise ValueError(f"the writer of {self.path} is closed")
+        for name, array in values.items():
+            self._file["metrics"][name][...] = array
+        self._file["computed"][...] = computed
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> SurfaceWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
