@@ -1,4 +1,4 @@
-"""Private helpers of :mod:`landscape.evaluate`: precision, K points per pass, stacked states.
+"""Private helpers of :mod:`landscape.objective`: precision, K points per pass, stacked states.
 
 Several points ``base + sum_j c[k, j] d_j`` are evaluated in one pass over a batch by
 stacking their states along a new leading dimension and mapping
@@ -14,6 +14,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Literal
 
 import torch
+
+from .params import end_index
 
 Precision = Literal["fp32", "tf32", "bf16"]
 PRECISIONS = ("fp32", "tf32", "bf16")
@@ -88,34 +90,49 @@ def stack_points(
     base: Mapping[str, torch.Tensor],
     directions: Sequence[Mapping[str, torch.Tensor]],
     coords: torch.Tensor,
+    *,
+    ends: Sequence[Mapping[str, torch.Tensor] | None] | None = None,
 ) -> dict[str, torch.Tensor]:
     """The perturbed tensors of K points, stacked: ``{name: (K, *shape)}``.
 
-    Only names that some direction moves are stacked; the rest stay shared. The sum is
-    formed in the same order and dtype as :func:`landscape.params.axpy` for one point
-    (``(base + c_0 d_0) + c_1 d_1``), so every stacked slice equals the one-point state
-    bit for bit.
+    Only names that some direction moves are stacked; the rest stay shared. Each slice is
+    formed like :func:`landscape.params.point_state` for one point (the same operations
+    in the same order and dtype: ``(base + c_0 d_0) + c_1 d_1``, an end-carrying
+    direction first and from its end for ``c >= 0.5``), so every stacked slice equals the
+    one-point state bit for bit.
 
     Args:
         base: complete state on the device.
         directions: from :func:`move_directions`.
         coords: ``(K, len(directions))``, float64 (on any device).
+        ends: one end state or None per direction (at most one set), on the device.
     """
+    j_end = end_index(ends, len(directions))
+    order = list(range(len(directions)))
+    if j_end is not None:
+        order = [j_end, *(j for j in order if j != j_end)]
     names = [n for d in directions for n in d]
     stacked: dict[str, torch.Tensor] = {}
     for name in dict.fromkeys(names):
         t = base[name]
         out = t.unsqueeze(0).expand(len(coords), *t.shape)
-        for j, direction in enumerate(directions):
-            if name in direction:
-                c = coords[:, j].to(device=t.device, dtype=t.dtype)
-                c = c.reshape(-1, *([1] * t.dim()))
-                out = out + c * direction[name]
+        for j in order:
+            if name not in directions[j]:
+                continue
+            c = coords[:, j].to(device=t.device)
+            if j == j_end:
+                from_end = c >= 0.5
+                c = torch.where(from_end, c - 1.0, c)
+                end = ends[j][name]  # type: ignore[index]
+                out = torch.where(from_end.reshape(-1, *([1] * t.dim())), end, out)
+            c = c.to(dtype=t.dtype).reshape(-1, *([1] * t.dim()))
+            out = out + c * directions[j][name]
         stacked[name] = out.contiguous()
     return stacked
 
 
 def state_bytes(state: Mapping[str, torch.Tensor]) -> int:
+    """Bytes held by the tensors of a state."""
     return sum(t.numel() * t.element_size() for t in state.values())
 
 

@@ -29,6 +29,7 @@ from torch import nn
 __all__ = [
     "load_state",
     "load_checkpoint",
+    "checkpoint_state",
     "save_checkpoint",
     "file_sha256",
     "state_from_object",
@@ -252,6 +253,30 @@ def load_checkpoint(
         >>> loaded.weight.tolist(), loaded is model
         ([[1.0, 1.0]], False)
     """
+    state = checkpoint_state(model, path_or_state, strict=strict)
+    loaded = copy.deepcopy(model)
+    loaded.load_state_dict(state, strict=strict)
+    return loaded
+
+
+def checkpoint_state(
+    model: nn.Module,
+    path_or_state: PathLike | Mapping[str, Any],
+    *,
+    strict: bool = True,
+) -> dict[str, torch.Tensor]:
+    """A checkpoint's state, checked against ``model``'s names and shapes, without copying
+    the model (what :func:`load_checkpoint` loads into its copy).
+
+    Args and Raises: as for :func:`load_checkpoint`; with ``strict=False`` the names the
+    model lacks are dropped.
+
+    Example:
+        >>> state = checkpoint_state(nn.Linear(2, 1), {"weight": torch.ones(1, 2),
+        ...                                            "bias": torch.zeros(1)})
+        >>> sorted(state)
+        ['bias', 'weight']
+    """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if isinstance(path_or_state, (str, os.PathLike)):
@@ -276,9 +301,7 @@ def load_checkpoint(
         )
     if not strict:
         state = {k: v for k, v in state.items() if k in expected}
-    loaded = copy.deepcopy(model)
-    loaded.load_state_dict(state, strict=strict)
-    return loaded
+    return dict(state)
 
 
 def save_checkpoint(model_or_state: nn.Module | Mapping[str, torch.Tensor], path: PathLike) -> Path:

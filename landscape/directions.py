@@ -11,11 +11,22 @@ iterating over dim 0 (a filter is a conv output channel or a row of a linear lay
 
 Tensors with ``dim <= 1`` (biases, norm-layer parameters, running stats) are zeroed with
 ``ignore="biasbn"`` (default) or normalized as a one-filter tensor with ``ignore="none"``.
+A filter of the direction that is all zeros (a frozen layer in an interpolation direction)
+stays zero, as in Li et al.'s code, rather than turning the whole surface NaN.
+
+Running statistics (the ``running_mean`` and ``running_var`` buffers of BatchNorm and
+friends, part of ``dir_type="states"``) are not Gaussian with ``ignore="none"``: as in Li
+et al.'s code the direction of a buffer is the buffer itself, so the point ``alpha`` holds
+``(1 + alpha) * running_var``, a valid variance for every ``alpha > -1`` (a Gaussian
+direction drives variances negative and the loss NaN). In a plane only the first
+direction moves them (the second's entries are zero), so a plane is valid wherever its
+line is. ``num_batches_tracked`` and other integer buffers never move.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -25,6 +36,7 @@ import torch
 from torch import nn
 
 from .params import DirType, flatten, model_state, state_dot
+from .results import Result
 
 Norm = Literal["filter", "layer", "weight", "none"]
 Ignore = Literal["biasbn", "none"]
@@ -41,14 +53,17 @@ __all__ = [
     "random_direction",
     "random_directions",
     "interpolation_direction",
+    "is_running_stat",
+    "load_directions",
     "pca_directions",
     "project_states",
+    "save_directions",
 ]
 
 
-@dataclass(frozen=True)
-class Directions:
-    """One or two directions and the settings that made them.
+@dataclass(frozen=True, eq=False)
+class Directions(Result):
+    """One or two directions and the settings that made them; compared by value.
 
     Attributes:
         x: the first direction (a state).
@@ -56,22 +71,81 @@ class Directions:
         kind: ``"random"``, ``"interpolation"``, ``"hessian"``, ``"pca"`` or ``"custom"``.
         settings: everything needed to make them again (norm, ignore, dir_type, seed, ...)
             and what was achieved (``cosine`` between x and y).
+        cosine: cosine of the angle between x and y in float64 (``None`` for a line, NaN
+            if one is zero), computed once when the Directions are made.
+        x_end: for an interpolation, the end state (``x = x_end - start``, same names):
+            a surface then forms the point ``t`` as ``lerp(start, x_end, t)`` (see
+            :func:`landscape.params.point_state`), so ``t = 1`` is the end checkpoint bit
+            for bit; ``None`` otherwise.
     """
 
     x: State
     y: State | None = None
     kind: str = "custom"
     settings: dict[str, Any] = field(default_factory=dict)
+    x_end: State | None = field(default=None, compare=False, repr=False)
+    cosine: float | None = field(default=None, init=False, compare=False)
 
-    @property
-    def cosine(self) -> float | None:
-        """Cosine of the angle between x and y (``None`` for a line)."""
-        if self.y is None:
-            return None
-        nx, ny = state_dot(self.x, self.x), state_dot(self.y, self.y)
-        if nx == 0 or ny == 0:
-            return float("nan")
-        return state_dot(self.x, self.y) / math.sqrt(nx * ny)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cosine", None if self.y is None else _cosine(self.x, self.y))
+
+
+def _cosine(x: Mapping[str, torch.Tensor], y: Mapping[str, torch.Tensor]) -> float:
+    """``<x, y> / (|x| |y|)`` over the shared floating tensors, in float64, one pass."""
+    xy = xx = yy = 0.0
+    for name, a in x.items():
+        b = y.get(name)
+        if b is None or not a.is_floating_point():
+            continue
+        a64, b64 = a.detach().reshape(-1).double(), b.detach().reshape(-1).double()
+        xy += float(torch.dot(a64, b64))
+        xx += float(torch.dot(a64, a64))
+        yy += float(torch.dot(b64, b64))
+    if xx == 0 or yy == 0:
+        return float("nan")
+    return xy / math.sqrt(xx * yy)
+
+
+def save_directions(
+    directions: Directions, path: str | os.PathLike, *, overwrite: bool = False
+) -> None:
+    """Store directions (tensors, kind and settings) as ``/directions`` of a landscape HDF5
+    file, created if missing; :func:`load_directions` reads them back equal.
+
+    Raises:
+        ValueError: the file already holds directions and ``overwrite`` is false, or it is
+            not a landscape file.
+
+    Example:
+        >>> import tempfile
+        >>> dirs = random_directions(nn.Linear(3, 2), seed=0)
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     save_directions(dirs, f"{tmp}/d.h5")
+        ...     load_directions(f"{tmp}/d.h5") == dirs
+        True
+    """
+    from . import storage
+
+    used = (directions.x,) if directions.y is None else (directions.x, directions.y)
+    storage.write_directions(
+        path, used, kind=directions.kind, settings=directions.settings, overwrite=overwrite
+    )
+
+
+def load_directions(path: str | os.PathLike) -> Directions:
+    """The directions stored in a landscape file (by :func:`save_directions`, or with a
+    surface), as CPU tensors; files of version 0.1 give the kind and settings from the
+    surface's attributes.
+
+    Raises:
+        FileNotFoundError, ValueError: no file, or not a landscape file.
+        KeyError: the file holds no directions.
+    """
+    from . import storage
+
+    tensors, kind, settings = storage.read_directions(path)
+    y = tensors[1] if len(tensors) > 1 else None
+    return Directions(tensors[0], y, kind=kind, settings=settings)
 
 
 def _check_options(norm: str, ignore: str) -> None:
@@ -105,10 +179,27 @@ def _normalize_tensor(d: torch.Tensor, w: torch.Tensor, norm: str, ignore: str) 
     if norm == "weight":
         return d * w
     if norm == "layer":
-        return d * (w.norm() / d.norm())
+        return d * _ratio(w.norm(), d.norm())
     rows_d, rows_w = d.reshape(d.shape[0], -1), w.reshape(w.shape[0], -1)
-    scale = rows_w.norm(dim=1) / rows_d.norm(dim=1)
+    scale = _ratio(rows_w.norm(dim=1), rows_d.norm(dim=1))
     return (rows_d * scale[:, None]).reshape(d.shape)
+
+
+def _ratio(weight_norm: torch.Tensor, direction_norm: torch.Tensor) -> torch.Tensor:
+    """``weight_norm / direction_norm``, 0 where the direction is zero (it stays zero)."""
+    zero = direction_norm == 0
+    return torch.where(zero, 0.0, weight_norm / torch.where(zero, 1.0, direction_norm))
+
+
+def is_running_stat(name: str) -> bool:
+    """Whether a state entry is a norm layer's running statistic (``running_mean`` or
+    ``running_var``), which a random direction moves along itself (see the module docstring).
+
+    Example:
+        >>> is_running_stat("1.running_var"), is_running_stat("1.weight")
+        (True, False)
+    """
+    return name.rsplit(".", 1)[-1] in ("running_mean", "running_var")
 
 
 def normalize_direction(
@@ -160,7 +251,9 @@ def random_direction(
 
     Entries are drawn on the CPU in float64 from ``seed`` (or ``generator``), so a seed
     gives the same direction on every device, then cast to each tensor's dtype and device.
-    Integer buffers get no direction.
+    Integer buffers get no direction. With ``ignore="none"`` a running statistic's
+    direction is the buffer itself (so ``(1 + alpha) * running_var`` stays a variance for
+    ``alpha > -1``); with ``ignore="biasbn"`` it is zero.
 
     Example:
         >>> model = nn.Linear(3, 2)
@@ -177,7 +270,10 @@ def random_direction(
         if t.is_floating_point():
             g = torch.randn(t.shape, generator=generator, dtype=torch.float64)
             raw[name] = g.to(device=t.device, dtype=t.dtype)
-    return normalize_direction(raw, state, norm=norm, ignore=ignore)
+    direction = normalize_direction(raw, state, norm=norm, ignore=ignore)
+    if ignore == "none":
+        direction.update({n: state[n].clone() for n in direction if is_running_stat(n)})
+    return direction
 
 
 def random_directions(
@@ -194,7 +290,10 @@ def random_directions(
 
     With ``orthogonalize=True`` the second is made orthogonal to the first (Gram-Schmidt in
     the flat space) and normalized again; renormalizing filter by filter leaves a small
-    cosine, which is recorded in ``settings["cosine"]``.
+    cosine, which is recorded in ``settings["cosine"]``. Running statistics
+    (``dir_type="states", ignore="none"``) move along the first direction only: their
+    entries in the second are zero, so the whole plane keeps valid variances where the
+    line ``x > -1`` does.
 
     Example:
         >>> dirs = random_directions(nn.Linear(4, 3), seed=0, orthogonalize=True)
@@ -208,15 +307,22 @@ def random_directions(
     options = dict(norm=norm, ignore=ignore, dir_type=dir_type)
     x = random_direction(state, generator=generator, **options)
     y = random_direction(state, generator=generator, **options) if num == 2 else None
+    if y is not None:
+        y = _without_running_stats(y)
     if y is not None and orthogonalize:
         coef = state_dot(y, x) / state_dot(x, x)
         y = {n: t - coef * x[n] for n, t in y.items()}
         y = normalize_direction(y, state, norm=norm, ignore=ignore) if norm != "none" else y
+        y = _without_running_stats(y)
     settings: dict[str, Any] = dict(options, seed=int(seed), orthogonalize=bool(orthogonalize))
     directions = Directions(x, y, kind="random", settings=settings)
     if y is not None:
         settings["cosine"] = directions.cosine
     return directions
+
+
+def _without_running_stats(direction: State) -> State:
+    return {n: torch.zeros_like(t) if is_running_stat(n) else t for n, t in direction.items()}
 
 
 def interpolation_direction(

@@ -8,7 +8,7 @@ are all states, so every routine in the library speaks the same language.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Literal
 
 import torch
@@ -25,6 +25,9 @@ __all__ = [
     "unflatten",
     "state_dot",
     "axpy",
+    "end_index",
+    "lerp_coefficient",
+    "point_state",
     "state_sha256",
 ]
 
@@ -139,6 +142,88 @@ def axpy(
             if t.is_floating_point():
                 out[name] = t + coef * d.to(device=t.device, dtype=t.dtype)
     return out
+
+
+def lerp_coefficient(coef: float) -> tuple[bool, float]:
+    """How a point at ``coef`` along a direction ``d = end - base`` with a known end is formed:
+    ``(False, coef)`` for ``base + coef * d`` when ``coef < 0.5``, ``(True, coef - 1)`` for
+    ``end + (coef - 1) * d`` otherwise (the rule of :func:`torch.lerp`), so the point is
+    ``base`` bit for bit at 0 and ``end`` bit for bit at 1.
+
+    Example:
+        >>> lerp_coefficient(0.25), lerp_coefficient(1.0)
+        ((False, 0.25), (True, 0.0))
+    """
+    coef = float(coef)
+    return (True, coef - 1.0) if coef >= 0.5 else (False, coef)
+
+
+def end_index(ends: Sequence[Mapping[str, torch.Tensor] | None] | None, num: int) -> int | None:
+    """The index of the one direction that carries an end state, or None.
+
+    Raises:
+        ValueError: ``ends`` is not one entry a direction, or more than one entry is set.
+    """
+    if ends is None:
+        return None
+    ends = list(ends)
+    if len(ends) != num:
+        raise ValueError(f"expected one end (or None) per direction, {num}, got {len(ends)}")
+    given = [j for j, end in enumerate(ends) if end is not None]
+    if len(given) > 1:
+        raise ValueError(
+            f"at most one direction can carry an end state (an interpolation), got {len(given)}"
+        )
+    return given[0] if given else None
+
+
+def point_state(
+    base: Mapping[str, torch.Tensor],
+    directions: Sequence[Mapping[str, torch.Tensor]],
+    coords: Sequence[float],
+    *,
+    ends: Sequence[Mapping[str, torch.Tensor] | None] | None = None,
+) -> dict[str, torch.Tensor]:
+    """The state at one point ``base + sum_j coords[j] * directions[j]``, tensor by tensor.
+
+    This is the one definition of a point that every evaluation path reproduces bit for
+    bit. Without ends it is :func:`axpy`. A direction ``j`` with an end state
+    ``ends[j]`` (an interpolation, ``directions[j] = ends[j] - base``) forms its names
+    by :func:`lerp_coefficient`: ``base + c d`` below ``c = 0.5``, ``end + (c - 1) d``
+    from there on, so ``c = 1`` gives the end state exactly (the end must hold every name
+    its direction moves); its term comes first, the other directions' terms are added
+    after it in order. Zero coefficients are skipped,
+    names outside a direction and integer tensors are left as in ``base``.
+
+    Example:
+        >>> a, b = {"w": torch.tensor([0.1])}, {"w": torch.tensor([0.7])}
+        >>> d = {"w": b["w"] - a["w"]}
+        >>> torch.equal(point_state(a, [d], [1.0], ends=[b])["w"], b["w"])
+        True
+    """
+    j_end = end_index(ends, len(directions))
+    coords = [float(c) for c in coords]
+    if len(coords) != len(directions):
+        raise ValueError(f"expected {len(directions)} coordinates, got {len(coords)}")
+    out = dict(base)
+    if j_end is not None:
+        from_end, coef = lerp_coefficient(coords[j_end])
+        end = ends[j_end]  # type: ignore[index]
+        missing = set(directions[j_end]) - set(end)
+        if missing:
+            raise ValueError(
+                f"the end state lacks names its direction moves: {sorted(missing)[:5]}"
+            )
+        if from_end:
+            for name in directions[j_end]:
+                t = out[name]
+                if t.is_floating_point():
+                    out[name] = end[name].to(device=t.device, dtype=t.dtype)
+        coords[j_end] = coef
+        order = [j_end, *(j for j in range(len(directions)) if j != j_end)]
+    else:
+        order = list(range(len(directions)))
+    return axpy(out, [(coords[j], directions[j]) for j in order])
 
 
 def state_sha256(state: Mapping[str, torch.Tensor]) -> str:

@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import h5py
 import numpy as np
 import torch
 from torch import nn
@@ -23,12 +22,16 @@ from tqdm.auto import tqdm
 from . import distributed, storage
 from .directions import Directions
 from .evaluate import Objective
-from .params import axpy, state_sha256
+from .params import point_state, state_sha256
+from .results import Result
 
 
-@dataclass(frozen=True)
-class Surface:
+@dataclass(frozen=True, eq=False)
+class Surface(Result):
     """Metrics on a grid of points ``theta + x[i] * d_x (+ y[j] * d_y)``.
+
+    Surfaces compare by value (:class:`~landscape.results.Result`): one loaded from a file
+    equals the one computed and written there; ``path`` and ``provenance`` are left out.
 
     Attributes:
         x: coordinates along the first direction, shape ``(nx,)``.
@@ -36,15 +39,19 @@ class Surface:
         metrics: ``{name: array}`` of shape ``(nx, ny)`` (or ``(nx,)``), indexed ``[i, j]``;
             NaN where not computed.
         attrs: every setting that made it (norm, seed, loss, ...), plus ``x_label`` and
-            ``y_label`` naming the directions for plots.
+            ``y_label`` naming the directions for plots, and ``num_computed`` and
+            ``num_points`` for a computed or loaded surface.
         path: the HDF5 file it lives in, if any.
+        provenance: for a surface read from a file, the file's stamp (``format``,
+            ``format_version``, ``landscape_version``, ``torch_version``, ``created``).
     """
 
     x: np.ndarray
     y: np.ndarray | None
     metrics: dict[str, np.ndarray]
     attrs: dict[str, Any] = field(default_factory=dict)
-    path: str | None = None
+    path: str | None = field(default=None, compare=False)
+    provenance: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def is_2d(self) -> bool:
@@ -113,11 +120,51 @@ def _check_direction(direction: Mapping[str, torch.Tensor], base: Mapping[str, t
             )
 
 
+# The options that build the Objective, and their defaults: an Objective given to
+# compute_surface comes with its own.
+_OBJECTIVE_OPTIONS = {
+    "loss": "cross_entropy",
+    "metrics": None,
+    "batch_loss": None,
+    "train_mode": False,
+    "cache_data": True,
+    "batch_size": None,
+    "precision": "fp32",
+    "points_per_pass": None,
+}
+
+
+def _from_objective(
+    args: tuple[Any, Any, Any, Any], options: Mapping[str, Any]
+) -> tuple[Any, Any, Any]:
+    """``(directions, x, y)`` of a call ``compute_surface(objective, directions, x, y)``,
+    from the values of the parameters ``(data, directions, x, y)``."""
+    given = sorted(k for k, v in options.items() if not _is_default(v, _OBJECTIVE_OPTIONS[k]))
+    if given:
+        raise ValueError(
+            f"{given} configure the Objective; with an Objective, set them when building it"
+        )
+    data, directions, x, y = args
+    if isinstance(directions, Directions):  # directions=... by keyword
+        if data is not None:
+            raise TypeError("compute_surface(objective, directions, x, y) takes no data")
+        return directions, x, y
+    if directions is None:  # x=... by keyword
+        return data, x, y
+    if x is not None and y is not None:
+        raise TypeError("compute_surface(objective, directions, x, y) got y twice")
+    return data, directions, x if x is not None else y
+
+
+def _is_default(value: Any, default: Any) -> bool:
+    return value is default or (isinstance(value, (str, bool)) and value == default)
+
+
 def compute_surface(
-    model: nn.Module,
-    data: Any,
-    directions: Directions,
-    x: Any,
+    model: nn.Module | Objective,
+    data: Any = None,
+    directions: Directions | Any = None,
+    x: Any = None,
     y: Any = None,
     *,
     loss: Any = "cross_entropy",
@@ -137,8 +184,13 @@ def compute_surface(
 ) -> Surface:
     """Evaluate the loss and metrics on a line (``y=None``) or a plane around ``model``.
 
+    Called as ``compute_surface(model, data, directions, x, y)``, or with an
+    :class:`~landscape.evaluate.Objective` as ``compute_surface(objective, directions, x,
+    y)``: then its data, already on the device and fingerprinted, is used as it is (the
+    Objective's options then come from the Objective; giving them here is an error).
+
     Args:
-        model: the checkpoint, as a model; it is never modified.
+        model: the checkpoint, as a model (never modified), or an Objective.
         data: evaluation data (see :class:`~landscape.evaluate.Objective`).
         directions: from :func:`~landscape.directions.random_directions` and friends.
         x, y: coordinates along ``directions.x`` and ``directions.y`` (any lengths).
@@ -168,6 +220,7 @@ def compute_surface(
     Raises:
         ValueError: bad coordinates, directions that do not fit the model, or a file
             made for another run.
+        TypeError: ``directions`` is not a :class:`~landscape.directions.Directions`.
 
     Example:
         >>> from landscape.directions import random_directions
@@ -178,22 +231,25 @@ def compute_surface(
         >>> surface["loss"].shape
         (3, 2)
     """
+    options = dict(loss=loss, metrics=metrics, batch_loss=batch_loss, train_mode=train_mode,
+                   cache_data=cache_data, batch_size=batch_size, precision=precision,
+                   points_per_pass=points_per_pass)  # fmt: skip
+    if isinstance(model, Objective):
+        directions, x, y = _from_objective((data, directions, x, y), options)
+    elif data is None:
+        raise TypeError("compute_surface(model, data, directions, x, y) needs the data")
+    if not isinstance(directions, Directions):
+        raise TypeError(
+            f"directions must be a Directions (from random_directions, ...), "
+            f"got {type(directions).__name__}"
+        )
+    if x is None:
+        raise TypeError("compute_surface needs the coordinates x")
     xs = _coords(x, "x")
     ys = None if y is None else _coords(y, "y")
     if ys is not None and directions.y is None:
         raise ValueError("a 2D surface needs two directions; these have only x")
-    objective = Objective(
-        model,
-        data,
-        loss=loss,
-        metrics=metrics,
-        batch_loss=batch_loss,
-        train_mode=train_mode,
-        cache_data=cache_data,
-        batch_size=batch_size,
-        precision=precision,
-        points_per_pass=points_per_pass,
-    )
+    objective = model if isinstance(model, Objective) else Objective(model, data, **options)
     names = objective.names + (("convexity",) if convexity else ())
     base = objective.base_state
     used = (directions.x,) if ys is None else (directions.x, directions.y)
@@ -201,15 +257,21 @@ def compute_surface(
         _check_direction(direction, base)
     shape = (len(xs),) if ys is None else (len(xs), len(ys))
     x_label, y_label = _labels(directions)
+    # Every rank must cut the same chunks: from the smallest K any rank chose, and at
+    # least MIN_CHUNK points per call so that small models do not pay per-call overhead
+    # per point (a kill loses at most one chunk per rank).
+    k = min(distributed.all_gather_objects(objective.resolve_points_per_pass()))
+    ends = (directions.x_end, None)[: len(used)]  # an interpolation's end: exact at 1
     identity: dict[str, Any] = {
-        "model": type(model).__qualname__,
+        "model": type(objective.model).__qualname__,
         "checkpoint_sha256": state_sha256(base),
-        "data_sha256": objective.data_sha256(),
+        "data_sha256": _data_sha256(objective),
         "num_examples": objective.num_examples,
         "loss": objective.loss_name,
         "metrics": list(names),
         "train_mode": objective.train_mode,
         "precision": objective.precision,
+        "points_per_pass": k,
         "directions": directions.kind,
         "directions_sha256": _directions_sha256(used),
         "norm": directions.settings.get("norm", "none"),
@@ -221,8 +283,9 @@ def compute_surface(
         "y_label": y_label,
         **dict(attrs or {}),
     }
-    if directions.cosine is not None:
-        identity["cosine"] = directions.cosine
+    cosine = directions.cosine
+    if cosine is not None:
+        identity["cosine"] = cosine
 
     values = {name: np.full(shape, np.nan) for name in names}
     computed = np.zeros(shape, dtype=bool)
@@ -232,7 +295,7 @@ def compute_surface(
         outcome: Any = None
         if leader:
             try:
-                outcome = _open_surface_file(path, xs, ys, names, used, identity, overwrite)
+                outcome = _open_surface_file(path, xs, ys, names, directions, identity, overwrite)
             except (OSError, ValueError, KeyError, TypeError) as err:
                 outcome = err  # raised on every rank below, so none waits forever
         outcome = distributed.broadcast_object(outcome)
@@ -245,15 +308,11 @@ def compute_surface(
     grids = np.meshgrid(xs, *(() if ys is None else (ys,)), indexing="ij")
     all_coords = np.stack([g.reshape(-1) for g in grids], axis=1)
     pending = np.flatnonzero(~computed.reshape(-1))
-    # Every rank must cut the same chunks: from the smallest K any rank chose, and at
-    # least MIN_CHUNK points per call so that small models do not pay per-call overhead
-    # per point (a kill loses at most one chunk per rank).
-    k = min(distributed.all_gather_objects(objective.resolve_points_per_pass()))
     chunk = k * max(1, -(-MIN_CHUNK // k))
     world = distributed.world_size()
     mine = distributed.shard_chunks(pending.tolist(), chunk)
     num_rounds = -(-len(pending) // (chunk * world))
-    handle = h5py.File(path, "a") if path is not None and leader else None
+    writer = storage.SurfaceWriter(path) if path is not None and leader else None
     try:
         buffered: list[int] = []
         last_write = time.monotonic()
@@ -261,7 +320,9 @@ def compute_surface(
         for round_ in range(num_rounds):
             flats = mine[round_] if round_ < len(mine) else []
             result = (
-                _evaluate(objective, base, used, all_coords[flats], convexity) if flats else None
+                _evaluate(objective, base, used, all_coords[flats], convexity, ends)
+                if flats
+                else None
             )
             gathered = distributed.gather_objects((flats, result))
             if not leader:
@@ -274,18 +335,25 @@ def compute_surface(
                     computed[where] = True
                 buffered.extend(rank_flats)
                 bar.update(len(rank_flats))
-            if handle is not None and time.monotonic() - last_write >= write_interval:
-                _flush(handle, values, computed)
+            if writer is not None and time.monotonic() - last_write >= write_interval:
+                writer.write(values, computed)
                 buffered, last_write = [], time.monotonic()
-        if handle is not None and buffered:
-            _flush(handle, values, computed)
+        if writer is not None and buffered:
+            writer.write(values, computed)
         bar.close()
     finally:
-        if handle is not None:
-            handle.close()
+        if writer is not None:
+            writer.close()
     if world > 1:
         values = distributed.broadcast_object(values)
-    return Surface(xs, ys, values, attrs=identity, path=None if path is None else os.fspath(path))
+    attrs_out = dict(identity, num_computed=int(computed.size), num_points=int(computed.size))
+    return Surface(xs, ys, values, attrs=attrs_out, path=None if path is None else os.fspath(path))
+
+
+def _data_sha256(objective: Objective) -> str:
+    """The Objective's data fingerprint, computed once per Objective (a method in 0.1)."""
+    sha = objective.data_sha256
+    return sha() if callable(sha) else sha
 
 
 def _evaluate(
@@ -294,13 +362,14 @@ def _evaluate(
     used: tuple[Mapping[str, torch.Tensor], ...],
     coords: np.ndarray,
     convexity: bool,
+    ends: tuple[Mapping[str, torch.Tensor] | None, ...],
 ) -> dict[str, np.ndarray]:
     """The metrics at ``coords`` and, if asked, the Hessian's ``|lambda_min / lambda_max|``."""
-    result = objective.evaluate_points(base, used, coords)
+    result = objective.evaluate_points(base, used, coords, ends=ends)
     if convexity:
         from .hessian import min_max_ratio
 
-        points = (axpy(base, zip(point.tolist(), used, strict=True)) for point in coords)
+        points = (point_state(base, used, point, ends=ends) for point in coords)
         result["convexity"] = np.array([min_max_ratio(objective, state) for state in points])
     return result
 
@@ -310,7 +379,7 @@ def _open_surface_file(
     xs: np.ndarray,
     ys: np.ndarray | None,
     names: tuple[str, ...],
-    used: tuple[Mapping[str, torch.Tensor], ...],
+    directions: Directions,
     identity: dict[str, Any],
     overwrite: bool,
 ) -> tuple[dict[str, np.ndarray], np.ndarray] | None:
@@ -319,18 +388,11 @@ def _open_surface_file(
         storage.check_surface_file(path, x=xs, y=ys, names=names, attrs=identity)
         _, _, stored, _, computed = storage.load_surface_arrays(path)
         return stored, computed
-    storage.create_surface_file(path, x=xs, y=ys, names=names, directions=used, attrs=identity)
+    used = (directions.x,) if ys is None else (directions.x, directions.y)
+    storage.create_surface_file(path, x=xs, y=ys, names=names, directions=used, attrs=identity,
+                                direction_kind=directions.kind,
+                                direction_settings=directions.settings)  # fmt: skip
     return None
-
-
-def _flush(handle: h5py.File, values: dict[str, np.ndarray], computed: np.ndarray) -> None:
-    """Write the metric arrays, then the computed mask, whole (one h5py call each; point by
-    point costs about a millisecond a point), and flush. Metrics go first, so a kill in
-    between leaves the new points marked not computed."""
-    for name, array in values.items():
-        handle["metrics"][name][...] = array
-    handle["computed"][...] = computed
-    handle.flush()
 
 
 def save_surface(
@@ -369,10 +431,12 @@ def save_surface(
     volatile = ("num_computed", "num_points")
     attrs = {k: v for k, v in surface.attrs.items() if k not in volatile}
     storage.create_surface_file(
-        path, x=surface.x, y=surface.y, names=names, directions=used, attrs=attrs
-    )
-    with h5py.File(path, "a") as handle:
-        _flush(handle, surface.metrics, ~np.isnan(surface.metrics["loss"]))
+        path, x=surface.x, y=surface.y, names=names, directions=used, attrs=attrs,
+        direction_kind=None if directions is None else directions.kind,
+        direction_settings=None if directions is None else directions.settings,
+    )  # fmt: skip
+    with storage.SurfaceWriter(path) as writer:
+        writer.write(surface.metrics, ~np.isnan(surface.metrics["loss"]))
 
 
 def load_surface(path: str | os.PathLike) -> Surface:
@@ -382,6 +446,9 @@ def load_surface(path: str | os.PathLike) -> Surface:
         FileNotFoundError, ValueError: no file, or not a landscape surface file.
     """
     x, y, metrics, attrs, computed = storage.load_surface_arrays(path)
+    provenance = {k: attrs.pop(k) for k in storage.STAMP_ATTRS if k in attrs}
     attrs["num_computed"] = int(computed.sum())
     attrs["num_points"] = int(computed.size)
-    return Surface(x, y, metrics, attrs=attrs, path=os.fspath(path))
+    order = [n for n in attrs.get("metrics", ()) if n in metrics]  # the order computed in
+    metrics = {n: metrics[n] for n in [*order, *sorted(set(metrics) - set(order))]}
+    return Surface(x, y, metrics, attrs=attrs, path=os.fspath(path), provenance=provenance)

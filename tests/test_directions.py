@@ -111,3 +111,79 @@ def test_interpolation_between_a_model_and_a_loaded_state_dict_keeps_weights():
     a, b = small_cnn(), small_cnn()
     d = interpolation_direction(a, b.state_dict(), dir_type="weights")
     assert sorted(d) == sorted(n for n, _ in a.named_parameters())
+
+
+def test_zero_filters_stay_zero_instead_of_nan():
+    # an interpolation direction with a frozen layer: zero rows and a zero tensor
+    w = {"a": torch.randn(3, 4, dtype=torch.float64), "b": torch.randn(2, 5, dtype=torch.float64)}
+    d = {"a": torch.randn(3, 4, dtype=torch.float64), "b": torch.zeros(2, 5, dtype=torch.float64)}
+    d["a"][1] = 0
+    for norm in ("filter", "layer"):
+        out = normalize_direction(d, w, norm=norm)
+        assert torch.equal(out["b"], torch.zeros(2, 5, dtype=torch.float64)), norm
+        assert torch.isfinite(out["a"]).all(), norm
+    out = normalize_direction(d, w, norm="filter")
+    assert torch.equal(out["a"][1], torch.zeros(4, dtype=torch.float64))
+    torch.testing.assert_close(out["a"][[0, 2]].norm(dim=1), w["a"][[0, 2]].norm(dim=1),
+                               rtol=1e-12, atol=0)  # fmt: skip
+
+
+def bn_cnn_with_statistics():
+    model = small_cnn()
+    g = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        model[1].running_mean.copy_(torch.randn(4, generator=g, dtype=torch.float64))
+        model[1].running_var.copy_(torch.rand(4, generator=g, dtype=torch.float64) + 0.05)
+        model[1].num_batches_tracked.fill_(7)
+    data = (torch.randn(16, 2, 6, 6, generator=g, dtype=torch.float64),
+            torch.randint(0, 3, (16,), generator=g))  # fmt: skip
+    return model.eval(), data
+
+
+def test_running_statistics_move_along_themselves_and_stay_valid():
+    from landscape.surface import compute_surface
+
+    model, data = bn_cnn_with_statistics()
+    grid = np.linspace(-0.9, 1, 11)
+    line = random_directions(model, num=1, dir_type="states", ignore="none", seed=0)
+    plane = random_directions(model, dir_type="states", ignore="none", seed=0)
+    for name in ("1.running_var", "1.running_mean"):
+        assert torch.equal(line.x[name], model.state_dict()[name])
+        assert torch.equal(plane.x[name], model.state_dict()[name])
+        assert torch.count_nonzero(plane.y[name]) == 0
+    assert "1.num_batches_tracked" not in plane.x
+    assert torch.count_nonzero(plane.y["1.weight"]) > 0  # other 1-D tensors stay Gaussian
+    assert not np.isnan(compute_surface(model, data, line, grid, progress=False)["loss"]).any()
+    surface = compute_surface(model, data, plane, grid, grid, progress=False)
+    assert not np.isnan(surface["loss"]).any()
+    ortho = random_directions(model, dir_type="states", ignore="none", orthogonalize=True)
+    assert torch.count_nonzero(ortho.y["1.running_var"]) == 0
+    biasbn = random_directions(model, dir_type="states", seed=0)
+    assert torch.count_nonzero(biasbn.x["1.running_var"]) == 0
+
+
+def test_cosine_is_computed_once_and_reads_do_no_dot_products(monkeypatch):
+    import landscape.directions as module
+
+    model = nn.Linear(30, 20).double()
+    dirs = random_directions(model, seed=2)
+    x = torch.cat([t.reshape(-1) for t in dirs.x.values()]).numpy()
+    y = torch.cat([t.reshape(-1) for t in dirs.y.values()]).numpy()
+    expected = x @ y / np.sqrt((x @ x) * (y @ y))
+
+    def no_dot(*args, **kwargs):
+        raise AssertionError("a read of cosine computed dot products")
+
+    monkeypatch.setattr(module, "state_dot", no_dot)
+    monkeypatch.setattr(module, "_cosine", no_dot, raising=False)
+    monkeypatch.setattr(torch, "dot", no_dot)
+    assert dirs.cosine == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    assert dirs.cosine == dirs.settings["cosine"]
+    assert random_directions(model, num=1).cosine is None
+
+
+def test_directions_compare_by_value():
+    model = small_cnn()
+    a, b = random_directions(model, seed=1), random_directions(model, seed=1)
+    assert a == b
+    assert a != random_directions(model, seed=2)

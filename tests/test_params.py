@@ -5,8 +5,10 @@ from torch import nn
 from landscape.params import (
     axpy,
     flatten,
+    lerp_coefficient,
     model_device_dtype,
     model_state,
+    point_state,
     select_names,
     state_dot,
     state_sha256,
@@ -59,3 +61,27 @@ def test_sha_changes_with_values_and_mixed_devices_dtypes_raise():
     model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2).double())
     with pytest.raises(ValueError, match="one device with one dtype"):
         model_device_dtype(model)
+
+
+def test_point_state_reaches_the_end_exactly_and_is_axpy_below_one_half():
+    g = torch.Generator().manual_seed(0)
+    a = {"w": torch.randn(1000, generator=g), "n": torch.tensor(3)}
+    b = {"w": torch.randn(1000, generator=g)}
+    d = {"w": b["w"] - a["w"]}
+    assert not torch.equal(axpy(a, [(1.0, d)])["w"], b["w"])  # float32 rounding
+    assert torch.equal(point_state(a, [d], [1.0], ends=[b])["w"], b["w"])
+    assert point_state(a, [d], [0.0], ends=[b])["w"] is a["w"]
+    for t in (-0.5, 0.25, 0.4999):
+        assert torch.equal(point_state(a, [d], [t], ends=[b])["w"], axpy(a, [(t, d)])["w"])
+    # from 0.5 on the point is formed from the end: end + (t - 1) d
+    expected = b["w"] + (0.75 - 1.0) * d["w"]
+    assert torch.equal(point_state(a, [d], [0.75], ends=[b])["w"], expected)
+    assert lerp_coefficient(0.5) == (True, -0.5)
+    # the end's term comes first, then the others in order
+    e = {"w": torch.randn(1000, generator=g)}
+    got = point_state(a, [e, d], [0.3, 1.0], ends=[None, b])["w"]
+    assert torch.equal(got, b["w"] + 0.3 * e["w"])
+    with pytest.raises(ValueError, match="at most one"):
+        point_state(a, [d, d], [1.0, 1.0], ends=[b, b])
+    with pytest.raises(ValueError, match="lacks names"):
+        point_state(a, [d], [1.0], ends=[{}])

@@ -249,3 +249,39 @@ def test_save_surface_round_trip_then_resume_fills_the_gaps(tmp_path):
                               progress=False)  # fmt: skip
     for name in full.metrics:
         assert np.array_equal(resumed[name], full[name])
+
+
+def test_a_loaded_surface_equals_the_computed_one(tmp_path):
+    model, data = mlp_with_bn(), classification_data()
+    dirs = random_directions(model, seed=3, orthogonalize=True)
+    computed = compute_surface(model, data, dirs, [-1, 0, 1], [0, 1], path=tmp_path / "s.h5",
+                               progress=False)  # fmt: skip
+    loaded = load_surface(tmp_path / "s.h5")
+    assert loaded.attrs["metrics"] == ["loss", "accuracy"]
+    assert loaded.attrs["direction_settings"]["orthogonalize"] is True
+    assert loaded == computed
+
+
+def test_an_objective_is_used_as_it_is(monkeypatch):
+    model, data = mlp_with_bn(), classification_data()
+    dirs = random_directions(model, seed=0)
+    reference = compute_surface(model, data, dirs, [-1, 0, 1], [0, 1], progress=False)
+    objective = Objective(model, data)
+
+    def no_new_objective(*args, **kwargs):
+        raise AssertionError("compute_surface built another Objective")
+
+    monkeypatch.setattr(Objective, "__init__", no_new_objective)
+    calls = [
+        compute_surface(objective, dirs, [-1, 0, 1], [0, 1], progress=False),
+        compute_surface(objective, dirs, [-1, 0, 1], y=[0, 1], progress=False),
+        compute_surface(objective, dirs, x=[-1, 0, 1], y=[0, 1], progress=False),
+        compute_surface(objective, directions=dirs, x=[-1, 0, 1], y=[0, 1], progress=False),
+    ]
+    assert all(surface == reference for surface in calls)
+    line = compute_surface(objective, random_directions(model, num=1), [0, 1], progress=False)
+    assert line["loss"].shape == (2,)
+    with pytest.raises(ValueError, match=r"\['batch_size', 'loss'\] configure the Objective"):
+        compute_surface(objective, dirs, [0], [0], loss="mse", batch_size=4)
+    with pytest.raises(TypeError, match="directions must be a Directions"):
+        compute_surface(objective, [0], [0])

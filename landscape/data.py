@@ -1,0 +1,185 @@
+"""Evaluation data: batches from any accepted form, on one device, cached, fingerprinted, sharded.
+
+:class:`EvaluationData` is what an :class:`~landscape.objective.Objective` evaluates over.
+It is built once per data set and run: the batches are moved to the device once (kept
+there unless ``cache=False``), the fingerprint is computed once on first request, and under
+``torch.distributed`` each rank keeps its share. Several Objectives (the training and test
+data of a comparison, one Objective re-pointed at many checkpoints) share one instance, so
+nothing is moved or hashed twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import torch
+
+from . import distributed
+
+DEFAULT_BATCH_SIZE = 1024
+
+__all__ = ["DEFAULT_BATCH_SIZE", "EvaluationData", "as_batches", "fingerprint", "to_device"]
+
+
+def to_device(obj: Any, device: torch.device) -> Any:
+    """``obj`` with every tensor inside (mappings, lists, tuples) moved to ``device``.
+
+    Example:
+        >>> to_device({"x": torch.zeros(2), "n": 3}, torch.device("cpu"))["x"].device.type
+        'cpu'
+    """
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device, non_blocking=True)
+    if isinstance(obj, Mapping):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_device(v, device) for v in obj)
+    return obj
+
+
+def as_batches(data: Any, *, batch_size: int | None = None) -> Iterable[Any]:
+    """Turn the forms of data the library accepts into an iterable of batches.
+
+    Accepted: a ``DataLoader`` or any iterable of batches (used as is), a ``Dataset``
+    (batched in order), or a tuple ``(inputs, targets)`` of tensors (sliced in order).
+
+    Args:
+        data: the data, in one of the forms above.
+        batch_size: examples per batch for a Dataset or a tensor tuple (default
+            :data:`DEFAULT_BATCH_SIZE`); batches given as such are kept as they are.
+
+    Raises:
+        ValueError: ``batch_size < 1``, or inputs and targets of different lengths.
+        TypeError: ``data`` is none of the accepted forms.
+
+    Example:
+        >>> xs, ys = torch.zeros(5, 2), torch.zeros(5, dtype=torch.long)
+        >>> [len(b[1]) for b in as_batches((xs, ys), batch_size=2)]
+        [2, 2, 1]
+    """
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+    size = batch_size or DEFAULT_BATCH_SIZE
+    is_pair = isinstance(data, tuple) and len(data) == 2
+    if is_pair and all(isinstance(t, torch.Tensor) for t in data):
+        inputs, targets = data
+        if len(inputs) != len(targets):
+            raise ValueError(
+                "inputs and targets must have the same length, "
+                f"got {len(inputs)} and {len(targets)}"
+            )
+        return [(inputs[i : i + size], targets[i : i + size]) for i in range(0, len(inputs), size)]
+    if isinstance(data, torch.utils.data.DataLoader):
+        return data
+    if isinstance(data, torch.utils.data.Dataset) and hasattr(data, "__len__"):
+        return torch.utils.data.DataLoader(data, batch_size=size, shuffle=False)
+    if isinstance(data, Iterable):
+        return data
+    raise TypeError(
+        "data must be a DataLoader, a Dataset, a tuple (inputs, targets) of tensors or an "
+        f"iterable of (inputs, targets) batches, got {type(data).__name__}"
+    )
+
+
+def fingerprint(batches: Iterable[Any]) -> str:
+    """SHA-256 of a sequence of batches: every tensor's dtype, shape and bytes, in order;
+    mapping keys sorted; anything else by its ``repr``.
+
+    Example:
+        >>> batch = (torch.arange(3.0), torch.tensor([0, 1, 0]))
+        >>> fingerprint([batch]) == fingerprint([batch]), fingerprint([batch]) == fingerprint([])
+        (True, False)
+    """
+    h = hashlib.sha256()
+
+    def feed(obj: Any) -> None:
+        if isinstance(obj, torch.Tensor):
+            t = obj.detach().cpu().contiguous()
+            h.update(f"{t.dtype}|{tuple(t.shape)}|".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(obj, Mapping):
+            for k in sorted(obj):
+                h.update(str(k).encode())
+                feed(obj[k])
+        elif isinstance(obj, (list, tuple)):
+            for v in obj:
+                feed(v)
+        else:
+            h.update(repr(obj).encode())
+
+    for batch in batches:
+        feed(batch)
+    return h.hexdigest()
+
+
+class EvaluationData:
+    """Batches on one device, in a fixed order: cached, fingerprinted once, sharded.
+
+    Args:
+        data: a DataLoader, Dataset, ``(inputs, targets)`` tuple, or iterable of batches
+            (see :func:`as_batches`).
+        device: where the batches go.
+        batch_size: batch size for a Dataset or a tensor tuple.
+        cache: move the batches to the device once and keep them (default); with
+            ``False`` they are read from ``data`` and moved at every pass (for data that
+            does not fit), and ``data`` must give the same batches every time.
+        shard: under an initialized ``torch.distributed`` group of several ranks, keep
+            batches ``rank, rank + world_size, ...`` only. Without one it changes nothing.
+
+    Raises:
+        ValueError: cached data without a single batch (on one rank).
+
+    Example:
+        >>> data = EvaluationData((torch.zeros(5, 2), torch.zeros(5)), batch_size=2)
+        >>> data.num_batches, len(data.sha256())
+        (3, 64)
+    """
+
+    def __init__(
+        self,
+        data: Any,
+        *,
+        device: torch.device | str = "cpu",
+        batch_size: int | None = None,
+        cache: bool = True,
+        shard: bool = False,
+    ):
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.sharded = bool(shard) and distributed.world_size() > 1
+        self._rank, self._world = (
+            (distributed.rank(), distributed.world_size()) if self.sharded else (0, 1)
+        )
+        self._source = as_batches(data, batch_size=batch_size)
+        self.cached = bool(cache)
+        self._batches = list(self._own(self._source)) if self.cached else None
+        if self._batches is not None and not self._batches and not self.sharded:
+            raise ValueError("data is empty: expected at least one batch")
+        self._sha256: str | None = None
+
+    def _own(self, source: Iterable[Any]) -> Iterator[Any]:
+        for i, batch in enumerate(source):
+            if i % self._world == self._rank:
+                yield to_device(batch, self.device)
+
+    def __iter__(self) -> Iterator[Any]:
+        """This rank's batches on the device, in order."""
+        if self._batches is not None:
+            return iter(self._batches)
+        return self._own(self._source)
+
+    @property
+    def num_batches(self) -> int:
+        """Number of this rank's batches (one pass over uncached data to count them)."""
+        if self._batches is not None:
+            return len(self._batches)
+        return sum(1 for _ in self)
+
+    def sha256(self) -> str:
+        """The fingerprint (:func:`fingerprint`) of this rank's batches, computed on the first
+        call and kept."""
+        if self._sha256 is None:
+            self._sha256 = fingerprint(self)
+        return self._sha256

@@ -1,0 +1,754 @@
+"""The Objective: exact mean loss and metrics of a model over a data set, at any point.
+
+Values are exact means over examples: every batch contributes its *sum* and its example
+count, and the sums are accumulated in float64, so ragged batches weigh what they should.
+A batch's sums (the loss and every metric) are computed by one method,
+:meth:`Objective.output_sums`, whichever way the model was called.
+
+How the model is called. The caller's model is never written to, and its train/eval flags
+are the same afterwards:
+
+- values at a point (``objective(state)`` and :meth:`Objective.evaluate_points` one point
+  per pass) run a *private copy* of the model, deep-copied once and shared by every
+  Objective made from this one with :meth:`Objective.at`. The copy's floating tensors are
+  views into one flat buffer per device and dtype, so a point is written with a few
+  vector operations (``origin + c * d`` per direction) whatever the number of tensors;
+- differentiable sums (:meth:`Objective.batch_sums`, used by the Hessian and the sharpness
+  measures) and K points per pass call the caller's model through
+  :func:`torch.func.functional_call` with the state passed in (stacked states through
+  ``vmap`` for K points, see :mod:`landscape._batched`), with its train/eval flags set for
+  the call and restored afterwards.
+
+Data are prepared once by :class:`~landscape.data.EvaluationData` (device cache,
+fingerprint, sharding over ``torch.distributed`` ranks with the sums all-reduced).
+``precision`` runs the model in TF32 or bfloat16 while sums stay float64.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+from . import distributed
+from ._batched import (
+    PRECISIONS,
+    Precision,
+    auto_points_per_pass,
+    move_directions,
+    precision_context,
+    stack_points,
+    state_bytes,
+    upcast,
+)
+from .data import EvaluationData
+from .losses import MetricFn, accuracy_sum, is_classification, resolve_loss
+from .params import end_index, lerp_coefficient, model_device_dtype, model_state
+
+BatchLoss = Callable[[nn.Module, Any], tuple[torch.Tensor, int]]
+State = Mapping[str, torch.Tensor]
+
+__all__ = ["BatchLoss", "Objective"]
+
+
+@contextlib.contextmanager
+def _mode(model: nn.Module, training: bool) -> Iterator[None]:
+    """Set every submodule's train/eval flag for a block, then restore each one exactly."""
+    saved = [(m, m.training) for m in model.modules()]
+    try:
+        model.train(training)
+        yield
+    finally:
+        for m, flag in saved:
+            m.training = flag
+
+
+class _ClosureModule(nn.Module):
+    """Lets ``functional_call`` reach a user's ``batch_loss(model, batch)`` closure."""
+
+    def __init__(self, model: nn.Module, batch_loss: BatchLoss):
+        super().__init__()
+        self.model = model
+        self._batch_loss = batch_loss
+
+    def forward(self, batch: Any) -> tuple[torch.Tensor, int]:
+        return self._batch_loss(self.model, batch)
+
+
+class _Workspace:
+    """What an Objective shares with those made from it by :meth:`Objective.at`: the
+    private copy of the model (made on first use), its flat buffers, and the choices
+    made for the model (points per pass, whether ``vmap`` works)."""
+
+    def __init__(self, model: nn.Module, train_mode: bool):
+        self.model = model
+        self.train_mode = train_mode
+        self.module: nn.Module | None = None
+        self.tensors: dict[str, torch.Tensor] = {}
+        # (device, dtype) -> names whose tensors are views into flat[key], in order
+        self.layout: dict[tuple[torch.device, torch.dtype], list[str]] = {}
+        self.flat: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+        self.slices: dict[str, tuple[tuple[torch.device, torch.dtype], int, int]] = {}
+        self.fixed: list[str] = []  # integer tensors (num_batches_tracked), copied as they are
+        self.vmap_ok = True
+        self.plan: tuple[tuple, list, Any] | None = None  # last one-point plan: key, tensors, plan
+        self.auto_points: int | None = None
+        self.entered = False
+
+    def ensure(self) -> None:
+        """Make the private copy, with its floating tensors moved into flat buffers."""
+        if self.module is not None:
+            return
+        own = copy.deepcopy(self.model).train(self.train_mode).requires_grad_(False)
+        tensors = dict(own.state_dict(keep_vars=True))
+        seen: set[int] = set()
+        for name, t in tensors.items():
+            if not t.is_floating_point():
+                self.fixed.append(name)
+            elif id(t) not in seen:  # a tied tensor is written once, through its first name
+                seen.add(id(t))
+                self.layout.setdefault((t.device, t.dtype), []).append(name)
+        for key, names in self.layout.items():
+            flat = torch.cat([tensors[n].detach().reshape(-1) for n in names])
+            offset = 0
+            for name in names:
+                t = tensors[name]
+                t.data = flat[offset : offset + t.numel()].view(t.shape)
+                self.slices[name] = (key, offset, offset + t.numel())
+                offset += t.numel()
+            self.flat[key] = flat
+        self.tensors = tensors
+        self.module = own
+
+    def flatten(self, state: State, fill: Mapping[str, torch.Tensor] | None = None) -> dict:
+        """``state`` as flat vectors in the copy's layout; names it lacks are zero, or taken
+        from the flat vectors ``fill``."""
+        out = {}
+        for key, flat in self.flat.items():
+            out[key] = flat.new_zeros(flat.shape) if fill is None else fill[key].clone()
+        for name, t in state.items():
+            where = self.slices.get(name)
+            if where is not None:
+                key, lo, hi = where
+                out[key][lo:hi].copy_(t.reshape(-1))
+        return out
+
+    def write(self, full: State) -> None:
+        """Write a complete state into the copy."""
+        for key, names in self.layout.items():
+            parts = [full[n].reshape(-1) for n in names]
+            parts = [p if p.device == key[0] else p.to(key[0]) for p in parts]
+            torch.cat(parts, out=self.flat[key])
+        self.write_fixed(full)
+
+    def write_fixed(self, full: State) -> None:
+        for name in self.fixed:
+            self.tensors[name].copy_(full[name])
+
+
+class Objective:
+    """Exact mean loss (and metrics) of ``model`` on ``data``, at any state.
+
+    Args:
+        model: the network; it is never modified. Its device and dtype are used.
+        data: a DataLoader, Dataset, ``(inputs, targets)`` tuple, iterable of batches, or
+            an :class:`~landscape.data.EvaluationData` already prepared (then used as it
+            is: not moved or fingerprinted again; ``batch_size``, ``cache_data`` and
+            ``shard_data`` come from it).
+        loss: ``"cross_entropy"``, ``"mse"``, ``"bce"`` (binary, logits), or a callable
+            ``fn(outputs, targets) -> batch sum`` (an ``nn.Module`` loss with a
+            ``reduction`` attribute is switched to ``"sum"`` for you).
+        metrics: extra ``{name: fn(outputs, targets) -> batch sum}``; ``accuracy`` is added
+            for ``cross_entropy`` and ``bce`` unless ``accuracy=False``.
+        batch_loss: instead of ``loss``, a closure ``batch_loss(model, batch) ->
+            (loss_sum, count)`` for models with unusual inputs or outputs.
+        train_mode: evaluate in train mode (BatchNorm batch statistics); default eval.
+        cache_data: move the batches to the device once and keep them (default); turn
+            off for data that does not fit, and they are re-read every evaluation.
+        batch_size: batch size used when ``data`` is a Dataset or a tensor tuple.
+        precision: ``"fp32"`` (default), ``"tf32"`` (TensorFloat-32 matrix products on
+            CUDA, global flags restored after each call; same as fp32 elsewhere) or
+            ``"bf16"`` (autocast to bfloat16 on the device). Outputs are cast back to
+            the model's dtype before the loss, and sums are accumulated in float64.
+        points_per_pass: K, the number of points :meth:`evaluate_points` evaluates per
+            pass over a batch. ``None`` chooses without timing anything, so the same model
+            and machine always get the same K (and the same values): 1 on a CPU (batching
+            points was never faster there for any model measured); on CUDA from the size
+            of the perturbed parameters, the activations of one batch and the free
+            memory. Models that ``vmap`` cannot map (train-mode BatchNorm, dropout in
+            train mode, data-dependent control flow, ``batch_loss`` closures) fall back to
+            one point at a time with a warning.
+        shard_data: under an initialized ``torch.distributed`` group, each rank keeps
+            every ``world_size``-th batch and the sums are all-reduced, so every rank
+            gets the value over the whole data. All ranks must then make the same calls.
+            Without a group (or with one rank) it changes nothing.
+
+    Example:
+        >>> torch.manual_seed(0) and None
+        >>> model = nn.Linear(3, 2)
+        >>> data = (torch.randn(10, 3), torch.randint(0, 2, (10,)))
+        >>> objective = Objective(model, data)
+        >>> sorted(objective(objective.base_state))
+        ['accuracy', 'loss']
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: Any,
+        *,
+        loss: str | MetricFn = "cross_entropy",
+        metrics: Mapping[str, MetricFn] | None = None,
+        accuracy: bool | None = None,
+        batch_loss: BatchLoss | None = None,
+        train_mode: bool = False,
+        cache_data: bool = True,
+        batch_size: int | None = None,
+        precision: Precision = "fp32",
+        points_per_pass: int | None = None,
+        shard_data: bool = False,
+    ):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        self.model = model
+        self.device, self.dtype = model_device_dtype(model)
+        self.train_mode = bool(train_mode)
+        self.batch_loss = batch_loss
+        if batch_loss is not None:
+            if metrics:
+                raise ValueError(
+                    "metrics need outputs and targets; give either batch_loss or metrics"
+                )
+            self.loss_name, self._loss_fn = getattr(batch_loss, "__name__", "batch_loss"), None
+            self._metrics: dict[str, MetricFn] = {}
+        else:
+            self.loss_name, self._loss_fn = resolve_loss(loss)
+            self._metrics = dict(metrics or {})
+            if accuracy is None:
+                accuracy = is_classification(loss)
+            if accuracy:
+                self._metrics.setdefault("accuracy", accuracy_sum)
+        if "loss" in self._metrics:
+            raise ValueError("'loss' is reserved for the loss; give the metric another name")
+        self.names: tuple[str, ...] = ("loss", *self._metrics)
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.precision: Precision = precision
+        if points_per_pass is not None:
+            if isinstance(points_per_pass, bool) or not isinstance(points_per_pass, int):
+                raise TypeError(
+                    f"points_per_pass must be an int or None, got {type(points_per_pass).__name__}"
+                )
+            if points_per_pass < 1:
+                raise ValueError(f"points_per_pass must be >= 1 or None, got {points_per_pass}")
+        self.points_per_pass = points_per_pass
+        if isinstance(data, EvaluationData):
+            if data.device != self.device:
+                raise ValueError(
+                    f"the EvaluationData is on {data.device}, the model on {self.device}; "
+                    "prepare the data for the model's device"
+                )
+            if batch_size is not None or not cache_data or shard_data:
+                raise ValueError(
+                    "batch_size, cache_data and shard_data come from the EvaluationData; "
+                    "set them when preparing it"
+                )
+            self.data = data
+        else:
+            self.data = EvaluationData(
+                data, device=self.device, batch_size=batch_size, cache=cache_data,
+                shard=shard_data,
+            )  # fmt: skip
+        self.cache_data = self.data.cached
+        self.shard_data = self.data.sharded
+        self.base_state: dict[str, torch.Tensor] = model_state(model, "states")
+        self._buffer_names = [name for name, _ in model.named_buffers()]
+        self._num_examples: int | None = None
+        self._work = _Workspace(model, self.train_mode)
+        self._work.vmap_ok = batch_loss is None
+
+    # -- re-pointing
+    def at(self, state: State | nn.Module) -> Objective:
+        """This objective (model, data, loss, options, private copy) around another state.
+
+        The new Objective's :attr:`base_state` is ``state`` (a checkpoint of the same
+        architecture, as a state_dict or a model), cast to the model's devices and dtypes;
+        names it lacks keep this objective's values. Nothing is deep-copied, moved or
+        fingerprinted again, so one Objective serves many checkpoints.
+
+        Raises:
+            ValueError: names the model lacks, or shapes that differ.
+
+        Example:
+            >>> model = nn.Linear(2, 1)
+            >>> objective = Objective(model, (torch.ones(4, 2), torch.zeros(4, 1)), loss="mse")
+            >>> zero = {"weight": torch.zeros(1, 2), "bias": torch.zeros(1)}
+            >>> objective.at(zero)()["loss"], objective.at(zero).data is objective.data
+            (0.0, True)
+        """
+        if isinstance(state, nn.Module):
+            state = state.state_dict()
+        full = self.full_state(state)  # checks the names
+        base = {}
+        for name, ref in self.base_state.items():
+            t = full[name]
+            if tuple(t.shape) != tuple(ref.shape):
+                raise ValueError(
+                    f"state {name!r} has shape {tuple(t.shape)}, the model's has {tuple(ref.shape)}"
+                )
+            base[name] = t.detach().to(device=ref.device, dtype=ref.dtype, copy=True)
+        other = copy.copy(self)
+        other.base_state = base
+        return other
+
+    # -- data
+    def batches(self) -> Iterator[Any]:
+        """The evaluation batches, on the model's device, in a fixed order.
+
+        With ``shard_data`` under a process group: this rank's share only (batches
+        ``rank, rank + world_size, ...``).
+        """
+        return iter(self.data)
+
+    def all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Sum ``tensor`` over the ranks sharing the data, in place; returns it.
+
+        A no-op without ``shard_data``. Code that loops over :meth:`batches` and adds up
+        :meth:`batch_sums` (or gradients of them) calls this on its totals to get the
+        value over the whole data; every rank must call it.
+        """
+        if self.shard_data:
+            distributed.all_reduce_sum(tensor)
+        return tensor
+
+    @property
+    def num_examples(self) -> int:
+        """Number of examples in the evaluation set (all shards together)."""
+        if self._num_examples is None:
+            local = sum(self._count(b) for b in self.batches())
+            count = torch.tensor(float(local), dtype=torch.float64, device=self.device)
+            self._num_examples = int(self.all_reduce(count).item())
+        return self._num_examples
+
+    def _count(self, batch: Any) -> int:
+        if self.batch_loss is not None:
+            with torch.no_grad():
+                return int(self._call(self.full_state(None), batch)[1])
+        return len(batch[1])
+
+    def data_sha256(self) -> str:
+        """A fingerprint of the evaluation data (every tensor's shape, dtype and bytes),
+        computed once per :class:`~landscape.data.EvaluationData` and kept."""
+        return self.data.sha256()
+
+    # -- one batch
+    def output_sums(
+        self, outputs: Any, targets: Any, *, with_metrics: bool = True
+    ) -> list[torch.Tensor]:
+        """A batch's sums from the model's outputs: ``[loss, *metrics]`` in the order of
+        :attr:`names` (only the loss without metrics), in the outputs' dtype.
+
+        The one place where losses and metrics are applied: every evaluation path (the
+        private copy, ``functional_call``, K points through ``vmap``) goes through it.
+        Metrics are computed without gradients.
+        """
+        outputs = upcast(outputs, self.dtype)
+        sums = [self._loss_fn(outputs, targets)]
+        if with_metrics and self._metrics:
+            with torch.no_grad():
+                sums += [torch.as_tensor(fn(outputs, targets)) for fn in self._metrics.values()]
+        return [s if s.dim() == 0 else s.reshape(()) for s in sums]
+
+    def full_state(self, state: State | None) -> dict[str, torch.Tensor]:
+        """``state`` completed with the base state's entries for names it lacks.
+
+        Raises:
+            ValueError: names the model's ``state_dict`` lacks.
+        """
+        if state is None:
+            merged = dict(self.base_state)
+        else:
+            unknown = set(state) - set(self.base_state)
+            if unknown:
+                raise ValueError(
+                    f"state has names the model does not: {sorted(unknown)[:5]}; "
+                    f"expected names from model.state_dict()"
+                )
+            merged = dict(self.base_state)
+            merged.update(state)
+        if self.train_mode:  # train-mode BatchNorm writes its running stats: give it copies
+            for name in self._buffer_names:
+                merged[name] = merged[name].clone()
+        return merged
+
+    @contextlib.contextmanager
+    def _evaluating(self) -> Iterator[None]:
+        """The model's mode and the precision for a block; entered once for a whole pass
+        over the data (nested entries cost nothing), restored on exit."""
+        work = self._work
+        if work.entered:
+            yield
+            return
+        with _mode(self.model, self.train_mode), precision_context(self.precision, self.device):
+            work.entered = True
+            try:
+                yield
+            finally:
+                work.entered = False
+
+    def _call(self, state: State, batch: Any) -> Any:
+        with self._evaluating():
+            if self.batch_loss is not None:
+                wrapper = _ClosureModule(self.model, self.batch_loss)
+                prefixed = {f"model.{n}": t for n, t in state.items()}
+                return functional_call(wrapper, prefixed, (batch,))
+            inputs, _ = batch
+            return functional_call(self.model, dict(state), (inputs,))
+
+    def batch_sums(
+        self, state: State, batch: Any, *, with_metrics: bool = True
+    ) -> tuple[dict[str, torch.Tensor], int]:
+        """Per-batch sums of the loss (differentiable) and metrics, and the example count,
+        by calling the model through ``functional_call`` at ``state``.
+
+        ``state`` must be complete (see :meth:`full_state`); its tensors may require
+        gradients (the Hessian and the sharpness measures differentiate these sums).
+        """
+        if self.batch_loss is not None:
+            loss_sum, count = self._call(state, batch)
+            return {"loss": loss_sum}, int(count)
+        targets = batch[1]
+        sums = self.output_sums(self._call(state, batch), targets, with_metrics=with_metrics)
+        return dict(zip(self.names, sums, strict=False)), len(targets)
+
+    # -- values through the private copy
+    def _copy_pass(self, batches: Iterable[Any], parts: list[torch.Tensor]) -> int:
+        """One pass of the private copy over ``batches`` at the state written into it: the
+        batch sums are appended to ``parts`` (converted to float64 later, all at once);
+        returns this rank's example count."""
+        module, count = self._work.module, 0
+        with precision_context(self.precision, self.device):
+            for batch in batches:
+                if self.batch_loss is not None:
+                    loss_sum, n = self.batch_loss(module, batch)
+                    parts.append(torch.as_tensor(loss_sum).detach().reshape(()))
+                else:
+                    inputs, targets = batch
+                    parts += self.output_sums(module(inputs), targets)
+                    n = len(targets)
+                count += int(n)
+        return count
+
+    def _to_totals(self, parts: list[torch.Tensor], num_points: int) -> torch.Tensor:
+        """Float64 sums ``(num_points, len(names))`` from the batch sums of as many passes:
+        every part is converted to float64 (one operation) and the batches added."""
+        if not parts:
+            return torch.zeros(num_points, len(self.names), dtype=torch.float64)
+        packed = torch.empty(len(parts), dtype=torch.float64, device=parts[0].device)
+        torch.stack(parts, out=packed)
+        return packed.view(num_points, -1, len(self.names)).sum(dim=1)
+
+    @torch.no_grad()
+    def __call__(
+        self, state: State | None = None, *, batches: Iterable[Any] | None = None
+    ) -> dict[str, float]:
+        """Exact means of the loss and metrics at ``state`` (default: the base state).
+
+        Names the state lacks take the base state's values, so a state of weights alone
+        works.
+
+        Args:
+            state: the point.
+            batches: evaluate over these batches instead of the objective's data (on the
+                device; with ``shard_data`` this rank's share): a chunk of
+                :meth:`batches`, or another :class:`~landscape.data.EvaluationData`
+                (held-out data, say).
+        """
+        work = self._work
+        work.ensure()
+        work.write(self.full_state(state))
+        parts: list[torch.Tensor] = []
+        count = self._copy_pass(self.data if batches is None else batches, parts)
+        totals = self._to_totals(parts, 1)
+        means = self._means(totals, [count], keep_count=batches is None)[0].tolist()
+        return dict(zip(self.names, means, strict=True))
+
+    def _means(self, totals: torch.Tensor, counts: list[int], *, keep_count: bool = True):
+        """All-reduce ``(points, names)`` sums and the points' counts together; return means."""
+        counts_t = torch.tensor(counts, dtype=torch.float64, device=totals.device)
+        if self.shard_data:
+            packed = self.all_reduce(torch.cat([totals.reshape(-1), counts_t]))
+            totals, counts_t = packed[: totals.numel()].view_as(totals), packed[totals.numel() :]
+            counts = counts_t.tolist()
+        if any(c == 0 for c in counts):
+            raise ValueError("data is empty: expected at least one example")
+        if keep_count:
+            self._num_examples = int(counts[0])
+        return totals / counts_t.view(-1, 1)
+
+    # -- many points
+    def resolve_points_per_pass(self) -> int:
+        """K, as given or as chosen for this model, data and device (see the class doc):
+        the same for the same model and machine, never found by timing.
+
+        The automatic choice on CUDA runs one forward pass on the first batch to measure
+        its activation memory (it resets the device's peak-memory statistics).
+        """
+        if self.points_per_pass is not None:
+            return self.points_per_pass
+        work = self._work
+        if work.auto_points is None:
+            if not work.vmap_ok or self.device.type != "cuda":
+                work.auto_points = 1
+            else:
+                work.auto_points = auto_points_per_pass(
+                    self.device, self._perturbable_bytes(), self._activation_bytes()
+                )
+        return work.auto_points
+
+    def _perturbable_bytes(self) -> int:
+        return state_bytes({n: t for n, t in self.base_state.items() if t.is_floating_point()})
+
+    @torch.no_grad()
+    def _activation_bytes(self) -> int:
+        batch = next(iter(self.batches()), None)
+        if batch is None:
+            return 1
+        torch.cuda.synchronize(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        before = torch.cuda.memory_allocated(self.device)
+        self.batch_sums(self.full_state(None), batch)
+        torch.cuda.synchronize(self.device)
+        return int(torch.cuda.max_memory_allocated(self.device) - before)
+
+    def _batched_totals(
+        self,
+        base: State,
+        directions: list[dict[str, torch.Tensor]],
+        coords: np.ndarray,
+        ends: list[dict[str, torch.Tensor] | None] | None,
+    ) -> tuple[torch.Tensor, int]:
+        """This rank's float64 sums ``(K, len(names))`` and example count for K points at
+        once: stacked states through ``vmap(functional_call)``."""
+        stacked = stack_points(base, directions, torch.from_numpy(coords), ends=ends)
+        fixed = {n: t for n, t in base.items() if n not in stacked}
+        model = self.model
+
+        def point_sums(perturbed: dict[str, torch.Tensor], inputs: Any, targets: Any):
+            outputs = functional_call(model, {**fixed, **perturbed}, (inputs,))
+            return torch.stack([s.to(torch.float64) for s in self.output_sums(outputs, targets)])
+
+        mapped = vmap(point_sums, in_dims=(0, None, None), randomness="error")
+        totals = torch.zeros(len(coords), len(self.names), dtype=torch.float64, device=self.device)
+        count = 0
+        with self._evaluating():
+            for inputs, targets in self.batches():
+                totals += mapped(stacked, inputs, targets)
+                count += len(targets)
+        return totals, count
+
+    def _one_point_plan(
+        self,
+        base: State,
+        directions: list[dict[str, torch.Tensor]],
+        ends: list[dict[str, torch.Tensor] | None] | None,
+    ) -> tuple[dict, list[dict], dict | None, int | None]:
+        """Flat vectors for the one-point path: the base, each direction (zero where it
+        does not move), the end state of an interpolation direction (the base elsewhere).
+
+        Kept for the next call with the same tensors (same objects, not modified in place
+        since: their version counters are part of the key), as when a surface evaluates
+        chunk after chunk along the same directions.
+        """
+        work = self._work
+        work.ensure()
+        states = (base, *directions, *(e for e in ends or () if e is not None))
+        tensors = [t for state in states for t in state.values()]
+        key = tuple((name, id(t), t._version) for state in states for name, t in state.items()) + (
+            len(directions),
+            end_index(ends, len(directions)),
+        )
+        if work.plan is not None and work.plan[0] == key:
+            return work.plan[2]
+        plan = self._flat_plan(base, directions, ends)
+        # The tensors are held with the key: an id is unique only while its object lives,
+        # and a freed direction's id is often given to the next one made.
+        work.plan = (key, tensors, plan)
+        return plan
+
+    def _flat_plan(
+        self,
+        base: State,
+        directions: list[dict[str, torch.Tensor]],
+        ends: list[dict[str, torch.Tensor] | None] | None,
+    ) -> tuple[dict, list[dict], dict | None, int | None]:
+        work = self._work
+        base_flat = work.flatten(base, fill=None)
+        flats = [work.flatten(d) for d in directions]
+        j_end = end_index(ends, len(directions))
+        end_flat = None
+        if j_end is not None:
+            end_flat = work.flatten(ends[j_end], fill=base_flat)  # type: ignore[index]
+        return base_flat, flats, end_flat, j_end
+
+    def _one_point_totals(
+        self,
+        base: State,
+        plan: tuple[dict, list[dict], dict | None, int | None],
+        coords: np.ndarray,
+        parts: list[torch.Tensor],
+    ) -> list[int]:
+        """One point at a time through the private copy; batch sums are appended to
+        ``parts``; returns the counts. Each point is formed as
+        :func:`landscape.params.point_state` forms it (``origin + c_j d_j`` with a product
+        and a sum per direction, zero coefficients skipped), so all coordinates 0 give
+        ``base`` exactly and an interpolation coordinate 1 its end exactly."""
+        work = self._work
+        base_flat, flats, end_flat, j_end = plan
+        order = list(range(len(flats)))
+        if j_end is not None:
+            order = [j_end, *(j for j in order if j != j_end)]
+        scratch = {key: torch.empty_like(flat) for key, flat in work.flat.items()}
+        work.write_fixed(base)
+        counts = []
+        for point in coords.tolist():
+            origin = base_flat
+            coefs = list(point)
+            if j_end is not None:
+                from_end, coefs[j_end] = lerp_coefficient(point[j_end])
+                origin = end_flat if from_end else base_flat
+            terms = [(coefs[j], flats[j]) for j in order if coefs[j] != 0]
+            for key, out in work.flat.items():
+                if not terms:
+                    out.copy_(origin[key])
+                    continue
+                buf = scratch[key]
+                (c, first), rest = terms[0], terms[1:]
+                torch.mul(first[key], c, out=buf)
+                torch.add(origin[key], buf, out=out)
+                for c, flat in rest:
+                    torch.mul(flat[key], c, out=buf)
+                    out.add_(buf)
+            if self.train_mode:  # train-mode BatchNorm counts its batches in the copy
+                work.write_fixed(base)
+            counts.append(self._copy_pass(self.data, parts))
+        return counts
+
+    @torch.no_grad()
+    def evaluate_points(
+        self,
+        base: State,
+        directions: Sequence[State],
+        coords: np.ndarray,
+        *,
+        ends: Sequence[State | None] | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Exact means at the points ``base + sum_j coords[k, j] * directions[j]``.
+
+        Points are formed as :func:`landscape.params.point_state` forms them, and
+        evaluated K at a time (see ``points_per_pass``). A point with all coordinates 0
+        always goes the one-point way, so it gives exactly the value at ``base`` whatever
+        K. With K > 1 the stacked states equal the one-point states bit for bit, and the
+        values agree with the one-point path to float32 rounding (batched kernels sum in
+        another order).
+
+        Args:
+            base: the centre state (names it lacks take the base state's values).
+            directions: one state per coordinate column.
+            coords: array ``(num_points, len(directions))``.
+            ends: for an interpolation, the end state of its direction (and None for the
+                others; at most one is set): then ``directions[j]`` must be ``ends[j] -
+                base`` and the point at coordinate 1 is ``ends[j]`` bit for bit (at 0,
+                ``base``), where ``base + 1 * (end - base)`` is not ``end`` in floating
+                point.
+
+        Returns:
+            ``{name: array (num_points,)}`` for the loss and every metric.
+
+        Raises:
+            ValueError: unknown names, more than one end, or a direction that is not
+                its end minus the base.
+        """
+        coords = np.asarray(coords, dtype=np.float64).reshape(len(coords), len(directions))
+        if len(coords) == 0:
+            return {name: np.empty(0) for name in self.names}
+        full = self.full_state(base)
+        moved = move_directions(directions, full)
+        j_end = end_index(ends, len(directions))
+        moved_ends = None
+        if j_end is not None:
+            end = ends[j_end]  # type: ignore[index]
+            missing = set(moved[j_end]) - set(end)
+            if missing:
+                raise ValueError(
+                    f"the end state lacks names its direction moves: {sorted(missing)[:5]}"
+                )
+            moved_ends = [None] * len(directions)
+            moved_ends[j_end] = {n: end[n].to(full[n]) for n in moved[j_end]}
+            for name, d in moved[j_end].items():
+                if not torch.equal(moved_ends[j_end][name] - full[name], d):
+                    raise ValueError(
+                        f"direction {j_end} must be its end state minus the base state (an "
+                        f"interpolation from the base to the end); {name!r} is not"
+                    )
+        rows: list[torch.Tensor | None] = [None] * len(coords)
+        counts: list[int] = [0] * len(coords)
+        k = self.resolve_points_per_pass()
+        # the centre goes the one-point way, so it is the checkpoint's value to the last bit
+        centre = ~coords.any(axis=1)
+        order = np.concatenate([np.flatnonzero(centre), np.flatnonzero(~centre)])
+        plan = None
+        start = 0
+        while start < len(order):
+            work = self._work
+            one_at_a_time = k == 1 or not work.vmap_ok or centre[order[start]]
+            stop = start + 1 if centre[order[start]] else len(order)
+            stop = stop if one_at_a_time else min(stop, start + k)
+            part = order[start:stop]
+            points = coords[part]
+            if not one_at_a_time:
+                # always K points per pass (the last one repeated), so that a point's value
+                # does not depend on how many others share its pass: a resumed run equals one
+                # never interrupted
+                padded = np.concatenate([points, points[-1:].repeat(k - len(points), axis=0)])
+                try:
+                    sums, num = self._batched_totals(full, moved, padded, moved_ends)
+                except torch.cuda.OutOfMemoryError:
+                    k = max(1, k // 2)
+                    work.auto_points = k
+                    warnings.warn(
+                        f"out of memory with {stop - start} points per pass; trying {k}",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+                    continue
+                except (RuntimeError, ValueError, TypeError, NotImplementedError) as err:
+                    work.vmap_ok = False
+                    warnings.warn(
+                        "evaluating one point at a time: this model cannot be evaluated at "
+                        f"several points per pass with torch.func.vmap ({str(err)[:200]})",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+                    continue
+                for i, flat in enumerate(part):
+                    rows[flat], counts[flat] = sums[i], num
+            else:
+                if plan is None:
+                    plan = self._one_point_plan(full, moved, moved_ends)
+                parts: list[torch.Tensor] = []
+                nums = self._one_point_totals(full, plan, points, parts)
+                sums = self._to_totals(parts, len(points))
+                for i, flat in enumerate(part):
+                    rows[flat], counts[flat] = sums[i], nums[i]
+            start = stop
+        totals = torch.stack(rows).to(self.device)  # type: ignore[arg-type]
+        means = self._means(totals, counts).cpu().numpy()
+        return {name: means[:, i] for i, name in enumerate(self.names)}
