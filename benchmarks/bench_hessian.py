@@ -1,12 +1,19 @@
-"""HVPs and wall time to the top-5 Hessian eigenvalues of the digits MLP, to 1e-6 relative error.
+"""HVPs and wall time to the top-5 Hessian eigenvalues of the digits MLP, to 1e-6 relative error,
+and the cost of one HVP when the data is several batches.
 
-Compares ``landscape.hessian.hessian_eigenpairs`` with a minimal baseline (one gradient graph
-reused for every HVP, and a bare ``scipy.sparse.linalg.eigsh``), both in float64 against the
-dense Hessian (torch.func forward-over-reverse, then ``eigvalsh``). For each method it reports
-the default setting and the loosest tolerance of a ladder that reaches the target error.
+Eigenvalues: compares ``landscape.hessian.hessian_eigenpairs`` (block Lanczos, verified in
+float64) with a minimal baseline (one gradient graph reused for every HVP, and a bare
+``scipy.sparse.linalg.eigsh``), both in float64 against the dense Hessian (torch.func
+forward-over-reverse, then ``eigvalsh``). For each method it reports the default setting and
+the loosest tolerance of a ladder that reaches the target error.
 
-Run: ``PYTHONPATH=. python benchmarks/bench_hessian.py [--threads N]``; prints a Markdown table
-and writes it to ``benchmarks/results_hessian.md``.
+Graphs: one HVP over the data in 2 and 4 batches, with every batch's gradient graph kept
+between products (the default budget) and with only the first kept (``max_graph_bytes=0``,
+the others recomputed at every product, as version 0.1 did for any data of 2+ batches);
+the two settings are interleaved, CPU and wall time both.
+
+Run: ``PYTHONPATH=. python benchmarks/bench_hessian.py [--threads N] [--sections ...]``;
+prints Markdown tables and writes them to ``benchmarks/results_hessian.md``.
 """
 
 from __future__ import annotations
@@ -116,9 +123,9 @@ def baseline(model: nn.Module, x: torch.Tensor, y: torch.Tensor, tol: float | No
     return np.sort(values)[::-1], count
 
 
-def measure(method, model, x, y, tol, exact):
+def measure(method, model, x, y, tol, exact, repeats=REPEATS):
     times = []
-    for _ in range(REPEATS):
+    for _ in range(repeats):
         start = time.perf_counter()
         values, hvps = method(model, x, y, tol)
         times.append(time.perf_counter() - start)
@@ -126,12 +133,44 @@ def measure(method, model, x, y, tol, exact):
     return {"tol": tol, "hvps": hvps, "seconds": min(times), "error": error}
 
 
-def loosest_reaching_target(method, model, x, y, exact):
+def loosest_reaching_target(method, model, x, y, exact, repeats=REPEATS):
     for tol in TOLERANCES:
-        row = measure(method, model, x, y, tol, exact)
+        row = measure(method, model, x, y, tol, exact, repeats)
         if row["error"] <= TARGET:
             return row
     raise RuntimeError(f"{method.__name__} did not reach {TARGET} with tol down to {tol}")
+
+
+def graph_rows(model: nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: int) -> list[str]:
+    """Per-HVP wall and CPU time with graphs kept or recomputed, interleaved."""
+    rows = []
+    for num_batches in (2, 4):
+        size = -(-len(x) // num_batches)
+        ops = {
+            budget: HessianOperator(
+                Objective(model, (x, y), batch_size=size), max_graph_bytes=budget
+            )
+            for budget in (0, 2**30)
+        }
+        v = torch.ones(ops[0].num_params, dtype=torch.float64)
+        for op in ops.values():
+            op @ v  # graphs built (and kept where the budget allows) before timing
+        times = {budget: ([], []) for budget in ops}
+        for _ in range(repeats):
+            for budget, op in ops.items():
+                wall, cpu = time.perf_counter(), time.process_time()
+                for _ in range(10):
+                    op @ v
+                times[budget][0].append((time.perf_counter() - wall) / 10)
+                times[budget][1].append((time.process_time() - cpu) / 10)
+        recompute = [min(t) * 1e3 for t in times[0]]
+        kept = [min(t) * 1e3 for t in times[2**30]]
+        rows.append(
+            f"| {num_batches} | {ops[2**30].graph_bytes / 2**20:.1f} | {recompute[0]:.2f} / "
+            f"{recompute[1]:.2f} | {kept[0]:.2f} / {kept[1]:.2f} | "
+            f"{recompute[0] / kept[0]:.2f} / {recompute[1] / kept[1]:.2f} |"
+        )
+    return rows
 
 
 def main() -> None:
@@ -140,10 +179,45 @@ def main() -> None:
         "--threads", type=int, default=None, help="torch threads (default: torch's)"
     )
     parser.add_argument("--out", default=str(Path(__file__).with_name("results_hessian.md")))
+    parser.add_argument(
+        "--sections", nargs="+", choices=("eigen", "graphs"), default=["eigen", "graphs"]
+    )
+    parser.add_argument("--repeats", type=int, default=REPEATS, help="timings per row (best of)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     model, x, y = digits_mlp()
+    machine = platform.processor() or platform.machine()
+    header = (
+        f"Machine: {machine}, {os.cpu_count()} cores, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), numpy {np.__version__}."
+    )
+    lines = []
+    if "eigen" in args.sections:
+        lines += eigen_lines(model, x, y, args.repeats, header)
+    if "graphs" in args.sections:
+        lines += [
+            "## Hessian: one HVP over several batches, graphs kept or recomputed",
+            "",
+            f"The same MLP and data, float64, split into equal batches; best of {args.repeats} "
+            "means of 10 HVPs, the two settings interleaved. Graph memory: the tensors the "
+            "kept graphs save, as counted when they are built.",
+            "",
+            header,
+            "",
+            "| batches | graphs kept (MiB) | recomputed: ms wall / CPU | kept: ms wall / CPU | "
+            "speed-up wall / CPU |",
+            "|---|---|---|---|---|",
+            *graph_rows(model, x, y, args.repeats),
+            "",
+        ]
+    table = "\n".join(lines) + "\n"
+    print(table)
+    Path(args.out).write_text(table)
+
+
+def eigen_lines(model, x, y, repeats: int, header: str) -> list[str]:
+    """The eigenvalue table (dense reference, landscape and the baseline)."""
     num_params = sum(p.numel() for p in model.parameters())
     start = time.perf_counter()
     exact = dense_top5(model, x, y)
@@ -153,35 +227,33 @@ def main() -> None:
         [
             (
                 "landscape `hessian_eigenpairs`, default tol",
-                measure(ours, model, x, y, None, exact),
+                measure(ours, model, x, y, None, exact, repeats),
             ),
             (
                 "baseline: graph reuse + `eigsh`, default tol",
-                measure(baseline, model, x, y, None, exact),
+                measure(baseline, model, x, y, None, exact, repeats),
             ),
         ],
         [
             (
                 "landscape, loosest tol reaching 1e-6",
-                loosest_reaching_target(ours, model, x, y, exact),
+                loosest_reaching_target(ours, model, x, y, exact, repeats),
             ),
             (
                 "baseline, loosest tol reaching 1e-6",
-                loosest_reaching_target(baseline, model, x, y, exact),
+                loosest_reaching_target(baseline, model, x, y, exact, repeats),
             ),
         ],
     ]
-    machine = platform.processor() or platform.machine()
     lines = [
         "## Hessian: top-5 eigenvalues of the digits MLP",
         "",
         f"MLP 64-64-10 (tanh), {num_params} parameters, 1797 examples in one batch, float64; "
         f"dense reference (torch.func forward-over-reverse + eigvalsh) took {dense_seconds:.1f} s. "
         f"Top-5 eigenvalues: {', '.join(f'{v:.6g}' for v in exact)}. "
-        f"Time: best of {REPEATS}, from building the operator (or graph) to the eigenvalues.",
+        f"Time: best of {repeats}, from building the operator (or graph) to the eigenvalues.",
         "",
-        f"Machine: {machine}, {os.cpu_count()} cores, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), numpy {np.__version__}.",
+        header,
         "",
         "| method | tol | HVPs | wall time (s) | max rel. error | time / baseline |",
         "|---|---|---|---|---|---|",
@@ -194,9 +266,8 @@ def main() -> None:
                 f"| {name} | {tol} | {row['hvps']} | {row['seconds']:.3f} | {row['error']:.1e} | "
                 f"{row['seconds'] / reference:.2f} |"
             )
-    table = "\n".join(lines) + "\n"
-    print(table)
-    Path(args.out).write_text(table)
+    lines.append("")
+    return lines
 
 
 if __name__ == "__main__":

@@ -1,0 +1,246 @@
+"""Hessian eigenpairs by block Lanczos, verified in float64; extreme eigenvalues, Li et al.'s
+convexity ratio and the top eigenvectors as surface directions."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+
+from ..evaluate import Objective
+from ..linalg import Which, lanczos_eigenpairs
+from .operator import HessianOperator, ParamSelection, resolve_operator
+from .results import EigenResult, ExtremeEigenvalues
+
+__all__ = ["hessian_eigenpairs", "extreme_eigenvalues", "min_max_ratio", "hessian_directions"]
+
+
+def hessian_eigenpairs(
+    objective: Objective | HessianOperator,
+    *,
+    k: int = 5,
+    which: Which = "LA",
+    tol: float | None = None,
+    max_hvps: int = 500,
+    seed: int = 0,
+    state: Mapping[str, torch.Tensor] | None = None,
+    params: ParamSelection = None,
+    dtype: torch.dtype | None = None,
+) -> EigenResult:
+    """``k`` eigenpairs of the Hessian by block Lanczos, every pair checked in float64.
+
+    The solver is :func:`landscape.linalg.lanczos_eigenpairs` on the
+    :class:`HessianOperator`: a Krylov space grown from a random block of ``k`` vectors (so
+    every copy of a repeated eigenvalue and every member of a tight cluster is found), until
+    every wanted Ritz pair has a residual estimate ``<= tol * ||H||`` (``||H||`` estimated
+    by the largest Ritz value in magnitude). The pairs are then verified with ``k`` explicit
+    float64 HVPs (a Rayleigh-Ritz step on their span): the eigenvalues reported are float64
+    Rayleigh quotients, the residuals float64 ``||H v - lambda v||``, and ``converged``
+    means every such residual is ``<= tol * ||H||``. Each eigenvalue is then within
+    ``tol * ||H||`` of an eigenvalue of the Hessian (within ``(tol * ||H||)**2 / gap``
+    when it is ``gap`` away from the rest of the spectrum).
+
+    Precision: products are computed in ``dtype`` (default the model's). Lower-precision
+    products are verified with the operator's float64 twin (:meth:`HessianOperator.float64`:
+    float64 copies of the point and of the cached data, built on first use); when their
+    round-off keeps the float64 residuals above the tolerance, Lanczos continues in float64
+    from the pairs found (``settings["num_hvps_float64"]`` counts those products). Near a
+    minimum float32 products can be off by ~1e-3 of ``||H||`` along the top eigenvector,
+    which no tolerance on float32 residuals catches.
+
+    Memory: the Krylov basis is kept on the device in the operator's dtype (at least
+    float32): at most ``max_hvps * n`` numbers (``4 * n`` or ``8 * n`` bytes per HVP).
+
+    Args:
+        objective: an Objective, or a HessianOperator (then ``state``, ``params`` and
+            ``dtype`` must be left out).
+        k: number of eigenpairs.
+        which: "LA" largest algebraic, "SA" smallest algebraic, "LM" largest magnitude,
+            "BE" both ends (``k // 2`` smallest and the rest largest).
+        tol: residual tolerance relative to ``||H||``; default 1e-8 for float64 products
+            and 1e-4 for lower precision.
+        max_hvps: budget of HVPs, checks included; on running out a ``RuntimeWarning`` is
+            issued and the result has ``converged=False``.
+        seed: seed of the random start block.
+        state, params, dtype: as in :class:`HessianOperator`.
+
+    Returns:
+        an :class:`EigenResult`. If an HVP is not finite (a point where the loss overflows),
+        eigenvalues, vectors and residuals are NaN.
+
+    Raises:
+        ValueError: ``k`` not in ``1..n``, ``max_hvps < 2 k``, ``tol`` negative, bad ``which``.
+
+    Example:
+        >>> from torch import nn
+        >>> from landscape.evaluate import Objective
+        >>> x = torch.randn(20, 3, dtype=torch.float64)
+        >>> objective = Objective(nn.Linear(3, 1).double(), (x, x.sum(1)), loss="mse")
+        >>> result = hessian_eigenpairs(objective, k=2)
+        >>> result.converged, result.eigenvectors.shape
+        (True, (2, 4))
+    """
+    op = resolve_operator(objective, state, params, dtype)
+    n = op.num_params
+    if which not in ("LA", "SA", "LM", "BE"):
+        raise ValueError(f"which must be 'LA', 'SA', 'LM' or 'BE', got {which!r}")
+    if not 1 <= k <= n:
+        raise ValueError(f"k must be between 1 and the number of parameters {n}, got {k}")
+    if max_hvps < 2 * k:
+        raise ValueError(f"max_hvps must be at least 2 * k = {2 * k}, got {max_hvps}")
+    pairs = lanczos_eigenpairs(op, k, which=which, tol=tol, max_matvecs=max_hvps, seed=seed)
+    tol = pairs.settings["tol"]
+    settings = {
+        **op.settings,
+        "k": k,
+        "which": which,
+        "tol": tol,
+        "max_hvps": max_hvps,
+        "seed": seed,
+        "verify_dtype": pairs.settings["verify_dtype"],
+        "num_hvps_float64": pairs.num_matvecs64,
+    }
+    values, residuals = pairs.values, pairs.residuals
+    vectors = pairs.vectors.cpu().numpy()
+    if np.isnan(values).any():
+        warnings.warn(
+            "a Hessian-vector product is not finite; returning NaN", RuntimeWarning, stacklevel=2
+        )
+    elif not pairs.converged:
+        warnings.warn(
+            f"Lanczos stopped after {pairs.num_matvecs} HVPs with float64 residuals up to "
+            f"{residuals.max():.3g}, above tol * ||H|| = {tol * pairs.norm:.3g}; raise "
+            "max_hvps, or tol",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    if np.isfinite(vectors).all():
+        signs = np.sign(vectors[np.arange(k), np.abs(vectors).argmax(axis=1)])
+        vectors = vectors * signs[:, None]
+    return EigenResult(
+        eigenvalues=values,
+        eigenvectors=vectors,
+        residuals=residuals,
+        num_hvps=pairs.num_matvecs,
+        converged=pairs.converged,
+        names=op.names,
+        shapes=dict(op.shapes),
+        settings=settings,
+    )
+
+
+def extreme_eigenvalues(
+    objective: Objective | HessianOperator,
+    *,
+    tol: float | None = None,
+    max_hvps: int = 500,
+    seed: int = 0,
+    state: Mapping[str, torch.Tensor] | None = None,
+    params: ParamSelection = None,
+    dtype: torch.dtype | None = None,
+) -> ExtremeEigenvalues:
+    """The largest and smallest Hessian eigenvalues from one Lanczos run (both ends converge
+    together), and the ratio ``|lambda_min / lambda_max|`` of Li et al. (2018).
+
+    Args:
+        objective, tol, max_hvps, seed, state, params, dtype: as in :func:`hessian_eigenpairs`.
+
+    Returns:
+        an :class:`ExtremeEigenvalues`.
+
+    Example:
+        >>> from torch import nn
+        >>> from landscape.evaluate import Objective
+        >>> x = torch.randn(20, 3, dtype=torch.float64)
+        >>> objective = Objective(nn.Linear(3, 1).double(), (x, x.sum(1)), loss="mse")
+        >>> extreme_eigenvalues(objective).lambda_min > 0  # least squares is convex
+        True
+    """
+    eigen = hessian_eigenpairs(
+        objective,
+        k=2,
+        which="BE",
+        tol=tol,
+        max_hvps=max_hvps,
+        seed=seed,
+        state=state,
+        params=params,
+        dtype=dtype,
+    )
+    top, bottom = (float(v) for v in eigen.eigenvalues)
+    return ExtremeEigenvalues(
+        lambda_max=top,
+        lambda_min=bottom,
+        ratio=abs(bottom / top) if top != 0 else math.nan,
+        residuals=eigen.residuals,
+        num_hvps=eigen.num_hvps,
+        converged=eigen.converged,
+        settings=eigen.settings,
+    )
+
+
+def min_max_ratio(
+    objective: Objective,
+    state: Mapping[str, torch.Tensor] | None = None,
+    *,
+    params: ParamSelection = None,
+    dtype: torch.dtype | None = None,
+    tol: float = 1e-3,
+    max_hvps: int = 200,
+    seed: int = 0,
+) -> float:
+    """Li et al.'s convexity measure ``|lambda_min / lambda_max|`` at one point, cheaply.
+
+    Meant to be called at every point of a surface, so the defaults are modest: with
+    ``tol=1e-3`` each eigenvalue is within ``1e-3 * ||H||`` (far closer when it is isolated),
+    so the ratio is within about ``1e-3`` *absolute*; for ratios below about ``10 * tol`` (a
+    nearly convex point) pass a smaller ``tol``. NaN where an HVP is not finite.
+
+    Args:
+        objective: the loss and data.
+        state: the point (default the model's own).
+        params, dtype: as in :class:`HessianOperator`.
+        tol, max_hvps, seed: as in :func:`hessian_eigenpairs`.
+
+    Returns:
+        the ratio, a float.
+    """
+    return extreme_eigenvalues(
+        objective, tol=tol, max_hvps=max_hvps, seed=seed, state=state, params=params, dtype=dtype
+    ).ratio
+
+
+def hessian_directions(
+    objective: Objective | HessianOperator,
+    *,
+    state: Mapping[str, torch.Tensor] | None = None,
+    params: ParamSelection = None,
+    dtype: torch.dtype | None = None,
+    tol: float | None = None,
+    max_hvps: int = 500,
+    seed: int = 0,
+) -> list[dict[str, torch.Tensor]]:
+    """The top two Hessian eigenvectors as two direction states (``--directions hessian``).
+
+    Args:
+        objective, state, params, dtype, tol, max_hvps, seed: as in :func:`hessian_eigenpairs`.
+
+    Returns:
+        ``[d_x, d_y]``, each ``{name: float64 CPU tensor}`` over the differentiated weights,
+        unit norm together, orthogonal to each other.
+    """
+    eigen = hessian_eigenpairs(
+        objective,
+        k=2,
+        which="LA",
+        tol=tol,
+        max_hvps=max_hvps,
+        seed=seed,
+        state=state,
+        params=params,
+        dtype=dtype,
+    )
+    return eigen.as_states()

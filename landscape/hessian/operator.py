@@ -1,0 +1,346 @@
+"""The Hessian of an objective's mean loss as a symmetric operator: exact Hessian-vector
+products over the whole evaluation set."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import scipy.sparse.linalg
+import torch
+
+from ..evaluate import Objective
+from ..params import flatten, select_names, state_sha256, unflatten
+
+ParamSelection = Callable[[str, torch.Tensor], bool] | Iterable[str] | None
+
+#: Default budget for the autograd graphs kept between products (see HessianOperator).
+GRAPH_BYTES = 2**30
+
+__all__ = ["HessianOperator", "ParamSelection", "GRAPH_BYTES", "resolve_operator"]
+
+
+def _cast(obj: Any, dtype: torch.dtype) -> Any:
+    """``obj`` with every floating tensor (also inside dicts, lists, tuples) cast to ``dtype``."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(dtype) if obj.is_floating_point() else obj
+    if isinstance(obj, Mapping):
+        return {k: _cast(v, dtype) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cast(v, dtype) for v in obj)
+    return obj
+
+
+class _SavedBytes:
+    """Counts the bytes of the distinct storages autograd saves while it is active."""
+
+    def __init__(self, seen: set[tuple[int, int]]):
+        self.seen, self.bytes = seen, 0
+
+    def pack(self, t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        key = (storage.data_ptr(), storage.nbytes())
+        if key not in self.seen:
+            self.seen.add(key)
+            self.bytes += storage.nbytes()
+        return t
+
+    @staticmethod
+    def unpack(t: torch.Tensor) -> torch.Tensor:
+        return t
+
+
+class HessianOperator:
+    """The Hessian of an objective's exact mean loss with respect to the model's weights.
+
+    ``H @ v`` is an exact Hessian-vector product (double backward) over the whole evaluation
+    set: each batch contributes the HVP of its loss *sum*, and the total is divided by the
+    number of examples, so ragged batches weigh what they should. It is a
+    :class:`~landscape.linalg.SymmetricOperator` (``matvec``, ``size``, ``dtype``,
+    ``device``), so every solver of :mod:`landscape.linalg` takes it. The model is only
+    called through the objective (``functional_call`` on copies of the point), so its
+    parameters, buffers and train/eval flags are unchanged, and buffers (BatchNorm running
+    statistics) are held fixed. With an objective that shards its data over
+    ``torch.distributed`` ranks, products and counts are all-reduced: every rank makes the
+    same calls and gets the same results.
+
+    Graphs: a product needs each batch's gradient graph (forward, gradient with
+    ``create_graph``). The graphs of the first batches are kept between products while the
+    tensors they save total at most ``max_graph_bytes`` (counted as they are built); the
+    other batches are recomputed at every product. The first batch's graph is always kept
+    (a product holds one graph at its peak anyway), so one batch costs one backward pass a
+    product. ``max_graph_bytes=0`` keeps only that one. Graphs are kept only for cached
+    data (``Objective(cache_data=True)``, the default).
+
+    Args:
+        objective: the loss and data; its model is never changed.
+        state: the point, a (partial) state with names from ``model.state_dict()``; default
+            the objective's base state (the model's own).
+        params: which weights to differentiate: ``None`` (all of ``model.named_parameters()``),
+            a collection of names, or a predicate ``(name, tensor) -> bool`` such as
+            ``lambda n, t: t.dim() > 1`` (Li et al.'s choice). The others are held fixed.
+        dtype: compute in this floating dtype (e.g. ``torch.float64``) on copies of the state
+            and data; default the model's dtype.
+        check_deterministic: evaluate the loss twice at construction and refuse an objective
+            whose two values differ (Dropout in train mode, random augmentation), as an HVP of
+            a random function is meaningless.
+        max_graph_bytes: budget for the graphs kept between products (default 1 GiB).
+
+    Attributes:
+        names, shapes, num_params: the differentiated weights (flat vectors follow ``names``).
+        size: ``num_params``, as solvers call it.
+        num_examples, loss: size of the evaluation set, and the mean loss at the point.
+        num_hvps: products computed so far.
+        device, dtype, settings: where and how it computes; ``settings`` (dtype, loss, the
+            point's fingerprint ``state_sha256``, ...) is copied into every result.
+
+    Raises:
+        ValueError: a selected name is not a weight, no weight is selected, or a negative
+            ``max_graph_bytes``.
+        RuntimeError: the loss is not deterministic.
+
+    Example:
+        >>> from torch import nn
+        >>> from landscape.evaluate import Objective
+        >>> data = (torch.randn(8, 3, dtype=torch.float64), torch.randn(8, dtype=torch.float64))
+        >>> H = HessianOperator(Objective(nn.Linear(3, 1).double(), data, loss="mse"))
+        >>> H.size, (H @ torch.ones(4, dtype=torch.float64)).shape
+        (4, torch.Size([4]))
+    """
+
+    def __init__(
+        self,
+        objective: Objective,
+        *,
+        state: Mapping[str, torch.Tensor] | None = None,
+        params: ParamSelection = None,
+        dtype: torch.dtype | None = None,
+        check_deterministic: bool = True,
+        max_graph_bytes: int = GRAPH_BYTES,
+    ):
+        if not isinstance(objective, Objective):
+            raise TypeError(
+                f"objective must be a landscape Objective, got {type(objective).__name__}"
+            )
+        if isinstance(max_graph_bytes, bool) or not isinstance(max_graph_bytes, int):
+            raise TypeError(f"max_graph_bytes must be an int, got {max_graph_bytes!r}")
+        if max_graph_bytes < 0:
+            raise ValueError(f"max_graph_bytes must be >= 0, got {max_graph_bytes}")
+        self.objective = objective
+        self.device = objective.device
+        self.dtype = objective.dtype if dtype is None else dtype
+        if not (isinstance(self.dtype, torch.dtype) and self.dtype.is_floating_point):
+            raise TypeError(f"dtype must be a floating dtype, got {self.dtype}")
+        self.max_graph_bytes = max_graph_bytes
+        self._source = objective.full_state(state)  # references, for a float64 twin
+        point = {n: _cast(t, self.dtype) for n, t in self._source.items()}
+        weights = {n: point[n] for n, _ in objective.model.named_parameters()}
+        try:
+            self.names: tuple[str, ...] = tuple(select_names(weights, params))
+        except ValueError as err:
+            raise ValueError(
+                f"{err}; only weights (model.named_parameters()) can be selected"
+            ) from None
+        if not self.names:
+            raise ValueError("params selected no weight; expected at least one floating parameter")
+        self._leaves = [point[n].detach().clone().requires_grad_(True) for n in self.names]
+        self._point = point
+        self.shapes: dict[str, tuple[int, ...]] = {n: tuple(point[n].shape) for n in self.names}
+        self._weights = dict(zip(self.names, self._leaves, strict=True))
+        self.num_params = sum(t.numel() for t in self._leaves)
+        self.num_hvps = 0
+        cast = self.dtype != objective.dtype
+        self._data = None
+        if objective.cache_data:
+            self._data = [_cast(b, self.dtype) if cast else b for b in objective.batches()]
+        self._graphs: dict[int, tuple[torch.Tensor, ...]] = {}
+        self._recompute: set[int] = set()
+        self._saved: set[tuple[int, int]] = set()
+        self.graph_bytes = 0
+        self._twin: HessianOperator | None = None
+        sums, self.num_examples = self._loss_sums()
+        if check_deterministic and not np.array_equal(sums, self._loss_sums()[0], equal_nan=True):
+            raise RuntimeError(
+                "the loss is not deterministic: two evaluations at the same point differ, so its "
+                "Hessian is undefined; evaluate in eval mode (Objective(..., train_mode=False)) "
+                "or remove the randomness (Dropout in train mode, random augmentation), or pass "
+                "check_deterministic=False if the difference is harmless round-off"
+            )
+        local = torch.tensor(sums.sum(), dtype=torch.float64, device=self.device)
+        self.loss = float(self.objective.all_reduce(local)) / self.num_examples
+        self.settings: dict[str, Any] = {
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "device": str(self.device),
+            "num_params": self.num_params,
+            "num_examples": self.num_examples,
+            "loss_name": objective.loss_name,
+            "train_mode": objective.train_mode,
+            "state_sha256": state_sha256(self._weights),
+        }
+
+    @property
+    def size(self) -> int:
+        """The number of differentiated weights (:attr:`num_params`)."""
+        return self.num_params
+
+    # -- data and state
+    def _batches(self) -> Iterator[Any]:
+        if self._data is not None:
+            yield from self._data
+            return
+        for batch in self.objective.batches():
+            yield _cast(batch, self.dtype)
+
+    def _state(self) -> dict[str, torch.Tensor]:
+        return self.objective.full_state({**self._point, **self._weights})  # fresh buffer copies
+
+    @torch.no_grad()
+    def _loss_sums(self) -> tuple[np.ndarray, int]:
+        """Per-batch loss sums at the point (this rank's batches when the objective shards its
+        data), and the number of examples (all ranks)."""
+        sums, local = [], 0
+        for batch in self._batches():
+            loss, count = self.objective.batch_sums(self._state(), batch, with_metrics=False)
+            sums.append(float(loss["loss"]))
+            local += count
+        count = torch.tensor(float(local), dtype=torch.float64, device=self.device)
+        total = int(self.objective.all_reduce(count).item())
+        if total == 0:
+            raise ValueError("data is empty: expected at least one example")
+        return np.asarray(sums), total
+
+    # -- products
+    def _batch_grad(self, batch: Any) -> tuple[torch.Tensor, ...]:
+        sums, _ = self.objective.batch_sums(self._state(), batch, with_metrics=False)
+        return torch.autograd.grad(
+            sums["loss"] / self.num_examples,
+            self._leaves,
+            create_graph=True,
+            allow_unused=True,
+            materialize_grads=True,
+        )
+
+    def _graph(self, index: int, batch: Any) -> tuple[tuple[torch.Tensor, ...], bool]:
+        """Batch ``index``'s gradient graph, and whether it is kept for later products."""
+        if index in self._graphs:
+            return self._graphs[index], True
+        if self._data is None or index in self._recompute:
+            return self._batch_grad(batch), False
+        counter = _SavedBytes(self._saved)
+        with torch.autograd.graph.saved_tensors_hooks(counter.pack, counter.unpack):
+            grads = self._batch_grad(batch)
+        if index == 0 or self.graph_bytes + counter.bytes <= self.max_graph_bytes:
+            self.graph_bytes += counter.bytes
+            self._graphs[index] = grads
+            return grads, True
+        self._recompute.add(index)
+        return grads, False
+
+    def _backward(
+        self, grads: Sequence[torch.Tensor], parts: Sequence[torch.Tensor], *, retain: bool
+    ) -> torch.Tensor:
+        live = [i for i, g in enumerate(grads) if g.requires_grad]
+        if not live:  # the loss is at most linear in these weights
+            return torch.zeros(self.num_params, dtype=torch.float64, device=self.device)
+        hv = torch.autograd.grad(
+            [grads[i] for i in live],
+            self._leaves,
+            grad_outputs=[parts[i] for i in live],
+            retain_graph=retain,
+            allow_unused=True,
+            materialize_grads=True,
+        )
+        return torch.cat([t.reshape(-1).to(torch.float64) for t in hv])
+
+    def _hvp(self, vector: torch.Tensor) -> torch.Tensor:
+        """``H @ vector`` for a flat vector in the operator's dtype, on its device; float64 out
+        (batches are accumulated in float64, like the objective's values)."""
+        parts = list(unflatten(vector, self._weights, self.names).values())
+        total = torch.zeros(self.num_params, dtype=torch.float64, device=self.device)
+        for index, batch in enumerate(self._batches()):
+            grads, kept = self._graph(index, batch)
+            total += self._backward(grads, parts, retain=kept)
+        self.num_hvps += 1
+        return self.objective.all_reduce(total.detach())
+
+    def matvec(self, v: torch.Tensor | Mapping[str, torch.Tensor]):
+        """``H @ v`` for a flat vector (length :attr:`num_params`, order :attr:`names`) or a
+        mapping ``{name: tensor}`` with exactly the operator's names.
+
+        Returns:
+            the same kind as ``v``, with its dtype and device.
+
+        Raises:
+            ValueError: wrong length or names.
+            TypeError: ``v`` is neither a tensor nor a mapping.
+        """
+        if isinstance(v, torch.Tensor):
+            if v.numel() != self.num_params:
+                raise ValueError(f"expected a vector of {self.num_params} entries, got {v.numel()}")
+            out = self._hvp(v.reshape(-1).to(self.device, self.dtype))
+            return out.to(v.device, v.dtype).reshape(v.shape)
+        if isinstance(v, Mapping):
+            if set(v) != set(self.names):
+                raise ValueError(
+                    f"expected a mapping with the operator's names {list(self.names)[:5]}..., "
+                    f"got names {sorted(v)[:5]}...; missing {sorted(set(self.names) - set(v))[:5]}"
+                )
+            flat = flatten({n: v[n].to(self.device, self.dtype) for n in self.names}, self.names)
+            out = unflatten(self._hvp(flat), self._weights, self.names)
+            return {n: out[n].to(v[n].device, v[n].dtype) for n in self.names}
+        raise TypeError(f"v must be a tensor or a mapping of tensors, got {type(v).__name__}")
+
+    __matmul__ = matvec
+
+    def float64(self) -> HessianOperator:
+        """The same Hessian computed in float64 (itself when :attr:`dtype` is float64).
+
+        Built once, on first use, from the objective and the point as given (not rounded to
+        :attr:`dtype`), with the same weights and graph budget; it holds float64 copies of
+        the point and, for cached data, of the batches. Solvers verify their results with it.
+        """
+        if self.dtype == torch.float64:
+            return self
+        if self._twin is None:
+            self._twin = HessianOperator(
+                self.objective,
+                state=self._source,
+                params=self.names,
+                dtype=torch.float64,
+                check_deterministic=False,
+                max_graph_bytes=self.max_graph_bytes,
+            )
+        return self._twin
+
+    def to_scipy(self) -> scipy.sparse.linalg.LinearOperator:
+        """The operator as a scipy ``LinearOperator`` (float64 numpy vectors in and out)."""
+
+        def apply(x: np.ndarray) -> np.ndarray:
+            vector = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64).reshape(-1))
+            return self.matvec(vector.to(self.device)).cpu().numpy()
+
+        n = self.num_params
+        return scipy.sparse.linalg.LinearOperator(
+            (n, n), matvec=apply, rmatvec=apply, dtype=np.float64
+        )
+
+
+def resolve_operator(
+    source: Objective | HessianOperator,
+    state: Mapping[str, torch.Tensor] | None,
+    params: ParamSelection,
+    dtype: torch.dtype | None,
+) -> HessianOperator:
+    """``source`` itself (a HessianOperator) or the Hessian of an Objective at ``state``
+    (``dtype=None``: the model's dtype)."""
+    if isinstance(source, HessianOperator):
+        if state is not None or params is not None or dtype is not None:
+            raise ValueError(
+                "state, params and dtype are fixed when a HessianOperator is built; give them to "
+                "HessianOperator(...) or pass the Objective instead"
+            )
+        return source
+    if isinstance(source, Objective):
+        return HessianOperator(source, state=state, params=params, dtype=dtype)
+    raise TypeError(f"expected an Objective or a HessianOperator, got {type(source).__name__}")

@@ -1,0 +1,71 @@
+"""The Hessian trace by Hutchinson or Hutch++, with a standard error that covers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+from ..evaluate import Objective
+from ..linalg import TraceMethod, estimate_trace
+from .operator import HessianOperator, ParamSelection, resolve_operator
+from .results import TraceResult
+
+__all__ = ["hessian_trace"]
+
+
+def hessian_trace(
+    objective: Objective | HessianOperator,
+    *,
+    num_probes: int = 99,
+    method: TraceMethod = "hutch++",
+    seed: int = 0,
+    state: Mapping[str, torch.Tensor] | None = None,
+    params: ParamSelection = None,
+    dtype: torch.dtype | None = None,
+) -> TraceResult:
+    """Trace of the Hessian with a fixed number of random-sign probes and a standard error.
+
+    The estimator is :func:`landscape.linalg.estimate_trace` on the
+    :class:`HessianOperator`. "hutchinson" averages ``z^T H z``. "hutch++" (Meyer et al.,
+    2021) spends a third of the probes on a sketch ``Q = orth(H S)``, a third on
+    ``tr(Q^T H Q)`` (exact), and the rest on Hutchinson for the deflated rest ``P H P``:
+    far more accurate when the spectrum decays (a few large eigenvalues), and exact once the
+    sketch covers all ``n`` dimensions (``num_probes >= 3 n``). The standard error comes
+    from an unbiased estimate of the variance of one random quadratic form (from the norms
+    of the products and the diagonal they reveal, not from the spread of a few skewed
+    samples), so that ``value +- 1.96 stderr`` covers the trace in about 95% of seeds.
+
+    Args:
+        objective: an Objective or a HessianOperator.
+        num_probes: HVP budget (Hutch++ uses fewer if its sketch would exceed ``n``).
+        method: "hutch++" or "hutchinson".
+        seed: seed of the probes.
+        state, params, dtype: as in :class:`HessianOperator`.
+
+    Returns:
+        a :class:`TraceResult` (NaN value and error where an HVP is not finite).
+
+    Raises:
+        ValueError: unknown method, or too few probes (2 for Hutchinson, 4 for Hutch++:
+            a standard error needs two residual probes).
+
+    Example:
+        >>> from torch import nn
+        >>> from landscape.evaluate import Objective
+        >>> x = torch.randn(20, 3, dtype=torch.float64)
+        >>> objective = Objective(nn.Linear(3, 1).double(), (x, x.sum(1)), loss="mse")
+        >>> exact = 2 * (x.pow(2).sum() / 20 + 1)
+        >>> abs(hessian_trace(objective, num_probes=12).value - float(exact)) < 1e-10
+        True
+    """
+    op = resolve_operator(objective, state, params, dtype)
+    estimate = estimate_trace(op, num_probes=num_probes, method=method, seed=seed)
+    return TraceResult(
+        value=estimate.value,
+        stderr=estimate.stderr,
+        num_hvps=estimate.num_matvecs,
+        method=method,
+        samples=estimate.samples,
+        settings={**op.settings, "num_probes": num_probes, "seed": seed},
+    )
