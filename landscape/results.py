@@ -66,7 +66,9 @@ def values_equal(a: Any, b: Any) -> bool:
         return len(a) == len(b) and all(values_equal(x, y) for x, y in zip(a, b, strict=True))
     if dataclasses.is_dataclass(a) and not isinstance(a, type):
         return type(a) is type(b) and all(
-            values_equal(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a)
+            values_equal(getattr(a, f.name), getattr(b, f.name))
+            for f in dataclasses.fields(a)
+            if f.compare or not isinstance(a, Result)  # a nested Result compares as its own ==
         )
     if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
         return True
@@ -77,7 +79,8 @@ class Result:
     """Base of the result dataclasses: equality by value over every field.
 
     Subclasses are declared ``@dataclass(frozen=True, eq=False)`` so this ``__eq__`` is
-    kept. Results are not hashable (they hold arrays).
+    kept; a field declared with ``field(compare=False)`` (where a result was read from, say)
+    is left out. Results are not hashable (they hold arrays).
     """
 
     __hash__ = None  # type: ignore[assignment]
@@ -88,4 +91,5 @@ class Result:
         return all(
             values_equal(getattr(self, f.name), getattr(other, f.name))
             for f in dataclasses.fields(self)  # type: ignore[arg-type]
+            if f.compare
         )

@@ -1,0 +1,73 @@
+"""Checks of the arguments every measure shares: clear errors saying what was expected."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..objective import Objective
+
+
+def check_objective(objective: Any) -> None:
+    """Raise ``TypeError`` unless ``objective`` is a landscape Objective."""
+    if not isinstance(objective, Objective):
+        raise TypeError(f"objective must be a landscape Objective, got {type(objective).__name__}")
+
+
+def check_positive(name: str, value: Any) -> float:
+    """A positive finite number, as a float.
+
+    Example:
+        >>> check_positive("rho", 1)
+        1.0
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive finite number, got {value}")
+    return float(value)
+
+
+def check_count(name: str, value: Any) -> int:
+    """A positive integer (``True`` is not a count).
+
+    Example:
+        >>> check_count("num_samples", 3)
+        3
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value}")
+    return int(value)
+
+
+def check_seed(value: Any) -> int:
+    """An integer seed (a float such as 1.5, or a bool, is a ``TypeError``)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"seed must be an integer, got {type(value).__name__} {value!r}")
+    return int(value)
+
+
+def check_flag(name: str, value: Any) -> bool:
+    """A bool."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
+    """One of ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def check_name(name: str, value: Any) -> str:
+    """A string (a parameter name)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, got {type(value).__name__}")
+    return value

@@ -1,0 +1,160 @@
+"""The measures' access to the loss: every value comes from the Objective's engine.
+
+- :func:`mean_loss`: the exact mean loss (or a metric) at a state, over the data or a
+  chunk of it, by ``objective(state)``;
+- :func:`losses_at`: the same at many perturbed states, by
+  ``objective.evaluate_points``, as many points per pass as the Objective chooses;
+- :func:`loss_and_grad`: the mean loss and its gradient, from ``objective.batch_sums``
+  (the one loop here that adds up batch sums, because gradients are needed);
+- :func:`chunks`: the data regrouped into batches of ``batch_size`` examples.
+
+With ``shard_data`` every sum is all-reduced, so every rank makes the same calls and gets
+the value over the whole data.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import distributed
+from ..objective import Objective
+
+State = dict[str, torch.Tensor]
+Chunk = list[Any]
+
+
+def weights_of(objective: Objective) -> State:
+    """The weights at the objective's base state, in ``named_parameters`` order."""
+    return {n: objective.base_state[n] for n, _ in objective.model.named_parameters()}
+
+
+def shifted(weights: Mapping[str, torch.Tensor], delta: Mapping[str, torch.Tensor]) -> State:
+    """``weights + delta``, tensor by tensor."""
+    return {n: w + delta[n] for n, w in weights.items()}
+
+
+def dot(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> float:
+    """``<a, b>`` over every tensor, in float64."""
+    return float(sum((a[n].to(torch.float64) * b[n].to(torch.float64)).sum() for n in a))
+
+
+def mean_loss(
+    objective: Objective,
+    state: Mapping[str, torch.Tensor],
+    chunk: Chunk | None = None,
+    metric: str = "loss",
+) -> float:
+    """The exact mean of ``metric`` at ``state`` over the data, or over ``chunk`` (a list of
+    batches; with ``shard_data`` this rank's slices of them)."""
+    return float(objective(dict(state), batches=chunk)[metric])
+
+
+def losses_at(
+    objective: Objective,
+    weights: Mapping[str, torch.Tensor],
+    deltas: Iterable[Mapping[str, torch.Tensor]],
+    metric: str = "loss",
+) -> np.ndarray:
+    """The exact mean of ``metric`` over the data at ``weights + delta`` for each delta.
+
+    The deltas are taken (and may be made lazily) as many at a time as the Objective
+    evaluates per pass (``points_per_pass``; one on a CPU by default).
+    """
+    k = objective.resolve_points_per_pass()
+    values: list[np.ndarray] = []
+    group: list[Mapping[str, torch.Tensor]] = []
+
+    def flush() -> None:
+        if group:
+            out = objective.evaluate_points(dict(weights), list(group), np.eye(len(group)))
+            values.append(out[metric])
+            group.clear()
+
+    for delta in deltas:
+        group.append(delta)
+        if len(group) == k:
+            flush()
+    flush()
+    return np.concatenate(values) if values else np.empty(0)
+
+
+def loss_and_grad(
+    objective: Objective, weights: Mapping[str, torch.Tensor], chunk: Chunk
+) -> tuple[float, State]:
+    """The mean loss over ``chunk`` at ``weights`` and its gradient with respect to them,
+    from the Objective's differentiable batch sums; one all-reduce for everything."""
+    leaves = {n: w.detach().requires_grad_(True) for n, w in weights.items()}
+    full = objective.full_state(leaves)
+    total, count = 0.0, 0
+    grads = {n: torch.zeros_like(w) for n, w in weights.items()}
+    for batch in chunk:
+        sums, n = objective.batch_sums(full, batch, with_metrics=False)
+        parts = torch.autograd.grad(
+            sums["loss"], list(leaves.values()), allow_unused=True, materialize_grads=True
+        )
+        for name, g in zip(leaves, parts, strict=True):
+            grads[name] += g
+        total += float(sums["loss"].detach().to(torch.float64))
+        count += n
+    head = torch.tensor([total, count], dtype=torch.float64, device=objective.device)
+    parts = [head, *(g.reshape(-1).to(torch.float64) for g in grads.values())]
+    flat = objective.all_reduce(torch.cat([p.to(objective.device) for p in parts]))
+    total, count = float(flat[0]), float(flat[1])
+    if count == 0:
+        raise ValueError("data is empty: expected at least one example")
+    pieces = flat[2:].split([g.numel() for g in grads.values()])
+    mean_grads = {
+        n: (piece / count).view_as(g).to(g)
+        for (n, g), piece in zip(grads.items(), pieces, strict=True)
+    }
+    return total / count, mean_grads
+
+
+def is_pair(batch: Any) -> bool:
+    """Whether a batch is ``(inputs, targets)`` tensors, which can be sliced by example."""
+    return (
+        isinstance(batch, (tuple, list))
+        and len(batch) == 2
+        and all(isinstance(t, torch.Tensor) for t in batch)
+    )
+
+
+def chunks(objective: Objective, batch_size: int | None) -> list[Chunk]:
+    """The data as groups of ``batch_size`` examples in order (the last may be smaller), each
+    a list of slices of the objective's batches; ``None`` (or a size covering the data) gives
+    one group: the objective's own batches.
+
+    With ``shard_data`` the groups are those of the whole data, and each rank gets its own
+    slices of every group (possibly none), so sums over a group are all-reduced like sums over
+    the data, and every rank has the same number of groups.
+    """
+    if batch_size is None or batch_size >= objective.num_examples:
+        return [list(objective.batches())]
+    batches = list(objective.batches())
+    if not all(is_pair(b) for b in batches):
+        raise ValueError(
+            "batch_size needs batches of (inputs, targets) tensors to regroup the examples; "
+            "this objective has other batches (a batch_loss closure?): use batch_size=None"
+        )
+    mine = [len(b[1]) for b in batches]
+    sizes = distributed.all_gather_objects(mine) if objective.shard_data else [mine]
+    me = distributed.rank() if objective.shard_data else 0
+    groups: list[Chunk] = [[] for _ in range(math.ceil(objective.num_examples / batch_size))]
+    # Batch i of the data is batch i // world_size of rank i % world_size.
+    order = [(r, j) for j in range(max(map(len, sizes))) for r, s in enumerate(sizes) if j < len(s)]
+    start = 0  # position in the data of the first example of batch (r, j)
+    for r, j in order:
+        end = start + sizes[r][j]
+        if r == me:
+            inputs, targets = batches[j]
+            for c in range(start // batch_size, math.ceil(end / batch_size)):
+                lo = max(c * batch_size, start) - start
+                hi = min((c + 1) * batch_size, end) - start
+                groups[c].append((inputs[lo:hi], targets[lo:hi]))
+        start = end
+    return groups

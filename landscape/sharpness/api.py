@@ -1,0 +1,54 @@
+"""Several sharpness measures by name: :func:`sharpness`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..objective import Objective
+from . import _checks
+from .registry import MEASURES, route_settings
+from .result import SharpnessResult
+
+__all__ = ["sharpness"]
+
+
+def sharpness(
+    objective: Objective, names: str | Sequence[str], **settings: Any
+) -> dict[str, SharpnessResult]:
+    """Several measures by contract name, sharing settings such as ``rho`` and ``seed``.
+
+    Each measure takes the settings it registered (see :data:`MEASURES` and its
+    ``measure_*`` function) and its own defaults for the others; a setting given as ``None``
+    means the default. ``seed`` goes to every measure that draws random numbers. Every name
+    and setting is checked before any measure runs.
+
+    Args:
+        objective: the loss and data; its model is never changed.
+        names: measure names, from :data:`MEASURES` (one name or a sequence).
+        **settings: ``rho``, ``eps``, ``num_samples``, ``seed``, ``target``, ``batch_size``, ...
+
+    Returns:
+        ``{name: SharpnessResult}`` in the order asked.
+
+    Raises:
+        ValueError: an unknown measure name or setting, a setting that none of the chosen
+            measures takes (the message names the measures that take it), or a bad value.
+        TypeError: a setting of the wrong type (``seed=1.5``, ``num_samples=True``).
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> data = (torch.eye(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64))
+        >>> model = nn.Linear(2, 1, bias=False).double()
+        >>> out = sharpness(Objective(model, data, loss="mse"), ["worst_l2", "rise"], rho=0.1)
+        >>> sorted(out)
+        ['rise', 'worst_l2']
+    """
+    _checks.check_objective(objective)
+    routed = route_settings(names, settings)
+    results = {}
+    for name, options in routed.items():
+        measure = MEASURES[name]
+        results[name] = measure.function(objective, **measure.fixed, **options)
+    return results

@@ -1,0 +1,89 @@
+"""Average-case sharpness: the mean rise of the loss under Gaussian noise."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from ..objective import Objective
+from . import _checks
+from ._evaluation import State, losses_at, mean_loss, weights_of
+from ._random import normal_draws
+from ._stats import mean_and_stderr, mean_interval
+from .registry import DEFAULT_RHO, register
+from .result import SharpnessResult
+
+__all__ = ["measure_average_case"]
+
+
+def measure_average_case(
+    objective: Objective,
+    *,
+    adaptive: bool = False,
+    rho: float | None = None,
+    num_samples: int = 100,
+    seed: int = 0,
+) -> SharpnessResult:
+    """Average-case sharpness ``E_{delta ~ N(0, rho^2 diag(c^2))} L(w + delta) - L(w)``.
+
+    Monte Carlo over ``num_samples`` Gaussian draws ``z``, with ``delta = rho c z`` and
+    ``c = |w|`` (adaptive) or 1; each draw is evaluated on the whole data set (as many at
+    a time as the objective's ``points_per_pass``).
+
+    Args:
+        objective: the loss and data; its model is never changed.
+        adaptive: use ``c = |w|``.
+        rho: noise scale; default from :data:`DEFAULT_RHO`.
+        num_samples: Monte Carlo draws.
+        seed: seeds the draws (the same seed gives the same ``z`` at any weights).
+
+    Returns:
+        A :class:`SharpnessResult` named ``"avg_l2"`` or ``"adaptive_avg_l2"`` with the
+        standard error over draws, the 95% interval (skewness-corrected, see
+        :func:`~landscape.sharpness._stats.mean_interval`) and the per-draw rises as
+        ``samples``.
+
+    Raises:
+        ValueError: a non-positive ``rho`` or ``num_samples``.
+        TypeError: a count or seed that is not an integer.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from landscape.objective import Objective
+        >>> data = (torch.eye(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64))
+        >>> model = nn.Linear(2, 1, bias=False).double()
+        >>> measure_average_case(Objective(model, data, loss="mse"), num_samples=4).name
+        'avg_l2'
+    """
+    _checks.check_objective(objective)
+    adaptive = _checks.check_flag("adaptive", adaptive)
+    name = "adaptive_avg_l2" if adaptive else "avg_l2"
+    rho = _checks.check_positive("rho", DEFAULT_RHO[name] if rho is None else rho)
+    num_samples = _checks.check_count("num_samples", num_samples)
+    seed = _checks.check_seed(seed)
+    weights = weights_of(objective)
+    scales = {n: rho * (w.abs() if adaptive else torch.ones_like(w)) for n, w in weights.items()}
+
+    def deltas() -> Iterator[State]:
+        for z in normal_draws(weights, seed, num_samples):
+            yield {n: scales[n] * t for n, t in z.items()}
+
+    base = mean_loss(objective, weights)
+    samples = losses_at(objective, weights, deltas()) - base
+    value, stderr = mean_and_stderr(samples)
+    settings = {"rho": rho, "num_samples": num_samples, "seed": seed}
+    return SharpnessResult(
+        name, value, stderr, settings, {"loss": base}, samples, mean_interval(samples)
+    )
+
+
+for _adaptive in (False, True):
+    register(
+        "adaptive_avg_l2" if _adaptive else "avg_l2",
+        measure_average_case,
+        fixed={"adaptive": _adaptive},
+        defaults={"rho": None, "num_samples": 100, "seed": 0},
+        sampled=True,
+    )

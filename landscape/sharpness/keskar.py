@@ -1,0 +1,163 @@
+"""Epsilon-sharpness of Keskar et al. (2017): the largest loss in a box, by L-BFGS-B."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.optimize
+import torch
+
+from ..objective import Objective
+from . import _checks
+from ._evaluation import State, loss_and_grad, mean_loss, shifted, weights_of
+from ._random import draw_like
+from ._stats import count_agreed
+from .registry import register
+from .result import SharpnessResult
+
+__all__ = ["keskar_subspace", "measure_keskar"]
+
+
+def keskar_subspace(num_params: int, subspace_dim: int, *, seed: int) -> torch.Tensor:
+    """The ``n x p`` matrix ``A`` of standard Gaussian entries (float64, CPU) that
+    :func:`measure_keskar` uses with ``subspace_dim=p`` and this ``seed``.
+
+    Example:
+        >>> keskar_subspace(5, 2, seed=0).shape
+        torch.Size([5, 2])
+    """
+    generator = torch.Generator().manual_seed(_checks.check_seed(seed))
+    return _subspace(num_params, _checks.check_count("subspace_dim", subspace_dim), generator)
+
+
+def _subspace(num_params: int, subspace_dim: int, generator: torch.Generator) -> torch.Tensor:
+    return torch.randn(num_params, subspace_dim, generator=generator, dtype=torch.float64)
+
+
+def measure_keskar(
+    objective: Objective,
+    *,
+    eps: float = 1e-3,
+    subspace_dim: int | None = None,
+    num_iters: int = 10,
+    num_restarts: int = 20,
+    seed: int = 0,
+) -> SharpnessResult:
+    """Epsilon-sharpness of Keskar et al. (2017), maximized with L-BFGS-B from several starts.
+
+    ``100 (max_{z in C_eps} L(w + A z) - L(w)) / (1 + L(w))`` over the box
+    ``C_eps = {z : |z_i| <= eps (|(A^+ w)_i| + 1)}``, ``A`` the identity (full space) or
+    :func:`keskar_subspace`. The maximum of a non-concave function over a box has many
+    local maxima (a convex quadratic has one at many vertices of the box), so L-BFGS-B
+    runs from ``num_restarts`` starts: the corner the gradient at ``w`` points to (when it
+    is not zero), then uniform random points of the box. The best maximum is kept, so the
+    value is a LOWER BOUND of the true epsilon-sharpness; ``extra["num_agreed"]`` says how
+    many starts came within 1% of the best rise (few means that more starts may find more).
+
+    Args:
+        objective: the loss and data; its model is never changed.
+        eps: relative size of the box.
+        subspace_dim: ``None`` for the full space (``A = I``), or ``p`` for a random subspace
+            (``A`` an ``n x p`` matrix of standard Gaussian entries, stored densely).
+        num_iters: L-BFGS-B iterations per start (``maxiter``).
+        num_restarts: number of starts.
+        seed: seeds ``A`` and the random starts.
+
+    Returns:
+        A deterministic :class:`SharpnessResult` named ``"keskar"`` (``stderr`` 0); ``extra``
+        holds ``loss``, ``max_loss`` and ``num_agreed``.
+
+    Raises:
+        ValueError: a non-positive ``eps`` or count.
+        TypeError: a count or seed that is not an integer.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from landscape.objective import Objective
+        >>> data = (torch.eye(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64))
+        >>> model = nn.Linear(2, 1, bias=False).double()
+        >>> measure_keskar(Objective(model, data, loss="mse")).value > 0
+        True
+    """
+    _checks.check_objective(objective)
+    eps = _checks.check_positive("eps", eps)
+    num_iters = _checks.check_count("num_iters", num_iters)
+    num_restarts = _checks.check_count("num_restarts", num_restarts)
+    seed = _checks.check_seed(seed)
+    weights = weights_of(objective)
+    names = list(weights)
+    x = torch.cat([w.reshape(-1).to(torch.float64).cpu() for w in weights.values()])
+    generator = torch.Generator().manual_seed(seed)
+    if subspace_dim is None:
+        matrix = None
+        centre = x
+    else:
+        subspace_dim = _checks.check_count("subspace_dim", subspace_dim)
+        matrix = _subspace(len(x), subspace_dim, generator)
+        centre = torch.linalg.pinv(matrix) @ x
+    bound = eps * (centre.abs() + 1)
+    data = list(objective.batches())
+
+    def point(z: np.ndarray) -> State:
+        step = torch.from_numpy(z)
+        flat = step if matrix is None else matrix @ step
+        parts = torch.split(flat, [w.numel() for w in weights.values()])
+        delta = {
+            n: p.reshape(weights[n].shape).to(weights[n].device, weights[n].dtype)
+            for n, p in zip(names, parts, strict=True)
+        }
+        return shifted(weights, delta)
+
+    def negative(z: np.ndarray) -> tuple[float, np.ndarray]:
+        loss, grad = loss_and_grad(objective, point(z), data)
+        flat = torch.cat([grad[n].reshape(-1).to(torch.float64).cpu() for n in names])
+        if matrix is not None:
+            flat = matrix.T @ flat
+        return -loss, -flat.numpy()
+
+    _, slope = negative(np.zeros(len(bound)))
+    starts = []
+    if np.any(slope != 0):  # the corner the gradient points to
+        starts.append(np.where(slope <= 0, 1.0, -1.0) * bound.numpy())
+    while len(starts) < num_restarts:
+        starts.append((draw_like({"z": bound}, generator, "uniform")["z"] * bound).numpy())
+    box = scipy.optimize.Bounds(-bound.numpy(), bound.numpy())
+    max_losses = np.array(
+        [
+            # L-BFGS-B never ends below its start
+            -float(
+                scipy.optimize.minimize(
+                    negative,
+                    start,
+                    jac=True,
+                    method="L-BFGS-B",
+                    bounds=box,
+                    options={"maxiter": num_iters},
+                ).fun
+            )  # fmt: skip
+            for start in starts
+        ]
+    )
+    loss = mean_loss(objective, weights)
+    max_loss = float(max_losses.max())
+    value = 100 * (max_loss - loss) / (1 + loss)
+    settings = {
+        "eps": eps,
+        "subspace_dim": subspace_dim,
+        "num_iters": num_iters,
+        "num_restarts": num_restarts,
+        "seed": seed,
+    }
+    extra = {
+        "loss": loss,
+        "max_loss": max_loss,
+        "num_agreed": float(count_agreed(max_losses - loss)),
+    }
+    return SharpnessResult("keskar", value, 0.0, settings, extra)
+
+
+register(
+    "keskar",
+    measure_keskar,
+    defaults={"eps": 1e-3, "subspace_dim": None, "num_iters": 10, "num_restarts": 20, "seed": 0},
+)

@@ -1,0 +1,75 @@
+"""Relative flatness (Petzka et al. 2021) of one Linear layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..objective import Objective
+from . import _checks
+from ._evaluation import weights_of
+from .registry import register
+from .result import SharpnessResult
+
+__all__ = ["measure_relative_flatness"]
+
+
+def measure_relative_flatness(objective: Objective, *, layer: str | None = None) -> SharpnessResult:
+    """Relative flatness of Petzka et al. (2021) on one Linear layer.
+
+    ``kappa = sum_{s,s'} <w_s, w_s'> Tr(H_{s,s'})`` where ``w_s`` is row ``s`` of the layer's
+    weight (the weights into unit ``s``) and ``H_{s,s'}`` the block of the Hessian of the mean
+    loss with respect to rows ``s`` and ``s'``. The layer's full Hessian is formed
+    (``torch.func.hessian``, ``(out * in)^2`` entries), so the layer must be small, as a
+    network's last layers are. Invariant to rescaling the layer against its neighbours.
+
+    Args:
+        objective: the loss and data; its model is never changed.
+        layer: name of a 2-D weight (e.g. ``"fc.weight"``); default the last ``nn.Linear``.
+
+    Returns:
+        A deterministic :class:`SharpnessResult` named ``"relative_flatness"``.
+
+    Raises:
+        ValueError: ``layer`` is not a 2-D weight, or the model has no ``nn.Linear``.
+        TypeError: ``layer`` is not a string.
+
+    Example:
+        >>> import torch
+        >>> from landscape.objective import Objective
+        >>> data = (torch.eye(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64))
+        >>> model = nn.Linear(2, 1, bias=False).double()
+        >>> measure_relative_flatness(Objective(model, data, loss="mse")).value > 0
+        True
+    """
+    _checks.check_objective(objective)
+    weights = weights_of(objective)
+    if layer is None:
+        linear = [n for n, m in objective.model.named_modules() if isinstance(m, nn.Linear)]
+        if not linear:
+            raise ValueError("the model has no nn.Linear; pass layer= the name of a 2-D weight")
+        layer = f"{linear[-1]}.weight" if linear[-1] else "weight"
+    layer = _checks.check_name("layer", layer)
+    if layer not in weights or weights[layer].dim() != 2:
+        two_d = [n for n, w in weights.items() if w.dim() == 2]
+        raise ValueError(f"layer must name a 2-D weight, one of {two_d}; got {layer!r}")
+    weight = weights[layer]
+    hessian = torch.zeros(weight.shape * 2, dtype=weight.dtype, device=weight.device)
+    for batch in objective.batches():
+
+        def batch_loss(w: torch.Tensor, batch: Any = batch) -> torch.Tensor:
+            sums, _ = objective.batch_sums(
+                objective.full_state({layer: w}), batch, with_metrics=False
+            )
+            return sums["loss"]
+
+        hessian += torch.func.hessian(batch_loss)(weight)
+    hessian = objective.all_reduce(hessian)
+    traces = torch.einsum("sjtj->st", hessian / objective.num_examples)
+    value = float(((weight @ weight.T).to(torch.float64) * traces.to(torch.float64)).sum())
+    return SharpnessResult("relative_flatness", value, 0.0, {"layer": layer})
+
+
+register("relative_flatness", measure_relative_flatness, defaults={"layer": None})

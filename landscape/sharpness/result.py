@@ -1,0 +1,41 @@
+"""The result of one sharpness measure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..results import Result
+
+__all__ = ["SharpnessResult"]
+
+
+@dataclass(frozen=True, eq=False)
+class SharpnessResult(Result):
+    """One sharpness measure and everything that made it; compared by value.
+
+    Attributes:
+        name: the measure's contract name (``"worst_l2"``, ``"pacbayes"``, ...).
+        value: the measure; larger means sharper. For the worst-case measures (``keskar``,
+            ``worst_*``, ``adaptive_worst_*``) a lower bound of the true maximum: the best
+            of several local searches.
+        stderr: its standard error (0.0 for a deterministic measure).
+        settings: every setting that made it, defaults and ``seed`` included.
+        extra: derived quantities worth keeping (``loss`` at the weights, ``sigma`` for
+            PAC-Bayes, ``num_agreed`` restarts for the worst-case measures, ...).
+        samples: the per-sample (or per-batch) values behind ``value``, if any.
+        interval: the 95% confidence interval ``(low, high)`` of a sampled estimate
+            (Hall's skewness-corrected Student interval, see
+            :func:`landscape.sharpness._stats.mean_interval`); ``None`` for a deterministic
+            measure.
+    """
+
+    name: str
+    value: float
+    stderr: float
+    settings: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, float] = field(default_factory=dict)
+    samples: np.ndarray | None = None
+    interval: tuple[float, float] | None = None

@@ -1,0 +1,91 @@
+"""Rise of the loss along normalized random directions (what a surface plot shows)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Literal
+
+from ..directions import random_direction
+from ..objective import Objective
+from . import _checks
+from ._evaluation import State, losses_at, mean_loss, weights_of
+from ._stats import mean_and_stderr, mean_interval
+from .registry import DEFAULT_RHO, register
+from .result import SharpnessResult
+
+__all__ = ["measure_rise"]
+
+
+def measure_rise(
+    objective: Objective,
+    *,
+    rho: float | None = None,
+    num_samples: int = 30,
+    norm: Literal["filter", "layer", "weight", "none"] = "filter",
+    ignore: Literal["biasbn", "none"] = "biasbn",
+    seed: int = 0,
+) -> SharpnessResult:
+    """Rise of the loss at distance ``rho`` along normalized random directions.
+
+    ``L(w + rho d_i) - L(w)`` for ``d_i = random_direction(weights, seed=seed + i)``
+    (Li et al. 2018 normalization), ``i < num_samples``: what a surface plot shows at ``rho``.
+
+    Args:
+        objective: the loss and data; its model is never changed.
+        rho: distance in normalized units; default from :data:`DEFAULT_RHO`.
+        num_samples: number of directions.
+        norm: direction normalization (see :func:`landscape.directions.random_direction`).
+        ignore: ``"biasbn"`` leaves 1-D tensors unperturbed.
+        seed: direction ``i`` uses ``seed + i``.
+
+    Returns:
+        A :class:`SharpnessResult` named ``"rise"``: mean over directions, its standard error
+        and 95% interval, the per-direction rises as ``samples``.
+
+    Raises:
+        ValueError: a non-positive ``rho`` or ``num_samples``, or a bad ``norm``/``ignore``.
+        TypeError: a count or seed that is not an integer.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from landscape.objective import Objective
+        >>> data = (torch.eye(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64))
+        >>> model = nn.Linear(2, 1, bias=False).double()
+        >>> measure_rise(Objective(model, data, loss="mse"), num_samples=2).samples.shape
+        (2,)
+    """
+    _checks.check_objective(objective)
+    rho = _checks.check_positive("rho", DEFAULT_RHO["rise"] if rho is None else rho)
+    num_samples = _checks.check_count("num_samples", num_samples)
+    norm = _checks.check_choice("norm", norm, ("filter", "layer", "weight", "none"))
+    ignore = _checks.check_choice("ignore", ignore, ("biasbn", "none"))
+    seed = _checks.check_seed(seed)
+    weights = weights_of(objective)
+
+    def deltas() -> Iterator[State]:
+        for i in range(num_samples):
+            d = random_direction(weights, norm=norm, ignore=ignore, seed=seed + i)
+            yield {n: rho * t for n, t in d.items()}
+
+    base = mean_loss(objective, weights)
+    samples = losses_at(objective, weights, deltas()) - base
+    value, stderr = mean_and_stderr(samples)
+    settings = {
+        "rho": rho,
+        "num_samples": num_samples,
+        "norm": norm,
+        "ignore": ignore,
+        "seed": seed,
+    }
+    return SharpnessResult(
+        "rise", value, stderr, settings, {"loss": base}, samples, mean_interval(samples)
+    )
+
+
+register(
+    "rise",
+    measure_rise,
+    defaults={"rho": None, "num_samples": 30, "norm": "filter", "ignore": "biasbn", "seed": 0},
+    sampled=True,
+)

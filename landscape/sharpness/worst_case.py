@@ -1,0 +1,232 @@
+"""Worst-case sharpness (Andriushchenko et al. 2023) by Auto-PGD with restarts."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ..objective import Objective
+from . import _checks
+from ._evaluation import State, chunks, dot, loss_and_grad, mean_loss, shifted, weights_of
+from ._random import draw_like
+from ._stats import count_agreed, mean_and_stderr, mean_interval
+from .registry import DEFAULT_RHO, register
+from .result import SharpnessResult
+
+__all__ = ["DEFAULT_RESTARTS", "measure_worst_case"]
+
+#: Restarts by default, by ``p``: the largest loss on a ball has few local maxima (a convex
+#: quadratic at most two), on a box it has many (one at many vertices for a quadratic).
+DEFAULT_RESTARTS = {2: 3, math.inf: 20}
+_MOMENTUM = 0.75  # Auto-PGD's alpha
+_SUCCESS = 0.75  # Auto-PGD's rho: share of rising steps below which the step is halved
+
+
+def _checkpoints(num_steps: int) -> set[int]:
+    """Auto-PGD's checkpoints ``ceil(p_j N)``: ``p_0 = 0``, ``p_1 = 0.22``,
+    ``p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)``."""
+    p = [0.0, 0.22]
+    while p[-1] < 1:
+        p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
+    return {math.ceil(q * num_steps) for q in p[1:] if q <= 1}
+
+
+def measure_worst_case(
+    objective: Objective,
+    *,
+    p: float = 2,
+    adaptive: bool = False,
+    rho: float | None = None,
+    batch_size: int | None = None,
+    num_batches: int | None = None,
+    num_steps: int = 10,
+    num_restarts: int | None = None,
+    step_size: float | None = None,
+    random_init: bool = True,
+    seed: int = 0,
+) -> SharpnessResult:
+    """Worst-case sharpness ``max_{||delta / c||_p <= rho} L_B(w + delta) - L_B(w)``, averaged
+    over batches ``B``.
+
+    Auto-PGD (Croce and Hein 2020, used by Andriushchenko et al. 2023) in the rescaled
+    coordinates ``u = delta / c`` (``c = |w|`` when ``adaptive``, else 1), where the
+    gradient is ``c * grad L``: steps of length ``eta`` along the normalized gradient
+    (``p = 2``, then projection on the ball ``||u||_2 <= rho``) or along its sign
+    (``p = inf``, then clipping to ``[-rho, rho]``), with momentum 0.75; ``eta`` starts at
+    ``step_size`` and is halved at Auto-PGD's checkpoints when the loss stops rising, the
+    search going on from the best point. Working in ``u`` makes the adaptive measure
+    invariant to rescalings that leave a ReLU network's function unchanged.
+
+    The loss has many local maxima in the set (a convex quadratic has one at many vertices
+    of a box), so the search runs ``num_restarts`` times from random starts and the best
+    loss met is kept: the value is a LOWER BOUND of the true maximum.
+    ``extra["num_agreed"]`` says how many restarts came within 1% of the best rise (the
+    fewest over batches); few means that more restarts may find more.
+
+    Args:
+        objective: the loss and data; its model is never changed.
+        p: 2 or ``math.inf``.
+        adaptive: use ``c = |w|`` (Kwon et al. 2021) instead of ``c = 1``.
+        rho: radius in ``u``; default from :data:`DEFAULT_RHO`.
+        batch_size: ``m`` of m-sharpness: examples per batch, regrouped in order (the last
+            batch may be smaller; with ``shard_data``, the batches of the whole data, each
+            rank holding its slices of them); ``None``: all examples in one batch (the exact
+            mean loss).
+        num_batches: use only the first this many batches; ``None``: all.
+        num_steps: gradient steps per restart.
+        num_restarts: searches per batch; default from :data:`DEFAULT_RESTARTS` (3 for
+            ``p = 2``, 20 for ``p = inf``).
+        step_size: first step length in ``u``; default ``2 rho`` (Auto-PGD's).
+        random_init: start every search from a uniform random point of the sphere
+            (``p = 2``) or box (``p = inf``); with ``False`` the first search starts from 0
+            (where the gradient vanishes at a minimum) and the others from random points.
+        seed: seeds the random starts.
+
+    Returns:
+        A :class:`SharpnessResult` named e.g. ``"adaptive_worst_l2"``: the mean over batches,
+        its standard error and interval (0 and ``None`` for one batch), the per-batch values
+        as ``samples``; ``extra`` holds ``num_agreed``.
+
+    Raises:
+        ValueError: ``p`` not 2 or inf, a non-positive ``rho``/``step_size``/count, or a
+            ``batch_size`` on an objective whose batches are not ``(inputs, targets)``.
+        TypeError: a count, flag or seed of the wrong type.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from landscape.objective import Objective
+        >>> data = (torch.eye(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64))
+        >>> model = nn.Linear(2, 1, bias=False).double()
+        >>> result = measure_worst_case(Objective(model, data, loss="mse"), rho=0.1)
+        >>> result.name, result.value >= 0
+        ('worst_l2', True)
+    """
+    _checks.check_objective(objective)
+    if p not in (2, math.inf):
+        raise ValueError(f"p must be 2 or math.inf, got {p!r}")
+    adaptive = _checks.check_flag("adaptive", adaptive)
+    name = ("adaptive_" if adaptive else "") + ("worst_l2" if p == 2 else "worst_linf")
+    rho = _checks.check_positive("rho", DEFAULT_RHO[name] if rho is None else rho)
+    step_size = _checks.check_positive("step_size", 2 * rho if step_size is None else step_size)
+    num_steps = _checks.check_count("num_steps", num_steps)
+    if num_restarts is None:
+        num_restarts = DEFAULT_RESTARTS[p]
+    num_restarts = _checks.check_count("num_restarts", num_restarts)
+    random_init = _checks.check_flag("random_init", random_init)
+    seed = _checks.check_seed(seed)
+    if batch_size is not None:
+        batch_size = min(_checks.check_count("batch_size", batch_size), objective.num_examples)
+    groups = chunks(objective, batch_size)
+    if num_batches is not None:
+        groups = groups[: _checks.check_count("num_batches", num_batches)]
+    weights = weights_of(objective)
+    scales = {n: w.abs() if adaptive else torch.ones_like(w) for n, w in weights.items()}
+    generator = torch.Generator().manual_seed(seed)
+
+    def project(u: State) -> State:
+        if p == 2:
+            norm = math.sqrt(dot(u, u))
+            return u if norm <= rho else {n: t * (rho / norm) for n, t in u.items()}
+        return {n: t.clamp(-rho, rho) for n, t in u.items()}
+
+    def step(u: State, grad: State, eta: float) -> State:
+        if p == 2:
+            norm = math.sqrt(dot(grad, grad))
+            if norm == 0:
+                return u
+            return {n: t + (eta / norm) * grad[n] for n, t in u.items()}
+        return {n: t + eta * grad[n].sign() for n, t in u.items()}
+
+    def start(restart: int) -> State:
+        if restart == 0 and not random_init:
+            return {n: torch.zeros_like(w) for n, w in weights.items()}
+        if p == 2:
+            u = draw_like(weights, generator, "normal")
+            norm = math.sqrt(dot(u, u))
+            return {n: t * (rho / norm) for n, t in u.items()}
+        return {n: rho * t for n, t in draw_like(weights, generator, "uniform").items()}
+
+    def value_and_ascent(u: State, chunk: list) -> tuple[float, State]:
+        loss, grad = loss_and_grad(
+            objective, shifted(weights, {n: scales[n] * t for n, t in u.items()}), chunk
+        )
+        return loss, {n: scales[n] * g for n, g in grad.items()}
+
+    checkpoints = _checkpoints(num_steps)
+
+    def search(u: State, chunk: list) -> float:
+        """The largest loss Auto-PGD meets from ``u``."""
+        eta = step_size
+        loss, grad = value_and_ascent(u, chunk)
+        best, best_u, best_grad = loss, u, grad
+        previous = u
+        rising, last, best_at_last, halved = 0, 0, best, False
+        for k in range(num_steps):
+            z = project(step(u, grad, eta))
+            if k > 0:
+                z = project(
+                    {
+                        n: t + _MOMENTUM * (z[n] - t) + (1 - _MOMENTUM) * (t - previous[n])
+                        for n, t in u.items()
+                    }
+                )
+            new_loss, new_grad = value_and_ascent(z, chunk)
+            rising += new_loss > loss
+            previous, u, loss, grad = u, z, new_loss, new_grad
+            if loss > best:
+                best, best_u, best_grad = loss, u, grad
+            if k + 1 in checkpoints:
+                stalled = not halved and best <= best_at_last
+                if rising < _SUCCESS * (k + 1 - last) or stalled:
+                    eta /= 2
+                    u, loss, grad, previous = best_u, best, best_grad, best_u
+                    halved = True
+                else:
+                    halved = False
+                rising, last, best_at_last = 0, k + 1, best
+        return best
+
+    rises, agreed = [], []
+    for chunk in groups:
+        base = mean_loss(objective, weights, chunk)
+        found = np.array([search(start(r), chunk) for r in range(num_restarts)]) - base
+        rises.append(max(float(found.max()), 0.0))  # delta = 0 is in the set
+        agreed.append(count_agreed(found))
+    samples = np.asarray(rises)
+    value, stderr = mean_and_stderr(samples)
+    interval = mean_interval(samples) if len(samples) > 1 else None
+    settings = {
+        "rho": rho,
+        "batch_size": objective.num_examples if batch_size is None else batch_size,
+        "num_batches": len(groups),
+        "num_steps": num_steps,
+        "num_restarts": num_restarts,
+        "step_size": step_size,
+        "random_init": random_init,
+        "seed": seed,
+    }
+    extra = {"num_agreed": float(min(agreed))}
+    return SharpnessResult(name, value, stderr, settings, extra, samples, interval)
+
+
+_DEFAULTS = {
+    "rho": None,
+    "batch_size": None,
+    "num_batches": None,
+    "num_steps": 10,
+    "num_restarts": None,
+    "step_size": None,
+    "random_init": True,
+    "seed": 0,
+}
+for _adaptive in (False, True):
+    for _p, _suffix in ((2, "l2"), (math.inf, "linf")):
+        register(
+            ("adaptive_" if _adaptive else "") + f"worst_{_suffix}",
+            measure_worst_case,
+            fixed={"p": _p, "adaptive": _adaptive},
+            defaults=_DEFAULTS,
+        )

@@ -1,0 +1,142 @@
+"""The measure registry and the checks of ``sharpness()`` settings (issue 8, item 9)."""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import pytest
+import torch
+from _sharpness_cases import DTYPE, Point
+from torch import nn
+
+from landscape.objective import Objective
+from landscape.sharpness import MEASURES, SETTINGS, check_settings, sharpness
+
+
+class CountingLoss:
+    """A ``batch_loss`` closure that counts its calls, to see that nothing ran."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, model: nn.Module, batch: object) -> tuple[torch.Tensor, int]:
+        self.calls += 1
+        return 0.5 * (model.w**2).sum(), 1
+
+
+@pytest.fixture
+def counted() -> tuple[Objective, CountingLoss]:
+    loss = CountingLoss()
+    return Objective(Point(torch.ones(3, dtype=DTYPE)), [torch.zeros(1)], batch_loss=loss), loss
+
+
+def classifier() -> Objective:
+    g = torch.Generator().manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).to(DTYPE)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=DTYPE))
+    x = torch.randn(8, 3, generator=g, dtype=DTYPE)
+    return Objective(model, (x, torch.randint(0, 2, (8,), generator=g)))
+
+
+def test_registry_lists_the_contract_names_in_order():
+    assert list(MEASURES) == [
+        "lambda_max", "trace", "keskar", "worst_l2", "worst_linf", "adaptive_worst_l2",
+        "adaptive_worst_linf", "avg_l2", "adaptive_avg_l2", "pacbayes", "pacbayes_mag",
+        "fisher_rao", "relative_flatness", "rise",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(MEASURES))
+def test_registered_settings_match_the_measure_function(name):
+    """Each registered setting is a keyword-only option of the function with the same
+    default, and the options the name fixes are options of the function too."""
+    measure = MEASURES[name]
+    params = inspect.signature(measure.function).parameters
+    for key, default in measure.defaults.items():
+        assert key in SETTINGS
+        assert params[key].kind is inspect.Parameter.KEYWORD_ONLY
+        assert params[key].default == default, key
+    assert set(measure.fixed) <= set(params)
+    assert not set(measure.fixed) & set(measure.defaults)
+    assert measure.sampled == (name in {
+        "trace", "avg_l2", "adaptive_avg_l2", "pacbayes", "pacbayes_mag", "rise"
+    })  # fmt: skip
+
+
+def test_a_setting_no_chosen_measure_takes_is_an_error_naming_those_that_do(counted):
+    objective, loss = counted
+    with pytest.raises(ValueError, match=r"'layer' is not taken by .*\['avg_l2'\].*relative_flat"):
+        sharpness(objective, ["avg_l2"], layer="nope")
+    with pytest.raises(ValueError, match=r"'eps' is not taken .* keskar, pacbayes_mag$"):
+        sharpness(objective, ["worst_l2", "pacbayes"], eps=1e-3)
+    with pytest.raises(ValueError, match="'num_samples' is not taken"):
+        sharpness(objective, ["worst_l2"], num_samples=5)
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) \['rh0'\]"):
+        sharpness(objective, ["worst_l2"], rh0=0.1)
+    with pytest.raises(ValueError, match=r"unknown sharpness measure\(s\) \['sharpest'\]"):
+        sharpness(objective, ["sharpest"])
+    assert loss.calls == 0
+    # None means the default, and seed goes to any selection
+    assert sharpness(objective, ["avg_l2"], layer=None, seed=3, num_samples=2)["avg_l2"]
+    assert check_settings(["relative_flatness"], {"seed": 0}) == ["relative_flatness"]
+
+
+@pytest.mark.parametrize(
+    ("names", "settings", "error", "match"),
+    [
+        (["fisher_rao"], {"seed": 1.5}, TypeError, "seed must be an integer"),
+        (["avg_l2"], {"seed": 1.5}, TypeError, "seed must be an integer"),
+        (["avg_l2"], {"seed": True}, TypeError, "seed must be an integer"),
+        (["avg_l2"], {"num_samples": True}, TypeError, "num_samples must be an integer"),
+        (["avg_l2"], {"num_samples": 2.0}, TypeError, "num_samples must be an integer"),
+        (["avg_l2"], {"num_samples": 0}, ValueError, "num_samples must be a positive"),
+        (["worst_l2"], {"num_restarts": False}, TypeError, "num_restarts must be an integer"),
+        (["worst_l2"], {"num_steps": -1}, ValueError, "num_steps must be a positive"),
+        (["worst_l2"], {"batch_size": True}, TypeError, "batch_size must be an integer"),
+        (["worst_l2"], {"rho": -0.1}, ValueError, "rho must be a positive"),
+        (["worst_l2"], {"rho": math.nan}, ValueError, "rho must be a positive"),
+        (["worst_l2"], {"rho": True}, TypeError, "rho must be a number"),
+        (["worst_l2"], {"rho": "0.1"}, TypeError, "rho must be a number"),
+        (["worst_l2"], {"random_init": 1}, TypeError, "random_init must be True or False"),
+        (["pacbayes"], {"target": 0}, ValueError, "target must be a positive"),
+        (["pacbayes"], {"criterion": "error"}, ValueError, "criterion must be one of"),
+        (["rise"], {"norm": "filters"}, ValueError, "norm must be one of"),
+        (["relative_flatness"], {"layer": 3}, TypeError, "layer must be a string"),
+        (["keskar"], {"subspace_dim": 0}, ValueError, "subspace_dim must be a positive"),
+    ],
+)
+def test_bad_setting_values_raise_before_any_measure_runs(counted, names, settings, error, match):
+    objective, loss = counted
+    with pytest.raises(error, match=match):
+        sharpness(objective, ["lambda_max", *names], **settings)
+    assert loss.calls == 0
+
+
+def test_measure_functions_check_their_own_arguments(counted):
+    from landscape.sharpness import measure_average_case, measure_keskar, measure_worst_case
+
+    objective, loss = counted
+    with pytest.raises(TypeError, match="seed must be an integer"):
+        measure_average_case(objective, seed=1.5)
+    with pytest.raises(TypeError, match="num_restarts must be an integer"):
+        measure_keskar(objective, num_restarts=True)
+    with pytest.raises(ValueError, match="p must be 2 or math.inf"):
+        measure_worst_case(objective, p=1)
+    with pytest.raises(TypeError, match="objective must be a landscape Objective"):
+        sharpness(object(), ["avg_l2"])
+    assert loss.calls == 0
+
+
+def test_a_bad_seed_is_a_type_error_for_deterministic_measures_too():
+    for names in (["fisher_rao"], ["relative_flatness"], ["fisher_rao", "rise"]):
+        with pytest.raises(TypeError, match="seed must be an integer, got float 1.5"):
+            sharpness(classifier(), names, seed=1.5)
+
+
+def test_seed_reaches_only_the_measures_that_draw():
+    results = sharpness(classifier(), ["fisher_rao", "avg_l2"], seed=4, num_samples=3)
+    assert results["fisher_rao"].settings == {}
+    assert results["avg_l2"].settings["seed"] == 4
