@@ -1,79 +1,42 @@
-"""Tests of landscape.plotting: inspect the artists (data, labels, limits), never images."""
+"""Tests of landscape.plotting.surfaces: inspect the artists (data, labels, limits)."""
 
 from __future__ import annotations
 
-import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from _plotting_helpers import (
+    X,
+    Y,
+    asym,
+    bowl,
+    center_markers,
+    close_figures_and_check_rc,
+    nasty,
+    surface2d,
+)
 from matplotlib.colors import LogNorm
 
 from landscape.plotting import (
-    landscape_style,
     plot_contour,
     plot_contourf,
     plot_contours_compare,
     plot_convexity,
-    plot_eigenvalues,
     plot_heatmap,
     plot_line,
-    plot_lines_compare,
-    plot_measures,
-    plot_spectral_density,
     plot_surface3d,
-    save_figure,
 )
 from landscape.surface import Surface
 
-mpl.use("Agg")  # no display in tests; figures are inspected, never shown
-
-# A non-square grid and a function that is not symmetric in (x, y): a transposed array either
-# fails on shapes or puts the lines in the wrong place.
-X = np.linspace(-1.0, 2.0, 7)
-Y = np.linspace(-0.5, 0.5, 4)
-
-
-def asym(x, y):
-    return x[:, None] + 10.0 * y[None, :]  # [i, j] = f(x[i], y[j])
-
-
-def surface2d(z=None, **attrs) -> Surface:
-    z = asym(X, Y) if z is None else z
-    return Surface(x=X, y=Y, metrics={"loss": z}, attrs=attrs)
-
-
-def bowl() -> np.ndarray:
-    return 0.1 + X[:, None] ** 2 + 3.0 * Y[None, :] ** 2
-
-
-def rc_snapshot() -> dict:
-    return {k: v for k, v in mpl.rcParams.items() if k != "backend"}
-
 
 @pytest.fixture(autouse=True)
-def close_figures_and_check_rc():
-    """Close every figure after each test, and check no test leaks an rcParams change."""
-    before = rc_snapshot()
-    yield
-    plt.close("all")
-    assert rc_snapshot() == before
+def _rc_restored_and_figures_closed():
+    yield from close_figures_and_check_rc()
 
 
 @pytest.fixture
 def ax():
     return plt.figure().add_subplot()
-
-
-def center_markers(ax):
-    return [
-        line
-        for line in ax.lines
-        if line.get_marker() == "*" and np.allclose(line.get_xydata(), [[0.0, 0.0]])
-    ]
-
-
-def bar_container(ax):
-    return next(c for c in ax.containers if isinstance(c, mpl.container.BarContainer))
 
 
 # ------------------------------------------------------------------------------ orientation
@@ -135,21 +98,53 @@ def test_surface3d_orientation_and_values():
 # ------------------------------------------------------------------------------ levels
 
 
-def test_linear_levels_by_default(ax):
-    plot_contourf(surface2d(bowl()), ax=ax)
+def assert_round(levels):
+    """Evenly spaced levels at integer multiples of a step of 1, 2, 2.5 or 5 times 10**k."""
+    step = np.diff(levels)
+    np.testing.assert_allclose(step, step[0], rtol=1e-9)
+    mantissa = step[0] / 10.0 ** np.floor(np.log10(step[0]))
+    assert min(abs(mantissa - m) for m in (1.0, 2.0, 2.5, 5.0)) < 1e-9, levels
+    np.testing.assert_allclose(levels / step[0], np.round(levels / step[0]), atol=1e-9)
+    return step[0]
+
+
+def test_linear_levels_are_round_and_the_lowest_lies_below_the_minimum(ax):
+    z = bowl()  # min 0.1833 at (0, +-1/6), max 4.85: no level of 0.1 can be round
+    plot_contourf(surface2d(z), ax=ax)
     cs = ax.collections[0]
-    assert len(cs.levels) == 20
-    np.testing.assert_allclose(np.diff(cs.levels), np.diff(cs.levels)[0])
-    assert cs.levels[0] == pytest.approx(bowl().min())
-    assert cs.levels[-1] == pytest.approx(bowl().max())
     assert not isinstance(cs.norm, LogNorm)
+    step = assert_round(cs.levels)
+    assert 10 <= len(cs.levels) <= 22  # about the default 20
+    # the minimum lies strictly inside the lowest band, the maximum inside the highest
+    assert cs.levels[0] < z.min() < cs.levels[1]
+    assert cs.levels[-2] < z.max() <= cs.levels[-1]
+    assert step == pytest.approx(0.25)
+    # so the minimum's region is drawn: the lowest band holds the grid point of the minimum
+    i, j = np.unravel_index(np.argmin(z), z.shape)
+    assert cs.get_paths()[0].contains_point((X[i], Y[j]))
+    assert (cs.norm.vmin, cs.norm.vmax) == pytest.approx((cs.levels[0], cs.levels[-1]))
 
 
-def test_contour_lines_skip_the_ends_of_the_range(ax):
-    plot_contour(surface2d(bowl()), ax=ax, levels=4)
+def test_minimum_on_a_round_number_gets_a_level_below_it(ax):
+    z = bowl() - bowl().min()  # the minimum is exactly 0.0
+    plot_contourf(surface2d(z), ax=ax, levels=6)
+    levels = ax.collections[0].levels
+    step = assert_round(levels)
+    assert levels[0] == pytest.approx(-step) and levels[1] == 0.0
+    assert len(levels) <= 8
+
+
+def test_contour_lines_are_round_and_the_lowest_encloses_the_minimum(ax):
+    z = bowl()
+    plot_contour(surface2d(z), ax=ax, levels=8)
     cs = ax.collections[0]
-    lo, hi = bowl().min(), bowl().max()
-    np.testing.assert_allclose(cs.levels, np.linspace(lo, hi, 6)[1:-1])
+    step = assert_round(cs.levels)
+    lo, hi = z.min(), z.max()
+    assert len(cs.levels) <= 10
+    # every line lies strictly inside the value range (at an end a line is only a point)
+    assert lo < cs.levels[0] and cs.levels[-1] < hi
+    # the lowest line is the first round value above the minimum: it encloses the minimum
+    assert cs.levels[0] - step <= lo
     assert (cs.norm.vmin, cs.norm.vmax) == pytest.approx((lo, hi))
 
 
@@ -176,8 +171,10 @@ def test_log_forced_and_refused(ax):
 
 
 def test_user_levels_int_and_array(ax):
-    plot_contour(surface2d(bowl()), ax=ax, levels=7)
-    assert len(ax.collections[0].levels) == 7
+    plot_contourf(surface2d(bowl()), ax=ax, levels=7)
+    levels = ax.collections[0].levels
+    assert_round(levels)
+    assert 4 <= len(levels) <= 8  # about 7 round levels
     _, ax2 = plt.subplots()
     plot_contour(surface2d(bowl()), ax=ax2, levels=[0.5, 1.0, 2.0])
     np.testing.assert_allclose(ax2.collections[0].levels, [0.5, 1.0, 2.0])
@@ -209,15 +206,6 @@ def test_constant_metric_does_not_crash(ax):
 # ------------------------------------------------------------------------------ non-finite
 
 
-def nasty() -> np.ndarray:
-    z = bowl().copy()
-    z[0, 0] = np.nan
-    z[1, 2] = np.inf
-    z[3, 1] = -np.inf
-    z[6, 3] = np.nan
-    return z
-
-
 @pytest.mark.parametrize(
     "plot",
     [plot_contour, plot_contourf, plot_heatmap, plot_surface3d],
@@ -228,11 +216,17 @@ def test_non_finite_values_are_masked(plot):
     finite = z[np.isfinite(z)]
     ax = plot(surface2d(z))
     artist = ax.collections[0]
-    if hasattr(artist, "levels"):
+    lo, hi = finite.min(), finite.max()
+    if getattr(artist, "filled", False):  # the bands enclose every finite value
+        levels = artist.levels
+        assert np.all(np.isfinite(levels))
+        assert levels[0] < lo and hi <= levels[-1]
+        lo, hi = levels[0], levels[-1]
+    elif hasattr(artist, "levels"):  # the lines lie inside the finite range
         assert np.all(np.isfinite(artist.levels))
-        assert finite.min() <= artist.levels[0] < artist.levels[-1] <= finite.max()
-    assert artist.norm.vmin == pytest.approx(finite.min())
-    assert artist.norm.vmax == pytest.approx(finite.max())
+        assert lo < artist.levels[0] < artist.levels[-1] < hi
+    assert artist.norm.vmin == pytest.approx(lo)
+    assert artist.norm.vmax == pytest.approx(hi)
     if plot is plot_heatmap:
         arr = artist.get_array()
         assert np.ma.count_masked(arr) == 4
@@ -415,222 +409,6 @@ def test_convexity_log_and_line(ax):
     np.testing.assert_allclose(ax2.lines[0].get_ydata(), np.abs(X) / 2)
 
 
-# ------------------------------------------------------------------------------ spectra
-
-
-def test_spectral_density_clips_zeros_to_floor(ax):
-    grid = np.linspace(-1, 5, 61)
-    density = np.exp(-((grid - 1) ** 2))
-    density[:10] = 0.0
-    density[20] = -1e-9  # quadrature noise
-    plot_spectral_density(grid, density, ax=ax, label="model")
-    y = ax.lines[0].get_ydata()
-    floor = 1e-8 * density.max()
-    assert ax.get_yscale() == "log"
-    assert np.all(y >= floor)
-    np.testing.assert_allclose(y[:10], floor)
-    np.testing.assert_allclose(y[30:], density[30:])
-    assert ax.get_ylim()[0] == pytest.approx(floor)
-    assert ax.get_xlabel() == "eigenvalue"
-
-
-def test_spectral_density_checks(ax):
-    with pytest.raises(ValueError, match="same length"):
-        plot_spectral_density(np.arange(3), np.ones(4), ax=ax)
-    with pytest.raises(ValueError, match="positive"):
-        plot_spectral_density(np.arange(3), np.ones(3), ax=ax, floor=0.0)
-
-
-def test_eigenvalues_bars_and_errors(ax):
-    values = np.array([12.0, 5.0, -0.5])
-    errors = np.array([0.5, np.nan, 0.1])
-    plot_eigenvalues(values, ax=ax, errors=errors)
-    heights = [p.get_height() for p in ax.patches]
-    np.testing.assert_allclose(heights, values)
-    np.testing.assert_allclose([p.get_x() + p.get_width() / 2 for p in ax.patches], [1, 2, 3])
-    segments = bar_container(ax).errorbar.lines[2][0].get_segments()  # vertical error bars
-    half = [np.ptp(seg[:, 1]) / 2 for seg in segments if seg.size]
-    np.testing.assert_allclose(half, [0.5, 0.1])
-    with pytest.raises(ValueError, match="shape"):
-        plot_eigenvalues(values, ax=ax, errors=[1.0])
-
-
-def test_eigenvalues_log(ax):
-    plot_eigenvalues([100.0, 10.0, 1.0], ax=ax, log=True)
-    assert ax.get_yscale() == "log"
-    _, ax2 = plt.subplots()
-    plot_eigenvalues([100.0, -1.0], ax=ax2, log=True)
-    assert ax2.get_yscale() == "symlog"
-
-
-# ------------------------------------------------------------------------------ comparisons
-
-
-def test_lines_compare_bands(ax):
-    x = np.linspace(-1, 1, 11)
-    curves = {
-        "sgd": (x, x**2 + 1, 0.1 * np.ones_like(x)),
-        "adam": (x, 3 * x**2 + 1, 0.2 * np.ones_like(x)),
-        "single seed": (x, 2 * x**2 + 1),
-    }
-    plot_lines_compare(curves, ax=ax, x_label="alpha")
-    assert [line.get_label() for line in ax.lines] == list(curves)
-    assert len(ax.collections) == 2  # one band per curve with a spread
-    for (_, mean, spread), line, band in zip(
-        list(curves.values())[:2], ax.lines, ax.collections, strict=False
-    ):
-        ys = band.get_paths()[0].vertices[:, 1]
-        assert ys.min() == pytest.approx((mean - spread).min())
-        assert ys.max() == pytest.approx((mean + spread).max())
-        np.testing.assert_allclose(band.get_facecolor()[0][:3], mpl.colors.to_rgb(line.get_color()))
-    assert ax.get_legend() is not None
-    assert ax.get_xlabel() == "alpha" and ax.get_ylabel() == "loss"
-
-
-def test_lines_compare_non_finite_and_errors(ax):
-    x = np.linspace(-1, 1, 5)
-    mean = np.array([np.inf, 1.0, 0.5, np.nan, 2.0])
-    plot_lines_compare({"a": (x, mean, 0.1 * np.ones(5))}, ax=ax)
-    ax.figure.canvas.draw()
-    with pytest.raises(ValueError, match="empty"):
-        plot_lines_compare({}, ax=ax)
-    with pytest.raises(ValueError, match="same length"):
-        plot_lines_compare({"a": (x, mean[:3], None)}, ax=ax)
-
-
-def test_contours_compare_share_levels_and_one_colour_bar():
-    a = surface2d(bowl())
-    b = surface2d(10 * bowl())
-    fig = plot_contours_compare({"sgd": a, "adam": b}, filled=True)
-    panels = [ax for ax in fig.axes if ax.collections]
-    assert [ax.get_title() for ax in panels[:2]] == ["sgd", "adam"]
-    sets = [ax.collections[0] for ax in panels[:2]]
-    np.testing.assert_array_equal(sets[0].levels, sets[1].levels)
-    assert sets[0].norm.vmin == sets[1].norm.vmin and sets[0].norm.vmax == sets[1].norm.vmax
-    # the shared levels cover both surfaces together
-    assert sets[0].levels[0] == pytest.approx(bowl().min())
-    assert sets[0].levels[-1] == pytest.approx(10 * bowl().max())
-    assert len(fig.axes) == 3  # two panels + one colour bar
-    assert sum(cs.colorbar is not None for cs in sets) == 1
-
-
-def test_contours_compare_log_shared_and_given_axes():
-    a = surface2d(bowl())
-    b = surface2d(1000 * bowl())
-    fig, axes = plt.subplots(1, 2)
-    out = plot_contours_compare({"a": a, "b": b}, axes=axes, levels=6)
-    assert out is fig
-    for ax in axes:
-        assert isinstance(ax.collections[0].norm, LogNorm)  # pooled data span > 2 decades
-        assert len(ax.collections[0].levels) == 6
-    with pytest.raises(ValueError, match="axes"):
-        plot_contours_compare({"a": a, "b": b}, axes=[axes[0]])
-    with pytest.raises(ValueError, match="empty"):
-        plot_contours_compare({})
-
-
-def test_contours_compare_grid_layout():
-    s = surface2d(bowl())
-    fig = plot_contours_compare({k: s for k in "abc"}, ncols=2, colorbar=False)
-    assert len(fig.axes) == 3  # the unused fourth cell is removed
-
-
-def test_measures_panels_bars_and_errors():
-    class Result:  # like a sharpness result: value and stderr attributes
-        value, stderr = 7.0, 0.7
-
-    table = {
-        "sgd": {"lambda_max": (10.0, 1.0), "trace": (100.0, 5.0)},
-        "adam": {"lambda_max": (30.0, 2.0), "trace": Result()},
-        "swa": {"lambda_max": 4.0},
-    }
-    fig = plot_measures(table)
-    assert [ax.get_title() for ax in fig.axes] == ["lambda_max", "trace"]
-    lam, trace = fig.axes
-    np.testing.assert_allclose([p.get_height() for p in lam.patches], [10.0, 30.0, 4.0])
-    assert [t.get_text() for t in lam.get_xticklabels()] == ["sgd", "adam", "swa"]
-    heights = [p.get_height() for p in trace.patches]
-    np.testing.assert_allclose(heights, [100.0, 7.0, np.nan])
-    segments = bar_container(lam).errorbar.lines[2][0].get_segments()
-    half = [np.ptp(seg[:, 1]) / 2 for seg in segments if seg.size]
-    np.testing.assert_allclose(half, [1.0, 2.0])
-
-
-def test_measures_selection_and_errors():
-    table = {"a": {"x": (1.0, 0.1), "y": (2.0, 0.2)}}
-    fig = plot_measures(table, ["y"])
-    assert [ax.get_title() for ax in fig.axes] == ["y"]
-    with pytest.raises(ValueError, match="no checkpoint"):
-        plot_measures(table, ["z"])
-    with pytest.raises(ValueError, match="empty"):
-        plot_measures({})
-
-
-# ------------------------------------------------------------------------------ style, rcParams
-
-
-def test_landscape_style_sets_and_restores():
-    before = rc_snapshot()
-    with landscape_style("paper") as params:
-        assert mpl.rcParams["pdf.fonttype"] == 42
-        assert mpl.rcParams["ps.fonttype"] == 42
-        assert mpl.rcParams["svg.fonttype"] == "none"
-        assert mpl.rcParams["font.size"] == 8.0
-        assert params["font.size"] == 8.0
-        fig = plt.figure()
-        plot_contour(surface2d(bowl()), ax=fig.add_subplot())
-    assert rc_snapshot() == before
-    with landscape_style("talk", font_scale=2.0, rc={"lines.linewidth": 3.0}):
-        assert mpl.rcParams["font.size"] == 26.0
-        assert mpl.rcParams["lines.linewidth"] == 3.0
-    assert rc_snapshot() == before
-
-
-def test_landscape_style_restores_after_an_error():
-    before = rc_snapshot()
-    with pytest.raises(RuntimeError), landscape_style("poster"):
-        raise RuntimeError("boom")
-    assert rc_snapshot() == before
-    with pytest.raises(ValueError, match="context"):
-        with landscape_style("slides"):  # type: ignore[arg-type]
-            pass
-
-
-ALL_PLOTS = {
-    "line": lambda: plot_line(Surface(x=X, y=None, metrics={"loss": X**2, "accuracy": X})),
-    "contour": lambda: plot_contour(surface2d(nasty())),
-    "contourf": lambda: plot_contourf(surface2d(nasty()), log=True),
-    "heatmap": lambda: plot_heatmap(surface2d(nasty())),
-    "surface3d": lambda: plot_surface3d(surface2d(nasty())),
-    "convexity": lambda: plot_convexity(
-        Surface(x=X, y=Y, metrics={"convexity": np.abs(asym(X, Y)) / 20})
-    ),
-    "spectral_density": lambda: plot_spectral_density(np.arange(5.0), np.array([0, 1, 2, 1, 0])),
-    "eigenvalues": lambda: plot_eigenvalues([3.0, 2.0], errors=[0.1, 0.2]),
-    "lines_compare": lambda: plot_lines_compare({"a": (X, X**2, X * 0 + 0.1)}),
-    "contours_compare": lambda: plot_contours_compare({"a": surface2d(), "b": surface2d(bowl())}),
-    "measures": lambda: plot_measures({"a": {"trace": (1.0, 0.1)}}),
-}
-
-
-@pytest.mark.parametrize("name", list(ALL_PLOTS))
-def test_every_plot_leaves_rcparams_unchanged_and_renders(name):
-    before = rc_snapshot()
-    out = ALL_PLOTS[name]()
-    fig = out if isinstance(out, mpl.figure.Figure) else out.figure
-    fig.canvas.draw()
-    assert rc_snapshot() == before
-
-
-def test_save_figure(tmp_path):
-    fig, ax = plt.subplots()
-    plot_heatmap(surface2d(), ax=ax)
-    with landscape_style():
-        path = save_figure(fig, tmp_path / "sub" / "heatmap.pdf")
-    assert path.exists() and path.stat().st_size > 0
-    assert path.read_bytes().startswith(b"%PDF")
-
-
 def test_fixed_line_colours_replace_the_colour_map(ax):
     plot_contour(surface2d(bowl()), ax=ax, colors="k", colorbar=False)
     np.testing.assert_allclose(ax.collections[0].get_edgecolor()[:, :3], 0.0)  # all black
@@ -645,3 +423,77 @@ def test_line_same_metric_twice_draws_once_on_a_plain_figure():
     s = Surface(x=X, y=None, metrics={"loss": X**2, "accuracy": 1 - X**2 / 4})
     ax = plot_line(s, ("accuracy", "accuracy"), fig.add_subplot())
     assert len(fig.axes) == 1 and ax.get_ylabel() == "accuracy"
+
+
+# ------------------------------------------------------------------------------ figures agree
+
+
+def four_decades() -> np.ndarray:
+    return 10.0 ** (4.0 * bowl() / bowl().max() - 1)
+
+
+def test_surface3d_uses_the_log_scale_the_contours_use():
+    z = four_decades()
+    _, ax2 = plt.subplots()
+    plot_contour(surface2d(z), ax=ax2)
+    assert isinstance(ax2.collections[0].norm, LogNorm)  # the contours chose a log scale
+    ax = plot_surface3d(surface2d(z))  # log=None: the same choice, for height and colour
+    poly = ax.collections[0]
+    assert ax.get_zlabel() == "log10(loss)"
+    assert poly.colorbar.ax.get_ylabel() == "log10(loss)"
+    lz = np.log10(z).T
+    faces = (lz[:-1, :-1] + lz[1:, :-1] + lz[:-1, 1:] + lz[1:, 1:]) / 4
+    np.testing.assert_allclose(np.sort(np.asarray(poly.get_array())), np.sort(faces.ravel()))
+    lo, hi = ax.get_zlim()  # heights are log10 values: about -1 .. 3, not up to 1000
+    assert lo <= lz.min() and lz.max() <= hi < lz.max() + 1
+    # a surface spanning less than two decades is linear in both
+    _, ax3 = plt.subplots()
+    plot_contour(surface2d(bowl()), ax=ax3)
+    assert not isinstance(ax3.collections[0].norm, LogNorm)
+    assert plot_surface3d(surface2d(bowl())).get_zlabel() == "loss"
+    # and log=False keeps raw values for both
+    assert plot_surface3d(surface2d(z), log=False).get_zlabel() == "loss"
+
+
+def stars_3d(ax):
+    return [line for line in ax.lines if line.get_marker() == "*"]
+
+
+def test_surface3d_marks_the_checkpoint_at_its_height():
+    # asym is linear, so the height at (0, 0), between the grid rows y = -1/6 and 1/6, is exact
+    ax = plot_surface3d(surface2d())
+    (star,) = stars_3d(ax)
+    xs, ys, zs = star.get_data_3d()
+    np.testing.assert_allclose([xs[0], ys[0], zs[0]], [0.0, 0.0, 0.0], atol=1e-12)
+    assert star.get_zorder() > ax.collections[0].get_zorder() and not ax.computed_zorder
+    # on a log scale the star sits at log10 of the value: 10 ** (0.5 * asym + 1) -> 1.0
+    ax = plot_surface3d(surface2d(10.0 ** (0.5 * asym(X, Y) + 1.0)))
+    assert ax.get_zlabel() == "log10(loss)"
+    (star,) = stars_3d(ax)
+    assert star.get_data_3d()[2][0] == pytest.approx(1.0)
+    ax = plot_surface3d(surface2d(), mark_center=False)
+    assert stars_3d(ax) == []
+    x = np.linspace(1.0, 2.0, 5)  # the checkpoint is off the grid: no star
+    ax = plot_surface3d(Surface(x=x, y=Y, metrics={"loss": np.add.outer(x, Y)}))
+    assert stars_3d(ax) == []
+
+
+def test_surface3d_star_left_out_where_the_centre_is_not_finite():
+    z = asym(X, Y)
+    z[2, 1:3] = np.nan  # x = 0, y = -1/6 and 1/6: the corners around (0, 0)
+    ax = plot_surface3d(surface2d(z))
+    assert stars_3d(ax) == []
+
+
+def test_convexity_colour_bar_says_what_it_shows(ax):
+    ratio = np.abs(asym(X, Y)) / 10.0
+    plot_convexity(Surface(x=X, y=Y, metrics={"convexity": ratio}), ax=ax)
+    label = ax.collections[0].colorbar.ax.get_ylabel()
+    assert r"|\lambda_{\min} / \lambda_{\max}|" in label
+    assert "higher = less convex" in label
+    _, ax2 = plt.subplots()
+    plot_convexity(Surface(x=X, y=None, metrics={"convexity": np.abs(X) / 2}), ax=ax2)
+    assert ax2.get_ylabel() == label
+    _, ax3 = plt.subplots()  # the mark of the checkpoint can be turned off, as on a heatmap
+    plot_convexity(Surface(x=X, y=Y, metrics={"convexity": ratio}), ax=ax3, mark_center=False)
+    assert center_markers(ax3) == []

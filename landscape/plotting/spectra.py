@@ -1,0 +1,123 @@
+"""Figures of Hessian spectra: a spectral density on a log axis, eigenvalues as bars."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+
+from ._common import finite_or_nan, finite_values, get_ax
+
+__all__ = ["plot_eigenvalues", "plot_spectral_density"]
+
+
+def plot_spectral_density(
+    grid: Any,
+    density: Any,
+    ax: Axes | None = None,
+    *,
+    floor: float | None = None,
+    label: str | None = None,
+    **kwargs: Any,
+) -> Axes:
+    """Plot an eigenvalue spectral density on a log y axis.
+
+    Args:
+        grid: eigenvalue positions, shape ``(n,)``.
+        density: density at those positions, shape ``(n,)``.
+        ax: axes to draw on; the current axes if None.
+        floor: values below it (zeros, tiny negatives of the quadrature) are raised to it so that
+            the log axis works; default ``1e-8`` times the largest finite density.
+        label: legend label of the curve.
+        **kwargs: passed to ``Axes.plot``.
+
+    Returns:
+        The Axes.
+
+    Raises:
+        ValueError: if shapes differ or the density has no finite positive value.
+
+    Example:
+        >>> import matplotlib.pyplot as plt
+        >>> g = np.linspace(-1, 5, 50)
+        >>> fig, ax = plt.subplots()
+        >>> plot_spectral_density(g, np.exp(-(g**2)), ax=ax).get_yscale()
+        'log'
+        >>> plt.close(fig)
+    """
+    ax = get_ax(ax)
+    grid = np.asarray(grid, dtype=float)
+    density = np.asarray(density, dtype=float)
+    if grid.ndim != 1 or grid.shape != density.shape:
+        raise ValueError(
+            f"grid and density must be 1D of the same length, got {grid.shape} and {density.shape}"
+        )
+    finite = finite_values(density, "density")
+    top = float(finite.max())
+    if floor is None:
+        if top <= 0:
+            raise ValueError("density has no positive value; nothing to show on a log axis")
+        floor = 1e-8 * top
+    if floor <= 0:
+        raise ValueError(f"floor must be positive for a log axis, got {floor}")
+    shown = np.where(np.isfinite(density), np.maximum(density, floor), np.nan)
+    ax.plot(grid, shown, label=label, **kwargs)
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=floor)
+    ax.set_xlabel("eigenvalue")
+    ax.set_ylabel("density")
+    return ax
+
+
+def plot_eigenvalues(
+    eigenvalues: Any,
+    ax: Axes | None = None,
+    *,
+    errors: Any = None,
+    log: bool = False,
+    **kwargs: Any,
+) -> Axes:
+    """Plot Hessian eigenvalues as a bar chart, largest first as given, indexed from 1.
+
+    Args:
+        eigenvalues: the values, shape ``(k,)``.
+        ax: axes to draw on; the current axes if None.
+        errors: optional error bars, shape ``(k,)`` (NaN for none).
+        log: symmetric-log y axis (log if all are positive), for spectra spanning decades.
+        **kwargs: passed to ``Axes.bar``.
+
+    Returns:
+        The Axes; the bars are ``ax.patches``.
+
+    Raises:
+        ValueError: if ``errors`` does not match ``eigenvalues`` or there is no finite value.
+
+    Example:
+        >>> import matplotlib.pyplot as plt
+        >>> fig, ax = plt.subplots()
+        >>> len(plot_eigenvalues([5.0, 2.0, 0.5], ax=ax).patches)
+        3
+        >>> plt.close(fig)
+    """
+    ax = get_ax(ax)
+    values = np.asarray(eigenvalues, dtype=float).reshape(-1)
+    finite = finite_values(values, "eigenvalues")
+    yerr = None
+    if errors is not None:
+        yerr = np.asarray(errors, dtype=float).reshape(-1)
+        if yerr.shape != values.shape:
+            raise ValueError(f"errors has shape {yerr.shape}, expected {values.shape}")
+        yerr = finite_or_nan(yerr)
+    index = np.arange(1, values.size + 1)
+    kwargs.setdefault("color", "C0")
+    ax.bar(index, finite_or_nan(values), yerr=yerr, capsize=3, **kwargs)
+    ax.set_xticks(index)
+    ax.set_xlabel("eigenvalue index")
+    ax.set_ylabel("eigenvalue")
+    if log:
+        if finite.min() > 0:
+            ax.set_yscale("log")
+        else:
+            ax.set_yscale("symlog", linthresh=max(float(np.abs(finite).min()), 1e-12))
+    return ax
