@@ -174,7 +174,8 @@ def _surface_directions(args: argparse.Namespace, model: nn.Module, data: Any, n
         x = interpolation_direction(model, end, dir_type=args.dir_type)
         y = _random_directions(args, model, 1).x if num == 2 else None
         settings = {"dir_type": args.dir_type, "target_sha256": file_sha256(args.target)}
-        return Directions(x, y, kind="interpolation", settings=settings)
+        x_end = {n: t.detach() for n, t in end.state_dict().items() if n in x}
+        return Directions(x, y, kind="interpolation", settings=settings, x_end=x_end)
     if args.directions == "pca":
         if not args.trajectory:
             raise UserError("--directions pca needs --trajectory CKPT [CKPT ...]")
@@ -236,6 +237,8 @@ def cmd_plot(args: argparse.Namespace) -> None:
 
     if args.kind in ("density", "eigenvalues"):
         return _plot_hessian(args)
+    if args.kind in ("trajectory", "paths"):
+        return _plot_paths_file(args)
     surface = load_surface(args.file)
     if args.kind != "line" and not surface.is_2d:
         raise UserError(f"{args.file} holds a line; use --kind line")
@@ -392,6 +395,106 @@ def cmd_demo(args: argparse.Namespace) -> None:
     demo_module.run_demo(args.out, progress=not args.quiet)
 
 
+def _checkpoint_objective(args: argparse.Namespace, checkpoint: str, **options: Any) -> Any:
+    from .evaluate import Objective
+
+    model = _model(args, checkpoint)
+    return Objective(model, _data(args.data), loss=_loss(args.loss), batch_size=args.batch_size,
+                     train_mode=args.train_mode, **options)  # fmt: skip
+
+
+def cmd_trajectory(args: argparse.Namespace) -> None:
+    from .trajectory import trajectory_plane
+
+    if len(args.checkpoints) < 3:
+        raise UserError(f"a trajectory needs at least 3 checkpoints, got {len(args.checkpoints)}")
+    if args.steps is not None and len(args.steps) != len(args.checkpoints):
+        raise UserError(f"--steps needs one value per checkpoint ({len(args.checkpoints)}), "
+                        f"got {len(args.steps)}")  # fmt: skip
+    objective = _checkpoint_objective(args, args.checkpoints[-1])
+    states = [_model(args, path).state_dict() for path in args.checkpoints]
+    result = trajectory_plane(
+        objective, states, steps=args.steps, num_points=args.num_points, margin=args.margin,
+        path=args.out, overwrite=args.overwrite, progress=not args.quiet,
+    )  # fmt: skip
+    ratio = ", ".join(f"{100 * v:.1f}%" for v in result.explained_variance)
+    gap = np.abs(result.projected["loss"] - result.true["loss"]).max()
+    _print(f"{args.out}: explained variance {ratio}; largest |true - projected| loss {gap:.4g}")
+
+
+def cmd_connect(args: argparse.Namespace) -> None:
+    from .paths import connect_checkpoints
+    from .storage.paths import save_paths
+
+    kinds = ["line"] + ([args.curve] if args.curve != "line" else [])
+    _refuse_existing(args.out, [f"paths/{k}" for k in kinds], args.overwrite)
+    objective = _checkpoint_objective(args, args.checkpoint_a)
+    end = _model(args, args.checkpoint_b).state_dict()
+    fit_objective = None
+    if args.bn_reestimate and not args.train_mode:  # fit with batch statistics (Garipov)
+        fit_objective = _checkpoint_objective(args, args.checkpoint_a, train_mode=True)
+    connection = connect_checkpoints(
+        objective, objective.base_state, end, curve=args.curve, t=args.num_points,
+        bn_reestimate=args.bn_reestimate, fit_objective=fit_objective,
+        **({} if args.curve == "line" else
+           {"num_steps": args.num_steps, "lr": args.lr, "seed": args.seed}),
+    )  # fmt: skip
+    save_paths(args.out, connection.paths, overwrite=args.overwrite)
+    for kind, result in connection.paths.items():
+        _print(f"{kind:<10} barrier {result.barrier:.4g} at t = {result.barrier_t:.3g}")
+    _print(args.out)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from .export import export
+
+    for path in export(args.file, args.output, format=args.format, metric=args.metric):
+        print(path)
+
+
+def cmd_import_li(args: argparse.Namespace) -> None:
+    from .li_format import import_li
+
+    build = resolve_callable(args.model, demo_module.BUILTIN_MODELS, "--model")
+    surface = import_li(args.surface, build(), dir_file=args.dir_file, dir_type=args.dir_type,
+                        out=args.out, overwrite=args.overwrite)  # fmt: skip
+    shape = " x ".join(str(len(a)) for a in (surface.x, surface.y) if a is not None)
+    print(f"{args.out}: {shape} grid, metrics {', '.join(surface.metrics)}")
+
+
+def _plot_paths_file(args: argparse.Namespace) -> None:
+    from matplotlib.figure import Figure
+
+    from . import plotting
+
+    fig = Figure(figsize=(9, 3.6) if args.kind == "trajectory" else (5, 4), layout="constrained")
+    with plotting.landscape_style():
+        if args.kind == "trajectory":
+            from .trajectory import load_trajectory
+
+            try:
+                trajectory = load_trajectory(args.file)
+            except KeyError:
+                raise UserError(
+                    f"{args.file} holds no trajectory; run landscape trajectory"
+                ) from None
+            left, right = fig.subplots(1, 2, width_ratios=(3, 2))
+            plotting.plot_trajectory(trajectory, args.metric, left)
+            plotting.plot_projection_error(trajectory, args.metric, right)
+            ax = left
+        else:
+            from .storage.paths import load_paths
+
+            paths = load_paths(args.file)
+            if not paths:
+                raise UserError(f"{args.file} holds no paths; run landscape connect")
+            ax = plotting.plot_paths(paths, args.metric, fig.add_subplot())
+        if args.title is not None:
+            ax.set_title(args.title)
+        plotting.save_figure(fig, args.output)
+    print(args.output)
+
+
 # ---------------------------------------------------------------- parser
 def _add_model_options(p: argparse.ArgumentParser, checkpoint: bool = True) -> None:
     p.add_argument("--model", required=True, help="M:F, path/file.py:F or a built-in name")
@@ -518,9 +621,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plot", help="plot a surface file")
     p.add_argument("file")
-    kinds = ("line", "contour", "contourf", "heatmap", "surface3d", "density", "eigenvalues")
+    kinds = ("line", "contour", "contourf", "heatmap", "surface3d", "density", "eigenvalues",
+             "trajectory", "paths")  # fmt: skip
     p.add_argument("--kind", choices=kinds, default="contour",
-                   help="density and eigenvalues are for Hessian files")  # fmt: skip
+                   help="density and eigenvalues are for Hessian files, trajectory and paths "
+                   "for those of landscape trajectory and connect")  # fmt: skip
     p.add_argument("--metric", default="loss")
     p.add_argument("--log", action=argparse.BooleanOptionalAction, default=None,
                    help="log scale (default: when values span over 2 decades)")  # fmt: skip
@@ -532,6 +637,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, type=_figure_path,
                    help="figure file (.png, .pdf, .svg)")  # fmt: skip
     p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("trajectory", help="a training run on its PCA plane, and the surface")
+    _add_model_options(p, checkpoint=False)
+    p.add_argument("checkpoints", nargs="+", metavar="CKPT", help="the run's checkpoints, in order")
+    p.add_argument("--steps", nargs="+", type=float, default=None,
+                   help="step or epoch of each checkpoint (default 0, 1, ...)")  # fmt: skip
+    p.add_argument("--num-points", type=int, default=21, help="grid points per axis")
+    p.add_argument("--margin", type=float, default=0.25, help="grid margin around the path")
+    p.add_argument("--out", required=True, help="HDF5 file (surface and /trajectory)")
+    p.add_argument("--overwrite", action="store_true", help="replace a file made by another run")
+    p.set_defaults(func=cmd_trajectory)
+
+    p = sub.add_parser("connect", help="loss along the line and a fitted curve between minima")
+    _add_model_options(p, checkpoint=False)
+    p.add_argument("checkpoint_a", metavar="CKPT_A")
+    p.add_argument("checkpoint_b", metavar="CKPT_B")
+    p.add_argument("--curve", choices=("bezier", "polychain", "line"), default="bezier")
+    p.add_argument("--num-points", type=int, default=25, help="points along each path")
+    p.add_argument("--num-steps", type=int, default=500, help="optimizer steps of the fit")
+    p.add_argument("--lr", type=float, default=0.01, help="learning rate of the fit (Adam)")
+    p.add_argument("--bn-reestimate", action="store_true",
+                   help="recompute BatchNorm statistics at every point")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="HDF5 file (results go to /paths/KIND)")
+    p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
+    p.set_defaults(func=cmd_connect)
+
+    p = sub.add_parser("export", help="a landscape file as ParaView (vts), Plotly HTML or GIF")
+    p.add_argument("file")
+    p.add_argument("--format", choices=("vts", "html", "gif"), required=True)
+    p.add_argument("--metric", default="loss", help="metric shown (the height for vts)")
+    p.add_argument("-o", "--output", required=True, help="file to write")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import-li", help="read a surface file of Li et al.'s code")
+    p.add_argument("surface", metavar="SURFACE.h5")
+    p.add_argument("--model", required=True, help="M:F, path/file.py:F or a built-in name")
+    p.add_argument("--dir-file", default=None, help="their direction file (default: as named)")
+    p.add_argument("--dir-type", choices=("weights", "states"), default="weights")
+    p.add_argument("--out", required=True, help="landscape surface file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace --out")
+    p.set_defaults(func=cmd_import_li)
 
     p = sub.add_parser("info", help="what a landscape file holds, and how complete it is")
     p.add_argument("file")

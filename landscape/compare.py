@@ -16,17 +16,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import h5py
 import numpy as np
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import storage
-from .checkpoint import load_checkpoint
+from .checkpoint import checkpoint_state
+from .data import EvaluationData
 from .directions import random_directions
-from .evaluate import Objective
+from .objective import Objective
 from .params import state_sha256
-from .sharpness import SharpnessResult, load_sharpness, save_sharpness, sharpness
+from .results import Result
+from .sharpness import SharpnessResult, sharpness
+from .sharpness.registry import check_settings
+from .storage.compare import prepare_compare_file, read_compare_label, write_compare_label
 from .surface import Surface, compute_surface
 
 DEFAULT_MEASURES = ("lambda_max", "trace", "adaptive_worst_l2", "avg_l2", "pacbayes", "rise")
@@ -40,9 +42,11 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class Comparison:
+@dataclass(frozen=True, eq=False)
+class Comparison(Result):
     """What :func:`compare_checkpoints` found, checkpoint by checkpoint (keys are labels).
+
+    Comparisons compare by value (:class:`~landscape.results.Result`); ``path`` is left out.
 
     Attributes:
         evaluation: ``{label: {"train_loss", "train_accuracy", "test_loss", ...}}``.
@@ -51,13 +55,15 @@ class Comparison:
             ``(num_directions, nx)``, one row per direction seed.
         planes: ``{label: Surface}`` of 2D planes (empty if no plane was asked for).
         path: the HDF5 file, if one was written.
+        settings: every setting of the comparison (as stored in the file's root).
     """
 
     evaluation: dict[str, dict[str, float]]
     measures: dict[str, dict[str, SharpnessResult]]
     lines: dict[str, Surface]
     planes: dict[str, Surface] = field(default_factory=dict)
-    path: str | None = None
+    path: str | None = field(default=None, compare=False)
+    settings: dict[str, Any] = field(default_factory=dict)
 
     @property
     def labels(self) -> list[str]:
@@ -102,10 +108,11 @@ class Comparison:
         return "\n".join(lines)
 
 
-def _load(model: nn.Module, checkpoint: Any) -> nn.Module:
+def _state(model: nn.Module, checkpoint: Any) -> dict[str, Any]:
+    """A checkpoint's state checked against the architecture, without copying the model."""
     if isinstance(checkpoint, nn.Module):
-        return load_checkpoint(model, checkpoint.state_dict())
-    return load_checkpoint(model, checkpoint)
+        checkpoint = checkpoint.state_dict()
+    return checkpoint_state(model, checkpoint)
 
 
 def _settings(**kwargs: Any) -> dict[str, Any]:
@@ -132,6 +139,10 @@ def compare_checkpoints(
 ) -> Comparison:
     """Compare checkpoints of one architecture on every measure, with the same seeds.
 
+    One :class:`~landscape.objective.Objective` serves the whole comparison: it is
+    re-pointed at each checkpoint with :meth:`~landscape.objective.Objective.at`, so the
+    model is copied once and each data set is moved to the device and fingerprinted once.
+
     Args:
         model: the architecture (its own weights are not used, and it is not changed).
         checkpoints: ``{label: checkpoint file, state_dict or model}``.
@@ -155,112 +166,84 @@ def compare_checkpoints(
     """
     if not checkpoints:
         raise ValueError("expected at least one checkpoint to compare, got none")
-    models = {}
+    states = {}
     for label, checkpoint in checkpoints.items():
         try:
-            models[label] = _load(model, checkpoint)
+            states[label] = _state(model, checkpoint)
         except ValueError as err:
             raise ValueError(f"checkpoint {label!r} does not fit the architecture: {err}") from None
-    common = dict(loss=loss, batch_size=batch_size)
+    objective = Objective(model, data, loss=loss, batch_size=batch_size)
     measure_settings["seed"] = seed
-    probe = Objective(next(iter(models.values())), data, **common)
-    sharpness(probe, [], **measure_settings)  # bad names and settings fail before any work
-    test_sha = None if test_data is None else Objective(probe.model, test_data).data_sha256()
+    check_settings(list(measures), measure_settings)  # bad names and settings fail before work
+    test = None
+    if test_data is not None:
+        test = EvaluationData(test_data, device=objective.device, batch_size=batch_size)
     settings = _settings(
         measures=tuple(measures), line=tuple(float(v) for v in line),
-        num_directions=num_directions, loss=probe.loss_name,
+        num_directions=num_directions, loss=objective.loss_name,
         plane=None if plane is None else [list(map(float, plane[0])), list(map(float, plane[1]))],
-        data_sha256=probe.data_sha256(), test_data_sha256=test_sha or "none", **measure_settings,
+        data_sha256=objective.data_sha256(),
+        test_data_sha256="none" if test is None else test.sha256(), **measure_settings,
     )  # fmt: skip
     done: set[str] = set()
     if path is not None:
-        done = _prepare_file(path, settings, overwrite)
+        done = prepare_compare_file(path, settings, overwrite=overwrite)
 
-    result = Comparison({}, {}, {}, {}, None if path is None else os.fspath(path))
-    for label, trained in tqdm(models.items(), desc="compare", disable=not progress):
-        sha = state_sha256(trained.state_dict())
-        if label in done:
+    weight_names = [n for n, _ in model.named_parameters()]
+    result = Comparison({}, {}, {}, {}, None if path is None else os.fspath(path), settings)
+    for label, state in tqdm(states.items(), desc="compare", disable=not progress):
+        here = objective.at(state)
+        sha = state_sha256(here.base_state)
+        if path is not None and label in done:
             _read_label(path, label, sha, result)
             continue
-        objective = Objective(trained, data, **common)
-        evaluation = {f"train_{k}": v for k, v in objective().items()}
-        if test_data is not None:
-            test = Objective(trained, test_data, **common)()
-            evaluation.update({f"test_{k}": v for k, v in test.items()})
+        evaluation = {f"train_{k}": v for k, v in here().items()}
+        if test is not None:
+            evaluation.update({f"test_{k}": v for k, v in here(batches=test).items()})
         result.evaluation[label] = evaluation
-        result.measures[label] = sharpness(objective, list(measures), **measure_settings)
+        result.measures[label] = sharpness(here, list(measures), **measure_settings)
+        weights = {n: here.base_state[n] for n in weight_names}
         rows = []
         for k in range(num_directions):
-            dirs = random_directions(trained, num=1, seed=seed + k)
-            rows.append(compute_surface(trained, data, dirs, line, progress=False, **common))
+            dirs = random_directions(weights, num=1, seed=seed + k)
+            rows.append(compute_surface(here, dirs, line, progress=False))
         result.lines[label] = Surface(
             rows[0].x, None, {n: np.stack([r[n] for r in rows]) for n in rows[0].metrics},
             attrs={**rows[0].attrs, "num_directions": num_directions},
         )  # fmt: skip
         if plane is not None:
-            dirs = random_directions(trained, num=2, seed=seed)
-            result.planes[label] = compute_surface(
-                trained, data, dirs, plane[0], plane[1], progress=progress, **common
-            )
+            dirs = random_directions(weights, num=2, seed=seed)
+            x, y = plane
+            result.planes[label] = compute_surface(here, dirs, x, y, progress=progress)
         if path is not None:
             _write_label(path, label, sha, result)
     return result
 
 
-def _prepare_file(path: str | os.PathLike, settings: dict[str, Any], overwrite: bool) -> set[str]:
-    """Create the comparison file, or check an existing one and return its finished labels."""
-    if os.path.exists(path) and not overwrite:
-        with storage.open_landscape_file(path) as f:
-            stored = storage.decode_attrs(f.attrs)
-            differ = [k for k, v in settings.items() if not storage.same_attr(stored.get(k), v)]
-            if f.attrs.get("format") != "landscape.compare" or differ:
-                raise ValueError(
-                    f"{os.fspath(path)} was made by another comparison (differs in {differ}); "
-                    "use another file, or overwrite=True / --overwrite"
-                )
-            group = f.get("compare", {})
-            return {label for label in group if group[label].attrs.get("complete", False)}
-    with h5py.File(os.fspath(path), "w") as f:
-        storage.stamp_root(f, "landscape.compare")
-        for key, value in settings.items():
-            f.attrs[key] = storage.encode_attr(value)
-    return set()
+def _arrays(surface: Surface) -> dict[str, np.ndarray]:
+    return {"x": surface.x, **({} if surface.y is None else {"y": surface.y}), **surface.metrics}
 
 
 def _write_label(path: str | os.PathLike, label: str, sha: str, result: Comparison) -> None:
-    base = f"compare/{label}"
-    save_sharpness(path, result.measures[label], group=f"{base}/sharpness", overwrite=True)
-    for kind, surfaces in (("line", result.lines), ("plane", result.planes)):
-        if label in surfaces:
-            s = surfaces[label]
-            arrays = {"x": s.x, **({} if s.y is None else {"y": s.y}), **s.metrics}
-            storage.write_group(path, f"{base}/{kind}", arrays=arrays, attrs=s.attrs,
-                                overwrite=True)  # fmt: skip
-    with h5py.File(os.fspath(path), "a") as f:
-        group = f[base]
-        for key, value in result.evaluation[label].items():
-            group.attrs[key] = value
-        group.attrs["checkpoint_sha256"] = sha
-        group.attrs["complete"] = True  # last: a kill before this redoes the label
+    surfaces = {
+        kind: (_arrays(found[label]), found[label].attrs)
+        for kind, found in (("line", result.lines), ("plane", result.planes))
+        if label in found
+    }
+    write_compare_label(
+        path, label, checkpoint_sha256=sha, evaluation=result.evaluation[label],
+        measures=result.measures[label], surfaces=surfaces,
+    )  # fmt: skip
 
 
 def _read_label(path: str | os.PathLike, label: str, sha: str, result: Comparison) -> None:
-    base = f"compare/{label}"
-    with storage.open_landscape_file(path) as f:
-        attrs = storage.decode_attrs(f[base].attrs)
-        kinds = [k for k in ("line", "plane") if k in f[base]]
-    if attrs.get("checkpoint_sha256") != sha:
-        raise ValueError(f"{os.fspath(path)}: {label!r} was computed for another checkpoint")
-    keys = [k for k in attrs if k.startswith(("train_", "test_"))]
-    # the order in which they were computed: train before test, the loss first
-    keys.sort(key=lambda k: (k.startswith("test_"), not k.endswith("_loss"), k))
-    result.evaluation[label] = {k: attrs[k] for k in keys}
-    result.measures[label] = load_sharpness(path, group=f"{base}/sharpness")
-    for kind in kinds:
-        arrays, surface_attrs = storage.read_group(path, f"{base}/{kind}")
+    evaluation, measures, surfaces = read_compare_label(path, label, checkpoint_sha256=sha)
+    result.evaluation[label] = evaluation
+    result.measures[label] = measures
+    for kind, (arrays, attrs) in surfaces.items():
         x, y = arrays.pop("x"), arrays.pop("y", None)
         target = result.lines if kind == "line" else result.planes
-        target[label] = Surface(x, y, arrays, attrs=surface_attrs)
+        target[label] = Surface(x, y, arrays, attrs=attrs)
 
 
 def plot_comparison(comparison: Comparison, out_dir: str | os.PathLike) -> list[str]:

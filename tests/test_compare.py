@@ -1,9 +1,12 @@
+import copy
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from landscape.compare import compare_checkpoints, plot_comparison, write_tables
+import landscape.data
+from landscape.compare import Comparison, compare_checkpoints, plot_comparison, write_tables
 from landscape.directions import random_directions
 from landscape.evaluate import Objective
 from landscape.sharpness import sharpness
@@ -76,3 +79,76 @@ def test_bad_comparisons_are_refused_before_work(tmp_path):
         compare_checkpoints(mlp(0), {"a": mlp(1)}, data(0), measures=["worst_l2"], rho=-1.0)
     with pytest.raises(ValueError, match="at least one checkpoint"):
         compare_checkpoints(mlp(0), {}, data(0))
+
+
+def test_one_private_copy_and_one_fingerprint_per_data_set(tmp_path, monkeypatch):
+    # 0.1 built 11 Objectives for two checkpoints: 10 deep copies of the model, 9 data
+    # fingerprints. Now one Objective is re-pointed at each checkpoint.
+    copies, depth = [], [0]
+    original_copy = copy.deepcopy
+
+    def counting_copy(obj, memo=None):
+        if depth[0] == 0 and isinstance(obj, nn.Module):
+            copies.append(type(obj).__name__)
+        depth[0] += 1
+        try:
+            return original_copy(obj, memo)
+        finally:
+            depth[0] -= 1
+
+    monkeypatch.setattr(copy, "deepcopy", counting_copy)
+    hashed = []
+    original_fingerprint = getattr(landscape.data, "fingerprint", None)
+    monkeypatch.setattr(
+        landscape.data, "fingerprint", lambda b: hashed.append(1) or original_fingerprint(b),
+        raising=False,
+    )  # fmt: skip
+    result = run(tmp_path, measures=["worst_l2", "avg_l2", "rise", "lambda_max"])
+    assert copies == ["Sequential"]
+    assert len(hashed) == 2  # the training data and the test data
+    assert isinstance(result, Comparison) and result.settings["num_directions"] == 2
+
+
+def test_loaded_comparison_equals_the_computed_one(tmp_path):
+    result = run(tmp_path, plane=None)
+    again = run(tmp_path, plane=None)
+    assert again.evaluation == result.evaluation
+    for label, measures in result.measures.items():
+        assert {n: (r.value, r.stderr) for n, r in again.measures[label].items()} == {
+            n: (r.value, r.stderr) for n, r in measures.items()
+        }
+    for label in result.lines:
+        assert np.array_equal(again.lines[label]["loss"], result.lines[label]["loss"])
+
+
+def test_a_comparison_file_of_version_0_1_resumes(tmp_path, monkeypatch):
+    import os
+    import shutil
+    import sys
+
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+    sys.path.insert(0, here)
+    try:
+        from make_compare_v0_1 import SETTINGS, models_and_data
+    finally:
+        sys.path.remove(here)
+    arch, checkpoints, train = models_and_data()
+    path = tmp_path / "old.h5"
+    shutil.copy(os.path.join(here, "compare_v0_1.h5"), path)
+    fresh = compare_checkpoints(arch, checkpoints, train, **SETTINGS)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished checkpoint was computed again")
+
+    monkeypatch.setattr("landscape.compare.compute_surface", refuse)
+    monkeypatch.setattr("landscape.compare.sharpness", lambda *a, **k: {})  # settings check
+    loaded = compare_checkpoints(arch, checkpoints, train, path=path, **SETTINGS)
+    assert loaded.labels == ["first", "second"]
+    for label in loaded.labels:
+        for key, value in fresh.evaluation[label].items():
+            assert loaded.evaluation[label][key] == pytest.approx(value, rel=1e-12)
+        for name, result in fresh.measures[label].items():
+            assert loaded.measures[label][name].value == pytest.approx(result.value, rel=1e-9)
+        for kind in ("lines", "planes"):
+            got, want = getattr(loaded, kind)[label], getattr(fresh, kind)[label]
+            np.testing.assert_allclose(got["loss"], want["loss"], rtol=1e-12)

@@ -1,0 +1,90 @@
+"""The command line of issue 11: trajectory, connect, export, import-li, plot --kind."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from landscape.checkpoint import save_checkpoint
+from landscape.cli import main
+from landscape.demo import digits_mlp
+from landscape.storage.paths import load_paths
+from landscape.trajectory import load_trajectory
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """Four digits-MLP checkpoints on a line-ish run (no training: quick)."""
+    folder = tmp_path_factory.mktemp("ckpts")
+    start, end = digits_mlp(seed=0).state_dict(), digits_mlp(seed=1).state_dict()
+    g = torch.Generator().manual_seed(0)
+    paths = []
+    for k, t in enumerate((0.0, 0.3, 0.7, 1.0)):
+        state = {n: torch.lerp(start[n], end[n], t) for n in start}
+        if 0 < t < 1:
+            state = {n: v + 0.01 * torch.randn(v.shape, generator=g) for n, v in state.items()}
+        paths.append(str(save_checkpoint(state, folder / f"step{k}.pt")))
+    return paths
+
+
+def test_trajectory_then_plot_and_export(checkpoints, tmp_path, capsys):
+    out = tmp_path / "t.h5"
+    args = ["trajectory", "--model", "digits-mlp", "--data", "digits", *checkpoints, "--steps",
+            "0", "10", "20", "30", "--num-points", "4", "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    assert "explained variance" in capsys.readouterr().out
+    trajectory = load_trajectory(out)
+    assert trajectory.steps.tolist() == [0, 10, 20, 30]
+    assert trajectory.surface["loss"].shape == (4, 4)
+    figure = tmp_path / "t.png"
+    assert main(["plot", str(out), "--kind", "trajectory", "-o", str(figure)]) == 0
+    assert figure.stat().st_size > 0
+    assert main(["export", str(out), "--format", "vts", "-o", str(tmp_path / "t.vts")]) == 0
+    assert (tmp_path / "t_path.vtu").exists()
+
+
+def test_connect_writes_paths_groups(checkpoints, tmp_path, capsys):
+    out = tmp_path / "c.h5"
+    args = ["connect", checkpoints[0], checkpoints[-1], "--model", "digits-mlp", "--data",
+            "digits", "--curve", "polychain", "--num-steps", "3", "--num-points", "5",
+            "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "line" in printed and "polychain" in printed
+    with h5py.File(out, "r") as f:
+        assert sorted(f["paths"]) == ["line", "polychain"]
+        assert sorted(f["paths/line"]) == ["accuracy", "loss", "t"]
+        assert {"barrier", "barrier_t"} <= set(f["paths/polychain"].attrs)
+    assert load_paths(out)["line"].t.tolist() == np.linspace(0, 1, 5).tolist()
+    assert main(args) == 2  # results there: refused without --overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    figure = tmp_path / "c.png"
+    assert main(["plot", str(out), "--kind", "paths", "-o", str(figure)]) == 0
+    assert main(["plot", str(out), "--kind", "trajectory", "-o", str(figure)]) == 2
+
+
+def test_import_li_from_the_command_line(tmp_path, capsys):
+    x, y = np.linspace(-1, 1, 3), np.linspace(-1, 1, 2)
+    xx, yy = np.meshgrid(x, y)
+    surface = tmp_path / "li.h5"
+    with h5py.File(surface, "w") as f:
+        f["xcoordinates"], f["ycoordinates"] = x, y
+        f["train_loss"] = (xx + 10 * yy).ravel().reshape(3, 2)
+        f["train_acc"] = np.full((3, 2), 50.0)
+    out = tmp_path / "ours.h5"
+    args = ["import-li", str(surface), "--model", "digits-mlp", "--out", str(out)]
+    assert main(args) == 2  # a model, but no direction file to name its tensors
+    assert "dir_file" in capsys.readouterr().err
+    model = digits_mlp()
+    with h5py.File(tmp_path / "dirs.h5", "w") as f:
+        for group in ("xdirection", "ydirection"):
+            for i, p in enumerate(model.parameters()):
+                f.create_dataset(f"{group}/{i}", data=np.zeros(tuple(p.shape), np.float32))
+    assert main([*args, "--dir-file", str(tmp_path / "dirs.h5")]) == 0
+    from landscape.surface import load_surface
+
+    loaded = load_surface(out)
+    np.testing.assert_array_equal(loaded["loss"], np.add.outer(x, 10 * y))
+    np.testing.assert_array_equal(loaded["accuracy"], np.full((3, 2), 0.5))
