@@ -16,6 +16,13 @@ is extrapolated from the points measured.
 
     python benchmarks/bench_surface.py                 # CPU: a few minutes on 2 cores
     python benchmarks/bench_surface.py --device cuda   # fp32 and bf16 rows
+    python benchmarks/bench_surface.py --overhead-only --rounds 5   # the overhead table only
+
+The overhead table puts a surface's time per point next to a bare forward pass over the
+same data, in CPU time (``time.process_time``, all threads) and wall time, the candidates
+interleaved round by round in one run (so a load change hits them alike; medians over the
+rounds), and the fixed cost of a call (Objective, data on the device, fingerprint, file)
+as a share of a 51 x 51 run.
 """
 
 from __future__ import annotations
@@ -47,7 +54,7 @@ from models import cifar_like, resnet  # noqa: E402
 from landscape._batched import precision_context  # noqa: E402
 from landscape.demo import digits_cnn, digits_data, digits_mlp, train_classifier  # noqa: E402
 from landscape.directions import random_directions  # noqa: E402
-from landscape.evaluate import Objective  # noqa: E402
+from landscape.objective import Objective  # noqa: E402
 from landscape.surface import compute_surface  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -123,6 +130,73 @@ def bare_forward(
 
     run()  # warm-up (cuDNN autotuning, allocator)
     return best_of(runs, device, 3) / passes
+
+
+def overhead_rows(device: torch.device, rounds: int) -> list[str]:
+    """Per-point time of ``compute_surface`` (K = 1, with its file) over a bare forward pass
+    and over a forward pass with the loss and accuracy, CPU and wall time, interleaved."""
+    lines = [
+        "| model | bare fwd ms (cpu / wall) | fwd+loss+acc ms | surface ms/pt | "
+        "ms/pt / bare (cpu) | ms/pt / bare (wall) | ms/pt / (fwd+loss) (wall) | "
+        "fixed ms | fixed share of 51x51 |",
+        "|" + "---|" * 9,
+    ]
+    print("\n".join(lines), flush=True)
+    for name, build in (("demo MLP", digits_mlp), ("demo CNN (BatchNorm)", digits_cnn)):
+        lines.append(overhead_row(name, build().eval().to(device), device, rounds))
+        print(lines[-1], flush=True)
+    return lines
+
+
+def overhead_row(name: str, model: nn.Module, device: torch.device, rounds: int) -> str:
+    inputs, targets = digits_data("all")
+    data = (inputs.to(device), targets.to(device))
+    batches = [(data[0][i : i + 1024], data[1][i : i + 1024]) for i in range(0, len(inputs), 1024)]
+    dirs = random_directions(model, seed=0)
+    xs = np.linspace(-1, 1, 8)
+    options = dict(progress=False, points_per_pass=1, overwrite=True)
+
+    @torch.no_grad()
+    def bare(with_loss: bool) -> None:
+        for x, y in batches:
+            outputs = model(x)
+            if with_loss:
+                F.cross_entropy(outputs, y, reduction="sum")
+                (outputs.argmax(-1) == y).sum()
+
+    with tempfile.TemporaryDirectory() as workdir:
+        path = os.path.join(workdir, "s.h5")
+        candidates = {
+            "bare": (lambda: [bare(False) for _ in xs], len(xs)),
+            "loss": (lambda: [bare(True) for _ in xs], len(xs)),
+            "surface": (lambda: compute_surface(model, data, dirs, xs, xs, path=path, **options),
+                        len(xs) ** 2),
+            "one": (lambda: compute_surface(model, data, dirs, [0.5], path=path, **options), 1),
+        }  # fmt: skip
+        for run, _ in candidates.values():  # warm-up
+            run()
+        times: dict[str, list[tuple[float, float]]] = {k: [] for k in candidates}
+        for _ in range(rounds):
+            for key, (run, num) in candidates.items():
+                sync(device)
+                cpu, wall = time.process_time(), time.perf_counter()
+                run()
+                sync(device)
+                cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+                times[key].append((cpu / num, wall / num))
+    med = {k: np.median(np.array(v), axis=0) for k, v in times.items()}
+    # the marginal cost of a point (the 8 x 8 grid less the one-point call, per point) and
+    # the fixed cost of a call (the one-point call less one point)
+    num = len(xs) ** 2
+    per_point = (med["surface"] * num - med["one"]) / (num - 1)
+    fixed = max(0.0, med["one"][1] - per_point[1])
+    share = fixed / (fixed + 2601 * per_point[1])
+    return (
+        f"| {name} | {med['bare'][0] * 1e3:.2f} / {med['bare'][1] * 1e3:.2f} "
+        f"| {med['loss'][1] * 1e3:.2f} | {per_point[1] * 1e3:.2f} "
+        f"| {per_point[0] / med['bare'][0]:.2f} | {per_point[1] / med['bare'][1]:.2f} "
+        f"| {per_point[1] / med['loss'][1]:.2f} | {fixed * 1e3:.1f} | {share:.2%} |"
+    )
 
 
 def grid(num_points: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -248,12 +322,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", default=None, help="run only models whose name has this text")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--no-bf16-error", action="store_true")
+    parser.add_argument("--overhead-only", action="store_true", help="only the overhead table")
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds (overhead)")
     parser.add_argument("--out", default=os.path.join(HERE, "results_surface.md"))
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     name = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
     device = torch.device("cpu" if name == "auto" else name)
+    overhead = overhead_rows(device, args.rounds)
+    if args.overhead_only:
+        return
     precisions = (args.precision or ("fp32,bf16" if device.type == "cuda" else "fp32")).split(",")
     peak = {"fp32": matmul_flops(device, torch.float32)}
     peak["bf16"] = matmul_flops(device, torch.bfloat16)
@@ -316,6 +395,8 @@ def main(argv: list[str] | None = None) -> None:
         f"bf16 {fmt_rate(peak['bf16'])}FLOP/s."
     )
     section = [f"## {machine(device)}", "", info, "", *lines, ""]
+    section += ["Per-point time against a bare forward pass (K = 1, medians of interleaved "
+                "rounds; fixed: one call's set-up):", "", *overhead, ""]  # fmt: skip
     section += ["A simple baseline in the same run (the last precision's K=1 time):", ""]
     section += [*naive_lines, ""]
     if not args.no_bf16_error:

@@ -18,6 +18,8 @@ Example:
 
 __version__ = "0.1.0"
 
+import importlib as _importlib
+
 from .checkpoint import file_sha256, load_checkpoint, load_state, save_checkpoint
 from .compare import Comparison, compare_checkpoints, plot_comparison, write_tables
 from .directions import (
@@ -45,21 +47,6 @@ from .hessian import (
     min_max_ratio,
     save_hessian,
     spectral_density,
-)
-from .plotting import (
-    landscape_style,
-    plot_contour,
-    plot_contourf,
-    plot_contours_compare,
-    plot_convexity,
-    plot_eigenvalues,
-    plot_heatmap,
-    plot_line,
-    plot_lines_compare,
-    plot_measures,
-    plot_spectral_density,
-    plot_surface3d,
-    save_figure,
 )
 from .sharpness import MEASURES, SharpnessResult, load_sharpness, save_sharpness, sharpness
 from .surface import Surface, compute_surface, load_surface, parse_range, save_surface
@@ -119,3 +106,40 @@ __all__ = [
     "spectral_density",
     "write_tables",
 ]
+
+
+# The plotting names load matplotlib (about 1.5 s), so they are imported on first use
+# (PEP 562): ``import landscape`` stays fast, ``landscape.plot_contour`` and
+# ``from landscape import plot_contour`` work as before.
+_LAZY_PLOTTING = (
+    "landscape_style",
+    "plot_contour",
+    "plot_contourf",
+    "plot_contours_compare",
+    "plot_convexity",
+    "plot_eigenvalues",
+    "plot_heatmap",
+    "plot_line",
+    "plot_lines_compare",
+    "plot_measures",
+    "plot_spectral_density",
+    "plot_surface3d",
+    "save_figure",
+)
+
+
+def __getattr__(name: str):
+    """Import ``landscape.plotting`` when one of its names (or itself) is first asked for."""
+    if name == "plotting" or name in _LAZY_PLOTTING:
+        plotting = _importlib.import_module(f"{__name__}.plotting")
+        if name == "plotting":
+            return plotting
+        value = getattr(plotting, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The module's names, the lazily imported plotting names included."""
+    return sorted(set(globals()) | set(__all__))
