@@ -16,7 +16,7 @@ Example:
     (3, 3)
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 import importlib as _importlib
 
