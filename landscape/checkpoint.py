@@ -26,6 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .params import expand_tied, tied_names
+
 __all__ = [
     "load_state",
     "load_checkpoint",
@@ -244,7 +246,8 @@ def load_checkpoint(
             nor a mapping.
         FileNotFoundError: if the file does not exist.
         ValueError: if the file cannot be read safely, or its names or shapes do not match
-            the model; the message lists missing, unexpected and mis-shaped keys.
+            the model (the message lists missing, unexpected and mis-shaped keys), or it
+            holds different values under two names of one tied tensor.
 
     Example:
         >>> model = nn.Linear(2, 1)
@@ -269,7 +272,9 @@ def checkpoint_state(
     the model (what :func:`load_checkpoint` loads into its copy).
 
     Args and Raises: as for :func:`load_checkpoint`; with ``strict=False`` the names the
-    model lacks are dropped.
+    model lacks are dropped. A tensor the model ties under several names (an embedding and
+    an output head) may be held under any one of them, as ``safetensors.torch.save_model``
+    writes it; it is returned under all of them.
 
     Example:
         >>> state = checkpoint_state(nn.Linear(2, 1), {"weight": torch.ones(1, 2),
@@ -290,6 +295,10 @@ def checkpoint_state(
             "path_or_state must be a path or a state_dict mapping, "
             f"got {type(path_or_state).__name__}"
         )
+    try:
+        state = expand_tied(state, tied_names(model))
+    except ValueError as err:
+        raise ValueError(f"{source}: {err}") from None
     expected = model.state_dict()
     problem = _match_report(expected, state, strict=strict)
     if problem:

@@ -18,14 +18,14 @@ from typing import Any
 
 import numpy as np
 from torch import nn
-from tqdm.auto import tqdm
 
+from ._progress import progress_bar
 from .checkpoint import checkpoint_state
 from .data import EvaluationData
 from .directions import random_directions
 from .objective import Objective
 from .params import state_sha256
-from .results import Result
+from .results import Result, format_estimate
 from .sharpness import SharpnessResult, sharpness
 from .sharpness.registry import check_settings
 from .storage.compare import prepare_compare_file, read_compare_label, write_compare_label
@@ -94,7 +94,8 @@ class Comparison(Result):
         return out.getvalue()
 
     def to_markdown(self) -> str:
-        """The table as Markdown: measures as ``value ± stderr``."""
+        """The table as Markdown: measures as ``value ± stderr`` (the value alone where the
+        error is 0 or cannot be estimated)."""
         first = self.table_rows()[0]
         plain = [k for k in first if k != "checkpoint" and not k.endswith("_stderr")]
         header = ["checkpoint", *plain]
@@ -102,8 +103,7 @@ class Comparison(Result):
         for row in self.table_rows():
             cells = [row["checkpoint"]]
             for key in plain:
-                err = row.get(f"{key}_stderr")
-                cells.append(f"{row[key]:.4g} ± {err:.2g}" if err else f"{row[key]:.4g}")
+                cells.append(format_estimate(row[key], row.get(f"{key}_stderr"), digits=4))
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
@@ -131,6 +131,7 @@ def compare_checkpoints(
     plane: tuple[Sequence[float], Sequence[float]] | None = None,
     seed: int = 0,
     loss: Any = "cross_entropy",
+    loss_reduction: str = "auto",
     batch_size: int | None = None,
     path: str | os.PathLike | None = None,
     overwrite: bool = False,
@@ -152,6 +153,7 @@ def compare_checkpoints(
         line: coordinates of the 1D lines; ``num_directions`` seeds ``seed, seed+1, ...``.
         plane: ``(x, y)`` coordinates of a 2D plane (directions from ``seed``), or None.
         seed, loss, batch_size: shared by every checkpoint.
+        loss_reduction: as for :class:`~landscape.objective.Objective`.
         path: HDF5 file to write; an unfinished file with the same settings is resumed.
         overwrite: replace a file made with other settings.
         progress: show progress bars.
@@ -172,7 +174,9 @@ def compare_checkpoints(
             states[label] = _state(model, checkpoint)
         except ValueError as err:
             raise ValueError(f"checkpoint {label!r} does not fit the architecture: {err}") from None
-    objective = Objective(model, data, loss=loss, batch_size=batch_size)
+    objective = Objective(
+        model, data, loss=loss, loss_reduction=loss_reduction, batch_size=batch_size
+    )
     measure_settings["seed"] = seed
     check_settings(list(measures), measure_settings)  # bad names and settings fail before work
     test = None
@@ -181,6 +185,8 @@ def compare_checkpoints(
     settings = _settings(
         measures=tuple(measures), line=tuple(float(v) for v in line),
         num_directions=num_directions, loss=objective.loss_name,
+        # recorded for a mean only: files without it (all of 0.1's) hold batch sums
+        **({"loss_reduction": "mean"} if objective.loss_reduction == "mean" else {}),
         plane=None if plane is None else [list(map(float, plane[0])), list(map(float, plane[1]))],
         data_sha256=objective.data_sha256(),
         test_data_sha256="none" if test is None else test.sha256(), **measure_settings,
@@ -191,7 +197,7 @@ def compare_checkpoints(
 
     weight_names = [n for n, _ in model.named_parameters()]
     result = Comparison({}, {}, {}, {}, None if path is None else os.fspath(path), settings)
-    for label, state in tqdm(states.items(), desc="compare", disable=not progress):
+    for label, state in progress_bar(progress, states.items(), desc="compare", unit="ckpt"):
         here = objective.at(state)
         sha = state_sha256(here.base_state)
         if path is not None and label in done:
@@ -201,7 +207,9 @@ def compare_checkpoints(
         if test is not None:
             evaluation.update({f"test_{k}": v for k, v in here(batches=test).items()})
         result.evaluation[label] = evaluation
-        result.measures[label] = sharpness(here, list(measures), **measure_settings)
+        result.measures[label] = sharpness(
+            here, list(measures), progress=progress, **measure_settings
+        )
         weights = {n: here.base_state[n] for n in weight_names}
         rows = []
         for k in range(num_directions):

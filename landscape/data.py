@@ -11,10 +11,12 @@ nothing is moved or hashed twice.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SubsetRandomSampler
 
 from . import distributed
 
@@ -43,7 +45,10 @@ def as_batches(data: Any, *, batch_size: int | None = None) -> Iterable[Any]:
     """Turn the forms of data the library accepts into an iterable of batches.
 
     Accepted: a ``DataLoader`` or any iterable of batches (used as is), a ``Dataset``
-    (batched in order), or a tuple ``(inputs, targets)`` of tensors (sliced in order).
+    (batched in order), or a tuple ``(inputs, targets)`` of tensors (sliced in order). A
+    ``DataLoader`` that shuffles (a ``RandomSampler`` without replacement, or a
+    ``SubsetRandomSampler``) is replaced, with a warning, by one over the same examples in
+    order with the same batch size, so that every run sees the same batches.
 
     Args:
         data: the data, in one of the forms above.
@@ -71,16 +76,45 @@ def as_batches(data: Any, *, batch_size: int | None = None) -> Iterable[Any]:
                 f"got {len(inputs)} and {len(targets)}"
             )
         return [(inputs[i : i + size], targets[i : i + size]) for i in range(0, len(inputs), size)]
-    if isinstance(data, torch.utils.data.DataLoader):
-        return data
+    if isinstance(data, DataLoader):
+        return _in_order(data)
     if isinstance(data, torch.utils.data.Dataset) and hasattr(data, "__len__"):
-        return torch.utils.data.DataLoader(data, batch_size=size, shuffle=False)
+        return DataLoader(data, batch_size=size, shuffle=False)
     if isinstance(data, Iterable):
         return data
     raise TypeError(
         "data must be a DataLoader, a Dataset, a tuple (inputs, targets) of tensors or an "
         f"iterable of (inputs, targets) batches, got {type(data).__name__}"
     )
+
+
+def _in_order(loader: DataLoader) -> DataLoader:
+    """``loader``, or, if it shuffles, a loader over the same examples in index order."""
+    batches = loader.batch_sampler
+    sampler = batches.sampler if type(batches) is BatchSampler else loader.sampler
+    if type(sampler) is RandomSampler and not sampler.replacement:
+        if sampler.num_samples != len(sampler.data_source):
+            return loader  # a random selection: no fixed order gives the same examples
+        indices = None
+    elif type(sampler) is SubsetRandomSampler:
+        indices = sorted(sampler.indices)
+    else:
+        return loader
+    warnings.warn(
+        "the DataLoader shuffles; evaluating its examples in order instead, with the same "
+        "batch size, so that every run sees the same batches",
+        UserWarning,
+        stacklevel=3,
+    )
+    batch_size, drop_last = loader.batch_size, loader.drop_last
+    if type(batches) is BatchSampler:
+        batch_size, drop_last = batches.batch_size, batches.drop_last
+    return DataLoader(
+        loader.dataset, batch_size=batch_size, sampler=indices, drop_last=drop_last,
+        collate_fn=loader.collate_fn, num_workers=loader.num_workers,
+        pin_memory=loader.pin_memory, timeout=loader.timeout,
+        worker_init_fn=loader.worker_init_fn,
+    )  # fmt: skip
 
 
 def fingerprint(batches: Iterable[Any]) -> str:

@@ -404,8 +404,58 @@ def _demo_figures(surfaces: dict, label: str, out_dir: str) -> list[str]:
     return written
 
 
+#: The lines around the demo's table in a README; :func:`update_readme_table` fills them in.
+README_TABLE_MARKERS = ("<!-- demo table: written by `make demo` -->", "<!-- end of demo table -->")
+
+
+def update_readme_table(readme: str, table: str) -> bool:
+    r"""Put ``table`` between the :data:`README_TABLE_MARKERS` lines of ``readme``.
+
+    The file is rewritten only when its text changes (atomically), so an unchanged table
+    leaves it untouched.
+
+    Returns:
+        Whether the file was rewritten.
+
+    Raises:
+        ValueError: the file lacks the markers.
+
+    Example:
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "README.md")
+        >>> start, end = README_TABLE_MARKERS
+        >>> _ = open(path, "w").write(f"# x\n{start}\nold\n{end}\n")
+        >>> update_readme_table(path, "| a |"), update_readme_table(path, "| a |")
+        (True, False)
+    """
+    import os
+
+    start, end = README_TABLE_MARKERS
+    with open(readme, encoding="utf-8") as f:
+        text = f.read()
+    if start not in text or end not in text.split(start, 1)[1]:
+        raise ValueError(
+            f"{readme} has no demo table to update: expected the lines {start!r} and {end!r}"
+        )
+    head, rest = text.split(start, 1)
+    tail = rest.split(end, 1)[1]
+    new = f"{head}{start}\n{table.strip()}\n{end}{tail}"
+    if new == text:
+        return False
+    temporary = f"{readme}.tmp"
+    with open(temporary, "w", encoding="utf-8") as f:
+        f.write(new)
+    os.replace(temporary, readme)
+    return True
+
+
 def run_demo(
-    out_dir: str = "figures", *, num_points: int = 51, seed: int = 0, progress: bool = True
+    out_dir: str = "figures",
+    *,
+    num_points: int = 51,
+    seed: int = 0,
+    progress: bool = True,
+    readme: str | None = None,
 ) -> dict[str, object]:
     """The main job behind ``make demo``: train, compute, store, plot, compare, summarize.
 
@@ -420,6 +470,8 @@ def run_demo(
         num_points: points per axis of the lines and planes.
         seed: seed of training and of the directions.
         progress: show progress bars.
+        readme: a README whose demo table (see :func:`update_readme_table`) gets the
+            comparison's table; untouched when the table is unchanged.
 
     Returns:
         ``{"surfaces": {label: {"line": Surface, "plane": Surface}}, "comparison": ...}``.
@@ -460,4 +512,6 @@ def run_demo(
     plot_comparison(comparison, out_dir)
     print(f"\nlandscape demo: figures and HDF5 files in {out_dir}/\n")
     print(comparison.to_markdown())
+    if readme is not None and update_readme_table(readme, comparison.to_markdown()):
+        print(f"updated the demo table in {readme}")
     return {"surfaces": surfaces, "comparison": comparison}

@@ -160,15 +160,22 @@ def _work_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-class _Products:
-    """``op.matvec`` on rows of the working dtype, counting the products."""
+Callback = Callable[[], Any] | None
 
-    def __init__(self, op: SymmetricOperator, work: torch.dtype):
-        self.op, self.work, self.count = op, work, 0
+
+class _Products:
+    """``op.matvec`` on rows of the working dtype, counting the products (and calling
+    ``callback`` after each one)."""
+
+    def __init__(self, op: SymmetricOperator, work: torch.dtype, callback: Callback = None):
+        self.op, self.work, self.count, self.callback = op, work, 0, callback
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         self.count += 1
-        return self.op.matvec(x.to(self.op.device, self.op.dtype)).to(self.work)
+        out = self.op.matvec(x.to(self.op.device, self.op.dtype)).to(self.work)
+        if self.callback is not None:
+            self.callback()
+        return out
 
 
 def _rademacher(n: int, generator: torch.Generator, dtype: torch.dtype, device) -> torch.Tensor:
@@ -458,6 +465,8 @@ def lanczos_eigenpairs(
     seed: int | torch.Generator = 0,
     block_size: int | None = None,
     refine: bool = True,
+    start: torch.Tensor | None = None,
+    callback: Callback = None,
 ) -> Eigenpairs:
     """``k`` eigenpairs of a symmetric operator by block Lanczos, verified in float64.
 
@@ -495,8 +504,13 @@ def lanczos_eigenpairs(
         max_matvecs: budget of products, checks included; on running out the result has
             ``converged=False``.
         seed: seed (or generator) of the random start block and refills.
-        block_size: vectors per block, at most ``size``; default ``k``.
+        block_size: vectors per block, at most ``size``; default ``k`` (or ``len(start)``).
         refine: continue in float64 when lower-precision products stall.
+        start: the start block instead of random vectors, ``(n,)`` or ``(block_size, n)``
+            (a previous eigenvector, to warm-start a nearby problem: when it is close to
+            the wanted eigenvector a few products suffice).
+        callback: called with no argument after every product (a progress bar's
+            ``update``, say).
 
     Returns:
         an :class:`Eigenpairs`; values, vectors and residuals NaN if a product is not finite.
@@ -520,6 +534,14 @@ def lanczos_eigenpairs(
         raise ValueError(f"k must be between 1 and the operator size {n}, got {k}")
     if max_matvecs < 2 * k:
         raise ValueError(f"max_matvecs must be at least 2 * k = {2 * k}, got {max_matvecs}")
+    if start is not None:
+        start = start.reshape(1, -1) if start.dim() == 1 else start
+        if start.dim() != 2 or start.shape[1] != n:
+            raise ValueError(f"start must have shape (n,) or (block_size, n) with n = {n}, "
+                             f"got {tuple(start.shape)}")  # fmt: skip
+        block_size = len(start) if block_size is None else block_size
+        if len(start) != block_size:
+            raise ValueError(f"start has {len(start)} vectors, block_size is {block_size}")
     block_size = k if block_size is None else block_size
     if not 1 <= block_size <= n:
         raise ValueError(f"block_size must be between 1 and {n}, got {block_size}")
@@ -529,9 +551,9 @@ def lanczos_eigenpairs(
         raise ValueError(f"tol must be non-negative, got {tol}")
     generator = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
     work = _work_dtype(op.dtype)
-    products = _Products(op, work)
+    products = _Products(op, work, callback)
     ref_op = _reference(op)
-    reference = products if ref_op is op else _Products(ref_op, torch.float64)
+    reference = products if ref_op is op else _Products(ref_op, torch.float64, callback)
     settings = {
         "k": k,
         "which": which,
@@ -543,7 +565,8 @@ def lanczos_eigenpairs(
         "matvec_dtype": str(op.dtype).removeprefix("torch."),
         "verify_dtype": str(ref_op.dtype).removeprefix("torch."),
     }
-    start = torch.randn(block_size, n, generator=generator, dtype=torch.float64)
+    if start is None:
+        start = torch.randn(block_size, n, generator=generator, dtype=torch.float64)
     start = start.to(op.device, work)
     found = _solve(products, reference, start, generator, k, which, tol, max_matvecs)
     left = max_matvecs - products.count - (reference.count if reference is not products else 0)
@@ -591,6 +614,7 @@ def estimate_trace(
     num_probes: int = 99,
     method: TraceMethod = "hutch++",
     seed: int | torch.Generator = 0,
+    callback: Callback = None,
 ) -> TraceEstimate:
     """Trace of a symmetric operator from random-sign probes, with a standard error.
 
@@ -614,6 +638,7 @@ def estimate_trace(
         num_probes: product budget (Hutch++ uses fewer if its sketch would exceed ``n``).
         method: "hutch++" or "hutchinson".
         seed: seed (or generator) of the probes.
+        callback: called with no argument after every product.
 
     Returns:
         a :class:`TraceEstimate`; NaN value and error if a product is not finite.
@@ -643,7 +668,7 @@ def estimate_trace(
         raise ValueError(f"method must be 'hutchinson' or 'hutch++', got {method!r}")
     generator = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
     work = _work_dtype(op.dtype)
-    products = _Products(op, work)
+    products = _Products(op, work, callback)
     settings = {
         "num_probes": num_probes,
         "method": method,
@@ -718,6 +743,7 @@ def lanczos_quadrature(
     num_probes: int = 10,
     num_steps: int = 80,
     seed: int | torch.Generator = 0,
+    callback: Callback = None,
 ) -> Quadrature:
     """Gauss quadrature rules for the spectral measure of random-sign probes.
 
@@ -732,6 +758,7 @@ def lanczos_quadrature(
         num_probes: number of probes (``num_probes * num_steps`` products at most).
         num_steps: Lanczos steps per probe (fewer if a Krylov space is exhausted).
         seed: seed (or generator) of the probes.
+        callback: called with no argument after every product.
 
     Returns:
         a :class:`Quadrature`.
@@ -750,7 +777,7 @@ def lanczos_quadrature(
         raise ValueError(f"num_probes and num_steps must be >= 1, got {num_probes} and {num_steps}")
     generator = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
     work = _work_dtype(op.dtype)
-    products = _Products(op, work)
+    products = _Products(op, work, callback)
     settings = {
         "num_probes": num_probes,
         "num_steps": num_steps,

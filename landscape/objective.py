@@ -49,8 +49,24 @@ from ._batched import (
     upcast,
 )
 from .data import EvaluationData
-from .losses import MetricFn, accuracy_sum, is_classification, resolve_loss
-from .params import end_index, lerp_coefficient, model_device_dtype, model_state
+from .losses import (
+    LossReduction,
+    MetricFn,
+    accuracy_sum,
+    as_batch_sum,
+    declared_reduction,
+    detect_reduction,
+    is_classification,
+    resolve_loss,
+)
+from .params import (
+    end_index,
+    lerp_coefficient,
+    merge_tied,
+    model_device_dtype,
+    model_state,
+    tied_names,
+)
 
 BatchLoss = Callable[[nn.Module, Any], tuple[torch.Tensor, int]]
 State = Mapping[str, torch.Tensor]
@@ -110,10 +126,12 @@ class _Workspace:
         tensors = dict(own.state_dict(keep_vars=True))
         seen: set[int] = set()
         for name, t in tensors.items():
+            if id(t) in seen:  # a tied tensor is written once, through its first name
+                continue
+            seen.add(id(t))
             if not t.is_floating_point():
                 self.fixed.append(name)
-            elif id(t) not in seen:  # a tied tensor is written once, through its first name
-                seen.add(id(t))
+            else:
                 self.layout.setdefault((t.device, t.dtype), []).append(name)
         for key, names in self.layout.items():
             flat = torch.cat([tensors[n].detach().reshape(-1) for n in names])
@@ -165,6 +183,11 @@ class Objective:
         loss: ``"cross_entropy"``, ``"mse"``, ``"bce"`` (binary, logits), or a callable
             ``fn(outputs, targets) -> batch sum`` (an ``nn.Module`` loss with a
             ``reduction`` attribute is switched to ``"sum"`` for you).
+        loss_reduction: whether a callable ``loss`` of your own returns the batch
+            ``"sum"`` or the batch ``"mean"`` (multiplied by the batch's example count).
+            ``"auto"`` (default) tells them apart on the first batch (from its value on
+            the batch and on its two halves), warns when it finds a mean, and refuses
+            when it cannot tell. Built-in names and ``nn.Module`` losses are sums.
         metrics: extra ``{name: fn(outputs, targets) -> batch sum}``; ``accuracy`` is added
             for ``cross_entropy`` and ``bce`` unless ``accuracy=False``.
         batch_loss: instead of ``loss``, a closure ``batch_loss(model, batch) ->
@@ -205,6 +228,7 @@ class Objective:
         data: Any,
         *,
         loss: str | MetricFn = "cross_entropy",
+        loss_reduction: LossReduction = "auto",
         metrics: Mapping[str, MetricFn] | None = None,
         accuracy: bool | None = None,
         batch_loss: BatchLoss | None = None,
@@ -269,10 +293,62 @@ class Objective:
         self.cache_data = self.data.cached
         self.shard_data = self.data.sharded
         self.base_state: dict[str, torch.Tensor] = model_state(model, "states")
+        self._tied = tied_names(model)
         self._buffer_names = [name for name, _ in model.named_buffers()]
         self._num_examples: int | None = None
         self._work = _Workspace(model, self.train_mode)
         self._work.vmap_ok = batch_loss is None
+        self.loss_reduction = self._resolve_reduction(loss, loss_reduction)
+        if self._loss_fn is not None:
+            self._loss_fn = as_batch_sum(self._loss_fn, self.loss_reduction)
+
+    def _resolve_reduction(self, loss: str | MetricFn, reduction: LossReduction) -> str:
+        """``"sum"`` or ``"mean"``: as declared, known, or detected on the first batch
+        (on every rank sharing the data, which must agree)."""
+        if self.batch_loss is not None:
+            if reduction != "auto":
+                raise ValueError(
+                    "loss_reduction applies to loss; a batch_loss closure returns (loss_sum, count)"
+                )
+            return "sum"
+        known = declared_reduction(loss, reduction)
+        if known is not None:
+            return known
+        outcome = self._detect_reduction()
+        if self.shard_data:
+            found = {str(o): o for o in distributed.all_gather_objects(outcome) if o is not None}
+            outcome = next(iter(found.values()), None)
+            if len(found) > 1:
+                outcome = ValueError(
+                    f"the ranks disagree on whether loss {self.loss_name!r} returns the batch "
+                    f"sum or mean ({sorted(found)}); declare it with loss_reduction"
+                )
+        if outcome is None:
+            raise ValueError("data is empty: expected at least one batch")
+        if isinstance(outcome, ValueError):
+            raise outcome
+        if outcome == "mean":
+            warnings.warn(
+                f"loss {self.loss_name!r} returns the batch mean (found on the first batch); "
+                "it is multiplied by each batch's example count. Declare loss_reduction='mean' "
+                "(CLI: --loss-reduction mean) to skip this check",
+                UserWarning,
+                stacklevel=3,
+            )
+        return outcome
+
+    def _detect_reduction(self) -> str | ValueError | None:
+        """:func:`~landscape.losses.detect_reduction` on this rank's first batch, at the
+        base state (its error, to be raised on every rank; None without a batch)."""
+        batch = next(iter(self.data), None)
+        if batch is None:
+            return None
+        with torch.no_grad():
+            outputs = upcast(self._call(self.full_state(None), batch), self.dtype)
+        try:
+            return detect_reduction(self._loss_fn, outputs, batch[1], name=self.loss_name)
+        except ValueError as err:
+            return err
 
     # -- re-pointing
     def at(self, state: State | nn.Module) -> Objective:
@@ -369,12 +445,18 @@ class Objective:
     def full_state(self, state: State | None) -> dict[str, torch.Tensor]:
         """``state`` completed with the base state's entries for names it lacks.
 
+        A tied tensor is one entry, under its first name (as in :attr:`base_state`);
+        ``state`` may hold it under any of its names (see
+        :func:`landscape.params.merge_tied`).
+
         Raises:
-            ValueError: names the model's ``state_dict`` lacks.
+            ValueError: names the model's ``state_dict`` lacks, or different values for
+                the names of one tied tensor.
         """
         if state is None:
             merged = dict(self.base_state)
         else:
+            state = merge_tied(state, self._tied)
             unknown = set(state) - set(self.base_state)
             if unknown:
                 raise ValueError(
@@ -680,11 +762,11 @@ class Objective:
         if len(coords) == 0:
             return {name: np.empty(0) for name in self.names}
         full = self.full_state(base)
-        moved = move_directions(directions, full)
+        moved = move_directions([merge_tied(d, self._tied) for d in directions], full)
         j_end = end_index(ends, len(directions))
         moved_ends = None
         if j_end is not None:
-            end = ends[j_end]  # type: ignore[index]
+            end = merge_tied(ends[j_end], self._tied)  # type: ignore[index]
             missing = set(moved[j_end]) - set(end)
             if missing:
                 raise ValueError(

@@ -20,6 +20,9 @@ __all__ = [
     "DirType",
     "model_state",
     "model_device_dtype",
+    "tied_names",
+    "merge_tied",
+    "expand_tied",
     "select_names",
     "flatten",
     "unflatten",
@@ -61,19 +64,92 @@ def model_state(model: nn.Module, dir_type: DirType = "weights") -> dict[str, to
     """Detached copies of a model's parameters ("weights") or parameters and buffers ("states").
 
     Integer buffers (BatchNorm's ``num_batches_tracked``) are included with "states" so
-    that a state is complete, but directions leave them alone.
+    that a state is complete, but directions leave them alone. A tied tensor (one
+    tensor under several names, as a language model's embedding and output head) is one
+    entry, under its first name, as ``model.named_parameters()`` gives it.
 
     Example:
         >>> sorted(model_state(nn.BatchNorm1d(3), "states"))  # doctest: +NORMALIZE_WHITESPACE
         ['bias', 'num_batches_tracked', 'running_mean', 'running_var', 'weight']
     """
     if dir_type == "weights":
-        items = model.named_parameters()
+        items = dict(model.named_parameters())
     elif dir_type == "states":
-        items = model.state_dict(keep_vars=True).items()
+        tied = tied_names(model)
+        items = {n: t for n, t in model.state_dict(keep_vars=True).items() if n not in tied}
     else:
         raise ValueError(f"dir_type must be 'weights' or 'states', got {dir_type!r}")
-    return {name: t.detach().clone() for name, t in items}
+    return {name: t.detach().clone() for name, t in items.items()}
+
+
+def tied_names(model: nn.Module) -> dict[str, str]:
+    """Each name of ``model.state_dict()`` whose tensor is the same object as that of an
+    earlier name, mapped to the first name (the one ``model.named_parameters()`` gives).
+
+    Example:
+        >>> model = nn.ModuleDict({"emb": nn.Embedding(5, 2), "head": nn.Linear(2, 5)})
+        >>> model.head.weight = model.emb.weight
+        >>> tied_names(model)
+        {'head.weight': 'emb.weight'}
+    """
+    first: dict[int, str] = {}
+    tied = {}
+    for name, t in model.state_dict(keep_vars=True).items():
+        owner = first.setdefault(id(t), name)
+        if owner != name:
+            tied[name] = owner
+    return tied
+
+
+def merge_tied(
+    state: Mapping[str, torch.Tensor], tied: Mapping[str, str]
+) -> dict[str, torch.Tensor]:
+    """``state`` with each tied tensor once, under its first name (``tied`` as from
+    :func:`tied_names`); a state holding it under another of its names only is renamed.
+
+    Raises:
+        ValueError: two names of one tied tensor hold different values.
+
+    Example:
+        >>> merge_tied({"head.weight": torch.ones(2)}, {"head.weight": "emb.weight"})
+        {'emb.weight': tensor([1., 1.])}
+    """
+    if not tied:
+        return dict(state)
+    out: dict[str, torch.Tensor] = {}
+    for name, t in state.items():
+        first = tied.get(name, name)
+        held = out.setdefault(first, t)
+        if not _same_tensor(held, t) and not torch.equal(held, t):
+            names = sorted(n for n in state if tied.get(n, n) == first)
+            raise ValueError(
+                f"{names} are one tied tensor in the model, but the state holds different "
+                f"values for them; give it once (under {first!r}) or with equal values"
+            )
+    return out
+
+
+def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two tensors are views of the same memory (as ``state_dict()`` gives a tied one)."""
+    layout = (torch.Tensor.data_ptr, torch.Tensor.size, torch.Tensor.stride)
+    return a.dtype == b.dtype and all(f(a) == f(b) for f in layout)
+
+
+def expand_tied(
+    state: Mapping[str, torch.Tensor], tied: Mapping[str, str]
+) -> dict[str, torch.Tensor]:
+    """``state`` with a tied tensor under every one of its names, as ``model.state_dict()``
+    holds it (see :func:`merge_tied`, which it applies first).
+
+    Example:
+        >>> sorted(expand_tied({"head.weight": torch.ones(2)}, {"head.weight": "emb.weight"}))
+        ['emb.weight', 'head.weight']
+    """
+    out = merge_tied(state, tied)
+    for name, first in tied.items():
+        if first in out:
+            out[name] = out[first]
+    return out
 
 
 def select_names(

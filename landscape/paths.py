@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .params import expand_tied, tied_names
 from .results import Result
 
 if TYPE_CHECKING:
@@ -271,6 +272,7 @@ class _BatchNormEstimator:
     def __init__(self, objective: Objective):
         self.objective = objective
         self.model = copy.deepcopy(objective.model).requires_grad_(False)
+        self.tied = tied_names(self.model)
         self.layers = _norm_layers(self.model)
         if not self.layers:
             raise ValueError(
@@ -281,7 +283,7 @@ class _BatchNormEstimator:
     @torch.no_grad()
     def __call__(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         model, objective = self.model, self.objective
-        model.load_state_dict(objective.full_state(state))
+        model.load_state_dict(expand_tied(objective.full_state(state), self.tied))
         model.eval()
         stats: dict[str, list] = {}
         hooks = []

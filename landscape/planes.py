@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from .directions import Directions
+from .params import merge_tied, tied_names
 from .results import Result
 
 if TYPE_CHECKING:
@@ -118,6 +119,7 @@ def checkpoint_plane(
     if len(checkpoints) != 3:
         raise ValueError(f"expected three checkpoints [a, b, c], got {len(checkpoints)}")
     reference = model.state_dict()
+    tied = tied_names(model)  # a tied tensor counts once, under its first name
     states = []
     for i, c in enumerate(checkpoints):
         state = dict(c.state_dict() if isinstance(c, nn.Module) else c)
@@ -129,11 +131,11 @@ def checkpoint_plane(
                     f"checkpoint {i}: {name!r} has shape {tuple(t.shape)}, the model's has "
                     f"{tuple(reference[name].shape)}"
                 )
-        states.append(state)
+        states.append(merge_tied(state, tied))
     if dir_type == "weights":
         candidates = [n for n, p in model.named_parameters() if p.is_floating_point()]
     else:
-        candidates = [n for n, t in reference.items() if t.is_floating_point()]
+        candidates = [n for n, t in reference.items() if t.is_floating_point() and n not in tied]
     missing = [n for n in candidates for s in states if n not in s]
     if missing:
         raise ValueError(f"a checkpoint lacks {missing[0]!r}; give complete state_dicts")
@@ -157,7 +159,8 @@ def checkpoint_plane(
     directions = Directions(x, y, kind="checkpoints", settings=settings)
     origin = {n: t.detach().clone() for n, t in states[0].items()}
     for name, t in reference.items():  # a partial state_dict: the model's values
-        origin.setdefault(name, t.detach().clone())
+        if name not in tied:
+            origin.setdefault(name, t.detach().clone())
     return CheckpointPlane(directions, origin, coords, dict(settings))
 
 

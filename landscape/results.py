@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["Result", "values_equal"]
+__all__ = ["Result", "format_estimate", "values_equal"]
 
 
 def values_equal(a: Any, b: Any) -> bool:
@@ -73,6 +73,20 @@ def values_equal(a: Any, b: Any) -> bool:
     if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
         return True
     return bool(a == b)
+
+
+def format_estimate(value: float, stderr: float | None, *, digits: int = 6) -> str:
+    """``"value ± stderr"``, or the value alone when the error is 0 (an exact value), NaN or
+    ``None`` (an error that cannot be estimated).
+
+    Example:
+        >>> format_estimate(1.23456789, 0.0123), format_estimate(2.0, math.nan)
+        ('1.23457 ± 0.012', '2')
+    """
+    text = f"{value:.{digits}g}"
+    if stderr is None or not math.isfinite(stderr) or stderr == 0:
+        return text
+    return f"{text} ± {stderr:.2g}"
 
 
 class Result:

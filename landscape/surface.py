@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from . import distributed, storage
+from ._progress import progress_bar
 from .directions import Directions
 from .evaluate import Objective
 from .params import point_state, state_sha256
@@ -124,6 +124,7 @@ def _check_direction(direction: Mapping[str, torch.Tensor], base: Mapping[str, t
 # compute_surface comes with its own.
 _OBJECTIVE_OPTIONS = {
     "loss": "cross_entropy",
+    "loss_reduction": "auto",
     "metrics": None,
     "batch_loss": None,
     "train_mode": False,
@@ -168,6 +169,7 @@ def compute_surface(
     y: Any = None,
     *,
     loss: Any = "cross_entropy",
+    loss_reduction: str = "auto",
     metrics: Mapping[str, Any] | None = None,
     batch_loss: Any = None,
     train_mode: bool = False,
@@ -194,7 +196,8 @@ def compute_surface(
         data: evaluation data (see :class:`~landscape.evaluate.Objective`).
         directions: from :func:`~landscape.directions.random_directions` and friends.
         x, y: coordinates along ``directions.x`` and ``directions.y`` (any lengths).
-        loss, metrics, batch_loss, train_mode, cache_data, batch_size: as for ``Objective``.
+        loss, loss_reduction, metrics, batch_loss, train_mode, cache_data, batch_size: as
+            for ``Objective``.
         path: HDF5 file to write as it goes; an unfinished file made by the same run is
             resumed, one made by another run is refused unless ``overwrite``.
         attrs: extra attributes to record (and check on resume), e.g. the model's name.
@@ -231,7 +234,8 @@ def compute_surface(
         >>> surface["loss"].shape
         (3, 2)
     """
-    options = dict(loss=loss, metrics=metrics, batch_loss=batch_loss, train_mode=train_mode,
+    options = dict(loss=loss, loss_reduction=loss_reduction, metrics=metrics,
+                   batch_loss=batch_loss, train_mode=train_mode,
                    cache_data=cache_data, batch_size=batch_size, precision=precision,
                    points_per_pass=points_per_pass)  # fmt: skip
     if isinstance(model, Objective):
@@ -268,6 +272,8 @@ def compute_surface(
         "data_sha256": _data_sha256(objective),
         "num_examples": objective.num_examples,
         "loss": objective.loss_name,
+        # recorded for a mean only: files without it (all of 0.1's) hold batch sums
+        **({"loss_reduction": "mean"} if objective.loss_reduction == "mean" else {}),
         "metrics": list(names),
         "train_mode": objective.train_mode,
         "precision": objective.precision,
@@ -316,7 +322,7 @@ def compute_surface(
     try:
         buffered: list[int] = []
         last_write = time.monotonic()
-        bar = tqdm(total=len(pending), disable=not (progress and leader), desc="surface", unit="pt")
+        bar = progress_bar(progress, desc="surface", unit="pt", total=len(pending))
         for round_ in range(num_rounds):
             flats = mine[round_] if round_ < len(mine) else []
             result = (

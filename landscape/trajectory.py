@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .directions import Directions, pca_directions, project_states
+from .params import merge_tied, tied_names
 from .results import Result
 from .surface import Surface, compute_surface
 
@@ -107,7 +108,8 @@ def trajectory_plane(
     Raises:
         ValueError: fewer than three checkpoints, or ``steps`` of another length.
     """
-    states = [_state(c) for c in checkpoints]
+    tied = tied_names(objective.model)  # a tied tensor counts once in the plane
+    states = [merge_tied(_state(c), tied) for c in checkpoints]
     if len(states) < 3:
         raise ValueError(f"a trajectory needs at least 3 checkpoints, got {len(states)}")
     labels = np.arange(len(states), dtype=np.float64) if steps is None else np.asarray(steps, float)

@@ -272,3 +272,96 @@ def test_plot_options(project, capsys):
     with pytest.raises(SystemExit):
         main(["plot", str(project / "plane.h5"), "-o", ""])
     assert "figure file name" in capsys.readouterr().err
+
+
+def test_info_on_a_checkpoint_does_not_advise_removing_it(project, capsys):
+    checkpoint = project / "model.pt"
+    save_checkpoint(torch.nn.Linear(2, 1), checkpoint)
+    assert main(["info", str(checkpoint)]) == 2
+    err = capsys.readouterr().err
+    assert "not a readable HDF5 file" in err and ".h5 files it writes" in err
+    assert "remove" not in err and "overwrite" not in err and checkpoint.exists()
+
+
+def test_a_loss_returning_the_batch_mean_gives_the_mean(project, capsys):
+    (project / "mine.py").write_text(
+        "import torch.nn.functional as F\n\n"
+        "def mean_ce(outputs, targets):\n    return F.cross_entropy(outputs, targets)\n"
+    )
+    grid = ["--x", "-1:1:3", "--batch-size", "7"]
+    mean, builtin = project / "mean.h5", project / "builtin.h5"
+    with pytest.warns(UserWarning, match="batch mean"):
+        assert main(surface_args(project, mean, "--loss", f"{project}/mine.py:mean_ce", *grid)) == 0
+    assert main(surface_args(project, builtin, *grid)) == 0
+    np.testing.assert_allclose(load_surface(mean)["loss"], load_surface(builtin)["loss"],
+                               rtol=1e-5)  # fmt: skip
+    assert load_surface(mean).attrs["loss_reduction"] == "mean"
+    declared = ["--loss", f"{project}/mine.py:mean_ce", "--loss-reduction", "mean", *grid]
+    assert main(surface_args(project, mean, *declared)) == 0  # the same run: resumed
+    capsys.readouterr()
+    assert main(surface_args(project, builtin, "--loss-reduction", "mean", *grid)) == 2
+    assert "batch sum already" in capsys.readouterr().err
+
+
+def test_hessian_and_sharpness_files_record_where_they_came_from(project, capsys):
+    from landscape.checkpoint import load_checkpoint
+    from landscape.evaluate import Objective
+    from landscape.params import state_sha256
+    from landscape.storage import decode_attrs
+
+    namespace: dict = {}
+    exec(USER_CODE, namespace)
+    model = load_checkpoint(namespace["model"](), project / "a.pt")
+    expected = {
+        "model": f"{project}/user.py:model",
+        "data": f"{project}/user.py:data",
+        "checkpoint_path": str(project / "a.pt"),
+        "checkpoint_sha256": state_sha256(model.state_dict()),
+        "data_sha256": Objective(model, namespace["data"]()).data_sha256(),
+        "num_examples": 30,
+        "loss_name": "cross_entropy",
+        "train_mode": False,
+    }
+    common = ["--model", expected["model"], "--data", expected["data"], "--checkpoint",
+              expected["checkpoint_path"], "--quiet"]  # fmt: skip
+    out = project / "h.h5"
+    assert main(["hessian", *common, "--top-k", "1", "--trace", "--num-probes", "6",
+                 "--out", str(out)]) == 0  # fmt: skip
+    assert main(["sharpness", *common, "--metric", "worst_l2", "avg_l2", "--num-samples", "2",
+                 "--out", str(out)]) == 0  # fmt: skip
+    with h5py.File(out, "r") as f:
+        groups = ["hessian/eigen", "hessian/extremes", "hessian/trace"]
+        for group in [*groups, "sharpness/worst_l2", "sharpness/avg_l2"]:
+            attrs = decode_attrs(f[group].attrs)
+            assert {k: attrs[k] for k in expected} == expected, group
+            assert attrs["precision"] == "fp32", group
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for value in expected.values():
+        assert f"  {value}\n" in printed, value
+
+
+def test_quiet_hides_the_bars_that_are_shown_otherwise(project, capsys):
+    common = ["--model", f"{project}/user.py:model", "--data", f"{project}/user.py:data",
+              "--checkpoint", str(project / "a.pt")]  # fmt: skip
+    hessian = ["hessian", *common, "--top-k", "1", "--overwrite", "--out", str(project / "q.h5")]
+    sharp = ["sharpness", *common, "--metric", "avg_l2", "--num-samples", "2", "--overwrite",
+             "--out", str(project / "q.h5")]  # fmt: skip
+    for args, bar in ((hessian, "eigenpairs: "), (sharp, "avg_l2: ")):
+        assert main(args) == 0
+        assert bar in capsys.readouterr().err
+        assert main([*args, "--quiet"]) == 0
+        assert bar not in capsys.readouterr().err
+
+
+def test_a_standard_error_that_cannot_be_estimated_is_not_printed(project, capsys):
+    args = ["sharpness", "--model", f"{project}/user.py:model", "--data",
+            f"{project}/user.py:data", "--checkpoint", str(project / "a.pt"), "--quiet",
+            "--out", str(project / "w.h5"), "--metric", "worst_l2", "keskar", "rise",
+            "--num-samples", "3"]  # fmt: skip
+    assert main(args) == 0
+    lines = dict(line.split(maxsplit=1) for line in capsys.readouterr().out.splitlines())
+    assert "±" not in lines["worst_l2"] and "nan" not in lines["worst_l2"]  # one batch
+    assert "±" not in lines["keskar"]  # exact: stderr 0
+    assert "±" in lines["rise"]

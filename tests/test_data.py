@@ -75,3 +75,20 @@ def test_sharding_without_a_group_keeps_everything():
     assert not data.sharded and data.num_batches == 3
     moved = to_device({"x": torch.ones(2), "y": [torch.zeros(1), "text"]}, torch.device("cpu"))
     assert moved["y"][1] == "text" and moved["x"].device.type == "cpu"
+
+
+def test_a_shuffling_dataloader_is_read_in_order_with_a_warning():
+    xs, ys = pairs(11)
+    dataset = torch.utils.data.TensorDataset(xs, ys)
+    in_order = list(torch.utils.data.DataLoader(dataset, batch_size=4, drop_last=True))
+    shuffled = torch.utils.data.DataLoader(dataset, batch_size=4, shuffle=True, drop_last=True)
+    with pytest.warns(UserWarning, match="shuffles; evaluating its examples in order"):
+        batches = list(as_batches(shuffled))
+    assert fingerprint(batches) == fingerprint(in_order) and len(batches) == 2
+    subset = torch.utils.data.SubsetRandomSampler([7, 2, 9, 4])
+    with pytest.warns(UserWarning, match="in order"):
+        ((inputs, targets),) = as_batches(torch.utils.data.DataLoader(dataset, 4, sampler=subset))
+    assert torch.equal(inputs, xs[[2, 4, 7, 9]]) and torch.equal(targets, ys[[2, 4, 7, 9]])
+    drawn = torch.utils.data.RandomSampler(dataset, replacement=True)  # not a permutation
+    kept = torch.utils.data.DataLoader(dataset, batch_size=4, sampler=drawn)
+    assert as_batches(kept) is kept

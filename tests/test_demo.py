@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from torch import nn
@@ -10,11 +12,13 @@ from landscape.demo import (
     BUILTIN_DATA,
     BUILTIN_MODELS,
     DEMO_RECIPES,
+    README_TABLE_MARKERS,
     digits_cnn,
     digits_data,
     digits_mlp,
     train_classifier,
     train_demo_pair,
+    update_readme_table,
 )
 from landscape.evaluate import Objective
 
@@ -235,3 +239,24 @@ def test_demo_pair_fits_and_large_batch_is_sharper(train_data):
     small = _loss_rise(models["small-batch"], train_data, scale=0.2)
     large = _loss_rise(models["large-batch"], train_data, scale=0.2)
     assert large > 3 * small > 0  # measured: about 0.024 vs 0.0014 with seed 0
+
+
+def test_readme_table_is_replaced_only_when_it_changes(tmp_path):
+    start, end = README_TABLE_MARKERS
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\n{start}\n| old |\n{end}\n\nmore\n", encoding="utf-8")
+    assert update_readme_table(str(readme), "| new |\n")
+    assert readme.read_text(encoding="utf-8") == f"# title\n\n{start}\n| new |\n{end}\n\nmore\n"
+    stamp = readme.stat().st_mtime_ns - 10**9
+    os.utime(readme, ns=(stamp, stamp))
+    assert not update_readme_table(str(readme), "| new |")
+    assert readme.stat().st_mtime_ns == stamp
+    readme.write_text("no markers\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="no demo table"):
+        update_readme_table(str(readme), "| new |")
+
+
+def test_the_readme_has_the_demo_table_markers():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    text = open(os.path.join(root, "README.md"), encoding="utf-8").read()
+    assert all(marker in text for marker in README_TABLE_MARKERS)

@@ -550,3 +550,22 @@ def test_trace_error_bars_cover_through_the_hessian():
         z.append((result.value - sum(values)) / result.stderr)
     z = np.array(z)
     assert 0.88 < z.std() < 1.1 and np.mean(np.abs(z) > 1.96) < 0.075
+
+
+# ---------------------------------------------------------------- progress bars
+@pytest.mark.parametrize(
+    ("routine", "desc"),
+    [
+        (lambda objective, **kw: hessian_eigenpairs(objective, k=2, **kw), "eigenpairs"),
+        (lambda objective, **kw: hessian_trace(objective, num_probes=6, **kw), "trace"),
+        (lambda objective, **kw: spectral_density(objective, num_probes=2, **kw), "density"),
+    ],
+)
+def test_a_bar_counts_the_hvps_on_stderr_unless_progress_is_false(capsys, routine, desc):
+    objective = quadratic_objective(rotated([3.0, 2.0, 1.0, 0.5])[0])
+    result = routine(objective)  # shown by default, as compute_surface's bar is
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"{desc}: " in captured.err and f"{result.num_hvps}/" in captured.err
+    routine(objective, progress=False)
+    assert capsys.readouterr() == ("", "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -270,3 +271,15 @@ def test_quadrature_stops_early_on_an_invariant_subspace_and_density_integrates(
     assert np.trapezoid(grid * density, grid) == pytest.approx(2, abs=1e-6)
     with pytest.raises(ValueError, match="sigma"):
         smoothed_density(rule.nodes, rule.weights, sigma=0)
+
+
+def test_the_callback_is_called_once_per_product():
+    matrix = rotated([5.0, 3.0, 1.0, 0.5, -1.0, -2.0])
+    for solve in (
+        lambda op, cb: lanczos_eigenpairs(op, 2, callback=cb).num_matvecs,
+        lambda op, cb: estimate_trace(op, num_probes=9, callback=cb).num_matvecs,
+        lambda op, cb: lanczos_quadrature(op, num_probes=2, num_steps=4, callback=cb).num_matvecs,
+    ):
+        calls = []
+        op = dense_operator(matrix.to(torch.float32))  # float64 checks count too
+        assert solve(op, functools.partial(calls.append, 1)) == len(calls) > 0

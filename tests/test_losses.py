@@ -12,8 +12,11 @@ from torch import nn
 
 from landscape.losses import (
     accuracy_sum,
+    as_batch_sum,
     bce_sum,
     cross_entropy_sum,
+    declared_reduction,
+    detect_reduction,
     is_classification,
     mse_sum,
     resolve_loss,
@@ -33,6 +36,22 @@ def test_cross_entropy_sum_is_n_times_the_mean():
         for row, t in zip(logits.tolist(), labels.tolist(), strict=True)
     )
     assert cross_entropy_sum(logits, labels).item() == pytest.approx(by_hand, rel=1e-12)
+
+
+def test_cross_entropy_sum_equals_torchs_with_ignored_targets_and_soft_labels():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(40, 7, generator=g, dtype=torch.float64, requires_grad=True)
+    labels = torch.randint(0, 7, (40,), generator=g)
+    labels[::5] = -100  # ignore_index: adds nothing
+    ours = cross_entropy_sum(logits, labels)
+    torchs = torch.nn.functional.cross_entropy(logits, labels, reduction="sum")
+    assert abs(float(ours - torchs)) < 1e-12
+    (ours_grad,) = torch.autograd.grad(ours, logits)
+    (torchs_grad,) = torch.autograd.grad(torchs, logits)
+    torch.testing.assert_close(ours_grad, torchs_grad, rtol=0, atol=1e-14)
+    soft = torch.softmax(torch.randn(40, 7, generator=g, dtype=torch.float64), dim=1)
+    expected = torch.nn.functional.cross_entropy(logits, soft, reduction="sum")
+    assert float(cross_entropy_sum(logits, soft)) == float(expected)
 
 
 def test_mse_and_bce_sums():
@@ -62,3 +81,46 @@ def test_resolve_loss_and_classification():
     with pytest.raises(TypeError, match="name or a callable"):
         resolve_loss(3)
     assert is_classification(nn.CrossEntropyLoss()) and not is_classification(mse_sum)
+
+
+# ---------------------------------------------------------------- a user's sum or mean
+def test_detect_reduction_tells_a_sum_from_a_mean():
+    logits, labels = draws(13, 5), torch.arange(13) % 5
+    assert detect_reduction(F.cross_entropy, logits, labels) == "mean"
+    assert detect_reduction(cross_entropy_sum, logits, labels) == "sum"
+    assert detect_reduction(nn.MSELoss(), logits, draws(13, 5, seed=1)) == "mean"
+    tokens = draws(4, 5, 6), torch.arange(24).reshape(4, 6) % 5  # per-token mean: a mean
+    assert detect_reduction(F.cross_entropy, *tokens) == "mean"
+    two = logits[:2].float(), labels[:2]  # float32 values, the smallest batch that tells
+    assert detect_reduction(lambda o, t: F.cross_entropy(o, t, reduction="sum"), *two) == "sum"
+
+
+@pytest.mark.parametrize(
+    "fn, n, why",
+    [
+        (F.cross_entropy, 1, "a batch of 1 example"),
+        (lambda o, t: 0 * o.sum(), 8, "both a batch sum and a batch mean fit"),
+        (lambda o, t: cross_entropy_sum(o, t).sqrt(), 8, "neither fits"),
+        (lambda o, t: F.cross_entropy(o, t, ignore_index=0), 8, "neither fits"),
+    ],
+)
+def test_detect_reduction_refuses_when_it_cannot_tell(fn, n, why):
+    logits, labels = draws(n, 3), torch.arange(n) % 3
+    with pytest.raises(ValueError, match=f"{why}.*loss_reduction='sum' or 'mean'") as err:
+        detect_reduction(fn, logits, labels, name="mine")
+    assert "'mine'" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_declared_reduction_and_as_batch_sum():
+    assert declared_reduction("mse", "auto") == declared_reduction("mse", "sum") == "sum"
+    assert declared_reduction(nn.CrossEntropyLoss(), "auto") == "sum"
+    assert declared_reduction(F.cross_entropy, "auto") is None
+    assert declared_reduction(F.cross_entropy, "mean") == "mean"
+    with pytest.raises(ValueError, match="batch sum already"):
+        declared_reduction("cross_entropy", "mean")
+    with pytest.raises(ValueError, match="one of"):
+        declared_reduction(F.cross_entropy, "average")
+    logits, labels = draws(13, 5), torch.arange(13) % 5
+    summed = as_batch_sum(F.cross_entropy, "mean")(logits, labels)
+    assert summed.item() == pytest.approx(cross_entropy_sum(logits, labels).item(), rel=1e-14)
+    assert as_batch_sum(cross_entropy_sum, "sum") is cross_entropy_sum

@@ -506,3 +506,75 @@ def test_values_over_other_batches():
     expected = Objective(model, data((6,), n=31, dtype=torch.float64), batch_size=7)()
     assert objective(batches=held_out) == expected
     assert objective.num_examples == 53  # unchanged by the other batches
+
+
+# ---------------------------------------------------------------- a user's sum or mean
+def mean_ce(outputs, targets):
+    return F.cross_entropy(outputs, targets)
+
+
+def sum_ce(outputs, targets):
+    return F.cross_entropy(outputs, targets, reduction="sum")
+
+
+@pytest.mark.parametrize("fn, reduction", [(mean_ce, "mean"), (sum_ce, "sum")])
+def test_a_mean_or_sum_loss_gives_the_exact_mean(fn, reduction):
+    model = mlp(torch.float64)
+    xs, ys = data((6,), dtype=torch.float64)
+    dirs = random_directions(model, seed=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        objective = Objective(model, (xs, ys), loss=fn, batch_size=16, points_per_pass=2)
+        value = objective()["loss"]
+        both = objective.evaluate_points(objective.base_state, [dirs.x, dirs.y], COORDS)  # K=2
+    notes = [str(w.message) for w in caught]
+    assert len(notes) == (reduction == "mean")  # said once, when the Objective is made
+    assert all(n.startswith("loss 'mean_ce' returns the batch mean") for n in notes)
+    assert objective.loss_reduction == reduction
+    with torch.no_grad():
+        expected = F.cross_entropy(model(xs), ys).item()
+    assert value == pytest.approx(expected, **APPROX64)
+    reference = Objective(model, (xs, ys), batch_size=16).evaluate_points(
+        objective.base_state, [dirs.x, dirs.y], COORDS
+    )
+    np.testing.assert_allclose(both["loss"], reference["loss"], **F64)
+    sums, count = objective.batch_sums(objective.base_state, (xs, ys))
+    assert (sums["loss"].item(), count) == pytest.approx((53 * expected, 53), **APPROX64)
+
+
+def test_a_loss_of_unknown_reduction_is_refused_naming_the_option():
+    model, pairs = mlp(torch.float64), data((6,), dtype=torch.float64)
+    for loss, batch_size in ((lambda o, t: 0 * o.sum(), 16), (mean_ce, 1)):
+        with pytest.raises(ValueError, match="loss_reduction='sum' or 'mean'"):
+            Objective(model, pairs, loss=loss, batch_size=batch_size)
+    with pytest.raises(ValueError, match="batch sum already"):
+        Objective(model, pairs, loss="cross_entropy", loss_reduction="mean")
+    with pytest.raises(ValueError, match="batch_loss"):
+        Objective(model, pairs, batch_loss=lambda m, b: (0, 1), loss_reduction="sum")
+
+
+def test_a_declared_reduction_skips_the_detection():
+    model = mlp(torch.float64)
+    xs, ys = data((6,), dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no note about a mean that was declared
+        by_one = Objective(model, (xs, ys), loss=mean_ce, loss_reduction="mean", batch_size=1)
+        zero = Objective(model, (xs, ys), loss=lambda o, t: 0 * o.sum(), loss_reduction="sum")
+    assert by_one()["loss"] == pytest.approx(Objective(model, (xs, ys))()["loss"], **APPROX64)
+    assert zero()["loss"] == 0.0
+
+
+def test_a_surface_of_a_mean_loss_records_it(tmp_path):
+    model = mlp(torch.float64)
+    pairs = data((6,), dtype=torch.float64)
+    dirs = random_directions(model, num=1, seed=0)
+    options = dict(path=tmp_path / "s.h5", progress=False, batch_size=16)
+    with pytest.warns(UserWarning, match="batch mean"):
+        line = compute_surface(model, pairs, dirs, [-1, 0, 1], loss=mean_ce, **options)
+    again = compute_surface(model, pairs, dirs, [-1, 0, 1], loss=mean_ce, loss_reduction="mean",
+                            **options)  # fmt: skip
+    assert line.attrs["loss_reduction"] == load_surface(tmp_path / "s.h5").attrs["loss_reduction"]
+    assert line.attrs["loss_reduction"] == "mean" and np.array_equal(line["loss"], again["loss"])
+    summed = compute_surface(model, pairs, dirs, [-1, 0, 1], batch_size=16, progress=False)
+    assert "loss_reduction" not in summed.attrs
+    np.testing.assert_allclose(line["loss"], summed["loss"], **F64)

@@ -6,6 +6,8 @@ Styling restores matplotlib's settings; every plot renders and leaves rcParams u
 
 from __future__ import annotations
 
+import os
+
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
@@ -95,6 +97,22 @@ def test_every_plot_leaves_rcparams_unchanged_and_renders(name):
     fig = out if isinstance(out, mpl.figure.Figure) else out.figure
     fig.canvas.draw()
     assert rc_snapshot() == before
+
+
+@pytest.mark.parametrize("suffix", ["pdf", "svg", "png"])
+def test_saving_an_unchanged_figure_again_leaves_the_file_untouched(tmp_path, suffix):
+    fig, ax = plt.subplots()
+    plot_heatmap(surface2d(), ax=ax)
+    path = save_figure(fig, tmp_path / f"heatmap.{suffix}")
+    first, stamp = path.read_bytes(), path.stat().st_mtime_ns
+    os.utime(path, ns=(stamp - 10**9, stamp - 10**9))  # so that a rewrite would show
+    save_figure(fig, path)
+    assert path.read_bytes() == first and path.stat().st_mtime_ns == stamp - 10**9
+    ax.set_title("changed")
+    save_figure(fig, path)
+    assert path.read_bytes() != first
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # no temporary left
+    plt.close(fig)
 
 
 def test_save_figure(tmp_path):

@@ -7,17 +7,19 @@ from __future__ import annotations
 import copy
 import math
 import os
+import warnings
 
 import h5py
 import numpy as np
 import pytest
 import torch
-from _sharpness_cases import DTYPE, closure_quadratic, spd
+from _sharpness_cases import DTYPE, closure_quadratic, linear_quadratic, spd
 from torch import nn
 
 from landscape.objective import Objective
 from landscape.sharpness import (
     MEASURES,
+    NotAMinimumWarning,
     SharpnessResult,
     load_sharpness,
     measure_average_case,
@@ -82,7 +84,8 @@ def test_worst_l2_on_quadratic_reaches_but_never_exceeds_closed_form(quad):
     assert result.name == "worst_l2"
     assert result.value <= exact * (1 + 1e-12)
     assert result.value >= 0.999 * exact
-    assert result.stderr == 0.0 and result.interval is None and result.settings["seed"] == 3
+    # one batch: no standard error can be estimated
+    assert math.isnan(result.stderr) and result.interval is None and result.settings["seed"] == 3
     assert result.extra["num_agreed"] == 3  # every restart finds the top eigenvector
 
 
@@ -357,3 +360,66 @@ def test_files_of_version_0_1_load(tmp_path):
     copy_path = tmp_path / "again.h5"  # what loads from 0.1 saves and loads unchanged now
     save_sharpness(copy_path, loaded)
     assert load_sharpness(copy_path) == loaded
+
+
+# ---------------------------------------------------------------- bars and guardrails
+def test_a_measure_shows_a_bar_on_stderr_unless_progress_is_false(quad, capsys):
+    objective, _ = quad
+    sharpness(objective, ["avg_l2", "worst_l2"], num_samples=4)
+    captured = capsys.readouterr()
+    assert captured.out == "" and "avg_l2: " in captured.err and "4/4" in captured.err
+    assert "worst_l2: " in captured.err and "33/33" in captured.err  # 3 restarts x 11
+    sharpness(objective, ["avg_l2", "worst_l2"], num_samples=4, progress=False)
+    measure_keskar(objective, num_restarts=2, progress=False)
+    assert capsys.readouterr() == ("", "")
+
+
+@pytest.mark.parametrize(
+    ("names", "settings"),
+    [
+        (["worst_l2"], {}),
+        (["adaptive_worst_linf"], {}),
+        (["keskar"], {"num_restarts": 3}),
+        (["avg_l2", "rise"], {"num_samples": 10}),
+    ],
+)
+def test_a_closed_form_minimum_raises_no_warning(quad, names, settings):
+    objective, _ = quad
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sharpness(objective, names, progress=False, **settings)
+
+
+@pytest.mark.parametrize("name", ["worst_l2", "worst_linf", "adaptive_worst_l2", "keskar"])
+def test_the_gradient_far_from_a_minimum_is_flagged(name):
+    problem = linear_quadratic(4, seed=0, away=1.0)  # a random point of a quadratic
+    with pytest.warns(NotAMinimumWarning, match=f"^{name}: the gradient makes most of the rise"):
+        sharpness(problem.objective, [name], progress=False, num_restarts=2)
+
+
+@pytest.mark.parametrize("name", ["avg_l2", "adaptive_avg_l2"])
+def test_a_mean_rise_below_zero_is_flagged(name):
+    c = torch.linspace(-1, 1, 4, dtype=DTYPE)
+    objective = quadratic(-spd([3.0, 2.0, 1.0, 0.5]), c)  # a maximum: every point nearby is lower
+    with pytest.warns(NotAMinimumWarning, match=f"^{name}: the mean rise -.* below zero"):
+        result = sharpness(objective, [name], progress=False, num_samples=10)[name]
+    assert result.value < -2 * result.stderr
+
+
+def test_the_first_order_rise_that_is_flagged_is_rho_times_the_dual_norm():
+    problem = linear_quadratic(3, seed=1, away=1.0)
+    grad = problem.hessian @ problem.offset
+    with pytest.warns(NotAMinimumWarning) as caught:
+        measure_worst_case(problem.objective, rho=0.01, num_restarts=1, progress=False)
+        measure_worst_case(problem.objective, p=math.inf, rho=0.01, progress=False)
+    linear = [float(str(w.message).split("first-order rise ")[1].split(" ")[0]) for w in caught]
+    expected = [0.01 * np.linalg.norm(grad), 0.01 * np.abs(grad).sum()]
+    np.testing.assert_allclose(linear, expected, rtol=1e-3)  # printed to 4 digits
+
+
+def test_a_standard_error_from_one_batch_or_sample_is_nan():
+    objective = quadratic(spd([2.0, 1.0]), torch.zeros(2, dtype=DTYPE))
+    worst = measure_worst_case(objective, rho=0.1, progress=False)
+    average = measure_average_case(objective, num_samples=1, progress=False)
+    assert math.isnan(worst.stderr) and worst.interval is None
+    assert math.isnan(average.stderr) and all(math.isnan(v) for v in average.interval)

@@ -5,6 +5,7 @@ import sys
 import textwrap
 import time
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -285,3 +286,29 @@ def test_an_objective_is_used_as_it_is(monkeypatch):
         compute_surface(objective, dirs, [0], [0], loss="mse", batch_size=4)
     with pytest.raises(TypeError, match="directions must be a Directions"):
         compute_surface(objective, [0], [0])
+
+
+def test_a_shuffling_dataloader_resumes_and_equals_one_in_order(tmp_path):
+    model = mlp_with_bn()
+    dataset = torch.utils.data.TensorDataset(*classification_data())
+    dirs = random_directions(model, seed=0)
+
+    def shuffled():
+        return torch.utils.data.DataLoader(dataset, batch_size=8, shuffle=True)
+
+    path = tmp_path / "s.h5"
+    with pytest.warns(UserWarning, match="shuffles"):
+        first = compute_surface(model, shuffled(), dirs, [-1, 0, 1], [0, 1], path=path,
+                                progress=False)  # fmt: skip
+    with h5py.File(path, "a") as f:  # as a run killed after four points leaves it
+        f["computed"][2, :] = False
+        for name in first.metrics:
+            f["metrics"][name][2, :] = np.nan
+    with pytest.warns(UserWarning, match="shuffles"):
+        resumed = compute_surface(model, shuffled(), dirs, [-1, 0, 1], [0, 1], path=path,
+                                  progress=False)  # fmt: skip
+    in_order = torch.utils.data.DataLoader(dataset, batch_size=8)
+    expected = compute_surface(model, in_order, dirs, [-1, 0, 1], [0, 1], progress=False)
+    for name in expected.metrics:
+        assert np.array_equal(first[name], expected[name]), name
+        assert np.array_equal(resumed[name], expected[name]), name

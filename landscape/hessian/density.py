@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
+from .._progress import progress_bar
 from ..evaluate import Objective
 from ..linalg import SigmaUnits, lanczos_quadrature, smoothed_density
 from .operator import HessianOperator, ParamSelection, resolve_operator
@@ -28,6 +29,7 @@ def spectral_density(
     state: Mapping[str, torch.Tensor] | None = None,
     params: ParamSelection = None,
     dtype: torch.dtype | None = None,
+    progress: bool = True,
 ) -> DensityResult:
     """Eigenvalue density of the Hessian by stochastic Lanczos quadrature (Ghorbani et al.).
 
@@ -50,6 +52,7 @@ def spectral_density(
             side, so the density integrates to 1 as long as the spacing is well below sigma.
         seed: seed of the probes.
         state, params, dtype: as in :class:`HessianOperator`.
+        progress: show a tqdm bar of the HVPs (probes x steps).
 
     Returns:
         a :class:`DensityResult` (NaN grid and density, with a warning, where an HVP is not
@@ -68,7 +71,11 @@ def spectral_density(
             f"sigma must be > 0 with sigma_units 'width' or 'absolute', got {sigma} {sigma_units!r}"
         )
     op = resolve_operator(objective, state, params, dtype)
-    rule = lanczos_quadrature(op, num_probes=num_probes, num_steps=num_steps, seed=seed)
+    total = num_probes * num_steps
+    with progress_bar(progress, desc="density", unit="HVP", total=total) as bar:
+        rule = lanczos_quadrature(
+            op, num_probes=num_probes, num_steps=num_steps, seed=seed, callback=bar.update
+        )
     settings = {
         **op.settings,
         "num_probes": num_probes,

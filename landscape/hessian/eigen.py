@@ -10,6 +10,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
+from .._progress import progress_bar
 from ..evaluate import Objective
 from ..linalg import Which, lanczos_eigenpairs
 from .operator import HessianOperator, ParamSelection, resolve_operator
@@ -29,6 +30,7 @@ def hessian_eigenpairs(
     state: Mapping[str, torch.Tensor] | None = None,
     params: ParamSelection = None,
     dtype: torch.dtype | None = None,
+    progress: bool = True,
 ) -> EigenResult:
     """``k`` eigenpairs of the Hessian by block Lanczos, every pair checked in float64.
 
@@ -66,6 +68,7 @@ def hessian_eigenpairs(
             issued and the result has ``converged=False``.
         seed: seed of the random start block.
         state, params, dtype: as in :class:`HessianOperator`.
+        progress: show a tqdm bar of the HVPs (out of ``max_hvps``; most runs need fewer).
 
     Returns:
         an :class:`EigenResult`. If an HVP is not finite (a point where the loss overflows),
@@ -91,7 +94,10 @@ def hessian_eigenpairs(
         raise ValueError(f"k must be between 1 and the number of parameters {n}, got {k}")
     if max_hvps < 2 * k:
         raise ValueError(f"max_hvps must be at least 2 * k = {2 * k}, got {max_hvps}")
-    pairs = lanczos_eigenpairs(op, k, which=which, tol=tol, max_matvecs=max_hvps, seed=seed)
+    with progress_bar(progress, desc="eigenpairs", unit="HVP", total=max_hvps) as bar:
+        pairs = lanczos_eigenpairs(
+            op, k, which=which, tol=tol, max_matvecs=max_hvps, seed=seed, callback=bar.update
+        )
     tol = pairs.settings["tol"]
     settings = {
         **op.settings,
@@ -141,12 +147,14 @@ def extreme_eigenvalues(
     state: Mapping[str, torch.Tensor] | None = None,
     params: ParamSelection = None,
     dtype: torch.dtype | None = None,
+    progress: bool = True,
 ) -> ExtremeEigenvalues:
     """The largest and smallest Hessian eigenvalues from one Lanczos run (both ends converge
     together), and the ratio ``|lambda_min / lambda_max|`` of Li et al. (2018).
 
     Args:
-        objective, tol, max_hvps, seed, state, params, dtype: as in :func:`hessian_eigenpairs`.
+        objective, tol, max_hvps, seed, state, params, dtype, progress: as in
+            :func:`hessian_eigenpairs`.
 
     Returns:
         an :class:`ExtremeEigenvalues`.
@@ -169,6 +177,7 @@ def extreme_eigenvalues(
         state=state,
         params=params,
         dtype=dtype,
+        progress=progress,
     )
     top, bottom = (float(v) for v in eigen.eigenvalues)
     return ExtremeEigenvalues(
@@ -209,7 +218,14 @@ def min_max_ratio(
         the ratio, a float.
     """
     return extreme_eigenvalues(
-        objective, tol=tol, max_hvps=max_hvps, seed=seed, state=state, params=params, dtype=dtype
+        objective,
+        tol=tol,
+        max_hvps=max_hvps,
+        seed=seed,
+        state=state,
+        params=params,
+        dtype=dtype,
+        progress=False,
     ).ratio
 
 
@@ -222,11 +238,13 @@ def hessian_directions(
     tol: float | None = None,
     max_hvps: int = 500,
     seed: int = 0,
+    progress: bool = True,
 ) -> list[dict[str, torch.Tensor]]:
     """The top two Hessian eigenvectors as two direction states (``--directions hessian``).
 
     Args:
-        objective, state, params, dtype, tol, max_hvps, seed: as in :func:`hessian_eigenpairs`.
+        objective, state, params, dtype, tol, max_hvps, seed, progress: as in
+            :func:`hessian_eigenpairs`.
 
     Returns:
         ``[d_x, d_y]``, each ``{name: float64 CPU tensor}`` over the differentiated weights,
@@ -242,5 +260,6 @@ def hessian_directions(
         state=state,
         params=params,
         dtype=dtype,
+        progress=progress,
     )
     return eigen.as_states()

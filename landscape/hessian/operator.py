@@ -10,6 +10,7 @@ import numpy as np
 import scipy.sparse.linalg
 import torch
 
+from .._provenance import provenance
 from ..evaluate import Objective
 from ..params import flatten, select_names, state_sha256, unflatten
 
@@ -92,8 +93,10 @@ class HessianOperator:
         size: ``num_params``, as solvers call it.
         num_examples, loss: size of the evaluation set, and the mean loss at the point.
         num_hvps: products computed so far.
-        device, dtype, settings: where and how it computes; ``settings`` (dtype, loss, the
-            point's fingerprint ``state_sha256``, ...) is copied into every result.
+        device, dtype, settings: where and how it computes; ``settings`` (dtype, the
+            fingerprint ``state_sha256`` of the differentiated weights, and the provenance:
+            ``model``, ``checkpoint_sha256`` of the whole point, ``data_sha256``,
+            ``num_examples``, ``loss_name``, ...) is copied into every result.
 
     Raises:
         ValueError: a selected name is not a weight, no weight is selected, or a negative
@@ -170,12 +173,11 @@ class HessianOperator:
         local = torch.tensor(sums.sum(), dtype=torch.float64, device=self.device)
         self.loss = float(self.objective.all_reduce(local)) / self.num_examples
         self.settings: dict[str, Any] = {
+            **provenance(objective, state),
             "dtype": str(self.dtype).removeprefix("torch."),
             "device": str(self.device),
             "num_params": self.num_params,
             "num_examples": self.num_examples,
-            "loss_name": objective.loss_name,
-            "train_mode": objective.train_mode,
             "state_sha256": state_sha256(self._weights),
         }
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 import torch
 
+from .._progress import progress_bar
 from ..evaluate import Objective
 from ..linalg import TraceMethod, estimate_trace
 from .operator import HessianOperator, ParamSelection, resolve_operator
@@ -23,6 +24,7 @@ def hessian_trace(
     state: Mapping[str, torch.Tensor] | None = None,
     params: ParamSelection = None,
     dtype: torch.dtype | None = None,
+    progress: bool = True,
 ) -> TraceResult:
     """Trace of the Hessian with a fixed number of random-sign probes and a standard error.
 
@@ -42,6 +44,7 @@ def hessian_trace(
         method: "hutch++" or "hutchinson".
         seed: seed of the probes.
         state, params, dtype: as in :class:`HessianOperator`.
+        progress: show a tqdm bar of the HVPs.
 
     Returns:
         a :class:`TraceResult` (NaN value and error where an HVP is not finite).
@@ -60,7 +63,10 @@ def hessian_trace(
         True
     """
     op = resolve_operator(objective, state, params, dtype)
-    estimate = estimate_trace(op, num_probes=num_probes, method=method, seed=seed)
+    with progress_bar(progress, desc="trace", unit="HVP", total=num_probes) as bar:
+        estimate = estimate_trace(
+            op, num_probes=num_probes, method=method, seed=seed, callback=bar.update
+        )
     return TraceResult(
         value=estimate.value,
         stderr=estimate.stderr,

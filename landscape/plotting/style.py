@@ -6,6 +6,8 @@ applies its settings inside a ``with`` block only and restores them on exit (lik
 
 from __future__ import annotations
 
+import io
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +18,8 @@ from matplotlib.figure import Figure
 
 __all__ = ["landscape_style", "save_figure"]
 
+# The metadata key of each format's creation date, left out so the bytes are reproducible.
+_DATED_FORMATS = {"pdf": "CreationDate", "svg": "Date"}
 _CONTEXT_FONT = {"paper": 8.0, "notebook": 10.0, "talk": 13.0, "poster": 16.0}
 _CONTEXT_SIZE = {
     "paper": (3.4, 2.6),  # one column of a two-column paper
@@ -87,13 +91,17 @@ def landscape_style(
 def save_figure(fig: Figure, path: str | Path, **kwargs: Any) -> Path:
     """Save a figure, making the parent folder; the format comes from the suffix (pdf, png, svg).
 
+    The bytes depend only on the figure (no creation date in PDF or SVG), and an existing
+    file that already holds them is left untouched, so remaking unchanged figures changes
+    no file.
+
     Args:
         fig: the figure.
         path: where to write it.
         **kwargs: passed to ``Figure.savefig`` (default ``bbox_inches="tight"``).
 
     Returns:
-        The path written.
+        The path written (or found up to date).
 
     Example:
         >>> import tempfile, os
@@ -106,5 +114,15 @@ def save_figure(fig: Figure, path: str | Path, **kwargs: Any) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     kwargs.setdefault("bbox_inches", "tight")
-    fig.savefig(path, **kwargs)
+    kind = kwargs.get("format") or path.suffix.lstrip(".").lower()
+    if kind in _DATED_FORMATS:
+        kwargs["metadata"] = {_DATED_FORMATS[kind]: None, **kwargs.get("metadata", {})}
+    buffer = io.BytesIO()
+    with mpl.rc_context({"svg.hashsalt": "landscape"}):  # SVG ids from a fixed salt
+        fig.savefig(buffer, format=kind or None, **kwargs)
+    data = buffer.getvalue()
+    if not path.is_file() or path.read_bytes() != data:
+        temporary = path.with_name(f".{path.name}.tmp")
+        temporary.write_bytes(data)
+        os.replace(temporary, path)  # never a half-written figure
     return path

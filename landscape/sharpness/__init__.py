@@ -33,10 +33,17 @@ weights, ``c = 1`` for the standard and ``c = |w|`` for the adaptive versions):
 
 The worst-case values (``keskar``, ``*worst_*``) are the best of several local searches,
 so LOWER BOUNDS of the true maxima; ``extra["num_agreed"]`` says how many searches agreed
-with the best. Sampled values carry a standard error and a 95% ``interval``.
+with the best. Sampled values carry a standard error and a 95% ``interval``; a standard
+error that cannot be estimated (one batch, one sample) is NaN. Every result's settings
+also record its provenance (``model``, ``checkpoint_sha256``, ``data_sha256``,
+``num_examples``, ``loss_name``, ``train_mode``, ``precision``). A
+:class:`NotAMinimumWarning` says when the checkpoint is clearly not a minimum (see
+:mod:`~landscape.sharpness._guards`). Every measure shows a tqdm bar unless
+``progress=False``.
 """
 
 from ..storage.sharpness import load_sharpness, save_sharpness
+from ._guards import NotAMinimumWarning
 from .api import sharpness
 from .average_case import measure_average_case
 from .curvature import measure_hessian
@@ -54,6 +61,7 @@ __all__ = [
     "MEASURES",
     "SETTINGS",
     "Measure",
+    "NotAMinimumWarning",
     "Setting",
     "SharpnessResult",
     "check_settings",

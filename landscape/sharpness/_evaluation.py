@@ -15,7 +15,7 @@ the value over the whole data.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -59,11 +59,13 @@ def losses_at(
     weights: Mapping[str, torch.Tensor],
     deltas: Iterable[Mapping[str, torch.Tensor]],
     metric: str = "loss",
+    callback: Callable[[int], Any] | None = None,
 ) -> np.ndarray:
     """The exact mean of ``metric`` over the data at ``weights + delta`` for each delta.
 
     The deltas are taken (and may be made lazily) as many at a time as the Objective
-    evaluates per pass (``points_per_pass``; one on a CPU by default).
+    evaluates per pass (``points_per_pass``; one on a CPU by default); ``callback`` is
+    called with the number of points after each pass (a progress bar's ``update``).
     """
     k = objective.resolve_points_per_pass()
     values: list[np.ndarray] = []
@@ -73,6 +75,8 @@ def losses_at(
         if group:
             out = objective.evaluate_points(dict(weights), list(group), np.eye(len(group)))
             values.append(out[metric])
+            if callback is not None:
+                callback(len(group))
             group.clear()
 
     for delta in deltas:

@@ -24,24 +24,27 @@ LEVEL = 0.95
 
 
 def mean_and_stderr(samples: np.ndarray) -> tuple[float, float]:
-    """The mean and its standard error ``std(ddof=1) / sqrt(n)`` (0 for one sample).
+    """The mean and its standard error ``std(ddof=1) / sqrt(n)`` (NaN for one sample: it
+    cannot be estimated).
 
     Example:
         >>> mean_and_stderr(np.array([1.0, 2.0, 3.0]))
         (2.0, 0.5773502691896258)
+        >>> mean_and_stderr(np.array([1.0]))
+        (1.0, nan)
     """
     samples = np.asarray(samples, dtype=np.float64)
     mean = float(np.mean(samples))
     if len(samples) < 2:
-        return mean, 0.0
+        return mean, math.nan
     return mean, float(np.std(samples, ddof=1) / math.sqrt(len(samples)))
 
 
 def mean_interval(samples: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
     """Hall's skewness-corrected interval for the mean of ``samples`` (see the module doc).
 
-    Returns ``(mean, mean)`` for one sample or samples that are all equal, and
-    ``(nan, nan)`` if any sample is not finite.
+    Returns ``(mean, mean)`` for samples that are all equal, and ``(nan, nan)`` for one
+    sample or if any sample is not finite.
 
     Example:
         >>> low, high = mean_interval(np.array([1.0, 2.0, 3.0, 4.0]))
@@ -50,10 +53,10 @@ def mean_interval(samples: np.ndarray, level: float = LEVEL) -> tuple[float, flo
     """
     samples = np.asarray(samples, dtype=np.float64)
     n = len(samples)
-    if not np.all(np.isfinite(samples)):
+    if n < 2 or not np.all(np.isfinite(samples)):
         return math.nan, math.nan
     mean, stderr = mean_and_stderr(samples)
-    if n < 2 or stderr == 0:
+    if stderr == 0:
         return mean, mean
     centred = samples - mean
     gamma = float(np.mean(centred**3) / np.mean(centred**2) ** 1.5)

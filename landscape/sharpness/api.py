@@ -14,7 +14,7 @@ __all__ = ["sharpness"]
 
 
 def sharpness(
-    objective: Objective, names: str | Sequence[str], **settings: Any
+    objective: Objective, names: str | Sequence[str], *, progress: bool = True, **settings: Any
 ) -> dict[str, SharpnessResult]:
     """Several measures by contract name, sharing settings such as ``rho`` and ``seed``.
 
@@ -26,6 +26,7 @@ def sharpness(
     Args:
         objective: the loss and data; its model is never changed.
         names: measure names, from :data:`MEASURES` (one name or a sequence).
+        progress: show a tqdm bar for each measure.
         **settings: ``rho``, ``eps``, ``num_samples``, ``seed``, ``target``, ``batch_size``, ...
 
     Returns:
@@ -50,5 +51,5 @@ def sharpness(
     results = {}
     for name, options in routed.items():
         measure = MEASURES[name]
-        results[name] = measure.function(objective, **measure.fixed, **options)
+        results[name] = measure.function(objective, **measure.fixed, **options, progress=progress)
     return results

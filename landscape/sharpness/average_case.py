@@ -6,9 +6,12 @@ from collections.abc import Iterator
 
 import torch
 
+from .._progress import progress_bar
+from .._provenance import provenance
 from ..objective import Objective
 from . import _checks
 from ._evaluation import State, losses_at, mean_loss, weights_of
+from ._guards import check_mean_rise
 from ._random import normal_draws
 from ._stats import mean_and_stderr, mean_interval
 from .registry import DEFAULT_RHO, register
@@ -24,6 +27,7 @@ def measure_average_case(
     rho: float | None = None,
     num_samples: int = 100,
     seed: int = 0,
+    progress: bool = True,
 ) -> SharpnessResult:
     """Average-case sharpness ``E_{delta ~ N(0, rho^2 diag(c^2))} L(w + delta) - L(w)``.
 
@@ -37,12 +41,14 @@ def measure_average_case(
         rho: noise scale; default from :data:`DEFAULT_RHO`.
         num_samples: Monte Carlo draws.
         seed: seeds the draws (the same seed gives the same ``z`` at any weights).
+        progress: show a tqdm bar of the draws.
 
     Returns:
         A :class:`SharpnessResult` named ``"avg_l2"`` or ``"adaptive_avg_l2"`` with the
         standard error over draws, the 95% interval (skewness-corrected, see
         :func:`~landscape.sharpness._stats.mean_interval`) and the per-draw rises as
-        ``samples``.
+        ``samples``. A :class:`~landscape.sharpness.NotAMinimumWarning` is issued when the
+        mean rise is below zero by more than two standard errors.
 
     Raises:
         ValueError: a non-positive ``rho`` or ``num_samples``.
@@ -71,9 +77,11 @@ def measure_average_case(
             yield {n: scales[n] * t for n, t in z.items()}
 
     base = mean_loss(objective, weights)
-    samples = losses_at(objective, weights, deltas()) - base
+    with progress_bar(progress, desc=name, unit="sample", total=num_samples) as bar:
+        samples = losses_at(objective, weights, deltas(), callback=bar.update) - base
     value, stderr = mean_and_stderr(samples)
-    settings = {"rho": rho, "num_samples": num_samples, "seed": seed}
+    check_mean_rise(name, value, stderr)
+    settings = {**provenance(objective), "rho": rho, "num_samples": num_samples, "seed": seed}
     return SharpnessResult(
         name, value, stderr, settings, {"loss": base}, samples, mean_interval(samples)
     )

@@ -23,6 +23,7 @@ def measure_hessian(
     quantity: Literal["lambda_max", "trace"] = "lambda_max",
     num_probes: int = 99,
     seed: int = 0,
+    progress: bool = True,
 ) -> SharpnessResult:
     """The top eigenvalue (Lanczos) or the trace (Hutch++) of the Hessian of the mean loss.
 
@@ -31,9 +32,11 @@ def measure_hessian(
         quantity: ``"lambda_max"`` or ``"trace"``.
         num_probes: probe vectors for the trace estimate.
         seed: seeds the Lanczos start vector and the trace probes.
+        progress: show a tqdm bar of the Hessian-vector products.
 
     Returns:
-        A :class:`SharpnessResult` named ``quantity`` with the Hessian routine's settings; the
+        A :class:`SharpnessResult` named ``quantity`` with the Hessian routine's settings
+        (provenance included); the
         trace carries its standard error, samples and interval, the eigenvalue its explicit
         residual and ``converged`` (1.0 or 0.0) in ``extra``.
 
@@ -53,7 +56,7 @@ def measure_hessian(
     _checks.check_objective(objective)
     seed = _checks.check_seed(seed)
     if quantity == "lambda_max":
-        eig = hessian_eigenpairs(objective, k=1, which="LA", seed=seed)
+        eig = hessian_eigenpairs(objective, k=1, which="LA", seed=seed, progress=progress)
         extra = {
             "residual": float(eig.residuals[0]),
             "converged": float(eig.converged),
@@ -64,7 +67,9 @@ def measure_hessian(
         )
     if quantity == "trace":
         num_probes = _checks.check_count("num_probes", num_probes)
-        tr = hessian_trace(objective, num_probes=num_probes, method="hutch++", seed=seed)
+        tr = hessian_trace(
+            objective, num_probes=num_probes, method="hutch++", seed=seed, progress=progress
+        )
         extra = {"num_hvps": float(tr.num_hvps)}
         settings = {**_plain(tr.settings), "method": tr.method}
         interval = getattr(tr, "interval", None)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from .._progress import progress_bar
+from .._provenance import provenance
 from ..objective import Objective
 from . import _checks
 from ._evaluation import State, is_pair, weights_of
@@ -13,7 +15,7 @@ from .result import SharpnessResult
 __all__ = ["measure_fisher_rao"]
 
 
-def measure_fisher_rao(objective: Objective) -> SharpnessResult:
+def measure_fisher_rao(objective: Objective, *, progress: bool = True) -> SharpnessResult:
     """Squared Fisher-Rao norm (Liang et al. 2019), ``E_(x,y)[<w, grad_w l(w; x, y)>^2]``.
 
     The expectation is the mean over the data set's examples and their labels (the empirical
@@ -26,6 +28,7 @@ def measure_fisher_rao(objective: Objective) -> SharpnessResult:
     Args:
         objective: the loss and data (batches of ``(inputs, targets)`` tensors); its model is
             never changed.
+        progress: show a tqdm bar of the batches.
 
     Returns:
         A deterministic :class:`SharpnessResult` named ``"fisher_rao"``.
@@ -60,14 +63,16 @@ def measure_fisher_rao(objective: Objective) -> SharpnessResult:
         return torch.func.jvp(lambda w: example_loss(w, x, y), (weights,), (weights,))[1]
 
     total, count = 0.0, 0
-    for batch in batches:
-        values = torch.func.vmap(along_weights)(*batch)
-        total += float(values.to(torch.float64).pow(2).sum())
-        count += len(values)
+    with progress_bar(progress, desc="fisher_rao", unit="batch", total=len(batches)) as bar:
+        for batch in batches:
+            values = torch.func.vmap(along_weights)(*batch)
+            total += float(values.to(torch.float64).pow(2).sum())
+            count += len(values)
+            bar.update()
     sums = objective.all_reduce(
         torch.tensor([total, count], dtype=torch.float64, device=objective.device)
     )
-    return SharpnessResult("fisher_rao", float(sums[0] / sums[1]), 0.0, {})
+    return SharpnessResult("fisher_rao", float(sums[0] / sums[1]), 0.0, provenance(objective))
 
 
 register("fisher_rao", measure_fisher_rao)

@@ -6,9 +6,12 @@ import numpy as np
 import scipy.optimize
 import torch
 
+from .._progress import progress_bar
+from .._provenance import provenance
 from ..objective import Objective
 from . import _checks
 from ._evaluation import State, loss_and_grad, mean_loss, shifted, weights_of
+from ._guards import check_slope
 from ._random import draw_like
 from ._stats import count_agreed
 from .registry import register
@@ -41,6 +44,7 @@ def measure_keskar(
     num_iters: int = 10,
     num_restarts: int = 20,
     seed: int = 0,
+    progress: bool = True,
 ) -> SharpnessResult:
     """Epsilon-sharpness of Keskar et al. (2017), maximized with L-BFGS-B from several starts.
 
@@ -61,10 +65,14 @@ def measure_keskar(
         num_iters: L-BFGS-B iterations per start (``maxiter``).
         num_restarts: number of starts.
         seed: seeds ``A`` and the random starts.
+        progress: show a tqdm bar of the starts.
 
     Returns:
         A deterministic :class:`SharpnessResult` named ``"keskar"`` (``stderr`` 0); ``extra``
-        holds ``loss``, ``max_loss`` and ``num_agreed``.
+        holds ``loss``, ``max_loss`` and ``num_agreed``. A
+        :class:`~landscape.sharpness.NotAMinimumWarning` is issued when the first-order rise
+        over the box, ``sum_i bound_i |(A^T grad L)_i|``, is over half of
+        ``max_loss - loss``.
 
     Raises:
         ValueError: a non-positive ``eps`` or count.
@@ -122,26 +130,21 @@ def measure_keskar(
     while len(starts) < num_restarts:
         starts.append((draw_like({"z": bound}, generator, "uniform")["z"] * bound).numpy())
     box = scipy.optimize.Bounds(-bound.numpy(), bound.numpy())
-    max_losses = np.array(
-        [
-            # L-BFGS-B never ends below its start
-            -float(
-                scipy.optimize.minimize(
-                    negative,
-                    start,
-                    jac=True,
-                    method="L-BFGS-B",
-                    bounds=box,
-                    options={"maxiter": num_iters},
-                ).fun
-            )  # fmt: skip
-            for start in starts
-        ]
-    )
+    max_losses = np.empty(len(starts))
+    with progress_bar(progress, desc="keskar", unit="start", total=len(starts)) as bar:
+        for i, start in enumerate(starts):
+            options = {"maxiter": num_iters}
+            found = scipy.optimize.minimize(
+                negative, start, jac=True, method="L-BFGS-B", bounds=box, options=options
+            )
+            max_losses[i] = -float(found.fun)  # L-BFGS-B never ends below its start
+            bar.update()
     loss = mean_loss(objective, weights)
     max_loss = float(max_losses.max())
     value = 100 * (max_loss - loss) / (1 + loss)
+    check_slope("keskar", float(np.abs(slope) @ bound.numpy()), max_loss - loss)
     settings = {
+        **provenance(objective),
         "eps": eps,
         "subspace_dim": subspace_dim,
         "num_iters": num_iters,

@@ -10,6 +10,8 @@ import numpy as np
 import scipy.optimize
 import torch
 
+from .._progress import progress_bar
+from .._provenance import provenance
 from ..objective import Objective
 from . import _checks
 from ._evaluation import State, losses_at, mean_loss, weights_of
@@ -33,6 +35,7 @@ def measure_pacbayes(
     num_samples: int = 100,
     rtol: float = 1e-3,
     seed: int = 0,
+    progress: bool = True,
 ) -> SharpnessResult:
     """PAC-Bayes flatness (Jiang et al. 2020): ``1 / sigma^2`` for the largest tolerable ``sigma``.
 
@@ -65,6 +68,8 @@ def measure_pacbayes(
         num_samples: Monte Carlo draws per noise level.
         rtol: relative width of the final bracket.
         seed: seeds the draws.
+        progress: show a tqdm bar of the noise levels (how many a search needs is not known
+            in advance, so it shows a count and a rate, no ETA).
 
     Returns:
         A :class:`SharpnessResult` named ``"pacbayes"`` or ``"pacbayes_mag"`` with value
@@ -106,10 +111,12 @@ def measure_pacbayes(
     sign = 1.0 if criterion == "loss" else -1.0  # a rise of the loss, a drop of the accuracy
     base = mean_loss(objective, weights, metric=criterion)
     levels = 0
+    bar = progress_bar(progress, desc=name, unit="level")
 
     def rises(sigma: float) -> np.ndarray:
         nonlocal levels
         levels += 1
+        bar.update()
 
         def deltas() -> Iterator[State]:
             for z in normal_draws(weights, seed, num_samples):
@@ -123,6 +130,7 @@ def measure_pacbayes(
         return sign * (losses_at(objective, weights, deltas(), criterion) - base)
 
     settings = {
+        **provenance(objective),
         "target": target,
         "criterion": criterion,
         "num_samples": num_samples,
@@ -131,18 +139,21 @@ def measure_pacbayes(
     }
     if magnitude_aware:
         settings["eps"] = eps
-    lo, hi = _bracket(rises, target, magnitude_aware)
-    if lo[0] == 0:
-        extra = {"sigma": 0.0, "sigma_stderr": math.nan, criterion: base, "num_levels": levels}
-        return SharpnessResult(name, math.inf, math.nan, settings, extra, lo[1])
-    lo, hi = _narrow(rises, target, lo, hi, rtol)
-    sigma, samples = lo
-    mean, stderr = mean_and_stderr(samples)
-    slope = (hi[1].mean() - mean) / (hi[0] - sigma)
+    with bar:
+        lo, hi = _bracket(rises, target, magnitude_aware)
+        if lo[0] == 0:
+            extra = {"sigma": 0.0, "sigma_stderr": math.nan, criterion: base, "num_levels": levels}
+            return SharpnessResult(name, math.inf, math.nan, settings, extra, lo[1])
+        lo, hi = _narrow(rises, target, lo, hi, rtol)
+        sigma, samples = lo
+        mean, stderr = mean_and_stderr(samples)
+        slope = (hi[1].mean() - mean) / (hi[0] - sigma)
+        ends = None
+        if slope > 0 and math.isfinite(slope) and math.isfinite(stderr):
+            ends = _inverted_interval(rises, target, sigma, samples, slope)
     value = sigma**-2
-    if slope > 0 and math.isfinite(slope):
-        s_low, s_high = _inverted_interval(rises, target, sigma, samples, slope)
-        interval = (s_high**-2, s_low**-2)
+    if ends is not None:
+        interval = (ends[1] ** -2, ends[0] ** -2)
         sigma_stderr = stderr / slope
         value_stderr = 2 * sigma**-3 * sigma_stderr  # delta method
     else:

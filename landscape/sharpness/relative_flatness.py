@@ -7,6 +7,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._progress import progress_bar
+from .._provenance import provenance
 from ..objective import Objective
 from . import _checks
 from ._evaluation import weights_of
@@ -16,7 +18,9 @@ from .result import SharpnessResult
 __all__ = ["measure_relative_flatness"]
 
 
-def measure_relative_flatness(objective: Objective, *, layer: str | None = None) -> SharpnessResult:
+def measure_relative_flatness(
+    objective: Objective, *, layer: str | None = None, progress: bool = True
+) -> SharpnessResult:
     """Relative flatness of Petzka et al. (2021) on one Linear layer.
 
     ``kappa = sum_{s,s'} <w_s, w_s'> Tr(H_{s,s'})`` where ``w_s`` is row ``s`` of the layer's
@@ -28,6 +32,7 @@ def measure_relative_flatness(objective: Objective, *, layer: str | None = None)
     Args:
         objective: the loss and data; its model is never changed.
         layer: name of a 2-D weight (e.g. ``"fc.weight"``); default the last ``nn.Linear``.
+        progress: show a tqdm bar of the batches.
 
     Returns:
         A deterministic :class:`SharpnessResult` named ``"relative_flatness"``.
@@ -57,19 +62,23 @@ def measure_relative_flatness(objective: Objective, *, layer: str | None = None)
         raise ValueError(f"layer must name a 2-D weight, one of {two_d}; got {layer!r}")
     weight = weights[layer]
     hessian = torch.zeros(weight.shape * 2, dtype=weight.dtype, device=weight.device)
-    for batch in objective.batches():
+    batches = list(objective.batches())
+    with progress_bar(progress, desc="relative_flatness", unit="batch", total=len(batches)) as bar:
+        for batch in batches:
 
-        def batch_loss(w: torch.Tensor, batch: Any = batch) -> torch.Tensor:
-            sums, _ = objective.batch_sums(
-                objective.full_state({layer: w}), batch, with_metrics=False
-            )
-            return sums["loss"]
+            def batch_loss(w: torch.Tensor, batch: Any = batch) -> torch.Tensor:
+                sums, _ = objective.batch_sums(
+                    objective.full_state({layer: w}), batch, with_metrics=False
+                )
+                return sums["loss"]
 
-        hessian += torch.func.hessian(batch_loss)(weight)
+            hessian += torch.func.hessian(batch_loss)(weight)
+            bar.update()
     hessian = objective.all_reduce(hessian)
     traces = torch.einsum("sjtj->st", hessian / objective.num_examples)
     value = float(((weight @ weight.T).to(torch.float64) * traces.to(torch.float64)).sum())
-    return SharpnessResult("relative_flatness", value, 0.0, {"layer": layer})
+    settings = {**provenance(objective), "layer": layer}
+    return SharpnessResult("relative_flatness", value, 0.0, settings)
 
 
 register("relative_flatness", measure_relative_flatness, defaults={"layer": None})

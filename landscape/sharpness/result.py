@@ -21,8 +21,11 @@ class SharpnessResult(Result):
         value: the measure; larger means sharper. For the worst-case measures (``keskar``,
             ``worst_*``, ``adaptive_worst_*``) a lower bound of the true maximum: the best
             of several local searches.
-        stderr: its standard error (0.0 for a deterministic measure).
-        settings: every setting that made it, defaults and ``seed`` included.
+        stderr: its standard error (0.0 for a deterministic measure, NaN where it cannot
+            be estimated: one batch, one sample).
+        settings: every setting that made it, defaults and ``seed`` included, and where it
+            came from (``model``, ``checkpoint_sha256``, ``data_sha256``, ``num_examples``,
+            ``loss_name``, ``train_mode``, ``precision``).
         extra: derived quantities worth keeping (``loss`` at the weights, ``sigma`` for
             PAC-Bayes, ``num_agreed`` restarts for the worst-case measures, ...).
         samples: the per-sample (or per-batch) values behind ``value``, if any.

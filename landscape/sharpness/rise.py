@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Literal
 
+from .._progress import progress_bar
+from .._provenance import provenance
 from ..directions import random_direction
 from ..objective import Objective
 from . import _checks
 from ._evaluation import State, losses_at, mean_loss, weights_of
+from ._guards import check_mean_rise
 from ._stats import mean_and_stderr, mean_interval
 from .registry import DEFAULT_RHO, register
 from .result import SharpnessResult
@@ -24,6 +27,7 @@ def measure_rise(
     norm: Literal["filter", "layer", "weight", "none"] = "filter",
     ignore: Literal["biasbn", "none"] = "biasbn",
     seed: int = 0,
+    progress: bool = True,
 ) -> SharpnessResult:
     """Rise of the loss at distance ``rho`` along normalized random directions.
 
@@ -37,10 +41,13 @@ def measure_rise(
         norm: direction normalization (see :func:`landscape.directions.random_direction`).
         ignore: ``"biasbn"`` leaves 1-D tensors unperturbed.
         seed: direction ``i`` uses ``seed + i``.
+        progress: show a tqdm bar of the directions.
 
     Returns:
         A :class:`SharpnessResult` named ``"rise"``: mean over directions, its standard error
-        and 95% interval, the per-direction rises as ``samples``.
+        and 95% interval, the per-direction rises as ``samples``. A
+        :class:`~landscape.sharpness.NotAMinimumWarning` is issued when the mean rise is
+        below zero by more than two standard errors.
 
     Raises:
         ValueError: a non-positive ``rho`` or ``num_samples``, or a bad ``norm``/``ignore``.
@@ -69,9 +76,12 @@ def measure_rise(
             yield {n: rho * t for n, t in d.items()}
 
     base = mean_loss(objective, weights)
-    samples = losses_at(objective, weights, deltas()) - base
+    with progress_bar(progress, desc="rise", unit="sample", total=num_samples) as bar:
+        samples = losses_at(objective, weights, deltas(), callback=bar.update) - base
     value, stderr = mean_and_stderr(samples)
+    check_mean_rise("rise", value, stderr)
     settings = {
+        **provenance(objective),
         "rho": rho,
         "num_samples": num_samples,
         "norm": norm,

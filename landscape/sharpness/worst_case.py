@@ -7,9 +7,12 @@ import math
 import numpy as np
 import torch
 
+from .._progress import progress_bar
+from .._provenance import provenance
 from ..objective import Objective
 from . import _checks
 from ._evaluation import State, chunks, dot, loss_and_grad, mean_loss, shifted, weights_of
+from ._guards import check_slope
 from ._random import draw_like
 from ._stats import count_agreed, mean_and_stderr, mean_interval
 from .registry import DEFAULT_RHO, register
@@ -46,6 +49,7 @@ def measure_worst_case(
     step_size: float | None = None,
     random_init: bool = True,
     seed: int = 0,
+    progress: bool = True,
 ) -> SharpnessResult:
     """Worst-case sharpness ``max_{||delta / c||_p <= rho} L_B(w + delta) - L_B(w)``, averaged
     over batches ``B``.
@@ -83,11 +87,15 @@ def measure_worst_case(
             (``p = 2``) or box (``p = inf``); with ``False`` the first search starts from 0
             (where the gradient vanishes at a minimum) and the others from random points.
         seed: seeds the random starts.
+        progress: show a tqdm bar of the gradient evaluations.
 
     Returns:
         A :class:`SharpnessResult` named e.g. ``"adaptive_worst_l2"``: the mean over batches,
-        its standard error and interval (0 and ``None`` for one batch), the per-batch values
-        as ``samples``; ``extra`` holds ``num_agreed``.
+        its standard error and interval (NaN and ``None`` for one batch: they cannot be
+        estimated), the per-batch values as ``samples``; ``extra`` holds ``num_agreed``.
+        A :class:`~landscape.sharpness.NotAMinimumWarning` is issued when the gradient (over
+        the batches used, one more gradient evaluation) makes most of the value (see
+        :mod:`landscape.sharpness._guards`).
 
     Raises:
         ValueError: ``p`` not 2 or inf, a non-positive ``rho``/``step_size``/count, or a
@@ -149,10 +157,14 @@ def measure_worst_case(
             return {n: t * (rho / norm) for n, t in u.items()}
         return {n: rho * t for n, t in draw_like(weights, generator, "uniform").items()}
 
+    total = len(groups) * num_restarts * (num_steps + 1)
+    bar = progress_bar(progress, desc=name, unit="grad", total=total)
+
     def value_and_ascent(u: State, chunk: list) -> tuple[float, State]:
         loss, grad = loss_and_grad(
             objective, shifted(weights, {n: scales[n] * t for n, t in u.items()}), chunk
         )
+        bar.update()
         return loss, {n: scales[n] * g for n, g in grad.items()}
 
     checkpoints = _checkpoints(num_steps)
@@ -190,15 +202,17 @@ def measure_worst_case(
         return best
 
     rises, agreed = [], []
-    for chunk in groups:
-        base = mean_loss(objective, weights, chunk)
-        found = np.array([search(start(r), chunk) for r in range(num_restarts)]) - base
-        rises.append(max(float(found.max()), 0.0))  # delta = 0 is in the set
-        agreed.append(count_agreed(found))
+    with bar:
+        for chunk in groups:
+            base = mean_loss(objective, weights, chunk)
+            found = np.array([search(start(r), chunk) for r in range(num_restarts)]) - base
+            rises.append(max(float(found.max()), 0.0))  # delta = 0 is in the set
+            agreed.append(count_agreed(found))
     samples = np.asarray(rises)
     value, stderr = mean_and_stderr(samples)
     interval = mean_interval(samples) if len(samples) > 1 else None
     settings = {
+        **provenance(objective),
         "rho": rho,
         "batch_size": objective.num_examples if batch_size is None else batch_size,
         "num_batches": len(groups),
@@ -208,6 +222,11 @@ def measure_worst_case(
         "random_init": random_init,
         "seed": seed,
     }
+    used = [batch for chunk in groups for batch in chunk]  # all the data, unless num_batches
+    _, grad = loss_and_grad(objective, weights, used)
+    scaled = [(scales[n] * g).reshape(-1).to(torch.float64) for n, g in grad.items()]
+    dual = torch.linalg.vector_norm(torch.cat(scaled), 2 if p == 2 else 1)
+    check_slope(name, rho * float(dual), value)
     extra = {"num_agreed": float(min(agreed))}
     return SharpnessResult(name, value, stderr, settings, extra, samples, interval)
 

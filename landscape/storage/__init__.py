@@ -14,6 +14,7 @@ from .codec import JSON_PREFIX, decode_attr, decode_attrs, encode_attr
 from .files import (
     FORMAT,
     FORMAT_VERSION,
+    PROVENANCE_ATTRS,
     STAMP_ATTRS,
     create_file,
     describe_file,
@@ -40,6 +41,7 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "JSON_PREFIX",
+    "PROVENANCE_ATTRS",
     "STAMP_ATTRS",
     "VOLATILE_ATTRS",
     "SurfaceWriter",

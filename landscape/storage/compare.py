@@ -33,6 +33,7 @@ __all__ = [
     "FORMAT_COMPARE",
     "prepare_compare_file",
     "read_compare_label",
+    "read_compare_results",
     "write_compare_label",
 ]
 
@@ -120,3 +121,29 @@ def read_compare_label(
     measures = load_sharpness(path, group=f"{base}/sharpness")
     surfaces = {kind: read_group(path, f"{base}/{kind}") for kind in kinds}
     return evaluation, measures, surfaces
+
+
+def read_compare_results(
+    path: str | os.PathLike,
+) -> tuple[dict[str, Any], dict[str, tuple[dict[str, float], dict[str, Any]]]]:
+    """A comparison file's settings and, for every finished label, ``(evaluation,
+    measures)`` as :func:`read_compare_label` gives them (the surfaces left out).
+
+    Raises:
+        ValueError: the file is not a comparison file.
+    """
+    with open_landscape_file(path) as f:
+        if f.attrs.get("format") != FORMAT_COMPARE:
+            raise ValueError(
+                f"{os.fspath(path)} is not a comparison file (format {f.attrs.get('format')!r}); "
+                "expected the compare.h5 that compare_checkpoints or landscape compare writes"
+            )
+        settings = decode_attrs(f.attrs)
+        group = f.get("compare", {})
+        found = {label: group[label].attrs["checkpoint_sha256"] for label in group
+                 if group[label].attrs.get("complete", False)}  # fmt: skip
+    results = {}
+    for label, sha in found.items():
+        evaluation, measures, _ = read_compare_label(path, label, checkpoint_sha256=sha)
+        results[label] = (evaluation, measures)
+    return settings, results

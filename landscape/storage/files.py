@@ -24,6 +24,7 @@ from .codec import decode_attrs, encode_attr
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
+    "PROVENANCE_ATTRS",
     "STAMP_ATTRS",
     "create_file",
     "describe_file",
@@ -38,6 +39,18 @@ FORMAT = "landscape.surface"
 FORMAT_VERSION = 1
 #: Root attributes that say which file this is, not what was computed.
 STAMP_ATTRS = ("format", "format_version", "landscape_version", "torch_version", "created")
+#: Attributes of a result group that say where it came from; ``describe_file`` prints them.
+PROVENANCE_ATTRS = (
+    "model",
+    "checkpoint_path",
+    "checkpoint_sha256",
+    "data",
+    "data_sha256",
+    "num_examples",
+    "loss_name",
+    "train_mode",
+    "precision",
+)
 
 
 def _version() -> str:
@@ -108,9 +121,13 @@ def open_landscape_file(path: str | os.PathLike, mode: str = "r") -> h5py.File:
                 f"{path} is open for writing by another process (a run still going?); "
                 "wait for it to finish or stop it"
             ) from None
+        advice = (  # never advise deleting what may be the user's checkpoint or data
+            "landscape reads the .h5 files it writes"
+            if mode == "r"
+            else "choose another output path, or replace it with overwrite=True / --overwrite"
+        )
         raise ValueError(
-            f"{path} is not a readable HDF5 file (truncated or damaged?): {err}; "
-            "remove it or pass overwrite=True / --overwrite"
+            f"{path} is not a readable HDF5 file (not HDF5, truncated or damaged): {err}; {advice}"
         ) from None
     fmt = _text(f.attrs.get("format"))
     version = f.attrs.get("format_version")
@@ -197,8 +214,32 @@ def read_group(path: str | os.PathLike, name: str) -> tuple[dict[str, np.ndarray
         return arrays, decode_attrs(group.attrs)
 
 
+def _provenance_lines(group: h5py.Group) -> list[str]:
+    """The provenance attributes of ``group``'s subgroups: once when they all agree, else
+    subgroup by subgroup (subgroups without any, as version 0.1 wrote, are left out)."""
+    found = {}
+    for name, child in group.items():
+        if isinstance(child, h5py.Group):
+            attrs = decode_attrs(child.attrs)
+            values = {k: attrs[k] for k in PROVENANCE_ATTRS if k in attrs}
+            if values:
+                found[name] = values
+    distinct = {repr(sorted(v.items())) for v in found.values()}
+    blocks = [("", next(iter(found.values())))] if len(distinct) == 1 else list(found.items())
+    lines = []
+    for name, values in blocks:
+        indent = "    "
+        if name:
+            lines.append(f"    /{group.name.lstrip('/')}/{name}:")
+            indent = "      "
+        width = max(map(len, values))
+        lines += [f"{indent}{key:<{width}}  {value}" for key, value in values.items()]
+    return lines
+
+
 def describe_file(path: str | os.PathLike) -> str:
-    """A readable summary of a landscape file: attributes, grid, completeness, groups."""
+    """A readable summary of a landscape file: attributes, grid, completeness, groups, and
+    where each group of results came from (:data:`PROVENANCE_ATTRS`)."""
     lines = [os.fspath(path)]
     with open_landscape_file(path) as f:
         attrs = decode_attrs(f.attrs)
@@ -219,4 +260,6 @@ def describe_file(path: str | os.PathLike) -> str:
                 obj = f[name]
                 children = ", ".join(sorted(obj)) if isinstance(obj, h5py.Group) else ""
                 lines.append(f"  /{name}: {children}")
+                if isinstance(obj, h5py.Group):
+                    lines += _provenance_lines(obj)
     return "\n".join(lines)

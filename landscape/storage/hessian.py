@@ -5,6 +5,7 @@ loads)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,6 +35,7 @@ def save_hessian(
     density: DensityResult | None = None,
     extremes: ExtremeEigenvalues | None = None,
     overwrite: bool = False,
+    attrs: Mapping[str, Any] | None = None,
 ) -> None:
     """Store Hessian results in a landscape HDF5 file (created if needed) under ``/hessian``.
 
@@ -41,9 +43,12 @@ def save_hessian(
     ``/hessian/trace`` (dataset ``samples``; attrs ``value``, ``stderr``, ``method``),
     ``/hessian/density`` (datasets ``grid``, ``density``, ``nodes``, ``weights``),
     ``/hessian/extremes`` (dataset ``residuals``; attrs ``lambda_max``, ``lambda_min``,
-    ``ratio``); every group's attrs also hold ``num_hvps`` and every setting (``eigen``
-    and ``extremes`` also ``converged``; ``eigen`` also ``names`` and ``shapes``).
-    :func:`load_hessian` gives back results equal to these.
+    ``ratio``); every group's attrs also hold ``num_hvps`` and every setting, provenance
+    included (``model``, ``checkpoint_sha256``, ``data_sha256``, ``num_examples``,
+    ``loss_name``, ...; ``eigen`` and ``extremes`` also ``converged``; ``eigen`` also
+    ``names`` and ``shapes``). :func:`load_hessian` gives back results equal to these.
+    ``attrs`` (e.g. the import strings of the model and data) are added to every group's
+    attrs, over the settings of the same name, and are read back as settings.
 
     Raises:
         ValueError: nothing to save, a group exists and ``overwrite`` is false, or the file is
@@ -51,36 +56,38 @@ def save_hessian(
     """
     if eigen is None and trace is None and density is None and extremes is None:
         raise ValueError("nothing to save: give eigen=, trace=, density= or extremes=")
+    extra = dict(attrs or {})
     if eigen is not None:
         arrays = {k: getattr(eigen, k) for k in ("eigenvalues", "eigenvectors", "residuals")}
-        attrs = {
+        group_attrs = {
             **eigen.settings,
+            **extra,
             "num_hvps": eigen.num_hvps,
             "converged": eigen.converged,
             "names": list(eigen.names),
             "shapes": {n: list(s) for n, s in eigen.shapes.items()},
         }
-        write_group(path, _EIGEN, arrays=arrays, attrs=attrs, overwrite=overwrite)
+        write_group(path, _EIGEN, arrays=arrays, attrs=group_attrs, overwrite=overwrite)
     if trace is not None:
-        attrs = {
+        group_attrs = {
             **trace.settings,
+            **extra,
             "value": trace.value,
             "stderr": trace.stderr,
             "method": trace.method,
             "num_hvps": trace.num_hvps,
         }
-        write_group(
-            path, _TRACE, arrays={"samples": trace.samples}, attrs=attrs, overwrite=overwrite
-        )
+        arrays = {"samples": trace.samples}
+        write_group(path, _TRACE, arrays=arrays, attrs=group_attrs, overwrite=overwrite)
     if density is not None:
         arrays = {k: getattr(density, k) for k in ("grid", "density", "nodes", "weights")}
-        attrs = {**density.settings, "num_hvps": density.num_hvps}
-        write_group(path, _DENSITY, arrays=arrays, attrs=attrs, overwrite=overwrite)
+        group_attrs = {**density.settings, **extra, "num_hvps": density.num_hvps}
+        write_group(path, _DENSITY, arrays=arrays, attrs=group_attrs, overwrite=overwrite)
     if extremes is not None:
         names = ("lambda_max", "lambda_min", "ratio", "num_hvps", "converged")
-        attrs = {**extremes.settings, **{n: getattr(extremes, n) for n in names}}
+        group_attrs = {**extremes.settings, **extra, **{n: getattr(extremes, n) for n in names}}
         arrays = {"residuals": extremes.residuals}
-        write_group(path, _EXTREMES, arrays=arrays, attrs=attrs, overwrite=overwrite)
+        write_group(path, _EXTREMES, arrays=arrays, attrs=group_attrs, overwrite=overwrite)
 
 
 def _read(

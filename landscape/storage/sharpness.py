@@ -2,9 +2,12 @@
 
 Layout (in any landscape file; a new file gets format ``"landscape.results"``)::
 
-    /sharpness/<name>      attrs: name, value, stderr, every setting, every extra quantity,
-                                  extra_names (which attrs are extras), interval (float64
-                                  [low, high], only when the result has one)
+    /sharpness/<name>      attrs: name, value, stderr (NaN where it cannot be estimated),
+                                  every setting (provenance included: model,
+                                  checkpoint_sha256, data_sha256, num_examples, loss_name,
+                                  ...), every extra quantity, extra_names (which attrs are
+                                  extras), interval (float64 [low, high], only when the
+                                  result has one)
     /sharpness/<name>/samples   float64, the per-sample values, if any
 
 Files written by version 0.1 (no ``interval``; ``None`` and lists stored as plain JSON
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +38,7 @@ def save_sharpness(
     *,
     overwrite: bool = False,
     group: str = "sharpness",
+    attrs: Mapping[str, Any] | None = None,
 ) -> None:
     """Write results into ``/<group>/<name>`` groups of a landscape HDF5 file.
 
@@ -43,6 +47,8 @@ def save_sharpness(
         results: ``{name: SharpnessResult}`` as :func:`landscape.sharpness.sharpness` returns.
         overwrite: replace groups that exist; otherwise they raise before anything is written.
         group: the parent group (``compare/<label>/sharpness`` in a comparison file).
+        attrs: added to every group's attrs over the settings of the same name (e.g. the
+            import strings of the model and data); read back as settings.
 
     Raises:
         ValueError: a group exists and ``overwrite`` is false, the file is not a landscape
@@ -65,27 +71,29 @@ def save_sharpness(
                 f"{os.fspath(path)} already has /{group}/{taken[0]}; "
                 "pass overwrite=True (--overwrite) to replace it"
             )
+    added = dict(attrs or {})
     for name, result in results.items():
-        clash = (set(result.settings) & set(result.extra)) | (
-            (set(result.settings) | set(result.extra)) & _RESERVED
-        )
+        settings = {**result.settings, **added}
+        names = set(settings) | set(result.extra)
+        clash = (set(settings) & set(result.extra)) | (names & _RESERVED)
         if clash:
             raise ValueError(
                 f"{name}: settings and extra share names or use reserved ones: {sorted(clash)}"
             )
     for name, result in results.items():
-        attrs = {
+        group_attrs = {
             "name": result.name,
             "value": result.value,
             "stderr": result.stderr,
             **result.settings,
+            **added,
             **result.extra,
             "extra_names": list(result.extra),
         }
         if result.interval is not None:
-            attrs["interval"] = np.asarray(result.interval, dtype=np.float64)
+            group_attrs["interval"] = np.asarray(result.interval, dtype=np.float64)
         arrays = {} if result.samples is None else {"samples": result.samples}
-        write_group(path, f"{group}/{name}", arrays=arrays, attrs=attrs, overwrite=overwrite)
+        write_group(path, f"{group}/{name}", arrays=arrays, attrs=group_attrs, overwrite=overwrite)
 
 
 def load_sharpness(
