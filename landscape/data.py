@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -22,7 +22,19 @@ from . import distributed
 
 DEFAULT_BATCH_SIZE = 1024
 
-__all__ = ["DEFAULT_BATCH_SIZE", "EvaluationData", "as_batches", "fingerprint", "to_device"]
+# The keys of a mapping batch that hold labels (for the loss, not the model).
+LABEL_KEYS = ("labels",)
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "LABEL_KEYS",
+    "EvaluationData",
+    "as_batches",
+    "call_model",
+    "fingerprint",
+    "split_batch",
+    "to_device",
+]
 
 
 def to_device(obj: Any, device: torch.device) -> Any:
@@ -41,11 +53,55 @@ def to_device(obj: Any, device: torch.device) -> Any:
     return obj
 
 
+def split_batch(batch: Any, label_keys: Sequence[str] = LABEL_KEYS) -> tuple[Any, Any]:
+    """``(inputs, targets)`` of a batch.
+
+    A pair is taken as it is. A mapping (Hugging Face style: ``input_ids``,
+    ``attention_mask``, ...) gives the model's keyword inputs, every key but
+    ``label_keys``, and the targets: the tensor under the one label key present, a dict
+    when several are, the inputs themselves when none is (the token losses then take the
+    labels from ``input_ids``).
+
+    Raises:
+        TypeError: a batch that is neither a pair nor a mapping.
+
+    Example:
+        >>> batch = {"input_ids": torch.ones(2, 3), "labels": torch.zeros(2, 3)}
+        >>> inputs, targets = split_batch(batch)
+        >>> sorted(inputs), tuple(targets.shape)
+        (['input_ids'], (2, 3))
+    """
+    if isinstance(batch, Mapping):
+        inputs = {k: v for k, v in batch.items() if k not in label_keys}
+        labels = {k: batch[k] for k in label_keys if k in batch}
+        if not labels:
+            return inputs, inputs
+        return inputs, next(iter(labels.values())) if len(labels) == 1 else labels
+    if isinstance(batch, (tuple, list)) and len(batch) == 2:
+        return batch[0], batch[1]
+    raise TypeError(
+        "a batch must be a pair (inputs, targets) or a mapping of model inputs and labels, got "
+        f"{type(batch).__name__}"
+        + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else "")
+    )
+
+
+def call_model(model: Callable[..., Any], inputs: Any) -> Any:
+    """``model(**inputs)`` for a mapping of inputs, ``model(inputs)`` otherwise.
+
+    Example:
+        >>> call_model(lambda input_ids: input_ids + 1, {"input_ids": torch.zeros(1)})
+        tensor([1.])
+    """
+    return model(**inputs) if isinstance(inputs, Mapping) else model(inputs)
+
+
 def as_batches(data: Any, *, batch_size: int | None = None) -> Iterable[Any]:
     """Turn the forms of data the library accepts into an iterable of batches.
 
-    Accepted: a ``DataLoader`` or any iterable of batches (used as is), a ``Dataset``
-    (batched in order), or a tuple ``(inputs, targets)`` of tensors (sliced in order). A
+    Accepted: a ``DataLoader`` or any iterable of batches (used as is: ``(inputs, targets)``
+    pairs or mappings, see :func:`split_batch`), a ``Dataset`` (batched in order), or a
+    tuple ``(inputs, targets)`` of tensors (sliced in order). A
     ``DataLoader`` that shuffles (a ``RandomSampler`` without replacement, or a
     ``SubsetRandomSampler``) is replaced, with a warning, by one over the same examples in
     order with the same batch size, so that every run sees the same batches.

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .data import call_model, split_batch
 from .params import expand_tied, tied_names
 from .results import Result
 
@@ -296,7 +297,7 @@ class _BatchNormEstimator:
                 if objective.batch_loss is not None:
                     objective.batch_loss(model, batch)
                 else:
-                    model(batch[0])
+                    call_model(model, split_batch(batch, objective.label_keys)[0])
         finally:
             for hook in hooks:
                 hook.remove()

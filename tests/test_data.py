@@ -7,7 +7,7 @@ import torch
 
 import landscape.data
 from landscape import distributed
-from landscape.data import EvaluationData, as_batches, fingerprint, to_device
+from landscape.data import EvaluationData, as_batches, fingerprint, split_batch, to_device
 
 
 def pairs(n=10):
@@ -92,3 +92,21 @@ def test_a_shuffling_dataloader_is_read_in_order_with_a_warning():
     drawn = torch.utils.data.RandomSampler(dataset, replacement=True)  # not a permutation
     kept = torch.utils.data.DataLoader(dataset, batch_size=4, sampler=drawn)
     assert as_batches(kept) is kept
+
+
+def test_dict_batches_are_cached_fingerprinted_and_split():
+    ids = torch.arange(12).reshape(3, 4)
+    batch = {"input_ids": ids, "attention_mask": torch.ones(3, 4), "labels": ids, "tag": "x"}
+    data = EvaluationData([batch], device="cpu")
+    (cached,) = list(data)
+    assert cached["tag"] == "x" and torch.equal(cached["input_ids"], ids)
+    inputs, targets = split_batch(cached)
+    assert sorted(inputs) == ["attention_mask", "input_ids", "tag"] and targets is ids
+    inputs, targets = split_batch({"input_ids": ids})  # no labels: the loss reads the inputs
+    assert targets is inputs
+    inputs, targets = split_batch(batch, ("labels", "tag"))
+    assert sorted(targets) == ["labels", "tag"]
+    renamed = {**batch, "labels": ids + 1}
+    assert data.sha256() != EvaluationData([renamed]).sha256()
+    with pytest.raises(TypeError, match="pair"):
+        split_batch((ids, ids, ids))

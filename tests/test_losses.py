@@ -19,6 +19,8 @@ from landscape.losses import (
     detect_reduction,
     is_classification,
     mse_sum,
+    resolve_accuracy,
+    resolve_count,
     resolve_loss,
 )
 
@@ -124,3 +126,36 @@ def test_declared_reduction_and_as_batch_sum():
     summed = as_batch_sum(F.cross_entropy, "mean")(logits, labels)
     assert summed.item() == pytest.approx(cross_entropy_sum(logits, labels).item(), rel=1e-14)
     assert as_batch_sum(cross_entropy_sum, "sum") is cross_entropy_sum
+
+
+def test_token_losses_are_sums_over_the_kept_tokens_in_float64():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 5, 7, generator=g, dtype=torch.float64)
+    ids = torch.randint(0, 7, (2, 5), generator=g)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    labels = ids.masked_fill(mask == 0, -100)
+    labels[0, 2] = -100
+    kept = labels[:, 1:] != -100
+    causal = F.cross_entropy(logits[:, :-1][kept], labels[:, 1:][kept], reduction="sum")
+    assert resolve_loss("causal_lm")[1](logits, labels).item() == pytest.approx(
+        causal.item(), abs=1e-12
+    )
+    assert int(resolve_count("causal_lm")(labels)) == int(kept.sum()) == 5
+    aligned = F.cross_entropy(logits.reshape(-1, 7), labels.reshape(-1), reduction="sum")
+    assert resolve_loss("token_ce")[1](logits, labels).item() == pytest.approx(
+        aligned.item(), abs=1e-12
+    )
+    assert int(resolve_count("token_ce")(labels)) == 7
+    # without labels: input_ids, the padding ignored
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    from_inputs = resolve_loss("causal_lm")[1](logits, inputs)
+    labels[0, 2] = ids[0, 2]
+    assert from_inputs.item() == pytest.approx(resolve_loss("causal_lm")[1](logits, labels).item())
+    hits = (logits[:, :-1].argmax(-1) == labels[:, 1:]).sum()
+    assert int(resolve_accuracy("causal_lm")(logits, labels)) == int(hits)
+    assert resolve_loss("causal_lm")[1](logits.float(), labels).dtype == torch.float64
+    assert is_classification("causal_lm") and resolve_count("mse")(labels) == 2
+    with pytest.raises(ValueError, match="do not match labels"):
+        resolve_loss("token_ce")[1](logits, labels[:, 1:])
+    with pytest.raises(TypeError, match="input_ids"):
+        resolve_loss("causal_lm")[1](logits, {"attention_mask": mask})
