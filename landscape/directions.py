@@ -21,6 +21,10 @@ et al.'s code the direction of a buffer is the buffer itself, so the point ``alp
 direction drives variances negative and the loss NaN). In a plane only the first
 direction moves them (the second's entries are zero), so a plane is valid wherever its
 line is. ``num_batches_tracked`` and other integer buffers never move.
+
+``params=`` (names, glob patterns, a predicate or ``"trainable"``, see
+:func:`landscape.params.select_names`) restricts a direction to some tensors: the others
+are left out of it, so they never move.
 """
 
 from __future__ import annotations
@@ -35,7 +39,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .params import DirType, flatten, model_state, state_dot
+from .params import (
+    DirType,
+    ParamSelection,
+    flatten,
+    model_state,
+    select_params,
+    selection_attr,
+    state_dot,
+)
 from .results import Result
 
 Norm = Literal["filter", "layer", "weight", "none"]
@@ -167,6 +179,19 @@ def _as_state(model_or_state: nn.Module | Mapping[str, torch.Tensor], dir_type: 
     )
 
 
+def _selected(
+    model_or_state: nn.Module | Mapping[str, torch.Tensor],
+    state: State,
+    params: ParamSelection,
+    dir_type: DirType,
+) -> State:
+    """``state`` restricted to the floating tensors ``params`` selects (integer ones stay)."""
+    if params is None:
+        return state
+    keep = set(select_params(model_or_state, params, dir_type))
+    return {n: t for n, t in state.items() if n in keep or not t.is_floating_point()}
+
+
 def _normalize_tensor(d: torch.Tensor, w: torch.Tensor, norm: str, ignore: str) -> torch.Tensor:
     if d.dim() <= 1:
         if ignore == "biasbn":
@@ -246,6 +271,7 @@ def random_direction(
     dir_type: DirType = "weights",
     seed: int | None = 0,
     generator: torch.Generator | None = None,
+    params: ParamSelection = None,
 ) -> State:
     """A normalized Gaussian direction around a model (or a state).
 
@@ -253,7 +279,8 @@ def random_direction(
     gives the same direction on every device, then cast to each tensor's dtype and device.
     Integer buffers get no direction. With ``ignore="none"`` a running statistic's
     direction is the buffer itself (so ``(1 + alpha) * running_var`` stays a variance for
-    ``alpha > -1``); with ``ignore="biasbn"`` it is zero.
+    ``alpha > -1``); with ``ignore="biasbn"`` it is zero. With ``params`` only the
+    selected tensors get a direction (and draws).
 
     Example:
         >>> model = nn.Linear(3, 2)
@@ -262,7 +289,7 @@ def random_direction(
         True
     """
     _check_options(norm, ignore)
-    state = _as_state(model_or_state, dir_type)
+    state = _selected(model_or_state, _as_state(model_or_state, dir_type), params, dir_type)
     if generator is None:
         generator = torch.Generator().manual_seed(0 if seed is None else int(seed))
     raw = {}
@@ -285,6 +312,7 @@ def random_directions(
     dir_type: DirType = "weights",
     seed: int = 0,
     orthogonalize: bool = False,
+    params: ParamSelection = None,
 ) -> Directions:
     """One or two normalized random directions (Li et al. 2018), reproducible from ``seed``.
 
@@ -293,16 +321,20 @@ def random_directions(
     cosine, which is recorded in ``settings["cosine"]``. Running statistics
     (``dir_type="states", ignore="none"``) move along the first direction only: their
     entries in the second are zero, so the whole plane keeps valid variances where the
-    line ``x > -1`` does.
+    line ``x > -1`` does. With ``params`` (see :func:`landscape.params.select_names`) the
+    directions hold the selected tensors only, and ``settings["params"]`` their names.
 
     Example:
         >>> dirs = random_directions(nn.Linear(4, 3), seed=0, orthogonalize=True)
         >>> abs(dirs.cosine) < 0.5
         True
+        >>> sorted(random_directions(nn.Linear(4, 3), params="bias", ignore="none").x)
+        ['bias']
     """
     if num not in (1, 2):
         raise ValueError(f"num must be 1 or 2, got {num}")
-    state = _as_state(model_or_state, dir_type)
+    full = _as_state(model_or_state, dir_type)
+    state = _selected(model_or_state, full, params, dir_type)
     generator = torch.Generator().manual_seed(int(seed))
     options = dict(norm=norm, ignore=ignore, dir_type=dir_type)
     x = random_direction(state, generator=generator, **options)
@@ -315,6 +347,8 @@ def random_directions(
         y = normalize_direction(y, state, norm=norm, ignore=ignore) if norm != "none" else y
         y = _without_running_stats(y)
     settings: dict[str, Any] = dict(options, seed=int(seed), orthogonalize=bool(orthogonalize))
+    if params is not None:  # only then, so that the settings of 0.1 files still match
+        settings["params"] = selection_attr(list(x), full)
     directions = Directions(x, y, kind="random", settings=settings)
     if y is not None:
         settings["cosine"] = directions.cosine
@@ -330,14 +364,17 @@ def interpolation_direction(
     end: nn.Module | Mapping[str, torch.Tensor],
     *,
     dir_type: DirType = "states",
+    params: ParamSelection = None,
 ) -> State:
     """The direction ``end - start``, so that ``start + 1 * d`` is ``end``.
 
     With ``dir_type="states"`` buffers (BatchNorm running mean and variance) are part of
-    the line too, as in the classic interpolation plot from -0.5 to 1.5.
+    the line too, as in the classic interpolation plot from -0.5 to 1.5. With ``params``
+    (selected in ``start``) only the selected tensors are in the direction.
 
     Raises:
-        ValueError: if the two have different names or shapes.
+        ValueError: if the two have different names or shapes, or ``params`` matches
+            nothing.
     """
     a, b = _as_state(start, dir_type), _as_state(end, dir_type)
     if dir_type == "weights":  # a loaded state_dict also holds buffers: keep the weights
@@ -351,11 +388,12 @@ def interpolation_direction(
             f"checkpoints differ in names: only in start {sorted(set(a) - set(b))[:5]}, "
             f"only in end {sorted(set(b) - set(a))[:5]}"
         )
+    keep = set(_selected(start, a, params, dir_type))
     out = {}
     for name, t in a.items():
         if t.shape != b[name].shape:
             raise ValueError(f"{name}: shape {tuple(t.shape)} vs {tuple(b[name].shape)}")
-        if t.is_floating_point():
+        if t.is_floating_point() and name in keep:
             out[name] = b[name].to(device=t.device, dtype=t.dtype) - t
     return out
 

@@ -7,6 +7,8 @@ are all states, so every routine in the library speaks the same language.
 
 from __future__ import annotations
 
+import difflib
+import fnmatch
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Literal
@@ -16,14 +18,21 @@ from torch import nn
 
 DirType = Literal["weights", "states"]
 
+#: A selection of tensors (see :func:`select_names`): ``None`` or ``"all"``, ``"trainable"``,
+#: names and glob patterns (one string or several), or a predicate ``(name, tensor) -> bool``.
+ParamSelection = str | Iterable[str] | Callable[[str, torch.Tensor], bool] | None
+
 __all__ = [
     "DirType",
+    "ParamSelection",
     "model_state",
     "model_device_dtype",
     "tied_names",
     "merge_tied",
     "expand_tied",
     "select_names",
+    "select_params",
+    "selection_attr",
     "flatten",
     "unflatten",
     "state_dot",
@@ -152,25 +161,96 @@ def expand_tied(
     return out
 
 
-def select_names(
-    state: Mapping[str, torch.Tensor],
-    include: Callable[[str, torch.Tensor], bool] | Iterable[str] | None = None,
-) -> list[str]:
-    """Names of the floating-point tensors of ``state`` kept by ``include``.
+def select_names(state: Mapping[str, torch.Tensor], include: ParamSelection = None) -> list[str]:
+    """Names of the floating-point tensors of ``state`` kept by a selection, in its order.
 
-    ``include`` is ``None`` (all), a collection of names, or a predicate
-    ``(name, tensor) -> bool``, e.g. ``lambda n, t: t.dim() > 1`` for Li et al.'s choice.
+    The selection (``params=`` everywhere in the library) is ``None`` or ``"all"`` (every
+    floating tensor), ``"trainable"`` (those with ``requires_grad``), a name or an
+    :mod:`fnmatch` glob pattern (``"*.lora_*"``, ``"transformer.h.3.*"``), a collection of
+    these (their union), or a predicate ``(name, tensor) -> bool`` such as
+    ``lambda n, t: t.dim() > 1``.
+
+    Raises:
+        ValueError: a name or pattern matches no floating tensor (the message lists close
+            names), or the selection keeps none.
+        TypeError: a selection of another type.
+
+    Example:
+        >>> state = dict(nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1)).named_parameters())
+        >>> select_names(state, "*.weight"), select_names(state, ["1.bias"])
+        (['0.weight', '1.weight'], ['1.bias'])
+        >>> select_names(state, "0.wieght")
+        Traceback (most recent call last):
+        ...
+        ValueError: params: '0.wieght' matches no tensor; close names: ['0.weight', '1.weight']
     """
     names = [n for n, t in state.items() if t.is_floating_point()]
-    if include is None:
+    if include is None or include == "all":
         return names
     if callable(include):
-        return [n for n in names if include(n, state[n])]
-    wanted = set(include)
-    unknown = wanted - set(state)
-    if unknown:
-        raise ValueError(f"unknown parameter names {sorted(unknown)}; known: {sorted(state)}")
-    return [n for n in names if n in wanted]
+        kept = [n for n in names if include(n, state[n])]
+    elif isinstance(include, (str, Iterable)):
+        patterns = [include] if isinstance(include, str) else list(include)
+        if not all(isinstance(p, str) for p in patterns):
+            raise TypeError(f"params must hold names or patterns (strings), got {patterns!r}")
+        wanted: set[str] = set()
+        for pattern in patterns:
+            if pattern in ("all", "trainable"):
+                wanted.update(n for n in names if pattern == "all" or state[n].requires_grad)
+                continue
+            found = [n for n in names if n == pattern or fnmatch.fnmatchcase(n, pattern)]
+            if not found:
+                close = difflib.get_close_matches(pattern, names, n=5, cutoff=0.5)
+                hint = f"close names: {close}" if close else f"the names begin {names[:5]}"
+                raise ValueError(f"params: {pattern!r} matches no tensor; {hint}")
+            wanted.update(found)
+        kept = [n for n in names if n in wanted]
+    else:
+        raise TypeError(
+            "params must be None, 'all', 'trainable', names or glob patterns, or a callable "
+            f"(name, tensor) -> bool; got {type(include).__name__}"
+        )
+    if not kept:
+        raise ValueError(f"params {include!r} selected no tensor; expected at least one")
+    return kept
+
+
+def select_params(
+    source: nn.Module | Mapping[str, torch.Tensor],
+    params: ParamSelection = None,
+    dir_type: DirType = "weights",
+) -> list[str]:
+    """:func:`select_names` over a model's weights (``dir_type="weights"``) or weights and
+    buffers (``"states"``), its live tensors, so ``"trainable"`` sees ``requires_grad``; a
+    mapping is taken as it is.
+
+    Example:
+        >>> model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
+        >>> _ = model[0].requires_grad_(False)
+        >>> select_params(model, "trainable")
+        ['1.weight', '1.bias']
+    """
+    if isinstance(source, nn.Module):
+        if dir_type == "weights":
+            state = dict(source.named_parameters())
+        else:
+            tied = tied_names(source)
+            state = {n: t for n, t in source.state_dict(keep_vars=True).items() if n not in tied}
+        return select_names(state, params)
+    return select_names(source, params)
+
+
+def selection_attr(selected: Sequence[str], state: Mapping[str, torch.Tensor]) -> str | list[str]:
+    """How a selection is recorded (in files and settings): ``"all"`` when it keeps every
+    floating tensor of ``state``, else the list of the names it keeps.
+
+    Example:
+        >>> state = {"a": torch.zeros(1), "b": torch.zeros(1)}
+        >>> selection_attr(["a", "b"], state), selection_attr(["b"], state)
+        ('all', ['b'])
+    """
+    every = [n for n, t in state.items() if t.is_floating_point()]
+    return "all" if set(selected) == set(every) else list(selected)
 
 
 def flatten(state: Mapping[str, torch.Tensor], names: Iterable[str] | None = None) -> torch.Tensor:

@@ -13,6 +13,8 @@ stop on what they promise, never on a relative change of an estimate:
 - :func:`hessian_trace` (``trace.py``): Hutchinson or Hutch++ with a fixed number of probes
   and a standard error that covers.
 - :func:`spectral_density` (``density.py``): stochastic Lanczos quadrature.
+- :func:`block_curvature` (``blocks.py``): the top eigenvalue and trace of each diagonal
+  block ``H_bb`` (a transformer layer, the embeddings, the head, ...).
 - :func:`save_hessian` and :func:`load_hessian` (:mod:`landscape.storage.hessian`): the
   ``/hessian`` groups of a landscape file.
 
@@ -25,10 +27,12 @@ and densities carry a sampling error far above float32 round-off.
 """
 
 from ..storage.hessian import load_hessian, save_hessian
+from .blocks import block_curvature, default_blocks
 from .density import spectral_density
 from .eigen import extreme_eigenvalues, hessian_directions, hessian_eigenpairs, min_max_ratio
 from .operator import HessianOperator
 from .results import (
+    BlockCurvature,
     DensityResult,
     EigenResult,
     ExtremeEigenvalues,
@@ -44,6 +48,9 @@ __all__ = [
     "TraceResult",
     "DensityResult",
     "HessianResults",
+    "BlockCurvature",
+    "block_curvature",
+    "default_blocks",
     "hessian_eigenpairs",
     "extreme_eigenvalues",
     "min_max_ratio",

@@ -3,7 +3,7 @@ products over the whole evaluation set."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -12,9 +12,14 @@ import torch
 
 from .._provenance import provenance
 from ..evaluate import Objective
-from ..params import flatten, select_names, state_sha256, unflatten
-
-ParamSelection = Callable[[str, torch.Tensor], bool] | Iterable[str] | None
+from ..params import (
+    ParamSelection,
+    flatten,
+    select_params,
+    selection_attr,
+    state_sha256,
+    unflatten,
+)
 
 #: Default budget for the autograd graphs kept between products (see HessianOperator).
 GRAPH_BYTES = 2**30
@@ -79,13 +84,17 @@ class HessianOperator:
         state: the point, a (partial) state with names from ``model.state_dict()``; default
             the objective's base state (the model's own).
         params: which weights to differentiate: ``None`` (all of ``model.named_parameters()``),
-            a collection of names, or a predicate ``(name, tensor) -> bool`` such as
-            ``lambda n, t: t.dim() > 1`` (Li et al.'s choice). The others are held fixed.
+            ``"trainable"``, names or glob patterns (``"transformer.h.3.*"``), or a
+            predicate ``(name, tensor) -> bool`` of the model's own parameters such as
+            ``lambda n, t: t.dim() > 1`` (Li et al.'s choice); see
+            :func:`landscape.params.select_names`. The others are held fixed, so the
+            operator is the diagonal block ``H_SS`` of the selection ``S``.
         dtype: compute in this floating dtype (e.g. ``torch.float64``) on copies of the state
             and data; default the model's dtype.
         check_deterministic: evaluate the loss twice at construction and refuse an objective
-            whose two values differ (Dropout in train mode, random augmentation), as an HVP of
-            a random function is meaningless.
+            whose two values differ (random augmentation in the data), as an HVP of a random
+            function is meaningless. Dropout in train mode passes: its draws come from the
+            objective's ``seed``, the same masks at every evaluation.
         max_graph_bytes: budget for the graphs kept between products (default 1 GiB).
 
     Attributes:
@@ -138,15 +147,12 @@ class HessianOperator:
         self.max_graph_bytes = max_graph_bytes
         self._source = objective.full_state(state)  # references, for a float64 twin
         point = {n: _cast(t, self.dtype) for n, t in self._source.items()}
-        weights = {n: point[n] for n, _ in objective.model.named_parameters()}
         try:
-            self.names: tuple[str, ...] = tuple(select_names(weights, params))
+            self.names: tuple[str, ...] = tuple(select_params(objective.model, params))
         except ValueError as err:
             raise ValueError(
                 f"{err}; only weights (model.named_parameters()) can be selected"
             ) from None
-        if not self.names:
-            raise ValueError("params selected no weight; expected at least one floating parameter")
         self._leaves = [point[n].detach().clone().requires_grad_(True) for n in self.names]
         self._point = point
         self.shapes: dict[str, tuple[int, ...]] = {n: tuple(point[n].shape) for n in self.names}
@@ -167,7 +173,7 @@ class HessianOperator:
             raise RuntimeError(
                 "the loss is not deterministic: two evaluations at the same point differ, so its "
                 "Hessian is undefined; evaluate in eval mode (Objective(..., train_mode=False)) "
-                "or remove the randomness (Dropout in train mode, random augmentation), or pass "
+                "or remove the randomness (random augmentation of the data), or pass "
                 "check_deterministic=False if the difference is harmless round-off"
             )
         local = torch.tensor(sums.sum(), dtype=torch.float64, device=self.device)
@@ -180,6 +186,9 @@ class HessianOperator:
             "num_examples": self.num_examples,
             "state_sha256": state_sha256(self._weights),
         }
+        if params is not None:  # only then, so that the settings of 0.1 files still match
+            every = dict(objective.model.named_parameters())
+            self.settings["params"] = selection_attr(self.names, every)
 
     @property
     def size(self) -> int:
@@ -215,6 +224,8 @@ class HessianOperator:
     # -- products
     def _batch_grad(self, batch: Any) -> tuple[torch.Tensor, ...]:
         sums, _ = self.objective.batch_sums(self._state(), batch, with_metrics=False)
+        if not sums["loss"].requires_grad:  # the loss does not depend on these weights
+            return tuple(torch.zeros_like(leaf) for leaf in self._leaves)
         return torch.autograd.grad(
             sums["loss"] / self.num_examples,
             self._leaves,

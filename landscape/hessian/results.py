@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..params import unflatten
-from ..results import Result
+from ..results import Result, format_estimate
 
 __all__ = [
     "EigenResult",
@@ -17,6 +17,7 @@ __all__ = [
     "TraceResult",
     "DensityResult",
     "HessianResults",
+    "BlockCurvature",
 ]
 
 
@@ -126,6 +127,56 @@ class DensityResult(Result):
 
 
 @dataclass(frozen=True, eq=False)
+class BlockCurvature(Result):
+    """The curvature of each block of weights: the top eigenvalue and the trace of the
+    block's diagonal Hessian block ``H_bb`` (the others held fixed).
+
+    Attributes:
+        values: ``{block: {"lambda_max": float, "trace": float, "trace_stderr": float}}``, in
+            the order of the blocks; ``trace_stderr`` is 0 where the trace is exact (Hutch++
+            with ``num_probes >= 3 n``).
+        names: ``{block: parameter names}``.
+        num_params: ``{block: number of weights}``.
+        converged: ``{block: whether lambda_max met its tolerance}``.
+        num_hvps: Hessian-vector products spent, all blocks together.
+        settings: every option and the provenance (``model``, ``checkpoint_sha256``, ...).
+    """
+
+    values: dict[str, dict[str, float]]
+    names: dict[str, tuple[str, ...]]
+    num_params: dict[str, int]
+    converged: dict[str, bool]
+    num_hvps: int
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, block: str) -> dict[str, float]:
+        try:
+            return self.values[block]
+        except KeyError:
+            raise KeyError(f"no block {block!r}; the blocks are {list(self.values)}") from None
+
+    def table(self) -> str:
+        """The blocks as a Markdown table: size, ``lambda_max`` and ``trace ± stderr``.
+
+        Example:
+            >>> r = BlockCurvature({"fc": {"lambda_max": 2.0, "trace": 3.0, "trace_stderr": 0.0}},
+            ...                    {"fc": ("fc.weight",)}, {"fc": 4}, {"fc": True}, 10)
+            >>> print(r.table())
+            | block | params | lambda_max | trace |
+            |---|---|---|---|
+            | fc | 4 | 2 | 3 |
+        """
+        rows = ["| block | params | lambda_max | trace |", "|---|---|---|---|"]
+        for block, v in self.values.items():
+            top = format_estimate(v["lambda_max"], None)
+            trace = format_estimate(v["trace"], v["trace_stderr"])
+            rows.append(f"| {block} | {self.num_params[block]} | {top} | {trace} |")
+        return "\n".join(rows)
+
+    to_markdown = table
+
+
+@dataclass(frozen=True, eq=False)
 class HessianResults(Result):
     """What :func:`~landscape.hessian.load_hessian` found in a file (``None`` for a result
     not stored)."""
@@ -134,3 +185,4 @@ class HessianResults(Result):
     trace: TraceResult | None = None
     density: DensityResult | None = None
     extremes: ExtremeEigenvalues | None = None
+    blocks: BlockCurvature | None = None

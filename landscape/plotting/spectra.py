@@ -1,4 +1,5 @@
-"""Figures of Hessian spectra: a spectral density on a log axis, eigenvalues as bars."""
+"""Figures of Hessian spectra: a spectral density on a log axis, eigenvalues as bars, the
+curvature of each block of weights."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from matplotlib.axes import Axes
 
 from ._common import finite_or_nan, finite_values, get_ax
 
-__all__ = ["plot_eigenvalues", "plot_spectral_density"]
+__all__ = ["plot_block_curvature", "plot_eigenvalues", "plot_spectral_density"]
 
 
 def plot_spectral_density(
@@ -120,4 +121,62 @@ def plot_eigenvalues(
             ax.set_yscale("log")
         else:
             ax.set_yscale("symlog", linthresh=max(float(np.abs(finite).min()), 1e-12))
+    return ax
+
+
+def plot_block_curvature(
+    result: Any,
+    ax: Axes | None = None,
+    *,
+    log: bool | None = None,
+) -> Axes:
+    """Plot each block's ``lambda_max`` and ``trace`` (with 1.96 standard errors) as bars.
+
+    Args:
+        result: a :class:`~landscape.hessian.BlockCurvature`.
+        ax: axes to draw on; the current axes if None.
+        log: log y axis (symmetric log where a value is not positive); ``None``: when the
+            finite values span more than two decades.
+
+    Returns:
+        The Axes; the bars are ``ax.patches``, blocks first for ``lambda_max`` then for the
+        trace, and the legend names the two.
+
+    Raises:
+        ValueError: no finite value to show.
+
+    Example:
+        >>> import matplotlib.pyplot as plt
+        >>> from landscape.hessian import BlockCurvature
+        >>> v = {"a": {"lambda_max": 2.0, "trace": 3.0, "trace_stderr": 0.1},
+        ...      "b": {"lambda_max": 1.0, "trace": 1.5, "trace_stderr": 0.0}}
+        >>> r = BlockCurvature(v, {}, {"a": 3, "b": 2}, {}, 0)
+        >>> fig, ax = plt.subplots()
+        >>> len(plot_block_curvature(r, ax=ax).patches)
+        4
+        >>> plt.close(fig)
+    """
+    ax = get_ax(ax)
+    blocks = list(result.values)
+    top = np.array([result.values[b]["lambda_max"] for b in blocks], dtype=float)
+    trace = np.array([result.values[b]["trace"] for b in blocks], dtype=float)
+    error = np.array([result.values[b]["trace_stderr"] for b in blocks], dtype=float)
+    finite = finite_values(np.concatenate([top, trace]), "block curvature")
+    index = np.arange(len(blocks))
+    width = 0.4
+    ax.bar(index - width / 2, finite_or_nan(top), width, label="lambda_max", color="C0")
+    ax.bar(index + width / 2, finite_or_nan(trace), width, yerr=1.96 * finite_or_nan(error),
+           capsize=2, label="trace", color="C1")  # fmt: skip
+    ax.set_xticks(index, blocks, rotation=45 if len(blocks) > 4 else 0, ha="right")
+    ax.set_xlabel("block")
+    ax.set_ylabel("curvature of the block's Hessian")
+    positive = finite[finite > 0]
+    if log is None:
+        log = positive.size == finite.size and positive.max() > 100 * positive.min()
+    if log:
+        if positive.size == finite.size:
+            ax.set_yscale("log")
+        else:
+            ax.set_yscale("symlog", linthresh=max(float(np.abs(finite[finite != 0]).min()), 1e-12))
+    ax.legend()
     return ax

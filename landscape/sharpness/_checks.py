@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -46,9 +46,12 @@ def check_count(name: str, value: Any) -> int:
 
 
 def check_seed(value: Any) -> int:
-    """An integer seed (a float such as 1.5, or a bool, is a ``TypeError``)."""
+    """An integer seed in ``0 .. 2**63 - 1`` (a float such as 1.5, or a bool, is a
+    ``TypeError``)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"seed must be an integer, got {type(value).__name__} {value!r}")
+    if not 0 <= value < 2**63:
+        raise ValueError(f"seed must be in 0 .. 2**63 - 1, got {value}")
     return int(value)
 
 
@@ -71,3 +74,22 @@ def check_name(name: str, value: Any) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a string, got {type(value).__name__}")
     return value
+
+
+def check_selection(value: Any) -> Any:
+    """A selection of weights (``params=``): a string, a callable, or names and patterns.
+
+    Example:
+        >>> check_selection(("*.weight", "fc.bias"))
+        ['*.weight', 'fc.bias']
+    """
+    if isinstance(value, str) or callable(value):
+        return value
+    if isinstance(value, Iterable) and not isinstance(value, Mapping):
+        patterns = list(value)
+        if patterns and all(isinstance(p, str) for p in patterns):
+            return patterns
+    raise TypeError(
+        "params must be 'all', 'trainable', names or glob patterns, or a callable "
+        f"(name, tensor) -> bool; got {value!r}"
+    )

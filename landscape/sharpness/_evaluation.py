@@ -23,14 +23,26 @@ import torch
 
 from .. import distributed
 from ..objective import Objective
+from ..params import ParamSelection, select_params, selection_attr
 
 State = dict[str, torch.Tensor]
 Chunk = list[Any]
 
 
-def weights_of(objective: Objective) -> State:
-    """The weights at the objective's base state, in ``named_parameters`` order."""
-    return {n: objective.base_state[n] for n, _ in objective.model.named_parameters()}
+def weights_of(objective: Objective, params: ParamSelection = None) -> State:
+    """The weights at the objective's base state that ``params`` selects (default all), in
+    ``named_parameters`` order: the only ones a measure perturbs."""
+    return {n: objective.base_state[n] for n in select_params(objective.model, params)}
+
+
+def selection_setting(
+    objective: Objective, params: ParamSelection, weights: Mapping[str, torch.Tensor]
+) -> dict[str, Any]:
+    """``{"params": "all" or the names of weights}`` when a selection was given, else ``{}``
+    (so that the settings of 0.1 files still match)."""
+    if params is None:
+        return {}
+    return {"params": selection_attr(list(weights), dict(objective.model.named_parameters()))}
 
 
 def shifted(weights: Mapping[str, torch.Tensor], delta: Mapping[str, torch.Tensor]) -> State:
@@ -94,18 +106,19 @@ def loss_and_grad(
     from the Objective's differentiable batch sums; one all-reduce for everything."""
     leaves = {n: w.detach().requires_grad_(True) for n, w in weights.items()}
     full = objective.full_state(leaves)
-    total, count = 0.0, 0
+    total, count = 0.0, 0  # count: an int, or a tensor of tokens (read once, below)
     grads = {n: torch.zeros_like(w) for n, w in weights.items()}
     for batch in chunk:
         sums, n = objective.batch_sums(full, batch, with_metrics=False)
-        parts = torch.autograd.grad(
-            sums["loss"], list(leaves.values()), allow_unused=True, materialize_grads=True
-        )
-        for name, g in zip(leaves, parts, strict=True):
-            grads[name] += g
+        if sums["loss"].requires_grad:  # else the loss does not depend on these weights
+            parts = torch.autograd.grad(
+                sums["loss"], list(leaves.values()), allow_unused=True, materialize_grads=True
+            )
+            for name, g in zip(leaves, parts, strict=True):
+                grads[name] += g
         total += float(sums["loss"].detach().to(torch.float64))
         count += n
-    head = torch.tensor([total, count], dtype=torch.float64, device=objective.device)
+    head = torch.tensor([total, float(count)], dtype=torch.float64, device=objective.device)
     parts = [head, *(g.reshape(-1).to(torch.float64) for g in grads.values())]
     flat = objective.all_reduce(torch.cat([p.to(objective.device) for p in parts]))
     total, count = float(flat[0]), float(flat[1])

@@ -9,8 +9,9 @@ import torch
 from .._progress import progress_bar
 from .._provenance import provenance
 from ..objective import Objective
+from ..params import ParamSelection
 from . import _checks
-from ._evaluation import State, losses_at, mean_loss, weights_of
+from ._evaluation import State, losses_at, mean_loss, selection_setting, weights_of
 from ._guards import check_mean_rise
 from ._random import normal_draws
 from ._stats import mean_and_stderr, mean_interval
@@ -27,6 +28,7 @@ def measure_average_case(
     rho: float | None = None,
     num_samples: int = 100,
     seed: int = 0,
+    params: ParamSelection = None,
     progress: bool = True,
 ) -> SharpnessResult:
     """Average-case sharpness ``E_{delta ~ N(0, rho^2 diag(c^2))} L(w + delta) - L(w)``.
@@ -41,6 +43,8 @@ def measure_average_case(
         rho: noise scale; default from :data:`DEFAULT_RHO`.
         num_samples: Monte Carlo draws.
         seed: seeds the draws (the same seed gives the same ``z`` at any weights).
+        params: perturb only these weights (names, glob patterns, a predicate or
+            ``"trainable"``, see :func:`landscape.params.select_names`); the others stay.
         progress: show a tqdm bar of the draws.
 
     Returns:
@@ -69,7 +73,7 @@ def measure_average_case(
     rho = _checks.check_positive("rho", DEFAULT_RHO[name] if rho is None else rho)
     num_samples = _checks.check_count("num_samples", num_samples)
     seed = _checks.check_seed(seed)
-    weights = weights_of(objective)
+    weights = weights_of(objective, params)
     scales = {n: rho * (w.abs() if adaptive else torch.ones_like(w)) for n, w in weights.items()}
 
     def deltas() -> Iterator[State]:
@@ -81,7 +85,13 @@ def measure_average_case(
         samples = losses_at(objective, weights, deltas(), callback=bar.update) - base
     value, stderr = mean_and_stderr(samples)
     check_mean_rise(name, value, stderr)
-    settings = {**provenance(objective), "rho": rho, "num_samples": num_samples, "seed": seed}
+    settings = {
+        **provenance(objective),
+        **selection_setting(objective, params, weights),
+        "rho": rho,
+        "num_samples": num_samples,
+        "seed": seed,
+    }
     return SharpnessResult(
         name, value, stderr, settings, {"loss": base}, samples, mean_interval(samples)
     )
@@ -92,6 +102,6 @@ for _adaptive in (False, True):
         "adaptive_avg_l2" if _adaptive else "avg_l2",
         measure_average_case,
         fixed={"adaptive": _adaptive},
-        defaults={"rho": None, "num_samples": 100, "seed": 0},
+        defaults={"rho": None, "num_samples": 100, "seed": 0, "params": None},
         sampled=True,
     )

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..hessian import hessian_eigenpairs, hessian_trace
 from ..objective import Objective
+from ..params import ParamSelection
 from . import _checks
 from ._stats import mean_interval
 from .registry import register
@@ -23,6 +24,7 @@ def measure_hessian(
     quantity: Literal["lambda_max", "trace"] = "lambda_max",
     num_probes: int = 99,
     seed: int = 0,
+    params: ParamSelection = None,
     progress: bool = True,
 ) -> SharpnessResult:
     """The top eigenvalue (Lanczos) or the trace (Hutch++) of the Hessian of the mean loss.
@@ -32,6 +34,9 @@ def measure_hessian(
         quantity: ``"lambda_max"`` or ``"trace"``.
         num_probes: probe vectors for the trace estimate.
         seed: seeds the Lanczos start vector and the trace probes.
+        params: the Hessian of these weights only, the diagonal block of the selection
+            (names, glob patterns, a predicate or ``"trainable"``, see
+            :func:`landscape.params.select_names`).
         progress: show a tqdm bar of the Hessian-vector products.
 
     Returns:
@@ -56,7 +61,9 @@ def measure_hessian(
     _checks.check_objective(objective)
     seed = _checks.check_seed(seed)
     if quantity == "lambda_max":
-        eig = hessian_eigenpairs(objective, k=1, which="LA", seed=seed, progress=progress)
+        eig = hessian_eigenpairs(
+            objective, k=1, which="LA", seed=seed, params=params, progress=progress
+        )
         extra = {
             "residual": float(eig.residuals[0]),
             "converged": float(eig.converged),
@@ -68,7 +75,12 @@ def measure_hessian(
     if quantity == "trace":
         num_probes = _checks.check_count("num_probes", num_probes)
         tr = hessian_trace(
-            objective, num_probes=num_probes, method="hutch++", seed=seed, progress=progress
+            objective,
+            num_probes=num_probes,
+            method="hutch++",
+            seed=seed,
+            params=params,
+            progress=progress,
         )
         extra = {"num_hvps": float(tr.num_hvps)}
         settings = {**_plain(tr.settings), "method": tr.method}
@@ -83,17 +95,25 @@ def measure_hessian(
 
 
 def _plain(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The scalar (or None) entries of a settings mapping, which an HDF5 attribute holds."""
+    """The scalar (or None) entries of a settings mapping, which an HDF5 attribute holds,
+    and the selection ``params`` (``"all"`` or a list of names) if there is one."""
     return {
-        k: v for k, v in settings.items() if v is None or isinstance(v, (bool, int, float, str))
+        k: v
+        for k, v in settings.items()
+        if k == "params" or v is None or isinstance(v, (bool, int, float, str))
     }
 
 
-register("lambda_max", measure_hessian, fixed={"quantity": "lambda_max"}, defaults={"seed": 0})
+register(
+    "lambda_max",
+    measure_hessian,
+    fixed={"quantity": "lambda_max"},
+    defaults={"seed": 0, "params": None},
+)
 register(
     "trace",
     measure_hessian,
     fixed={"quantity": "trace"},
-    defaults={"num_probes": 99, "seed": 0},
+    defaults={"num_probes": 99, "seed": 0, "params": None},
     sampled=True,
 )

@@ -7,15 +7,18 @@ import torch
 from .._progress import progress_bar
 from .._provenance import provenance
 from ..objective import Objective
+from ..params import ParamSelection
 from . import _checks
-from ._evaluation import State, is_pair, weights_of
+from ._evaluation import State, is_pair, selection_setting, weights_of
 from .registry import register
 from .result import SharpnessResult
 
 __all__ = ["measure_fisher_rao"]
 
 
-def measure_fisher_rao(objective: Objective, *, progress: bool = True) -> SharpnessResult:
+def measure_fisher_rao(
+    objective: Objective, *, params: ParamSelection = None, progress: bool = True
+) -> SharpnessResult:
     """Squared Fisher-Rao norm (Liang et al. 2019), ``E_(x,y)[<w, grad_w l(w; x, y)>^2]``.
 
     The expectation is the mean over the data set's examples and their labels (the empirical
@@ -28,6 +31,8 @@ def measure_fisher_rao(objective: Objective, *, progress: bool = True) -> Sharpn
     Args:
         objective: the loss and data (batches of ``(inputs, targets)`` tensors); its model is
             never changed.
+        params: the weights ``w`` of ``<w, grad_w l>`` (names, glob patterns, a predicate or
+            ``"trainable"``, see :func:`landscape.params.select_names`); default all.
         progress: show a tqdm bar of the batches.
 
     Returns:
@@ -46,7 +51,7 @@ def measure_fisher_rao(objective: Objective, *, progress: bool = True) -> Sharpn
         True
     """
     _checks.check_objective(objective)
-    weights = weights_of(objective)
+    weights = weights_of(objective, params)
     batches = list(objective.batches())
     if not all(is_pair(b) for b in batches):
         raise ValueError(
@@ -69,10 +74,11 @@ def measure_fisher_rao(objective: Objective, *, progress: bool = True) -> Sharpn
             total += float(values.to(torch.float64).pow(2).sum())
             count += len(values)
             bar.update()
+    settings = {**provenance(objective), **selection_setting(objective, params, weights)}
     sums = objective.all_reduce(
         torch.tensor([total, count], dtype=torch.float64, device=objective.device)
     )
-    return SharpnessResult("fisher_rao", float(sums[0] / sums[1]), 0.0, provenance(objective))
+    return SharpnessResult("fisher_rao", float(sums[0] / sums[1]), 0.0, settings)
 
 
-register("fisher_rao", measure_fisher_rao)
+register("fisher_rao", measure_fisher_rao, defaults={"params": None})

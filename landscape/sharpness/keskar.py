@@ -9,8 +9,9 @@ import torch
 from .._progress import progress_bar
 from .._provenance import provenance
 from ..objective import Objective
+from ..params import ParamSelection
 from . import _checks
-from ._evaluation import State, loss_and_grad, mean_loss, shifted, weights_of
+from ._evaluation import State, loss_and_grad, mean_loss, selection_setting, shifted, weights_of
 from ._guards import check_slope
 from ._random import draw_like
 from ._stats import count_agreed
@@ -44,6 +45,7 @@ def measure_keskar(
     num_iters: int = 10,
     num_restarts: int = 20,
     seed: int = 0,
+    params: ParamSelection = None,
     progress: bool = True,
 ) -> SharpnessResult:
     """Epsilon-sharpness of Keskar et al. (2017), maximized with L-BFGS-B from several starts.
@@ -65,6 +67,8 @@ def measure_keskar(
         num_iters: L-BFGS-B iterations per start (``maxiter``).
         num_restarts: number of starts.
         seed: seeds ``A`` and the random starts.
+        params: perturb only these weights (names, glob patterns, a predicate or
+            ``"trainable"``, see :func:`landscape.params.select_names`); the others stay.
         progress: show a tqdm bar of the starts.
 
     Returns:
@@ -92,7 +96,7 @@ def measure_keskar(
     num_iters = _checks.check_count("num_iters", num_iters)
     num_restarts = _checks.check_count("num_restarts", num_restarts)
     seed = _checks.check_seed(seed)
-    weights = weights_of(objective)
+    weights = weights_of(objective, params)
     names = list(weights)
     x = torch.cat([w.reshape(-1).to(torch.float64).cpu() for w in weights.values()])
     generator = torch.Generator().manual_seed(seed)
@@ -145,6 +149,7 @@ def measure_keskar(
     check_slope("keskar", float(np.abs(slope) @ bound.numpy()), max_loss - loss)
     settings = {
         **provenance(objective),
+        **selection_setting(objective, params, weights),
         "eps": eps,
         "subspace_dim": subspace_dim,
         "num_iters": num_iters,
@@ -162,5 +167,12 @@ def measure_keskar(
 register(
     "keskar",
     measure_keskar,
-    defaults={"eps": 1e-3, "subspace_dim": None, "num_iters": 10, "num_restarts": 20, "seed": 0},
+    defaults={
+        "eps": 1e-3,
+        "subspace_dim": None,
+        "num_iters": 10,
+        "num_restarts": 20,
+        "seed": 0,
+        "params": None,
+    },
 )

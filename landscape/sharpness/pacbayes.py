@@ -13,8 +13,9 @@ import torch
 from .._progress import progress_bar
 from .._provenance import provenance
 from ..objective import Objective
+from ..params import ParamSelection
 from . import _checks
-from ._evaluation import State, losses_at, mean_loss, weights_of
+from ._evaluation import State, losses_at, mean_loss, selection_setting, weights_of
 from ._random import normal_draws
 from ._stats import mean_and_stderr, mean_interval
 from .registry import register
@@ -35,6 +36,7 @@ def measure_pacbayes(
     num_samples: int = 100,
     rtol: float = 1e-3,
     seed: int = 0,
+    params: ParamSelection = None,
     progress: bool = True,
 ) -> SharpnessResult:
     """PAC-Bayes flatness (Jiang et al. 2020): ``1 / sigma^2`` for the largest tolerable ``sigma``.
@@ -68,6 +70,8 @@ def measure_pacbayes(
         num_samples: Monte Carlo draws per noise level.
         rtol: relative width of the final bracket.
         seed: seeds the draws.
+        params: perturb only these weights (names, glob patterns, a predicate or
+            ``"trainable"``, see :func:`landscape.params.select_names`); the others stay.
         progress: show a tqdm bar of the noise levels (how many a search needs is not known
             in advance, so it shows a count and a rate, no ETA).
 
@@ -107,7 +111,7 @@ def measure_pacbayes(
         raise ValueError(
             f"criterion='accuracy' needs an objective with accuracy; it has {objective.names}"
         )
-    weights = weights_of(objective)
+    weights = weights_of(objective, params)
     sign = 1.0 if criterion == "loss" else -1.0  # a rise of the loss, a drop of the accuracy
     base = mean_loss(objective, weights, metric=criterion)
     levels = 0
@@ -131,6 +135,7 @@ def measure_pacbayes(
 
     settings = {
         **provenance(objective),
+        **selection_setting(objective, params, weights),
         "target": target,
         "criterion": criterion,
         "num_samples": num_samples,
@@ -284,6 +289,7 @@ for _mag in (False, True):
             "num_samples": 100,
             "rtol": 1e-3,
             "seed": 0,
+            "params": None,
         },
         sampled=True,
     )

@@ -8,7 +8,8 @@ settings it takes, and refuses a setting that none of them takes.
 
 ``seed`` is accepted by every measure: it is given to those that draw random numbers and
 ignored by the deterministic ones (``fisher_rao``, ``relative_flatness``), so that one seed
-can be passed to any selection of measures.
+can be passed to any selection of measures. ``params`` (the weights perturbed, see
+:func:`landscape.params.select_names`) is a setting of every measure.
 
 Example:
     >>> MEASURES["worst_l2"].fixed
@@ -100,6 +101,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("norm", _choice("norm", "filter", "layer", "weight", "none"), "rise directions"),
         Setting("ignore", _choice("ignore", "biasbn", "none"), "rise: 1-D tensors"),
         Setting("layer", _optional(lambda v: _checks.check_name("layer", v)), "a 2-D weight"),
+        Setting("params", _optional(_checks.check_selection), "the weights perturbed"),
     ]
 }
 

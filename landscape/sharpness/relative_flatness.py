@@ -10,8 +10,9 @@ from torch import nn
 from .._progress import progress_bar
 from .._provenance import provenance
 from ..objective import Objective
+from ..params import ParamSelection
 from . import _checks
-from ._evaluation import weights_of
+from ._evaluation import selection_setting, weights_of
 from .registry import register
 from .result import SharpnessResult
 
@@ -19,7 +20,11 @@ __all__ = ["measure_relative_flatness"]
 
 
 def measure_relative_flatness(
-    objective: Objective, *, layer: str | None = None, progress: bool = True
+    objective: Objective,
+    *,
+    layer: str | None = None,
+    params: ParamSelection = None,
+    progress: bool = True,
 ) -> SharpnessResult:
     """Relative flatness of Petzka et al. (2021) on one Linear layer.
 
@@ -31,7 +36,10 @@ def measure_relative_flatness(
 
     Args:
         objective: the loss and data; its model is never changed.
-        layer: name of a 2-D weight (e.g. ``"fc.weight"``); default the last ``nn.Linear``.
+        layer: name of a 2-D weight (e.g. ``"fc.weight"``); default the last ``nn.Linear``
+            (whose weight ``params`` selects).
+        params: the weights ``layer`` is chosen from (names, glob patterns, a predicate or
+            ``"trainable"``, see :func:`landscape.params.select_names`).
         progress: show a tqdm bar of the batches.
 
     Returns:
@@ -50,12 +58,17 @@ def measure_relative_flatness(
         True
     """
     _checks.check_objective(objective)
-    weights = weights_of(objective)
+    weights = weights_of(objective, params)
     if layer is None:
-        linear = [n for n, m in objective.model.named_modules() if isinstance(m, nn.Linear)]
+        modules = objective.model.named_modules()
+        linear = [f"{n}.weight" if n else "weight" for n, m in modules if isinstance(m, nn.Linear)]
+        linear = [n for n in linear if n in weights]
         if not linear:
-            raise ValueError("the model has no nn.Linear; pass layer= the name of a 2-D weight")
-        layer = f"{linear[-1]}.weight" if linear[-1] else "weight"
+            raise ValueError(
+                "the model has no nn.Linear (among the selected weights); pass layer= the name "
+                "of a 2-D weight"
+            )
+        layer = linear[-1]
     layer = _checks.check_name("layer", layer)
     if layer not in weights or weights[layer].dim() != 2:
         two_d = [n for n, w in weights.items() if w.dim() == 2]
@@ -77,8 +90,12 @@ def measure_relative_flatness(
     hessian = objective.all_reduce(hessian)
     traces = torch.einsum("sjtj->st", hessian / objective.num_examples)
     value = float(((weight @ weight.T).to(torch.float64) * traces.to(torch.float64)).sum())
-    settings = {**provenance(objective), "layer": layer}
+    settings = {
+        **provenance(objective),
+        **selection_setting(objective, params, weights),
+        "layer": layer,
+    }
     return SharpnessResult("relative_flatness", value, 0.0, settings)
 
 
-register("relative_flatness", measure_relative_flatness, defaults={"layer": None})
+register("relative_flatness", measure_relative_flatness, defaults={"layer": None, "params": None})

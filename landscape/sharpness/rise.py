@@ -9,8 +9,9 @@ from .._progress import progress_bar
 from .._provenance import provenance
 from ..directions import random_direction
 from ..objective import Objective
+from ..params import ParamSelection
 from . import _checks
-from ._evaluation import State, losses_at, mean_loss, weights_of
+from ._evaluation import State, losses_at, mean_loss, selection_setting, weights_of
 from ._guards import check_mean_rise
 from ._stats import mean_and_stderr, mean_interval
 from .registry import DEFAULT_RHO, register
@@ -27,6 +28,7 @@ def measure_rise(
     norm: Literal["filter", "layer", "weight", "none"] = "filter",
     ignore: Literal["biasbn", "none"] = "biasbn",
     seed: int = 0,
+    params: ParamSelection = None,
     progress: bool = True,
 ) -> SharpnessResult:
     """Rise of the loss at distance ``rho`` along normalized random directions.
@@ -41,6 +43,8 @@ def measure_rise(
         norm: direction normalization (see :func:`landscape.directions.random_direction`).
         ignore: ``"biasbn"`` leaves 1-D tensors unperturbed.
         seed: direction ``i`` uses ``seed + i``.
+        params: perturb only these weights (names, glob patterns, a predicate or
+            ``"trainable"``, see :func:`landscape.params.select_names`); the others stay.
         progress: show a tqdm bar of the directions.
 
     Returns:
@@ -68,7 +72,7 @@ def measure_rise(
     norm = _checks.check_choice("norm", norm, ("filter", "layer", "weight", "none"))
     ignore = _checks.check_choice("ignore", ignore, ("biasbn", "none"))
     seed = _checks.check_seed(seed)
-    weights = weights_of(objective)
+    weights = weights_of(objective, params)
 
     def deltas() -> Iterator[State]:
         for i in range(num_samples):
@@ -82,6 +86,7 @@ def measure_rise(
     check_mean_rise("rise", value, stderr)
     settings = {
         **provenance(objective),
+        **selection_setting(objective, params, weights),
         "rho": rho,
         "num_samples": num_samples,
         "norm": norm,
@@ -96,6 +101,13 @@ def measure_rise(
 register(
     "rise",
     measure_rise,
-    defaults={"rho": None, "num_samples": 30, "norm": "filter", "ignore": "biasbn", "seed": 0},
+    defaults={
+        "rho": None,
+        "num_samples": 30,
+        "norm": "filter",
+        "ignore": "biasbn",
+        "seed": 0,
+        "params": None,
+    },
     sampled=True,
 )

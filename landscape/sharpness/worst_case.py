@@ -10,8 +10,18 @@ import torch
 from .._progress import progress_bar
 from .._provenance import provenance
 from ..objective import Objective
+from ..params import ParamSelection
 from . import _checks
-from ._evaluation import State, chunks, dot, loss_and_grad, mean_loss, shifted, weights_of
+from ._evaluation import (
+    State,
+    chunks,
+    dot,
+    loss_and_grad,
+    mean_loss,
+    selection_setting,
+    shifted,
+    weights_of,
+)
 from ._guards import check_slope
 from ._random import draw_like
 from ._stats import count_agreed, mean_and_stderr, mean_interval
@@ -49,6 +59,7 @@ def measure_worst_case(
     step_size: float | None = None,
     random_init: bool = True,
     seed: int = 0,
+    params: ParamSelection = None,
     progress: bool = True,
 ) -> SharpnessResult:
     """Worst-case sharpness ``max_{||delta / c||_p <= rho} L_B(w + delta) - L_B(w)``, averaged
@@ -87,6 +98,8 @@ def measure_worst_case(
             (``p = 2``) or box (``p = inf``); with ``False`` the first search starts from 0
             (where the gradient vanishes at a minimum) and the others from random points.
         seed: seeds the random starts.
+        params: perturb only these weights (names, glob patterns, a predicate or
+            ``"trainable"``, see :func:`landscape.params.select_names`); the others stay.
         progress: show a tqdm bar of the gradient evaluations.
 
     Returns:
@@ -130,7 +143,7 @@ def measure_worst_case(
     groups = chunks(objective, batch_size)
     if num_batches is not None:
         groups = groups[: _checks.check_count("num_batches", num_batches)]
-    weights = weights_of(objective)
+    weights = weights_of(objective, params)
     scales = {n: w.abs() if adaptive else torch.ones_like(w) for n, w in weights.items()}
     generator = torch.Generator().manual_seed(seed)
 
@@ -213,6 +226,7 @@ def measure_worst_case(
     interval = mean_interval(samples) if len(samples) > 1 else None
     settings = {
         **provenance(objective),
+        **selection_setting(objective, params, weights),
         "rho": rho,
         "batch_size": objective.num_examples if batch_size is None else batch_size,
         "num_batches": len(groups),
@@ -240,6 +254,7 @@ _DEFAULTS = {
     "step_size": None,
     "random_init": True,
     "seed": 0,
+    "params": None,
 }
 for _adaptive in (False, True):
     for _p, _suffix in ((2, "l2"), (math.inf, "linf")):

@@ -1,6 +1,6 @@
 """The Hessian schema: ``/hessian/eigen``, ``/hessian/extremes``, ``/hessian/trace`` and
 ``/hessian/density`` groups of a landscape file (the layout of version 0.1, which still
-loads)."""
+loads), and ``/hessian/blocks`` (curvature per block, new in 0.2)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .files import read_group, write_group
+from .files import read_group, write_groups
 
 if TYPE_CHECKING:  # imported when loading: landscape.hessian imports this module
     from ..hessian.results import (
+        BlockCurvature,
         DensityResult,
         EigenResult,
         ExtremeEigenvalues,
@@ -25,6 +26,7 @@ __all__ = ["save_hessian", "load_hessian"]
 
 _EIGEN, _TRACE, _DENSITY = "hessian/eigen", "hessian/trace", "hessian/density"
 _EXTREMES = "hessian/extremes"
+_BLOCKS = "hessian/blocks"
 
 
 def save_hessian(
@@ -34,6 +36,7 @@ def save_hessian(
     trace: TraceResult | None = None,
     density: DensityResult | None = None,
     extremes: ExtremeEigenvalues | None = None,
+    blocks: BlockCurvature | None = None,
     overwrite: bool = False,
     attrs: Mapping[str, Any] | None = None,
 ) -> None:
@@ -43,20 +46,26 @@ def save_hessian(
     ``/hessian/trace`` (dataset ``samples``; attrs ``value``, ``stderr``, ``method``),
     ``/hessian/density`` (datasets ``grid``, ``density``, ``nodes``, ``weights``),
     ``/hessian/extremes`` (dataset ``residuals``; attrs ``lambda_max``, ``lambda_min``,
-    ``ratio``); every group's attrs also hold ``num_hvps`` and every setting, provenance
+    ``ratio``), ``/hessian/blocks`` (attrs: the settings, ``num_hvps`` and ``blocks``, the
+    block names in order) with a group ``/hessian/blocks/<block>`` a block (attrs
+    ``lambda_max``, ``trace``, ``trace_stderr``, ``converged``, ``num_params``, ``names``);
+    every group's attrs also hold ``num_hvps`` and every setting, provenance
     included (``model``, ``checkpoint_sha256``, ``data_sha256``, ``num_examples``,
     ``loss_name``, ...; ``eigen`` and ``extremes`` also ``converged``; ``eigen`` also
     ``names`` and ``shapes``). :func:`load_hessian` gives back results equal to these.
     ``attrs`` (e.g. the import strings of the model and data) are added to every group's
     attrs, over the settings of the same name, and are read back as settings.
+    The groups are written together (:func:`~landscape.storage.files.write_groups`): a
+    run killed while saving leaves none of them, or each one whole.
 
     Raises:
         ValueError: nothing to save, a group exists and ``overwrite`` is false, or the file is
             not a landscape file.
     """
-    if eigen is None and trace is None and density is None and extremes is None:
-        raise ValueError("nothing to save: give eigen=, trace=, density= or extremes=")
+    if all(r is None for r in (eigen, trace, density, extremes, blocks)):
+        raise ValueError("nothing to save: give eigen=, trace=, density=, extremes= or blocks=")
     extra = dict(attrs or {})
+    groups: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
     if eigen is not None:
         arrays = {k: getattr(eigen, k) for k in ("eigenvalues", "eigenvectors", "residuals")}
         group_attrs = {
@@ -67,7 +76,7 @@ def save_hessian(
             "names": list(eigen.names),
             "shapes": {n: list(s) for n, s in eigen.shapes.items()},
         }
-        write_group(path, _EIGEN, arrays=arrays, attrs=group_attrs, overwrite=overwrite)
+        groups[_EIGEN] = (arrays, group_attrs)
     if trace is not None:
         group_attrs = {
             **trace.settings,
@@ -78,16 +87,61 @@ def save_hessian(
             "num_hvps": trace.num_hvps,
         }
         arrays = {"samples": trace.samples}
-        write_group(path, _TRACE, arrays=arrays, attrs=group_attrs, overwrite=overwrite)
+        groups[_TRACE] = (arrays, group_attrs)
     if density is not None:
         arrays = {k: getattr(density, k) for k in ("grid", "density", "nodes", "weights")}
         group_attrs = {**density.settings, **extra, "num_hvps": density.num_hvps}
-        write_group(path, _DENSITY, arrays=arrays, attrs=group_attrs, overwrite=overwrite)
+        groups[_DENSITY] = (arrays, group_attrs)
     if extremes is not None:
         names = ("lambda_max", "lambda_min", "ratio", "num_hvps", "converged")
         group_attrs = {**extremes.settings, **extra, **{n: getattr(extremes, n) for n in names}}
         arrays = {"residuals": extremes.residuals}
-        write_group(path, _EXTREMES, arrays=arrays, attrs=group_attrs, overwrite=overwrite)
+        groups[_EXTREMES] = (arrays, group_attrs)
+    if blocks is not None:
+        groups.update(_block_groups(blocks, extra))
+    write_groups(path, groups, overwrite=overwrite)
+
+
+def _block_groups(
+    blocks: BlockCurvature, extra: dict[str, Any]
+) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """``/hessian/blocks`` and a group a block, as :func:`write_groups` takes them."""
+    bad = [b for b in blocks.values if not b or "/" in b]
+    if bad:
+        raise ValueError(f"block names must be non-empty and hold no '/', got {bad}")
+    group_attrs = {
+        **blocks.settings,
+        **extra,
+        "num_hvps": blocks.num_hvps,
+        "blocks": list(blocks.values),
+    }
+    groups = {_BLOCKS: ({}, group_attrs)}
+    for block, values in blocks.values.items():
+        block_attrs = {
+            **values,
+            "converged": blocks.converged[block],
+            "num_params": blocks.num_params[block],
+            "names": list(blocks.names[block]),
+        }
+        groups[f"{_BLOCKS}/{block}"] = ({}, block_attrs)
+    return groups
+
+
+def _load_blocks(path: str | os.PathLike) -> BlockCurvature | None:
+    from ..hessian.results import BlockCurvature
+
+    if (found := _read(path, _BLOCKS)) is None:
+        return None
+    settings = found[1]
+    order, num_hvps = settings.pop("blocks"), settings.pop("num_hvps")
+    values, names, num_params, converged = {}, {}, {}, {}
+    for block in order:
+        attrs = read_group(path, f"{_BLOCKS}/{block}")[1]
+        names[block] = tuple(attrs.pop("names"))
+        num_params[block] = attrs.pop("num_params")
+        converged[block] = attrs.pop("converged")
+        values[block] = {k: attrs[k] for k in ("lambda_max", "trace", "trace_stderr")}
+    return BlockCurvature(values, names, num_params, converged, num_hvps, settings)
 
 
 def _read(
@@ -115,6 +169,7 @@ def load_hessian(path: str | os.PathLike) -> HessianResults:
     )
 
     eigen = trace = density = extremes = None
+    blocks = _load_blocks(path)
     if (found := _read(path, _EIGEN)) is not None:
         arrays, attrs = found
         names = tuple(attrs.pop("names"))
@@ -146,6 +201,8 @@ def load_hessian(path: str | os.PathLike) -> HessianResults:
         values = [attrs.pop(n) for n in ("lambda_max", "lambda_min", "ratio")]
         num_hvps, converged = attrs.pop("num_hvps"), attrs.pop("converged")
         extremes = ExtremeEigenvalues(*values, arrays["residuals"], num_hvps, converged, attrs)
-    if eigen is None and trace is None and density is None and extremes is None:
+    if all(r is None for r in (eigen, trace, density, extremes, blocks)):
         raise KeyError(f"{os.fspath(path)} holds no Hessian results (no /hessian group)")
-    return HessianResults(eigen=eigen, trace=trace, density=density, extremes=extremes)
+    return HessianResults(
+        eigen=eigen, trace=trace, density=density, extremes=extremes, blocks=blocks
+    )

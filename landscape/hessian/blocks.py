@@ -1,0 +1,197 @@
+"""Curvature per block of weights: the top eigenvalue and the trace of each diagonal block
+``H_bb`` of the Hessian (a transformer layer, the embeddings, the head, ...)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..evaluate import Objective
+from ..linalg import TraceMethod
+from ..params import ParamSelection, select_params, selection_attr
+from .eigen import hessian_eigenpairs
+from .operator import HessianOperator
+from .results import BlockCurvature
+from .trace import hessian_trace
+
+__all__ = ["block_curvature", "default_blocks"]
+
+_CONTAINERS = (nn.ModuleList, nn.Sequential, nn.ModuleDict)
+# Settings of one block's operator, which differ between blocks (kept in `names` instead).
+_PER_BLOCK = ("num_params", "state_sha256", "params")
+
+
+def _has_container(module: nn.Module) -> bool:
+    return any(isinstance(m, _CONTAINERS) for m in module.modules())
+
+
+def default_blocks(model: nn.Module) -> dict[str, list[str]]:
+    """The model's blocks of weights: each member of a container (``nn.ModuleList``,
+    ``nn.Sequential``, ``nn.ModuleDict``, e.g. each ``transformer.h.{i}``; a member that is
+    a container is opened in turn), and each other top-level module (the embeddings, the
+    head); modules that hold a container are opened, and a weight held directly by an
+    opened module is a block of its own.
+
+    A tied weight (a head sharing the embedding's matrix) belongs to the block that
+    ``model.named_parameters()`` names it in first; modules without weights give no block.
+
+    Returns:
+        ``{block: parameter names}``, in the order of ``model.named_parameters()``.
+
+    Example:
+        >>> model = nn.ModuleDict({"emb": nn.Embedding(5, 2),
+        ...     "h": nn.ModuleList([nn.Linear(2, 2), nn.Linear(2, 2)]), "head": nn.Linear(2, 5)})
+        >>> list(default_blocks(model))
+        ['emb', 'h.0', 'h.1', 'head']
+    """
+    owner: dict[str, str] = {}
+
+    def take(module: nn.Module, block: str) -> None:  # every weight under module
+        for name, _ in module.named_parameters(prefix=block):
+            owner.setdefault(name, block)
+
+    def members(container: nn.Module, prefix: str) -> None:
+        for name, child in container.named_children():
+            if isinstance(child, _CONTAINERS):
+                members(child, f"{prefix}{name}.")
+            else:
+                take(child, prefix + name)
+
+    def open_module(module: nn.Module, prefix: str) -> None:
+        for name, _ in module.named_parameters(recurse=False):
+            owner.setdefault(prefix + name, prefix + name)
+        for name, child in module.named_children():
+            if isinstance(child, _CONTAINERS):
+                members(child, f"{prefix}{name}.")
+            elif _has_container(child):
+                open_module(child, f"{prefix}{name}.")
+            else:
+                take(child, prefix + name)
+
+    if isinstance(model, _CONTAINERS):
+        members(model, "")
+    else:
+        open_module(model, "")
+    blocks: dict[str, list[str]] = {}
+    for name, _ in model.named_parameters():
+        blocks.setdefault(owner[name], []).append(name)
+    return blocks
+
+
+def _resolve_blocks(
+    model: nn.Module,
+    blocks: Mapping[str, ParamSelection] | Sequence[str] | None,
+    params: ParamSelection,
+) -> dict[str, list[str]]:
+    """``{block: names}`` from ``blocks`` (or the default ones), within ``params``."""
+    if blocks is None:
+        found = default_blocks(model)
+    elif isinstance(blocks, Mapping):
+        found = {str(b): select_params(model, s) for b, s in blocks.items()}
+    elif isinstance(blocks, Sequence) and not isinstance(blocks, str):
+        found = {str(p): select_params(model, p) for p in blocks}
+    else:
+        raise TypeError(
+            "blocks must be None, a mapping {name: pattern} or a list of patterns, "
+            f"got {blocks!r}"
+        )
+    if not found:
+        raise ValueError("blocks is empty: expected at least one block")
+    bad = [b for b in found if not b or "/" in b]
+    if bad:
+        raise ValueError(f"block names must be non-empty and hold no '/', got {bad}")
+    keep = set(select_params(model, params))
+    found = {b: [n for n in names if n in keep] for b, names in found.items()}
+    found = {b: names for b, names in found.items() if names}
+    if not found:
+        raise ValueError(f"params {params!r} selects no weight of any block")
+    return found
+
+
+def block_curvature(
+    objective: Objective,
+    blocks: Mapping[str, ParamSelection] | Sequence[str] | None = None,
+    *,
+    params: ParamSelection = None,
+    num_probes: int = 99,
+    method: TraceMethod = "hutch++",
+    tol: float | None = None,
+    max_hvps: int = 500,
+    seed: int = 0,
+    state: Mapping[str, torch.Tensor] | None = None,
+    dtype: torch.dtype | None = None,
+    progress: bool = True,
+) -> BlockCurvature:
+    """The top eigenvalue and the trace of each block's diagonal Hessian block ``H_bb``.
+
+    For each block ``b`` the :class:`HessianOperator` restricted to its weights (the others
+    held fixed) gives ``lambda_max(H_bb)`` by :func:`hessian_eigenpairs` (``k=1``, verified
+    in float64) and ``tr(H_bb)`` by :func:`hessian_trace`, with its standard error. The
+    traces of a partition of the weights add up to the trace of the whole Hessian; the top
+    eigenvalues say which block is sharpest on its own.
+
+    Args:
+        objective: the loss and data; its model is never changed.
+        blocks: ``None`` for :func:`default_blocks` (each ``transformer.h.{i}``, the
+            embeddings, the head, ...), a mapping ``{name: selection}`` (a pattern, names, a
+            predicate, see :func:`landscape.params.select_names`), or a list of patterns,
+            each a block named by itself.
+        params: keep only these weights of every block (blocks left empty are dropped).
+        num_probes, method: as in :func:`hessian_trace` (exact for blocks of at most
+            ``num_probes // 3`` weights with Hutch++).
+        tol, max_hvps: as in :func:`hessian_eigenpairs`.
+        seed: seeds the Lanczos start and the trace probes of every block.
+        state, dtype: as in :class:`HessianOperator`.
+        progress: show a tqdm bar of each block's products.
+
+    Returns:
+        a :class:`BlockCurvature`.
+
+    Raises:
+        ValueError: a pattern that matches no weight, no block left, a block name with '/'.
+        TypeError: ``blocks`` of another type.
+
+    Example:
+        >>> x = torch.randn(20, 3, dtype=torch.float64)
+        >>> model = nn.Sequential(nn.Linear(3, 2), nn.Tanh(), nn.Linear(2, 1)).double()
+        >>> objective = Objective(model, (x, x.sum(1, keepdim=True)), loss="mse")
+        >>> result = block_curvature(objective, progress=False)
+        >>> list(result.values), result["2"]["trace_stderr"]
+        (['0', '2'], 0.0)
+    """
+    if not isinstance(objective, Objective):
+        raise TypeError(f"objective must be a landscape Objective, got {type(objective).__name__}")
+    found = _resolve_blocks(objective.model, blocks, params)
+    values, converged, num_params = {}, {}, {}
+    settings: dict[str, Any] = {}
+    num_hvps = 0
+    for i, (block, names) in enumerate(found.items()):
+        op = HessianOperator(
+            objective, state=state, params=names, dtype=dtype, check_deterministic=i == 0
+        )
+        eigen = hessian_eigenpairs(
+            op, k=1, which="LA", tol=tol, max_hvps=max_hvps, seed=seed, progress=progress
+        )
+        trace = hessian_trace(
+            op, num_probes=num_probes, method=method, seed=seed, progress=progress
+        )
+        values[block] = {
+            "lambda_max": float(eigen.eigenvalues[0]),
+            "trace": float(trace.value),
+            "trace_stderr": float(trace.stderr),
+        }
+        converged[block] = bool(eigen.converged)
+        num_params[block] = op.num_params
+        num_hvps += eigen.num_hvps + trace.num_hvps
+        if i == 0:
+            settings = {k: v for k, v in op.settings.items() if k not in _PER_BLOCK}
+            settings.update(tol=eigen.settings["tol"], max_hvps=max_hvps)
+    settings.update(num_probes=num_probes, method=method, seed=seed)
+    if params is not None:
+        used = [n for names in found.values() for n in names]
+        settings["params"] = selection_attr(used, dict(objective.model.named_parameters()))
+    names_out = {b: tuple(n) for b, n in found.items()}
+    return BlockCurvature(values, names_out, num_params, converged, num_hvps, settings)
