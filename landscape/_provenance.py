@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
 import torch
+from torch import nn
 
 from .objective import Objective
 from .params import state_sha256
@@ -17,7 +20,9 @@ def provenance(
     """The model's class name, the fingerprint of the point (``checkpoint_sha256``, of the
     full state as :func:`~landscape.params.state_sha256` gives it; default the objective's
     base state), the data's (``data_sha256``, ``num_examples``) and how the loss is taken
-    (``loss_name``, ``train_mode``, ``precision``)."""
+    (``loss_name``, ``train_mode``, ``precision``, and in train mode the ``objective_seed``
+    of the model's random draws)."""
+    seeded = {"objective_seed": objective.seed} if objective.train_mode else {}
     return {
         "model": type(objective.model).__qualname__,
         "checkpoint_sha256": state_sha256(objective.full_state(state)),
@@ -26,4 +31,35 @@ def provenance(
         "loss_name": objective.loss_name,
         "train_mode": objective.train_mode,
         "precision": objective.precision,
+        **seeded,
     }
+
+
+def model_sha256(model: nn.Module) -> str:
+    """A fingerprint of a model's code and structure, not of its values: each submodule's
+    name, class and ``extra_repr()`` (sizes, options), and the source of ``forward`` of
+    classes defined outside torch (so ``relu`` -> ``tanh`` in a forward changes it).
+
+    Example:
+        >>> relu = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
+        >>> model_sha256(relu) == model_sha256(nn.Sequential(nn.Linear(2, 2), nn.Tanh()))
+        False
+    """
+    h = hashlib.sha256()
+    sources: dict[type, str] = {}
+    for name, module in model.named_modules():
+        cls = type(module)
+        if cls not in sources:
+            sources[cls] = _forward_source(cls)
+        h.update(f"{name}|{cls.__qualname__}|{module.extra_repr()}|{sources[cls]}\n".encode())
+    return h.hexdigest()
+
+
+def _forward_source(cls: type) -> str:
+    """The source of a user's ``cls.forward`` ("" for torch's classes or without a file)."""
+    if cls.__module__.split(".")[0] == "torch":
+        return ""
+    try:
+        return inspect.getsource(cls.forward)
+    except (OSError, TypeError):
+        return ""

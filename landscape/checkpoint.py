@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import os
 import pickle
 import re
 import tempfile
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -116,46 +118,101 @@ def state_from_object(obj: Any, *, source: str = "the checkpoint") -> dict[str, 
 
 
 def _looks_like_safetensors(path: Path) -> bool:
-    """A safetensors file starts with an 8-byte little-endian header length, then '{'."""
+    """A safetensors file starts with an 8-byte little-endian header length, then '{'
+    (checked by content, whatever the file is named)."""
     with open(path, "rb") as f:
         head = f.read(9)
-    if len(head) < 9 or head[8:9] != b"{":
-        return False
-    header_len = int.from_bytes(head[:8], "little")
-    return 0 < header_len < path.stat().st_size
+    return len(head) == 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little")
+
+
+def _check_safetensors_size(path: Path) -> None:
+    """Refuse a safetensors file shorter than its header says (a truncated copy)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        header_len = int.from_bytes(f.read(8), "little")
+        header = f.read(header_len) if header_len <= size else b""
+    try:
+        entries = json.loads(header)
+        end = max((e["data_offsets"][1] for k, e in entries.items() if k != "__metadata__"),
+                  default=0)  # fmt: skip
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        end = None
+    if end is None or 8 + header_len + end > size:
+        raise ValueError(
+            f"{path} is a truncated safetensors file ({size} bytes, fewer than its header "
+            "announces); copy or save it again"
+        )
 
 
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    _check_safetensors_size(path)
     try:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as err:
         raise ValueError(f"could not read {path} as a safetensors file: {err}") from err
 
 
+def _unreadable(path: Path, err: BaseException) -> ValueError:
+    return ValueError(
+        f"{path} is truncated or not a file torch.load can read ({type(err).__name__}: "
+        f"{(str(err).splitlines() or ['no detail'])[0][:120]}); expected a complete file "
+        "written by torch.save or safetensors"
+    )
+
+
 def _load_torch(path: Path) -> Any:
     try:
         return torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as err:
-        text = str(err)
-        if "Weights only load failed" not in text:
-            raise ValueError(f"{path} is not a file torch.load can read: {text}") from err
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
-        what = f" (it refers to {found.group(1)})" if found else ""
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        if not found:  # a damaged or cut stream, not code
+            raise _unreadable(path, err) from err
         raise ValueError(
-            f"{path} needs arbitrary pickled code to load{what}, which landscape refuses "
-            "because unpickling can run any code the file's author wrote. Expected a plain "
-            "state_dict of tensors (e.g. torch.save(model.state_dict(), path)). If you trust "
-            "the file, load it yourself with torch.load(path, weights_only=False) and pass "
-            "the model's state_dict to load_checkpoint instead of the path."
+            f"{path} needs arbitrary pickled code to load (it refers to {found.group(1)}), "
+            "which landscape refuses because unpickling can run any code the file's author "
+            "wrote. Expected a plain state_dict of tensors (e.g. torch.save(model.state_dict(), "
+            "path)). If you trust the file, load it yourself with torch.load(path, "
+            "weights_only=False) and pass the model's state_dict to load_checkpoint instead of "
+            "the path."
         ) from err
-    except (RuntimeError, EOFError, KeyError, AttributeError, ImportError, IndexError) as err:
+    except (
+        RuntimeError, EOFError, OSError, KeyError, AttributeError, ImportError, IndexError,
+        ValueError,
+    ) as err:  # fmt: skip
+        raise _unreadable(path, err) from err
+
+
+def _dtype(t: torch.Tensor) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
+def _check_dtypes(
+    expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], source: str
+) -> None:
+    """Refuse int, bool or complex tensors for the model's floating tensors (the cast
+    would make them zeros or drop parts); warn about float-to-float casts."""
+    refused, cast = [], []
+    for name, want in expected.items():
+        got = state.get(name)
+        if got is None or got.dtype == want.dtype or not want.is_floating_point():
+            continue
+        entry = f"{name} ({_dtype(got)} into {_dtype(want)})"
+        (cast if got.is_floating_point() else refused).append(entry)
+    if refused:
         raise ValueError(
-            f"{path} is not a file torch.load can read ({type(err).__name__}: {err}); "
-            "expected a file written by torch.save or a .safetensors file"
-        ) from err
+            f"{source} holds non-floating tensors for the model's floating ones: "
+            f"{_listing(refused)}; loading them would cast silently. Save the checkpoint "
+            "from the trained model's float state_dict"
+        )
+    if cast:
+        warnings.warn(
+            f"{source}: tensors cast to the model's dtype: {_listing(cast)}",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 # ---------------------------------------------------------------- public API
@@ -177,8 +234,8 @@ def load_state(path: PathLike) -> dict[str, torch.Tensor]:
     Raises:
         TypeError: if ``path`` is not a string or path.
         FileNotFoundError: if there is no file at ``path``.
-        ValueError: if the file needs arbitrary pickled code, cannot be read, or holds no
-            state_dict (the message lists its top-level keys).
+        ValueError: if the file needs arbitrary pickled code, is truncated or cannot be
+            read, or holds no state_dict (the message lists its top-level keys).
 
     Example:
         >>> import tempfile, os
@@ -246,8 +303,10 @@ def load_checkpoint(
             nor a mapping.
         FileNotFoundError: if the file does not exist.
         ValueError: if the file cannot be read safely, or its names or shapes do not match
-            the model (the message lists missing, unexpected and mis-shaped keys), or it
-            holds different values under two names of one tied tensor.
+            the model (the message lists missing, unexpected and mis-shaped keys), holds
+            int, bool or complex tensors for floating ones, or holds different values under
+            two names of one tied tensor. A float tensor of another precision (float16 or
+            float64 into float32) is cast, with a warning naming it.
 
     Example:
         >>> model = nn.Linear(2, 1)
@@ -308,6 +367,7 @@ def checkpoint_state(
             "that was saved"
             + (", or pass strict=False to allow missing/unexpected keys" if strict else "")
         )
+    _check_dtypes(expected, state, source)
     if not strict:
         state = {k: v for k, v in state.items() if k in expected}
     return dict(state)

@@ -24,7 +24,7 @@ from .checkpoint import checkpoint_state
 from .data import EvaluationData
 from .directions import random_directions
 from .objective import Objective
-from .params import state_sha256
+from .params import select_params, state_sha256
 from .results import Result, format_estimate
 from .sharpness import SharpnessResult, sharpness
 from .sharpness.registry import check_settings
@@ -157,17 +157,24 @@ def compare_checkpoints(
         path: HDF5 file to write; an unfinished file with the same settings is resumed.
         overwrite: replace a file made with other settings.
         progress: show progress bars.
-        **measure_settings: ``rho``, ``eps``, ``num_samples``, ``target``, ...
+        **measure_settings: ``rho``, ``eps``, ``num_samples``, ``target``, ``params`` (the
+            weights the measures perturb and the lines and planes move, see
+            :func:`landscape.params.select_names`; recorded as their names), ...
 
     Returns:
         A :class:`Comparison`.
 
     Raises:
-        ValueError: no checkpoints, checkpoints of another architecture, an unknown measure,
-            or a file made with other settings.
+        ValueError: no checkpoints, ``num_directions`` below 1, checkpoints of another
+            architecture, an unknown measure, or a file made with other settings.
     """
     if not checkpoints:
         raise ValueError("expected at least one checkpoint to compare, got none")
+    if isinstance(num_directions, bool) or not isinstance(num_directions, (int, np.integer)):
+        raise TypeError(f"num_directions must be an int, got {type(num_directions).__name__}")
+    if num_directions < 1:
+        raise ValueError(f"num_directions must be at least 1 (lines per checkpoint), got "
+                         f"{num_directions}")  # fmt: skip
     states = {}
     for label, checkpoint in checkpoints.items():
         try:
@@ -178,6 +185,9 @@ def compare_checkpoints(
         model, data, loss=loss, loss_reduction=loss_reduction, batch_size=batch_size
     )
     measure_settings["seed"] = seed
+    if measure_settings.get("params") is not None:  # names, which the file can record
+        measure_settings["params"] = select_params(model, measure_settings["params"])
+    moved = measure_settings.get("params")
     check_settings(list(measures), measure_settings)  # bad names and settings fail before work
     test = None
     if test_data is not None:
@@ -213,14 +223,14 @@ def compare_checkpoints(
         weights = {n: here.base_state[n] for n in weight_names}
         rows = []
         for k in range(num_directions):
-            dirs = random_directions(weights, num=1, seed=seed + k)
+            dirs = random_directions(weights, num=1, seed=seed + k, params=moved)
             rows.append(compute_surface(here, dirs, line, progress=False))
         result.lines[label] = Surface(
             rows[0].x, None, {n: np.stack([r[n] for r in rows]) for n in rows[0].metrics},
             attrs={**rows[0].attrs, "num_directions": num_directions},
         )  # fmt: skip
         if plane is not None:
-            dirs = random_directions(weights, num=2, seed=seed)
+            dirs = random_directions(weights, num=2, seed=seed, params=moved)
             x, y = plane
             result.planes[label] = compute_surface(here, dirs, x, y, progress=progress)
         if path is not None:

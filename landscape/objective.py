@@ -2,8 +2,15 @@
 
 Values are exact means over examples: every batch contributes its *sum* and its example
 count, and the sums are accumulated in float64, so ragged batches weigh what they should.
-A batch's sums (the loss and every metric) are computed by one method,
+For the token losses (``causal_lm``, ``token_ce``) the count is the batch's number of
+non-ignored tokens, kept on the device until the end of a pass: the mean is over every
+token of the data. A batch's sums (the loss and every metric) are computed by one method,
 :meth:`Objective.output_sums`, whichever way the model was called.
+
+Batches are ``(inputs, targets)`` pairs or mappings (Hugging Face style), split by
+:func:`~landscape.data.split_batch`: the model is called as ``model(**inputs)`` without
+the label keys, and the labels go to the loss. From an output that is not a tensor the
+loss takes ``.logits`` (a ``ModelOutput`` or dict) or the first element (a tuple).
 
 How the model is called. The caller's model is never written to, and its train/eval flags
 are the same afterwards:
@@ -37,6 +44,11 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
+try:
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+except ImportError:  # torch < 2.3: the fused kernels are left as they are
+    sdpa_kernel = None
+
 from . import distributed
 from ._batched import (
     PRECISIONS,
@@ -48,15 +60,16 @@ from ._batched import (
     state_bytes,
     upcast,
 )
-from .data import EvaluationData
+from .data import LABEL_KEYS, EvaluationData, call_model, split_batch
 from .losses import (
     LossReduction,
     MetricFn,
-    accuracy_sum,
     as_batch_sum,
     declared_reduction,
     detect_reduction,
     is_classification,
+    resolve_accuracy,
+    resolve_count,
     resolve_loss,
 )
 from .params import (
@@ -71,7 +84,23 @@ from .params import (
 BatchLoss = Callable[[nn.Module, Any], tuple[torch.Tensor, int]]
 State = Mapping[str, torch.Tensor]
 
-__all__ = ["BatchLoss", "Objective"]
+__all__ = ["BatchLoss", "Objective", "prediction"]
+
+
+def prediction(outputs: Any) -> Any:
+    """What the loss and metrics take from a model's outputs: ``.logits`` of a Hugging Face
+    ``ModelOutput`` or a dict (its first value without ``logits``), the first element of a
+    tuple or list, the outputs themselves otherwise.
+
+    Example:
+        >>> prediction({"logits": torch.ones(1), "loss": None}), prediction((torch.zeros(1),))
+        (tensor([1.]), tensor([0.]))
+    """
+    if isinstance(outputs, Mapping):  # a ModelOutput is an OrderedDict of its set fields
+        return outputs["logits"] if "logits" in outputs else next(iter(outputs.values()))
+    if isinstance(outputs, (tuple, list)):
+        return outputs[0]
+    return outputs
 
 
 @contextlib.contextmanager
@@ -84,6 +113,35 @@ def _mode(model: nn.Module, training: bool) -> Iterator[None]:
     finally:
         for m, flag in saved:
             m.training = flag
+
+
+@contextlib.contextmanager
+def _seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """The model's random draws (Dropout) from ``seed``: the global generators of the CPU
+    and of a CUDA ``device`` are forked for the block, so the caller's stream never moves."""
+    cuda = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.default_generator.manual_seed(seed)
+        if cuda:
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(seed)
+        yield
+
+
+def _attention_for_gradients() -> contextlib.AbstractContextManager:
+    """``scaled_dot_product_attention`` through its math kernel while gradients are being
+    recorded: the fused kernels (flash, memory-efficient) have no second derivative, and
+    Hessian-vector products need one. Without gradients nothing changes."""
+    if sdpa_kernel is None or not torch.is_grad_enabled():
+        return contextlib.nullcontext()
+    return sdpa_kernel(SDPBackend.MATH)
+
+
+def _functional_call(model: nn.Module, state: dict[str, torch.Tensor], inputs: Any) -> Any:
+    """``model`` called at ``state`` on ``inputs`` (keyword inputs for a mapping)."""
+    if isinstance(inputs, Mapping):
+        return functional_call(model, state, (), dict(inputs))
+    return functional_call(model, state, (inputs,))
 
 
 class _ClosureModule(nn.Module):
@@ -176,20 +234,28 @@ class Objective:
 
     Args:
         model: the network; it is never modified. Its device and dtype are used.
-        data: a DataLoader, Dataset, ``(inputs, targets)`` tuple, iterable of batches, or
+        data: a DataLoader, Dataset, ``(inputs, targets)`` tuple, iterable of batches
+            (pairs, or mappings such as ``{"input_ids", "attention_mask", "labels"}``), or
             an :class:`~landscape.data.EvaluationData` already prepared (then used as it
             is: not moved or fingerprinted again; ``batch_size``, ``cache_data`` and
             ``shard_data`` come from it).
-        loss: ``"cross_entropy"``, ``"mse"``, ``"bce"`` (binary, logits), or a callable
-            ``fn(outputs, targets) -> batch sum`` (an ``nn.Module`` loss with a
-            ``reduction`` attribute is switched to ``"sum"`` for you).
+        loss: ``"cross_entropy"``, ``"mse"``, ``"bce"`` (binary, logits), ``"causal_lm"``
+            (next-token cross-entropy, labels shifted inside), ``"token_ce"`` (labels
+            aligned with the logits), or a callable ``fn(outputs, targets) -> batch sum``
+            (an ``nn.Module`` loss with a ``reduction`` attribute is switched to ``"sum"``
+            for you). The token losses are means over every non-ignored token of the data
+            (see :mod:`landscape.losses`).
         loss_reduction: whether a callable ``loss`` of your own returns the batch
             ``"sum"`` or the batch ``"mean"`` (multiplied by the batch's example count).
             ``"auto"`` (default) tells them apart on the first batch (from its value on
             the batch and on its two halves), warns when it finds a mean, and refuses
             when it cannot tell. Built-in names and ``nn.Module`` losses are sums.
-        metrics: extra ``{name: fn(outputs, targets) -> batch sum}``; ``accuracy`` is added
-            for ``cross_entropy`` and ``bce`` unless ``accuracy=False``.
+        metrics: extra ``{name: fn(outputs, targets) -> batch sum}``, divided by the same
+            count as the loss (tokens for the token losses); ``accuracy`` is added for
+            ``cross_entropy``, ``bce`` and the token losses (next-token accuracy) unless
+            ``accuracy=False``.
+        label_keys: the keys of a mapping batch that hold labels: they go to the loss, and
+            the other keys to the model.
         batch_loss: instead of ``loss``, a closure ``batch_loss(model, batch) ->
             (loss_sum, count)`` for models with unusual inputs or outputs.
         train_mode: evaluate in train mode (BatchNorm batch statistics); default eval.
@@ -212,6 +278,9 @@ class Objective:
             every ``world_size``-th batch and the sums are all-reduced, so every rank
             gets the value over the whole data. All ranks must then make the same calls.
             Without a group (or with one rank) it changes nothing.
+        seed: the model's random draws (Dropout in train mode) come from it: the global
+            generator is reseeded with it before each batch and restored after, so equal
+            calls give equal values and the caller's random stream does not move.
 
     Example:
         >>> torch.manual_seed(0) and None
@@ -231,6 +300,7 @@ class Objective:
         loss_reduction: LossReduction = "auto",
         metrics: Mapping[str, MetricFn] | None = None,
         accuracy: bool | None = None,
+        label_keys: Sequence[str] = LABEL_KEYS,
         batch_loss: BatchLoss | None = None,
         train_mode: bool = False,
         cache_data: bool = True,
@@ -238,13 +308,21 @@ class Objective:
         precision: Precision = "fp32",
         points_per_pass: int | None = None,
         shard_data: bool = False,
+        seed: int = 0,
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        if not 0 <= seed < 2**63:
+            raise ValueError(f"seed must be in 0 .. 2**63 - 1, got {seed}")
+        self.seed = int(seed)
         self.model = model
         self.device, self.dtype = model_device_dtype(model)
         self.train_mode = bool(train_mode)
         self.batch_loss = batch_loss
+        self.label_keys = (label_keys,) if isinstance(label_keys, str) else tuple(label_keys)
+        self._count_fn = resolve_count(loss)
         if batch_loss is not None:
             if metrics:
                 raise ValueError(
@@ -258,7 +336,7 @@ class Objective:
             if accuracy is None:
                 accuracy = is_classification(loss)
             if accuracy:
-                self._metrics.setdefault("accuracy", accuracy_sum)
+                self._metrics.setdefault("accuracy", resolve_accuracy(loss))
         if "loss" in self._metrics:
             raise ValueError("'loss' is reserved for the loss; give the metric another name")
         self.names: tuple[str, ...] = ("loss", *self._metrics)
@@ -294,13 +372,63 @@ class Objective:
         self.shard_data = self.data.sharded
         self.base_state: dict[str, torch.Tensor] = model_state(model, "states")
         self._tied = tied_names(model)
-        self._buffer_names = [name for name, _ in model.named_buffers()]
+        self._buffer_names = [n for n, _ in model.named_buffers() if n in self.base_state]
+        # non-persistent buffers (not in state_dict): copied for each train-mode call
+        self._extra_buffers = {n: b for n, b in model.named_buffers() if n not in self.base_state}
         self._num_examples: int | None = None
         self._work = _Workspace(model, self.train_mode)
         self._work.vmap_ok = batch_loss is None
         self.loss_reduction = self._resolve_reduction(loss, loss_reduction)
         if self._loss_fn is not None:
             self._loss_fn = as_batch_sum(self._loss_fn, self.loss_reduction)
+        if isinstance(loss, str) and loss in ("cross_entropy", "mse") and batch_loss is None:
+            self._check_targets()
+
+    def _check_targets(self) -> None:
+        """Refuse integer targets a built-in loss would misread, seen on the first batch
+        (one sync, at construction): class labels out of the outputs' range for
+        ``cross_entropy``, class labels for ``mse``. Every rank sharing the data checks
+        its own first batch and all raise together."""
+        problem = self._target_problem()
+        if self.shard_data:
+            problem = next((p for p in distributed.all_gather_objects(problem) if p), None)
+        if problem:
+            raise ValueError(problem)
+
+    def _target_problem(self) -> str | None:
+        batch = next(iter(self.data), None)
+        if batch is None:
+            return None
+        targets = split_batch(batch, self.label_keys)[1]
+        if not isinstance(targets, torch.Tensor) or targets.is_floating_point():
+            return None
+        if targets.dtype == torch.bool:
+            return None
+        with torch.no_grad():
+            outputs = prediction(self._call(self.full_state(None), batch))
+        if not isinstance(outputs, torch.Tensor):
+            return None
+        if self.loss_name == "mse":
+            if targets.numel() == outputs.numel():
+                return None
+            return (
+                f"loss 'mse' needs targets shaped like the outputs {tuple(outputs.shape)}, "
+                f"got integer targets of shape {tuple(targets.shape)} (class labels?); use "
+                "loss 'cross_entropy' (CLI: --loss cross_entropy) for class labels"
+            )
+        labels = targets[targets != -100]  # F.cross_entropy's ignore_index
+        if outputs.dim() < 2 or targets.is_complex() or labels.numel() == 0:
+            return None
+        num_classes = outputs.shape[1]
+        low, high = labels.aminmax()
+        low, high = int(low), int(high)
+        if 0 <= low and high < num_classes:
+            return None
+        return (
+            f"class labels must lie in 0 .. {num_classes - 1} for a model with {num_classes} "
+            f"outputs; the first batch has labels {low} .. {high} (max label {high}). Check "
+            "the model's number of classes and the labels (or -100 to ignore an example)"
+        )
 
     def _resolve_reduction(self, loss: str | MetricFn, reduction: LossReduction) -> str:
         """``"sum"`` or ``"mean"``: as declared, known, or detected on the first batch
@@ -344,9 +472,10 @@ class Objective:
         if batch is None:
             return None
         with torch.no_grad():
-            outputs = upcast(self._call(self.full_state(None), batch), self.dtype)
+            outputs = upcast(prediction(self._call(self.full_state(None), batch)), self.dtype)
+        targets = split_batch(batch, self.label_keys)[1]
         try:
-            return detect_reduction(self._loss_fn, outputs, batch[1], name=self.loss_name)
+            return detect_reduction(self._loss_fn, outputs, targets, name=self.loss_name)
         except ValueError as err:
             return err
 
@@ -406,7 +535,8 @@ class Objective:
 
     @property
     def num_examples(self) -> int:
-        """Number of examples in the evaluation set (all shards together)."""
+        """Number of examples in the evaluation set (all shards together): what the means
+        divide by, so the number of non-ignored tokens for the token losses."""
         if self._num_examples is None:
             local = sum(self._count(b) for b in self.batches())
             count = torch.tensor(float(local), dtype=torch.float64, device=self.device)
@@ -417,7 +547,7 @@ class Objective:
         if self.batch_loss is not None:
             with torch.no_grad():
                 return int(self._call(self.full_state(None), batch)[1])
-        return len(batch[1])
+        return self._count_fn(split_batch(batch, self.label_keys)[1])
 
     def data_sha256(self) -> str:
         """A fingerprint of the evaluation data (every tensor's shape, dtype and bytes),
@@ -433,9 +563,10 @@ class Objective:
 
         The one place where losses and metrics are applied: every evaluation path (the
         private copy, ``functional_call``, K points through ``vmap``) goes through it.
-        Metrics are computed without gradients.
+        Metrics are computed without gradients. ``outputs`` may be a ``ModelOutput``, a
+        dict or a tuple (see :func:`prediction`).
         """
-        outputs = upcast(outputs, self.dtype)
+        outputs = upcast(prediction(outputs), self.dtype)
         sums = [self._loss_fn(outputs, targets)]
         if with_metrics and self._metrics:
             with torch.no_grad():
@@ -486,46 +617,54 @@ class Objective:
                 work.entered = False
 
     def _call(self, state: State, batch: Any) -> Any:
-        with self._evaluating():
+        if self.train_mode and self._extra_buffers:  # the model may write them: give it copies
+            state = {**{n: b.clone() for n, b in self._extra_buffers.items()}, **state}
+        with self._evaluating(), _attention_for_gradients(), _seeded(self.seed, self.device):
             if self.batch_loss is not None:
                 wrapper = _ClosureModule(self.model, self.batch_loss)
                 prefixed = {f"model.{n}": t for n, t in state.items()}
                 return functional_call(wrapper, prefixed, (batch,))
-            inputs, _ = batch
-            return functional_call(self.model, dict(state), (inputs,))
+            inputs, _ = split_batch(batch, self.label_keys)
+            return _functional_call(self.model, dict(state), inputs)
 
     def batch_sums(
         self, state: State, batch: Any, *, with_metrics: bool = True
-    ) -> tuple[dict[str, torch.Tensor], int]:
+    ) -> tuple[dict[str, torch.Tensor], int | torch.Tensor]:
         """Per-batch sums of the loss (differentiable) and metrics, and the example count,
         by calling the model through ``functional_call`` at ``state``.
 
         ``state`` must be complete (see :meth:`full_state`); its tensors may require
-        gradients (the Hessian and the sharpness measures differentiate these sums).
+        gradients (the Hessian and the sharpness measures differentiate these sums). The
+        count is an int, or for the token losses a 0-dim tensor on the device (added up
+        without a sync; read it once at the end).
         """
         if self.batch_loss is not None:
             loss_sum, count = self._call(state, batch)
             return {"loss": loss_sum}, int(count)
-        targets = batch[1]
+        targets = split_batch(batch, self.label_keys)[1]
         sums = self.output_sums(self._call(state, batch), targets, with_metrics=with_metrics)
-        return dict(zip(self.names, sums, strict=False)), len(targets)
+        return dict(zip(self.names, sums, strict=False)), self._count_fn(targets)
 
     # -- values through the private copy
-    def _copy_pass(self, batches: Iterable[Any], parts: list[torch.Tensor]) -> int:
+    def _copy_pass(self, batches: Iterable[Any], parts: list[torch.Tensor]) -> int | torch.Tensor:
         """One pass of the private copy over ``batches`` at the state written into it: the
         batch sums are appended to ``parts`` (converted to float64 later, all at once);
-        returns this rank's example count."""
+        returns this rank's example count (a tensor for token counts)."""
         module, count = self._work.module, 0
         with precision_context(self.precision, self.device):
             for batch in batches:
                 if self.batch_loss is not None:
-                    loss_sum, n = self.batch_loss(module, batch)
+                    with _seeded(self.seed, self.device):
+                        loss_sum, n = self.batch_loss(module, batch)
                     parts.append(torch.as_tensor(loss_sum).detach().reshape(()))
+                    n = int(n)
                 else:
-                    inputs, targets = batch
-                    parts += self.output_sums(module(inputs), targets)
-                    n = len(targets)
-                count += int(n)
+                    inputs, targets = split_batch(batch, self.label_keys)
+                    with _seeded(self.seed, self.device):
+                        outputs = call_model(module, inputs)
+                    parts += self.output_sums(outputs, targets)
+                    n = self._count_fn(targets)
+                count = count + n
         return count
 
     def _to_totals(self, parts: list[torch.Tensor], num_points: int) -> torch.Tensor:
@@ -562,17 +701,25 @@ class Objective:
         means = self._means(totals, [count], keep_count=batches is None)[0].tolist()
         return dict(zip(self.names, means, strict=True))
 
-    def _means(self, totals: torch.Tensor, counts: list[int], *, keep_count: bool = True):
-        """All-reduce ``(points, names)`` sums and the points' counts together; return means."""
-        counts_t = torch.tensor(counts, dtype=torch.float64, device=totals.device)
+    def _means(
+        self, totals: torch.Tensor, counts: list[int | torch.Tensor], *, keep_count: bool = True
+    ):
+        """All-reduce ``(points, names)`` sums and the points' counts together; return means
+        (one sync, to check the counts)."""
+        if all(isinstance(c, int) for c in counts):
+            counts_t = torch.tensor(counts, dtype=torch.float64, device=totals.device)
+        else:
+            counts_t = torch.stack(
+                [torch.as_tensor(c, dtype=torch.float64, device=totals.device) for c in counts]
+            )
         if self.shard_data:
             packed = self.all_reduce(torch.cat([totals.reshape(-1), counts_t]))
             totals, counts_t = packed[: totals.numel()].view_as(totals), packed[totals.numel() :]
-            counts = counts_t.tolist()
-        if any(c == 0 for c in counts):
+        host = counts_t.tolist()
+        if any(c == 0 for c in host):
             raise ValueError("data is empty: expected at least one example")
         if keep_count:
-            self._num_examples = int(counts[0])
+            self._num_examples = int(host[0])
         return totals / counts_t.view(-1, 1)
 
     # -- many points
@@ -616,7 +763,7 @@ class Objective:
         directions: list[dict[str, torch.Tensor]],
         coords: np.ndarray,
         ends: list[dict[str, torch.Tensor] | None] | None,
-    ) -> tuple[torch.Tensor, int]:
+    ) -> tuple[torch.Tensor, int | torch.Tensor]:
         """This rank's float64 sums ``(K, len(names))`` and example count for K points at
         once: stacked states through ``vmap(functional_call)``."""
         stacked = stack_points(base, directions, torch.from_numpy(coords), ends=ends)
@@ -624,16 +771,17 @@ class Objective:
         model = self.model
 
         def point_sums(perturbed: dict[str, torch.Tensor], inputs: Any, targets: Any):
-            outputs = functional_call(model, {**fixed, **perturbed}, (inputs,))
+            outputs = _functional_call(model, {**fixed, **perturbed}, inputs)
             return torch.stack([s.to(torch.float64) for s in self.output_sums(outputs, targets)])
 
         mapped = vmap(point_sums, in_dims=(0, None, None), randomness="error")
         totals = torch.zeros(len(coords), len(self.names), dtype=torch.float64, device=self.device)
-        count = 0
+        count: int | torch.Tensor = 0
         with self._evaluating():
-            for inputs, targets in self.batches():
+            for batch in self.batches():
+                inputs, targets = split_batch(batch, self.label_keys)
                 totals += mapped(stacked, inputs, targets)
-                count += len(targets)
+                count = count + self._count_fn(targets)
         return totals, count
 
     def _one_point_plan(
@@ -686,7 +834,7 @@ class Objective:
         plan: tuple[dict, list[dict], dict | None, int | None],
         coords: np.ndarray,
         parts: list[torch.Tensor],
-    ) -> list[int]:
+    ) -> list[int | torch.Tensor]:
         """One point at a time through the private copy; batch sums are appended to
         ``parts``; returns the counts. Each point is formed as
         :func:`landscape.params.point_state` forms it (``origin + c_j d_j`` with a product
@@ -781,7 +929,7 @@ class Objective:
                         f"interpolation from the base to the end); {name!r} is not"
                     )
         rows: list[torch.Tensor | None] = [None] * len(coords)
-        counts: list[int] = [0] * len(coords)
+        counts: list[int | torch.Tensor] = [0] * len(coords)
         k = self.resolve_points_per_pass()
         # the centre goes the one-point way, so it is the checkpoint's value to the last bit
         centre = ~coords.any(axis=1)

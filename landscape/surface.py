@@ -20,9 +20,10 @@ from torch import nn
 
 from . import distributed, storage
 from ._progress import progress_bar
+from ._provenance import model_sha256
 from .directions import Directions
 from .evaluate import Objective
-from .params import point_state, state_sha256
+from .params import ParamSelection, point_state, select_params, selection_attr, state_sha256
 from .results import Result
 
 
@@ -65,6 +66,15 @@ class Surface(Result):
 
 
 MIN_CHUNK = 8  # points per call of Objective.evaluate_points
+MAX_POINTS = 10**8  # a larger grid is refused before anything is allocated
+
+
+def _check_size(num_points: int) -> None:
+    if num_points > MAX_POINTS:
+        raise ValueError(
+            f"a grid of {num_points:,} points is more than the {MAX_POINTS:,} landscape "
+            "computes (its arrays alone would take gigabytes); use fewer points"
+        )
 
 
 def parse_range(text: str) -> np.ndarray:
@@ -85,6 +95,7 @@ def parse_range(text: str) -> np.ndarray:
         raise ValueError(
             f"expected a range START:STOP:NUM with finite START, STOP and NUM >= 1, got {text!r}"
         )
+    _check_size(num)
     return np.linspace(start, stop, num)
 
 
@@ -183,6 +194,7 @@ def compute_surface(
     precision: str = "fp32",
     points_per_pass: int | None = None,
     convexity: bool = False,
+    params: ParamSelection = None,
 ) -> Surface:
     """Evaluate the loss and metrics on a line (``y=None``) or a plane around ``model``.
 
@@ -209,6 +221,10 @@ def compute_surface(
         convexity: also compute Li et al.'s ``|lambda_min / lambda_max|`` of the Hessian at
             every point (metric ``"convexity"``, see :func:`landscape.hessian.min_max_ratio`;
             tens of Hessian-vector products a point).
+        params: move only these tensors (names, glob patterns, a predicate or
+            ``"trainable"``, see :func:`landscape.params.select_names`, over the model's
+            weights and buffers): the directions' other entries are dropped. Recorded as
+            the attribute ``params`` (``"all"`` or the names), part of a resume's identity.
 
     Under an initialized ``torch.distributed`` process group (e.g. from
     :func:`landscape.distributed.init_from_env` under ``torchrun``), every rank calls
@@ -221,8 +237,9 @@ def compute_surface(
         The :class:`Surface`.
 
     Raises:
-        ValueError: bad coordinates, directions that do not fit the model, or a file
-            made for another run.
+        ValueError: bad coordinates, directions that do not fit the model, a selection
+            that matches nothing or that the directions do not move, or a file made for
+            another run.
         TypeError: ``directions`` is not a :class:`~landscape.directions.Directions`.
 
     Example:
@@ -253,9 +270,13 @@ def compute_surface(
     ys = None if y is None else _coords(y, "y")
     if ys is not None and directions.y is None:
         raise ValueError("a 2D surface needs two directions; these have only x")
+    _check_size(len(xs) * (1 if ys is None else len(ys)))
     objective = model if isinstance(model, Objective) else Objective(model, data, **options)
     names = objective.names + (("convexity",) if convexity else ())
     base = objective.base_state
+    selected = select_params(objective.model, params, "states")
+    if params is not None:
+        directions = _restricted(directions, set(selected))
     used = (directions.x,) if ys is None else (directions.x, directions.y)
     for direction in used:
         _check_direction(direction, base)
@@ -268,6 +289,7 @@ def compute_surface(
     ends = (directions.x_end, None)[: len(used)]  # an interpolation's end: exact at 1
     identity: dict[str, Any] = {
         "model": type(objective.model).__qualname__,
+        "model_sha256": model_sha256(objective.model),
         "checkpoint_sha256": state_sha256(base),
         "data_sha256": _data_sha256(objective),
         "num_examples": objective.num_examples,
@@ -276,6 +298,7 @@ def compute_surface(
         **({"loss_reduction": "mean"} if objective.loss_reduction == "mean" else {}),
         "metrics": list(names),
         "train_mode": objective.train_mode,
+        **({"objective_seed": objective.seed} if objective.train_mode else {}),
         "precision": objective.precision,
         "points_per_pass": k,
         "directions": directions.kind,
@@ -285,6 +308,7 @@ def compute_surface(
         "dir_type": directions.settings.get("dir_type", "weights"),
         "seed": directions.settings.get("seed", -1),
         "direction_settings": {k: v for k, v in directions.settings.items() if k != "cosine"},
+        "params": selection_attr(selected, base),
         "x_label": x_label,
         "y_label": y_label,
         **dict(attrs or {}),
@@ -296,13 +320,16 @@ def compute_surface(
     values = {name: np.full(shape, np.nan) for name in names}
     computed = np.zeros(shape, dtype=bool)
     leader = distributed.rank() == 0
+    writer = None
     if path is not None:
         # Rank 0 alone touches the file; the others learn what is done (or what failed).
         outcome: Any = None
         if leader:
             try:
-                outcome = _open_surface_file(path, xs, ys, names, directions, identity, overwrite)
-            except (OSError, ValueError, KeyError, TypeError) as err:
+                outcome, writer = _open_surface_file(
+                    path, xs, ys, names, directions, identity, overwrite
+                )
+            except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
                 outcome = err  # raised on every rank below, so none waits forever
         outcome = distributed.broadcast_object(outcome)
         if isinstance(outcome, Exception):
@@ -318,7 +345,6 @@ def compute_surface(
     world = distributed.world_size()
     mine = distributed.shard_chunks(pending.tolist(), chunk)
     num_rounds = -(-len(pending) // (chunk * world))
-    writer = storage.SurfaceWriter(path) if path is not None and leader else None
     try:
         buffered: list[int] = []
         last_write = time.monotonic()
@@ -356,6 +382,26 @@ def compute_surface(
     return Surface(xs, ys, values, attrs=attrs_out, path=None if path is None else os.fspath(path))
 
 
+def _restricted(directions: Directions, keep: set[str]) -> Directions:
+    """``directions`` with only the entries named in ``keep``.
+
+    Raises:
+        ValueError: the directions move none of them.
+    """
+
+    def cut(state: Mapping[str, torch.Tensor] | None) -> dict[str, torch.Tensor] | None:
+        return None if state is None else {n: t for n, t in state.items() if n in keep}
+
+    x = cut(directions.x)
+    if not x or (directions.y is not None and not cut(directions.y)):
+        raise ValueError(
+            f"the directions move none of the selected tensors {sorted(keep)[:5]}; select "
+            "tensors the directions hold, or make the directions with the same params="
+        )
+    return Directions(x, cut(directions.y), kind=directions.kind, settings=directions.settings,
+                      x_end=cut(directions.x_end))  # fmt: skip
+
+
 def _data_sha256(objective: Objective) -> str:
     """The Objective's data fingerprint, computed once per Objective (a method in 0.1)."""
     sha = objective.data_sha256
@@ -380,6 +426,12 @@ def _evaluate(
     return result
 
 
+# Identity attributes added after 0.1, with the value every older file was made with.
+_ADDED_ATTRS = {"params": "all"}
+# Fingerprints added after 0.1 that older files did not take: not checked where missing.
+_UNRECORDED_ATTRS = ("model_sha256", "objective_seed")
+
+
 def _open_surface_file(
     path: str | os.PathLike,
     xs: np.ndarray,
@@ -388,17 +440,30 @@ def _open_surface_file(
     directions: Directions,
     identity: dict[str, Any],
     overwrite: bool,
-) -> tuple[dict[str, np.ndarray], np.ndarray] | None:
-    """Check and load an existing file ``(metrics, computed)``, or create a new one (None)."""
+) -> tuple[tuple[dict[str, np.ndarray], np.ndarray] | None, storage.SurfaceWriter]:
+    """``((metrics, computed), writer)`` of an existing file, checked, or ``(None,
+    writer)`` of a new one; the writer holds the file's lock.
+
+    An attribute newer than a file (see :data:`_ADDED_ATTRS`) that it lacks counts as the
+    value such a file was made with; a fingerprint it lacks (:data:`_UNRECORDED_ATTRS`)
+    is not checked."""
     if os.path.exists(path) and not overwrite:
-        storage.check_surface_file(path, x=xs, y=ys, names=names, attrs=identity)
-        _, _, stored, _, computed = storage.load_surface_arrays(path)
-        return stored, computed
+        _, _, stored, stored_attrs, computed = storage.load_surface_arrays(path)
+        check = {
+            k: v
+            for k, v in identity.items()
+            if k in stored_attrs
+            or (k not in _ADDED_ATTRS and k not in _UNRECORDED_ATTRS)
+            or not storage.same_attr(_ADDED_ATTRS.get(k, v), v)
+        }
+        storage.check_surface_file(path, x=xs, y=ys, names=names, attrs=check)
+        return (stored, computed), storage.SurfaceWriter(path)
     used = (directions.x,) if ys is None else (directions.x, directions.y)
-    storage.create_surface_file(path, x=xs, y=ys, names=names, directions=used, attrs=identity,
-                                direction_kind=directions.kind,
-                                direction_settings=directions.settings)  # fmt: skip
-    return None
+    writer = storage.create_surface_file(
+        path, x=xs, y=ys, names=names, directions=used, attrs=identity,
+        direction_kind=directions.kind, direction_settings=directions.settings, writer=True,
+    )  # fmt: skip
+    return None, writer
 
 
 def save_surface(
@@ -436,12 +501,11 @@ def save_surface(
     names = tuple(surface.metrics)
     volatile = ("num_computed", "num_points")
     attrs = {k: v for k, v in surface.attrs.items() if k not in volatile}
-    storage.create_surface_file(
+    with storage.create_surface_file(
         path, x=surface.x, y=surface.y, names=names, directions=used, attrs=attrs,
         direction_kind=None if directions is None else directions.kind,
-        direction_settings=None if directions is None else directions.settings,
-    )  # fmt: skip
-    with storage.SurfaceWriter(path) as writer:
+        direction_settings=None if directions is None else directions.settings, writer=True,
+    ) as writer:  # fmt: skip
         writer.write(surface.metrics, ~np.isnan(surface.metrics["loss"]))
 
 

@@ -198,9 +198,9 @@ def _results_file(path):
 BAD_FILES = {
     "missing": (lambda p: None, FileNotFoundError, "no such file"),
     "directory": (lambda p: p.mkdir(), ValueError, "is a directory"),
-    "empty": (lambda p: p.write_bytes(b""), ValueError, "not a readable HDF5 file"),
+    "empty": (lambda p: p.write_bytes(b""), ValueError, "is an empty file"),
     "text": (lambda p: p.write_text("x,y\n1,2\n"), ValueError, "not a readable HDF5 file"),
-    "truncated": (_truncated, ValueError, "not a readable HDF5 file"),
+    "truncated": (_truncated, ValueError, "is a truncated HDF5 file"),
     "foreign HDF5": (
         lambda p: h5py.File(p, "w").close(),
         ValueError,

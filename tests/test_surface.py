@@ -145,7 +145,7 @@ def test_truncated_and_foreign_files_give_clear_errors(tmp_path):
                     progress=False)  # fmt: skip
     blob = path.read_bytes()
     path.write_bytes(blob[: len(blob) // 3])
-    with pytest.raises(ValueError, match="not a readable HDF5 file"):
+    with pytest.raises(ValueError, match="is a truncated HDF5 file"):
         load_surface(path)
     import h5py
 

@@ -2,7 +2,8 @@
 
 - :mod:`~landscape.storage.codec`: attribute encoding, decoded as the exact inverse;
 - :mod:`~landscape.storage.files`: creating (atomically), opening and validating landscape
-  files, stamping their root, writing and reading result groups, describing a file;
+  files, stamping their root, writing (whole or not at all) and reading result groups,
+  checking an output path before any work, describing a file;
 - :mod:`~landscape.storage.surface`: the surface schema (create, check a resume, write
   points, read), and stored directions.
 
@@ -16,13 +17,16 @@ from .files import (
     FORMAT_VERSION,
     PROVENANCE_ATTRS,
     STAMP_ATTRS,
+    check_output,
     create_file,
     describe_file,
     existing_groups,
     open_landscape_file,
     read_group,
     stamp_root,
+    write_error,
     write_group,
+    write_groups,
 )
 from .surface import (
     VOLATILE_ATTRS,
@@ -45,6 +49,7 @@ __all__ = [
     "STAMP_ATTRS",
     "VOLATILE_ATTRS",
     "SurfaceWriter",
+    "check_output",
     "check_surface_file",
     "create_file",
     "create_surface_file",
@@ -62,5 +67,7 @@ __all__ = [
     "same_attr",
     "stamp_root",
     "write_directions",
+    "write_error",
     "write_group",
+    "write_groups",
 ]

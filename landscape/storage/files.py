@@ -4,14 +4,22 @@ Every landscape file carries ``format`` (``"landscape.surface"``, ``"landscape.r
 ``"landscape.compare"``, ...) and ``format_version`` on its root; :func:`open_landscape_file`
 refuses anything else with one line saying what is wrong. A new file is written under a
 temporary name in the same folder and renamed into place when complete, so a reader (or
-a rerun) never finds a half-created file under the real name.
+a rerun) never finds a half-created file under the real name; the rename never replaces
+a file that another process has open for writing (HDF5 holds an ``flock`` on it). Result
+groups are written under ``/.partial`` and moved into place, so a reader sees each group
+whole or not at all. A full disk, a folder that cannot be written and a file held by
+another run are each reported in one line.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
+import fcntl
+import glob
 import os
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -26,6 +34,7 @@ __all__ = [
     "FORMAT_VERSION",
     "PROVENANCE_ATTRS",
     "STAMP_ATTRS",
+    "check_output",
     "create_file",
     "describe_file",
     "existing_groups",
@@ -33,6 +42,8 @@ __all__ = [
     "read_group",
     "stamp_root",
     "write_group",
+    "write_groups",
+    "write_error",
 ]
 
 FORMAT = "landscape.surface"
@@ -68,10 +79,122 @@ def stamp_root(f: h5py.File, fmt: str = FORMAT) -> None:
     f.attrs["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
+def _held(path: str) -> ValueError:
+    return ValueError(
+        f"{path} is open for writing by another process (a run still going?); "
+        "wait for it to finish or stop it"
+    )
+
+
+def _errno(err: OSError) -> int | None:
+    """The errno of an OSError, also when h5py gives it only in the message."""
+    if err.errno is not None:
+        return err.errno
+    found = re.search(r"errno = (\d+)", str(err))
+    return int(found.group(1)) if found else None
+
+
+def write_error(err: OSError, path: str | os.PathLike) -> Exception:
+    """A one-line error for an OSError met while writing ``path``: a full disk, a folder
+    that cannot be written, or ``err`` itself.
+
+    Example:
+        >>> write_error(OSError(errno.ENOSPC, "No space left on device"), "s.h5").args[0][:40]
+        'no space left on device writing s.h5: fr'
+    """
+    path = os.fspath(path)
+    code = _errno(err)
+    if code == errno.ENOSPC:
+        return RuntimeError(
+            f"no space left on device writing {path}: free some space, then run the same "
+            "command again to resume"
+        )
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        folder = os.path.dirname(os.path.abspath(path))
+        return PermissionError(
+            f"cannot write {path}: {os.strerror(code).lower()} in {folder}; choose another "
+            "output path"
+        )
+    return err
+
+
+def check_output(path: str | os.PathLike) -> None:
+    """Refuse, before any work, an output path that cannot be written: a directory, a
+    missing or read-only folder, or a file that another process has open for writing.
+    Temporary files left by creations of ``path`` that were killed are removed.
+
+    Raises:
+        ValueError: ``path`` is a directory or is held by a writer.
+        FileNotFoundError: its folder does not exist.
+        PermissionError: its folder cannot be written.
+    """
+    path = os.fspath(path)
+    if not path:
+        raise ValueError("the output file name is empty")
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a directory; give a file name for the output")
+    folder, name = os.path.split(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"no such folder for the output: {folder}")
+    try:
+        with open(os.path.join(folder, f".{name}.{os.getpid()}.probe"), "wb") as probe:
+            os.remove(probe.name)
+    except OSError as err:
+        raise write_error(err, path) from None
+    with _no_writer(path):
+        pass
+    _remove_stale_temporaries(folder, name)
+
+
 @contextlib.contextmanager
-def create_file(path: str | os.PathLike, fmt: str = FORMAT) -> Iterator[h5py.File]:
+def _no_writer(path: str) -> Iterator[None]:
+    """Hold a shared ``flock`` on the file at ``path`` (if any): refused while a writer
+    holds it, and no writer can open it until the block ends."""
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - held for the block
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        yield
+        return
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _held(path) from None
+        yield
+
+
+def _remove_stale_temporaries(folder: str, name: str) -> None:
+    """Remove the temporary files of creations of ``name`` killed before their rename."""
+    for stale in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}.*.tmp")):
+        pid = stale[: -len(".tmp")].rpartition(".")[2]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                os.remove(stale)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        pass
+    return True
+
+
+@contextlib.contextmanager
+def create_file(
+    path: str | os.PathLike, fmt: str = FORMAT, *, keep_open: bool = False
+) -> Iterator[h5py.File]:
     """A new stamped landscape file, written under a temporary name and renamed to ``path``
-    when the block ends without error (replacing any file there); on error nothing appears.
+    when the block ends without error (replacing any file there, unless another process
+    has it open for writing); on error nothing appears. With ``keep_open`` the file stays
+    open for writing after the rename (holding its lock): the caller closes it.
+
+    Raises:
+        ValueError: ``path`` is a directory or a file held by a writer.
+        FileNotFoundError, PermissionError, RuntimeError: the folder is missing or cannot
+            be written, or the disk is full.
 
     Example:
         >>> import tempfile
@@ -83,21 +206,54 @@ def create_file(path: str | os.PathLike, fmt: str = FORMAT) -> Iterator[h5py.Fil
         [0.0, 1.0, 2.0]
     """
     path = os.fspath(path)
+    check_output(path)
     folder, name = os.path.split(os.path.abspath(path))
     temporary = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+    f = None
+    published = False
     try:
-        with h5py.File(temporary, "w") as f:
+        try:
+            f = h5py.File(temporary, "w")
             stamp_root(f, fmt)
             yield f
             f.flush()
-        os.replace(temporary, path)
+            with _no_writer(path):
+                os.replace(temporary, path)
+            published = True
+        except OSError as err:
+            raise write_error(err, path) from None
     finally:
-        if os.path.exists(temporary):
+        if f is not None and not (published and keep_open):
+            with contextlib.suppress(OSError):  # a failed write is reported above
+                f.close()
+        if not published and os.path.exists(temporary):
             os.remove(temporary)
 
 
 def _text(value: Any) -> Any:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _open_error(path: str, mode: str, err: OSError) -> Exception:
+    """One line saying why the file at ``path`` could not be opened."""
+    if "unable to lock" in str(err):
+        return _held(path)
+    if mode != "r" and _errno(err) in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return write_error(err, path)
+    advice = (  # never advise deleting what may be the user's checkpoint or data
+        "landscape reads the .h5 files it writes"
+        if mode == "r"
+        else "choose another output path, or replace it with overwrite=True / --overwrite"
+    )
+    if os.path.getsize(path) == 0:
+        return ValueError(f"{path} is an empty file (its creation was cut short?); {advice}")
+    found = re.search(r"truncated file: eof = (\d+).*stored_eof = (\d+)", str(err))
+    if found:
+        return ValueError(
+            f"{path} is a truncated HDF5 file ({found.group(1)} of {found.group(2)} bytes; "
+            f"an interrupted copy?); {advice}"
+        )
+    return ValueError(f"{path} is not a readable HDF5 file (not HDF5, or damaged): {err}; {advice}")
 
 
 def open_landscape_file(path: str | os.PathLike, mode: str = "r") -> h5py.File:
@@ -116,23 +272,12 @@ def open_landscape_file(path: str | os.PathLike, mode: str = "r") -> h5py.File:
     try:  # reading never takes the lock, so `landscape info` works while a run writes
         f = h5py.File(path, mode, locking=False) if mode == "r" else h5py.File(path, mode)
     except OSError as err:
-        if "unable to lock" in str(err):
-            raise ValueError(
-                f"{path} is open for writing by another process (a run still going?); "
-                "wait for it to finish or stop it"
-            ) from None
-        advice = (  # never advise deleting what may be the user's checkpoint or data
-            "landscape reads the .h5 files it writes"
-            if mode == "r"
-            else "choose another output path, or replace it with overwrite=True / --overwrite"
-        )
-        raise ValueError(
-            f"{path} is not a readable HDF5 file (not HDF5, truncated or damaged): {err}; {advice}"
-        ) from None
+        raise _open_error(path, mode, err) from None
     fmt = _text(f.attrs.get("format"))
     version = f.attrs.get("format_version")
     problem = None
-    if not isinstance(fmt, str) or not fmt.startswith("landscape."):
+    readable = isinstance(fmt, str) and fmt.isascii() and fmt.isprintable()
+    if not readable or not fmt.startswith("landscape."):
         problem = f"{path} is an HDF5 file but not a landscape file (format attr: {fmt!r})"
     elif not isinstance(version, (int, np.integer)) or isinstance(version, (bool, np.bool_)):
         problem = f"{path} has no integer format_version (got {_text(version)!r}); damaged?"
@@ -162,6 +307,68 @@ def _fill_group(group: h5py.Group, arrays: Mapping[str, Any], attrs: Mapping[str
         group.create_dataset(key, data=np.asarray(value))
 
 
+#: Where result groups are written before they are moved into place.
+STAGING = ".partial"
+
+
+def write_groups(
+    path: str | os.PathLike,
+    groups: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Any]]],
+    *,
+    overwrite: bool = False,
+) -> None:
+    """Write result groups ``{name: (arrays, attrs)}`` (attrs encoded by
+    :func:`~landscape.storage.codec.encode_attr`) into the landscape file at ``path``; a
+    missing file is created whole (format ``"landscape.results"``). Each group is written
+    under ``/.partial`` and then moved to its name, so a reader, or a run killed while
+    saving, sees each group whole or not at all (every group at once where their parent
+    group is new).
+
+    Raises:
+        ValueError: a group exists and ``overwrite`` is false, or the file is foreign or
+            held by another writer.
+        RuntimeError: the disk is full.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        with create_file(path, "landscape.results") as f:
+            for name, (arrays, attrs) in groups.items():
+                _fill_group(f.create_group(name), arrays, attrs)
+        return
+    with open_landscape_file(path, "a") as f:
+        taken = [name for name in groups if name in f]
+        if taken and not overwrite:
+            raise ValueError(
+                f"{path} already has /{taken[0]}; pass overwrite=True (--overwrite) to replace it"
+            )
+        try:
+            if STAGING in f:  # left by a run killed while saving
+                del f[STAGING]
+            for name, (arrays, attrs) in groups.items():
+                _fill_group(f.create_group(f"{STAGING}/{name}"), arrays, attrs)
+            f.flush()
+            for name in groups:
+                if name in f:
+                    del f[name]
+            for name in groups:
+                _move_into_place(f, name)
+            del f[STAGING]
+            f.flush()
+        except OSError as err:
+            raise write_error(err, path) from None
+
+
+def _move_into_place(f: h5py.File, name: str) -> None:
+    """Move ``/.partial/name`` to ``/name`` by moving its highest ancestor not yet in
+    place (one link operation for the whole subtree)."""
+    parts = name.split("/")
+    for depth in range(1, len(parts) + 1):
+        prefix = "/".join(parts[:depth])
+        if prefix not in f:
+            f.move(f"{STAGING}/{prefix}", prefix)
+            return
+
+
 def write_group(
     path: str | os.PathLike,
     name: str,
@@ -170,27 +377,12 @@ def write_group(
     attrs: Mapping[str, Any],
     overwrite: bool = False,
 ) -> None:
-    """Write a result group ``/name`` (datasets from ``arrays``, settings in ``attrs``,
-    encoded by :func:`~landscape.storage.codec.encode_attr`) into the landscape file at
-    ``path``; a missing file is created whole (format ``"landscape.results"``).
+    """Write one result group ``/name``, as :func:`write_groups` does.
 
     Raises:
         ValueError: the group exists and ``overwrite`` is false, or the file is foreign.
     """
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        with create_file(path, "landscape.results") as f:
-            _fill_group(f.create_group(name), arrays, attrs)
-        return
-    with open_landscape_file(path, "a") as f:
-        if name in f:
-            if not overwrite:
-                raise ValueError(
-                    f"{path} already has /{name}; pass overwrite=True (--overwrite) to replace it"
-                )
-            del f[name]
-        _fill_group(f.create_group(name), arrays, attrs)
-        f.flush()
+    write_groups(path, {name: (arrays, attrs)}, overwrite=overwrite)
 
 
 def read_group(path: str | os.PathLike, name: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -240,8 +432,12 @@ def _provenance_lines(group: h5py.Group) -> list[str]:
 def describe_file(path: str | os.PathLike) -> str:
     """A readable summary of a landscape file: attributes, grid, completeness, groups, and
     where each group of results came from (:data:`PROVENANCE_ATTRS`)."""
+    from .surface import check_surface_schema
+
     lines = [os.fspath(path)]
     with open_landscape_file(path) as f:
+        if _text(f.attrs["format"]) == FORMAT:
+            check_surface_schema(f, os.fspath(path))
         attrs = decode_attrs(f.attrs)
         width = max(map(len, attrs), default=0)
         lines += [f"  {key:<{width}}  {value}" for key, value in sorted(attrs.items())]
@@ -256,7 +452,7 @@ def describe_file(path: str | os.PathLike) -> str:
                 span = f"{finite.min():.6g} .. {finite.max():.6g}" if finite.size else "none finite"
                 lines.append(f"  metric {name}: {span}")
         for name in f:
-            if name not in ("coords", "metrics", "computed", "directions"):
+            if name not in ("coords", "metrics", "computed", "directions", STAGING):
                 obj = f[name]
                 children = ", ".join(sorted(obj)) if isinstance(obj, h5py.Group) else ""
                 lines.append(f"  /{name}: {children}")

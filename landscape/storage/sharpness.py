@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .files import open_landscape_file, read_group, write_group
+from .files import open_landscape_file, read_group, write_groups
 
 if TYPE_CHECKING:
     from ..sharpness.result import SharpnessResult
@@ -46,6 +46,8 @@ def save_sharpness(
         path: the file; created if missing, otherwise added to.
         results: ``{name: SharpnessResult}`` as :func:`landscape.sharpness.sharpness` returns.
         overwrite: replace groups that exist; otherwise they raise before anything is written.
+            The groups are written together: a run killed while saving leaves none of
+            them, or each one whole.
         group: the parent group (``compare/<label>/sharpness`` in a comparison file).
         attrs: added to every group's attrs over the settings of the same name (e.g. the
             import strings of the model and data); read back as settings.
@@ -80,6 +82,7 @@ def save_sharpness(
             raise ValueError(
                 f"{name}: settings and extra share names or use reserved ones: {sorted(clash)}"
             )
+    groups = {}
     for name, result in results.items():
         group_attrs = {
             "name": result.name,
@@ -93,7 +96,8 @@ def save_sharpness(
         if result.interval is not None:
             group_attrs["interval"] = np.asarray(result.interval, dtype=np.float64)
         arrays = {} if result.samples is None else {"samples": result.samples}
-        write_group(path, f"{group}/{name}", arrays=arrays, attrs=group_attrs, overwrite=overwrite)
+        groups[f"{group}/{name}"] = (arrays, group_attrs)
+    write_groups(path, groups, overwrite=overwrite)
 
 
 def load_sharpness(

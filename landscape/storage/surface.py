@@ -11,8 +11,12 @@ Layout (format ``"landscape.surface"``, see the README)::
     /directions/y/<param>
 
 The ``computed`` mask, not NaN, says what is done, so a metric that is truly NaN or inf
-is kept and never recomputed. Points are written metrics first, mask last, then flushed:
-a reader, or a run killed in between, never sees a point marked done without its value.
+is kept and never recomputed. Every dataset is allocated and filled when the file is
+created, so writing points needs no more disk space. Points are written metrics first
+(flushed), mask last (flushed), and readers read the mask first: a reader, or a run
+killed in between, never sees a point marked done without its value. The schema (grid,
+metric and mask shapes and dtypes) is checked on every open, and the stored directions
+against their fingerprint ``directions_sha256`` on a resume and when they are read.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import torch
 
 from ..results import values_equal
 from .codec import decode_attr, decode_attrs, encode_attr
-from .files import FORMAT, STAMP_ATTRS, create_file, open_landscape_file
+from .files import FORMAT, STAMP_ATTRS, create_file, open_landscape_file, write_error
 
 __all__ = [
     "VOLATILE_ATTRS",
@@ -92,12 +96,18 @@ def create_surface_file(
     attrs: Mapping[str, Any],
     direction_kind: str | None = None,
     direction_settings: Mapping[str, Any] | None = None,
-) -> None:
+    writer: bool = False,
+) -> SurfaceWriter | None:
     """Create a new surface file whole: root attrs, coordinates, NaN metrics, an all-False
     ``computed`` mask and the directions (with their kind and settings, if given); any
-    file at ``path`` is replaced."""
+    file at ``path`` is replaced, unless another process is writing it.
+
+    Returns:
+        With ``writer``, a :class:`SurfaceWriter` on the new file, open since before its
+        rename (so no other run can take it in between); else None.
+    """
     shape = (len(x),) if y is None else (len(x), len(y))
-    with create_file(path, FORMAT) as f:
+    with create_file(path, FORMAT, keep_open=writer) as f:
         for key, value in attrs.items():
             f.attrs[key] = encode_attr(value)
         coords = f.create_group("coords")
@@ -108,26 +118,28 @@ def create_surface_file(
             scale.make_scale(axis)
         metrics = f.create_group("metrics")
         for name in names:
-            ds = metrics.create_dataset(name, shape=shape, dtype=np.float64, fillvalue=np.nan)
+            ds = metrics.create_dataset(name, data=np.full(shape, np.nan), fillvalue=np.nan)
             for dim, scale in enumerate(scales):
                 ds.dims[dim].attach_scale(scale)
-        f.create_dataset("computed", shape=shape, dtype=bool, fillvalue=False)
+        f.create_dataset("computed", data=np.zeros(shape, dtype=bool), fillvalue=False)
         if directions or direction_kind is not None:
             _fill_directions(f, directions, direction_kind, direction_settings)
+    return SurfaceWriter(path, f) if writer else None
 
 
 def _open_surface(path: str | os.PathLike) -> h5py.File:
     """A surface file open for reading, its schema checked (grid, metric and mask shapes)."""
     f = open_landscape_file(path)
     try:
-        _check_schema(f, os.fspath(path))
+        check_surface_schema(f, os.fspath(path))
     except ValueError:
         f.close()
         raise
     return f
 
 
-def _check_schema(f: h5py.File, path: str) -> None:
+def check_surface_schema(f: h5py.File, path: str) -> None:
+    """Raise ValueError naming what is wrong when ``f`` is not a well-formed surface file."""
     fmt = decode_attr(f.attrs["format"])
     if fmt != FORMAT:
         raise ValueError(f"{path} is a landscape file but not a surface (format {fmt!r})")
@@ -183,6 +195,7 @@ def check_surface_file(
         missing = [n for n in names if n not in f["metrics"]]
         if missing:
             problems.append(f"metrics missing from the file: {missing}")
+        _check_fingerprint(f, os.fspath(path))
     if any(p.startswith("data_sha256") for p in problems):
         problems.append(
             "the data fingerprint covers the batches in order: a shuffled DataLoader or "
@@ -193,6 +206,42 @@ def check_surface_file(
             f"{os.fspath(path)} was made for another run ({'; '.join(problems[:7])}); "
             "use another output file, or overwrite=True / --overwrite to start again"
         )
+
+
+def _check_fingerprint(f: h5py.File, path: str) -> None:
+    """Refuse stored directions that differ from the ``directions_sha256`` they were
+    stored with."""
+    from ..params import state_sha256
+
+    expected = decode_attr(f.attrs.get("directions_sha256"))
+    if not isinstance(expected, str) or "directions/x" not in f:
+        return
+    stored = {
+        f"{axis}/{key}": torch.from_numpy(np.asarray(tensor))
+        for axis, direction in zip("xy", _read_tensors(f), strict=False)
+        for key, tensor in direction.items()
+    }
+    if state_sha256(stored) != expected:
+        raise ValueError(
+            f"{path} is damaged: its stored directions do not match their fingerprint "
+            "directions_sha256"
+        )
+
+
+def _read_tensors(f: h5py.File) -> list[dict[str, torch.Tensor]]:
+    """The tensors under ``/directions/x`` (and ``/directions/y``), by parameter name."""
+    out = []
+    for axis in "xy":
+        if f"directions/{axis}" in f:
+            tensors: dict[str, torch.Tensor] = {}
+
+            def visit(key: str, obj: Any, into: dict[str, torch.Tensor] = tensors) -> None:
+                if isinstance(obj, h5py.Dataset):
+                    into[key] = torch.from_numpy(np.asarray(obj[()]))
+
+            f[f"directions/{axis}"].visititems(visit)
+            out.append(tensors)
+    return out
 
 
 def read_computed(path: str | os.PathLike) -> np.ndarray:
@@ -211,21 +260,13 @@ def read_directions(
 
     Raises:
         KeyError: the file holds no directions.
+        ValueError: they differ from the fingerprint stored with them.
     """
     with open_landscape_file(path) as f:
         if "directions/x" not in f:
             raise KeyError(f"{os.fspath(path)} holds no directions (no /directions/x)")
-        out = []
-        for axis in "xy":
-            if f"directions/{axis}" in f:
-                tensors: dict[str, torch.Tensor] = {}
-
-                def visit(key: str, obj: Any, into: dict[str, torch.Tensor] = tensors) -> None:
-                    if isinstance(obj, h5py.Dataset):
-                        into[key] = torch.from_numpy(np.asarray(obj[()]))
-
-                f[f"directions/{axis}"].visititems(visit)
-                out.append(tensors)
+        _check_fingerprint(f, os.fspath(path))
+        out = _read_tensors(f)
         group_attrs = decode_attrs(f["directions"].attrs)
         if "kind" in group_attrs:
             return tuple(out), group_attrs["kind"], dict(group_attrs.get("settings") or {})
@@ -284,14 +325,16 @@ def load_surface_arrays(
         FileNotFoundError, ValueError: no file, not a surface file, or a damaged one.
     """
     with _open_surface(path) as f:
+        computed = f["computed"][()]  # before the metrics: a point marked done has its value
         x = f["coords/x"][()]
         y = f["coords/y"][()] if "coords/y" in f else None
         metrics = {name: ds[()] for name, ds in f["metrics"].items()}
-        return x, y, metrics, decode_attrs(f.attrs), f["computed"][()]
+        return x, y, metrics, decode_attrs(f.attrs), computed
 
 
 class SurfaceWriter:
-    """A surface file open for writing computed points (use as a context manager).
+    """A surface file open for writing computed points (use as a context manager); give
+    ``file`` to take over one already open for writing.
 
     Example:
         >>> import tempfile
@@ -305,25 +348,36 @@ class SurfaceWriter:
         [True, False]
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, file: h5py.File | None = None):
         self.path = os.fspath(path)
-        self._file: h5py.File | None = open_landscape_file(self.path, "a")
+        self._file: h5py.File | None = open_landscape_file(self.path, "a") if file is None else file
 
     def write(self, values: Mapping[str, np.ndarray], computed: np.ndarray) -> None:
-        """Write the metric arrays, then the computed mask, whole (one h5py call each; point
-        by point costs about a millisecond a point), and flush. Metrics go first, so a kill
-        in between leaves the new points marked not computed."""
+        """Write the metric arrays whole and flush, then the computed mask and flush (one
+        h5py call each; point by point costs about a millisecond a point). A reader, or a
+        kill in between, never sees a point marked done without its value.
+
+        Raises:
+            RuntimeError: the disk is full (the file stays resumable).
+        """
         if self._file is None:
             raise ValueError(f"the writer of {self.path} is closed")
-        for name, array in values.items():
-            self._file["metrics"][name][...] = array
-        self._file["computed"][...] = computed
-        self._file.flush()
+        try:
+            for name, array in values.items():
+                self._file["metrics"][name][...] = array
+            self._file.flush()
+            self._file["computed"][...] = computed
+            self._file.flush()
+        except OSError as err:
+            raise write_error(err, self.path) from None
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.close()
-            self._file = None
+            file, self._file = self._file, None
+            try:
+                file.close()
+            except OSError as err:
+                raise write_error(err, self.path) from None
 
     def __enter__(self) -> SurfaceWriter:
         return self

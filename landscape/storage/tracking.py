@@ -1,0 +1,134 @@
+"""The tracking schema: measures logged during training, one row a logged step.
+
+Layout (in any landscape file; a new file is ``format = "landscape.results"``)::
+
+    /tracking                 attrs: every setting of the Tracker (measures, every, loss,
+                              data_sha256, seed, lr, ...) and measure_names
+    /tracking/steps           int64 (n,), the logged steps, increasing
+    /tracking/values/<name>   float64 (n,), or (n, nx) for the slice
+    /tracking/stderr/<name>   float64 (n,), 0 for an exact value (absent for the slice)
+
+Datasets grow by one row a log, and the file is flushed and closed after each. ``steps``
+is written last: a row is recorded once its step is, and rows past ``len(steps)`` (from a
+process killed mid-write) are dropped when the file is opened again.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import h5py
+import numpy as np
+
+from .codec import decode_attrs, encode_attr
+from .files import create_file, open_landscape_file
+from .surface import same_attr
+
+GROUP = "tracking"
+
+__all__ = ["append_tracking", "prepare_tracking", "read_tracking"]
+
+
+def _dataset(group: h5py.Group, name: str, row: np.ndarray) -> None:
+    group.create_dataset(
+        name, shape=(0, *row.shape), maxshape=(None, *row.shape), dtype=row.dtype,
+        chunks=(64, *row.shape),
+    )  # fmt: skip
+
+
+def prepare_tracking(
+    path: str | os.PathLike, settings: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]]
+) -> np.ndarray:
+    """Create ``/tracking`` (and the file), or check an existing one; returns its steps.
+
+    Args:
+        path: the landscape file.
+        settings: every setting of the run, compared on a restart.
+        shapes: ``{measure: shape of one row}``: ``()`` for a number, ``(nx,)`` for a slice.
+
+    Raises:
+        ValueError: the file's ``/tracking`` was made with other settings (the message names
+            each differing setting with both values), or the file is not a landscape file.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        with create_file(path, "landscape.results"):
+            pass
+    with open_landscape_file(path, "a") as f:
+        if GROUP in f:
+            group = f[GROUP]
+            stored = decode_attrs(group.attrs)
+            differ = [
+                f"{k}: file {stored.get(k)!r}, now {v!r}"
+                for k, v in settings.items()
+                if not same_attr(stored.get(k), v)
+            ]
+            if differ:
+                raise ValueError(
+                    f"{path} tracks a run with other settings ({'; '.join(differ)}); "
+                    "use the same settings to continue it, or another path"
+                )
+            steps = group["steps"]
+            for kind in ("values", "stderr"):  # drop rows past the last step
+                for dataset in group[kind].values():
+                    if len(dataset) > len(steps):
+                        dataset.resize(len(steps), axis=0)
+            return steps[()]
+        group = f.create_group(GROUP)
+        for key, value in {**settings, "measure_names": list(shapes)}.items():
+            group.attrs[key] = encode_attr(value)
+        _dataset(group, "steps", np.zeros((), dtype=np.int64))
+        for kind in ("values", "stderr"):
+            group.create_group(kind)
+        for name, shape in shapes.items():
+            _dataset(group["values"], name, np.zeros(shape))
+            if shape == ():
+                _dataset(group["stderr"], name, np.zeros(()))
+        f.flush()
+    return np.zeros(0, dtype=np.int64)
+
+
+def append_tracking(
+    path: str | os.PathLike,
+    step: int,
+    values: Mapping[str, Any],
+    stderr: Mapping[str, float],
+) -> None:
+    """Append one logged step (every measure's value, and stderr of the numbers); flushed.
+
+    Raises:
+        ValueError: names other than the file's measures.
+    """
+    with open_landscape_file(path, "a") as f:
+        group = f[GROUP]
+        names = decode_attrs(group.attrs)["measure_names"]
+        if set(values) != set(names):
+            raise ValueError(f"expected values for {names}, got {sorted(values)}")
+        n = len(group["steps"])
+        rows = [(group["values"][k], v) for k, v in values.items()]
+        rows += [(group["stderr"][k], v) for k, v in stderr.items()]
+        for dataset, value in [*rows, (group["steps"], step)]:  # steps last: the commit
+            dataset.resize(n + 1, axis=0)
+            dataset[n] = value
+        f.flush()
+
+
+def read_tracking(path: str | os.PathLike) -> dict[str, Any]:
+    """``/tracking`` as ``{steps, values, stderr, settings}``.
+
+    Raises:
+        KeyError: the file has no ``/tracking``.
+    """
+    with open_landscape_file(path) as f:
+        if GROUP not in f:
+            raise KeyError(f"{os.fspath(path)} has no /{GROUP}; it has {sorted(f)}")
+        group = f[GROUP]
+        settings = decode_attrs(group.attrs)
+        names = settings.pop("measure_names")
+        steps = group["steps"][()]
+        n = len(steps)
+        values = {k: group["values"][k][:n] for k in names}
+        stderr = {k: group["stderr"][k][:n] for k in names if k in group["stderr"]}
+    return {"steps": steps, "values": values, "stderr": stderr, "settings": settings}
