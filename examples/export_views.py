@@ -6,7 +6,13 @@ figures/trajectory.gif (the run moving on the contour): the same as
 ``landscape export FILE.h5 --format vts|html|gif -o OUT``. Needs the export extra
 (pip install 'landscape[export]').
 
-    python examples/export_views.py          # LANDSCAPE_QUICK=1 for a few-second run
+Run it:
+
+    python examples/export_views.py                     # about 30 s on 2 CPU cores
+    LANDSCAPE_QUICK=1 python examples/export_views.py   # seconds: 5 checkpoints, 9x9 grid
+
+Your model: any landscape file exports, a surface, a trajectory or a file of paths: give its
+path to ``export_vts``, ``export_html`` or ``export_gif``, or run ``landscape export``.
 """
 
 import os
@@ -17,7 +23,9 @@ from landscape.export import export_gif, export_html, export_vts
 from landscape.trajectory import trajectory_plane
 
 QUICK = os.environ.get("LANDSCAPE_QUICK") == "1"
-FIGURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "figures")
+FIGURES = os.environ.get(
+    "LANDSCAPE_FIGURES", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "figures")
+)
 os.makedirs(FIGURES, exist_ok=True)
 data = digits_data("train")
 

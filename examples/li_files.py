@@ -6,7 +6,15 @@ writes a Li-style pair of files (our directions exported with export_li_directio
 surface laid out as their crunch loop lays it out), imports them with import_li and draws
 the raw array beside the decoded surface. Writes figures/li_files.png.
 
-    python examples/li_files.py          # LANDSCAPE_QUICK=1 for a few-second run
+Run it:
+
+    python examples/li_files.py                     # about 30 s on 2 CPU cores
+    LANDSCAPE_QUICK=1 python examples/li_files.py   # seconds: 256 examples, a 13x7 grid
+
+Your model: ``import_li(surface_file, model)`` with the ``nn.Module`` their directions were
+drawn for reads their surface (and the direction file it names) into a ``Surface``;
+``export_li_directions(directions, model, path)`` writes ours for their ``--dir_file``
+(``landscape import-li`` on the command line).
 """
 
 import os
@@ -21,7 +29,9 @@ from landscape.demo import digits_data, digits_mlp, train_classifier
 from landscape.li_format import export_li_directions, import_li
 
 QUICK = os.environ.get("LANDSCAPE_QUICK") == "1"
-FIGURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "figures")
+FIGURES = os.environ.get(
+    "LANDSCAPE_FIGURES", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "figures")
+)
 X, y = digits_data("train")
 data = (X[:256], y[:256]) if QUICK else (X, y)
 model = train_classifier(digits_mlp(seed=0), data, lr=0.1, steps=100, progress=False)

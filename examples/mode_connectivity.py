@@ -6,7 +6,14 @@ it. Left: the loss along the line and the curve (barrier marked, Frankle et al. 
 Right: both in the plane through a, b and the curve's bend, over the loss surface of that
 plane. Writes figures/mode_connectivity.png.
 
-    python examples/mode_connectivity.py          # LANDSCAPE_QUICK=1 for a few-second run
+Run it:
+
+    python examples/mode_connectivity.py                     # about a minute on 2 CPU cores
+    LANDSCAPE_QUICK=1 python examples/mode_connectivity.py   # seconds: short fits, 9x9 grid
+
+Your model: two checkpoints of your ``nn.Module`` and an ``Objective`` on your training data;
+``bn_reestimate=True`` recomputes BatchNorm statistics at every point of the path
+(``landscape connect CKPT_A CKPT_B`` on the command line).
 """
 
 import os
@@ -21,7 +28,9 @@ from landscape.planes import checkpoint_plane
 from landscape.plotting import plot_path_plane, plot_paths
 
 QUICK = os.environ.get("LANDSCAPE_QUICK") == "1"
-FIGURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "figures")
+FIGURES = os.environ.get(
+    "LANDSCAPE_FIGURES", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "figures")
+)
 data = digits_data("train")
 if QUICK:
     data = (data[0][:256], data[1][:256])

@@ -6,7 +6,14 @@ labelled by its step and the axes by their explained variance. Right: each check
 loss beside the loss at its projected point: where they differ, the run left the plane.
 Writes figures/trajectory_plane.png.
 
-    python examples/trajectory_plane.py          # LANDSCAPE_QUICK=1 for a few-second run
+Run it:
+
+    python examples/trajectory_plane.py                     # about 30 s on 2 CPU cores
+    LANDSCAPE_QUICK=1 python examples/trajectory_plane.py   # seconds: 6 checkpoints, 9x9 grid
+
+Your model: keep ``state_dict`` copies (or checkpoint files) of your training run in order,
+with their steps, and give them to ``trajectory_plane`` with an ``Objective`` on your data
+(``landscape trajectory --model M:F --data M:F CKPT ...`` on the command line).
 """
 
 import os
@@ -19,7 +26,9 @@ from landscape.plotting import plot_projection_error, plot_trajectory
 from landscape.trajectory import trajectory_plane
 
 QUICK = os.environ.get("LANDSCAPE_QUICK") == "1"
-FIGURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "figures")
+FIGURES = os.environ.get(
+    "LANDSCAPE_FIGURES", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "figures")
+)
 data = digits_data("train")
 
 # a run: full-batch SGD from one initialisation, a checkpoint after every leg
