@@ -5,16 +5,16 @@ PY := $(VENV)/bin/python
 # The CPU build of torch; a venv that already has a torch keeps it.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench docs clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[dev,export]"
+	$(PY) -m pip install -q -e ".[dev,docs,export,hf,lightning]"
 	touch $@
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/landscape demo --out figures
+	$(VENV)/bin/landscape demo --out figures --readme README.md
 
 test: $(VENV)/.installed lint
 	$(PY) -m pytest -q
@@ -26,6 +26,9 @@ lint: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_surface.py
 	$(PY) benchmarks/bench_hessian.py
+
+docs: $(VENV)/.installed
+	$(PY) landscape/_docs/build.py build/docs
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -22,6 +22,7 @@ import importlib as _importlib
 
 from .checkpoint import file_sha256, load_checkpoint, load_state, save_checkpoint
 from .compare import Comparison, compare_checkpoints, plot_comparison, write_tables
+from .correlate import Correlation, correlate, write_correlation
 from .directions import (
     Directions,
     interpolation_direction,
@@ -33,12 +34,14 @@ from .directions import (
 )
 from .evaluate import Objective
 from .hessian import (
+    BlockCurvature,
     DensityResult,
     EigenResult,
     ExtremeEigenvalues,
     HessianOperator,
     HessianResults,
     TraceResult,
+    block_curvature,
     extreme_eigenvalues,
     hessian_directions,
     hessian_eigenpairs,
@@ -50,9 +53,12 @@ from .hessian import (
 )
 from .sharpness import MEASURES, SharpnessResult, load_sharpness, save_sharpness, sharpness
 from .surface import Surface, compute_surface, load_surface, parse_range, save_surface
+from .tracking import Tracker, TrackingRun, load_tracking
 
 __all__ = [
+    "BlockCurvature",
     "Comparison",
+    "Correlation",
     "DensityResult",
     "Directions",
     "EigenResult",
@@ -64,8 +70,12 @@ __all__ = [
     "SharpnessResult",
     "Surface",
     "TraceResult",
+    "Tracker",
+    "TrackingRun",
+    "block_curvature",
     "compare_checkpoints",
     "compute_surface",
+    "correlate",
     "extreme_eigenvalues",
     "file_sha256",
     "hessian_directions",
@@ -78,15 +88,18 @@ __all__ = [
     "load_sharpness",
     "load_state",
     "load_surface",
+    "load_tracking",
     "min_max_ratio",
     "normalize_direction",
     "parse_range",
     "pca_directions",
+    "plot_block_curvature",
     "plot_comparison",
     "plot_contour",
     "plot_contourf",
     "plot_contours_compare",
     "plot_convexity",
+    "plot_correlation",
     "plot_eigenvalues",
     "plot_heatmap",
     "plot_line",
@@ -94,6 +107,7 @@ __all__ = [
     "plot_measures",
     "plot_spectral_density",
     "plot_surface3d",
+    "plot_tracking",
     "project_states",
     "random_direction",
     "random_directions",
@@ -104,6 +118,7 @@ __all__ = [
     "save_surface",
     "sharpness",
     "spectral_density",
+    "write_correlation",
     "write_tables",
 ]
 
@@ -113,10 +128,12 @@ __all__ = [
 # ``from landscape import plot_contour`` work as before.
 _LAZY_PLOTTING = (
     "landscape_style",
+    "plot_block_curvature",
     "plot_contour",
     "plot_contourf",
     "plot_contours_compare",
     "plot_convexity",
+    "plot_correlation",
     "plot_eigenvalues",
     "plot_heatmap",
     "plot_line",
@@ -124,6 +141,7 @@ _LAZY_PLOTTING = (
     "plot_measures",
     "plot_spectral_density",
     "plot_surface3d",
+    "plot_tracking",
     "save_figure",
 )
 

@@ -24,6 +24,8 @@ from torch import nn
 from . import demo as demo_module
 from . import distributed
 from .checkpoint import file_sha256, load_checkpoint
+from .losses import LOSS_REDUCTIONS, LOSSES
+from .results import format_estimate
 
 RANGE_OPTIONS = ("--x", "--y")
 NORMS = ("filter", "layer", "weight", "none")
@@ -123,10 +125,12 @@ def _data(spec: str) -> Any:
     return resolve_callable(spec, demo_module.BUILTIN_DATA, "--data")()
 
 
-def _loss(spec: str) -> Any:
-    if spec in ("cross_entropy", "mse", "bce"):
-        return spec
-    return resolve_callable(spec, {}, "--loss")
+def _loss_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``loss`` and ``loss_reduction`` from ``--loss`` and ``--loss-reduction``."""
+    loss = args.loss
+    if loss not in LOSSES:
+        loss = resolve_callable(loss, dict(LOSSES), "--loss")
+    return {"loss": loss, "loss_reduction": args.loss_reduction}
 
 
 # ---------------------------------------------------------------- subcommands
@@ -138,12 +142,13 @@ def _random_directions(args: argparse.Namespace, model: nn.Module, num: int) -> 
     options = dict(ignore=args.ignore, dir_type=args.dir_type)
     if num == 1 or x_norm == y_norm:
         return random_directions(model, num=num, norm=x_norm, seed=args.seed,
-                                 orthogonalize=args.orthogonalize, **options)  # fmt: skip
+                                 orthogonalize=args.orthogonalize, params=args.params,
+                                 **options)  # fmt: skip
     if args.orthogonalize:
         raise UserError("--orthogonalize needs one normalization; drop --x-norm/--y-norm")
     generator = torch.Generator().manual_seed(args.seed)  # the draws of random_directions
-    x = random_direction(model, norm=x_norm, generator=generator, **options)
-    y = random_direction(model, norm=y_norm, generator=generator, **options)
+    x = random_direction(model, norm=x_norm, generator=generator, params=args.params, **options)
+    y = random_direction(model, norm=y_norm, generator=generator, params=args.params, **options)
     settings = dict(options, norm=x_norm, x_norm=x_norm, y_norm=y_norm, seed=args.seed)
     return Directions(x, y, kind="random", settings=settings)
 
@@ -171,7 +176,7 @@ def _surface_directions(args: argparse.Namespace, model: nn.Module, data: Any, n
         if not args.target:
             raise UserError("--directions interp needs --target CKPT2")
         end = _model(args, args.target)
-        x = interpolation_direction(model, end, dir_type=args.dir_type)
+        x = interpolation_direction(model, end, dir_type=args.dir_type, params=args.params)
         y = _random_directions(args, model, 1).x if num == 2 else None
         settings = {"dir_type": args.dir_type, "target_sha256": file_sha256(args.target)}
         x_end = {n: t.detach() for n, t in end.state_dict().items() if n in x}
@@ -194,16 +199,19 @@ def _surface_directions(args: argparse.Namespace, model: nn.Module, data: Any, n
                           settings={"seed": args.seed})  # fmt: skip
     from .evaluate import Objective
 
-    objective = Objective(model, data, loss=_loss(args.loss), batch_size=args.batch_size,
+    objective = Objective(model, data, **_loss_options(args), batch_size=args.batch_size,
                           train_mode=args.train_mode)  # fmt: skip
-    top = hessian_directions(objective, seed=args.seed)
+    top = hessian_directions(objective, seed=args.seed, params=args.params,
+                             progress=not args.quiet)  # fmt: skip
     return Directions(top[0], top[1] if num == 2 else None, kind="hessian",
                       settings={"seed": args.seed})  # fmt: skip
 
 
 def cmd_surface(args: argparse.Namespace) -> None:
+    from .storage import check_output
     from .surface import compute_surface, parse_range
 
+    check_output(args.out)  # before any work: a directory, read-only folder, held file
     xs = parse_range(args.x)
     ys = parse_range(args.y) if args.y else None
     if args.dir_type is None:
@@ -213,11 +221,11 @@ def cmd_surface(args: argparse.Namespace) -> None:
     directions = _surface_directions(args, model, data, 1 if ys is None else 2)
     surface = compute_surface(
         model, data, directions, xs, ys,
-        loss=_loss(args.loss), batch_size=args.batch_size, path=args.out,
+        **_loss_options(args), batch_size=args.batch_size, path=args.out,
         overwrite=args.overwrite, progress=not args.quiet, precision=args.precision,
         points_per_pass=args.points_per_pass, convexity=args.convexity,
-        cache_data=not args.no_cache_data, train_mode=args.train_mode,
-        attrs={"model": args.model, "data": args.data, "checkpoint_path": args.checkpoint},
+        cache_data=not args.no_cache_data, train_mode=args.train_mode, params=args.params,
+        attrs=_sources(args),
     )  # fmt: skip
     if not args.quiet:
         loss = surface["loss"]
@@ -239,6 +247,8 @@ def cmd_plot(args: argparse.Namespace) -> None:
         return _plot_hessian(args)
     if args.kind in ("trajectory", "paths"):
         return _plot_paths_file(args)
+    if args.kind == "tracking":
+        return _plot_tracking_file(args)
     surface = load_surface(args.file)
     if args.kind != "line" and not surface.is_2d:
         raise UserError(f"{args.file} holds a line; use --kind line")
@@ -301,9 +311,12 @@ def cmd_info(args: argparse.Namespace) -> None:
 
 
 def _refuse_existing(path: str, groups: list[str], overwrite: bool) -> None:
-    """Stop before any work when results would be overwritten without --overwrite."""
-    from .storage import existing_groups
+    """Stop before any work when results would be overwritten without --overwrite, or
+    when ``path`` cannot be written (a directory, a read-only folder, a file that another
+    run is writing)."""
+    from .storage import check_output, existing_groups
 
+    check_output(path)
     taken = [] if overwrite else existing_groups(path, groups)
     if taken:
         raise UserError(f"{path} already has /{taken[0]}; pass --overwrite to replace it")
@@ -314,18 +327,34 @@ def _objective(args: argparse.Namespace) -> Any:
     from .evaluate import Objective
 
     model = _model(args, args.checkpoint)
-    return Objective(model, _data(args.data), loss=_loss(args.loss), batch_size=args.batch_size,
+    return Objective(model, _data(args.data), **_loss_options(args), batch_size=args.batch_size,
                      train_mode=args.train_mode, shard_data=True)  # fmt: skip
+
+
+def _sources(args: argparse.Namespace) -> dict[str, str]:
+    """What the command line names, recorded with its results: the model and data as given
+    (over the model's class name) and the checkpoint's path."""
+    return {"model": _spec(args.model), "data": _spec(args.data),
+            "checkpoint_path": args.checkpoint}  # fmt: skip
+
+
+def _spec(spec: str) -> str:
+    """An import string as recorded: ``./m.py:f`` and ``m.py:f`` name one model."""
+    module_name, sep, attr = spec.rpartition(":")
+    if sep and (module_name.endswith(".py") or os.sep in module_name):
+        return f"{os.path.normpath(module_name)}:{attr}"
+    return spec
 
 
 def cmd_hessian(args: argparse.Namespace) -> None:
     from . import hessian
 
     wanted = ["eigen", "extremes"] + ["trace"] * args.trace + ["density"] * args.density
+    wanted += ["blocks"] * args.per_block
     _refuse_existing(args.out, [f"hessian/{name}" for name in wanted], args.overwrite)
     objective = _objective(args)
     dtype = torch.float64 if args.float64 else None
-    common = dict(seed=args.seed, dtype=dtype)
+    common = dict(seed=args.seed, dtype=dtype, progress=not args.quiet, params=args.params)
     eigen = hessian.hessian_eigenpairs(objective, k=args.top_k, which=args.which, **common)
     extremes = hessian.extreme_eigenvalues(objective, **common)
     trace = density = None
@@ -333,20 +362,26 @@ def cmd_hessian(args: argparse.Namespace) -> None:
         trace = hessian.hessian_trace(objective, num_probes=args.num_probes, **common)
     if args.density:
         density = hessian.spectral_density(objective, num_probes=args.density_probes, **common)
+    blocks = None
+    if args.per_block:
+        blocks = hessian.block_curvature(objective, num_probes=args.num_probes, **common)
     if distributed.rank() == 0:
         hessian.save_hessian(args.out, eigen=eigen, trace=trace, density=density,
-                             extremes=extremes, overwrite=args.overwrite)  # fmt: skip
+                             extremes=extremes, blocks=blocks, overwrite=args.overwrite,
+                             attrs=_sources(args))  # fmt: skip
     values = ", ".join(f"{v:.6g}" for v in eigen.eigenvalues)
     _print(f"eigenvalues ({args.which}): {values}  [max residual {eigen.residuals.max():.2g}]")
     _print(f"lambda_max {extremes.lambda_max:.6g}, lambda_min {extremes.lambda_min:.6g}, "
           f"|lambda_min/lambda_max| {extremes.ratio:.4g}")  # fmt: skip
     if trace is not None:
-        _print(f"trace {trace.value:.6g} ± {trace.stderr:.2g} ({trace.method})")
+        _print(f"trace {format_estimate(trace.value, trace.stderr)} ({trace.method})")
+    if blocks is not None:
+        _print(blocks.table())
     _print(args.out)
 
 
 def _measure_settings(args: argparse.Namespace) -> dict[str, Any]:
-    names = ("rho", "eps", "num_samples", "target")
+    names = ("rho", "eps", "num_samples", "target", "params")
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
@@ -357,11 +392,12 @@ def cmd_sharpness(args: argparse.Namespace) -> None:
     names = args.metric or list(DEFAULT_MEASURES)
     _refuse_existing(args.out, [f"sharpness/{name}" for name in names], args.overwrite)
     objective = _objective(args)
-    results = sharpness(objective, names, seed=args.seed, **_measure_settings(args))
+    results = sharpness(objective, names, seed=args.seed, progress=not args.quiet,
+                        **_measure_settings(args))  # fmt: skip
     if distributed.rank() == 0:
-        save_sharpness(args.out, results, overwrite=args.overwrite)
+        save_sharpness(args.out, results, overwrite=args.overwrite, attrs=_sources(args))
     for name, result in results.items():
-        _print(f"{name:<22} {result.value:.6g} ± {result.stderr:.2g}")
+        _print(f"{name:<22} {format_estimate(result.value, result.stderr)}")
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
@@ -382,7 +418,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
         _data(args.data), test_data=_data(args.test_data) if args.test_data else None,
         measures=args.metric or DEFAULT_MEASURES, line=x, num_directions=args.num_directions,
         plane=None if args.y is None else (x, parse_range(args.y)), seed=args.seed,
-        loss=_loss(args.loss), batch_size=args.batch_size,
+        **_loss_options(args), batch_size=args.batch_size,
         path=os.path.join(args.out, "compare.h5"), overwrite=args.overwrite,
         progress=not args.quiet, **_measure_settings(args),
     )  # fmt: skip
@@ -392,14 +428,14 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    demo_module.run_demo(args.out, progress=not args.quiet)
+    demo_module.run_demo(args.out, progress=not args.quiet, readme=args.readme)
 
 
 def _checkpoint_objective(args: argparse.Namespace, checkpoint: str, **options: Any) -> Any:
     from .evaluate import Objective
 
     model = _model(args, checkpoint)
-    return Objective(model, _data(args.data), loss=_loss(args.loss), batch_size=args.batch_size,
+    return Objective(model, _data(args.data), **_loss_options(args), batch_size=args.batch_size,
                      train_mode=args.train_mode, **options)  # fmt: skip
 
 
@@ -495,13 +531,59 @@ def _plot_paths_file(args: argparse.Namespace) -> None:
     print(args.output)
 
 
+def _plot_tracking_file(args: argparse.Namespace) -> None:
+    from matplotlib.figure import Figure
+
+    from . import plotting
+    from .tracking import load_tracking
+
+    try:
+        run = load_tracking(args.file)
+    except KeyError:
+        raise UserError(
+            f"{args.file} holds no tracking; log a run with landscape.Tracker"
+        ) from None
+    measures = list(run.values)
+    cols = min(len(measures), 3)
+    rows = -(-len(measures) // cols)
+    fig = Figure(figsize=(3.6 * cols, 2.8 * rows), layout="constrained")
+    with plotting.landscape_style():
+        axes = fig.subplots(rows, cols, squeeze=False).ravel()
+        for ax, measure in zip(axes, measures, strict=False):
+            plotting.plot_tracking(run, measure, ax)
+            ax.legend(loc="best")
+        for ax in axes[len(measures) :]:
+            ax.remove()
+        if args.title is not None:
+            fig.suptitle(args.title)
+        plotting.save_figure(fig, args.output)
+    print(args.output)
+
+
+def cmd_correlate(args: argparse.Namespace) -> None:
+    from .correlate import correlate, write_correlation
+
+    if not os.path.isfile(args.file):
+        raise UserError(f"no such comparison file: {args.file}")
+    if args.hparams is not None and not os.path.isfile(args.hparams):
+        raise UserError(f"no such hyperparameter file: {args.hparams}")
+    found = correlate(args.file, args.hparams, gap=args.gap, num_bootstrap=args.num_bootstrap,
+                      seed=args.seed)  # fmt: skip
+    write_correlation(found, args.out)
+    print(found.to_markdown())
+
+
 # ---------------------------------------------------------------- parser
 def _add_model_options(p: argparse.ArgumentParser, checkpoint: bool = True) -> None:
     p.add_argument("--model", required=True, help="M:F, path/file.py:F or a built-in name")
     if checkpoint:
         p.add_argument("--checkpoint", required=True, help="checkpoint file (.pt or .safetensors)")
     p.add_argument("--data", required=True, help="M:F, path/file.py:F or a built-in name")
-    p.add_argument("--loss", default="cross_entropy", help="cross_entropy, mse, bce or M:F")
+    p.add_argument("--loss", default="cross_entropy",
+                   help="cross_entropy, mse, bce, causal_lm, token_ce or M:F")  # fmt: skip
+    p.add_argument("--loss-reduction", choices=LOSS_REDUCTIONS, default="auto",
+                   help="whether --loss M:F returns the batch sum or mean "
+                   "(default: found on the first batch)")  # fmt: skip
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--train-mode", action="store_true",
@@ -517,8 +599,37 @@ def _add_measure_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-samples", type=int,
                    help="Monte-Carlo samples or direction seeds, for every measure")  # fmt: skip
     p.add_argument("--target", type=float, help="PAC-Bayes loss increase target")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
+    _add_params_option(p)
+
+
+def _add_params_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params", nargs="+", metavar="PATTERN", default=None,
+                   help="move only these weights: names or glob patterns ('*.lora_*', "
+                   "'transformer.h.3.*'), or 'trainable' (default: all)")  # fmt: skip
+
+
+def _seed(text: str) -> int:
+    """``--seed``: an integer in 0 .. 2**63 - 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"expected an integer in 0 .. 2**63 - 1, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    """A positive integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def _levels(text: str) -> int | list[float]:
@@ -576,7 +687,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: states for --directions interp (BatchNorm stats too), "
                    "else weights")  # fmt: skip
     p.add_argument("--orthogonalize", action="store_true")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace a file made by another run")
     p.add_argument("--precision", choices=("fp32", "tf32", "bf16"), default="fp32")
     p.add_argument("--points-per-pass", type=int, default=None,
@@ -585,6 +696,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="re-read the data at every point (for data too big to keep)")  # fmt: skip
     p.add_argument("--convexity", action="store_true",
                    help="also map |lambda_min/lambda_max| of the Hessian (slow)")  # fmt: skip
+    _add_params_option(p)
     p.set_defaults(func=cmd_surface)
 
     p = sub.add_parser("hessian", help="Hessian eigenpairs, trace and spectral density")
@@ -597,7 +709,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--density", action="store_true", help="also the spectral density (SLQ)")
     p.add_argument("--density-probes", type=int, default=10)
     p.add_argument("--float64", action="store_true", help="compute in float64")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--per-block", action="store_true",
+                   help="also lambda_max and trace of each block's Hessian (layers, embeddings, "
+                   "head)")  # fmt: skip
+    _add_params_option(p)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--out", required=True, help="HDF5 file (results go to /hessian)")
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     p.set_defaults(func=cmd_hessian)
@@ -615,17 +731,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_measure_options(p)
     p.add_argument("--x", default="-1:1:21", help="START:STOP:NUM of the lines")
     p.add_argument("--y", default=None, help="START:STOP:NUM: also a plane (x by y)")
-    p.add_argument("--num-directions", type=int, default=3, help="direction seeds per line")
+    p.add_argument("--num-directions", type=_count, default=3, help="direction seeds per line")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("plot", help="plot a surface file")
     p.add_argument("file")
     kinds = ("line", "contour", "contourf", "heatmap", "surface3d", "density", "eigenvalues",
-             "trajectory", "paths")  # fmt: skip
+             "trajectory", "paths", "tracking")  # fmt: skip
     p.add_argument("--kind", choices=kinds, default="contour",
                    help="density and eigenvalues are for Hessian files, trajectory and paths "
-                   "for those of landscape trajectory and connect")  # fmt: skip
+                   "for those of landscape trajectory and connect, tracking for a "
+                   "Tracker's file")  # fmt: skip
     p.add_argument("--metric", default="loss")
     p.add_argument("--log", action=argparse.BooleanOptionalAction, default=None,
                    help="log scale (default: when values span over 2 decades)")  # fmt: skip
@@ -659,7 +776,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=0.01, help="learning rate of the fit (Adam)")
     p.add_argument("--bn-reestimate", action="store_true",
                    help="recompute BatchNorm statistics at every point")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--out", required=True, help="HDF5 file (results go to /paths/KIND)")
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     p.set_defaults(func=cmd_connect)
@@ -680,12 +797,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace --out")
     p.set_defaults(func=cmd_import_li)
 
+    p = sub.add_parser("correlate", help="Kendall's tau of each measure with the gap, many models")
+    p.add_argument("file", metavar="COMPARE.h5", help="the compare.h5 of landscape compare")
+    p.add_argument("--hparams", default=None,
+                   help="CSV: a checkpoint column and one column per hyperparameter")  # fmt: skip
+    p.add_argument("--gap", choices=("accuracy", "loss"), default="accuracy",
+                   help="train - test accuracy (default) or test - train loss")  # fmt: skip
+    p.add_argument("--num-bootstrap", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the resamples")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=cmd_correlate)
+
     p = sub.add_parser("info", help="what a landscape file holds, and how complete it is")
     p.add_argument("file")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("demo", help="train the digits models and make every figure")
     p.add_argument("--out", default="figures")
+    p.add_argument("--readme", default=None, help="a README whose demo table to update")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
     return parser
@@ -695,7 +824,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     argv = _join_negative_ranges(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv  # accepted anywhere on the line
-    args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    try:
+        args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    except KeyboardInterrupt:  # building the parser imports matplotlib: it takes a while
+        print("landscape: interrupted", file=sys.stderr)
+        return 130
     launched = "RANK" in os.environ and not distributed.is_distributed()
     try:
         if launched:  # under torchrun: join the group; every rank runs the same command

@@ -14,10 +14,12 @@ import landscape
 ROOT = Path(landscape.__file__).resolve().parents[1]
 PLOTTING_NAMES = [
     "landscape_style",
+    "plot_block_curvature",
     "plot_contour",
     "plot_contourf",
     "plot_contours_compare",
     "plot_convexity",
+    "plot_correlation",
     "plot_eigenvalues",
     "plot_heatmap",
     "plot_line",
@@ -25,6 +27,7 @@ PLOTTING_NAMES = [
     "plot_measures",
     "plot_spectral_density",
     "plot_surface3d",
+    "plot_tracking",
     "save_figure",
 ]
 

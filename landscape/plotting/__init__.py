@@ -2,9 +2,10 @@
 
 Axes-level functions (``plot_line``, ``plot_contour``, ``plot_contourf``, ``plot_heatmap``,
 ``plot_surface3d``, ``plot_convexity``, ``plot_spectral_density``, ``plot_eigenvalues``,
-``plot_lines_compare``) take ``ax=None`` (the current axes is used then) and return the Axes they
-drew on. Figure-level helpers (``plot_contours_compare``, ``plot_measures``) lay out several axes
-and return the Figure. A colour bar, when drawn, is reachable as ``mappable.colorbar`` (the first
+``plot_block_curvature``, ``plot_lines_compare``, ``plot_tracking``) take ``ax=None`` (the
+current axes is used then) and return the Axes they drew on. Figure-level helpers
+(``plot_contours_compare``, ``plot_measures``, ``plot_correlation``) lay out several axes and
+return the Figure. A colour bar, when drawn, is reachable as ``mappable.colorbar`` (the first
 entry of ``ax.collections``).
 
 Metric arrays of a :class:`~landscape.surface.Surface` are indexed ``[i, j]`` for the point
@@ -15,7 +16,8 @@ values span more than two decades), linear contour levels are round numbers, and
 ``(0, 0)`` is marked with a star, also on the 3D surface.
 
 Modules: :mod:`~landscape.plotting.surfaces` (one surface), :mod:`~landscape.plotting.spectra`
-(Hessian spectra), :mod:`~landscape.plotting.comparisons` (several checkpoints) and
+(Hessian spectra), :mod:`~landscape.plotting.comparisons` (several checkpoints),
+:mod:`~landscape.plotting.tracking` (training runs, many-model studies) and
 :mod:`~landscape.plotting.style` (styling and saving). Importing this package imports matplotlib;
 ``import landscape`` alone does not.
 
@@ -32,7 +34,7 @@ from .paths import plot_path_plane as plot_path_plane
 from .paths import plot_paths as plot_paths
 from .paths import plot_projection_error as plot_projection_error
 from .paths import plot_trajectory as plot_trajectory
-from .spectra import plot_eigenvalues, plot_spectral_density
+from .spectra import plot_block_curvature, plot_eigenvalues, plot_spectral_density
 from .style import landscape_style, save_figure
 from .surfaces import CONVEXITY_LABEL as CONVEXITY_LABEL
 from .surfaces import (
@@ -43,13 +45,16 @@ from .surfaces import (
     plot_line,
     plot_surface3d,
 )
+from .tracking import plot_correlation, plot_tracking
 
 __all__ = [
     "landscape_style",
+    "plot_block_curvature",
     "plot_contour",
     "plot_contourf",
     "plot_contours_compare",
     "plot_convexity",
+    "plot_correlation",
     "plot_eigenvalues",
     "plot_heatmap",
     "plot_line",
@@ -57,5 +62,6 @@ __all__ = [
     "plot_measures",
     "plot_spectral_density",
     "plot_surface3d",
+    "plot_tracking",
     "save_figure",
 ]
