@@ -14,6 +14,11 @@ computed in float64 (a matrix cast to float64, the Hessian of a float64 copy of 
 - :func:`lanczos_quadrature` and :func:`smoothed_density`: stochastic Lanczos quadrature
   (the spectral density of Ghorbani et al. 2019).
 
+Random vectors come from ``seed``: drawn on the CPU in float64 for an operator on the CPU,
+on the operator's device for a CUDA one (no copy per draw; the draws differ from the CPU's
+for the same seed but are reproducible on the same device). A ``torch.Generator`` passed
+as ``seed`` draws on its own device.
+
 Example:
     >>> matrix = torch.diag(torch.tensor([3.0, 1.0, 1.0, -2.0], dtype=torch.float64))
     >>> op = dense_operator(matrix)
@@ -32,6 +37,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
+from ._seeding import draw_dtype, seeded_generator
 from .results import Result
 
 Which = Literal["LA", "SA", "LM", "BE"]
@@ -179,9 +185,19 @@ class _Products:
 
 
 def _rademacher(n: int, generator: torch.Generator, dtype: torch.dtype, device) -> torch.Tensor:
-    """A vector of random signs, drawn on the CPU so a seed gives the same on any device."""
-    signs = torch.randint(0, 2, (n,), generator=generator, dtype=torch.float64) * 2 - 1
-    return signs.to(device, dtype)
+    """A vector of random signs, drawn on the generator's device (:mod:`landscape._seeding`)."""
+    draw = draw_dtype(generator, dtype)
+    signs = torch.randint(0, 2, (n,), generator=generator, dtype=draw, device=generator.device)
+    return (signs * 2 - 1).to(device, dtype)
+
+
+def _normal(
+    shape: tuple[int, ...], generator: torch.Generator, dtype: torch.dtype, device
+) -> torch.Tensor:
+    """Standard normal entries, drawn on the generator's device (:mod:`landscape._seeding`)."""
+    draw = draw_dtype(generator, dtype)
+    x = torch.randn(shape, generator=generator, dtype=draw, device=generator.device)
+    return x.to(device, dtype)
 
 
 # ---------------------------------------------------------------- block Lanczos
@@ -292,8 +308,7 @@ class _BlockLanczos:
         if self._generator is None or self.size >= self.n:
             return
         for _ in range(3):
-            r = torch.randn(self.n, generator=self._generator, dtype=torch.float64)
-            r = r.to(self.device, self.dtype)
+            r = _normal((self.n,), self._generator, self.dtype, self.device)
             w = self._project(r[None])[0][0]
             if self._accept(w, float(r.norm()), None):
                 return
@@ -549,7 +564,7 @@ def lanczos_eigenpairs(
         tol = 1e-8 if op.dtype == torch.float64 else 1e-4
     if tol < 0:
         raise ValueError(f"tol must be non-negative, got {tol}")
-    generator = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
+    generator = seed if isinstance(seed, torch.Generator) else seeded_generator(seed, op.device)
     work = _work_dtype(op.dtype)
     products = _Products(op, work, callback)
     ref_op = _reference(op)
@@ -566,7 +581,7 @@ def lanczos_eigenpairs(
         "verify_dtype": str(ref_op.dtype).removeprefix("torch."),
     }
     if start is None:
-        start = torch.randn(block_size, n, generator=generator, dtype=torch.float64)
+        start = _normal((block_size, n), generator, work, op.device)
     start = start.to(op.device, work)
     found = _solve(products, reference, start, generator, k, which, tol, max_matvecs)
     left = max_matvecs - products.count - (reference.count if reference is not products else 0)
@@ -666,7 +681,7 @@ def estimate_trace(
         num_sketch, num_rest = min(num_probes // 3, n), num_probes - 2 * (num_probes // 3)
     else:
         raise ValueError(f"method must be 'hutchinson' or 'hutch++', got {method!r}")
-    generator = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
+    generator = seed if isinstance(seed, torch.Generator) else seeded_generator(seed, op.device)
     work = _work_dtype(op.dtype)
     products = _Products(op, work, callback)
     settings = {
@@ -775,7 +790,7 @@ def lanczos_quadrature(
     _check_operator(op)
     if num_probes < 1 or num_steps < 1:
         raise ValueError(f"num_probes and num_steps must be >= 1, got {num_probes} and {num_steps}")
-    generator = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
+    generator = seed if isinstance(seed, torch.Generator) else seeded_generator(seed, op.device)
     work = _work_dtype(op.dtype)
     products = _Products(op, work, callback)
     settings = {

@@ -283,3 +283,31 @@ def test_the_callback_is_called_once_per_product():
         calls = []
         op = dense_operator(matrix.to(torch.float32))  # float64 checks count too
         assert solve(op, functools.partial(calls.append, 1)) == len(calls) > 0
+
+
+# ---------------------------------------------------------------- random vectors
+def test_cpu_probes_and_starts_are_the_float64_cpu_draws_of_the_seed():
+    matrix = rotated([3.0, 2.0, 1.0, 0.5, -1.0])
+    op = dense_operator(matrix)
+    g = torch.Generator().manual_seed(3)
+    signs = [torch.randint(0, 2, (5,), generator=g, dtype=f64) * 2 - 1 for _ in range(4)]
+    result = estimate_trace(op, num_probes=4, method="hutchinson", seed=3)
+    exact = [float(z @ matrix @ z) for z in signs]  # other signs would change these by O(1)
+    np.testing.assert_allclose(result.samples, exact, rtol=1e-13)
+    start = torch.randn(2, 5, generator=torch.Generator().manual_seed(4), dtype=f64)
+    assert lanczos_eigenpairs(op, 2, seed=4) == lanczos_eigenpairs(op, 2, start=start, seed=4)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_probes_are_reproducible_on_the_device():
+    matrix = rotated([3.0, 2.0, 1.0, 0.5, -1.0]).cuda()
+    op = dense_operator(matrix)
+    trace = estimate_trace(op, num_probes=8, seed=1)
+    assert trace == estimate_trace(op, num_probes=8, seed=1)
+    assert trace != estimate_trace(op, num_probes=8, seed=2)
+    assert lanczos_eigenpairs(op, 2, seed=4) == lanczos_eigenpairs(op, 2, seed=4)
+    quadrature = lanczos_quadrature(op, num_probes=2, num_steps=5, seed=0)
+    np.testing.assert_array_equal(
+        quadrature.nodes, lanczos_quadrature(op, num_probes=2, num_steps=5, seed=0).nodes
+    )

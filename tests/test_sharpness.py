@@ -5,6 +5,7 @@ untouched. (Box and ball maxima: ``test_sharpness_worst_case.py``; error bars:
 from __future__ import annotations
 
 import copy
+import importlib
 import math
 import os
 import warnings
@@ -31,6 +32,7 @@ from landscape.sharpness import (
     save_sharpness,
     sharpness,
 )
+from landscape.sharpness._random import draw_like, generator_for, normal_draws
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 
@@ -423,3 +425,78 @@ def test_a_standard_error_from_one_batch_or_sample_is_nan():
     average = measure_average_case(objective, num_samples=1, progress=False)
     assert math.isnan(worst.stderr) and worst.interval is None
     assert math.isnan(average.stderr) and all(math.isnan(v) for v in average.interval)
+
+
+# ---------------------------------------------------------------- sizes refused before any work
+def counted(model: nn.Module) -> list[int]:
+    """A list whose length is the number of forward passes of ``model`` from now on."""
+    calls: list[int] = []
+    model.register_forward_hook(lambda *_: calls.append(1))
+    return calls
+
+
+def test_relative_flatness_refuses_a_layer_over_the_bound_before_any_forward(monkeypatch):
+    module = importlib.import_module("landscape.sharpness.relative_flatness")
+    model = relu_mlp()
+    objective = Objective(model, classification_data(n=10))
+    calls = counted(model)
+    monkeypatch.setattr(module, "MAX_HESSIAN_BYTES", 24**2 * 8 - 1)  # 4.weight: 24 params
+    with pytest.raises(ValueError, match=r"'4\.weight': 24 parameters.*layer=.*'trace'"):
+        measure_relative_flatness(objective, progress=False)
+    assert calls == []
+    objective(objective.base_state)
+    assert calls  # the hook counts the objective's forward passes
+
+
+def test_keskar_refuses_a_full_space_over_the_bound_before_any_forward(monkeypatch):
+    module = importlib.import_module("landscape.sharpness.keskar")
+    model = relu_mlp()
+    objective = Objective(model, classification_data(n=10))
+    calls = counted(model)
+    monkeypatch.setattr(module, "MAX_FULL_SPACE_PARAMS", 10)
+    with pytest.raises(
+        ValueError, match=r"all 128 perturbed parameters.*subspace_dim=.*worst_linf"
+    ):
+        measure_keskar(objective, progress=False)
+    assert calls == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotAMinimumWarning)  # a random net is not at a minimum
+        measure_keskar(objective, subspace_dim=2, num_iters=1, num_restarts=1, progress=False)
+    assert calls  # a subspace is not refused
+
+
+# ---------------------------------------------------------------- noise draws
+def test_cpu_draws_are_the_float64_cpu_draws_of_the_seed():
+    like = {"a": torch.zeros(3, 2, dtype=torch.float32), "b": torch.zeros(4, dtype=DTYPE)}
+    g = torch.Generator().manual_seed(7)
+    expected = [
+        {
+            n: torch.randn(t.shape, generator=g, dtype=torch.float64).to(t.dtype)
+            for n, t in like.items()
+        }
+        for _ in range(2)
+    ]
+    draws = list(normal_draws(like, 7, 2))
+    for draw, old in zip(draws, expected, strict=True):
+        for n in like:
+            assert draw[n].dtype == like[n].dtype
+            assert torch.equal(draw[n], old[n])
+    g = torch.Generator().manual_seed(7)
+    uniform = 2 * torch.rand(4, generator=g, dtype=torch.float64) - 1
+    assert torch.equal(draw_like({"b": like["b"]}, generator_for(like, 7), "uniform")["b"], uniform)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_draws_are_made_on_the_device_and_reproducible():
+    like = {"a": torch.zeros(3, 2, device="cuda"), "b": torch.zeros(4, device="cuda", dtype=DTYPE)}
+    generator = generator_for(like, 7)
+    assert generator.device.type == "cuda"
+    first, again = list(normal_draws(like, 7, 2)), list(normal_draws(like, 7, 2))
+    for draw, same in zip(first, again, strict=True):
+        for n, t in like.items():
+            assert draw[n].device == t.device and draw[n].dtype == t.dtype
+            assert torch.equal(draw[n], same[n])
+    assert not torch.equal(first[0]["a"], first[1]["a"])
+    uniform = draw_like(like, generator, "uniform")
+    assert all(bool(t.abs().max() <= 1) for t in uniform.values())

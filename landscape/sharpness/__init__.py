@@ -8,8 +8,9 @@ measure. An objective that shards its data across ``torch.distributed`` ranks
 (``shard_data=True``) works too: every sum over the data is all-reduced, so every rank
 makes the same calls and gets the value that one process with all the data gets (up to
 the order of float64 additions). Stochastic measures are reproducible from ``seed``: noise
-is drawn on the CPU in float64 from a ``torch.Generator`` (never the global one), then cast
-to each weight's dtype.
+is drawn from a ``torch.Generator`` (never the global one), on the CPU in float64 then cast
+to each weight's dtype, or, for weights on a CUDA device, on that device (draws that differ
+from the CPU's for the same seed but are reproducible on the same device).
 
 One module per family, each registering its measures and their settings in
 :mod:`~landscape.sharpness.registry`; by contract name (``L`` the mean loss, ``w`` the

@@ -18,7 +18,10 @@ from ._stats import count_agreed
 from .registry import register
 from .result import SharpnessResult
 
-__all__ = ["keskar_subspace", "measure_keskar"]
+__all__ = ["MAX_FULL_SPACE_PARAMS", "keskar_subspace", "measure_keskar"]
+
+MAX_FULL_SPACE_PARAMS = 10_000_000
+"""The most parameters :func:`measure_keskar` takes in the full space (``subspace_dim=None``)."""
 
 
 def keskar_subspace(num_params: int, subspace_dim: int, *, seed: int) -> torch.Tensor:
@@ -63,7 +66,9 @@ def measure_keskar(
         objective: the loss and data; its model is never changed.
         eps: relative size of the box.
         subspace_dim: ``None`` for the full space (``A = I``), or ``p`` for a random subspace
-            (``A`` an ``n x p`` matrix of standard Gaussian entries, stored densely).
+            (``A`` an ``n x p`` matrix of standard Gaussian entries, stored densely). The
+            full space takes at most :data:`MAX_FULL_SPACE_PARAMS` (10 million) parameters:
+            L-BFGS-B runs on the host, with float64 copies of all of them at every iteration.
         num_iters: L-BFGS-B iterations per start (``maxiter``).
         num_restarts: number of starts.
         seed: seeds ``A`` and the random starts.
@@ -79,7 +84,9 @@ def measure_keskar(
         ``max_loss - loss``.
 
     Raises:
-        ValueError: a non-positive ``eps`` or count.
+        ValueError: a non-positive ``eps`` or count, or more than
+            :data:`MAX_FULL_SPACE_PARAMS` parameters in the full space (checked before any
+            work).
         TypeError: a count or seed that is not an integer.
 
     Example:
@@ -98,6 +105,14 @@ def measure_keskar(
     seed = _checks.check_seed(seed)
     weights = weights_of(objective, params)
     names = list(weights)
+    num_params = sum(w.numel() for w in weights.values())
+    if subspace_dim is None and num_params > MAX_FULL_SPACE_PARAMS:
+        raise ValueError(
+            f"keskar in the full space runs L-BFGS-B on the host with float64 vectors of all "
+            f"{num_params:,} perturbed parameters, over the bound of {MAX_FULL_SPACE_PARAMS:,} "
+            "(MAX_FULL_SPACE_PARAMS); pass subspace_dim= (a random subspace, e.g. 100) or "
+            "params= fewer weights, or use 'worst_linf' (Auto-PGD on the weights' device)"
+        )
     x = torch.cat([w.reshape(-1).to(torch.float64).cpu() for w in weights.values()])
     generator = torch.Generator().manual_seed(seed)
     if subspace_dim is None:

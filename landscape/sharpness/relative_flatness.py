@@ -16,7 +16,10 @@ from ._evaluation import selection_setting, weights_of
 from .registry import register
 from .result import SharpnessResult
 
-__all__ = ["measure_relative_flatness"]
+__all__ = ["MAX_HESSIAN_BYTES", "measure_relative_flatness"]
+
+MAX_HESSIAN_BYTES = 2 * 2**30
+"""The largest layer Hessian :func:`measure_relative_flatness` forms: 2 GiB."""
 
 
 def measure_relative_flatness(
@@ -32,7 +35,9 @@ def measure_relative_flatness(
     weight (the weights into unit ``s``) and ``H_{s,s'}`` the block of the Hessian of the mean
     loss with respect to rows ``s`` and ``s'``. The layer's full Hessian is formed
     (``torch.func.hessian``, ``(out * in)^2`` entries), so the layer must be small, as a
-    network's last layers are. Invariant to rescaling the layer against its neighbours.
+    network's last layers are: a layer whose Hessian would exceed :data:`MAX_HESSIAN_BYTES`
+    (2 GiB) is refused before any work. Invariant to rescaling the layer against its
+    neighbours.
 
     Args:
         objective: the loss and data; its model is never changed.
@@ -46,7 +51,8 @@ def measure_relative_flatness(
         A deterministic :class:`SharpnessResult` named ``"relative_flatness"``.
 
     Raises:
-        ValueError: ``layer`` is not a 2-D weight, or the model has no ``nn.Linear``.
+        ValueError: ``layer`` is not a 2-D weight, the model has no ``nn.Linear``, or the
+            layer's Hessian would exceed :data:`MAX_HESSIAN_BYTES`.
         TypeError: ``layer`` is not a string.
 
     Example:
@@ -74,6 +80,15 @@ def measure_relative_flatness(
         two_d = [n for n, w in weights.items() if w.dim() == 2]
         raise ValueError(f"layer must name a 2-D weight, one of {two_d}; got {layer!r}")
     weight = weights[layer]
+    num_bytes = weight.numel() ** 2 * weight.element_size()
+    if num_bytes > MAX_HESSIAN_BYTES:
+        raise ValueError(
+            f"relative_flatness forms the full Hessian of layer {layer!r}: "
+            f"{weight.numel():,} parameters, ({weight.numel():,})^2 entries of {weight.dtype} "
+            f"= {num_bytes / 2**30:.1f} GiB, over the bound of {MAX_HESSIAN_BYTES / 2**30:g} GiB "
+            "(MAX_HESSIAN_BYTES); pass layer= (or params=) a smaller 2-D weight, or use a "
+            "measure that scales, such as 'trace' or 'adaptive_avg_l2'"
+        )
     hessian = torch.zeros(weight.shape * 2, dtype=weight.dtype, device=weight.device)
     batches = list(objective.batches())
     with progress_bar(progress, desc="relative_flatness", unit="batch", total=len(batches)) as bar:

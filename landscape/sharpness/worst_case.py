@@ -23,7 +23,7 @@ from ._evaluation import (
     weights_of,
 )
 from ._guards import check_slope
-from ._random import draw_like
+from ._random import draw_like, generator_for
 from ._stats import count_agreed, mean_and_stderr, mean_interval
 from .registry import DEFAULT_RHO, register
 from .result import SharpnessResult
@@ -145,7 +145,7 @@ def measure_worst_case(
         groups = groups[: _checks.check_count("num_batches", num_batches)]
     weights = weights_of(objective, params)
     scales = {n: w.abs() if adaptive else torch.ones_like(w) for n, w in weights.items()}
-    generator = torch.Generator().manual_seed(seed)
+    generator = generator_for(weights, seed)
 
     def project(u: State) -> State:
         if p == 2:
