@@ -9,8 +9,6 @@ killed comparison started again with the same settings redoes only the unfinishe
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +23,7 @@ from .data import EvaluationData
 from .directions import random_directions
 from .objective import Objective
 from .params import select_params, state_sha256
-from .results import Result, format_estimate
+from .results import Result, format_estimate, rows_to_csv
 from .sharpness import SharpnessResult, sharpness
 from .sharpness.registry import check_settings
 from .storage.compare import prepare_compare_file, read_compare_label, write_compare_label
@@ -86,12 +84,7 @@ class Comparison(Result):
 
     def to_csv(self) -> str:
         """The table as CSV, full precision."""
-        rows = self.table_rows()
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        return out.getvalue()
+        return rows_to_csv(self.table_rows())
 
     def to_markdown(self) -> str:
         """The table as Markdown: measures as ``value ± stderr`` (the value alone where the

@@ -19,7 +19,6 @@ A positive tau means the sharper model (by that measure) generalizes worse.
 from __future__ import annotations
 
 import csv
-import io
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -29,7 +28,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .compare import Comparison
-from .results import Result
+from .results import Result, rows_to_csv
 from .storage.compare import read_compare_results
 
 Gap = Literal["accuracy", "loss"]
@@ -106,12 +105,7 @@ class Correlation(Result):
 
     def to_csv(self) -> str:
         """The table as CSV, full precision."""
-        rows = self.table_rows()
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        return out.getvalue()
+        return rows_to_csv(self.table_rows())
 
     def to_markdown(self) -> str:
         """The table as Markdown: tau with its interval, granulated taus."""

@@ -21,7 +21,9 @@ Example:
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -73,6 +75,20 @@ def values_equal(a: Any, b: Any) -> bool:
     if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
         return True
     return bool(a == b)
+
+
+def rows_to_csv(rows: list[dict[str, Any]]) -> str:
+    r"""CSV text of table rows (dicts with the same keys), full precision.
+
+    Example:
+        >>> rows_to_csv([{"a": 1, "b": 0.5}])
+        'a,b\n1,0.5\n'
+    """
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
 
 
 def format_estimate(value: float, stderr: float | None, *, digits: int = 6) -> str:
