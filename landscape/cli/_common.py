@@ -1,0 +1,233 @@
+"""What the subcommands share: import strings, devices, models and data, objectives, outputs."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import os
+import re
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import demo as demo_module
+from .. import distributed
+from ..checkpoint import file_sha256, load_checkpoint
+from ..losses import LOSSES
+
+RANGE_OPTIONS = ("--x", "--y")
+NORMS = ("filter", "layer", "weight", "none")
+_NUMBER_RANGE = re.compile(r"^-[0-9.]")
+
+
+class UserError(Exception):
+    """A mistake in the command line or its inputs: reported in one line."""
+
+
+def resolve_callable(spec: str, builtins: dict[str, Callable[..., Any]], what: str) -> Callable:
+    """A callable from a built-in name, ``package.module:callable`` or ``path/file.py:callable``.
+
+    Raises:
+        UserError: if it does not resolve.
+    """
+    if spec in builtins:
+        return builtins[spec]
+    module_name, sep, attr = spec.rpartition(":")
+    if not sep or not module_name or not attr:
+        raise UserError(
+            f"{what} must be a built-in name ({', '.join(sorted(builtins))}), "
+            f"package.module:callable or path/file.py:callable; got {spec!r}"
+        )
+    if module_name.endswith(".py") or os.sep in module_name:
+        if not os.path.isfile(module_name):
+            raise UserError(f"{what}: no such file {module_name!r}")
+        name = "_landscape_user_" + re.sub(r"\W", "_", os.path.abspath(module_name))
+        module_spec = importlib.util.spec_from_file_location(name, module_name)
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception as err:  # the user's file: report it in one line
+            raise UserError(f"{what}: importing {module_name} failed: {err!r}") from None
+    else:
+        if os.getcwd() not in sys.path and "" not in sys.path:  # as `python -m` would
+            sys.path.insert(0, os.getcwd())
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as err:
+            raise UserError(f"{what}: cannot import {module_name!r} ({err})") from None
+    target = getattr(module, attr, None)
+    if not callable(target):
+        raise UserError(f"{what}: {module_name!r} has no callable {attr!r}")
+    return target
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        if distributed.is_distributed():  # under torchrun: this rank's own device
+            if _cuda_ranks():
+                return torch.device("cuda", torch.cuda.current_device())
+            return torch.device("cpu")
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for, but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def _cuda_ranks() -> bool:
+    return torch.cuda.is_available() and torch.distributed.get_backend() == "nccl"
+
+
+def _print(*values: Any) -> None:
+    """Print on rank 0 only (every rank runs the same command under torchrun)."""
+    if distributed.rank() == 0:
+        print(*values)
+
+
+def _model(args: argparse.Namespace, checkpoint: str) -> nn.Module:
+    build = resolve_callable(args.model, demo_module.BUILTIN_MODELS, "--model")
+    model = build()
+    if not isinstance(model, nn.Module):
+        raise UserError(f"--model {args.model} returned a {type(model).__name__}, not an nn.Module")
+    if not os.path.isfile(checkpoint):
+        raise UserError(f"no such checkpoint file: {checkpoint}")
+    return load_checkpoint(model, checkpoint).to(_device(args.device)).eval()
+
+
+def _data(spec: str) -> Any:
+    return resolve_callable(spec, demo_module.BUILTIN_DATA, "--data")()
+
+
+def _loss_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``loss`` and ``loss_reduction`` from ``--loss`` and ``--loss-reduction``."""
+    loss = args.loss
+    if loss not in LOSSES:
+        loss = resolve_callable(loss, dict(LOSSES), "--loss")
+    return {"loss": loss, "loss_reduction": args.loss_reduction}
+
+
+# ---------------------------------------------------------------- subcommands
+def _random_directions(args: argparse.Namespace, model: nn.Module, num: int) -> Any:
+    """Random directions, with ``--x-norm``/``--y-norm`` when the two axes differ."""
+    from ..directions import Directions, random_direction, random_directions
+
+    x_norm, y_norm = args.x_norm or args.norm, args.y_norm or args.norm
+    options = dict(ignore=args.ignore, dir_type=args.dir_type)
+    if num == 1 or x_norm == y_norm:
+        return random_directions(model, num=num, norm=x_norm, seed=args.seed,
+                                 orthogonalize=args.orthogonalize, params=args.params,
+                                 **options)  # fmt: skip
+    if args.orthogonalize:
+        raise UserError("--orthogonalize needs one normalization; drop --x-norm/--y-norm")
+    generator = torch.Generator().manual_seed(args.seed)  # the draws of random_directions
+    x = random_direction(model, norm=x_norm, generator=generator, params=args.params, **options)
+    y = random_direction(model, norm=y_norm, generator=generator, params=args.params, **options)
+    settings = dict(options, norm=x_norm, x_norm=x_norm, y_norm=y_norm, seed=args.seed)
+    return Directions(x, y, kind="random", settings=settings)
+
+
+def _surface_directions(args: argparse.Namespace, model: nn.Module, data: Any, num: int) -> Any:
+    """The directions asked for by ``--directions`` (or stored in ``--dir-file``)."""
+    from ..directions import Directions, interpolation_direction, pca_directions
+    from ..storage import load_directions
+
+    if args.dir_file:
+        if args.directions != "random":
+            raise UserError("--dir-file replaces --directions; give one of them")
+        stored = load_directions(args.dir_file)
+        if len(stored) < num:
+            raise UserError(
+                f"--dir-file {args.dir_file} holds {len(stored)} direction(s); "
+                f"this surface needs {num}"
+            )
+        settings = {"dir_file": os.path.abspath(args.dir_file)}
+        return Directions(stored[0], stored[1] if num == 2 else None, kind="file",
+                          settings=settings)  # fmt: skip
+    if args.directions == "random":
+        return _random_directions(args, model, num)
+    if args.directions == "interp":
+        if not args.target:
+            raise UserError("--directions interp needs --target CKPT2")
+        end = _model(args, args.target)
+        x = interpolation_direction(model, end, dir_type=args.dir_type, params=args.params)
+        y = _random_directions(args, model, 1).x if num == 2 else None
+        settings = {"dir_type": args.dir_type, "target_sha256": file_sha256(args.target)}
+        x_end = {n: t.detach() for n, t in end.state_dict().items() if n in x}
+        return Directions(x, y, kind="interpolation", settings=settings, x_end=x_end)
+    if args.directions == "pca":
+        if not args.trajectory:
+            raise UserError("--directions pca needs --trajectory CKPT [CKPT ...]")
+        states = [_model(args, path).state_dict() for path in args.trajectory]
+        return pca_directions(states, model, num=num, ignore=args.ignore)
+    from ..hessian import hessian_directions
+
+    if os.path.exists(args.out) and not args.overwrite:
+        stored = load_directions(args.out)  # resume with the directions already found
+        if len(stored) < num:
+            raise UserError(
+                f"{args.out} holds no Hessian directions to resume from; "
+                "use another --out or --overwrite"
+            )
+        return Directions(stored[0], stored[1] if num == 2 else None, kind="hessian",
+                          settings={"seed": args.seed})  # fmt: skip
+    from ..evaluate import Objective
+
+    objective = Objective(model, data, **_loss_options(args), batch_size=args.batch_size,
+                          train_mode=args.train_mode)  # fmt: skip
+    top = hessian_directions(objective, seed=args.seed, params=args.params,
+                             progress=not args.quiet)  # fmt: skip
+    return Directions(top[0], top[1] if num == 2 else None, kind="hessian",
+                      settings={"seed": args.seed})  # fmt: skip
+
+
+def _refuse_existing(path: str, groups: list[str], overwrite: bool) -> None:
+    """Stop before any work when results would be overwritten without --overwrite, or
+    when ``path`` cannot be written (a directory, a read-only folder, a file that another
+    run is writing)."""
+    from ..storage import check_output, existing_groups
+
+    check_output(path)
+    taken = [] if overwrite else existing_groups(path, groups)
+    if taken:
+        raise UserError(f"{path} already has /{taken[0]}; pass --overwrite to replace it")
+
+
+def _objective(args: argparse.Namespace) -> Any:
+    """The checkpoint's objective; under torchrun each rank keeps a share of the data."""
+    from ..evaluate import Objective
+
+    model = _model(args, args.checkpoint)
+    return Objective(model, _data(args.data), **_loss_options(args), batch_size=args.batch_size,
+                     train_mode=args.train_mode, shard_data=True)  # fmt: skip
+
+
+def _sources(args: argparse.Namespace) -> dict[str, str]:
+    """What the command line names, recorded with its results: the model and data as given
+    (over the model's class name) and the checkpoint's path."""
+    return {"model": _spec(args.model), "data": _spec(args.data),
+            "checkpoint_path": args.checkpoint}  # fmt: skip
+
+
+def _spec(spec: str) -> str:
+    """An import string as recorded: ``./m.py:f`` and ``m.py:f`` name one model."""
+    module_name, sep, attr = spec.rpartition(":")
+    if sep and (module_name.endswith(".py") or os.sep in module_name):
+        return f"{os.path.normpath(module_name)}:{attr}"
+    return spec
+
+
+def _measure_settings(args: argparse.Namespace) -> dict[str, Any]:
+    names = ("rho", "eps", "num_samples", "target", "params")
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def _checkpoint_objective(args: argparse.Namespace, checkpoint: str, **options: Any) -> Any:
+    from ..evaluate import Objective
+
+    model = _model(args, checkpoint)
+    return Objective(model, _data(args.data), **_loss_options(args), batch_size=args.batch_size,
+                     train_mode=args.train_mode, **options)  # fmt: skip

@@ -1,0 +1,346 @@
+"""The subcommands: one ``cmd_<name>(args)`` each, over the public API."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import demo as demo_module
+from .. import distributed
+from ..results import format_estimate
+from ._common import (
+    UserError,
+    _checkpoint_objective,
+    _data,
+    _device,
+    _loss_options,
+    _measure_settings,
+    _model,
+    _objective,
+    _print,
+    _refuse_existing,
+    _sources,
+    _surface_directions,
+    resolve_callable,
+)
+
+
+def cmd_surface(args: argparse.Namespace) -> None:
+    from ..storage import check_output
+    from ..surface import compute_surface, parse_range
+
+    check_output(args.out)  # before any work: a directory, read-only folder, held file
+    xs = parse_range(args.x)
+    ys = parse_range(args.y) if args.y else None
+    if args.dir_type is None:
+        args.dir_type = "states" if args.directions == "interp" else "weights"
+    model = _model(args, args.checkpoint)
+    data = _data(args.data)
+    directions = _surface_directions(args, model, data, 1 if ys is None else 2)
+    surface = compute_surface(
+        model, data, directions, xs, ys,
+        **_loss_options(args), batch_size=args.batch_size, path=args.out,
+        overwrite=args.overwrite, progress=not args.quiet, precision=args.precision,
+        points_per_pass=args.points_per_pass, convexity=args.convexity,
+        cache_data=not args.no_cache_data, train_mode=args.train_mode, params=args.params,
+        attrs=_sources(args),
+    )  # fmt: skip
+    if not args.quiet:
+        loss = surface["loss"]
+        span = (
+            f"loss {np.nanmin(loss):.4g} .. {np.nanmax(loss):.4g}"
+            if np.isfinite(loss).any()
+            else ""
+        )
+        _print(f"{surface.path}: {loss.size} points, {span}")
+
+
+def cmd_plot(args: argparse.Namespace) -> None:
+    from matplotlib.figure import Figure
+
+    from .. import plotting
+    from ..surface import load_surface
+
+    if args.kind in ("density", "eigenvalues"):
+        return _plot_hessian(args)
+    if args.kind in ("trajectory", "paths"):
+        return _plot_paths_file(args)
+    if args.kind == "tracking":
+        return _plot_tracking_file(args)
+    surface = load_surface(args.file)
+    if args.kind != "line" and not surface.is_2d:
+        raise UserError(f"{args.file} holds a line; use --kind line")
+    if args.kind == "line" and surface.is_2d:
+        raise UserError(
+            f"{args.file} holds a plane; use --kind contour, contourf, heatmap or surface3d"
+        )
+    options: dict[str, Any] = {"log": args.log}
+    if args.kind != "line":
+        options.update(vmin=args.vmin, vmax=args.vmax)
+    if args.levels is not None and args.kind in ("contour", "contourf"):
+        options["levels"] = args.levels
+    fig = Figure(figsize=(5, 4), layout="constrained")
+    with plotting.landscape_style():
+        if args.kind == "surface3d":
+            ax = plotting.plot_surface3d(
+                surface, args.metric, fig.add_subplot(projection="3d"), **options
+            )
+        elif args.kind == "line":
+            ax = plotting.plot_line(
+                surface, (args.metric, "accuracy"), fig.add_subplot(), **options
+            )
+        else:
+            draw = {"contour": plotting.plot_contour, "contourf": plotting.plot_contourf,
+                    "heatmap": plotting.plot_heatmap}[args.kind]  # fmt: skip
+            ax = draw(surface, args.metric, fig.add_subplot(), **options)
+        if args.title is not None:
+            ax.set_title(args.title)
+        plotting.save_figure(fig, args.output)
+    print(args.output)
+
+
+def _plot_hessian(args: argparse.Namespace) -> None:
+    from matplotlib.figure import Figure
+
+    from .. import plotting
+    from ..hessian import load_hessian
+
+    results = load_hessian(args.file)
+    fig = Figure(figsize=(5, 4), layout="constrained")
+    with plotting.landscape_style():
+        if args.kind == "density":
+            if results.density is None:
+                raise UserError(f"{args.file} has no spectral density; run hessian --density")
+            plotting.plot_spectral_density(
+                results.density.grid, results.density.density, fig.add_subplot()
+            )
+        else:
+            if results.eigen is None:
+                raise UserError(f"{args.file} has no eigenvalues")
+            plotting.plot_eigenvalues(results.eigen.eigenvalues, fig.add_subplot())
+        plotting.save_figure(fig, args.output)
+    print(args.output)
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    from ..storage import describe_file
+
+    print(describe_file(args.file))
+
+
+def cmd_hessian(args: argparse.Namespace) -> None:
+    from .. import hessian
+
+    wanted = ["eigen", "extremes"] + ["trace"] * args.trace + ["density"] * args.density
+    wanted += ["blocks"] * args.per_block
+    _refuse_existing(args.out, [f"hessian/{name}" for name in wanted], args.overwrite)
+    objective = _objective(args)
+    dtype = torch.float64 if args.float64 else None
+    common = dict(seed=args.seed, dtype=dtype, progress=not args.quiet, params=args.params)
+    eigen = hessian.hessian_eigenpairs(objective, k=args.top_k, which=args.which, **common)
+    extremes = hessian.extreme_eigenvalues(objective, **common)
+    trace = density = None
+    if args.trace:
+        trace = hessian.hessian_trace(objective, num_probes=args.num_probes, **common)
+    if args.density:
+        density = hessian.spectral_density(objective, num_probes=args.density_probes, **common)
+    blocks = None
+    if args.per_block:
+        blocks = hessian.block_curvature(objective, num_probes=args.num_probes, **common)
+    if distributed.rank() == 0:
+        hessian.save_hessian(args.out, eigen=eigen, trace=trace, density=density,
+                             extremes=extremes, blocks=blocks, overwrite=args.overwrite,
+                             attrs=_sources(args))  # fmt: skip
+    values = ", ".join(f"{v:.6g}" for v in eigen.eigenvalues)
+    _print(f"eigenvalues ({args.which}): {values}  [max residual {eigen.residuals.max():.2g}]")
+    _print(f"lambda_max {extremes.lambda_max:.6g}, lambda_min {extremes.lambda_min:.6g}, "
+          f"|lambda_min/lambda_max| {extremes.ratio:.4g}")  # fmt: skip
+    if trace is not None:
+        _print(f"trace {format_estimate(trace.value, trace.stderr)} ({trace.method})")
+    if blocks is not None:
+        _print(blocks.table())
+    _print(args.out)
+
+
+def cmd_sharpness(args: argparse.Namespace) -> None:
+    from ..compare import DEFAULT_MEASURES
+    from ..sharpness import save_sharpness, sharpness
+
+    names = args.metric or list(DEFAULT_MEASURES)
+    _refuse_existing(args.out, [f"sharpness/{name}" for name in names], args.overwrite)
+    objective = _objective(args)
+    results = sharpness(objective, names, seed=args.seed, progress=not args.quiet,
+                        **_measure_settings(args))  # fmt: skip
+    if distributed.rank() == 0:
+        save_sharpness(args.out, results, overwrite=args.overwrite, attrs=_sources(args))
+    for name, result in results.items():
+        _print(f"{name:<22} {format_estimate(result.value, result.stderr)}")
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from ..compare import DEFAULT_MEASURES, compare_checkpoints, plot_comparison, write_tables
+    from ..surface import parse_range
+
+    build = resolve_callable(args.model, demo_module.BUILTIN_MODELS, "--model")
+    missing = [c for c in args.checkpoints if not os.path.isfile(c)]
+    if missing:
+        raise UserError(f"no such checkpoint file: {missing[0]}")
+    labels = [os.path.splitext(os.path.basename(c))[0] for c in args.checkpoints]
+    if len(set(labels)) != len(labels):
+        labels = list(args.checkpoints)
+    x = parse_range(args.x)
+    os.makedirs(args.out, exist_ok=True)
+    comparison = compare_checkpoints(
+        build().to(_device(args.device)), dict(zip(labels, args.checkpoints, strict=True)),
+        _data(args.data), test_data=_data(args.test_data) if args.test_data else None,
+        measures=args.metric or DEFAULT_MEASURES, line=x, num_directions=args.num_directions,
+        plane=None if args.y is None else (x, parse_range(args.y)), seed=args.seed,
+        **_loss_options(args), batch_size=args.batch_size,
+        path=os.path.join(args.out, "compare.h5"), overwrite=args.overwrite,
+        progress=not args.quiet, **_measure_settings(args),
+    )  # fmt: skip
+    write_tables(comparison, args.out)
+    plot_comparison(comparison, args.out)
+    print(comparison.to_markdown())
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    demo_module.run_demo(args.out, progress=not args.quiet, readme=args.readme)
+
+
+def cmd_trajectory(args: argparse.Namespace) -> None:
+    from ..trajectory import trajectory_plane
+
+    if len(args.checkpoints) < 3:
+        raise UserError(f"a trajectory needs at least 3 checkpoints, got {len(args.checkpoints)}")
+    if args.steps is not None and len(args.steps) != len(args.checkpoints):
+        raise UserError(f"--steps needs one value per checkpoint ({len(args.checkpoints)}), "
+                        f"got {len(args.steps)}")  # fmt: skip
+    objective = _checkpoint_objective(args, args.checkpoints[-1])
+    states = [_model(args, path).state_dict() for path in args.checkpoints]
+    result = trajectory_plane(
+        objective, states, steps=args.steps, num_points=args.num_points, margin=args.margin,
+        path=args.out, overwrite=args.overwrite, progress=not args.quiet,
+    )  # fmt: skip
+    ratio = ", ".join(f"{100 * v:.1f}%" for v in result.explained_variance)
+    gap = np.abs(result.projected["loss"] - result.true["loss"]).max()
+    _print(f"{args.out}: explained variance {ratio}; largest |true - projected| loss {gap:.4g}")
+
+
+def cmd_connect(args: argparse.Namespace) -> None:
+    from ..paths import connect_checkpoints
+    from ..storage.paths import save_paths
+
+    kinds = ["line"] + ([args.curve] if args.curve != "line" else [])
+    _refuse_existing(args.out, [f"paths/{k}" for k in kinds], args.overwrite)
+    objective = _checkpoint_objective(args, args.checkpoint_a)
+    end = _model(args, args.checkpoint_b).state_dict()
+    fit_objective = None
+    if args.bn_reestimate and not args.train_mode:  # fit with batch statistics (Garipov)
+        fit_objective = _checkpoint_objective(args, args.checkpoint_a, train_mode=True)
+    connection = connect_checkpoints(
+        objective, objective.base_state, end, curve=args.curve, t=args.num_points,
+        bn_reestimate=args.bn_reestimate, fit_objective=fit_objective,
+        **({} if args.curve == "line" else
+           {"num_steps": args.num_steps, "lr": args.lr, "seed": args.seed}),
+    )  # fmt: skip
+    save_paths(args.out, connection.paths, overwrite=args.overwrite)
+    for kind, result in connection.paths.items():
+        _print(f"{kind:<10} barrier {result.barrier:.4g} at t = {result.barrier_t:.3g}")
+    _print(args.out)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from ..export import export
+
+    for path in export(args.file, args.output, format=args.format, metric=args.metric):
+        print(path)
+
+
+def cmd_import_li(args: argparse.Namespace) -> None:
+    from ..li_format import import_li
+
+    build = resolve_callable(args.model, demo_module.BUILTIN_MODELS, "--model")
+    surface = import_li(args.surface, build(), dir_file=args.dir_file, dir_type=args.dir_type,
+                        out=args.out, overwrite=args.overwrite)  # fmt: skip
+    shape = " x ".join(str(len(a)) for a in (surface.x, surface.y) if a is not None)
+    print(f"{args.out}: {shape} grid, metrics {', '.join(surface.metrics)}")
+
+
+def _plot_paths_file(args: argparse.Namespace) -> None:
+    from matplotlib.figure import Figure
+
+    from .. import plotting
+
+    fig = Figure(figsize=(9, 3.6) if args.kind == "trajectory" else (5, 4), layout="constrained")
+    with plotting.landscape_style():
+        if args.kind == "trajectory":
+            from ..trajectory import load_trajectory
+
+            try:
+                trajectory = load_trajectory(args.file)
+            except KeyError:
+                raise UserError(
+                    f"{args.file} holds no trajectory; run landscape trajectory"
+                ) from None
+            left, right = fig.subplots(1, 2, width_ratios=(3, 2))
+            plotting.plot_trajectory(trajectory, args.metric, left)
+            plotting.plot_projection_error(trajectory, args.metric, right)
+            ax = left
+        else:
+            from ..storage.paths import load_paths
+
+            paths = load_paths(args.file)
+            if not paths:
+                raise UserError(f"{args.file} holds no paths; run landscape connect")
+            ax = plotting.plot_paths(paths, args.metric, fig.add_subplot())
+        if args.title is not None:
+            ax.set_title(args.title)
+        plotting.save_figure(fig, args.output)
+    print(args.output)
+
+
+def _plot_tracking_file(args: argparse.Namespace) -> None:
+    from matplotlib.figure import Figure
+
+    from .. import plotting
+    from ..tracking import load_tracking
+
+    try:
+        run = load_tracking(args.file)
+    except KeyError:
+        raise UserError(
+            f"{args.file} holds no tracking; log a run with landscape.Tracker"
+        ) from None
+    measures = list(run.values)
+    cols = min(len(measures), 3)
+    rows = -(-len(measures) // cols)
+    fig = Figure(figsize=(3.6 * cols, 2.8 * rows), layout="constrained")
+    with plotting.landscape_style():
+        axes = fig.subplots(rows, cols, squeeze=False).ravel()
+        for ax, measure in zip(axes, measures, strict=False):
+            plotting.plot_tracking(run, measure, ax)
+            ax.legend(loc="best")
+        for ax in axes[len(measures) :]:
+            ax.remove()
+        if args.title is not None:
+            fig.suptitle(args.title)
+        plotting.save_figure(fig, args.output)
+    print(args.output)
+
+
+def cmd_correlate(args: argparse.Namespace) -> None:
+    from ..correlate import correlate, write_correlation
+
+    if not os.path.isfile(args.file):
+        raise UserError(f"no such comparison file: {args.file}")
+    if args.hparams is not None and not os.path.isfile(args.hparams):
+        raise UserError(f"no such hyperparameter file: {args.hparams}")
+    found = correlate(args.file, args.hparams, gap=args.gap, num_bootstrap=args.num_bootstrap,
+                      seed=args.seed)  # fmt: skip
+    write_correlation(found, args.out)
+    print(found.to_markdown())
