@@ -1,0 +1,154 @@
+"""Symmetric linear operators: the protocol the solvers take, a matrix wrapper, helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from .._seeding import draw_dtype
+
+
+@runtime_checkable
+class SymmetricOperator(Protocol):
+    """A symmetric linear operator: what the solvers of this module take.
+
+    Attributes:
+        size: ``n``, the length of the vectors it acts on.
+        dtype: floating dtype of its vectors; device: their device.
+    """
+
+    size: int
+    dtype: torch.dtype
+    device: torch.device
+
+    def matvec(self, x: torch.Tensor) -> torch.Tensor:
+        """``A @ x`` for a 1-D tensor of :attr:`dtype` on :attr:`device`, same kind out."""
+        ...
+
+
+@dataclass(frozen=True, eq=False)
+class MatvecOperator:
+    """A :class:`SymmetricOperator` from a product function.
+
+    Args:
+        matvec: ``x -> A @ x`` on 1-D tensors of ``dtype`` on ``device``.
+        size: ``n``.
+        dtype, device: of the vectors.
+        matvec64: the same product computed in float64 (float64 vectors in and out), used
+            by :meth:`float64`; ``None`` when there is none.
+
+    Example:
+        >>> op = MatvecOperator(lambda x: 2 * x, 3)
+        >>> op.matvec(torch.ones(3, dtype=torch.float64))
+        tensor([2., 2., 2.], dtype=torch.float64)
+    """
+
+    matvec: Callable[[torch.Tensor], torch.Tensor]
+    size: int
+    dtype: torch.dtype = torch.float64
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    matvec64: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def float64(self) -> MatvecOperator:
+        """The operator computed in float64: itself when it is float64 already or has no
+        ``matvec64`` (then results are verified in its own dtype, and say so)."""
+        if self.dtype == torch.float64 or self.matvec64 is None:
+            return self
+        return MatvecOperator(self.matvec64, self.size, torch.float64, self.device)
+
+
+def dense_operator(
+    matrix: torch.Tensor | np.ndarray, *, dtype: torch.dtype | None = None
+) -> MatvecOperator:
+    """A symmetric matrix as an operator (products in ``dtype``, verification in float64).
+
+    Args:
+        matrix: a square symmetric matrix (tensor or array).
+        dtype: the dtype of the products; default the matrix's.
+
+    Returns:
+        a :class:`MatvecOperator` on the matrix's device whose :meth:`~MatvecOperator.float64`
+        multiplies by the matrix in float64.
+
+    Raises:
+        ValueError: the matrix is not square, or not symmetric.
+        TypeError: ``dtype`` is not floating.
+
+    Example:
+        >>> dense_operator(np.eye(3)).size
+        3
+    """
+    a = torch.as_tensor(matrix)
+    if a.dim() != 2 or a.shape[0] != a.shape[1]:
+        raise ValueError(f"expected a square matrix, got shape {tuple(a.shape)}")
+    a64 = a.to(torch.float64)
+    asym = float((a64 - a64.T).abs().max()) if a.numel() else 0.0
+    if asym > 1e-12 * max(float(a64.abs().max()), 1e-300):
+        raise ValueError(f"expected a symmetric matrix, got max |A - A^T| = {asym:.3g}")
+    dtype = a.dtype if dtype is None else dtype
+    if not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating dtype, got {dtype}")
+    work = a64.to(dtype)
+    return MatvecOperator(lambda x: work @ x, a.shape[0], dtype, a.device, lambda x: a64 @ x)
+
+
+def _check_operator(op: Any) -> None:
+    if not isinstance(op, SymmetricOperator) or not callable(op.matvec):
+        raise TypeError(
+            "expected a symmetric operator (attributes matvec, size, dtype, device), "
+            f"got {type(op).__name__}"
+        )
+    if not isinstance(op.size, int) or op.size < 1:
+        raise ValueError(f"operator size must be a positive int, got {op.size!r}")
+    if not (isinstance(op.dtype, torch.dtype) and op.dtype.is_floating_point):
+        raise TypeError(f"operator dtype must be a floating torch.dtype, got {op.dtype!r}")
+
+
+def _reference(op: SymmetricOperator) -> SymmetricOperator:
+    """The operator in float64 (``op.float64()`` where it has one), else ``op`` itself."""
+    make = getattr(op, "float64", None)
+    return op if op.dtype == torch.float64 or make is None else make()
+
+
+def _work_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype vectors are kept in: the operator's, at least float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+#: Called once after each matrix-vector product (progress bars count them).
+Callback = Callable[[], Any] | None
+
+
+class _Products:
+    """``op.matvec`` on rows of the working dtype, counting the products (and calling
+    ``callback`` after each one)."""
+
+    def __init__(self, op: SymmetricOperator, work: torch.dtype, callback: Callback = None):
+        self.op, self.work, self.count, self.callback = op, work, 0, callback
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        self.count += 1
+        out = self.op.matvec(x.to(self.op.device, self.op.dtype)).to(self.work)
+        if self.callback is not None:
+            self.callback()
+        return out
+
+
+def _rademacher(n: int, generator: torch.Generator, dtype: torch.dtype, device) -> torch.Tensor:
+    """A vector of random signs, drawn on the generator's device (:mod:`landscape._seeding`)."""
+    draw = draw_dtype(generator, dtype)
+    signs = torch.randint(0, 2, (n,), generator=generator, dtype=draw, device=generator.device)
+    return (signs * 2 - 1).to(device, dtype)
+
+
+def _normal(
+    shape: tuple[int, ...], generator: torch.Generator, dtype: torch.dtype, device
+) -> torch.Tensor:
+    """Standard normal entries, drawn on the generator's device (:mod:`landscape._seeding`)."""
+    draw = draw_dtype(generator, dtype)
+    x = torch.randn(shape, generator=generator, dtype=draw, device=generator.device)
+    return x.to(device, dtype)

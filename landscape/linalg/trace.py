@@ -1,0 +1,154 @@
+"""Hutchinson and Hutch++ trace estimates with a standard error that covers."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from .._seeding import seeded_generator
+from ..results import Result
+from .operators import (
+    Callback,
+    SymmetricOperator,
+    _check_operator,
+    _Products,
+    _rademacher,
+    _work_dtype,
+)
+
+TraceMethod = Literal["hutchinson", "hutch++"]
+
+
+@dataclass(frozen=True, eq=False)
+class TraceEstimate(Result):
+    """A stochastic estimate of a trace with its standard error.
+
+    Attributes:
+        value: the estimate.
+        stderr: its standard error (see :func:`estimate_trace`).
+        samples: Hutchinson: ``z^T A z`` per probe; Hutch++: the exact trace on the
+            sketched subspace plus ``g^T P A P g`` per residual probe, so ``value`` is
+            their mean.
+        num_matvecs: products spent.
+        method: "hutchinson" or "hutch++".
+        settings: ``num_probes``, ``method``, ``seed``, ``num_sketch``, ``num_residual``.
+    """
+
+    value: float
+    stderr: float
+    samples: np.ndarray
+    num_matvecs: int
+    method: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def estimate_trace(
+    op: SymmetricOperator,
+    *,
+    num_probes: int = 99,
+    method: TraceMethod = "hutch++",
+    seed: int | torch.Generator = 0,
+    callback: Callback = None,
+) -> TraceEstimate:
+    """Trace of a symmetric operator from random-sign probes, with a standard error.
+
+    "hutchinson" averages ``z^T A z`` over ``num_probes`` probes. "hutch++" (Meyer et al.,
+    2021) spends a third of the products on a sketch ``Q = orth(A S)``, a third on
+    ``tr(Q^T A Q)`` (exact) and the rest on Hutchinson for the deflated ``M = P A P``
+    (``P = I - Q Q^T``): far more accurate when the spectrum decays, and exact once the
+    sketch spans the space (``num_probes >= 3 n``).
+
+    The standard error is ``sqrt(V / r)`` over the ``r`` random quadratic forms, with
+    ``V`` an unbiased estimate of their variance ``2 (||M||_F^2 - sum_i M_ii^2)``:
+    ``||M||_F^2`` from the mean of ``||M g||^2`` and ``sum_i M_ii^2`` from products of the
+    diagonal estimates ``g * M g`` of pairs of different probes. The sample variance of the
+    forms themselves is too small too often on a decaying spectrum (95% intervals then
+    cover in 90% of cases at 30 probes); this one is computed from the same products and
+    is exactly 0 where the estimate is exact (a diagonal ``M``, a full sketch).
+    ``value +- 1.96 stderr`` covers the trace in about 95% of seeds (tested over hundreds).
+
+    Args:
+        op: a :class:`SymmetricOperator`.
+        num_probes: product budget (Hutch++ uses fewer if its sketch would exceed ``n``).
+        method: "hutch++" or "hutchinson".
+        seed: seed (or generator) of the probes.
+        callback: called with no argument after every product.
+
+    Returns:
+        a :class:`TraceEstimate`; NaN value and error if a product is not finite.
+
+    Raises:
+        ValueError: unknown method, or too few probes (2 for Hutchinson, 4 for Hutch++:
+            the error needs two random probes).
+        TypeError: ``op`` is not an operator.
+
+    Example:
+        >>> from landscape.linalg import dense_operator
+        >>> op = dense_operator(torch.diag(torch.arange(1.0, 5.0, dtype=torch.float64)))
+        >>> result = estimate_trace(op, num_probes=6, method="hutchinson")
+        >>> result.value, result.stderr  # random signs are exact on a diagonal matrix
+        (10.0, 0.0)
+    """
+    _check_operator(op)
+    n = op.size
+    if method == "hutchinson":
+        if num_probes < 2:
+            raise ValueError(f"hutchinson needs num_probes >= 2 for an error bar, got {num_probes}")
+        num_sketch, num_rest = 0, num_probes
+    elif method == "hutch++":
+        if num_probes < 4:
+            raise ValueError(f"hutch++ needs num_probes >= 4, got {num_probes}")
+        num_sketch, num_rest = min(num_probes // 3, n), num_probes - 2 * (num_probes // 3)
+    else:
+        raise ValueError(f"method must be 'hutchinson' or 'hutch++', got {method!r}")
+    generator = seed if isinstance(seed, torch.Generator) else seeded_generator(seed, op.device)
+    work = _work_dtype(op.dtype)
+    products = _Products(op, work, callback)
+    settings = {
+        "num_probes": num_probes,
+        "method": method,
+        "seed": seed if isinstance(seed, int) else None,
+        "num_sketch": num_sketch,
+        "num_residual": num_rest,
+    }
+
+    def result(value: float, stderr: float, samples: np.ndarray) -> TraceEstimate:
+        return TraceEstimate(value, stderr, samples, products.count, method, settings)
+
+    nan = (math.nan, math.nan, np.full(num_rest, np.nan))
+    exact, basis = 0.0, None
+    if num_sketch:
+        sketch = torch.stack(
+            [products(_rademacher(n, generator, work, op.device)) for _ in range(num_sketch)]
+        )
+        if not bool(torch.isfinite(sketch).all()):
+            return result(*nan)
+        basis = torch.linalg.qr(sketch.T).Q.T  # rows: an orthonormal basis of range(A S)
+        for q in basis:
+            exact += float(q.double() @ products(q).double())
+        if len(basis) == n:  # the sketch is the whole space: the trace is exact
+            return result(exact, 0.0, np.full(num_rest, exact))
+    samples = np.empty(num_rest)
+    diag_sum = torch.zeros(n, dtype=torch.float64, device=op.device)
+    diag_squares = frobenius = 0.0
+    for i in range(num_rest):
+        g = _rademacher(n, generator, work, op.device)
+        pg = g if basis is None else g - basis.T @ (basis @ g)
+        mg = products(pg)
+        samples[i] = float(pg.double() @ mg.double())
+        if basis is not None:
+            mg = mg - basis.T @ (basis @ mg)
+        d = g.double() * mg.double()  # E d = diag(M) for random signs
+        diag_sum += d
+        diag_squares += float(d @ d)
+        frobenius += float(mg.double() @ mg.double())
+    if not np.isfinite(samples).all():
+        return result(*nan)
+    r = num_rest
+    pairs = (float(diag_sum @ diag_sum) - diag_squares) / (r * (r - 1))
+    variance = max(2 * (frobenius / r - pairs), 0.0)
+    return result(exact + float(samples.mean()), math.sqrt(variance / r), exact + samples)
