@@ -171,7 +171,7 @@ def _as_state(model_or_state: nn.Module | Mapping[str, torch.Tensor], dir_type: 
     """A model's weights or states; a mapping is taken as it is (it cannot tell its buffers
     from its weights, so pass a model to have ``dir_type="weights"`` leave buffers out)."""
     if isinstance(model_or_state, nn.Module):
-        return model_state(model_or_state, dir_type)
+        return model_state(model_or_state, dir_type, copy=False)
     if isinstance(model_or_state, Mapping):
         return {n: t.detach() for n, t in model_or_state.items()}
     raise TypeError(
@@ -259,7 +259,8 @@ def normalize_direction(
         w = weights[name]
         if d.shape != w.shape:
             raise ValueError(f"{name}: direction shape {tuple(d.shape)} != weight {tuple(w.shape)}")
-        out[name] = _normalize_tensor(d, w.to(d.dtype), norm, ignore)
+        work = torch.promote_types(d.dtype, torch.float32)  # norms in float32 or better
+        out[name] = _normalize_tensor(d.to(work), w.to(work), norm, ignore).to(d.dtype)
     return out
 
 
@@ -276,7 +277,9 @@ def random_direction(
     """A normalized Gaussian direction around a model (or a state).
 
     Entries are drawn on the CPU in float64 from ``seed`` (or ``generator``), so a seed
-    gives the same direction on every device, then cast to each tensor's dtype and device.
+    gives the same direction on every device, normalized in float32 (or the tensor's
+    dtype, if wider) on its device, then kept in the tensor's dtype (bfloat16 for a
+    bfloat16 model).
     Integer buffers get no direction. With ``ignore="none"`` a running statistic's
     direction is the buffer itself (so ``(1 + alpha) * running_var`` stays a variance for
     ``alpha > -1``); with ``ignore="biasbn"`` it is zero. With ``params`` only the
@@ -296,8 +299,9 @@ def random_direction(
     for name, t in state.items():
         if t.is_floating_point():
             g = torch.randn(t.shape, generator=generator, dtype=torch.float64)
-            raw[name] = g.to(device=t.device, dtype=t.dtype)
+            raw[name] = g.to(device=t.device, dtype=torch.promote_types(t.dtype, torch.float32))
     direction = normalize_direction(raw, state, norm=norm, ignore=ignore)
+    direction = {n: d.to(state[n].dtype) for n, d in direction.items()}
     if ignore == "none":
         direction.update({n: state[n].clone() for n in direction if is_running_stat(n)})
     return direction

@@ -16,10 +16,12 @@ How the model is called. The caller's model is never written to, and its train/e
 are the same afterwards:
 
 - values at a point (``objective(state)`` and :meth:`Objective.evaluate_points` one point
-  per pass) run a *private copy* of the model, deep-copied once and shared by every
-  Objective made from this one with :meth:`Objective.at`. The copy's floating tensors are
-  views into one flat buffer per device and dtype, so a point is written with a few
-  vector operations (``origin + c * d`` per direction) whatever the number of tensors;
+  per pass) run a *private module*: the model's module tree, made once and shared by
+  every Objective made from this one with :meth:`Objective.at`, whose tensors point at
+  the state evaluated (nothing is copied). A point is written into a perturbed copy of
+  the tensors its directions move, and nothing else: the extra memory of a surface is
+  the directions and that copy (see :class:`_PointPlan`), so a landscape along a few
+  LoRA tensors of a large model costs little beyond the model;
 - differentiable sums (:meth:`Objective.batch_sums`, used by the Hessian and the sharpness
   measures) and K points per pass call the caller's model through
   :func:`torch.func.functional_call` with the state passed in (stacked states through
@@ -156,84 +158,203 @@ class _ClosureModule(nn.Module):
         return self._batch_loss(self.model, batch)
 
 
+_FLAT_LIMIT = 2**16  # moving tensors of one dtype up to this many elements are concatenated
+_PIECE = 2**22  # elements per piece of a larger tensor: the scratch buffer's size at most
+
+
+class _Piece:
+    """A 1-D stretch of the moving tensors of one device and dtype: where a point is
+    written (``out``, a view into a tensor of the private module), its origin values (the
+    base, and the end of an interpolation) and each direction's values (None where the
+    direction does not move it)."""
+
+    __slots__ = ("base", "directions", "end", "key", "out")
+
+    def __init__(self, out, base, end, directions):
+        self.out, self.base, self.end, self.directions = out, base, end, directions
+        self.key = (out.device, out.dtype)
+
+
 class _Workspace:
     """What an Objective shares with those made from it by :meth:`Objective.at`: the
-    private copy of the model (made on first use), its flat buffers, and the choices
-    made for the model (points per pass, whether ``vmap`` works)."""
+    private module (made on first use), the buffers points are written into, and the
+    choices made for the model (points per pass, whether ``vmap`` works).
+
+    The private module is the model's module tree with tensors of its own that *point at*
+    the tensors of whatever state is evaluated (``tensor.data = ...``): no values are
+    copied. A point of :meth:`Objective.evaluate_points` is written into one private
+    buffer per moving tensor; the others point at the base state.
+    """
 
     def __init__(self, model: nn.Module, train_mode: bool):
         self.model = model
         self.train_mode = train_mode
         self.module: nn.Module | None = None
-        self.tensors: dict[str, torch.Tensor] = {}
-        # (device, dtype) -> names whose tensors are views into flat[key], in order
-        self.layout: dict[tuple[torch.device, torch.dtype], list[str]] = {}
-        self.flat: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
-        self.slices: dict[str, tuple[tuple[torch.device, torch.dtype], int, int]] = {}
-        self.fixed: list[str] = []  # integer tensors (num_batches_tracked), copied as they are
+        self.tensors: dict[str, torch.Tensor] = {}  # the private module's, one per tied group
+        self.bound: dict[str, torch.Tensor] = {}  # name -> the tensor it points at
         self.vmap_ok = True
         self.plan: tuple[tuple, list, Any] | None = None  # last one-point plan: key, tensors, plan
         self.auto_points: int | None = None
         self.entered = False
 
     def ensure(self) -> None:
-        """Make the private copy, with its floating tensors moved into flat buffers."""
+        """Make the private module: the model's modules copied, its tensors not (each
+        points at the model's until :meth:`bind` points it elsewhere)."""
         if self.module is not None:
             return
-        own = copy.deepcopy(self.model).train(self.train_mode).requires_grad_(False)
-        tensors = dict(own.state_dict(keep_vars=True))
-        seen: set[int] = set()
-        for name, t in tensors.items():
-            if id(t) in seen:  # a tied tensor is written once, through its first name
-                continue
-            seen.add(id(t))
-            if not t.is_floating_point():
-                self.fixed.append(name)
+        memo: dict[int, Any] = {}
+        for t in self.model.state_dict(keep_vars=True).values():
+            if isinstance(t, nn.Parameter):
+                memo.setdefault(id(t), nn.Parameter(t.detach(), requires_grad=False))
             else:
-                self.layout.setdefault((t.device, t.dtype), []).append(name)
-        for key, names in self.layout.items():
-            flat = torch.cat([tensors[n].detach().reshape(-1) for n in names])
-            offset = 0
-            for name in names:
-                t = tensors[name]
-                t.data = flat[offset : offset + t.numel()].view(t.shape)
-                self.slices[name] = (key, offset, offset + t.numel())
-                offset += t.numel()
-            self.flat[key] = flat
-        self.tensors = tensors
-        self.module = own
+                memo.setdefault(id(t), t.detach())
+        for b in self.model.buffers():  # non-persistent ones: train mode may write them
+            memo.setdefault(id(b), b.detach().clone() if self.train_mode else b.detach())
+        self.module = copy.deepcopy(self.model, memo).train(self.train_mode)
+        seen: set[int] = set()
+        for name, t in self.module.state_dict(keep_vars=True).items():
+            if id(t) not in seen:  # a tied tensor is pointed once, through its first name
+                seen.add(id(t))
+                self.tensors[name] = t
 
-    def flatten(self, state: State, fill: Mapping[str, torch.Tensor] | None = None) -> dict:
-        """``state`` as flat vectors in the copy's layout; names it lacks are zero, or taken
-        from the flat vectors ``fill``."""
-        out = {}
-        for key, flat in self.flat.items():
-            out[key] = flat.new_zeros(flat.shape) if fill is None else fill[key].clone()
-        for name, t in state.items():
-            where = self.slices.get(name)
-            if where is not None:
-                key, lo, hi = where
-                out[key][lo:hi].copy_(t.reshape(-1))
-        return out
+    def bind(self, state: State) -> None:
+        """Point the private module's tensors at ``state``'s (a complete state; tensors
+        of another dtype or device are cast first)."""
+        for name, t in self.tensors.items():
+            target = state[name]
+            if self.bound.get(name) is target:
+                continue
+            if target.dtype != t.dtype or target.device != t.device:
+                target = target.to(device=t.device, dtype=t.dtype)
+            t.data = target
+            self.bound[name] = state[name]
 
-    def write(self, full: State) -> None:
-        """Write a complete state into the copy."""
-        for key, names in self.layout.items():
-            parts = [full[n].reshape(-1) for n in names]
-            parts = [p if p.device == key[0] else p.to(key[0]) for p in parts]
-            torch.cat(parts, out=self.flat[key])
-        self.write_fixed(full)
 
-    def write_fixed(self, full: State) -> None:
-        for name in self.fixed:
-            self.tensors[name].copy_(full[name])
+class _PointPlan:
+    """How :meth:`Objective.evaluate_points` writes its points one at a time.
+
+    Only the tensors some direction moves (and, in train mode, the buffers the model
+    writes) get a private buffer, the perturbed copy; every other tensor of the private
+    module points at the base state. Each point is formed as
+    :func:`landscape.params.point_state` forms it (``origin + c_j d_j``, a product and a
+    sum per direction, zero coefficients skipped), so all coordinates 0 give ``base``
+    exactly and an interpolation coordinate 1 its end exactly.
+
+    Memory: the perturbed copy and a scratch buffer of at most ``2**22`` elements per
+    dtype; the base, the directions and the end are read where they are. Moving tensors
+    of one dtype that total at most ``2**16`` elements are concatenated instead (copies of
+    the base, the directions and the end: a few copies of a small model), so that a point
+    of a small model is a few vector operations whatever its number of tensors.
+    """
+
+    def __init__(
+        self,
+        base: State,
+        directions: list[dict[str, torch.Tensor]],
+        ends: list[dict[str, torch.Tensor] | None] | None,
+        work: _Workspace,
+    ):
+        self.j_end = end_index(ends, len(directions))
+        end = {} if self.j_end is None else ends[self.j_end]  # type: ignore[index]
+        self.order = list(range(len(directions)))
+        if self.j_end is not None:
+            self.order = [self.j_end, *(j for j in self.order if j != self.j_end)]
+        moved = {n for d in directions for n in d}
+        # in train mode the model writes its buffers: each point gets them afresh
+        written = {n for n, t in work.tensors.items() if work.train_mode and not _is_param(t)}
+        self.bindings = dict(base)
+        self.resets = {n: (base[n].clone(), base[n]) for n in written if not _is_float(base[n])}
+        self.bindings.update({n: copy for n, (copy, _) in self.resets.items()})
+        groups: dict[tuple[torch.device, torch.dtype], list[str]] = {}
+        for name in work.tensors:
+            if _is_float(base[name]) and (name in moved or name in written):
+                groups.setdefault((base[name].device, base[name].dtype), []).append(name)
+        self.pieces: list[_Piece] = []
+        for names in groups.values():
+            if sum(base[n].numel() for n in names) <= _FLAT_LIMIT:
+                self._add_flat(names, base, directions, end)
+            else:
+                for name in names:
+                    self._add_tensor(name, base, directions, end)
+        sizes: dict[tuple[torch.device, torch.dtype], int] = {}
+        for piece in self.pieces:
+            sizes[piece.key] = max(sizes.get(piece.key, 0), piece.out.numel())
+        self.scratch = {k: torch.empty(n, device=k[0], dtype=k[1]) for k, n in sizes.items()}
+
+    def _add_flat(self, names: list[str], base: State, directions: list, end: State) -> None:
+        """One piece for ``names``: concatenated copies, zero where a direction is absent."""
+
+        def cat(state: State, fill: State | None) -> torch.Tensor:
+            parts = []
+            for n in names:
+                if n in state:
+                    parts.append(state[n].reshape(-1))
+                else:
+                    parts.append(
+                        fill[n].reshape(-1) if fill else base[n].new_zeros(base[n].numel())
+                    )
+            return torch.cat(parts)
+
+        out = cat(base, None)
+        offset = 0
+        for name in names:
+            size = base[name].numel()
+            self.bindings[name] = out[offset : offset + size].view(base[name].shape)
+            offset += size
+        flat_base = out.clone()
+        flat_end = cat(end, base) if end else flat_base
+        flats = [cat(d, None) if any(n in d for n in names) else None for d in directions]
+        self.pieces.append(_Piece(out, flat_base, flat_end, flats))
+
+    def _add_tensor(self, name: str, base: State, directions: list, end: State) -> None:
+        """The pieces of one tensor: its own perturbed copy, the rest read in place."""
+        t = base[name]
+        out = torch.empty(t.shape, device=t.device, dtype=t.dtype)
+        self.bindings[name] = out
+        vectors = [out, t, end.get(name, t), *(d.get(name) for d in directions)]
+        vectors = [None if v is None else v.reshape(-1) for v in vectors]
+        for lo in range(0, t.numel(), _PIECE):
+            part = [None if v is None else v[lo : lo + _PIECE] for v in vectors]
+            self.pieces.append(_Piece(part[0], part[1], part[2], part[3:]))
+
+    def write(self, point: list[float]) -> None:
+        """Write the point with coordinates ``point`` into the perturbed copy."""
+        coefs, from_end = list(point), False
+        if self.j_end is not None:
+            from_end, coefs[self.j_end] = lerp_coefficient(point[self.j_end])
+        active = [(coefs[j], j) for j in self.order if coefs[j] != 0]
+        for piece in self.pieces:
+            origin = piece.end if from_end else piece.base
+            terms = [(c, piece.directions[j]) for c, j in active if piece.directions[j] is not None]
+            if not terms:
+                piece.out.copy_(origin)
+                continue
+            buf = self.scratch[piece.key][: piece.out.numel()]
+            (c, first), rest = terms[0], terms[1:]
+            torch.mul(first, c, out=buf)
+            torch.add(origin, buf, out=piece.out)
+            for c, d in rest:
+                torch.mul(d, c, out=buf)
+                piece.out.add_(buf)
+        for copy_, source in self.resets.values():
+            copy_.copy_(source)
+
+
+def _is_param(t: torch.Tensor) -> bool:
+    return isinstance(t, nn.Parameter)
+
+
+def _is_float(t: torch.Tensor) -> bool:
+    return t.is_floating_point()
 
 
 class Objective:
     """Exact mean loss (and metrics) of ``model`` on ``data``, at any state.
 
     Args:
-        model: the network; it is never modified. Its device and dtype are used.
+        model: the network; it is never modified. Its device and dtype are used. Its
+            tensors are the :attr:`base_state` as they are (not copied): change the model
+            and the objective's values follow.
         data: a DataLoader, Dataset, ``(inputs, targets)`` tuple, iterable of batches
             (pairs, or mappings such as ``{"input_ids", "attention_mask", "labels"}``), or
             an :class:`~landscape.data.EvaluationData` already prepared (then used as it
@@ -370,7 +491,7 @@ class Objective:
             )  # fmt: skip
         self.cache_data = self.data.cached
         self.shard_data = self.data.sharded
-        self.base_state: dict[str, torch.Tensor] = model_state(model, "states")
+        self.base_state: dict[str, torch.Tensor] = model_state(model, "states", copy=False)
         self._tied = tied_names(model)
         self._buffer_names = [n for n, _ in model.named_buffers() if n in self.base_state]
         # non-persistent buffers (not in state_dict): copied for each train-mode call
@@ -481,12 +602,13 @@ class Objective:
 
     # -- re-pointing
     def at(self, state: State | nn.Module) -> Objective:
-        """This objective (model, data, loss, options, private copy) around another state.
+        """This objective (model, data, loss, options, private module) around another state.
 
         The new Objective's :attr:`base_state` is ``state`` (a checkpoint of the same
-        architecture, as a state_dict or a model), cast to the model's devices and dtypes;
-        names it lacks keep this objective's values. Nothing is deep-copied, moved or
-        fingerprinted again, so one Objective serves many checkpoints.
+        architecture, as a state_dict or a model), cast to the model's devices and dtypes
+        (tensors that need no cast are used as they are, not copied); names it lacks keep
+        this objective's values. Nothing is deep-copied, moved or fingerprinted again, so
+        one Objective serves many checkpoints.
 
         Raises:
             ValueError: names the model lacks, or shapes that differ.
@@ -508,7 +630,7 @@ class Objective:
                 raise ValueError(
                     f"state {name!r} has shape {tuple(t.shape)}, the model's has {tuple(ref.shape)}"
                 )
-            base[name] = t.detach().to(device=ref.device, dtype=ref.dtype, copy=True)
+            base[name] = t.detach().to(device=ref.device, dtype=ref.dtype)
         other = copy.copy(self)
         other.base_state = base
         return other
@@ -694,7 +816,7 @@ class Objective:
         """
         work = self._work
         work.ensure()
-        work.write(self.full_state(state))
+        work.bind(self.full_state(state))
         parts: list[torch.Tensor] = []
         count = self._copy_pass(self.data if batches is None else batches, parts)
         totals = self._to_totals(parts, 1)
@@ -789,9 +911,8 @@ class Objective:
         base: State,
         directions: list[dict[str, torch.Tensor]],
         ends: list[dict[str, torch.Tensor] | None] | None,
-    ) -> tuple[dict, list[dict], dict | None, int | None]:
-        """Flat vectors for the one-point path: the base, each direction (zero where it
-        does not move), the end state of an interpolation direction (the base elsewhere).
+    ) -> _PointPlan:
+        """Where the one-point path writes points, for these tensors.
 
         Kept for the next call with the same tensors (same objects, not modified in place
         since: their version counters are part of the key), as when a surface evaluates
@@ -807,67 +928,23 @@ class Objective:
         )
         if work.plan is not None and work.plan[0] == key:
             return work.plan[2]
-        plan = self._flat_plan(base, directions, ends)
+        work.plan = None  # free the old buffers before making new ones
+        plan = _PointPlan(base, directions, ends, work)
         # The tensors are held with the key: an id is unique only while its object lives,
         # and a freed direction's id is often given to the next one made.
         work.plan = (key, tensors, plan)
         return plan
 
-    def _flat_plan(
-        self,
-        base: State,
-        directions: list[dict[str, torch.Tensor]],
-        ends: list[dict[str, torch.Tensor] | None] | None,
-    ) -> tuple[dict, list[dict], dict | None, int | None]:
-        work = self._work
-        base_flat = work.flatten(base, fill=None)
-        flats = [work.flatten(d) for d in directions]
-        j_end = end_index(ends, len(directions))
-        end_flat = None
-        if j_end is not None:
-            end_flat = work.flatten(ends[j_end], fill=base_flat)  # type: ignore[index]
-        return base_flat, flats, end_flat, j_end
-
     def _one_point_totals(
-        self,
-        base: State,
-        plan: tuple[dict, list[dict], dict | None, int | None],
-        coords: np.ndarray,
-        parts: list[torch.Tensor],
+        self, plan: _PointPlan, coords: np.ndarray, parts: list[torch.Tensor]
     ) -> list[int | torch.Tensor]:
-        """One point at a time through the private copy; batch sums are appended to
-        ``parts``; returns the counts. Each point is formed as
-        :func:`landscape.params.point_state` forms it (``origin + c_j d_j`` with a product
-        and a sum per direction, zero coefficients skipped), so all coordinates 0 give
-        ``base`` exactly and an interpolation coordinate 1 its end exactly."""
+        """One point at a time through the private module; batch sums are appended to
+        ``parts``; returns the counts."""
         work = self._work
-        base_flat, flats, end_flat, j_end = plan
-        order = list(range(len(flats)))
-        if j_end is not None:
-            order = [j_end, *(j for j in order if j != j_end)]
-        scratch = {key: torch.empty_like(flat) for key, flat in work.flat.items()}
-        work.write_fixed(base)
+        work.bind(plan.bindings)
         counts = []
         for point in coords.tolist():
-            origin = base_flat
-            coefs = list(point)
-            if j_end is not None:
-                from_end, coefs[j_end] = lerp_coefficient(point[j_end])
-                origin = end_flat if from_end else base_flat
-            terms = [(coefs[j], flats[j]) for j in order if coefs[j] != 0]
-            for key, out in work.flat.items():
-                if not terms:
-                    out.copy_(origin[key])
-                    continue
-                buf = scratch[key]
-                (c, first), rest = terms[0], terms[1:]
-                torch.mul(first[key], c, out=buf)
-                torch.add(origin[key], buf, out=out)
-                for c, flat in rest:
-                    torch.mul(flat[key], c, out=buf)
-                    out.add_(buf)
-            if self.train_mode:  # train-mode BatchNorm counts its batches in the copy
-                work.write_fixed(base)
+            plan.write(point)
             counts.append(self._copy_pass(self.data, parts))
         return counts
 
@@ -974,7 +1051,7 @@ class Objective:
                 if plan is None:
                     plan = self._one_point_plan(full, moved, moved_ends)
                 parts: list[torch.Tensor] = []
-                nums = self._one_point_totals(full, plan, points, parts)
+                nums = self._one_point_totals(plan, points, parts)
                 sums = self._to_totals(parts, len(points))
                 for i, flat in enumerate(part):
                     rows[flat], counts[flat] = sums[i], nums[i]

@@ -69,8 +69,11 @@ def model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     return devices.pop(), dtypes.pop()
 
 
-def model_state(model: nn.Module, dir_type: DirType = "weights") -> dict[str, torch.Tensor]:
-    """Detached copies of a model's parameters ("weights") or parameters and buffers ("states").
+def model_state(
+    model: nn.Module, dir_type: DirType = "weights", *, copy: bool = True
+) -> dict[str, torch.Tensor]:
+    """Detached copies of a model's parameters ("weights") or parameters and buffers ("states");
+    with ``copy=False``, detached tensors sharing the model's memory.
 
     Integer buffers (BatchNorm's ``num_batches_tracked``) are included with "states" so
     that a state is complete, but directions leave them alone. A tied tensor (one
@@ -88,7 +91,7 @@ def model_state(model: nn.Module, dir_type: DirType = "weights") -> dict[str, to
         items = {n: t for n, t in model.state_dict(keep_vars=True).items() if n not in tied}
     else:
         raise ValueError(f"dir_type must be 'weights' or 'states', got {dir_type!r}")
-    return {name: t.detach().clone() for name, t in items.items()}
+    return {name: t.detach().clone() if copy else t.detach() for name, t in items.items()}
 
 
 def tied_names(model: nn.Module) -> dict[str, str]:
