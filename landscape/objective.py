@@ -16,12 +16,12 @@ How the model is called. The caller's model is never written to, and its train/e
 are the same afterwards:
 
 - values at a point (``objective(state)`` and :meth:`Objective.evaluate_points` one point
-  per pass) run a *private module*: the model's module tree, made once and shared by
-  every Objective made from this one with :meth:`Objective.at`, whose tensors point at
-  the state evaluated (nothing is copied). A point is written into a perturbed copy of
-  the tensors its directions move, and nothing else: the extra memory of a surface is
-  the directions and that copy (see :class:`_PointPlan`), so a landscape along a few
-  LoRA tensors of a large model costs little beyond the model;
+  per pass) run a *private module* (``landscape._workspace``): the model's module
+  tree, made once and shared by every Objective made from this one with
+  :meth:`Objective.at`, whose tensors point at the state evaluated (nothing is copied).
+  A point is written into a perturbed copy of the tensors its directions move, and
+  nothing else: the extra memory of a surface is the directions and that copy, so a
+  landscape along a few LoRA tensors of a large model costs little beyond the model;
 - differentiable sums (:meth:`Objective.batch_sums`, used by the Hessian and the sharpness
   measures) and K points per pass call the caller's model through
   :func:`torch.func.functional_call` with the state passed in (stacked states through
@@ -62,6 +62,7 @@ from ._batched import (
     state_bytes,
     upcast,
 )
+from ._workspace import PointPlan, Workspace
 from .data import LABEL_KEYS, EvaluationData, call_model, split_batch
 from .losses import (
     LossReduction,
@@ -76,7 +77,6 @@ from .losses import (
 )
 from .params import (
     end_index,
-    lerp_coefficient,
     merge_tied,
     model_device_dtype,
     model_state,
@@ -156,196 +156,6 @@ class _ClosureModule(nn.Module):
 
     def forward(self, batch: Any) -> tuple[torch.Tensor, int]:
         return self._batch_loss(self.model, batch)
-
-
-_FLAT_LIMIT = 2**16  # moving tensors of one dtype up to this many elements are concatenated
-_PIECE = 2**22  # elements per piece of a larger tensor: the scratch buffer's size at most
-
-
-class _Piece:
-    """A 1-D stretch of the moving tensors of one device and dtype: where a point is
-    written (``out``, a view into a tensor of the private module), its origin values (the
-    base, and the end of an interpolation) and each direction's values (None where the
-    direction does not move it)."""
-
-    __slots__ = ("base", "directions", "end", "key", "out")
-
-    def __init__(self, out, base, end, directions):
-        self.out, self.base, self.end, self.directions = out, base, end, directions
-        self.key = (out.device, out.dtype)
-
-
-class _Workspace:
-    """What an Objective shares with those made from it by :meth:`Objective.at`: the
-    private module (made on first use), the buffers points are written into, and the
-    choices made for the model (points per pass, whether ``vmap`` works).
-
-    The private module is the model's module tree with tensors of its own that *point at*
-    the tensors of whatever state is evaluated (``tensor.data = ...``): no values are
-    copied. A point of :meth:`Objective.evaluate_points` is written into one private
-    buffer per moving tensor; the others point at the base state.
-    """
-
-    def __init__(self, model: nn.Module, train_mode: bool):
-        self.model = model
-        self.train_mode = train_mode
-        self.module: nn.Module | None = None
-        self.tensors: dict[str, torch.Tensor] = {}  # the private module's, one per tied group
-        self.bound: dict[str, torch.Tensor] = {}  # name -> the tensor it points at
-        self.vmap_ok = True
-        self.plan: tuple[tuple, list, Any] | None = None  # last one-point plan: key, tensors, plan
-        self.auto_points: int | None = None
-        self.entered = False
-
-    def ensure(self) -> None:
-        """Make the private module: the model's modules copied, its tensors not (each
-        points at the model's until :meth:`bind` points it elsewhere)."""
-        if self.module is not None:
-            return
-        memo: dict[int, Any] = {}
-        for t in self.model.state_dict(keep_vars=True).values():
-            if isinstance(t, nn.Parameter):
-                memo.setdefault(id(t), nn.Parameter(t.detach(), requires_grad=False))
-            else:
-                memo.setdefault(id(t), t.detach())
-        for b in self.model.buffers():  # non-persistent ones: train mode may write them
-            memo.setdefault(id(b), b.detach().clone() if self.train_mode else b.detach())
-        self.module = copy.deepcopy(self.model, memo).train(self.train_mode)
-        seen: set[int] = set()
-        for name, t in self.module.state_dict(keep_vars=True).items():
-            if id(t) not in seen:  # a tied tensor is pointed once, through its first name
-                seen.add(id(t))
-                self.tensors[name] = t
-
-    def bind(self, state: State) -> None:
-        """Point the private module's tensors at ``state``'s (a complete state; tensors
-        of another dtype or device are cast first)."""
-        for name, t in self.tensors.items():
-            target = state[name]
-            if self.bound.get(name) is target:
-                continue
-            if target.dtype != t.dtype or target.device != t.device:
-                target = target.to(device=t.device, dtype=t.dtype)
-            t.data = target
-            self.bound[name] = state[name]
-
-
-class _PointPlan:
-    """How :meth:`Objective.evaluate_points` writes its points one at a time.
-
-    Only the tensors some direction moves (and, in train mode, the buffers the model
-    writes) get a private buffer, the perturbed copy; every other tensor of the private
-    module points at the base state. Each point is formed as
-    :func:`landscape.params.point_state` forms it (``origin + c_j d_j``, a product and a
-    sum per direction, zero coefficients skipped), so all coordinates 0 give ``base``
-    exactly and an interpolation coordinate 1 its end exactly.
-
-    Memory: the perturbed copy and a scratch buffer of at most ``2**22`` elements per
-    dtype; the base, the directions and the end are read where they are. Moving tensors
-    of one dtype that total at most ``2**16`` elements are concatenated instead (copies of
-    the base, the directions and the end: a few copies of a small model), so that a point
-    of a small model is a few vector operations whatever its number of tensors.
-    """
-
-    def __init__(
-        self,
-        base: State,
-        directions: list[dict[str, torch.Tensor]],
-        ends: list[dict[str, torch.Tensor] | None] | None,
-        work: _Workspace,
-    ):
-        self.j_end = end_index(ends, len(directions))
-        end = {} if self.j_end is None else ends[self.j_end]  # type: ignore[index]
-        self.order = list(range(len(directions)))
-        if self.j_end is not None:
-            self.order = [self.j_end, *(j for j in self.order if j != self.j_end)]
-        moved = {n for d in directions for n in d}
-        # in train mode the model writes its buffers: each point gets them afresh
-        written = {n for n, t in work.tensors.items() if work.train_mode and not _is_param(t)}
-        self.bindings = dict(base)
-        self.resets = {n: (base[n].clone(), base[n]) for n in written if not _is_float(base[n])}
-        self.bindings.update({n: copy for n, (copy, _) in self.resets.items()})
-        groups: dict[tuple[torch.device, torch.dtype], list[str]] = {}
-        for name in work.tensors:
-            if _is_float(base[name]) and (name in moved or name in written):
-                groups.setdefault((base[name].device, base[name].dtype), []).append(name)
-        self.pieces: list[_Piece] = []
-        for names in groups.values():
-            if sum(base[n].numel() for n in names) <= _FLAT_LIMIT:
-                self._add_flat(names, base, directions, end)
-            else:
-                for name in names:
-                    self._add_tensor(name, base, directions, end)
-        sizes: dict[tuple[torch.device, torch.dtype], int] = {}
-        for piece in self.pieces:
-            sizes[piece.key] = max(sizes.get(piece.key, 0), piece.out.numel())
-        self.scratch = {k: torch.empty(n, device=k[0], dtype=k[1]) for k, n in sizes.items()}
-
-    def _add_flat(self, names: list[str], base: State, directions: list, end: State) -> None:
-        """One piece for ``names``: concatenated copies, zero where a direction is absent."""
-
-        def cat(state: State, fill: State | None) -> torch.Tensor:
-            parts = []
-            for n in names:
-                if n in state:
-                    parts.append(state[n].reshape(-1))
-                else:
-                    parts.append(
-                        fill[n].reshape(-1) if fill else base[n].new_zeros(base[n].numel())
-                    )
-            return torch.cat(parts)
-
-        out = cat(base, None)
-        offset = 0
-        for name in names:
-            size = base[name].numel()
-            self.bindings[name] = out[offset : offset + size].view(base[name].shape)
-            offset += size
-        flat_base = out.clone()
-        flat_end = cat(end, base) if end else flat_base
-        flats = [cat(d, None) if any(n in d for n in names) else None for d in directions]
-        self.pieces.append(_Piece(out, flat_base, flat_end, flats))
-
-    def _add_tensor(self, name: str, base: State, directions: list, end: State) -> None:
-        """The pieces of one tensor: its own perturbed copy, the rest read in place."""
-        t = base[name]
-        out = torch.empty(t.shape, device=t.device, dtype=t.dtype)
-        self.bindings[name] = out
-        vectors = [out, t, end.get(name, t), *(d.get(name) for d in directions)]
-        vectors = [None if v is None else v.reshape(-1) for v in vectors]
-        for lo in range(0, t.numel(), _PIECE):
-            part = [None if v is None else v[lo : lo + _PIECE] for v in vectors]
-            self.pieces.append(_Piece(part[0], part[1], part[2], part[3:]))
-
-    def write(self, point: list[float]) -> None:
-        """Write the point with coordinates ``point`` into the perturbed copy."""
-        coefs, from_end = list(point), False
-        if self.j_end is not None:
-            from_end, coefs[self.j_end] = lerp_coefficient(point[self.j_end])
-        active = [(coefs[j], j) for j in self.order if coefs[j] != 0]
-        for piece in self.pieces:
-            origin = piece.end if from_end else piece.base
-            terms = [(c, piece.directions[j]) for c, j in active if piece.directions[j] is not None]
-            if not terms:
-                piece.out.copy_(origin)
-                continue
-            buf = self.scratch[piece.key][: piece.out.numel()]
-            (c, first), rest = terms[0], terms[1:]
-            torch.mul(first, c, out=buf)
-            torch.add(origin, buf, out=piece.out)
-            for c, d in rest:
-                torch.mul(d, c, out=buf)
-                piece.out.add_(buf)
-        for copy_, source in self.resets.values():
-            copy_.copy_(source)
-
-
-def _is_param(t: torch.Tensor) -> bool:
-    return isinstance(t, nn.Parameter)
-
-
-def _is_float(t: torch.Tensor) -> bool:
-    return t.is_floating_point()
 
 
 class Objective:
@@ -497,7 +307,7 @@ class Objective:
         # non-persistent buffers (not in state_dict): copied for each train-mode call
         self._extra_buffers = {n: b for n, b in model.named_buffers() if n not in self.base_state}
         self._num_examples: int | None = None
-        self._work = _Workspace(model, self.train_mode)
+        self._work = Workspace(model, self.train_mode)
         self._work.vmap_ok = batch_loss is None
         self.loss_reduction = self._resolve_reduction(loss, loss_reduction)
         if self._loss_fn is not None:
@@ -911,7 +721,7 @@ class Objective:
         base: State,
         directions: list[dict[str, torch.Tensor]],
         ends: list[dict[str, torch.Tensor] | None] | None,
-    ) -> _PointPlan:
+    ) -> PointPlan:
         """Where the one-point path writes points, for these tensors.
 
         Kept for the next call with the same tensors (same objects, not modified in place
@@ -929,14 +739,14 @@ class Objective:
         if work.plan is not None and work.plan[0] == key:
             return work.plan[2]
         work.plan = None  # free the old buffers before making new ones
-        plan = _PointPlan(base, directions, ends, work)
+        plan = PointPlan(base, directions, ends, work)
         # The tensors are held with the key: an id is unique only while its object lives,
         # and a freed direction's id is often given to the next one made.
         work.plan = (key, tensors, plan)
         return plan
 
     def _one_point_totals(
-        self, plan: _PointPlan, coords: np.ndarray, parts: list[torch.Tensor]
+        self, plan: PointPlan, coords: np.ndarray, parts: list[torch.Tensor]
     ) -> list[int | torch.Tensor]:
         """One point at a time through the private module; batch sums are appended to
         ``parts``; returns the counts."""
