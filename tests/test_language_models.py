@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from landscape import compare_checkpoints, compute_surface, random_directions
 from landscape.hessian import HessianOperator
@@ -267,3 +268,36 @@ def test_gpt2_sharpness_runs(gpt2):
     result = sharpness(objective, "avg_l2", rho=0.05, num_samples=2, seed=0, progress=False)
     assert np.isfinite(result["avg_l2"].value)
     assert_unchanged(gpt2, before)
+
+
+class _ScalarReads(TorchDispatchMode):
+    """Counts tensor-to-Python-scalar conversions (``float(t)``, ``bool(t)``, ``t.item()``):
+    each is a host-device synchronisation on a GPU."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("points_per_pass", [1, 3])
+def test_the_point_loop_reads_no_scalar_from_the_device(dict_lm, points_per_pass):
+    """Token counts and sums stay on the device until one read at the end, so the scalar
+    reads of an evaluation do not grow with its points."""
+    objective = Objective(
+        dict_lm, make_batches(), loss="causal_lm", points_per_pass=points_per_pass
+    )
+    direction = [{n: torch.randn_like(p) for n, p in dict_lm.named_parameters()}]
+    reads = []
+    for num in (2, 7):
+        counter = _ScalarReads()
+        with counter:
+            objective.evaluate_points(
+                objective.base_state, direction, np.linspace(-1, 1, num)[:, None]
+            )
+        reads.append(counter.count)
+    assert reads[0] == reads[1], reads
