@@ -40,7 +40,14 @@ def spectral_density(
     probes, each node broadened by a Gaussian of width ``sigma``:
     ``rho(t) = mean_p sum_i w_pi N(t; theta_pi, sigma^2)``
     (:func:`landscape.linalg.smoothed_density`). Its mean ``integral t rho(t) dt`` is a
-    Hutchinson estimate of ``trace / n``. The basis holds ``num_steps`` vectors.
+    Hutchinson estimate of ``trace / n``.
+
+    Memory, in vectors of ``n`` (the number of weights) on the device: one probe's basis,
+    at most ``num_steps + 32`` in the operator's dtype (at least float32), freed before the
+    next probe's, and at most 6 more while a step runs (see
+    :func:`~landscape.linalg.lanczos_quadrature`); each HVP adds one float64 vector (the
+    sum over batches) and a batch's gradient graph, kept graphs at most
+    ``max_graph_bytes`` (see :class:`HessianOperator`).
 
     Args:
         objective: an Objective or a HessianOperator.

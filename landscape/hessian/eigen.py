@@ -53,8 +53,17 @@ def hessian_eigenpairs(
     minimum float32 products can be off by ~1e-3 of ``||H||`` along the top eigenvector,
     which no tolerance on float32 residuals catches.
 
-    Memory: the Krylov basis is kept on the device in the operator's dtype (at least
-    float32): at most ``max_hvps * n`` numbers (``4 * n`` or ``8 * n`` bytes per HVP).
+    Memory, in vectors of ``n`` (the number of weights) on the device: the Krylov basis, at
+    most ``max_hvps + k + 31`` in the operator's dtype (at least float32: ``4 n`` or ``8 n``
+    bytes each), at most ``8 k`` more while a step or a check runs, and at most ``3 k``
+    float64 vectors for the verification (``k`` returned); a float64 refinement replaces the
+    basis by one of at most ``m + k + 31`` float64 vectors for its ``m`` HVPs (see
+    :func:`~landscape.linalg.lanczos_eigenpairs`). Each HVP adds one float64 vector (the
+    sum over batches) and a batch's gradient graph; kept graphs take at most
+    ``max_graph_bytes`` (see :class:`HessianOperator`). The float64 twin that verifies
+    lower-precision products (:meth:`HessianOperator.float64`) adds float64 copies of the
+    whole point (every tensor of the state, not only the ``n`` weights) and of the cached
+    data's floating tensors, and graphs of its own within the same budget.
 
     Args:
         objective: an Objective, or a HessianOperator (then ``state``, ``params`` and

@@ -38,6 +38,11 @@ def _cast(obj: Any, dtype: torch.dtype) -> Any:
     return obj
 
 
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two tensors are equal, NaN where both are NaN (one read by the host)."""
+    return bool(((a == b) | (a.isnan() & b.isnan())).all())
+
+
 class _SavedBytes:
     """Counts the bytes of the distinct storages autograd saves while it is active."""
 
@@ -77,7 +82,8 @@ class HessianOperator:
     other batches are recomputed at every product. The first batch's graph is always kept
     (a product holds one graph at its peak anyway), so one batch costs one backward pass a
     product. ``max_graph_bytes=0`` keeps only that one. Graphs are kept only for cached
-    data (``Objective(cache_data=True)``, the default).
+    data (``Objective(cache_data=True)``, the default). A product adds up the batches in
+    one float64 vector of ``n``; the host reads nothing during a product.
 
     Args:
         objective: the loss and data; its model is never changed.
@@ -146,16 +152,24 @@ class HessianOperator:
             raise TypeError(f"dtype must be a floating dtype, got {self.dtype}")
         self.max_graph_bytes = max_graph_bytes
         self._source = objective.full_state(state)  # references, for a float64 twin
-        point = {n: _cast(t, self.dtype) for n, t in self._source.items()}
         try:
             self.names: tuple[str, ...] = tuple(select_params(objective.model, params))
         except ValueError as err:
             raise ValueError(
                 f"{err}; only weights (model.named_parameters()) can be selected"
             ) from None
-        self._leaves = [point[n].detach().clone().requires_grad_(True) for n in self.names]
-        self._point = point
-        self.shapes: dict[str, tuple[int, ...]] = {n: tuple(point[n].shape) for n in self.names}
+        self._leaves = [
+            self._source[n].detach().to(self.dtype, copy=True).requires_grad_(True)
+            for n in self.names
+        ]
+        # the rest of the point (cast copies where the dtype differs); the leaves replace
+        # the differentiated weights, so these are not copied twice
+        self._point = {
+            n: _cast(t, self.dtype) for n, t in self._source.items() if n not in self.names
+        }
+        self.shapes: dict[str, tuple[int, ...]] = {
+            n: tuple(leaf.shape) for n, leaf in zip(self.names, self._leaves, strict=True)
+        }
         self._weights = dict(zip(self.names, self._leaves, strict=True))
         self.num_params = sum(t.numel() for t in self._leaves)
         self.num_hvps = 0
@@ -169,15 +183,14 @@ class HessianOperator:
         self.graph_bytes = 0
         self._twin: HessianOperator | None = None
         sums, self.num_examples = self._loss_sums()
-        if check_deterministic and not np.array_equal(sums, self._loss_sums()[0], equal_nan=True):
+        if check_deterministic and not _same(sums, self._loss_sums()[0]):
             raise RuntimeError(
                 "the loss is not deterministic: two evaluations at the same point differ, so its "
                 "Hessian is undefined; evaluate in eval mode (Objective(..., train_mode=False)) "
                 "or remove the randomness (random augmentation of the data), or pass "
                 "check_deterministic=False if the difference is harmless round-off"
             )
-        local = torch.tensor(sums.sum(), dtype=torch.float64, device=self.device)
-        self.loss = float(self.objective.all_reduce(local)) / self.num_examples
+        self.loss = float(self.objective.all_reduce(sums.sum())) / self.num_examples
         self.settings: dict[str, Any] = {
             **provenance(objective, state),
             "dtype": str(self.dtype).removeprefix("torch."),
@@ -207,19 +220,19 @@ class HessianOperator:
         return self.objective.full_state({**self._point, **self._weights})  # fresh buffer copies
 
     @torch.no_grad()
-    def _loss_sums(self) -> tuple[np.ndarray, int]:
+    def _loss_sums(self) -> tuple[torch.Tensor, int]:
         """Per-batch loss sums at the point (this rank's batches when the objective shards its
-        data), and the number of examples (all ranks)."""
+        data), float64 on the device, and the number of examples (all ranks), read once."""
         sums, local = [], 0
         for batch in self._batches():
             loss, count = self.objective.batch_sums(self._state(), batch, with_metrics=False)
-            sums.append(float(loss["loss"]))
+            sums.append(loss["loss"].to(torch.float64))
             local += count
-        count = torch.tensor(float(local), dtype=torch.float64, device=self.device)
+        count = torch.as_tensor(local, dtype=torch.float64, device=self.device)
         total = int(self.objective.all_reduce(count).item())
         if total == 0:
             raise ValueError("data is empty: expected at least one example")
-        return np.asarray(sums), total
+        return torch.stack(sums), total
 
     # -- products
     def _batch_grad(self, batch: Any) -> tuple[torch.Tensor, ...]:
@@ -251,11 +264,18 @@ class HessianOperator:
         return grads, False
 
     def _backward(
-        self, grads: Sequence[torch.Tensor], parts: Sequence[torch.Tensor], *, retain: bool
-    ) -> torch.Tensor:
+        self,
+        grads: Sequence[torch.Tensor],
+        parts: Sequence[torch.Tensor],
+        total: torch.Tensor,
+        *,
+        retain: bool,
+    ) -> None:
+        """Adds one batch's product to the float64 ``total``, weight by weight (no float64
+        copy of the whole product)."""
         live = [i for i, g in enumerate(grads) if g.requires_grad]
         if not live:  # the loss is at most linear in these weights
-            return torch.zeros(self.num_params, dtype=torch.float64, device=self.device)
+            return
         hv = torch.autograd.grad(
             [grads[i] for i in live],
             self._leaves,
@@ -264,7 +284,8 @@ class HessianOperator:
             allow_unused=True,
             materialize_grads=True,
         )
-        return torch.cat([t.reshape(-1).to(torch.float64) for t in hv])
+        for piece, t in zip(total.split([t.numel() for t in hv]), hv, strict=True):
+            piece += t.reshape(-1)
 
     def _hvp(self, vector: torch.Tensor) -> torch.Tensor:
         """``H @ vector`` for a flat vector in the operator's dtype, on its device; float64 out
@@ -273,7 +294,7 @@ class HessianOperator:
         total = torch.zeros(self.num_params, dtype=torch.float64, device=self.device)
         for index, batch in enumerate(self._batches()):
             grads, kept = self._graph(index, batch)
-            total += self._backward(grads, parts, retain=kept)
+            self._backward(grads, parts, total, retain=kept)
         self.num_hvps += 1
         return self.objective.all_reduce(total.detach())
 
@@ -310,8 +331,11 @@ class HessianOperator:
         """The same Hessian computed in float64 (itself when :attr:`dtype` is float64).
 
         Built once, on first use, from the objective and the point as given (not rounded to
-        :attr:`dtype`), with the same weights and graph budget; it holds float64 copies of
-        the point and, for cached data, of the batches. Solvers verify their results with it.
+        :attr:`dtype`), with the same weights and graph budget, and kept with this operator.
+        Solvers verify their results with it. Its cost: float64 copies of the whole point
+        (every tensor of the state: the model in float64, not only the differentiated
+        weights), of the cached batches' floating tensors, graphs of its own within
+        ``max_graph_bytes``, and one pass over the data to build it.
         """
         if self.dtype == torch.float64:
             return self

@@ -38,6 +38,13 @@ def hessian_trace(
     of the products and the diagonal they reveal, not from the spread of a few skewed
     samples), so that ``value +- 1.96 stderr`` covers the trace in about 95% of seeds.
 
+    Memory, in vectors of ``n`` (the number of weights) on the device: at most ``2 s + 6``
+    in the operator's dtype (at least float32), ``s = num_probes // 3`` for Hutch++ and 0
+    for Hutchinson (see :func:`~landscape.linalg.estimate_trace`); each HVP adds one float64
+    vector (the sum over batches) and a batch's gradient graph, kept graphs at most
+    ``max_graph_bytes`` (see :class:`HessianOperator`). The host reads the sums once, after
+    the last probe.
+
     Args:
         objective: an Objective or a HessianOperator.
         num_probes: HVP budget (Hutch++ uses fewer if its sketch would exceed ``n``).

@@ -47,6 +47,10 @@ class _BlockLanczos:
     ``T`` below ``m`` give each Ritz pair's residual norm without another product. A block
     that loses rank (an invariant subspace) is refilled with random vectors when there is a
     generator (their coefficients are 0), and shrinks otherwise.
+
+    ``T`` is on the host by design (it is small, and scipy diagonalizes it), so each step
+    reads its coefficients and norms back from the device: a few transfers of ``block``
+    numbers per step (each a synchronization on CUDA), never one per entry of a vector.
     """
 
     def __init__(
@@ -146,7 +150,9 @@ class _BlockLanczos:
         if lo == hi:
             return False
         block = torch.cat([rows for _, rows in self._rows(hi, lo)])
-        products = torch.stack([self._matvec(v) for v in block])
+        products = torch.empty_like(block)
+        for i in range(len(block)):
+            products[i] = self._matvec(block[i])
         if not bool(torch.isfinite(products).all()):
             self.finite = False
             return False
@@ -226,17 +232,22 @@ def _verify(
     reference: _Products, vectors: torch.Tensor, which: str
 ) -> tuple[np.ndarray, torch.Tensor, np.ndarray]:
     """Rayleigh-Ritz in float64 on the span of ``vectors``: values (wanted order), vectors
-    and explicit residual norms, all from ``len(vectors)`` float64 products."""
+    and explicit residual norms, all from ``len(vectors)`` float64 products. At most
+    ``3 len(vectors)`` float64 vectors are held at once (one block is returned)."""
     basis = torch.linalg.qr(vectors.to(torch.float64).T).Q.T
-    products = torch.stack([reference(v) for v in basis]).to(torch.float64)
+    products = torch.empty_like(basis)
+    for i in range(len(basis)):
+        products[i] = reference(basis[i])
     small = (basis @ products.T).cpu().numpy()
     mu, z = np.linalg.eigh((small + small.T) / 2)
     order = _wanted(mu, len(mu), which)
     rotation = torch.as_tensor(z[:, order].T, dtype=torch.float64, device=basis.device)
-    vectors, products = rotation @ basis, rotation @ products
+    vectors = rotation @ basis
+    del basis
+    products = rotation @ products
     values = mu[order]
-    shift = torch.as_tensor(values, dtype=torch.float64, device=basis.device)[:, None]
-    residuals = (products - shift * vectors).norm(dim=1).cpu().numpy()
+    shift = torch.as_tensor(values, dtype=torch.float64, device=vectors.device)[:, None]
+    residuals = products.sub_(shift * vectors).norm(dim=1).cpu().numpy()
     return values, vectors, residuals
 
 
@@ -292,6 +303,7 @@ def _solve(
         if mixed and (estimated or residuals.max() > 0.5 * last):
             return values, vectors, residuals, norm, converged, True
         last, verify_at, next_check = residuals.max(), 2 * lanczos.done, lanczos.done + b
+        del vectors  # freed before the next check makes new ones
 
 
 def lanczos_eigenpairs(
@@ -330,8 +342,17 @@ def lanczos_eigenpairs(
     ``gap`` away from the rest). When products in a lower precision stall above the
     tolerance and ``refine`` is true, the run continues in float64 from the pairs found.
 
-    Memory: the basis is kept on the operator's device in its dtype (at least float32):
-    at most ``max_matvecs * size`` numbers, plus a few blocks of ``k`` vectors.
+    Memory, in vectors of ``n = size`` on the operator's device: the basis, at most
+    ``max_matvecs + block_size + 31`` in the working dtype (the operator's, at least
+    float32; allocated 32 at a time), and at most ``7 block_size + k`` more in that dtype
+    while a step or a check runs; the verification holds at most ``3 k`` float64 vectors
+    (``k`` are returned). A refinement runs in float64 throughout: its basis replaces the
+    first and holds at most ``m + k + 31`` float64 vectors for its ``m`` products (at most
+    what is left of ``max_matvecs``), with at most ``8 k`` more, and the ``k`` pairs found
+    first are kept (a float32 basis cannot refine: it holds residual directions only down
+    to about ``1e-5`` of a product). Besides: what the operator needs for a product (for
+    ``op.float64()`` a float64 copy of its input), and on the CPU random blocks are drawn
+    in float64 (``block_size`` vectors while drawn).
 
     Args:
         op: a :class:`SymmetricOperator`.

@@ -119,6 +119,19 @@ def _work_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+_PIECE = 2**20  # entries cast to float64 at a time by _dot64
+
+
+def _dot64(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a . b`` of two vectors in float64, as a 0-dim tensor on their device (not read by
+    the host); cast in pieces of ``2**20`` entries, so no float64 copy of a whole vector
+    is made."""
+    total = torch.zeros((), dtype=torch.float64, device=a.device)
+    for lo in range(0, len(a), _PIECE):
+        total += torch.dot(a[lo : lo + _PIECE].double(), b[lo : lo + _PIECE].double())
+    return total
+
+
 #: Called once after each matrix-vector product (progress bars count them).
 Callback = Callable[[], Any] | None
 
@@ -142,7 +155,7 @@ def _rademacher(n: int, generator: torch.Generator, dtype: torch.dtype, device) 
     """A vector of random signs, drawn on the generator's device (:mod:`landscape._seeding`)."""
     draw = draw_dtype(generator, dtype)
     signs = torch.randint(0, 2, (n,), generator=generator, dtype=draw, device=generator.device)
-    return (signs * 2 - 1).to(device, dtype)
+    return signs.mul_(2).sub_(1).to(device, dtype)
 
 
 def _normal(

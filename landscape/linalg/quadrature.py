@@ -59,7 +59,13 @@ def lanczos_quadrature(
     reorthogonalization from ``z / ||z||``; the Ritz values ``theta_i`` and the squared
     first components ``w_i`` of ``T``'s eigenvectors are a Gauss rule for ``z``'s spectral
     measure, whose average over probes estimates the eigenvalue distribution
-    ``(1/n) sum_j delta(t - lambda_j)``. The basis holds at most ``num_steps`` vectors.
+    ``(1/n) sum_j delta(t - lambda_j)``.
+
+    Memory, in vectors of ``n = size`` on the operator's device, in the working dtype (the
+    operator's, at least float32): one probe's basis, ``num_steps + 1`` vectors allocated
+    32 at a time (so at most ``num_steps + 32``; freed before the next probe's), and at
+    most 6 more while a step runs. Besides: what the operator needs for a product, and on
+    the CPU each probe is drawn in float64 (one vector while it is drawn).
 
     Args:
         op: a :class:`SymmetricOperator`.
@@ -95,8 +101,7 @@ def lanczos_quadrature(
     nodes = np.full((num_probes, num_steps), np.nan)
     weights = np.zeros((num_probes, num_steps))
     for p in range(num_probes):
-        z = _rademacher(op.size, generator, work, op.device)
-        lanczos = _BlockLanczos(products, z[None])
+        lanczos = _BlockLanczos(products, _rademacher(op.size, generator, work, op.device)[None])
         while lanczos.done < num_steps and lanczos.step():
             pass
         if not lanczos.finite:
@@ -104,6 +109,7 @@ def lanczos_quadrature(
             weights[:] = 0.0
             return Quadrature(nodes, weights, products.count, False, settings)
         theta, vectors, _ = lanczos.ritz()
+        del lanczos  # this probe's basis is freed before the next one is built
         nodes[p, : len(theta)] = theta
         weights[p, : len(theta)] = vectors[0] ** 2
     return Quadrature(nodes, weights, products.count, True, settings)

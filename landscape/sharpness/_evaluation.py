@@ -5,7 +5,8 @@
 - :func:`losses_at`: the same at many perturbed states, by
   ``objective.evaluate_points``, as many points per pass as the Objective chooses;
 - :func:`loss_and_grad`: the mean loss and its gradient, from ``objective.batch_sums``
-  (the one loop here that adds up batch sums, because gradients are needed);
+  (the one loop here that adds up batch sums, because gradients are needed), left on the
+  device: an ascent loop reads nothing back per step;
 - :func:`chunks`: the data regrouped into batches of ``batch_size`` examples.
 
 With ``shard_data`` every sum is all-reduced, so every rank makes the same calls and gets
@@ -50,9 +51,9 @@ def shifted(weights: Mapping[str, torch.Tensor], delta: Mapping[str, torch.Tenso
     return {n: w + delta[n] for n, w in weights.items()}
 
 
-def dot(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> float:
-    """``<a, b>`` over every tensor, in float64."""
-    return float(sum((a[n].to(torch.float64) * b[n].to(torch.float64)).sum() for n in a))
+def dot(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """``<a, b>`` over every tensor, a float64 0-dim tensor on their device (not read)."""
+    return sum((a[n].to(torch.float64) * b[n].to(torch.float64)).sum() for n in a)
 
 
 def mean_loss(
@@ -101,12 +102,16 @@ def losses_at(
 
 def loss_and_grad(
     objective: Objective, weights: Mapping[str, torch.Tensor], chunk: Chunk
-) -> tuple[float, State]:
-    """The mean loss over ``chunk`` at ``weights`` and its gradient with respect to them,
-    from the Objective's differentiable batch sums; one all-reduce for everything."""
+) -> tuple[torch.Tensor, State]:
+    """The mean loss over ``chunk`` at ``weights`` (a float64 0-dim tensor on the device)
+    and its gradient with respect to them, from the Objective's differentiable batch sums;
+    one all-reduce for everything and nothing read by the host (a sync on CUDA), so callers
+    read the loss when they need it. A chunk without examples gives NaN: callers evaluate
+    it with :func:`mean_loss` first, which says so."""
     leaves = {n: w.detach().requires_grad_(True) for n, w in weights.items()}
     full = objective.full_state(leaves)
-    total, count = 0.0, 0  # count: an int, or a tensor of tokens (read once, below)
+    total = torch.zeros((), dtype=torch.float64, device=objective.device)
+    count = 0  # an int, or a tensor of tokens
     grads = {n: torch.zeros_like(w) for n, w in weights.items()}
     for batch in chunk:
         sums, n = objective.batch_sums(full, batch, with_metrics=False)
@@ -116,14 +121,12 @@ def loss_and_grad(
             )
             for name, g in zip(leaves, parts, strict=True):
                 grads[name] += g
-        total += float(sums["loss"].detach().to(torch.float64))
+        total += sums["loss"].detach().to(torch.float64)
         count += n
-    head = torch.tensor([total, float(count)], dtype=torch.float64, device=objective.device)
+    head = torch.stack([total, torch.as_tensor(count, dtype=torch.float64, device=total.device)])
     parts = [head, *(g.reshape(-1).to(torch.float64) for g in grads.values())]
     flat = objective.all_reduce(torch.cat([p.to(objective.device) for p in parts]))
-    total, count = float(flat[0]), float(flat[1])
-    if count == 0:
-        raise ValueError("data is empty: expected at least one example")
+    total, count = flat[0], flat[1]
     pieces = flat[2:].split([g.numel() for g in grads.values()])
     mean_grads = {
         n: (piece / count).view_as(g).to(g)

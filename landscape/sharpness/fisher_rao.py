@@ -67,17 +67,16 @@ def measure_fisher_rao(
     def along_weights(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return torch.func.jvp(lambda w: example_loss(w, x, y), (weights,), (weights,))[1]
 
-    total, count = 0.0, 0
+    total = torch.zeros((), dtype=torch.float64, device=objective.device)
+    count = 0
     with progress_bar(progress, desc="fisher_rao", unit="batch", total=len(batches)) as bar:
         for batch in batches:
             values = torch.func.vmap(along_weights)(*batch)
-            total += float(values.to(torch.float64).pow(2).sum())
+            total += values.to(torch.float64).pow(2).sum()  # on the device, read once below
             count += len(values)
             bar.update()
     settings = {**provenance(objective), **selection_setting(objective, params, weights)}
-    sums = objective.all_reduce(
-        torch.tensor([total, count], dtype=torch.float64, device=objective.device)
-    )
+    sums = objective.all_reduce(torch.stack([total, total.new_tensor(count)]))
     return SharpnessResult("fisher_rao", float(sums[0] / sums[1]), 0.0, settings)
 
 

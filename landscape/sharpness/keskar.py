@@ -136,12 +136,14 @@ def measure_keskar(
         return shifted(weights, delta)
 
     def negative(z: np.ndarray) -> tuple[float, np.ndarray]:
+        """L-BFGS-B runs on the host: the loss and gradient are read once per evaluation."""
         loss, grad = loss_and_grad(objective, point(z), data)
         flat = torch.cat([grad[n].reshape(-1).to(torch.float64).cpu() for n in names])
         if matrix is not None:
             flat = matrix.T @ flat
-        return -loss, -flat.numpy()
+        return -float(loss), -flat.numpy()
 
+    loss = mean_loss(objective, weights)
     _, slope = negative(np.zeros(len(bound)))
     starts = []
     if np.any(slope != 0):  # the corner the gradient points to
@@ -158,7 +160,6 @@ def measure_keskar(
             )
             max_losses[i] = -float(found.fun)  # L-BFGS-B never ends below its start
             bar.update()
-    loss = mean_loss(objective, weights)
     max_loss = float(max_losses.max())
     value = 100 * (max_loss - loss) / (1 + loss)
     check_slope("keskar", float(np.abs(slope) @ bound.numpy()), max_loss - loss)

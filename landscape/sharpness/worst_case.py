@@ -146,19 +146,24 @@ def measure_worst_case(
     weights = weights_of(objective, params)
     scales = {n: w.abs() if adaptive else torch.ones_like(w) for n, w in weights.items()}
     generator = generator_for(weights, seed)
+    # The search runs on the device: losses, norms, the step length and its decisions are
+    # 0-dim tensors there, so the host reads nothing per step (each read a sync on CUDA).
+
+    def select(condition: torch.Tensor, a: State, b: State) -> State:
+        return {n: torch.where(condition, t, b[n]) for n, t in a.items()}
 
     def project(u: State) -> State:
         if p == 2:
-            norm = math.sqrt(dot(u, u))
-            return u if norm <= rho else {n: t * (rho / norm) for n, t in u.items()}
+            norm = dot(u, u).sqrt()
+            factor = torch.where(norm <= rho, 1.0, rho / norm)
+            return {n: t * factor for n, t in u.items()}
         return {n: t.clamp(-rho, rho) for n, t in u.items()}
 
-    def step(u: State, grad: State, eta: float) -> State:
+    def step(u: State, grad: State, eta: torch.Tensor) -> State:
         if p == 2:
-            norm = math.sqrt(dot(grad, grad))
-            if norm == 0:
-                return u
-            return {n: t + (eta / norm) * grad[n] for n, t in u.items()}
+            norm = dot(grad, grad).sqrt()
+            factor = torch.where(norm == 0, 0.0, eta / norm)  # no step from a zero gradient
+            return {n: t + factor * grad[n] for n, t in u.items()}
         return {n: t + eta * grad[n].sign() for n, t in u.items()}
 
     def start(restart: int) -> State:
@@ -166,14 +171,14 @@ def measure_worst_case(
             return {n: torch.zeros_like(w) for n, w in weights.items()}
         if p == 2:
             u = draw_like(weights, generator, "normal")
-            norm = math.sqrt(dot(u, u))
-            return {n: t * (rho / norm) for n, t in u.items()}
+            factor = rho / dot(u, u).sqrt()
+            return {n: t * factor for n, t in u.items()}
         return {n: rho * t for n, t in draw_like(weights, generator, "uniform").items()}
 
     total = len(groups) * num_restarts * (num_steps + 1)
     bar = progress_bar(progress, desc=name, unit="grad", total=total)
 
-    def value_and_ascent(u: State, chunk: list) -> tuple[float, State]:
+    def value_and_ascent(u: State, chunk: list) -> tuple[torch.Tensor, State]:
         loss, grad = loss_and_grad(
             objective, shifted(weights, {n: scales[n] * t for n, t in u.items()}), chunk
         )
@@ -182,13 +187,14 @@ def measure_worst_case(
 
     checkpoints = _checkpoints(num_steps)
 
-    def search(u: State, chunk: list) -> float:
-        """The largest loss Auto-PGD meets from ``u``."""
-        eta = step_size
+    def search(u: State, chunk: list) -> torch.Tensor:
+        """The largest loss Auto-PGD meets from ``u`` (on the device)."""
+        eta = torch.tensor(step_size, dtype=torch.float64, device=objective.device)
         loss, grad = value_and_ascent(u, chunk)
         best, best_u, best_grad = loss, u, grad
         previous = u
-        rising, last, best_at_last, halved = 0, 0, best, False
+        rising, last, best_at_last = torch.zeros_like(loss), 0, best
+        halved = torch.zeros_like(loss, dtype=torch.bool)
         for k in range(num_steps):
             z = project(step(u, grad, eta))
             if k > 0:
@@ -199,28 +205,28 @@ def measure_worst_case(
                     }
                 )
             new_loss, new_grad = value_and_ascent(z, chunk)
-            rising += new_loss > loss
+            rising = rising + (new_loss > loss)
             previous, u, loss, grad = u, z, new_loss, new_grad
-            if loss > best:
-                best, best_u, best_grad = loss, u, grad
+            better = loss > best
+            best = torch.where(better, loss, best)
+            best_u, best_grad = select(better, u, best_u), select(better, grad, best_grad)
             if k + 1 in checkpoints:
-                stalled = not halved and best <= best_at_last
-                if rising < _SUCCESS * (k + 1 - last) or stalled:
-                    eta /= 2
-                    u, loss, grad, previous = best_u, best, best_grad, best_u
-                    halved = True
-                else:
-                    halved = False
-                rising, last, best_at_last = 0, k + 1, best
+                stalled = ~halved & (best <= best_at_last)
+                halved = (rising < _SUCCESS * (k + 1 - last)) | stalled
+                eta = torch.where(halved, eta / 2, eta)
+                u, previous = select(halved, best_u, u), select(halved, best_u, previous)
+                loss, grad = torch.where(halved, best, loss), select(halved, best_grad, grad)
+                rising, last, best_at_last = torch.zeros_like(rising), k + 1, best
         return best
 
-    rises, agreed = [], []
+    bests, bases = [], []
     with bar:
         for chunk in groups:
-            base = mean_loss(objective, weights, chunk)
-            found = np.array([search(start(r), chunk) for r in range(num_restarts)]) - base
-            rises.append(max(float(found.max()), 0.0))  # delta = 0 is in the set
-            agreed.append(count_agreed(found))
+            bases.append(mean_loss(objective, weights, chunk))
+            bests.append(torch.stack([search(start(r), chunk) for r in range(num_restarts)]))
+    found = torch.stack(bests).cpu().numpy() - np.asarray(bases)[:, None]  # one read
+    rises = [max(float(row.max()), 0.0) for row in found]  # delta = 0 is in the set
+    agreed = [count_agreed(row) for row in found]
     samples = np.asarray(rises)
     value, stderr = mean_and_stderr(samples)
     interval = mean_interval(samples) if len(samples) > 1 else None

@@ -1,0 +1,148 @@
+"""No host read per probe, batch, sample or ascent step (issue 10, item 6).
+
+Every read of a tensor's value by the host (``float(t)``, ``bool(t)``, ``t.item()``,
+``t.tolist()``, ``t.cpu()``, ``t.numpy()``) waits for a CUDA device to finish its queue.
+On the CPU they cost nothing but can be counted: the conversions to a Python number all
+dispatch ``aten._local_scalar_dense``, and the others are counted where they are called.
+Each loop runs at two sizes; the count must not grow with the size. Version 0.2 read the
+loss or a norm once per batch, probe or ascent step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import pytest
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from landscape.evaluate import Objective
+from landscape.hessian import HessianOperator, hessian_trace
+from landscape.linalg import dense_operator, estimate_trace
+from landscape.sharpness import (
+    measure_average_case,
+    measure_fisher_rao,
+    measure_rise,
+    measure_worst_case,
+)
+from landscape.sharpness._evaluation import loss_and_grad, weights_of
+
+f64 = torch.float64
+
+
+class HostReads(TorchDispatchMode):
+    """Counts ``aten._local_scalar_dense`` calls (every tensor to Python number)."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.fixture
+def reads(monkeypatch) -> Callable[[Callable[[], object]], int]:
+    """``reads(call)``: how many times the host reads tensor values while ``call()`` runs."""
+
+    def count(call: Callable[[], object]) -> int:
+        counter = HostReads()
+        with monkeypatch.context() as patch:
+            for name in ("tolist", "cpu", "numpy"):
+                method = getattr(torch.Tensor, name)
+
+                def counted(self, *args, _method=method, **kwargs):
+                    counter.count += 1
+                    return _method(self, *args, **kwargs)
+
+                patch.setattr(torch.Tensor, name, counted)
+            with counter:
+                call()
+        return counter.count
+
+    return count
+
+
+def mlp_objective(num_batches: int) -> Objective:
+    """A tanh MLP (float64) on 24 examples in ``num_batches`` batches."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(24, 3, generator=g, dtype=f64)
+    y = torch.randn(24, 1, generator=g, dtype=f64)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1)).to(f64)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=f64))
+    objective = Objective(model, (x, y), loss="mse", batch_size=24 // num_batches)
+    objective(None)  # counts the examples, and fingerprints the data: once per data set
+    objective.data_sha256()
+    return objective
+
+
+#: Objectives with 2 and 8 batches, made before counting (so is their first evaluation).
+OBJECTIVES = {b: mlp_objective(b) for b in (2, 8)}
+
+
+def same_reads(reads, call: Callable[[int], object], small: int, large: int) -> None:
+    counts = reads(lambda: call(small)), reads(lambda: call(large))
+    assert counts[0] == counts[1], counts
+
+
+# -- linalg and Hessian: one read per call, not per probe or batch
+
+
+@pytest.mark.parametrize("method", ["hutchinson", "hutch++"])
+def test_trace_reads_its_sums_once(reads, method):
+    a = torch.randn(40, 40, generator=torch.Generator().manual_seed(0), dtype=f64)
+    op = dense_operator(a + a.T, dtype=torch.float32)
+    same_reads(reads, lambda p: estimate_trace(op, num_probes=p, method=method), 6, 30)
+
+
+def test_a_hessian_operator_reads_its_loss_sums_once(reads):
+    same_reads(reads, lambda b: HessianOperator(OBJECTIVES[b]), 2, 8)
+
+
+def test_hessian_trace_reads_do_not_grow_with_batches_or_probes(reads):
+    same_reads(reads, lambda b: hessian_trace(OBJECTIVES[b], num_probes=9, progress=False), 2, 8)
+    objective = OBJECTIVES[2]
+    same_reads(reads, lambda p: hessian_trace(objective, num_probes=p, progress=False), 6, 30)
+
+
+# -- sharpness: gradients, ascent steps and restarts
+
+
+def test_loss_and_grad_reads_nothing(reads):
+    for objective in OBJECTIVES.values():
+        weights, batches = weights_of(objective), list(objective.batches())
+        assert reads(lambda o=objective, w=weights, c=batches: loss_and_grad(o, w, c)) == 0
+
+
+@pytest.mark.parametrize(("p", "adaptive"), [(2, False), (math.inf, False), (2, True)])
+def test_worst_case_reads_do_not_grow_with_steps_restarts_or_batches(reads, p, adaptive):
+    objective = OBJECTIVES[2]
+
+    def measure(objective=objective, **settings):
+        settings = {"num_steps": 2, "num_restarts": 1, **settings}
+        return measure_worst_case(objective, p=p, adaptive=adaptive, progress=False, **settings)
+
+    same_reads(reads, lambda k: measure(num_steps=k), 2, 12)
+    same_reads(reads, lambda r: measure(num_restarts=r), 1, 4)
+    same_reads(reads, lambda b: measure(OBJECTIVES[b]), 2, 8)
+
+
+def test_fisher_rao_reads_once(reads):
+    same_reads(reads, lambda b: measure_fisher_rao(OBJECTIVES[b], progress=False), 2, 8)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Objective.evaluate_points reads its means back once per pass of points "
+    "(landscape/objective.py), so the sampling measures read once per pass",
+)
+@pytest.mark.parametrize("measure", [measure_average_case, measure_rise])
+def test_sampling_measures_read_once_per_call(reads, measure):
+    objective = OBJECTIVES[2]
+    same_reads(reads, lambda n: measure(objective, num_samples=n, progress=False), 2, 8)
