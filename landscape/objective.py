@@ -610,8 +610,12 @@ class Objective:
 
     @torch.no_grad()
     def __call__(
-        self, state: State | None = None, *, batches: Iterable[Any] | None = None
-    ) -> dict[str, float]:
+        self,
+        state: State | None = None,
+        *,
+        batches: Iterable[Any] | None = None,
+        on_device: bool = False,
+    ) -> dict[str, Any]:
         """Exact means of the loss and metrics at ``state`` (default: the base state).
 
         Names the state lacks take the base state's values, so a state of weights alone
@@ -623,6 +627,9 @@ class Objective:
                 device; with ``shard_data`` this rank's share): a chunk of
                 :meth:`batches`, or another :class:`~landscape.data.EvaluationData`
                 (held-out data, say).
+            on_device: return float64 0-dim tensors on the device instead of floats: no
+                read from the device (a sync on a GPU), for callers that evaluate many
+                times and read once. Token counts are then not checked for zero.
         """
         work = self._work
         work.ensure()
@@ -630,15 +637,22 @@ class Objective:
         parts: list[torch.Tensor] = []
         count = self._copy_pass(self.data if batches is None else batches, parts)
         totals = self._to_totals(parts, 1)
-        means = self._means(totals, [count], keep_count=batches is None)[0].tolist()
-        return dict(zip(self.names, means, strict=True))
+        means = self._means(totals, [count], keep_count=batches is None, on_device=on_device)[0]
+        return dict(zip(self.names, means if on_device else means.tolist(), strict=True))
 
     def _means(
-        self, totals: torch.Tensor, counts: list[int | torch.Tensor], *, keep_count: bool = True
-    ):
+        self,
+        totals: torch.Tensor,
+        counts: list[int | torch.Tensor],
+        *,
+        keep_count: bool = True,
+        on_device: bool = False,
+    ) -> torch.Tensor:
         """All-reduce ``(points, names)`` sums and the points' counts together; return means
-        (one sync, to check the counts)."""
-        if all(isinstance(c, int) for c in counts):
+        (one sync, to check the counts; none ``on_device``, where only counts known on the
+        host are checked)."""
+        host_counts = all(isinstance(c, int) for c in counts)
+        if host_counts:
             counts_t = torch.tensor(counts, dtype=torch.float64, device=totals.device)
         else:
             counts_t = torch.stack(
@@ -647,10 +661,13 @@ class Objective:
         if self.shard_data:
             packed = self.all_reduce(torch.cat([totals.reshape(-1), counts_t]))
             totals, counts_t = packed[: totals.numel()].view_as(totals), packed[totals.numel() :]
-        host = counts_t.tolist()
+        if on_device:
+            host = counts if host_counts and not self.shard_data else []
+        else:
+            host = counts_t.tolist()
         if any(c == 0 for c in host):
             raise ValueError("data is empty: expected at least one example")
-        if keep_count:
+        if keep_count and not on_device:
             self._num_examples = int(host[0])
         return totals / counts_t.view(-1, 1)
 
@@ -766,7 +783,8 @@ class Objective:
         coords: np.ndarray,
         *,
         ends: Sequence[State | None] | None = None,
-    ) -> dict[str, np.ndarray]:
+        on_device: bool = False,
+    ) -> dict[str, Any]:
         """Exact means at the points ``base + sum_j coords[k, j] * directions[j]``.
 
         Points are formed as :func:`landscape.params.point_state` forms them, and
@@ -785,6 +803,8 @@ class Objective:
                 base`` and the point at coordinate 1 is ``ends[j]`` bit for bit (at 0,
                 ``base``), where ``base + 1 * (end - base)`` is not ``end`` in floating
                 point.
+            on_device: return float64 tensors on the device instead of arrays, read
+                nothing back (see :meth:`__call__`).
 
         Returns:
             ``{name: array (num_points,)}`` for the loss and every metric.
@@ -795,7 +815,8 @@ class Objective:
         """
         coords = np.asarray(coords, dtype=np.float64).reshape(len(coords), len(directions))
         if len(coords) == 0:
-            return {name: np.empty(0) for name in self.names}
+            empty = torch.empty(0, dtype=torch.float64, device=self.device)
+            return {name: empty if on_device else np.empty(0) for name in self.names}
         full = self.full_state(base)
         moved = move_directions([merge_tied(d, self._tied) for d in directions], full)
         j_end = end_index(ends, len(directions))
@@ -809,8 +830,12 @@ class Objective:
                 )
             moved_ends = [None] * len(directions)
             moved_ends[j_end] = {n: end[n].to(full[n]) for n in moved[j_end]}
-            for name, d in moved[j_end].items():
-                if not torch.equal(moved_ends[j_end][name] - full[name], d):
+            names = list(moved[j_end])
+            agree = torch.stack(
+                [((moved_ends[j_end][n] - full[n]) == moved[j_end][n]).all() for n in names]
+            ).tolist()  # one read for all tensors
+            for name, ok in zip(names, agree, strict=True):
+                if not ok:
                     raise ValueError(
                         f"direction {j_end} must be its end state minus the base state (an "
                         f"interpolation from the base to the end); {name!r} is not"
@@ -867,5 +892,7 @@ class Objective:
                     rows[flat], counts[flat] = sums[i], nums[i]
             start = stop
         totals = torch.stack(rows).to(self.device)  # type: ignore[arg-type]
-        means = self._means(totals, counts).cpu().numpy()
+        means = self._means(totals, counts, on_device=on_device)
+        if not on_device:
+            means = means.cpu().numpy()
         return {name: means[:, i] for i, name in enumerate(self.names)}

@@ -131,17 +131,13 @@ def test_worst_case_reads_do_not_grow_with_steps_restarts_or_batches(reads, p, a
     same_reads(reads, lambda k: measure(num_steps=k), 2, 12)
     same_reads(reads, lambda r: measure(num_restarts=r), 1, 4)
     same_reads(reads, lambda b: measure(OBJECTIVES[b]), 2, 8)
+    same_reads(reads, lambda m: measure(batch_size=24 // m), 2, 8)  # m-sharpness chunks
 
 
 def test_fisher_rao_reads_once(reads):
     same_reads(reads, lambda b: measure_fisher_rao(OBJECTIVES[b], progress=False), 2, 8)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Objective.evaluate_points reads its means back once per pass of points "
-    "(landscape/objective.py), so the sampling measures read once per pass",
-)
 @pytest.mark.parametrize("measure", [measure_average_case, measure_rise])
 def test_sampling_measures_read_once_per_call(reads, measure):
     objective = OBJECTIVES[2]

@@ -61,10 +61,14 @@ def mean_loss(
     state: Mapping[str, torch.Tensor],
     chunk: Chunk | None = None,
     metric: str = "loss",
-) -> float:
+    *,
+    on_device: bool = False,
+) -> Any:
     """The exact mean of ``metric`` at ``state`` over the data, or over ``chunk`` (a list of
-    batches; with ``shard_data`` this rank's slices of them)."""
-    return float(objective(dict(state), batches=chunk)[metric])
+    batches; with ``shard_data`` this rank's slices of them); a float, or a float64 0-dim
+    tensor left on the device."""
+    value = objective(dict(state), batches=chunk, on_device=on_device)[metric]
+    return value if on_device else float(value)
 
 
 def losses_at(
@@ -78,15 +82,17 @@ def losses_at(
 
     The deltas are taken (and may be made lazily) as many at a time as the Objective
     evaluates per pass (``points_per_pass``; one on a CPU by default); ``callback`` is
-    called with the number of points after each pass (a progress bar's ``update``).
+    called with the number of points after each pass (a progress bar's ``update``). The
+    values stay on the device until all are evaluated, then are read at once.
     """
     k = objective.resolve_points_per_pass()
-    values: list[np.ndarray] = []
+    values: list[torch.Tensor] = []
     group: list[Mapping[str, torch.Tensor]] = []
 
     def flush() -> None:
         if group:
-            out = objective.evaluate_points(dict(weights), list(group), np.eye(len(group)))
+            eye = np.eye(len(group))
+            out = objective.evaluate_points(dict(weights), list(group), eye, on_device=True)
             values.append(out[metric])
             if callback is not None:
                 callback(len(group))
@@ -97,7 +103,7 @@ def losses_at(
         if len(group) == k:
             flush()
     flush()
-    return np.concatenate(values) if values else np.empty(0)
+    return torch.cat(values).cpu().numpy() if values else np.empty(0)
 
 
 def loss_and_grad(

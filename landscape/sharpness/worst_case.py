@@ -222,9 +222,9 @@ def measure_worst_case(
     bests, bases = [], []
     with bar:
         for chunk in groups:
-            bases.append(mean_loss(objective, weights, chunk))
+            bases.append(mean_loss(objective, weights, chunk, on_device=True))
             bests.append(torch.stack([search(start(r), chunk) for r in range(num_restarts)]))
-    found = torch.stack(bests).cpu().numpy() - np.asarray(bases)[:, None]  # one read
+    found = (torch.stack(bests) - torch.stack(bases)[:, None]).cpu().numpy()  # one read
     rises = [max(float(row.max()), 0.0) for row in found]  # delta = 0 is in the set
     agreed = [count_agreed(row) for row in found]
     samples = np.asarray(rises)
