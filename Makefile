@@ -26,6 +26,7 @@ lint: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_surface.py
 	$(PY) benchmarks/bench_hessian.py
+	$(PY) benchmarks/bench_memory.py
 
 docs: $(VENV)/.installed
 	$(PY) landscape/_docs/build.py build/docs

@@ -161,8 +161,10 @@ def token_labels(targets: Any) -> torch.Tensor:
 def _aligned(outputs: torch.Tensor, targets: Any, shift: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits ``(M, V)`` and labels ``(M,)`` of every position (next tokens if ``shift``)."""
     labels = token_labels(targets)
-    if shift:
-        outputs, labels = outputs[..., :-1, :], labels[..., 1:]
+    if shift:  # each position's label is the next token; the last position's is ignored
+        # (shifting the labels, not slicing the logits, which would copy them)
+        ignored = labels.new_full((*labels.shape[:-1], 1), IGNORE_INDEX)
+        labels = torch.cat([labels[..., 1:], ignored], dim=-1)
     if tuple(outputs.shape[:-1]) != tuple(labels.shape):
         raise ValueError(
             f"token logits of shape {tuple(outputs.shape)} do not match labels of shape "
