@@ -47,13 +47,11 @@ from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from models import cifar_like, resnet  # noqa: E402
 
 from landscape._batched import precision_context  # noqa: E402
 from landscape.demo import digits_cnn, digits_data, digits_mlp, train_classifier  # noqa: E402
 from landscape.directions import random_directions  # noqa: E402
+from landscape.models import cifar_like, cifar_resnet  # noqa: E402
 from landscape.objective import Objective  # noqa: E402
 from landscape.surface import compute_surface  # noqa: E402
 
@@ -262,11 +260,18 @@ def cases(device: torch.device, full: bool) -> list[Case]:
     if device.type == "cpu" and not full:  # subsets, a few points: minutes on 2 cores
         return [
             *digits,
-            Case("ResNet-20", lambda: resnet(20), lambda: cifar_like(1000), 4, 4, 500),
-            Case("ResNet-56", lambda: resnet(56), lambda: cifar_like(500), 4, 4, 500),
+            Case("ResNet-20", lambda: cifar_resnet(20), lambda: cifar_like(1000), 4, 4, 500),
+            Case("ResNet-56", lambda: cifar_resnet(56), lambda: cifar_like(500), 4, 4, 500),
         ]
     return digits + [
-        Case(f"ResNet-{depth}", lambda d=depth: resnet(d), lambda n=n: cifar_like(n), 16, 4, 1000)
+        Case(
+            f"ResNet-{depth}",
+            lambda d=depth: cifar_resnet(d),
+            lambda n=n: cifar_like(n),
+            16,
+            4,
+            1000,
+        )
         for depth in (20, 56)
         for n in (10_000, 50_000)
     ]
