@@ -191,7 +191,9 @@ class Objective:
             (loss_sum, count)`` for models with unusual inputs or outputs.
         train_mode: evaluate in train mode (BatchNorm batch statistics); default eval.
         cache_data: move the batches to the device once and keep them (default); turn
-            off for data that does not fit, and they are re-read every evaluation.
+            off for data that does not fit, and they are re-read every evaluation (then
+            a ``DataLoader(..., pin_memory=True)`` lets each copy to a GPU run without
+            holding up the host).
         batch_size: batch size used when ``data`` is a Dataset or a tensor tuple.
         precision: ``"fp32"`` (default), ``"tf32"`` (TensorFloat-32 matrix products on
             CUDA, global flags restored after each call; same as fp32 elsewhere) or
