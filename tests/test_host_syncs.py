@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 import pytest
 import torch
+from _host_reads import HostReads
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from landscape.evaluate import Objective
 from landscape.hessian import HessianOperator, hessian_trace
@@ -30,19 +30,6 @@ from landscape.sharpness import (
 from landscape.sharpness._evaluation import loss_and_grad, weights_of
 
 f64 = torch.float64
-
-
-class HostReads(TorchDispatchMode):
-    """Counts ``aten._local_scalar_dense`` calls (every tensor to Python number)."""
-
-    def __init__(self):
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func is torch.ops.aten._local_scalar_dense.default:
-            self.count += 1
-        return func(*args, **(kwargs or {}))
 
 
 @pytest.fixture

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _host_reads import HostReads
 from torch import nn
 from torch.func import functional_call
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from landscape import compare_checkpoints, compute_surface, random_directions
 from landscape.hessian import HessianOperator
@@ -270,20 +270,6 @@ def test_gpt2_sharpness_runs(gpt2):
     assert_unchanged(gpt2, before)
 
 
-class _ScalarReads(TorchDispatchMode):
-    """Counts tensor-to-Python-scalar conversions (``float(t)``, ``bool(t)``, ``t.item()``):
-    each is a host-device synchronisation on a GPU."""
-
-    def __init__(self):
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func is torch.ops.aten._local_scalar_dense.default:
-            self.count += 1
-        return func(*args, **(kwargs or {}))
-
-
 @pytest.mark.parametrize("points_per_pass", [1, 3])
 def test_the_point_loop_reads_no_scalar_from_the_device(dict_lm, points_per_pass):
     """Token counts and sums stay on the device until one read at the end, so the scalar
@@ -294,7 +280,7 @@ def test_the_point_loop_reads_no_scalar_from_the_device(dict_lm, points_per_pass
     direction = [{n: torch.randn_like(p) for n, p in dict_lm.named_parameters()}]
     reads = []
     for num in (2, 7):
-        counter = _ScalarReads()
+        counter = HostReads()
         with counter:
             objective.evaluate_points(
                 objective.base_state, direction, np.linspace(-1, 1, num)[:, None]
