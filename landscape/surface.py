@@ -23,6 +23,7 @@ from ._progress import progress_bar
 from ._provenance import model_sha256
 from .directions import Directions
 from .evaluate import Objective
+from .limits import MAX_POINTS, check_limit
 from .params import ParamSelection, point_state, select_params, selection_attr, state_sha256
 from .results import Result
 
@@ -66,15 +67,12 @@ class Surface(Result):
 
 
 MIN_CHUNK = 8  # points per call of Objective.evaluate_points
-MAX_POINTS = 10**8  # a larger grid is refused before anything is allocated
 
 
 def _check_size(num_points: int) -> None:
-    if num_points > MAX_POINTS:
-        raise ValueError(
-            f"a grid of {num_points:,} points is more than the {MAX_POINTS:,} landscape "
-            "computes (its arrays alone would take gigabytes); use fewer points"
-        )
+    """A larger grid than :data:`~landscape.limits.MAX_POINTS` is refused before anything
+    is allocated."""
+    check_limit("grid points", num_points, MAX_POINTS, "; use fewer points")
 
 
 def parse_range(text: str) -> np.ndarray:
@@ -140,6 +138,7 @@ _OBJECTIVE_OPTIONS = {
     "batch_loss": None,
     "train_mode": False,
     "cache_data": True,
+    "allow_nonfinite": False,
     "batch_size": None,
     "precision": "fp32",
     "points_per_pass": None,
@@ -195,6 +194,7 @@ def compute_surface(
     points_per_pass: int | None = None,
     convexity: bool = False,
     params: ParamSelection = None,
+    allow_nonfinite: bool = False,
 ) -> Surface:
     """Evaluate the loss and metrics on a line (``y=None``) or a plane around ``model``.
 
@@ -225,6 +225,8 @@ def compute_surface(
             ``"trainable"``, see :func:`landscape.params.select_names`, over the model's
             weights and buffers): the directions' other entries are dropped. Recorded as
             the attribute ``params`` (``"all"`` or the names), part of a resume's identity.
+        allow_nonfinite: go on with NaN or inf in the model or the first batch (refused
+            by default), as for ``Objective``.
 
     Under an initialized ``torch.distributed`` process group (e.g. from
     :func:`landscape.distributed.init_from_env` under ``torchrun``), every rank calls
@@ -254,7 +256,8 @@ def compute_surface(
     options = dict(loss=loss, loss_reduction=loss_reduction, metrics=metrics,
                    batch_loss=batch_loss, train_mode=train_mode,
                    cache_data=cache_data, batch_size=batch_size, precision=precision,
-                   points_per_pass=points_per_pass)  # fmt: skip
+                   points_per_pass=points_per_pass,
+                   allow_nonfinite=allow_nonfinite)  # fmt: skip
     if isinstance(model, Objective):
         directions, x, y = _from_objective((data, directions, x, y), options)
     elif data is None:
