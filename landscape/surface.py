@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from . import distributed, storage
+from ._fingerprint import FINGERPRINT_ATTRS, classes_sha256, model_probe, probe_problem
 from ._progress import progress_bar
 from ._provenance import model_sha256
 from .directions import Directions
@@ -293,6 +294,8 @@ def compute_surface(
     identity: dict[str, Any] = {
         "model": type(objective.model).__qualname__,
         "model_sha256": model_sha256(objective.model),
+        "model_classes_sha256": classes_sha256(objective.model),
+        "model_probe": model_probe(objective),
         "checkpoint_sha256": state_sha256(base),
         "data_sha256": _data_sha256(objective),
         "num_examples": objective.num_examples,
@@ -432,7 +435,7 @@ def _evaluate(
 # Identity attributes added after 0.1, with the value every older file was made with.
 _ADDED_ATTRS = {"params": "all"}
 # Fingerprints added after 0.1 that older files did not take: not checked where missing.
-_UNRECORDED_ATTRS = ("model_sha256", "objective_seed")
+_UNRECORDED_ATTRS = ("model_sha256", "objective_seed", *FINGERPRINT_ATTRS)
 
 
 def _open_surface_file(
@@ -459,7 +462,16 @@ def _open_surface_file(
             or (k not in _ADDED_ATTRS and k not in _UNRECORDED_ATTRS)
             or not storage.same_attr(_ADDED_ATTRS.get(k, v), v)
         }
+        probe = check.pop("model_probe", None)  # compared with a tolerance
         storage.check_surface_file(path, x=xs, y=ys, names=names, attrs=check)
+        problem = None
+        if probe is not None:
+            problem = probe_problem(stored_attrs["model_probe"], probe, identity["precision"])
+        if problem:
+            raise ValueError(
+                f"{os.fspath(path)} was made for another run ({problem}); use another output "
+                "file, or overwrite=True / --overwrite to start again"
+            )
         return (stored, computed), storage.SurfaceWriter(path)
     used = (directions.x,) if ys is None else (directions.x, directions.y)
     writer = storage.create_surface_file(

@@ -16,6 +16,7 @@ from torch import nn
 
 from .. import demo as demo_module
 from .. import distributed
+from .._fingerprint import builder_sha256
 from .._finite import check_finite_inputs, nonfinite_note
 from ..checkpoint import file_sha256, load_checkpoint
 from ..losses import LOSSES
@@ -91,6 +92,7 @@ def _print(*values: Any) -> None:
 
 def _model(args: argparse.Namespace, checkpoint: str) -> nn.Module:
     build = resolve_callable(args.model, demo_module.BUILTIN_MODELS, "--model")
+    args.builder_sha256 = builder_sha256(build)  # recorded by _sources
     model = build()
     if not isinstance(model, nn.Module):
         raise UserError(f"--model {args.model} returned a {type(model).__name__}, not an nn.Module")
@@ -215,8 +217,9 @@ def _objective(args: argparse.Namespace) -> Any:
 def _sources(args: argparse.Namespace) -> dict[str, str]:
     """What the command line names, recorded with its results: the model and data as given
     (over the model's class name) and the checkpoint's path."""
+    built = {"builder_sha256": args.builder_sha256} if "builder_sha256" in args else {}
     return {"model": _spec(args.model), "data": _spec(args.data),
-            "checkpoint_path": args.checkpoint}  # fmt: skip
+            "checkpoint_path": args.checkpoint, **built}  # fmt: skip
 
 
 def _spec(spec: str) -> str:
