@@ -21,6 +21,7 @@ from ._progress import progress_bar
 from .checkpoint import checkpoint_state
 from .data import EvaluationData
 from .directions import random_directions
+from .limits import MAX_DRAWS, check_limit
 from .objective import Objective
 from .params import select_params, state_sha256
 from .results import Result, format_estimate, rows_to_csv
@@ -168,6 +169,7 @@ def compare_checkpoints(
     if num_directions < 1:
         raise ValueError(f"num_directions must be at least 1 (lines per checkpoint), got "
                          f"{num_directions}")  # fmt: skip
+    check_limit("line directions", int(num_directions), MAX_DRAWS)
     states = {}
     for label, checkpoint in checkpoints.items():
         try:

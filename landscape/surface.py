@@ -19,10 +19,12 @@ import torch
 from torch import nn
 
 from . import distributed, storage
+from ._fingerprint import FINGERPRINT_ATTRS, classes_sha256, model_probe, probe_problem
 from ._progress import progress_bar
 from ._provenance import model_sha256
 from .directions import Directions
 from .evaluate import Objective
+from .limits import MAX_POINTS, check_limit
 from .params import ParamSelection, point_state, select_params, selection_attr, state_sha256
 from .results import Result
 
@@ -66,15 +68,12 @@ class Surface(Result):
 
 
 MIN_CHUNK = 8  # points per call of Objective.evaluate_points
-MAX_POINTS = 10**8  # a larger grid is refused before anything is allocated
 
 
 def _check_size(num_points: int) -> None:
-    if num_points > MAX_POINTS:
-        raise ValueError(
-            f"a grid of {num_points:,} points is more than the {MAX_POINTS:,} landscape "
-            "computes (its arrays alone would take gigabytes); use fewer points"
-        )
+    """A larger grid than :data:`~landscape.limits.MAX_POINTS` is refused before anything
+    is allocated."""
+    check_limit("grid points", num_points, MAX_POINTS, "; use fewer points")
 
 
 def parse_range(text: str) -> np.ndarray:
@@ -140,6 +139,7 @@ _OBJECTIVE_OPTIONS = {
     "batch_loss": None,
     "train_mode": False,
     "cache_data": True,
+    "allow_nonfinite": False,
     "batch_size": None,
     "precision": "fp32",
     "points_per_pass": None,
@@ -195,6 +195,7 @@ def compute_surface(
     points_per_pass: int | None = None,
     convexity: bool = False,
     params: ParamSelection = None,
+    allow_nonfinite: bool = False,
 ) -> Surface:
     """Evaluate the loss and metrics on a line (``y=None``) or a plane around ``model``.
 
@@ -225,6 +226,8 @@ def compute_surface(
             ``"trainable"``, see :func:`landscape.params.select_names`, over the model's
             weights and buffers): the directions' other entries are dropped. Recorded as
             the attribute ``params`` (``"all"`` or the names), part of a resume's identity.
+        allow_nonfinite: go on with NaN or inf in the model or the first batch (refused
+            by default), as for ``Objective``.
 
     Under an initialized ``torch.distributed`` process group (e.g. from
     :func:`landscape.distributed.init_from_env` under ``torchrun``), every rank calls
@@ -254,7 +257,8 @@ def compute_surface(
     options = dict(loss=loss, loss_reduction=loss_reduction, metrics=metrics,
                    batch_loss=batch_loss, train_mode=train_mode,
                    cache_data=cache_data, batch_size=batch_size, precision=precision,
-                   points_per_pass=points_per_pass)  # fmt: skip
+                   points_per_pass=points_per_pass,
+                   allow_nonfinite=allow_nonfinite)  # fmt: skip
     if isinstance(model, Objective):
         directions, x, y = _from_objective((data, directions, x, y), options)
     elif data is None:
@@ -290,6 +294,8 @@ def compute_surface(
     identity: dict[str, Any] = {
         "model": type(objective.model).__qualname__,
         "model_sha256": model_sha256(objective.model),
+        "model_classes_sha256": classes_sha256(objective.model),
+        "model_probe": model_probe(objective),
         "checkpoint_sha256": state_sha256(base),
         "data_sha256": _data_sha256(objective),
         "num_examples": objective.num_examples,
@@ -429,7 +435,7 @@ def _evaluate(
 # Identity attributes added after 0.1, with the value every older file was made with.
 _ADDED_ATTRS = {"params": "all"}
 # Fingerprints added after 0.1 that older files did not take: not checked where missing.
-_UNRECORDED_ATTRS = ("model_sha256", "objective_seed")
+_UNRECORDED_ATTRS = ("model_sha256", "objective_seed", *FINGERPRINT_ATTRS)
 
 
 def _open_surface_file(
@@ -456,7 +462,16 @@ def _open_surface_file(
             or (k not in _ADDED_ATTRS and k not in _UNRECORDED_ATTRS)
             or not storage.same_attr(_ADDED_ATTRS.get(k, v), v)
         }
+        probe = check.pop("model_probe", None)  # compared with a tolerance
         storage.check_surface_file(path, x=xs, y=ys, names=names, attrs=check)
+        problem = None
+        if probe is not None:
+            problem = probe_problem(stored_attrs["model_probe"], probe, identity["precision"])
+        if problem:
+            raise ValueError(
+                f"{os.fspath(path)} was made for another run ({problem}); use another output "
+                "file, or overwrite=True / --overwrite to start again"
+            )
         return (stored, computed), storage.SurfaceWriter(path)
     used = (directions.x,) if ys is None else (directions.x, directions.y)
     writer = storage.create_surface_file(

@@ -16,6 +16,8 @@ from torch import nn
 
 from .. import demo as demo_module
 from .. import distributed
+from .._fingerprint import builder_sha256
+from .._finite import check_finite_inputs, nonfinite_note
 from ..checkpoint import file_sha256, load_checkpoint
 from ..losses import LOSSES
 
@@ -90,12 +92,17 @@ def _print(*values: Any) -> None:
 
 def _model(args: argparse.Namespace, checkpoint: str) -> nn.Module:
     build = resolve_callable(args.model, demo_module.BUILTIN_MODELS, "--model")
+    args.builder_sha256 = builder_sha256(build)  # recorded by _sources
     model = build()
     if not isinstance(model, nn.Module):
         raise UserError(f"--model {args.model} returned a {type(model).__name__}, not an nn.Module")
     if not os.path.isfile(checkpoint):
         raise UserError(f"no such checkpoint file: {checkpoint}")
-    return load_checkpoint(model, checkpoint).to(_device(args.device)).eval()
+    model = load_checkpoint(model, checkpoint).to(_device(args.device)).eval()
+    if not getattr(args, "allow_nonfinite", False):  # before any work, naming the tensor
+        buffers = [name for name, _ in model.named_buffers()]
+        check_finite_inputs(model.state_dict(), buffers=buffers, what=f"checkpoint {checkpoint}")
+    return model
 
 
 def _data(spec: str) -> Any:
@@ -177,7 +184,8 @@ def _surface_directions(args: argparse.Namespace, model: nn.Module, data: Any, n
     from ..evaluate import Objective
 
     objective = Objective(model, data, **_loss_options(args), batch_size=args.batch_size,
-                          train_mode=args.train_mode)  # fmt: skip
+                          train_mode=args.train_mode,
+                          allow_nonfinite=args.allow_nonfinite)  # fmt: skip
     top = hessian_directions(objective, seed=args.seed, params=args.params,
                              progress=not args.quiet)  # fmt: skip
     return Directions(top[0], top[1] if num == 2 else None, kind="hessian",
@@ -202,14 +210,16 @@ def _objective(args: argparse.Namespace) -> Any:
 
     model = _model(args, args.checkpoint)
     return Objective(model, _data(args.data), **_loss_options(args), batch_size=args.batch_size,
-                     train_mode=args.train_mode, shard_data=True)  # fmt: skip
+                     train_mode=args.train_mode, shard_data=True,
+                     allow_nonfinite=args.allow_nonfinite)  # fmt: skip
 
 
 def _sources(args: argparse.Namespace) -> dict[str, str]:
     """What the command line names, recorded with its results: the model and data as given
     (over the model's class name) and the checkpoint's path."""
+    built = {"builder_sha256": args.builder_sha256} if "builder_sha256" in args else {}
     return {"model": _spec(args.model), "data": _spec(args.data),
-            "checkpoint_path": args.checkpoint}  # fmt: skip
+            "checkpoint_path": args.checkpoint, **built}  # fmt: skip
 
 
 def _spec(spec: str) -> str:
@@ -230,4 +240,12 @@ def _checkpoint_objective(args: argparse.Namespace, checkpoint: str, **options: 
 
     model = _model(args, checkpoint)
     return Objective(model, _data(args.data), **_loss_options(args), batch_size=args.batch_size,
-                     train_mode=args.train_mode, **options)  # fmt: skip
+                     train_mode=args.train_mode, allow_nonfinite=args.allow_nonfinite,
+                     **options)  # fmt: skip
+
+
+def _warn_nonfinite(command: str, values: dict[str, Any]) -> None:
+    """Count the non-finite results of a run and say so on stderr (rank 0), at the end."""
+    note = nonfinite_note(values)
+    if note and distributed.rank() == 0:
+        print(f"landscape {command}: warning: {note}", file=sys.stderr)

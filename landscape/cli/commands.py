@@ -11,6 +11,7 @@ import torch
 
 from .. import demo as demo_module
 from .. import distributed
+from ..limits import MAX_DRAWS, check_limit
 from ..results import format_estimate
 from ._common import (
     UserError,
@@ -25,6 +26,7 @@ from ._common import (
     _refuse_existing,
     _sources,
     _surface_directions,
+    _warn_nonfinite,
     resolve_callable,
 )
 
@@ -47,7 +49,7 @@ def cmd_surface(args: argparse.Namespace) -> None:
         overwrite=args.overwrite, progress=not args.quiet, precision=args.precision,
         points_per_pass=args.points_per_pass, convexity=args.convexity,
         cache_data=not args.no_cache_data, train_mode=args.train_mode, params=args.params,
-        attrs=_sources(args),
+        attrs=_sources(args), allow_nonfinite=args.allow_nonfinite,
     )  # fmt: skip
     if not args.quiet:
         loss = surface["loss"]
@@ -57,6 +59,7 @@ def cmd_surface(args: argparse.Namespace) -> None:
             else ""
         )
         _print(f"{surface.path}: {loss.size} points, {span}")
+    _warn_nonfinite("surface", surface.metrics)
 
 
 def cmd_plot(args: argparse.Namespace) -> None:
@@ -137,6 +140,8 @@ def cmd_hessian(args: argparse.Namespace) -> None:
 
     wanted = ["eigen", "extremes"] + ["trace"] * args.trace + ["density"] * args.density
     wanted += ["blocks"] * args.per_block
+    check_limit("trace probes", args.num_probes, MAX_DRAWS)  # before any work
+    check_limit("density probes", args.density_probes, MAX_DRAWS)
     _refuse_existing(args.out, [f"hessian/{name}" for name in wanted], args.overwrite)
     objective = _objective(args)
     dtype = torch.float64 if args.float64 else None
@@ -164,6 +169,10 @@ def cmd_hessian(args: argparse.Namespace) -> None:
     if blocks is not None:
         _print(blocks.table())
     _print(args.out)
+    found = {"eigenvalues": eigen.eigenvalues, "lambda_max": extremes.lambda_max}
+    if trace is not None:
+        found["trace"] = trace.value
+    _warn_nonfinite("hessian", found)
 
 
 def cmd_sharpness(args: argparse.Namespace) -> None:
@@ -179,6 +188,7 @@ def cmd_sharpness(args: argparse.Namespace) -> None:
         save_sharpness(args.out, results, overwrite=args.overwrite, attrs=_sources(args))
     for name, result in results.items():
         _print(f"{name:<22} {format_estimate(result.value, result.stderr)}")
+    _warn_nonfinite("sharpness", {name: result.value for name, result in results.items()})
 
 
 def cmd_compare(args: argparse.Namespace) -> None:

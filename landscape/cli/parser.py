@@ -39,6 +39,9 @@ def _add_model_options(p: argparse.ArgumentParser, checkpoint: bool = True) -> N
     p.add_argument("--train-mode", action="store_true",
                    help="evaluate in train mode (BatchNorm batch statistics, dropout)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--allow-nonfinite", action="store_true",
+                   help="go on when a checkpoint or the first batch holds NaN or inf "
+                   "(refused by default)")  # fmt: skip
 
 
 def _add_measure_options(p: argparse.ArgumentParser) -> None:

@@ -27,6 +27,7 @@ import h5py
 import numpy as np
 import torch
 
+from ..limits import check_memory
 from .codec import decode_attrs, encode_attr
 
 __all__ = [
@@ -400,6 +401,7 @@ def read_group(path: str | os.PathLike, name: str) -> tuple[dict[str, np.ndarray
 
         def visit(key: str, obj: Any) -> None:
             if isinstance(obj, h5py.Dataset):
+                check_memory(f"/{name}/{key} of {os.fspath(path)}", obj.size * obj.dtype.itemsize)
                 arrays[key] = obj[()]
 
         group.visititems(visit)
