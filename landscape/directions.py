@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._drawing import dot64, draw_tensor, normalize_, skip_normal
 from .params import (
     DirType,
     ParamSelection,
@@ -109,10 +110,9 @@ def _cosine(x: Mapping[str, torch.Tensor], y: Mapping[str, torch.Tensor]) -> flo
         b = y.get(name)
         if b is None or not a.is_floating_point():
             continue
-        a64, b64 = a.detach().reshape(-1).double(), b.detach().reshape(-1).double()
-        xy += float(torch.dot(a64, b64))
-        xx += float(torch.dot(a64, a64))
-        yy += float(torch.dot(b64, b64))
+        xy += dot64(a, b)  # in pieces: no float64 copy of a whole tensor
+        xx += dot64(a, a)
+        yy += dot64(b, b)
     if xx == 0 or yy == 0:
         return float("nan")
     return xy / math.sqrt(xx * yy)
@@ -192,30 +192,6 @@ def _selected(
     return {n: t for n, t in state.items() if n in keep or not t.is_floating_point()}
 
 
-def _normalize_tensor(d: torch.Tensor, w: torch.Tensor, norm: str, ignore: str) -> torch.Tensor:
-    if d.dim() <= 1:
-        if ignore == "biasbn":
-            return torch.zeros_like(d)
-        d, w = d.reshape(1, -1), w.reshape(1, -1)  # one filter
-        out = _normalize_tensor(d, w, norm, ignore)
-        return out.reshape(-1) if out.numel() != 1 else out.reshape(())
-    if norm == "none":
-        return d
-    if norm == "weight":
-        return d * w
-    if norm == "layer":
-        return d * _ratio(w.norm(), d.norm())
-    rows_d, rows_w = d.reshape(d.shape[0], -1), w.reshape(w.shape[0], -1)
-    scale = _ratio(rows_w.norm(dim=1), rows_d.norm(dim=1))
-    return (rows_d * scale[:, None]).reshape(d.shape)
-
-
-def _ratio(weight_norm: torch.Tensor, direction_norm: torch.Tensor) -> torch.Tensor:
-    """``weight_norm / direction_norm``, 0 where the direction is zero (it stays zero)."""
-    zero = direction_norm == 0
-    return torch.where(zero, 0.0, weight_norm / torch.where(zero, 1.0, direction_norm))
-
-
 def is_running_stat(name: str) -> bool:
     """Whether a state entry is a norm layer's running statistic (``running_mean`` or
     ``running_var``), which a random direction moves along itself (see the module docstring).
@@ -260,7 +236,8 @@ def normalize_direction(
         if d.shape != w.shape:
             raise ValueError(f"{name}: direction shape {tuple(d.shape)} != weight {tuple(w.shape)}")
         work = torch.promote_types(d.dtype, torch.float32)  # norms in float32 or better
-        out[name] = _normalize_tensor(d.to(work), w.to(work), norm, ignore).to(d.dtype)
+        draft = d.to(work, copy=True, memory_format=torch.contiguous_format)
+        out[name] = normalize_(draft, w.to(work), norm, ignore).to(d.dtype)
     return out
 
 
@@ -279,7 +256,10 @@ def random_direction(
     Entries are drawn on the CPU in float64 from ``seed`` (or ``generator``), so a seed
     gives the same direction on every device, normalized in float32 (or the tensor's
     dtype, if wider) on its device, then kept in the tensor's dtype (bfloat16 for a
-    bfloat16 model).
+    bfloat16 model). One tensor at a time: its draft (in that working dtype, filled from
+    float64 pieces of 2**20 entries) is normalized in place and freed before the next, so
+    the memory is the direction plus one tensor's draft; the values are those of one
+    float64 draw per tensor in state order (as 0.2 drew them), bit for bit.
     Integer buffers get no direction. With ``ignore="none"`` a running statistic's
     direction is the buffer itself (so ``(1 + alpha) * running_var`` stays a variance for
     ``alpha > -1``); with ``ignore="biasbn"`` it is zero. With ``params`` only the
@@ -295,15 +275,18 @@ def random_direction(
     state = _selected(model_or_state, _as_state(model_or_state, dir_type), params, dir_type)
     if generator is None:
         generator = torch.Generator().manual_seed(0 if seed is None else int(seed))
-    raw = {}
-    for name, t in state.items():
-        if t.is_floating_point():
-            g = torch.randn(t.shape, generator=generator, dtype=torch.float64)
-            raw[name] = g.to(device=t.device, dtype=torch.promote_types(t.dtype, torch.float32))
-    direction = normalize_direction(raw, state, norm=norm, ignore=ignore)
-    direction = {n: d.to(state[n].dtype) for n, d in direction.items()}
-    if ignore == "none":
-        direction.update({n: state[n].clone() for n in direction if is_running_stat(n)})
+    direction = {}
+    for name, t in state.items():  # one tensor at a time: its draft is freed before the next
+        if not t.is_floating_point():
+            continue
+        if ignore == "none" and is_running_stat(name):
+            skip_normal(t.numel(), generator)  # drawn as before, so later tensors match
+            direction[name] = t.detach().clone()
+        elif ignore == "biasbn" and t.dim() <= 1:
+            skip_normal(t.numel(), generator)
+            direction[name] = torch.zeros_like(t)
+        else:
+            direction[name] = draw_tensor(t, generator, norm, ignore)
     return direction
 
 
@@ -347,8 +330,11 @@ def random_directions(
         y = _without_running_stats(y)
     if y is not None and orthogonalize:
         coef = state_dot(y, x) / state_dot(x, x)
-        y = {n: t - coef * x[n] for n, t in y.items()}
-        y = normalize_direction(y, state, norm=norm, ignore=ignore) if norm != "none" else y
+        for name, t in y.items():  # tensor by tensor, each replaced as it is made
+            t = t - coef * x[name]
+            if norm != "none":
+                t = normalize_direction({name: t}, state, norm=norm, ignore=ignore)[name]
+            y[name] = t
         y = _without_running_stats(y)
     settings: dict[str, Any] = dict(options, seed=int(seed), orthogonalize=bool(orthogonalize))
     if params is not None:  # only then, so that the settings of 0.1 files still match
