@@ -60,6 +60,7 @@ State = dict[str, torch.Tensor]
 
 __all__ = [
     "Directions",
+    "Interpolation",
     "Norm",
     "Ignore",
     "normalize_direction",
@@ -89,7 +90,9 @@ class Directions(Result):
         x_end: for an interpolation, the end state (``x = x_end - start``, same names):
             a surface then forms the point ``t`` as ``lerp(start, x_end, t)`` (see
             :func:`landscape.params.point_state`), so ``t = 1`` is the end checkpoint bit
-            for bit; ``None`` otherwise.
+            for bit; ``None`` otherwise. Taken from ``x`` when ``x`` is an
+            :class:`Interpolation` (what :func:`interpolation_direction` returns), so
+            ``Directions(interpolation_direction(a, b))`` is exact at both ends.
     """
 
     x: State
@@ -100,7 +103,27 @@ class Directions(Result):
     cosine: float | None = field(default=None, init=False, compare=False)
 
     def __post_init__(self) -> None:
+        if self.x_end is None and isinstance(self.x, Interpolation):
+            object.__setattr__(self, "x_end", self.x.end)
         object.__setattr__(self, "cosine", None if self.y is None else _cosine(self.x, self.y))
+
+
+class Interpolation(dict):
+    """The direction ``end - start`` made by :func:`interpolation_direction`: a mapping of
+    names to tensors, as every direction, that also holds the end's tensors (``end``,
+    same names), so that a surface puts ``t = 1`` at the end bit for bit, where
+    ``start + 1 * (end - start)`` is not ``end`` in floating point.
+
+    Example:
+        >>> a, b = {"w": torch.tensor([0.1])}, {"w": torch.tensor([0.7])}
+        >>> d = interpolation_direction(a, b)
+        >>> torch.equal(d.end["w"], b["w"]), Directions(d).x_end is d.end
+        (True, True)
+    """
+
+    def __init__(self, direction: Mapping[str, torch.Tensor], end: Mapping[str, torch.Tensor]):
+        super().__init__(direction)
+        self.end: State = dict(end)
 
 
 def _cosine(x: Mapping[str, torch.Tensor], y: Mapping[str, torch.Tensor]) -> float:
@@ -355,12 +378,17 @@ def interpolation_direction(
     *,
     dir_type: DirType = "states",
     params: ParamSelection = None,
-) -> State:
-    """The direction ``end - start``, so that ``start + 1 * d`` is ``end``.
+) -> Interpolation:
+    """The direction ``end - start``, which also holds the end's tensors (an
+    :class:`Interpolation`), so that a surface over ``Directions(d)`` centred at
+    ``start`` gives at ``t = 1`` exactly the end's state, running statistics included
+    (``start + 1 * d`` is not ``end`` in floating point: points from ``t = 0.5`` on are
+    formed as ``end + (t - 1) d``, see :func:`landscape.params.point_state`).
 
     With ``dir_type="states"`` buffers (BatchNorm running mean and variance) are part of
-    the line too, as in the classic interpolation plot from -0.5 to 1.5. With ``params``
-    (selected in ``start``) only the selected tensors are in the direction.
+    the line too, as in the classic interpolation plot from -0.5 to 1.5; integer buffers
+    (``num_batches_tracked``) stay the start's, which no evaluation reads. With
+    ``params`` (selected in ``start``) only the selected tensors are in the direction.
 
     Raises:
         ValueError: if the two have different names or shapes, or ``params`` matches
@@ -379,13 +407,14 @@ def interpolation_direction(
             f"only in end {sorted(set(b) - set(a))[:5]}"
         )
     keep = set(_selected(start, a, params, dir_type))
-    out = {}
+    out, ends = {}, {}
     for name, t in a.items():
         if t.shape != b[name].shape:
             raise ValueError(f"{name}: shape {tuple(t.shape)} vs {tuple(b[name].shape)}")
         if t.is_floating_point() and name in keep:
-            out[name] = b[name].to(device=t.device, dtype=t.dtype) - t
-    return out
+            ends[name] = b[name].to(device=t.device, dtype=t.dtype)
+            out[name] = ends[name] - t
+    return Interpolation(out, ends)
 
 
 def pca_directions(
