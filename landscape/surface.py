@@ -112,7 +112,13 @@ def _labels(directions: Directions) -> tuple[str, str]:
     if directions.kind == "random":
         norm = directions.settings.get("norm", "filter")
         return f"random direction x ({norm}-normalized)", f"random direction y ({norm}-normalized)"
-    return f"{directions.kind} direction x", f"{directions.kind} direction y"
+    if directions.kind == "checkpoints" and directions.settings.get("dir_type") == "states":
+        note = " (states: buffers move too)"
+    elif directions.kind == "checkpoints" and directions.settings.get("buffers"):
+        note = " (weights only: buffers kept at a)"
+    else:
+        note = ""
+    return f"{directions.kind} direction x{note}", f"{directions.kind} direction y{note}"
 
 
 def _directions_sha256(used: tuple[Mapping[str, torch.Tensor], ...]) -> str:
