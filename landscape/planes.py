@@ -177,7 +177,9 @@ def checkpoint_plane(
     return CheckpointPlane(directions, origin, coords, dict(settings))
 
 
-def _floating_buffers(model: nn.Module, reference: Mapping[str, torch.Tensor], tied) -> list[str]:
+def _floating_buffers(
+    model: nn.Module, reference: Mapping[str, torch.Tensor], tied: Mapping[str, str]
+) -> list[str]:
     """The names of the model's floating buffers (BatchNorm running statistics, ...)."""
     skip = {n for n, _ in model.named_parameters()} | set(tied)
     return [n for n, t in reference.items() if t.is_floating_point() and n not in skip]
