@@ -602,7 +602,7 @@ def _plane_coords(model: nn.Module, curve: Curve) -> np.ndarray | None:
 
     bend = {**curve.start, **(curve.bend or {})}
     try:
-        return checkpoint_plane(model, [curve.start, curve.end, bend]).coords
+        return checkpoint_plane(model, [curve.start, curve.end, bend], dir_type="weights").coords
     except ValueError:
         return None
 

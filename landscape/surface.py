@@ -111,7 +111,13 @@ def _labels(directions: Directions) -> tuple[str, str]:
     if directions.kind == "random":
         norm = directions.settings.get("norm", "filter")
         return f"random direction x ({norm}-normalized)", f"random direction y ({norm}-normalized)"
-    return f"{directions.kind} direction x", f"{directions.kind} direction y"
+    if directions.kind == "checkpoints" and directions.settings.get("dir_type") == "states":
+        note = " (states: buffers move too)"
+    elif directions.kind == "checkpoints" and directions.settings.get("buffers"):
+        note = " (weights only: buffers kept at a)"
+    else:
+        note = ""
+    return f"{directions.kind} direction x{note}", f"{directions.kind} direction y{note}"
 
 
 def _directions_sha256(used: tuple[Mapping[str, torch.Tensor], ...]) -> str:
@@ -279,6 +285,10 @@ def compute_surface(
     names = objective.names + (("convexity",) if convexity else ())
     base = objective.base_state
     selected = select_params(objective.model, params, "states")
+    # an end that came with an interpolation direction applies where the line starts here
+    implicit_end = directions.x_end is not None and directions.x_end is getattr(
+        directions.x, "end", None
+    )
     if params is not None:
         directions = _restricted(directions, set(selected))
     used = (directions.x,) if ys is None else (directions.x, directions.y)
@@ -290,7 +300,10 @@ def compute_surface(
     # least MIN_CHUNK points per call so that small models do not pay per-call overhead
     # per point (a kill loses at most one chunk per rank).
     k = min(distributed.all_gather_objects(objective.resolve_points_per_pass()))
-    ends = (directions.x_end, None)[: len(used)]  # an interpolation's end: exact at 1
+    x_end = directions.x_end
+    if implicit_end and not _starts_at(directions.x, x_end, base):
+        x_end = None  # the line is drawn elsewhere: base + t d, as any direction
+    ends = (x_end, None)[: len(used)]  # an interpolation's end: exact at 1
     identity: dict[str, Any] = {
         "model": type(objective.model).__qualname__,
         "model_sha256": model_sha256(objective.model),
@@ -406,6 +419,18 @@ def _restricted(directions: Directions, keep: set[str]) -> Directions:
         )
     return Directions(x, cut(directions.y), kind=directions.kind, settings=directions.settings,
                       x_end=cut(directions.x_end))  # fmt: skip
+
+
+def _starts_at(
+    direction: Mapping[str, torch.Tensor],
+    end: Mapping[str, torch.Tensor],
+    base: Mapping[str, torch.Tensor],
+) -> bool:
+    """Whether ``direction`` is ``end - base`` exactly (one read for all tensors)."""
+    if any(n not in end for n in direction):
+        return False
+    agree = [(end[n].to(base[n]) - base[n] == d.to(base[n])).all() for n, d in direction.items()]
+    return bool(torch.stack(agree).all()) if agree else True
 
 
 def _data_sha256(objective: Objective) -> str:
