@@ -7,8 +7,9 @@ files. The usual wrappers (``{"state_dict": ...}``, ``{"model": ...}``,
 ``DataParallel``/``DistributedDataParallel`` add (and the ``_orig_mod.`` prefix of
 ``torch.compile``) is stripped when every key has it.
 
-Loading into a model never changes the caller's model: :func:`load_checkpoint` returns a
-loaded deep copy.
+:func:`load_checkpoint` loads into the given model, as ``load_state_dict`` does, after
+checking every name, shape and dtype (so a refused checkpoint leaves the model as it was);
+``copy=True`` loads into a deep copy instead.
 """
 
 from __future__ import annotations
@@ -278,29 +279,39 @@ def _match_report(
     return "; ".join(parts) if parts else None
 
 
+_deepcopy = copy.deepcopy  # ``copy`` is load_checkpoint's option inside its body
+
+
 def load_checkpoint(
     model: nn.Module,
     path_or_state: PathLike | Mapping[str, Any],
     *,
     strict: bool = True,
+    copy: bool = False,
 ) -> nn.Module:
-    """A copy of ``model`` with a checkpoint loaded; ``model`` itself is not changed.
+    """Load a checkpoint into ``model`` (in place, like ``load_state_dict``) and return it.
+
+    The checkpoint is checked in full before any value is written, so a checkpoint that is
+    refused leaves ``model`` as it was. Before version 0.3 this returned a loaded copy and
+    left ``model`` unchanged; ``copy=True`` keeps that behaviour.
 
     Args:
-        model: the architecture; it is deep-copied, and the copy keeps its device, dtype
-            and train/eval mode.
+        model: the architecture to load into; it keeps its device, dtype and train/eval mode.
         path_or_state: a checkpoint file (see :func:`load_state`) or an already loaded
             state_dict (or a mapping holding one under the usual keys).
         strict: require the checkpoint's names to be exactly the model's. With
             ``strict=False`` missing and unexpected names are allowed (missing ones keep the
             model's values); mis-shaped tensors are an error either way.
+        copy: load into a deep copy of ``model`` and leave ``model`` unchanged (for loading
+            several checkpoints from one architecture).
 
     Returns:
-        A new ``nn.Module`` holding the checkpoint's values.
+        ``model`` itself holding the checkpoint's values, or with ``copy=True`` a new
+        ``nn.Module``.
 
     Raises:
-        TypeError: if ``model`` is not an ``nn.Module`` or ``path_or_state`` is neither a path
-            nor a mapping.
+        TypeError: if ``model`` is not an ``nn.Module``, ``path_or_state`` is neither a path
+            nor a mapping, or ``copy`` is not a bool.
         FileNotFoundError: if the file does not exist.
         ValueError: if the file cannot be read safely, or its names or shapes do not match
             the model (the message lists missing, unexpected and mis-shaped keys), holds
@@ -311,14 +322,19 @@ def load_checkpoint(
     Example:
         >>> model = nn.Linear(2, 1)
         >>> state = {"weight": torch.ones(1, 2), "bias": torch.zeros(1)}
-        >>> loaded = load_checkpoint(model, state)
-        >>> loaded.weight.tolist(), loaded is model
-        ([[1.0, 1.0]], False)
+        >>> load_checkpoint(model, state) is model, model.weight.tolist()
+        (True, [[1.0, 1.0]])
+        >>> other = load_checkpoint(model, {"weight": torch.zeros(1, 2),
+        ...                                 "bias": torch.zeros(1)}, copy=True)
+        >>> other is model, other.weight.tolist(), model.weight.tolist()
+        (False, [[0.0, 0.0]], [[1.0, 1.0]])
     """
+    if not isinstance(copy, bool):
+        raise TypeError(f"copy must be True or False, got {type(copy).__name__}")
     state = checkpoint_state(model, path_or_state, strict=strict)
-    loaded = copy.deepcopy(model)
-    loaded.load_state_dict(state, strict=strict)
-    return loaded
+    target = _deepcopy(model) if copy else model
+    target.load_state_dict(state, strict=strict)
+    return target
 
 
 def checkpoint_state(
