@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import importlib.util
 import os
@@ -184,16 +185,68 @@ def _surface_directions(args: argparse.Namespace, model: nn.Module, data: Any, n
                       settings={"seed": args.seed})  # fmt: skip
 
 
-def _refuse_existing(path: str, groups: list[str], overwrite: bool) -> None:
-    """Stop before any work when results would be overwritten without --overwrite, or
-    when ``path`` cannot be written (a directory, a read-only folder, a file that another
-    run is writing)."""
-    from ..storage import check_output, existing_groups
+# file options a command reads: an output must be none of them
+_INPUT_FILES = ("checkpoint", "target", "dir_file", "checkpoint_a", "checkpoint_b", "surface")
+_INPUT_LISTS = ("checkpoints", "trajectory")
+_INPUT_SPECS = ("model", "data", "test_data", "loss")
 
+
+def _inputs(args: argparse.Namespace) -> dict[str, str]:
+    """``{option: path}`` of every file the command reads (checkpoints, directions, the
+    user's ``file.py`` of ``--model``, ``--data``, ...)."""
+    found = {}
+    for name in _INPUT_FILES:
+        value = getattr(args, name, None)
+        if isinstance(value, str):
+            found[f"--{name.replace('_', '-')}"] = value
+    for name in _INPUT_LISTS:
+        for value in getattr(args, name, None) or ():
+            found[f"{value} (a checkpoint)"] = value
+    for name in _INPUT_SPECS:
+        module_name, sep, _ = str(getattr(args, name, None) or "").rpartition(":")
+        if sep and (module_name.endswith(".py") or os.sep in module_name):
+            found[f"--{name.replace('_', '-')}"] = module_name
+    return found
+
+
+def _check_out(args: argparse.Namespace, path: str) -> None:
+    """Stop before any work when ``path`` cannot be written (a directory, a read-only
+    folder, a file that another run is writing), is one of the command's inputs, or is
+    a file that ``--overwrite`` may not replace (one landscape did not write)."""
+    from ..storage import check_output
+    from ..storage.guard import check_not_input, check_replaceable
+
+    check_not_input(path, _inputs(args))
+    if getattr(args, "overwrite", False):
+        check_replaceable(path)
     check_output(path)
-    taken = [] if overwrite else existing_groups(path, groups)
+
+
+def _refuse_existing(args: argparse.Namespace, groups: list[str]) -> None:
+    """Stop before any work when results would be overwritten without --overwrite (the
+    command runs under :func:`_holding_out`, which checks ``--out``)."""
+    from ..storage import existing_groups
+
+    taken = [] if args.overwrite else existing_groups(args.out, groups)
     if taken:
-        raise UserError(f"{path} already has /{taken[0]}; pass --overwrite to replace it")
+        raise UserError(f"{args.out} already has /{taken[0]}; pass --overwrite to replace it")
+
+
+def _holding_out(command: Callable[[argparse.Namespace], None]) -> Callable:
+    """``command`` run with ``--out`` checked (:func:`_check_out`) and, if it exists,
+    held open for writing until the command ends: no other run writes or replaces it
+    meanwhile (rank 0 holds it under torchrun; it alone writes)."""
+    from ..storage.guard import hold_output
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> None:
+        if distributed.rank() != 0:
+            return command(args)
+        _check_out(args, args.out)
+        with hold_output(args.out):
+            return command(args)
+
+    return run
 
 
 def _objective(args: argparse.Namespace) -> Any:

@@ -256,6 +256,18 @@ def _open_error(path: str, mode: str, err: OSError) -> Exception:
     return ValueError(f"{path} is not a readable HDF5 file (not HDF5, or damaged): {err}; {advice}")
 
 
+def read_handle(path: str) -> h5py.File:
+    """``path`` open for reading without taking its lock, so `landscape info` works while a
+    run writes; with the lock where this process holds the file open for writing (HDF5
+    shares one open file in a process, and refuses other locking flags)."""
+    try:
+        return h5py.File(path, "r", locking=False)
+    except OSError as err:
+        if "locking flag values don't match" not in str(err):
+            raise
+        return h5py.File(path, "r")
+
+
 def open_landscape_file(path: str | os.PathLike, mode: str = "r") -> h5py.File:
     """Open an existing landscape HDF5 file, refusing truncated, foreign or newer files.
 
@@ -269,8 +281,8 @@ def open_landscape_file(path: str | os.PathLike, mode: str = "r") -> h5py.File:
         raise FileNotFoundError(f"no such file: {path}")
     if os.path.isdir(path):
         raise ValueError(f"{path} is a directory, not a landscape HDF5 file")
-    try:  # reading never takes the lock, so `landscape info` works while a run writes
-        f = h5py.File(path, mode, locking=False) if mode == "r" else h5py.File(path, mode)
+    try:
+        f = read_handle(path) if mode == "r" else h5py.File(path, mode)
     except OSError as err:
         raise _open_error(path, mode, err) from None
     fmt = _text(f.attrs.get("format"))
