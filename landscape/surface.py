@@ -95,6 +95,11 @@ def parse_range(text: str) -> np.ndarray:
         raise ValueError(
             f"expected a range START:STOP:NUM with finite START, STOP and NUM >= 1, got {text!r}"
         )
+    if num > 1 and start == stop:
+        raise ValueError(
+            f"expected a range START:STOP:NUM with START != STOP, got {text!r} ({num} equal "
+            f"coordinates); for one point write {parts[0]}:{parts[1]}:1"
+        )
     _check_size(num)
     return np.linspace(start, stop, num)
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from .. import demo as demo_module
 from .. import distributed
-from ..checkpoint import file_sha256, load_checkpoint
+from ..checkpoint import _kind, file_sha256, load_checkpoint
 from ..losses import LOSSES
 
 RANGE_OPTIONS = ("--x", "--y")
@@ -50,6 +50,9 @@ def resolve_callable(spec: str, builtins: dict[str, Callable[..., Any]], what: s
         module_spec = importlib.util.spec_from_file_location(name, module_name)
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[name] = module
+        folder = os.path.dirname(os.path.abspath(module_name))
+        if folder not in sys.path:  # first, as Python does for a script: its neighbours import
+            sys.path.insert(0, folder)
         try:
             module_spec.loader.exec_module(module)
         except Exception as err:  # the user's file: report it in one line
@@ -94,9 +97,17 @@ def _model(args: argparse.Namespace, checkpoint: str) -> nn.Module:
     model = build()
     if not isinstance(model, nn.Module):
         raise UserError(f"--model {args.model} returned a {type(model).__name__}, not an nn.Module")
-    if not os.path.isfile(checkpoint):
-        raise UserError(f"no such checkpoint file: {checkpoint}")
+    _check_checkpoint(checkpoint)
     return load_checkpoint(model, checkpoint).to(_device(args.device)).eval()
+
+
+def _check_checkpoint(path: str) -> None:
+    """Refuse a missing checkpoint, or one that is not a regular file (a directory, a FIFO,
+    ``/dev/zero``), without opening it."""
+    if not os.path.exists(path):
+        raise UserError(f"no such checkpoint file: {path}")
+    if not os.path.isfile(path):
+        raise UserError(f"{path} is not a regular file ({_kind(path)}); expected a checkpoint file")
 
 
 def _data(spec: str) -> Any:

@@ -14,6 +14,7 @@ from .. import distributed
 from ..results import format_estimate
 from ._common import (
     UserError,
+    _check_checkpoint,
     _check_out,
     _checkpoint_objective,
     _data,
@@ -189,9 +190,8 @@ def cmd_compare(args: argparse.Namespace) -> None:
     from ..surface import parse_range
 
     build = resolve_callable(args.model, demo_module.BUILTIN_MODELS, "--model")
-    missing = [c for c in args.checkpoints if not os.path.isfile(c)]
-    if missing:
-        raise UserError(f"no such checkpoint file: {missing[0]}")
+    for checkpoint in args.checkpoints:
+        _check_checkpoint(checkpoint)
     labels = [os.path.splitext(os.path.basename(c))[0] for c in args.checkpoints]
     if len(set(labels)) != len(labels):
         labels = list(args.checkpoints)

@@ -141,6 +141,11 @@ def read_compare_label(
     keys = [k for k in attrs if k.startswith(("train_", "test_"))]
     keys.sort(key=lambda k: (k.startswith("test_"), not k.endswith("_loss"), k))
     evaluation = {k: attrs[k] for k in keys}
+    for key, value in evaluation.items():
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+            raise ValueError(
+                f"{os.fspath(path)} is damaged: /{base} has {key} = {value!r}; expected a number"
+            )
     measures = load_sharpness(path, group=f"{base}/sharpness")
     surfaces = {kind: read_group(path, f"{base}/{kind}") for kind in kinds}
     return evaluation, measures, surfaces

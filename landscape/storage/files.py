@@ -243,7 +243,8 @@ def _open_error(path: str, mode: str, err: OSError) -> Exception:
     advice = (  # never advise deleting what may be the user's checkpoint or data
         "landscape reads the .h5 files it writes"
         if mode == "r"
-        else "choose another output path, or replace it with overwrite=True / --overwrite"
+        else "choose another output path, or move the file away (--overwrite replaces only "
+        "landscape files it can read)"
     )
     if os.path.getsize(path) == 0:
         return ValueError(f"{path} is an empty file (its creation was cut short?); {advice}")
@@ -397,9 +398,27 @@ def write_group(
     write_groups(path, {name: (arrays, attrs)}, overwrite=overwrite)
 
 
+class _Stored(dict):
+    """What a group holds (datasets or attributes): reading a name it lacks says the file
+    is damaged, in one line, instead of a bare ``KeyError('residuals')``."""
+
+    def __init__(self, items: Mapping[str, Any], where: str):
+        super().__init__(items)
+        self.where = where
+
+    def __missing__(self, key: str) -> Any:
+        raise ValueError(f"{self.where} {key}")
+
+    def pop(self, key: str, *default: Any) -> Any:
+        if not default and key not in self:
+            return self.__missing__(key)
+        return super().pop(key, *default)
+
+
 def read_group(path: str | os.PathLike, name: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Read ``/name`` back: ``({dataset: array}, attrs)``, attrs decoded; nested groups
-    are flattened with ``/`` in the keys.
+    are flattened with ``/`` in the keys. Reading a dataset or attribute that the group
+    lacks raises ValueError ("FILE is damaged: /NAME has no KEY").
 
     Raises:
         KeyError: the file has no group ``/name``.
@@ -415,7 +434,8 @@ def read_group(path: str | os.PathLike, name: str) -> tuple[dict[str, np.ndarray
                 arrays[key] = obj[()]
 
         group.visititems(visit)
-        return arrays, decode_attrs(group.attrs)
+        damaged = f"{os.fspath(path)} is damaged: /{name} has no"
+        return _Stored(arrays, damaged), _Stored(decode_attrs(group.attrs), f"{damaged} attribute")
 
 
 def _provenance_lines(group: h5py.Group) -> list[str]:
