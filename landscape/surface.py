@@ -454,15 +454,21 @@ def _open_surface_file(
     is not checked."""
     if os.path.exists(path) and not overwrite:
         _, _, stored, stored_attrs, computed = storage.load_surface_arrays(path)
-        check = {
-            k: v
-            for k, v in identity.items()
-            if k in stored_attrs
-            or (k not in _ADDED_ATTRS and k not in _UNRECORDED_ATTRS)
-            or not storage.same_attr(_ADDED_ATTRS.get(k, v), v)
-        }
-        storage.check_surface_file(path, x=xs, y=ys, names=names, attrs=check)
-        return (stored, computed), storage.SurfaceWriter(path)
+        writer = storage.SurfaceWriter(path)  # held from here on, then read again through it
+        try:
+            _, _, stored, stored_attrs, computed = storage.load_surface_arrays(path)
+            check = {
+                k: v
+                for k, v in identity.items()
+                if k in stored_attrs
+                or (k not in _ADDED_ATTRS and k not in _UNRECORDED_ATTRS)
+                or not storage.same_attr(_ADDED_ATTRS.get(k, v), v)
+            }
+            storage.check_surface_file(path, x=xs, y=ys, names=names, attrs=check)
+        except BaseException:
+            writer.close()
+            raise
+        return (stored, computed), writer
     used = (directions.x,) if ys is None else (directions.x, directions.y)
     writer = storage.create_surface_file(
         path, x=xs, y=ys, names=names, directions=used, attrs=identity,
