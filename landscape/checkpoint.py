@@ -20,6 +20,7 @@ import json
 import os
 import pickle
 import re
+import stat
 import tempfile
 import warnings
 from collections.abc import Mapping
@@ -164,20 +165,31 @@ def _unreadable(path: Path, err: BaseException) -> ValueError:
     )
 
 
+def _kind(path: str | os.PathLike) -> str:
+    """What a path that is not a regular file is: a directory, a FIFO, a device, ..."""
+    mode = os.stat(path).st_mode
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISSOCK, "a socket"))  # fmt: skip
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
 def _load_torch(path: Path) -> Any:
     try:
         return torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as err:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        # torch's wordings: "Unsupported global: GLOBAL x.y was not an allowed global" and
+        # "Trying to load unsupported GLOBAL os.system whose module os is blocked"
+        found = re.search(r"unsupported (?:global: )?GLOBAL (\S+)", str(err), re.IGNORECASE)
         if not found:  # a damaged or cut stream, not code
             raise _unreadable(path, err) from err
         raise ValueError(
-            f"{path} needs arbitrary pickled code to load (it refers to {found.group(1)}), "
-            "which landscape refuses because unpickling can run any code the file's author "
-            "wrote. Expected a plain state_dict of tensors (e.g. torch.save(model.state_dict(), "
-            "path)). If you trust the file, load it yourself with torch.load(path, "
-            "weights_only=False) and pass the model's state_dict to load_checkpoint instead of "
-            "the path."
+            f"{path} holds code, not only tensors: it needs arbitrary pickled code to load (it "
+            f"refers to {found.group(1)}), which landscape refuses because unpickling can run "
+            "any code the file's author wrote. Expected a plain state_dict of tensors (e.g. "
+            "torch.save(model.state_dict(), path)). If you trust the file, load it yourself "
+            "with torch.load(path, weights_only=False), save its state_dict with "
+            "landscape.save_checkpoint, and pass that file (or the state_dict) instead."
         ) from err
     except (
         RuntimeError, EOFError, OSError, KeyError, AttributeError, ImportError, IndexError,
@@ -249,8 +261,11 @@ def load_state(path: PathLike) -> dict[str, torch.Tensor]:
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     path = Path(path)
     if not path.is_file():
-        what = "a directory" if path.is_dir() else "no such file"
-        raise FileNotFoundError(f"expected a checkpoint file at {path}, found {what}")
+        if path.exists():  # never opened: a FIFO would block, /dev/zero never ends
+            raise FileNotFoundError(
+                f"{path} is not a regular file ({_kind(path)}); expected a checkpoint file"
+            )
+        raise FileNotFoundError(f"expected a checkpoint file at {path}, found no such file")
     if path.suffix == ".safetensors" or _looks_like_safetensors(path):
         state = _load_safetensors(path)
         if not state:

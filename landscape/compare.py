@@ -9,6 +9,7 @@ killed comparison started again with the same settings redoes only the unfinishe
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from .params import select_params, state_sha256
 from .results import Result, format_estimate, rows_to_csv
 from .sharpness import SharpnessResult, sharpness
 from .sharpness.registry import check_settings
-from .storage.compare import prepare_compare_file, read_compare_label, write_compare_label
+from .storage.compare import holding_compare_file, read_compare_label, write_compare_label
 from .surface import Surface, compute_surface
 
 DEFAULT_MEASURES = ("lambda_max", "trace", "adaptive_worst_l2", "avg_l2", "pacbayes", "rise")
@@ -197,39 +198,40 @@ def compare_checkpoints(
         test_data_sha256="none" if test is None else test.sha256(), **measure_settings,
     )  # fmt: skip
     done: set[str] = set()
-    if path is not None:
-        done = prepare_compare_file(path, settings, overwrite=overwrite)
-
-    weight_names = [n for n, _ in model.named_parameters()]
-    result = Comparison({}, {}, {}, {}, None if path is None else os.fspath(path), settings)
-    for label, state in progress_bar(progress, states.items(), desc="compare", unit="ckpt"):
-        here = objective.at(state)
-        sha = state_sha256(here.base_state)
-        if path is not None and label in done:
-            _read_label(path, label, sha, result)
-            continue
-        evaluation = {f"train_{k}": v for k, v in here().items()}
-        if test is not None:
-            evaluation.update({f"test_{k}": v for k, v in here(batches=test).items()})
-        result.evaluation[label] = evaluation
-        result.measures[label] = sharpness(
-            here, list(measures), progress=progress, **measure_settings
-        )
-        weights = {n: here.base_state[n] for n in weight_names}
-        rows = []
-        for k in range(num_directions):
-            dirs = random_directions(weights, num=1, seed=seed + k, params=moved)
-            rows.append(compute_surface(here, dirs, line, progress=False))
-        result.lines[label] = Surface(
-            rows[0].x, None, {n: np.stack([r[n] for r in rows]) for n in rows[0].metrics},
-            attrs={**rows[0].attrs, "num_directions": num_directions},
-        )  # fmt: skip
-        if plane is not None:
-            dirs = random_directions(weights, num=2, seed=seed, params=moved)
-            x, y = plane
-            result.planes[label] = compute_surface(here, dirs, x, y, progress=progress)
+    with contextlib.ExitStack() as stack:  # the file is held (locked) for the whole run
         if path is not None:
-            _write_label(path, label, sha, result)
+            done = stack.enter_context(holding_compare_file(path, settings, overwrite=overwrite))
+
+        weight_names = [n for n, _ in model.named_parameters()]
+        result = Comparison({}, {}, {}, {}, None if path is None else os.fspath(path), settings)
+        for label, state in progress_bar(progress, states.items(), desc="compare", unit="ckpt"):
+            here = objective.at(state)
+            sha = state_sha256(here.base_state)
+            if path is not None and label in done:
+                _read_label(path, label, sha, result)
+                continue
+            evaluation = {f"train_{k}": v for k, v in here().items()}
+            if test is not None:
+                evaluation.update({f"test_{k}": v for k, v in here(batches=test).items()})
+            result.evaluation[label] = evaluation
+            result.measures[label] = sharpness(
+                here, list(measures), progress=progress, **measure_settings
+            )
+            weights = {n: here.base_state[n] for n in weight_names}
+            rows = []
+            for k in range(num_directions):
+                dirs = random_directions(weights, num=1, seed=seed + k, params=moved)
+                rows.append(compute_surface(here, dirs, line, progress=False))
+            result.lines[label] = Surface(
+                rows[0].x, None, {n: np.stack([r[n] for r in rows]) for n in rows[0].metrics},
+                attrs={**rows[0].attrs, "num_directions": num_directions},
+            )  # fmt: skip
+            if plane is not None:
+                dirs = random_directions(weights, num=2, seed=seed, params=moved)
+                x, y = plane
+                result.planes[label] = compute_surface(here, dirs, x, y, progress=progress)
+            if path is not None:
+                _write_label(path, label, sha, result)
     return result
 
 

@@ -94,6 +94,11 @@ def parse_range(text: str) -> np.ndarray:
         raise ValueError(
             f"expected a range START:STOP:NUM with finite START, STOP and NUM >= 1, got {text!r}"
         )
+    if num > 1 and start == stop:
+        raise ValueError(
+            f"expected a range START:STOP:NUM with START != STOP, got {text!r} ({num} equal "
+            f"coordinates); for one point write {parts[0]}:{parts[1]}:1"
+        )
     _check_size(num)
     return np.linspace(start, stop, num)
 
@@ -479,25 +484,30 @@ def _open_surface_file(
     value such a file was made with; a fingerprint it lacks (:data:`_UNRECORDED_ATTRS`)
     is not checked."""
     if os.path.exists(path) and not overwrite:
-        _, _, stored, stored_attrs, computed = storage.load_surface_arrays(path)
-        check = {
-            k: v
-            for k, v in identity.items()
-            if k in stored_attrs
-            or (k not in _ADDED_ATTRS and k not in _UNRECORDED_ATTRS)
-            or not storage.same_attr(_ADDED_ATTRS.get(k, v), v)
-        }
-        probe = check.pop("model_probe", None)  # compared with a tolerance
-        storage.check_surface_file(path, x=xs, y=ys, names=names, attrs=check)
-        problem = None
-        if probe is not None:
-            problem = probe_problem(stored_attrs["model_probe"], probe, identity["precision"])
-        if problem:
-            raise ValueError(
-                f"{os.fspath(path)} was made for another run ({problem}); use another output "
-                "file, or overwrite=True / --overwrite to start again"
-            )
-        return (stored, computed), storage.SurfaceWriter(path)
+        writer = storage.SurfaceWriter(path)  # held from here on, then read again through it
+        try:
+            _, _, stored, stored_attrs, computed = storage.load_surface_arrays(path)
+            check = {
+                k: v
+                for k, v in identity.items()
+                if k in stored_attrs
+                or (k not in _ADDED_ATTRS and k not in _UNRECORDED_ATTRS)
+                or not storage.same_attr(_ADDED_ATTRS.get(k, v), v)
+            }
+            probe = check.pop("model_probe", None)  # compared with a tolerance
+            storage.check_surface_file(path, x=xs, y=ys, names=names, attrs=check)
+            problem = None
+            if probe is not None:
+                problem = probe_problem(stored_attrs["model_probe"], probe, identity["precision"])
+            if problem:
+                raise ValueError(
+                    f"{os.fspath(path)} was made for another run ({problem}); use another "
+                    "output file, or overwrite=True / --overwrite to start again"
+                )
+        except BaseException:
+            writer.close()
+            raise
+        return (stored, computed), writer
     used = (directions.x,) if ys is None else (directions.x, directions.y)
     writer = storage.create_surface_file(
         path, x=xs, y=ys, names=names, directions=used, attrs=identity,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import importlib.util
 import os
@@ -18,7 +19,7 @@ from .. import demo as demo_module
 from .. import distributed
 from .._fingerprint import builder_sha256
 from .._finite import check_finite_inputs, nonfinite_note
-from ..checkpoint import file_sha256, load_checkpoint
+from ..checkpoint import _kind, file_sha256, load_checkpoint
 from ..losses import LOSSES
 
 RANGE_OPTIONS = ("--x", "--y")
@@ -51,6 +52,9 @@ def resolve_callable(spec: str, builtins: dict[str, Callable[..., Any]], what: s
         module_spec = importlib.util.spec_from_file_location(name, module_name)
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[name] = module
+        folder = os.path.dirname(os.path.abspath(module_name))
+        if folder not in sys.path:  # first, as Python does for a script: its neighbours import
+            sys.path.insert(0, folder)
         try:
             module_spec.loader.exec_module(module)
         except Exception as err:  # the user's file: report it in one line
@@ -96,13 +100,21 @@ def _model(args: argparse.Namespace, checkpoint: str) -> nn.Module:
     model = build()
     if not isinstance(model, nn.Module):
         raise UserError(f"--model {args.model} returned a {type(model).__name__}, not an nn.Module")
-    if not os.path.isfile(checkpoint):
-        raise UserError(f"no such checkpoint file: {checkpoint}")
+    _check_checkpoint(checkpoint)
     model = load_checkpoint(model, checkpoint).to(_device(args.device)).eval()
     if not getattr(args, "allow_nonfinite", False):  # before any work, naming the tensor
         buffers = [name for name, _ in model.named_buffers()]
         check_finite_inputs(model.state_dict(), buffers=buffers, what=f"checkpoint {checkpoint}")
     return model
+
+
+def _check_checkpoint(path: str) -> None:
+    """Refuse a missing checkpoint, or one that is not a regular file (a directory, a FIFO,
+    ``/dev/zero``), without opening it."""
+    if not os.path.exists(path):
+        raise UserError(f"no such checkpoint file: {path}")
+    if not os.path.isfile(path):
+        raise UserError(f"{path} is not a regular file ({_kind(path)}); expected a checkpoint file")
 
 
 def _data(spec: str) -> Any:
@@ -192,16 +204,68 @@ def _surface_directions(args: argparse.Namespace, model: nn.Module, data: Any, n
                       settings={"seed": args.seed})  # fmt: skip
 
 
-def _refuse_existing(path: str, groups: list[str], overwrite: bool) -> None:
-    """Stop before any work when results would be overwritten without --overwrite, or
-    when ``path`` cannot be written (a directory, a read-only folder, a file that another
-    run is writing)."""
-    from ..storage import check_output, existing_groups
+# file options a command reads: an output must be none of them
+_INPUT_FILES = ("checkpoint", "target", "dir_file", "checkpoint_a", "checkpoint_b", "surface")
+_INPUT_LISTS = ("checkpoints", "trajectory")
+_INPUT_SPECS = ("model", "data", "test_data", "loss")
 
+
+def _inputs(args: argparse.Namespace) -> dict[str, str]:
+    """``{option: path}`` of every file the command reads (checkpoints, directions, the
+    user's ``file.py`` of ``--model``, ``--data``, ...)."""
+    found = {}
+    for name in _INPUT_FILES:
+        value = getattr(args, name, None)
+        if isinstance(value, str):
+            found[f"--{name.replace('_', '-')}"] = value
+    for name in _INPUT_LISTS:
+        for value in getattr(args, name, None) or ():
+            found[f"{value} (a checkpoint)"] = value
+    for name in _INPUT_SPECS:
+        module_name, sep, _ = str(getattr(args, name, None) or "").rpartition(":")
+        if sep and (module_name.endswith(".py") or os.sep in module_name):
+            found[f"--{name.replace('_', '-')}"] = module_name
+    return found
+
+
+def _check_out(args: argparse.Namespace, path: str) -> None:
+    """Stop before any work when ``path`` cannot be written (a directory, a read-only
+    folder, a file that another run is writing), is one of the command's inputs, or is
+    a file that ``--overwrite`` may not replace (one landscape did not write)."""
+    from ..storage import check_output
+    from ..storage.guard import check_not_input, check_replaceable
+
+    check_not_input(path, _inputs(args))
+    if getattr(args, "overwrite", False):
+        check_replaceable(path)
     check_output(path)
-    taken = [] if overwrite else existing_groups(path, groups)
+
+
+def _refuse_existing(args: argparse.Namespace, groups: list[str]) -> None:
+    """Stop before any work when results would be overwritten without --overwrite (the
+    command runs under :func:`_holding_out`, which checks ``--out``)."""
+    from ..storage import existing_groups
+
+    taken = [] if args.overwrite else existing_groups(args.out, groups)
     if taken:
-        raise UserError(f"{path} already has /{taken[0]}; pass --overwrite to replace it")
+        raise UserError(f"{args.out} already has /{taken[0]}; pass --overwrite to replace it")
+
+
+def _holding_out(command: Callable[[argparse.Namespace], None]) -> Callable:
+    """``command`` run with ``--out`` checked (:func:`_check_out`) and, if it exists,
+    held open for writing until the command ends: no other run writes or replaces it
+    meanwhile (rank 0 holds it under torchrun; it alone writes)."""
+    from ..storage.guard import hold_output
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> None:
+        if distributed.rank() != 0:
+            return command(args)
+        _check_out(args, args.out)
+        with hold_output(args.out):
+            return command(args)
+
+    return run
 
 
 def _objective(args: argparse.Namespace) -> Any:

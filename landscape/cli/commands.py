@@ -15,9 +15,12 @@ from ..limits import MAX_DRAWS, check_limit
 from ..results import format_estimate
 from ._common import (
     UserError,
+    _check_checkpoint,
+    _check_out,
     _checkpoint_objective,
     _data,
     _device,
+    _holding_out,
     _loss_options,
     _measure_settings,
     _model,
@@ -32,10 +35,9 @@ from ._common import (
 
 
 def cmd_surface(args: argparse.Namespace) -> None:
-    from ..storage import check_output
     from ..surface import compute_surface, parse_range
 
-    check_output(args.out)  # before any work: a directory, read-only folder, held file
+    _check_out(args, args.out)  # before any work: a directory, read-only folder, held file
     xs = parse_range(args.x)
     ys = parse_range(args.y) if args.y else None
     if args.dir_type is None:
@@ -135,6 +137,7 @@ def cmd_info(args: argparse.Namespace) -> None:
     print(describe_file(args.file))
 
 
+@_holding_out
 def cmd_hessian(args: argparse.Namespace) -> None:
     from .. import hessian
 
@@ -142,7 +145,7 @@ def cmd_hessian(args: argparse.Namespace) -> None:
     wanted += ["blocks"] * args.per_block
     check_limit("trace probes", args.num_probes, MAX_DRAWS)  # before any work
     check_limit("density probes", args.density_probes, MAX_DRAWS)
-    _refuse_existing(args.out, [f"hessian/{name}" for name in wanted], args.overwrite)
+    _refuse_existing(args, [f"hessian/{name}" for name in wanted])
     objective = _objective(args)
     dtype = torch.float64 if args.float64 else None
     common = dict(seed=args.seed, dtype=dtype, progress=not args.quiet, params=args.params)
@@ -175,12 +178,13 @@ def cmd_hessian(args: argparse.Namespace) -> None:
     _warn_nonfinite("hessian", found)
 
 
+@_holding_out
 def cmd_sharpness(args: argparse.Namespace) -> None:
     from ..compare import DEFAULT_MEASURES
     from ..sharpness import save_sharpness, sharpness
 
     names = args.metric or list(DEFAULT_MEASURES)
-    _refuse_existing(args.out, [f"sharpness/{name}" for name in names], args.overwrite)
+    _refuse_existing(args, [f"sharpness/{name}" for name in names])
     objective = _objective(args)
     results = sharpness(objective, names, seed=args.seed, progress=not args.quiet,
                         **_measure_settings(args))  # fmt: skip
@@ -196,14 +200,14 @@ def cmd_compare(args: argparse.Namespace) -> None:
     from ..surface import parse_range
 
     build = resolve_callable(args.model, demo_module.BUILTIN_MODELS, "--model")
-    missing = [c for c in args.checkpoints if not os.path.isfile(c)]
-    if missing:
-        raise UserError(f"no such checkpoint file: {missing[0]}")
+    for checkpoint in args.checkpoints:
+        _check_checkpoint(checkpoint)
     labels = [os.path.splitext(os.path.basename(c))[0] for c in args.checkpoints]
     if len(set(labels)) != len(labels):
         labels = list(args.checkpoints)
     x = parse_range(args.x)
     os.makedirs(args.out, exist_ok=True)
+    _check_out(args, os.path.join(args.out, "compare.h5"))
     comparison = compare_checkpoints(
         build().to(_device(args.device)), dict(zip(labels, args.checkpoints, strict=True)),
         _data(args.data), test_data=_data(args.test_data) if args.test_data else None,
@@ -230,6 +234,7 @@ def cmd_trajectory(args: argparse.Namespace) -> None:
     if args.steps is not None and len(args.steps) != len(args.checkpoints):
         raise UserError(f"--steps needs one value per checkpoint ({len(args.checkpoints)}), "
                         f"got {len(args.steps)}")  # fmt: skip
+    _check_out(args, args.out)
     objective = _checkpoint_objective(args, args.checkpoints[-1])
     states = [_model(args, path).state_dict() for path in args.checkpoints]
     result = trajectory_plane(
@@ -241,12 +246,13 @@ def cmd_trajectory(args: argparse.Namespace) -> None:
     _print(f"{args.out}: explained variance {ratio}; largest |true - projected| loss {gap:.4g}")
 
 
+@_holding_out
 def cmd_connect(args: argparse.Namespace) -> None:
     from ..paths import connect_checkpoints
     from ..storage.paths import save_paths
 
     kinds = ["line"] + ([args.curve] if args.curve != "line" else [])
-    _refuse_existing(args.out, [f"paths/{k}" for k in kinds], args.overwrite)
+    _refuse_existing(args, [f"paths/{k}" for k in kinds])
     objective = _checkpoint_objective(args, args.checkpoint_a)
     end = _model(args, args.checkpoint_b).state_dict()
     fit_objective = None
@@ -274,6 +280,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 def cmd_import_li(args: argparse.Namespace) -> None:
     from ..li_format import import_li
 
+    _check_out(args, args.out)
     build = resolve_callable(args.model, demo_module.BUILTIN_MODELS, "--model")
     surface = import_li(args.surface, build(), dir_file=args.dir_file, dir_type=args.dir_type,
                         out=args.out, overwrite=args.overwrite)  # fmt: skip

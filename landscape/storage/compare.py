@@ -15,15 +15,16 @@ A label is finished when its ``complete`` attribute is set; a killed run redoes 
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import h5py
 import numpy as np
 
 from .codec import decode_attrs, encode_attr
-from .files import open_landscape_file, read_group, stamp_root, write_group
+from .files import create_file, open_landscape_file, read_group, write_group
 from .sharpness import load_sharpness, save_sharpness
 from .surface import same_attr
 
@@ -31,6 +32,7 @@ FORMAT_COMPARE = "landscape.compare"
 
 __all__ = [
     "FORMAT_COMPARE",
+    "holding_compare_file",
     "prepare_compare_file",
     "read_compare_label",
     "read_compare_results",
@@ -43,14 +45,32 @@ SurfaceArrays = tuple[dict[str, np.ndarray], dict[str, Any]]
 def prepare_compare_file(
     path: str | os.PathLike, settings: Mapping[str, Any], *, overwrite: bool = False
 ) -> set[str]:
-    """Create the comparison file, or check an existing one and return its finished labels.
+    """Create the comparison file, or check an existing one and return its finished labels
+    (the file is not held afterwards: :func:`holding_compare_file` holds it).
 
     Raises:
         ValueError: the file was made by another comparison (the message names the
-            settings that differ) and ``overwrite`` is false.
+            settings that differ) and ``overwrite`` is false, or another process has it
+            open for writing.
+    """
+    with holding_compare_file(path, settings, overwrite=overwrite) as done:
+        return done
+
+
+@contextlib.contextmanager
+def holding_compare_file(
+    path: str | os.PathLike, settings: Mapping[str, Any], *, overwrite: bool = False
+) -> Iterator[set[str]]:
+    """As :func:`prepare_compare_file`, holding the file open for writing (its lock) for
+    the block: a second comparison on it, with or without ``overwrite``, is refused
+    meanwhile. A new file is created whole under a temporary name and renamed into place
+    (never truncating a file another process has open).
+
+    Raises:
+        ValueError: as :func:`prepare_compare_file`.
     """
     if os.path.exists(path) and not overwrite:
-        with open_landscape_file(path) as f:
+        with open_landscape_file(path, "a") as f:
             stored = decode_attrs(f.attrs)
             differ = [k for k, v in settings.items() if not same_attr(stored.get(k), v)]
             if f.attrs.get("format") != FORMAT_COMPARE or differ:
@@ -59,12 +79,15 @@ def prepare_compare_file(
                     "use another file, or overwrite=True / --overwrite"
                 )
             group = f.get("compare", {})
-            return {label for label in group if group[label].attrs.get("complete", False)}
-    with h5py.File(os.fspath(path), "w") as f:
-        stamp_root(f, FORMAT_COMPARE)
+            yield {label for label in group if group[label].attrs.get("complete", False)}
+        return
+    with create_file(path, FORMAT_COMPARE, keep_open=True) as f:
         for key, value in settings.items():
             f.attrs[key] = encode_attr(value)
-    return set()
+    try:
+        yield set()
+    finally:
+        f.close()
 
 
 def write_compare_label(
@@ -118,6 +141,11 @@ def read_compare_label(
     keys = [k for k in attrs if k.startswith(("train_", "test_"))]
     keys.sort(key=lambda k: (k.startswith("test_"), not k.endswith("_loss"), k))
     evaluation = {k: attrs[k] for k in keys}
+    for key, value in evaluation.items():
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+            raise ValueError(
+                f"{os.fspath(path)} is damaged: /{base} has {key} = {value!r}; expected a number"
+            )
     measures = load_sharpness(path, group=f"{base}/sharpness")
     surfaces = {kind: read_group(path, f"{base}/{kind}") for kind in kinds}
     return evaluation, measures, surfaces

@@ -244,7 +244,8 @@ def _open_error(path: str, mode: str, err: OSError) -> Exception:
     advice = (  # never advise deleting what may be the user's checkpoint or data
         "landscape reads the .h5 files it writes"
         if mode == "r"
-        else "choose another output path, or replace it with overwrite=True / --overwrite"
+        else "choose another output path, or move the file away (--overwrite replaces only "
+        "landscape files it can read)"
     )
     if os.path.getsize(path) == 0:
         return ValueError(f"{path} is an empty file (its creation was cut short?); {advice}")
@@ -255,6 +256,18 @@ def _open_error(path: str, mode: str, err: OSError) -> Exception:
             f"an interrupted copy?); {advice}"
         )
     return ValueError(f"{path} is not a readable HDF5 file (not HDF5, or damaged): {err}; {advice}")
+
+
+def read_handle(path: str) -> h5py.File:
+    """``path`` open for reading without taking its lock, so `landscape info` works while a
+    run writes; with the lock where this process holds the file open for writing (HDF5
+    shares one open file in a process, and refuses other locking flags)."""
+    try:
+        return h5py.File(path, "r", locking=False)
+    except OSError as err:
+        if "locking flag values don't match" not in str(err):
+            raise
+        return h5py.File(path, "r")
 
 
 def open_landscape_file(path: str | os.PathLike, mode: str = "r") -> h5py.File:
@@ -270,8 +283,8 @@ def open_landscape_file(path: str | os.PathLike, mode: str = "r") -> h5py.File:
         raise FileNotFoundError(f"no such file: {path}")
     if os.path.isdir(path):
         raise ValueError(f"{path} is a directory, not a landscape HDF5 file")
-    try:  # reading never takes the lock, so `landscape info` works while a run writes
-        f = h5py.File(path, mode, locking=False) if mode == "r" else h5py.File(path, mode)
+    try:
+        f = read_handle(path) if mode == "r" else h5py.File(path, mode)
     except OSError as err:
         raise _open_error(path, mode, err) from None
     fmt = _text(f.attrs.get("format"))
@@ -386,9 +399,27 @@ def write_group(
     write_groups(path, {name: (arrays, attrs)}, overwrite=overwrite)
 
 
+class _Stored(dict):
+    """What a group holds (datasets or attributes): reading a name it lacks says the file
+    is damaged, in one line, instead of a bare ``KeyError('residuals')``."""
+
+    def __init__(self, items: Mapping[str, Any], where: str):
+        super().__init__(items)
+        self.where = where
+
+    def __missing__(self, key: str) -> Any:
+        raise ValueError(f"{self.where} {key}")
+
+    def pop(self, key: str, *default: Any) -> Any:
+        if not default and key not in self:
+            return self.__missing__(key)
+        return super().pop(key, *default)
+
+
 def read_group(path: str | os.PathLike, name: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Read ``/name`` back: ``({dataset: array}, attrs)``, attrs decoded; nested groups
-    are flattened with ``/`` in the keys.
+    are flattened with ``/`` in the keys. Reading a dataset or attribute that the group
+    lacks raises ValueError ("FILE is damaged: /NAME has no KEY").
 
     Raises:
         KeyError: the file has no group ``/name``.
@@ -405,7 +436,8 @@ def read_group(path: str | os.PathLike, name: str) -> tuple[dict[str, np.ndarray
                 arrays[key] = obj[()]
 
         group.visititems(visit)
-        return arrays, decode_attrs(group.attrs)
+        damaged = f"{os.fspath(path)} is damaged: /{name} has no"
+        return _Stored(arrays, damaged), _Stored(decode_attrs(group.attrs), f"{damaged} attribute")
 
 
 def _provenance_lines(group: h5py.Group) -> list[str]:
