@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from ._finite import check_finite_inputs
 from ._progress import progress_bar
 from .checkpoint import checkpoint_state
 from .data import EvaluationData
@@ -131,6 +132,7 @@ def compare_checkpoints(
     path: str | os.PathLike | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    allow_nonfinite: bool = False,
     **measure_settings: Any,
 ) -> Comparison:
     """Compare checkpoints of one architecture on every measure, with the same seeds.
@@ -152,6 +154,8 @@ def compare_checkpoints(
         path: HDF5 file to write; an unfinished file with the same settings is resumed.
         overwrite: replace a file made with other settings.
         progress: show progress bars.
+        allow_nonfinite: go on when a checkpoint or the first batch holds NaN or inf
+            (refused by default, naming the checkpoint and the tensor).
         **measure_settings: ``rho``, ``eps``, ``num_samples``, ``target``, ``params`` (the
             weights the measures perturb and the lines and planes move, see
             :func:`landscape.params.select_names`; recorded as their names), ...
@@ -172,13 +176,21 @@ def compare_checkpoints(
                          f"{num_directions}")  # fmt: skip
     check_limit("line directions", int(num_directions), MAX_DRAWS)
     states = {}
+    buffers = [name for name, _ in model.named_buffers()]
     for label, checkpoint in checkpoints.items():
         try:
             states[label] = _state(model, checkpoint)
         except ValueError as err:
             raise ValueError(f"checkpoint {label!r} does not fit the architecture: {err}") from None
+        if not allow_nonfinite:  # every checkpoint before any work, naming the tensor
+            check_finite_inputs(states[label], buffers=buffers, what=f"checkpoint {label!r}")
     objective = Objective(
-        model, data, loss=loss, loss_reduction=loss_reduction, batch_size=batch_size
+        model,
+        data,
+        loss=loss,
+        loss_reduction=loss_reduction,
+        batch_size=batch_size,
+        allow_nonfinite=allow_nonfinite,
     )
     measure_settings["seed"] = seed
     if measure_settings.get("params") is not None:  # names, which the file can record

@@ -9,6 +9,7 @@ from torch import nn
 
 from landscape.checkpoint import save_checkpoint
 from landscape.cli import main
+from landscape.compare import compare_checkpoints
 from landscape.evaluate import Objective
 from landscape.limits import MAX_DRAWS, MAX_POINTS
 from landscape.sharpness import measure_keskar
@@ -170,3 +171,18 @@ def test_keskar_refuses_a_subspace_larger_than_the_weights():
     num_weights = 4 * 6 + 6 + 6 * 3 + 3
     with pytest.raises(ValueError, match=f"at most {num_weights} subspace dimensions.*1,000,000"):
         measure_keskar(objective, subspace_dim=10**6)
+
+
+def test_compare_refuses_a_nonfinite_checkpoint_unless_allowed(tmp_path):
+    model = small_model()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["2.bias"][1] = float("nan")
+    good = {k: v.clone() for k, v in model.state_dict().items()}
+    options = dict(measures=[], line=[0.0, 1.0], num_directions=1, progress=False)
+    with pytest.raises(ValueError, match=r"1 NaN and 0 inf among the 3 values of .*'2.bias'"):
+        compare_checkpoints(small_model(), {"good": good, "bad": state}, small_data(), **options)
+    result = compare_checkpoints(
+        small_model(), {"good": good, "bad": state}, small_data(), allow_nonfinite=True, **options
+    )
+    assert np.isnan(result.lines["bad"].metrics["loss"]).all()  # kept as it is
+    assert np.isfinite(result.lines["good"].metrics["loss"]).all()

@@ -215,7 +215,8 @@ def cmd_compare(args: argparse.Namespace) -> None:
         plane=None if args.y is None else (x, parse_range(args.y)), seed=args.seed,
         **_loss_options(args), batch_size=args.batch_size,
         path=os.path.join(args.out, "compare.h5"), overwrite=args.overwrite,
-        progress=not args.quiet, **_measure_settings(args),
+        progress=not args.quiet, allow_nonfinite=args.allow_nonfinite,
+        **_measure_settings(args),
     )  # fmt: skip
     write_tables(comparison, args.out)
     plot_comparison(comparison, args.out)
