@@ -18,10 +18,7 @@ from .. import demo as demo_module
 from .. import distributed
 from ..checkpoint import file_sha256, load_checkpoint
 from ..losses import LOSSES
-
-RANGE_OPTIONS = ("--x", "--y")
-NORMS = ("filter", "layer", "weight", "none")
-_NUMBER_RANGE = re.compile(r"^-[0-9.]")
+from .parser import _NUMBER_RANGE, NORMS, RANGE_OPTIONS  # noqa: F401 (their home before 0.3)
 
 
 class UserError(Exception):
@@ -95,7 +92,8 @@ def _model(args: argparse.Namespace, checkpoint: str) -> nn.Module:
         raise UserError(f"--model {args.model} returned a {type(model).__name__}, not an nn.Module")
     if not os.path.isfile(checkpoint):
         raise UserError(f"no such checkpoint file: {checkpoint}")
-    return load_checkpoint(model, checkpoint).to(_device(args.device)).eval()
+    strict = getattr(args, "strict", True)  # --no-strict
+    return load_checkpoint(model, checkpoint, strict=strict).to(_device(args.device)).eval()
 
 
 def _data(spec: str) -> Any:
