@@ -211,9 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plot", help="plot a surface file")
     p.add_argument("file")
     kinds = ("line", "contour", "contourf", "heatmap", "surface3d", "density", "eigenvalues",
-             "trajectory", "paths", "tracking")  # fmt: skip
+             "blocks", "trajectory", "paths", "tracking")  # fmt: skip
     p.add_argument("--kind", choices=kinds, default="contour",
-                   help="density and eigenvalues are for Hessian files, trajectory and paths "
+                   help="density, eigenvalues and blocks (the curvature of each block, from "
+                   "hessian --per-block) are for Hessian files, trajectory and paths "
                    "for those of landscape trajectory and connect, tracking for a "
                    "Tracker's file")  # fmt: skip
     p.add_argument("--metric", default="loss")
