@@ -134,7 +134,7 @@ def test_stored_loaded_back_equal_and_plotted(tmp_path):
     assert [t.get_text() for t in ax.get_xticklabels()] == list(result.values)
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [
         r"largest eigenvalue $\lambda_{\max}$",
-        "trace (bars: ±1.96 standard errors)",
+        "trace, error bars ±1.96 standard errors",
     ]
 
 

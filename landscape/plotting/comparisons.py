@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -39,6 +40,8 @@ __all__ = [
 STDERR_BARS = "±1 standard error"
 #: What the bands of :func:`plot_lines_compare` show by default.
 SPREAD_BAND = "±1 standard deviation"
+#: Characters on a line of a panel's title in :func:`plot_measures` (longer ones wrap).
+TITLE_WIDTH = 22
 #: Most x ticks of a panel of :func:`plot_contours_compare` (more run together).
 PANEL_X_TICKS = 5
 
@@ -256,7 +259,7 @@ def plot_measures(
 
     Returns:
         The Figure; ``fig.axes[k]`` is the panel of ``measures[k]``, titled with what it is in
-        words (``lambda_max``: "largest Hessian eigenvalue"; a name not known: the name); the
+        words (``lambda_max``: "top Hessian eigenvalue"; a name not known: the name); the
         legend of the error bars, when drawn, is ``fig.legends[0]``.
 
     Raises:
@@ -266,7 +269,7 @@ def plot_measures(
         >>> import matplotlib.pyplot as plt
         >>> fig = plot_measures({"sgd": {"trace": (10.0, 1.0)}, "adam": {"trace": (30.0, 2.0)}})
         >>> [(ax.get_title(), ax.get_ylabel()) for ax in fig.axes]
-        [('Hessian trace', '$\\mathrm{tr}\\,H$')]
+        [('Hessian trace', '$\\\\mathrm{tr}\\\\,H$')]
         >>> fig.legends[0].get_texts()[0].get_text()
         'error bars: ±1 standard error'
         >>> plt.close(fig)
@@ -306,7 +309,7 @@ def plot_measures(
         if error_handle is None and np.isfinite(errs).any():
             error_handle = bars.errorbar
         ax.set_xticks(index, [str(c) for c in checkpoints], rotation=30, ha="right")
-        ax.set_title(measure_title(measure))
+        ax.set_title(textwrap.fill(measure_title(measure), TITLE_WIDTH))
         ax.set_ylabel(y_labels.get(measure, measure_axis_label(measure)))
     if error_handle is not None:
         constrained = isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine)

@@ -13,30 +13,30 @@ _RISE = "loss increase"
 
 #: ``{name: (title, axis label)}`` of every contract measure.
 MEASURE_LABELS: dict[str, tuple[str, str]] = {
-    "lambda_max": ("largest Hessian eigenvalue", r"$\lambda_{\max}$"),
-    "lambda_min": ("smallest Hessian eigenvalue", r"$\lambda_{\min}$"),
+    "lambda_max": ("top Hessian eigenvalue", r"$\lambda_{\max}$"),
+    "lambda_min": ("lowest Hessian eigenvalue", r"$\lambda_{\min}$"),
     "trace": ("Hessian trace", r"$\mathrm{tr}\,H$"),
-    "keskar": ("Keskar sharpness (box)", "loss increase (%)"),
-    "worst_l2": ("worst-case sharpness, L2 ball", _RISE),
-    "worst_linf": ("worst-case sharpness, L∞ ball", _RISE),
-    "adaptive_worst_l2": ("adaptive worst-case sharpness, L2", _RISE),
-    "adaptive_worst_linf": ("adaptive worst-case sharpness, L∞", _RISE),
-    "avg_l2": ("average-case sharpness (Gaussian)", "mean " + _RISE),
-    "adaptive_avg_l2": ("adaptive average-case sharpness", "mean " + _RISE),
+    "keskar": ("Keskar sharpness", "loss increase (%)"),
+    "worst_l2": ("worst-case sharpness (L2)", _RISE),
+    "worst_linf": ("worst-case sharpness (L∞)", _RISE),
+    "adaptive_worst_l2": ("adaptive worst-case (L2)", _RISE),
+    "adaptive_worst_linf": ("adaptive worst-case (L∞)", _RISE),
+    "avg_l2": ("average-case sharpness", "mean " + _RISE),
+    "adaptive_avg_l2": ("adaptive average-case", "mean " + _RISE),
     "pacbayes": ("PAC-Bayes flatness", r"$1/\sigma^2$"),
-    "pacbayes_mag": ("PAC-Bayes flatness, magnitude-aware", r"$1/\sigma^2$"),
+    "pacbayes_mag": ("PAC-Bayes (magnitude)", r"$1/\sigma^2$"),
     "fisher_rao": ("Fisher-Rao norm", r"$\mathrm{E}\,\langle w, \nabla \ell\rangle^2$"),
     "relative_flatness": ("relative flatness", "relative flatness"),
-    "rise": ("loss increase along random directions", "mean " + _RISE),
+    "rise": ("random-direction rise", "mean " + _RISE),
 }
 
 
 def measure_title(name: str) -> str:
-    """What ``name`` is, in words (``"lambda_max"`` -> ``"largest Hessian eigenvalue"``).
+    """What ``name`` is, in words (``"lambda_max"`` -> ``"top Hessian eigenvalue"``).
 
     Example:
         >>> measure_title("lambda_max"), measure_title("my_measure")
-        ('largest Hessian eigenvalue', 'my_measure')
+        ('top Hessian eigenvalue', 'my_measure')
     """
     return MEASURE_LABELS.get(name, (name, name))[0]
 

@@ -168,7 +168,7 @@ def plot_block_curvature(
     ax.bar(index - width / 2, finite_or_nan(top), width, color="C0",
            label=f"largest eigenvalue {measure_axis_label('lambda_max')}")  # fmt: skip
     ax.bar(index + width / 2, finite_or_nan(trace), width, yerr=1.96 * finite_or_nan(error),
-           capsize=2, label="trace (bars: ±1.96 standard errors)", color="C1")  # fmt: skip
+           capsize=2, label="trace, error bars ±1.96 standard errors", color="C1")  # fmt: skip
     ax.set_xticks(index, blocks, rotation=45 if len(blocks) > 4 else 0, ha="right")
     ax.set_xlabel("block")
     ax.set_ylabel("curvature of the block's Hessian")

@@ -12,6 +12,7 @@ Nothing here changes matplotlib's global settings or calls ``plt.show()``.
 from __future__ import annotations
 
 import math
+import textwrap
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -89,7 +90,7 @@ def plot_correlation(correlation: Any, *, fig: Figure | None = None) -> Figure:
         fig: figure to draw in; a new one if None.
 
     Returns:
-        The Figure: one scatter panel per measure (titled with the measure and its tau),
+        The Figure: one scatter panel per measure (titled with the measure in words and its tau),
         then the panel of taus, its last axes: a dot and an interval per measure, and a
         diamond for the granulated tau when there are hyperparameters.
 
@@ -99,7 +100,7 @@ def plot_correlation(correlation: Any, *, fig: Figure | None = None) -> Figure:
         ...                     {"trace": np.array([1.0, 2.0, 3.0])}, {"trace": 1.0},
         ...                     {"trace": (1.0, 1.0)}, settings={"gap": "accuracy"})
         >>> [ax.get_title() for ax in plot_correlation(found).axes]
-        ['Hessian trace (tau +1.00)', "Kendall's tau with the gap"]
+        ['Hessian trace\\ntau +1.00', "Kendall's tau with the gap"]
         >>> plt.close("all")
     """
     measures = list(correlation.tau)
@@ -114,7 +115,8 @@ def plot_correlation(correlation: Any, *, fig: Figure | None = None) -> Figure:
     xlabel = gap_label.get(correlation.settings.get("gap"), "generalization gap")
     for ax, measure in zip(grid, measures, strict=False):
         ax.scatter(correlation.gap, correlation.values[measure], s=14)
-        ax.set_title(f"{measure_title(measure)} (tau {correlation.tau[measure]:+.2f})")
+        title = textwrap.fill(measure_title(measure), 24)
+        ax.set_title(f"{title}\ntau {correlation.tau[measure]:+.2f}")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(measure_axis_label(measure))
     ax = grid[len(measures)]
