@@ -98,7 +98,7 @@ def data():
 """
 
 
-@pytest.mark.parametrize("delay", [0.5, 1.5])
+@pytest.mark.parametrize("delay", [0.5, 1.0, 2.5])
 def test_ctrl_c_during_the_start_exits_130_in_one_line(tmp_path, delay):
     """SIGINT while the modules load (or, later, in the user's code) ends in one line."""
     (tmp_path / "m.py").write_text(SLEEPY_USER_CODE)

@@ -45,15 +45,40 @@ def _join_negative_ranges(argv: Sequence[str]) -> list[str]:
     return out
 
 
+# While the command starts (parsing, joining torchrun's group, loading torch and the rest)
+# this holds the line a Ctrl-C prints; None once the command itself runs.
+_starting: dict[str, str | None] = {"line": None}
+
+
 def _on_sigint(signum: int, frame: object) -> None:
-    """The first Ctrl-C stops the run (files are closed on the way out); a second one,
-    during that clean-up, exits at once, quietly."""
+    """Ctrl-C. While the command starts there is nothing to clean up: print the line and exit
+    at once (an interrupt inside an extension module's initialization would otherwise make
+    Python end by SIGINT instead of status 130). Later, the first Ctrl-C stops the run (files
+    are closed on the way out); a second one, during that clean-up, exits at once, quietly."""
+    line = _starting["line"]
+    if line is not None:
+        if _rank() == 0:
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+        os._exit(130)
     signal.signal(signal.SIGINT, _exit_now)
     raise KeyboardInterrupt
 
 
 def _exit_now(signum: int, frame: object) -> None:
+    for stream in (sys.stdout, sys.stderr):  # what was printed is kept
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):  # closed, or gone at shutdown
+            pass
     os._exit(130)
+
+
+def _interrupted_line(command: str | None) -> str:
+    if command is None:
+        return "landscape: interrupted"
+    again = "; run it again to resume" if command in _RESUMABLE else ""
+    return f"landscape {command}: interrupted{again}"
 
 
 def _rank() -> int:
@@ -81,27 +106,38 @@ def _message(err: Exception, args: object) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+    """Run the command line; returns the exit status.
+
+    Args:
+        argv: the arguments; default ``sys.argv[1:]``, as the ``landscape`` command does:
+            then a Ctrl-C after the return (while Python shuts down) exits 130 quietly.
+    """
     # Python's own handler is replaced (another one, installed by a caller, is kept)
     ours = threading.current_thread() is threading.main_thread()
     ours = ours and signal.getsignal(signal.SIGINT) is signal.default_int_handler
     if ours:
+        _starting["line"] = _interrupted_line(None)
         signal.signal(signal.SIGINT, _on_sigint)
     try:
-        return _run(sys.argv[1:] if argv is None else argv)
+        return _run(sys.argv[1:] if argv is None else argv, starting=ours)
     finally:
-        if ours:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+        _starting["line"] = None
+        if ours:  # a caller gets Python's handler back; a command line (argv None) ends
+            # now, and a Ctrl-C while the interpreter shuts down exits quietly with 130
+            after = signal.default_int_handler if argv is not None else _exit_now
+            signal.signal(signal.SIGINT, after)
 
 
-def _run(argv: Sequence[str]) -> int:
+def _run(argv: Sequence[str], *, starting: bool) -> int:
     argv = _join_negative_ranges(argv)
     debug = "--debug" in argv  # accepted anywhere on the line
     try:
         args = build_parser().parse_args([a for a in argv if a != "--debug"])
     except KeyboardInterrupt:
-        print("landscape: interrupted", file=sys.stderr)
+        print(_interrupted_line(None), file=sys.stderr)
         return 130
+    if starting:
+        _starting["line"] = _interrupted_line(args.command)
     launched = False
     try:
         if "RANK" in os.environ:  # under torchrun: join the group; every rank runs the command
@@ -110,11 +146,13 @@ def _run(argv: Sequence[str]) -> int:
             launched = not distributed.is_distributed()
             if launched:
                 distributed.init_from_env()
+        from . import commands  # noqa: F401  (the subcommands' modules: torch and the rest)
+
+        _starting["line"] = None  # started: from here a Ctrl-C unwinds, closing files
         args.func(args)
     except KeyboardInterrupt:
         if _rank() == 0:
-            again = "; run it again to resume" if args.command in _RESUMABLE else ""
-            print(f"landscape {args.command}: interrupted{again}", file=sys.stderr)
+            print(_interrupted_line(args.command), file=sys.stderr)
         return 130
     except Exception as err:  # one line for the user; --debug shows the traceback
         if debug:
