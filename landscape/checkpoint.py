@@ -274,6 +274,10 @@ def load_state(path: PathLike) -> dict[str, torch.Tensor]:
     return state_from_object(_load_torch(path), source=str(path))
 
 
+# The mismatch error's hint; the command line says it as its option (--no-strict).
+STRICT_HINT = ", or pass strict=False to allow missing/unexpected keys"
+
+
 def _match_report(
     expected: Mapping[str, torch.Tensor], got: Mapping[str, torch.Tensor], *, strict: bool
 ) -> str | None:
@@ -395,8 +399,7 @@ def checkpoint_state(
         raise ValueError(
             f"{source} does not match the model {type(model).__name__}: {problem}. "
             "Check that the model is built with the same architecture and settings as the one "
-            "that was saved"
-            + (", or pass strict=False to allow missing/unexpected keys" if strict else "")
+            "that was saved" + (STRICT_HINT if strict else "")
         )
     _check_dtypes(expected, state, source)
     if not strict:

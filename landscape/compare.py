@@ -292,7 +292,9 @@ def plot_comparison(comparison: Comparison, out_dir: str | os.PathLike) -> list[
             for label, s in comparison.lines.items()
         }
         first = next(iter(comparison.lines.values()))
-        plotting.plot_lines_compare(curves, fig.add_subplot(), x_label=first.attrs["x_label"])
+        band = f"±1 standard deviation over {first['loss'].shape[0]} random directions"
+        plotting.plot_lines_compare(curves, fig.add_subplot(), x_label=first.attrs["x_label"],
+                                    band=band)  # fmt: skip
         figures = {"compare_lines": fig}
         if comparison.planes:
             figures["compare_planes"] = plotting.plot_contours_compare(

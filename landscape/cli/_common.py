@@ -21,10 +21,7 @@ from .._fingerprint import builder_sha256
 from .._finite import check_finite_inputs, nonfinite_note
 from ..checkpoint import _kind, file_sha256, load_checkpoint
 from ..losses import LOSSES
-
-RANGE_OPTIONS = ("--x", "--y")
-NORMS = ("filter", "layer", "weight", "none")
-_NUMBER_RANGE = re.compile(r"^-[0-9.]")
+from .parser import _NUMBER_RANGE, NORMS, RANGE_OPTIONS  # noqa: F401 (their home before 0.3)
 
 
 class UserError(Exception):
@@ -101,7 +98,8 @@ def _model(args: argparse.Namespace, checkpoint: str) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise UserError(f"--model {args.model} returned a {type(model).__name__}, not an nn.Module")
     _check_checkpoint(checkpoint)
-    model = load_checkpoint(model, checkpoint).to(_device(args.device)).eval()
+    strict = getattr(args, "strict", True)  # --no-strict
+    model = load_checkpoint(model, checkpoint, strict=strict).to(_device(args.device)).eval()
     if not getattr(args, "allow_nonfinite", False):  # before any work, naming the tensor
         buffers = [name for name, _ in model.named_buffers()]
         check_finite_inputs(model.state_dict(), buffers=buffers, what=f"checkpoint {checkpoint}")

@@ -70,7 +70,7 @@ def cmd_plot(args: argparse.Namespace) -> None:
     from .. import plotting
     from ..surface import load_surface
 
-    if args.kind in ("density", "eigenvalues"):
+    if args.kind in ("density", "eigenvalues", "blocks"):
         return _plot_hessian(args)
     if args.kind in ("trajectory", "paths"):
         return _plot_paths_file(args)
@@ -123,10 +123,17 @@ def _plot_hessian(args: argparse.Namespace) -> None:
             plotting.plot_spectral_density(
                 results.density.grid, results.density.density, fig.add_subplot()
             )
+        elif args.kind == "blocks":
+            if results.blocks is None:
+                raise UserError(f"{args.file} has no curvature per block; run hessian --per-block")
+            fig.set_figwidth(max(5.0, 2.0 + 0.5 * len(results.blocks.values)))
+            plotting.plot_block_curvature(results.blocks, fig.add_subplot(), log=args.log)
         else:
             if results.eigen is None:
                 raise UserError(f"{args.file} has no eigenvalues")
             plotting.plot_eigenvalues(results.eigen.eigenvalues, fig.add_subplot())
+        if args.title is not None:
+            fig.axes[0].set_title(args.title)
         plotting.save_figure(fig, args.output)
     print(args.output)
 
