@@ -223,7 +223,7 @@ def test_a_full_disk_is_one_line_and_the_file_resumes(project, capsys, monkeypat
     out = project / "full.h5"
     with monkeypatch.context() as patch:  # full from the start: nothing is left behind
         fail_flushes_after(patch, 0)
-        assert main(command(project, "surface", out, "--x=-1:1:3", model="fast")) == 2
+        assert main(command(project, "surface", out, "--x=-1:1:3", model="fast")) == 1
     one_line_error(capsys, f"no space left on device writing {out}")
     assert sorted(os.listdir(project)) == ["a.pt", "user.py"]
     path = project / "s.h5"

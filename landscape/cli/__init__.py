@@ -1,8 +1,8 @@
 """The ``landscape`` command line: a thin argparse front end over the public API.
 
 User errors (missing file, bad range, unresolvable import string, model/checkpoint
-mismatch) print one line on stderr and exit with status 2; no traceback (``--debug``
-shows it). Ctrl-C prints one line and exits with status 130; the run resumes.
+mismatch) print one line on stderr and exit with status 2; a full disk prints one line
+and exits with status 1; no traceback (``--debug`` shows it). Ctrl-C prints one line and exits with status 130; the run resumes.
 
 Modules: :mod:`~landscape.cli.parser` (options), :mod:`~landscape.cli.commands` (one
 function per subcommand), :mod:`~landscape.cli._common` (what they share).
@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             internal = not isinstance(err, expected)
             hint = " (an internal error: rerun with --debug for the traceback)" if internal else ""
             print(f"landscape {args.command}: error: {message}{hint}", file=sys.stderr)
-        return 2
+        return getattr(err, "exit_status", 2)  # 1 for a full disk: not the user's mistake
     finally:
         if launched and distributed.is_distributed():
             torch.distributed.destroy_process_group()

@@ -10,7 +10,9 @@ Layout (the same as version 0.1 wrote, so its files still load and resume)::
     /compare/<label>/line      x, metrics (num_directions, nx); attrs of the surface
     /compare/<label>/plane     x, y, metrics (nx, ny); attrs of the surface
 
-A label is finished when its ``complete`` attribute is set; a killed run redoes the rest.
+A label's groups and its ``complete`` mark are written in one commit (a copy of the file
+renamed into place); a label marked complete that lacks a group it should have is
+computed again.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ import h5py
 import numpy as np
 
 from .codec import decode_attrs, encode_attr
-from .files import open_landscape_file, read_group, stamp_root, write_group
-from .sharpness import load_sharpness, save_sharpness
+from .files import create_file, open_landscape_file, read_group, write_groups
+from .sharpness import load_sharpness, sharpness_groups
 from .surface import same_attr
 
 FORMAT_COMPARE = "landscape.compare"
@@ -59,12 +61,21 @@ def prepare_compare_file(
                     "use another file, or overwrite=True / --overwrite"
                 )
             group = f.get("compare", {})
-            return {label for label in group if group[label].attrs.get("complete", False)}
-    with h5py.File(os.fspath(path), "w") as f:
-        stamp_root(f, FORMAT_COMPARE)
+            return {label for label in group if _finished(group[label], settings)}
+    with create_file(path, FORMAT_COMPARE) as f:
         for key, value in settings.items():
             f.attrs[key] = encode_attr(value)
     return set()
+
+
+def _finished(group: h5py.Group, settings: Mapping[str, Any]) -> bool:
+    """Whether a label is marked complete and has every group the settings ask for (a
+    group lost from a finished label is computed again)."""
+    if not group.attrs.get("complete", False):
+        return False
+    wanted = ["sharpness"] if settings.get("measures") else []
+    wanted += [kind for kind in ("line", "plane") if settings.get(kind) is not None]
+    return all(kind in group for kind in wanted)
 
 
 def write_compare_label(
@@ -88,15 +99,11 @@ def write_compare_label(
             and the metrics.
     """
     base = f"compare/{label}"
-    save_sharpness(path, measures, group=f"{base}/sharpness", overwrite=True)
+    groups = sharpness_groups(measures, group=f"{base}/sharpness")
     for kind, (arrays, attrs) in surfaces.items():
-        write_group(path, f"{base}/{kind}", arrays=arrays, attrs=attrs, overwrite=True)
-    with h5py.File(os.fspath(path), "a") as f:
-        group = f[base]
-        for key, value in evaluation.items():
-            group.attrs[key] = value
-        group.attrs["checkpoint_sha256"] = checkpoint_sha256
-        group.attrs["complete"] = True
+        groups[f"{base}/{kind}"] = (arrays, attrs)
+    mark = {**evaluation, "checkpoint_sha256": checkpoint_sha256, "complete": True}
+    write_groups(path, groups, overwrite=True, group_attrs={base: mark})  # one commit
 
 
 def read_compare_label(

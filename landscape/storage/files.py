@@ -5,10 +5,11 @@ Every landscape file carries ``format`` (``"landscape.surface"``, ``"landscape.r
 refuses anything else with one line saying what is wrong. A new file is written under a
 temporary name in the same folder and renamed into place when complete, so a reader (or
 a rerun) never finds a half-created file under the real name; the rename never replaces
-a file that another process has open for writing (HDF5 holds an ``flock`` on it). Result
-groups are written under ``/.partial`` and moved into place, so a reader sees each group
-whole or not at all. A full disk, a folder that cannot be written and a file held by
-another run are each reported in one line.
+a file that another process has open for writing (an ``flock`` on it). An existing file
+is changed the same way, through a copy (:func:`rewrite_file`), so a reader sees each
+result whole or not at all. HDF5 never writes to the disk itself
+(:mod:`~landscape.storage.guard`): a full disk, a folder that cannot be written and a
+file held by another run are each reported in one line.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import fcntl
 import glob
 import os
 import re
+import shutil
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -28,6 +30,7 @@ import numpy as np
 import torch
 
 from .codec import decode_attrs, encode_attr
+from .guard import GuardedH5File, check_space, disk_full, is_disk_full, planned_bytes
 
 __all__ = [
     "FORMAT",
@@ -40,6 +43,7 @@ __all__ = [
     "existing_groups",
     "open_landscape_file",
     "read_group",
+    "rewrite_file",
     "stamp_root",
     "write_group",
     "write_groups",
@@ -86,15 +90,15 @@ def _held(path: str) -> ValueError:
     )
 
 
-def _errno(err: OSError) -> int | None:
-    """The errno of an OSError, also when h5py gives it only in the message."""
-    if err.errno is not None:
+def _errno(err: BaseException) -> int | None:
+    """The errno of an error, also when h5py gives it only in the message."""
+    if getattr(err, "errno", None) is not None:
         return err.errno
     found = re.search(r"errno = (\d+)", str(err))
     return int(found.group(1)) if found else None
 
 
-def write_error(err: OSError, path: str | os.PathLike) -> Exception:
+def write_error(err: BaseException, path: str | os.PathLike) -> Exception:
     """A one-line error for an OSError met while writing ``path``: a full disk, a folder
     that cannot be written, or ``err`` itself.
 
@@ -104,11 +108,8 @@ def write_error(err: OSError, path: str | os.PathLike) -> Exception:
     """
     path = os.fspath(path)
     code = _errno(err)
-    if code == errno.ENOSPC:
-        return RuntimeError(
-            f"no space left on device writing {path}: free some space, then run the same "
-            "command again to resume"
-        )
+    if is_disk_full(err):
+        return disk_full(path)
     if code in (errno.EACCES, errno.EPERM, errno.EROFS):
         folder = os.path.dirname(os.path.abspath(path))
         return PermissionError(
@@ -184,17 +185,23 @@ def _alive(pid: int) -> bool:
 
 @contextlib.contextmanager
 def create_file(
-    path: str | os.PathLike, fmt: str = FORMAT, *, keep_open: bool = False
+    path: str | os.PathLike,
+    fmt: str | None = FORMAT,
+    *,
+    keep_open: bool = False,
+    size: int = 0,
 ) -> Iterator[h5py.File]:
     """A new stamped landscape file, written under a temporary name and renamed to ``path``
     when the block ends without error (replacing any file there, unless another process
     has it open for writing); on error nothing appears. With ``keep_open`` the file stays
-    open for writing after the rename (holding its lock): the caller closes it.
+    open for writing after the rename (holding its lock): the caller closes it. ``size``
+    is the file's planned size in bytes: a disk with less free space is refused before
+    anything is written. ``fmt=None`` leaves the root unstamped (a foreign format).
 
     Raises:
         ValueError: ``path`` is a directory or a file held by a writer.
-        FileNotFoundError, PermissionError, RuntimeError: the folder is missing or cannot
-            be written, or the disk is full.
+        FileNotFoundError, PermissionError: the folder is missing or cannot be written.
+        DiskFullError: the disk is full, or too full for ``size`` bytes.
 
     Example:
         >>> import tempfile
@@ -207,14 +214,16 @@ def create_file(
     """
     path = os.fspath(path)
     check_output(path)
+    check_space(path, size)
     folder, name = os.path.split(os.path.abspath(path))
     temporary = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
     f = None
     published = False
     try:
         try:
-            f = h5py.File(temporary, "w")
-            stamp_root(f, fmt)
+            f = GuardedH5File(temporary, "w", report_as=path)
+            if fmt is not None:
+                stamp_root(f, fmt)
             yield f
             f.flush()
             with _no_writer(path):
@@ -224,10 +233,55 @@ def create_file(
             raise write_error(err, path) from None
     finally:
         if f is not None and not (published and keep_open):
-            with contextlib.suppress(OSError):  # a failed write is reported above
-                f.close()
+            if published:
+                f.close()  # raises if the last writes failed (the file is then removed)
+            else:
+                f.discard()  # the failure is reported above
         if not published and os.path.exists(temporary):
             os.remove(temporary)
+
+
+@contextlib.contextmanager
+def rewrite_file(path: str | os.PathLike, *, size: int = 0) -> Iterator[h5py.File]:
+    """The landscape file at ``path`` open for changes, as a copy under a temporary name
+    that replaces ``path`` when the block ends without error: a reader, a kill or a full
+    disk sees the file before or after the whole change, never part of it. Other
+    writers are refused until the block ends. ``size``: the bytes the change adds.
+
+    Raises:
+        ValueError: the file is foreign, damaged or held by another writer.
+        DiskFullError: the disk is too full for a copy of the file and ``size`` bytes.
+    """
+    path = os.fspath(path)
+    open_landscape_file(path).close()  # one line for a foreign or damaged file
+    folder, name = os.path.split(os.path.abspath(path))
+    _remove_stale_temporaries(folder, name)
+    temporary = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+    f = None
+    published = False
+    with open(path, "rb") as original:
+        try:
+            fcntl.flock(original, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _held(path) from None
+        check_space(path, os.fstat(original.fileno()).st_size + size)
+        try:
+            try:
+                with open(temporary, "wb") as copy:
+                    shutil.copyfileobj(original, copy, 1 << 20)
+                    shutil.copymode(path, temporary)
+                f = GuardedH5File(temporary, "r+", report_as=path)
+                yield f
+                f.close()
+                os.replace(temporary, path)
+                published = True
+            except OSError as err:
+                raise write_error(err, path) from None
+        finally:
+            if f is not None and not published:
+                f.discard()
+            if not published and os.path.exists(temporary):
+                os.remove(temporary)
 
 
 def _text(value: Any) -> Any:
@@ -270,12 +324,16 @@ def open_landscape_file(path: str | os.PathLike, mode: str = "r") -> h5py.File:
     if os.path.isdir(path):
         raise ValueError(f"{path} is a directory, not a landscape HDF5 file")
     try:  # reading never takes the lock, so `landscape info` works while a run writes
-        f = h5py.File(path, mode, locking=False) if mode == "r" else h5py.File(path, mode)
+        if mode == "r":
+            f = h5py.File(path, mode, locking=False)
+        else:  # a full disk must never reach HDF5 (see landscape.storage.guard)
+            f = GuardedH5File(path, "r+")
     except OSError as err:
         raise _open_error(path, mode, err) from None
     fmt = _text(f.attrs.get("format"))
     version = f.attrs.get("format_version")
     problem = None
+    close = f.discard if isinstance(f, GuardedH5File) else f.close
     readable = isinstance(fmt, str) and fmt.isascii() and fmt.isprintable()
     if not readable or not fmt.startswith("landscape."):
         problem = f"{path} is an HDF5 file but not a landscape file (format attr: {fmt!r})"
@@ -287,7 +345,7 @@ def open_landscape_file(path: str | os.PathLike, mode: str = "r") -> h5py.File:
             f"landscape {_version()} reads; upgrade landscape to read it"
         )
     if problem is not None:
-        f.close()
+        close()
         raise ValueError(problem)
     return f
 
@@ -307,7 +365,7 @@ def _fill_group(group: h5py.Group, arrays: Mapping[str, Any], attrs: Mapping[str
         group.create_dataset(key, data=np.asarray(value))
 
 
-#: Where result groups are written before they are moved into place.
+#: Where version 0.2 wrote result groups before moving them into place.
 STAGING = ".partial"
 
 
@@ -316,57 +374,51 @@ def write_groups(
     groups: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Any]]],
     *,
     overwrite: bool = False,
+    group_attrs: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> None:
     """Write result groups ``{name: (arrays, attrs)}`` (attrs encoded by
     :func:`~landscape.storage.codec.encode_attr`) into the landscape file at ``path``; a
-    missing file is created whole (format ``"landscape.results"``). Each group is written
-    under ``/.partial`` and then moved to its name, so a reader, or a run killed while
-    saving, sees each group whole or not at all (every group at once where their parent
-    group is new).
+    missing file is created whole (format ``"landscape.results"``), an existing one is
+    changed through :func:`rewrite_file`: a reader, a kill or a full disk sees all the
+    groups or none of them. ``group_attrs`` (``{group: attrs}``) are set on groups, made
+    if missing, in the same commit (a ``complete`` mark, say).
 
     Raises:
         ValueError: a group exists and ``overwrite`` is false, or the file is foreign or
             held by another writer.
-        RuntimeError: the disk is full.
+        DiskFullError: the disk is full.
     """
     path = os.fspath(path)
+    size = planned_bytes(np.asarray(v) for arrays, _ in groups.values() for v in arrays.values())
     if not os.path.exists(path):
-        with create_file(path, "landscape.results") as f:
-            for name, (arrays, attrs) in groups.items():
-                _fill_group(f.create_group(name), arrays, attrs)
+        with create_file(path, "landscape.results", size=size) as f:
+            _fill_groups(f, groups, group_attrs)
         return
-    with open_landscape_file(path, "a") as f:
+    with rewrite_file(path, size=size) as f:
         taken = [name for name in groups if name in f]
         if taken and not overwrite:
             raise ValueError(
                 f"{path} already has /{taken[0]}; pass overwrite=True (--overwrite) to replace it"
             )
-        try:
-            if STAGING in f:  # left by a run killed while saving
-                del f[STAGING]
-            for name, (arrays, attrs) in groups.items():
-                _fill_group(f.create_group(f"{STAGING}/{name}"), arrays, attrs)
-            f.flush()
-            for name in groups:
-                if name in f:
-                    del f[name]
-            for name in groups:
-                _move_into_place(f, name)
+        if STAGING in f:  # left by a run of version 0.2 killed while saving
             del f[STAGING]
-            f.flush()
-        except OSError as err:
-            raise write_error(err, path) from None
+        for name in groups:
+            if name in f:
+                del f[name]
+        _fill_groups(f, groups, group_attrs)
 
 
-def _move_into_place(f: h5py.File, name: str) -> None:
-    """Move ``/.partial/name`` to ``/name`` by moving its highest ancestor not yet in
-    place (one link operation for the whole subtree)."""
-    parts = name.split("/")
-    for depth in range(1, len(parts) + 1):
-        prefix = "/".join(parts[:depth])
-        if prefix not in f:
-            f.move(f"{STAGING}/{prefix}", prefix)
-            return
+def _fill_groups(
+    f: h5py.File,
+    groups: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Any]]],
+    group_attrs: Mapping[str, Mapping[str, Any]] | None,
+) -> None:
+    for name, (arrays, attrs) in groups.items():
+        _fill_group(f.create_group(name), arrays, attrs)
+    for name, attrs in (group_attrs or {}).items():
+        group = f.require_group(name)
+        for key, value in attrs.items():
+            group.attrs[key] = encode_attr(value)
 
 
 def write_group(

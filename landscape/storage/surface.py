@@ -32,6 +32,7 @@ import torch
 from ..results import values_equal
 from .codec import decode_attr, decode_attrs, encode_attr
 from .files import FORMAT, STAMP_ATTRS, create_file, open_landscape_file, write_error
+from .guard import planned_bytes
 
 __all__ = [
     "VOLATILE_ATTRS",
@@ -100,14 +101,20 @@ def create_surface_file(
 ) -> SurfaceWriter | None:
     """Create a new surface file whole: root attrs, coordinates, NaN metrics, an all-False
     ``computed`` mask and the directions (with their kind and settings, if given); any
-    file at ``path`` is replaced, unless another process is writing it.
+    file at ``path`` is replaced, unless another process is writing it. A disk without
+    room for the whole file (the grid, the metrics and the directions give its size) is
+    refused before anything is written.
 
     Returns:
         With ``writer``, a :class:`SurfaceWriter` on the new file, open since before its
         rename (so no other run can take it in between); else None.
     """
     shape = (len(x),) if y is None else (len(x), len(y))
-    with create_file(path, FORMAT, keep_open=writer) as f:
+    num_points = int(np.prod(shape))
+    tensors = [t for direction in directions for t in direction.values()]
+    size = planned_bytes([np.empty(0)] * (2 + len(names)) + tensors)
+    size += num_points * (8 * len(names) + 1) + 8 * (len(x) + len(y if y is not None else ()))
+    with create_file(path, FORMAT, keep_open=writer, size=size) as f:
         for key, value in attrs.items():
             f.attrs[key] = encode_attr(value)
         coords = f.create_group("coords")
