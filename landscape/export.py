@@ -357,4 +357,6 @@ def export(path: str | os.PathLike, out: str | os.PathLike, *, format: str, **op
         for name in new:
             if os.path.exists(name):
                 os.remove(name)
-        raise storage.write_error(err, out) from None
+        from .storage import write_error
+
+        raise write_error(err, out) from None

@@ -2,7 +2,8 @@
 
 User errors (missing file, bad range, unresolvable import string, model/checkpoint
 mismatch) print one line on stderr and exit with status 2; a full disk prints one line
-and exits with status 1; no traceback (``--debug`` shows it). Ctrl-C prints one line and exits with status 130; the run resumes.
+and exits with status 1; no traceback (``--debug`` shows it). Ctrl-C prints one line
+and exits with status 130; the run resumes.
 
 Modules: :mod:`~landscape.cli.parser` (options), :mod:`~landscape.cli.commands` (one
 function per subcommand), :mod:`~landscape.cli._common` (what they share).
