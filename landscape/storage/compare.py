@@ -24,6 +24,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from .checksum import damaged_groups
 from .codec import decode_attrs, encode_attr
 from .files import create_file, open_landscape_file, read_group, write_groups
 from .sharpness import load_sharpness, sharpness_groups
@@ -69,13 +70,15 @@ def prepare_compare_file(
 
 
 def _finished(group: h5py.Group, settings: Mapping[str, Any]) -> bool:
-    """Whether a label is marked complete and has every group the settings ask for (a
-    group lost from a finished label is computed again)."""
+    """Whether a label is marked complete, has every group the settings ask for and each
+    matches its checksum (a group lost or damaged is computed again)."""
     if not group.attrs.get("complete", False):
         return False
     wanted = ["sharpness"] if settings.get("measures") else []
     wanted += [kind for kind in ("line", "plane") if settings.get(kind) is not None]
-    return all(kind in group for kind in wanted)
+    if not all(kind in group for kind in wanted):
+        return False
+    return not damaged_groups(group)  # a damaged group is computed again too
 
 
 def write_compare_label(

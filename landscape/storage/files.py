@@ -29,6 +29,7 @@ import h5py
 import numpy as np
 import torch
 
+from .checksum import CHECKSUM_ATTR, damaged_groups, group_sha256, intact
 from .codec import decode_attrs, encode_attr
 from .guard import GuardedH5File, check_space, disk_full, is_disk_full, planned_bytes
 
@@ -415,6 +416,8 @@ def _fill_groups(
 ) -> None:
     for name, (arrays, attrs) in groups.items():
         _fill_group(f.create_group(name), arrays, attrs)
+    for name in groups:  # once every group is whole (a parent's covers its children's values)
+        f[name].attrs[CHECKSUM_ATTR] = group_sha256(f[name])
     for name, attrs in (group_attrs or {}).items():
         group = f.require_group(name)
         for key, value in attrs.items():
@@ -448,6 +451,11 @@ def read_group(path: str | os.PathLike, name: str) -> tuple[dict[str, np.ndarray
         if name not in f or not isinstance(f[name], h5py.Group):
             raise KeyError(f"{os.fspath(path)} has no group /{name}; it has {sorted(f)}")
         group = f[name]
+        if not intact(group):
+            raise ValueError(
+                f"{os.fspath(path)} is damaged: /{name} does not match its checksum "
+                f"{CHECKSUM_ATTR}; compute it again (--overwrite)"
+            )
         arrays: dict[str, np.ndarray] = {}
 
         def visit(key: str, obj: Any) -> None:
@@ -455,7 +463,9 @@ def read_group(path: str | os.PathLike, name: str) -> tuple[dict[str, np.ndarray
                 arrays[key] = obj[()]
 
         group.visititems(visit)
-        return arrays, decode_attrs(group.attrs)
+        attrs = decode_attrs(group.attrs)
+        attrs.pop(CHECKSUM_ATTR, None)
+        return arrays, attrs
 
 
 def _provenance_lines(group: h5py.Group) -> list[str]:
@@ -484,12 +494,19 @@ def _provenance_lines(group: h5py.Group) -> list[str]:
 def describe_file(path: str | os.PathLike) -> str:
     """A readable summary of a landscape file: attributes, grid, completeness, groups, and
     where each group of results came from (:data:`PROVENANCE_ATTRS`)."""
-    from .surface import check_surface_schema
+    from .surface import check_surface_schema, load_surface_arrays
 
     lines = [os.fspath(path)]
     with open_landscape_file(path) as f:
         if _text(f.attrs["format"]) == FORMAT:
             check_surface_schema(f, os.fspath(path))
+            load_surface_arrays(path)  # checks the computed values against their checksum
+        damaged = damaged_groups(f)
+        if damaged:
+            raise ValueError(
+                f"{os.fspath(path)} is damaged: /{damaged[0]} does not match its checksum "
+                f"{CHECKSUM_ATTR}"
+            )
         attrs = decode_attrs(f.attrs)
         width = max(map(len, attrs), default=0)
         lines += [f"  {key:<{width}}  {value}" for key, value in sorted(attrs.items())]

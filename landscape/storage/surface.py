@@ -30,8 +30,16 @@ import numpy as np
 import torch
 
 from ..results import values_equal
+from .checksum import CHECKSUM_ATTR, values_sha256
 from .codec import decode_attr, decode_attrs, encode_attr
-from .files import FORMAT, STAMP_ATTRS, create_file, open_landscape_file, write_error
+from .files import (
+    FORMAT,
+    STAMP_ATTRS,
+    create_file,
+    open_landscape_file,
+    rewrite_file,
+    write_error,
+)
 from .guard import planned_bytes
 
 __all__ = [
@@ -311,7 +319,7 @@ def write_directions(
         with create_file(path, "landscape.results") as f:
             _fill_directions(f, directions, kind, settings)
         return
-    with open_landscape_file(path, "a") as f:
+    with rewrite_file(path) as f:
         if "directions" in f:
             if not overwrite:
                 raise ValueError(
@@ -322,20 +330,38 @@ def write_directions(
         f.flush()
 
 
+def computed_sha256(metrics: Mapping[str, np.ndarray], computed: np.ndarray) -> str:
+    """The checksum of a surface's computed values and mask (``/computed``'s
+    ``values_sha256``)."""
+    computed = np.asarray(computed, dtype=bool)
+    arrays = {name: np.asarray(array)[computed] for name, array in metrics.items()}
+    return values_sha256({**arrays, "/computed": computed})
+
+
 def load_surface_arrays(
-    path: str | os.PathLike,
+    path: str | os.PathLike, *, verify: bool = True
 ) -> tuple[np.ndarray, np.ndarray | None, dict[str, np.ndarray], dict[str, Any], np.ndarray]:
     """``(x, y, metrics, attrs, computed)`` read from a surface file; ``attrs`` are all the
-    root attributes, decoded.
+    root attributes, decoded. The computed values are checked against their checksum;
+    with ``verify=False`` a mismatch gives a mask of no point computed instead (a resume
+    computes them again).
 
     Raises:
         FileNotFoundError, ValueError: no file, not a surface file, or a damaged one.
     """
     with _open_surface(path) as f:
         computed = f["computed"][()]  # before the metrics: a point marked done has its value
+        stored = decode_attr(f["computed"].attrs.get(CHECKSUM_ATTR))
         x = f["coords/x"][()]
         y = f["coords/y"][()] if "coords/y" in f else None
         metrics = {name: ds[()] for name, ds in f["metrics"].items()}
+        if stored is not None and stored != computed_sha256(metrics, computed):
+            if verify:
+                raise ValueError(
+                    f"{os.fspath(path)} is damaged: its computed values do not match their "
+                    f"checksum {CHECKSUM_ATTR}; run the same command again to compute them again"
+                )
+            computed = np.zeros_like(computed)
         return x, y, metrics, decode_attrs(f.attrs), computed
 
 
@@ -373,7 +399,11 @@ class SurfaceWriter:
             for name, array in values.items():
                 self._file["metrics"][name][...] = array
             self._file.flush()
+            metrics = {
+                n: values[n] if n in values else ds[()] for n, ds in self._file["metrics"].items()
+            }
             self._file["computed"][...] = computed
+            self._file["computed"].attrs[CHECKSUM_ATTR] = computed_sha256(metrics, computed)
             self._file.flush()
         except OSError as err:
             raise write_error(err, self.path) from None
