@@ -35,14 +35,19 @@ def command_identity(args: argparse.Namespace) -> str:
 
 def groups_to_compute(args: argparse.Namespace, path: str, groups: list[str]) -> list[str]:
     """The groups of ``groups`` that the command must compute; stops before any work
-    when ``path`` cannot be written or holds another command's results.
+    when ``path`` cannot be written, the disk has no room for it, or it holds another
+    command's results.
 
     Raises:
         UserError: a group exists, was made by another command, and no ``--overwrite``.
+        DiskFullError: the disk cannot hold a copy of the file and a small result.
     """
     from ..storage import check_output, decode_attr, open_landscape_file
+    from ..storage.guard import OVERHEAD_BYTES, check_space
 
     check_output(path)
+    # a disk without room for a copy of the file and a small result: refused before work
+    check_space(path, (os.path.getsize(path) if os.path.exists(path) else 0) + OVERHEAD_BYTES)
     if args.overwrite or not os.path.exists(path):
         return list(groups)
     identity = command_identity(args)
