@@ -1,11 +1,15 @@
 # Two commands on a fresh machine: `make demo` and `make test`.
+# `make demo` writes only into $(DEMO_OUT), which git ignores, so the tree stays clean;
+# `make readme-table` (for maintainers) remakes the demo's figures in figures/ and the
+# README's demo table, which a deterministic demo leaves unchanged.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # The CPU build of torch; a venv that already has a torch keeps it.
 TORCH_SPEC ?= torch==2.13.0
+DEMO_OUT ?= build/demo
 
-.PHONY: demo test lint bench docs clean
+.PHONY: demo demo-check readme-table test lint bench docs clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,6 +18,14 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
+	$(VENV)/bin/landscape demo --out $(DEMO_OUT)
+
+# CI on a fresh clone: the demo runs and leaves `git status` clean.
+demo-check: demo
+	@test -z "$$(git status --porcelain)" || \
+		{ git status --short; echo "make demo changed the working tree"; exit 1; }
+
+readme-table: $(VENV)/.installed
 	$(VENV)/bin/landscape demo --out figures --readme README.md
 
 test: $(VENV)/.installed lint

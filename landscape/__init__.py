@@ -19,145 +19,101 @@ Example:
 __version__ = "0.2.0"
 
 import importlib as _importlib
+import importlib.util as _importlib_util
+import sys as _sys
+import types as _types
 
-from .checkpoint import file_sha256, load_checkpoint, load_state, save_checkpoint
-from .compare import Comparison, compare_checkpoints, plot_comparison, write_tables
-from .correlate import Correlation, correlate, write_correlation
-from .directions import (
-    Directions,
-    interpolation_direction,
-    normalize_direction,
-    pca_directions,
-    project_states,
-    random_direction,
-    random_directions,
-)
-from .evaluate import Objective
-from .hessian import (
-    BlockCurvature,
-    DensityResult,
-    EigenResult,
-    ExtremeEigenvalues,
-    HessianOperator,
-    HessianResults,
-    TraceResult,
-    block_curvature,
-    extreme_eigenvalues,
-    hessian_directions,
-    hessian_eigenpairs,
-    hessian_trace,
-    load_hessian,
-    min_max_ratio,
-    save_hessian,
-    spectral_density,
-)
-from .sharpness import MEASURES, SharpnessResult, load_sharpness, save_sharpness, sharpness
-from .surface import Surface, compute_surface, load_surface, parse_range, save_surface
-from .tracking import Tracker, TrackingRun, load_tracking
+# Every public name and the module that defines it. Nothing is imported until a name is
+# first asked for (PEP 562): ``import landscape`` and the command line's ``--help`` start
+# in milliseconds; ``ls.compute_surface`` and ``from landscape import compute_surface``
+# work as before, and ``dir(landscape)`` lists them all.
+_SOURCES = {
+    ".checkpoint": ("file_sha256", "load_checkpoint", "load_state", "save_checkpoint"),
+    ".compare": ("Comparison", "compare_checkpoints", "plot_comparison", "write_tables"),
+    ".correlate": ("Correlation", "correlate", "write_correlation"),
+    ".directions": (
+        "Directions",
+        "interpolation_direction",
+        "normalize_direction",
+        "pca_directions",
+        "project_states",
+        "random_direction",
+        "random_directions",
+    ),
+    ".evaluate": ("Objective",),
+    ".hessian": (
+        "BlockCurvature",
+        "DensityResult",
+        "EigenResult",
+        "ExtremeEigenvalues",
+        "HessianOperator",
+        "HessianResults",
+        "TraceResult",
+        "block_curvature",
+        "extreme_eigenvalues",
+        "hessian_directions",
+        "hessian_eigenpairs",
+        "hessian_trace",
+        "load_hessian",
+        "min_max_ratio",
+        "save_hessian",
+        "spectral_density",
+    ),
+    ".sharpness": ("MEASURES", "SharpnessResult", "load_sharpness", "save_sharpness", "sharpness"),
+    ".surface": ("Surface", "compute_surface", "load_surface", "parse_range", "save_surface"),
+    ".tracking": ("Tracker", "TrackingRun", "load_tracking"),
+    ".plotting": (
+        "landscape_style",
+        "plot_block_curvature",
+        "plot_contour",
+        "plot_contourf",
+        "plot_contours_compare",
+        "plot_convexity",
+        "plot_correlation",
+        "plot_eigenvalues",
+        "plot_heatmap",
+        "plot_line",
+        "plot_lines_compare",
+        "plot_measures",
+        "plot_spectral_density",
+        "plot_surface3d",
+        "plot_tracking",
+        "save_figure",
+    ),
+}
+_MODULE_OF = {name: module for module, names in _SOURCES.items() for name in names}
 
-__all__ = [
-    "BlockCurvature",
-    "Comparison",
-    "Correlation",
-    "DensityResult",
-    "Directions",
-    "EigenResult",
-    "ExtremeEigenvalues",
-    "HessianOperator",
-    "HessianResults",
-    "MEASURES",
-    "Objective",
-    "SharpnessResult",
-    "Surface",
-    "TraceResult",
-    "Tracker",
-    "TrackingRun",
-    "block_curvature",
-    "compare_checkpoints",
-    "compute_surface",
-    "correlate",
-    "extreme_eigenvalues",
-    "file_sha256",
-    "hessian_directions",
-    "hessian_eigenpairs",
-    "hessian_trace",
-    "interpolation_direction",
-    "landscape_style",
-    "load_checkpoint",
-    "load_hessian",
-    "load_sharpness",
-    "load_state",
-    "load_surface",
-    "load_tracking",
-    "min_max_ratio",
-    "normalize_direction",
-    "parse_range",
-    "pca_directions",
-    "plot_block_curvature",
-    "plot_comparison",
-    "plot_contour",
-    "plot_contourf",
-    "plot_contours_compare",
-    "plot_convexity",
-    "plot_correlation",
-    "plot_eigenvalues",
-    "plot_heatmap",
-    "plot_line",
-    "plot_lines_compare",
-    "plot_measures",
-    "plot_spectral_density",
-    "plot_surface3d",
-    "plot_tracking",
-    "project_states",
-    "random_direction",
-    "random_directions",
-    "save_checkpoint",
-    "save_figure",
-    "save_hessian",
-    "save_sharpness",
-    "save_surface",
-    "sharpness",
-    "spectral_density",
-    "write_correlation",
-    "write_tables",
-]
-
-
-# The plotting names load matplotlib (about 1.5 s), so they are imported on first use
-# (PEP 562): ``import landscape`` stays fast, ``landscape.plot_contour`` and
-# ``from landscape import plot_contour`` work as before.
-_LAZY_PLOTTING = (
-    "landscape_style",
-    "plot_block_curvature",
-    "plot_contour",
-    "plot_contourf",
-    "plot_contours_compare",
-    "plot_convexity",
-    "plot_correlation",
-    "plot_eigenvalues",
-    "plot_heatmap",
-    "plot_line",
-    "plot_lines_compare",
-    "plot_measures",
-    "plot_spectral_density",
-    "plot_surface3d",
-    "plot_tracking",
-    "save_figure",
-)
+__all__ = sorted(_MODULE_OF)
 
 
 def __getattr__(name: str):
-    """Import ``landscape.plotting`` when one of its names (or itself) is first asked for."""
-    if name == "plotting" or name in _LAZY_PLOTTING:
-        plotting = _importlib.import_module(f"{__name__}.plotting")
-        if name == "plotting":
-            return plotting
-        value = getattr(plotting, name)
+    """Import a public name's module (or a submodule, ``ls.storage``) when first asked for."""
+    module = _MODULE_OF.get(name)
+    if module is not None:
+        value = getattr(_importlib.import_module(module, __name__), name)
         globals()[name] = value
         return value
+    if not name.startswith("__") and _importlib_util.find_spec(f"{__name__}.{name}") is not None:
+        return _importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    """The module's names, the lazily imported plotting names included."""
+    """The module's names, the public names not yet imported included."""
     return sorted(set(globals()) | set(__all__))
+
+
+class _Package(_types.ModuleType):
+    """``landscape`` itself: ``ls.sharpness`` and ``ls.correlate`` stay the functions.
+
+    Importing a submodule binds it on its package; two submodules share their name with the
+    function they define, and the function is the public name (as in version 0.2).
+    """
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if isinstance(value, _types.ModuleType) and name in _MODULE_OF:
+            return
+        super().__setattr__(name, value)
+
+
+_sys.modules[__name__].__class__ = _Package

@@ -7,8 +7,9 @@ files. The usual wrappers (``{"state_dict": ...}``, ``{"model": ...}``,
 ``DataParallel``/``DistributedDataParallel`` add (and the ``_orig_mod.`` prefix of
 ``torch.compile``) is stripped when every key has it.
 
-Loading into a model never changes the caller's model: :func:`load_checkpoint` returns a
-loaded deep copy.
+:func:`load_checkpoint` loads into the given model, as ``load_state_dict`` does, after
+checking every name, shape and dtype (so a refused checkpoint leaves the model as it was);
+``copy=True`` loads into a deep copy instead.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import json
 import os
 import pickle
 import re
+import stat
 import tempfile
 import warnings
 from collections.abc import Mapping
@@ -163,20 +165,31 @@ def _unreadable(path: Path, err: BaseException) -> ValueError:
     )
 
 
+def _kind(path: str | os.PathLike) -> str:
+    """What a path that is not a regular file is: a directory, a FIFO, a device, ..."""
+    mode = os.stat(path).st_mode
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISSOCK, "a socket"))  # fmt: skip
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
 def _load_torch(path: Path) -> Any:
     try:
         return torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as err:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        # torch's wordings: "Unsupported global: GLOBAL x.y was not an allowed global" and
+        # "Trying to load unsupported GLOBAL os.system whose module os is blocked"
+        found = re.search(r"unsupported (?:global: )?GLOBAL (\S+)", str(err), re.IGNORECASE)
         if not found:  # a damaged or cut stream, not code
             raise _unreadable(path, err) from err
         raise ValueError(
-            f"{path} needs arbitrary pickled code to load (it refers to {found.group(1)}), "
-            "which landscape refuses because unpickling can run any code the file's author "
-            "wrote. Expected a plain state_dict of tensors (e.g. torch.save(model.state_dict(), "
-            "path)). If you trust the file, load it yourself with torch.load(path, "
-            "weights_only=False) and pass the model's state_dict to load_checkpoint instead of "
-            "the path."
+            f"{path} holds code, not only tensors: it needs arbitrary pickled code to load (it "
+            f"refers to {found.group(1)}), which landscape refuses because unpickling can run "
+            "any code the file's author wrote. Expected a plain state_dict of tensors (e.g. "
+            "torch.save(model.state_dict(), path)). If you trust the file, load it yourself "
+            "with torch.load(path, weights_only=False), save its state_dict with "
+            "landscape.save_checkpoint, and pass that file (or the state_dict) instead."
         ) from err
     except (
         RuntimeError, EOFError, OSError, KeyError, AttributeError, ImportError, IndexError,
@@ -248,14 +261,21 @@ def load_state(path: PathLike) -> dict[str, torch.Tensor]:
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     path = Path(path)
     if not path.is_file():
-        what = "a directory" if path.is_dir() else "no such file"
-        raise FileNotFoundError(f"expected a checkpoint file at {path}, found {what}")
+        if path.exists():  # never opened: a FIFO would block, /dev/zero never ends
+            raise FileNotFoundError(
+                f"{path} is not a regular file ({_kind(path)}); expected a checkpoint file"
+            )
+        raise FileNotFoundError(f"expected a checkpoint file at {path}, found no such file")
     if path.suffix == ".safetensors" or _looks_like_safetensors(path):
         state = _load_safetensors(path)
         if not state:
             raise ValueError(f"expected {path} to hold tensors, got an empty safetensors file")
         return _strip_prefixes(state)
     return state_from_object(_load_torch(path), source=str(path))
+
+
+# The mismatch error's hint; the command line says it as its option (--no-strict).
+STRICT_HINT = ", or pass strict=False to allow missing/unexpected keys"
 
 
 def _match_report(
@@ -278,29 +298,39 @@ def _match_report(
     return "; ".join(parts) if parts else None
 
 
+_deepcopy = copy.deepcopy  # ``copy`` is load_checkpoint's option inside its body
+
+
 def load_checkpoint(
     model: nn.Module,
     path_or_state: PathLike | Mapping[str, Any],
     *,
     strict: bool = True,
+    copy: bool = False,
 ) -> nn.Module:
-    """A copy of ``model`` with a checkpoint loaded; ``model`` itself is not changed.
+    """Load a checkpoint into ``model`` (in place, like ``load_state_dict``) and return it.
+
+    The checkpoint is checked in full before any value is written, so a checkpoint that is
+    refused leaves ``model`` as it was. Before version 0.3 this returned a loaded copy and
+    left ``model`` unchanged; ``copy=True`` keeps that behaviour.
 
     Args:
-        model: the architecture; it is deep-copied, and the copy keeps its device, dtype
-            and train/eval mode.
+        model: the architecture to load into; it keeps its device, dtype and train/eval mode.
         path_or_state: a checkpoint file (see :func:`load_state`) or an already loaded
             state_dict (or a mapping holding one under the usual keys).
         strict: require the checkpoint's names to be exactly the model's. With
             ``strict=False`` missing and unexpected names are allowed (missing ones keep the
             model's values); mis-shaped tensors are an error either way.
+        copy: load into a deep copy of ``model`` and leave ``model`` unchanged (for loading
+            several checkpoints from one architecture).
 
     Returns:
-        A new ``nn.Module`` holding the checkpoint's values.
+        ``model`` itself holding the checkpoint's values, or with ``copy=True`` a new
+        ``nn.Module``.
 
     Raises:
-        TypeError: if ``model`` is not an ``nn.Module`` or ``path_or_state`` is neither a path
-            nor a mapping.
+        TypeError: if ``model`` is not an ``nn.Module``, ``path_or_state`` is neither a path
+            nor a mapping, or ``copy`` is not a bool.
         FileNotFoundError: if the file does not exist.
         ValueError: if the file cannot be read safely, or its names or shapes do not match
             the model (the message lists missing, unexpected and mis-shaped keys), holds
@@ -311,14 +341,19 @@ def load_checkpoint(
     Example:
         >>> model = nn.Linear(2, 1)
         >>> state = {"weight": torch.ones(1, 2), "bias": torch.zeros(1)}
-        >>> loaded = load_checkpoint(model, state)
-        >>> loaded.weight.tolist(), loaded is model
-        ([[1.0, 1.0]], False)
+        >>> load_checkpoint(model, state) is model, model.weight.tolist()
+        (True, [[1.0, 1.0]])
+        >>> other = load_checkpoint(model, {"weight": torch.zeros(1, 2),
+        ...                                 "bias": torch.zeros(1)}, copy=True)
+        >>> other is model, other.weight.tolist(), model.weight.tolist()
+        (False, [[0.0, 0.0]], [[1.0, 1.0]])
     """
+    if not isinstance(copy, bool):
+        raise TypeError(f"copy must be True or False, got {type(copy).__name__}")
     state = checkpoint_state(model, path_or_state, strict=strict)
-    loaded = copy.deepcopy(model)
-    loaded.load_state_dict(state, strict=strict)
-    return loaded
+    target = _deepcopy(model) if copy else model
+    target.load_state_dict(state, strict=strict)
+    return target
 
 
 def checkpoint_state(
@@ -364,8 +399,7 @@ def checkpoint_state(
         raise ValueError(
             f"{source} does not match the model {type(model).__name__}: {problem}. "
             "Check that the model is built with the same architecture and settings as the one "
-            "that was saved"
-            + (", or pass strict=False to allow missing/unexpected keys" if strict else "")
+            "that was saved" + (STRICT_HINT if strict else "")
         )
     _check_dtypes(expected, state, source)
     if not strict:

@@ -9,6 +9,7 @@ killed comparison started again with the same settings redoes only the unfinishe
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,16 +18,18 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from ._finite import check_finite_inputs
 from ._progress import progress_bar
 from .checkpoint import checkpoint_state
 from .data import EvaluationData
 from .directions import random_directions
+from .limits import MAX_DRAWS, check_limit
 from .objective import Objective
 from .params import select_params, state_sha256
 from .results import Result, format_estimate, rows_to_csv
 from .sharpness import SharpnessResult, sharpness
 from .sharpness.registry import check_settings
-from .storage.compare import prepare_compare_file, read_compare_label, write_compare_label
+from .storage.compare import holding_compare_file, read_compare_label, write_compare_label
 from .surface import Surface, compute_surface
 
 DEFAULT_MEASURES = ("lambda_max", "trace", "adaptive_worst_l2", "avg_l2", "pacbayes", "rise")
@@ -129,6 +132,7 @@ def compare_checkpoints(
     path: str | os.PathLike | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    allow_nonfinite: bool = False,
     **measure_settings: Any,
 ) -> Comparison:
     """Compare checkpoints of one architecture on every measure, with the same seeds.
@@ -150,6 +154,8 @@ def compare_checkpoints(
         path: HDF5 file to write; an unfinished file with the same settings is resumed.
         overwrite: replace a file made with other settings.
         progress: show progress bars.
+        allow_nonfinite: go on when a checkpoint or the first batch holds NaN or inf
+            (refused by default, naming the checkpoint and the tensor).
         **measure_settings: ``rho``, ``eps``, ``num_samples``, ``target``, ``params`` (the
             weights the measures perturb and the lines and planes move, see
             :func:`landscape.params.select_names`; recorded as their names), ...
@@ -168,14 +174,23 @@ def compare_checkpoints(
     if num_directions < 1:
         raise ValueError(f"num_directions must be at least 1 (lines per checkpoint), got "
                          f"{num_directions}")  # fmt: skip
+    check_limit("line directions", int(num_directions), MAX_DRAWS)
     states = {}
+    buffers = [name for name, _ in model.named_buffers()]
     for label, checkpoint in checkpoints.items():
         try:
             states[label] = _state(model, checkpoint)
         except ValueError as err:
             raise ValueError(f"checkpoint {label!r} does not fit the architecture: {err}") from None
+        if not allow_nonfinite:  # every checkpoint before any work, naming the tensor
+            check_finite_inputs(states[label], buffers=buffers, what=f"checkpoint {label!r}")
     objective = Objective(
-        model, data, loss=loss, loss_reduction=loss_reduction, batch_size=batch_size
+        model,
+        data,
+        loss=loss,
+        loss_reduction=loss_reduction,
+        batch_size=batch_size,
+        allow_nonfinite=allow_nonfinite,
     )
     measure_settings["seed"] = seed
     if measure_settings.get("params") is not None:  # names, which the file can record
@@ -195,39 +210,40 @@ def compare_checkpoints(
         test_data_sha256="none" if test is None else test.sha256(), **measure_settings,
     )  # fmt: skip
     done: set[str] = set()
-    if path is not None:
-        done = prepare_compare_file(path, settings, overwrite=overwrite)
-
-    weight_names = [n for n, _ in model.named_parameters()]
-    result = Comparison({}, {}, {}, {}, None if path is None else os.fspath(path), settings)
-    for label, state in progress_bar(progress, states.items(), desc="compare", unit="ckpt"):
-        here = objective.at(state)
-        sha = state_sha256(here.base_state)
-        if path is not None and label in done:
-            _read_label(path, label, sha, result)
-            continue
-        evaluation = {f"train_{k}": v for k, v in here().items()}
-        if test is not None:
-            evaluation.update({f"test_{k}": v for k, v in here(batches=test).items()})
-        result.evaluation[label] = evaluation
-        result.measures[label] = sharpness(
-            here, list(measures), progress=progress, **measure_settings
-        )
-        weights = {n: here.base_state[n] for n in weight_names}
-        rows = []
-        for k in range(num_directions):
-            dirs = random_directions(weights, num=1, seed=seed + k, params=moved)
-            rows.append(compute_surface(here, dirs, line, progress=False))
-        result.lines[label] = Surface(
-            rows[0].x, None, {n: np.stack([r[n] for r in rows]) for n in rows[0].metrics},
-            attrs={**rows[0].attrs, "num_directions": num_directions},
-        )  # fmt: skip
-        if plane is not None:
-            dirs = random_directions(weights, num=2, seed=seed, params=moved)
-            x, y = plane
-            result.planes[label] = compute_surface(here, dirs, x, y, progress=progress)
+    with contextlib.ExitStack() as stack:  # the file is held (locked) for the whole run
         if path is not None:
-            _write_label(path, label, sha, result)
+            done = stack.enter_context(holding_compare_file(path, settings, overwrite=overwrite))
+
+        weight_names = [n for n, _ in model.named_parameters()]
+        result = Comparison({}, {}, {}, {}, None if path is None else os.fspath(path), settings)
+        for label, state in progress_bar(progress, states.items(), desc="compare", unit="ckpt"):
+            here = objective.at(state)
+            sha = state_sha256(here.base_state)
+            if path is not None and label in done:
+                _read_label(path, label, sha, result)
+                continue
+            evaluation = {f"train_{k}": v for k, v in here().items()}
+            if test is not None:
+                evaluation.update({f"test_{k}": v for k, v in here(batches=test).items()})
+            result.evaluation[label] = evaluation
+            result.measures[label] = sharpness(
+                here, list(measures), progress=progress, **measure_settings
+            )
+            weights = {n: here.base_state[n] for n in weight_names}
+            rows = []
+            for k in range(num_directions):
+                dirs = random_directions(weights, num=1, seed=seed + k, params=moved)
+                rows.append(compute_surface(here, dirs, line, progress=False))
+            result.lines[label] = Surface(
+                rows[0].x, None, {n: np.stack([r[n] for r in rows]) for n in rows[0].metrics},
+                attrs={**rows[0].attrs, "num_directions": num_directions},
+            )  # fmt: skip
+            if plane is not None:
+                dirs = random_directions(weights, num=2, seed=seed, params=moved)
+                x, y = plane
+                result.planes[label] = compute_surface(here, dirs, x, y, progress=progress)
+            if path is not None:
+                _write_label(path, label, sha, result)
     return result
 
 
@@ -276,7 +292,9 @@ def plot_comparison(comparison: Comparison, out_dir: str | os.PathLike) -> list[
             for label, s in comparison.lines.items()
         }
         first = next(iter(comparison.lines.values()))
-        plotting.plot_lines_compare(curves, fig.add_subplot(), x_label=first.attrs["x_label"])
+        band = f"±1 standard deviation over {first['loss'].shape[0]} random directions"
+        plotting.plot_lines_compare(curves, fig.add_subplot(), x_label=first.attrs["x_label"],
+                                    band=band)  # fmt: skip
         figures = {"compare_lines": fig}
         if comparison.planes:
             figures["compare_planes"] = plotting.plot_contours_compare(

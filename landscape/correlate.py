@@ -28,6 +28,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .compare import Comparison
+from .limits import MAX_DRAWS, check_limit
 from .results import Result, rows_to_csv
 from .storage.compare import read_compare_results
 
@@ -206,6 +207,7 @@ def correlate(
     """
     if gap not in ("accuracy", "loss"):
         raise ValueError(f"gap must be 'accuracy' or 'loss', got {gap!r}")
+    check_limit("bootstrap resamples", num_bootstrap, MAX_DRAWS)
     if num_bootstrap < 1 or not 0 < confidence < 1:
         raise ValueError(
             f"need num_bootstrap >= 1 and 0 < confidence < 1, got {num_bootstrap}, {confidence}"

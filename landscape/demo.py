@@ -11,11 +11,12 @@ Models are built under a forked RNG seeded from ``seed``, and training shuffles 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import math
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Literal
 
 import numpy as np
@@ -205,6 +206,19 @@ def digits_cnn(*, seed: int = 0, dtype: torch.dtype = torch.float32) -> nn.Modul
 
 
 # ---------------------------------------------------------------- training
+@contextlib.contextmanager
+def _threads(num_threads: int | None) -> Iterator[None]:
+    """Run the block on ``num_threads`` CPU threads (``None``: unchanged), then restore."""
+    before = torch.get_num_threads()
+    if num_threads is not None and num_threads != before:
+        torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
 def _check_data(data: object) -> tuple[torch.Tensor, torch.Tensor]:
     if not (
         isinstance(data, tuple)
@@ -236,14 +250,17 @@ def train_classifier(
     optimizer: Literal["sgd", "adam"] = "sgd",
     seed: int = 0,
     progress: bool = True,
+    num_threads: int | None = 1,
 ) -> nn.Module:
     """Train a copy of a classifier with cross-entropy; the given model is not changed.
 
     Each epoch visits the examples in an order drawn from a ``torch.Generator`` seeded with
-    ``seed`` (the last batch of an epoch may be smaller), so the same seed gives the same
-    weights (on one machine with one thread count: the float summation order depends on
-    the number of threads) and the global RNG is never used. ``batch_size=None`` (or at
-    least the data size) trains full-batch: plain gradient descent with momentum for
+    ``seed`` (the last batch of an epoch may be smaller), and the global RNG is never used.
+    Training runs on ``num_threads`` threads (torch's setting is restored afterwards), so
+    with the default of one thread the same seed gives bit-identical weights whatever the
+    machine's thread count (the float summation order depends on the number of threads);
+    other CPUs or library versions may still differ in the last bits. ``batch_size=None``
+    (or at least the data size) trains full-batch: plain gradient descent with momentum for
     ``"sgd"``.
 
     Args:
@@ -258,14 +275,17 @@ def train_classifier(
         optimizer: ``"sgd"`` or ``"adam"``.
         seed: seed of the shuffling generator.
         progress: show a tqdm bar with the running loss.
+        num_threads: CPU threads while training (``torch.set_num_threads``, restored on
+            return; the setting is process-wide); ``None`` keeps torch's setting.
 
     Returns:
         The trained copy, in eval mode.
 
     Raises:
         TypeError: if ``model`` or ``data`` has the wrong type.
-        ValueError: for a non-positive ``lr``, ``batch_size``, ``epochs`` or ``steps``, both
-            or neither of ``epochs`` and ``steps``, or an unknown ``optimizer``.
+        ValueError: for a non-positive ``lr``, ``batch_size``, ``epochs``, ``steps`` or
+            ``num_threads``, both or neither of ``epochs`` and ``steps``, or an unknown
+            ``optimizer``.
 
     Example:
         >>> data = digits_data("train")
@@ -282,7 +302,8 @@ def train_classifier(
         raise ValueError(f"lr must be positive, got {lr}")
     if (epochs is None) == (steps is None):
         raise ValueError(f"give exactly one of epochs and steps, got {epochs=} and {steps=}")
-    for name, value in (("epochs", epochs), ("steps", steps), ("batch_size", batch_size)):
+    counts = (("epochs", epochs), ("steps", steps), ("batch_size", batch_size))
+    for name, value in (*counts, ("num_threads", num_threads)):
         if value is not None and (not isinstance(value, int) or value < 1):
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if optimizer not in ("sgd", "adam"):
@@ -307,7 +328,8 @@ def train_classifier(
     generator = torch.Generator().manual_seed(seed)
 
     step = 0
-    with tqdm(total=total, disable=not progress, desc="train", unit="step", leave=False) as bar:
+    bar = tqdm(total=total, disable=not progress, desc="train", unit="step", leave=False)
+    with bar, _threads(num_threads):
         while step < total:
             order = torch.randperm(n, generator=generator) if size < n else None
             for start in range(0, n, size):
@@ -405,7 +427,10 @@ def _demo_figures(surfaces: dict, label: str, out_dir: str) -> list[str]:
 
 
 #: The lines around the demo's table in a README; :func:`update_readme_table` fills them in.
-README_TABLE_MARKERS = ("<!-- demo table: written by `make demo` -->", "<!-- end of demo table -->")
+README_TABLE_MARKERS = (
+    "<!-- demo table: written by `make readme-table` -->",
+    "<!-- end of demo table -->",
+)
 
 
 def update_readme_table(readme: str, table: str) -> bool:
@@ -459,6 +484,10 @@ def run_demo(
 ) -> dict[str, object]:
     """The main job behind ``make demo``: train, compute, store, plot, compare, summarize.
 
+    Training runs on one thread (see :func:`train_classifier`), so the weights, the table
+    and the figures are the same whatever the thread count; the rest uses torch's threads
+    (sampled measures then differ in the sixth or seventh digit, below what is printed).
+
     Trains the small-batch and large-batch digits MLPs (:func:`train_demo_pair`), saves their
     checkpoints, computes for each a 1D line and a ``num_points`` x ``num_points`` plane of
     filter-normalized random directions on the training data (resumable HDF5 files), draws
@@ -466,7 +495,8 @@ def run_demo(
     on sharpness measures with the test data for the generalization gap.
 
     Args:
-        out_dir: where every file goes (``figures`` for ``make demo``).
+        out_dir: where every file goes (``build/demo`` for ``make demo``, ``figures`` for
+            ``make readme-table``).
         num_points: points per axis of the lines and planes.
         seed: seed of training and of the directions.
         progress: show progress bars.

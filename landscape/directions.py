@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._drawing import dot64, draw_tensor, normalize_, skip_normal
 from .params import (
     DirType,
     ParamSelection,
@@ -59,6 +60,7 @@ State = dict[str, torch.Tensor]
 
 __all__ = [
     "Directions",
+    "Interpolation",
     "Norm",
     "Ignore",
     "normalize_direction",
@@ -88,7 +90,9 @@ class Directions(Result):
         x_end: for an interpolation, the end state (``x = x_end - start``, same names):
             a surface then forms the point ``t`` as ``lerp(start, x_end, t)`` (see
             :func:`landscape.params.point_state`), so ``t = 1`` is the end checkpoint bit
-            for bit; ``None`` otherwise.
+            for bit; ``None`` otherwise. Taken from ``x`` when ``x`` is an
+            :class:`Interpolation` (what :func:`interpolation_direction` returns), so
+            ``Directions(interpolation_direction(a, b))`` is exact at both ends.
     """
 
     x: State
@@ -99,7 +103,27 @@ class Directions(Result):
     cosine: float | None = field(default=None, init=False, compare=False)
 
     def __post_init__(self) -> None:
+        if self.x_end is None and isinstance(self.x, Interpolation):
+            object.__setattr__(self, "x_end", self.x.end)
         object.__setattr__(self, "cosine", None if self.y is None else _cosine(self.x, self.y))
+
+
+class Interpolation(dict):
+    """The direction ``end - start`` made by :func:`interpolation_direction`: a mapping of
+    names to tensors, as every direction, that also holds the end's tensors (``end``,
+    same names), so that a surface puts ``t = 1`` at the end bit for bit, where
+    ``start + 1 * (end - start)`` is not ``end`` in floating point.
+
+    Example:
+        >>> a, b = {"w": torch.tensor([0.1])}, {"w": torch.tensor([0.7])}
+        >>> d = interpolation_direction(a, b)
+        >>> torch.equal(d.end["w"], b["w"]), Directions(d).x_end is d.end
+        (True, True)
+    """
+
+    def __init__(self, direction: Mapping[str, torch.Tensor], end: Mapping[str, torch.Tensor]):
+        super().__init__(direction)
+        self.end: State = dict(end)
 
 
 def _cosine(x: Mapping[str, torch.Tensor], y: Mapping[str, torch.Tensor]) -> float:
@@ -109,10 +133,9 @@ def _cosine(x: Mapping[str, torch.Tensor], y: Mapping[str, torch.Tensor]) -> flo
         b = y.get(name)
         if b is None or not a.is_floating_point():
             continue
-        a64, b64 = a.detach().reshape(-1).double(), b.detach().reshape(-1).double()
-        xy += float(torch.dot(a64, b64))
-        xx += float(torch.dot(a64, a64))
-        yy += float(torch.dot(b64, b64))
+        xy += dot64(a, b)  # in pieces: no float64 copy of a whole tensor
+        xx += dot64(a, a)
+        yy += dot64(b, b)
     if xx == 0 or yy == 0:
         return float("nan")
     return xy / math.sqrt(xx * yy)
@@ -192,30 +215,6 @@ def _selected(
     return {n: t for n, t in state.items() if n in keep or not t.is_floating_point()}
 
 
-def _normalize_tensor(d: torch.Tensor, w: torch.Tensor, norm: str, ignore: str) -> torch.Tensor:
-    if d.dim() <= 1:
-        if ignore == "biasbn":
-            return torch.zeros_like(d)
-        d, w = d.reshape(1, -1), w.reshape(1, -1)  # one filter
-        out = _normalize_tensor(d, w, norm, ignore)
-        return out.reshape(-1) if out.numel() != 1 else out.reshape(())
-    if norm == "none":
-        return d
-    if norm == "weight":
-        return d * w
-    if norm == "layer":
-        return d * _ratio(w.norm(), d.norm())
-    rows_d, rows_w = d.reshape(d.shape[0], -1), w.reshape(w.shape[0], -1)
-    scale = _ratio(rows_w.norm(dim=1), rows_d.norm(dim=1))
-    return (rows_d * scale[:, None]).reshape(d.shape)
-
-
-def _ratio(weight_norm: torch.Tensor, direction_norm: torch.Tensor) -> torch.Tensor:
-    """``weight_norm / direction_norm``, 0 where the direction is zero (it stays zero)."""
-    zero = direction_norm == 0
-    return torch.where(zero, 0.0, weight_norm / torch.where(zero, 1.0, direction_norm))
-
-
 def is_running_stat(name: str) -> bool:
     """Whether a state entry is a norm layer's running statistic (``running_mean`` or
     ``running_var``), which a random direction moves along itself (see the module docstring).
@@ -260,7 +259,8 @@ def normalize_direction(
         if d.shape != w.shape:
             raise ValueError(f"{name}: direction shape {tuple(d.shape)} != weight {tuple(w.shape)}")
         work = torch.promote_types(d.dtype, torch.float32)  # norms in float32 or better
-        out[name] = _normalize_tensor(d.to(work), w.to(work), norm, ignore).to(d.dtype)
+        draft = d.to(work, copy=True, memory_format=torch.contiguous_format)
+        out[name] = normalize_(draft, w.to(work), norm, ignore).to(d.dtype)
     return out
 
 
@@ -279,7 +279,10 @@ def random_direction(
     Entries are drawn on the CPU in float64 from ``seed`` (or ``generator``), so a seed
     gives the same direction on every device, normalized in float32 (or the tensor's
     dtype, if wider) on its device, then kept in the tensor's dtype (bfloat16 for a
-    bfloat16 model).
+    bfloat16 model). One tensor at a time: its draft (in that working dtype, filled from
+    float64 pieces of 2**20 entries) is normalized in place and freed before the next, so
+    the memory is the direction plus one tensor's draft; the values are those of one
+    float64 draw per tensor in state order (as 0.2 drew them), bit for bit.
     Integer buffers get no direction. With ``ignore="none"`` a running statistic's
     direction is the buffer itself (so ``(1 + alpha) * running_var`` stays a variance for
     ``alpha > -1``); with ``ignore="biasbn"`` it is zero. With ``params`` only the
@@ -295,15 +298,18 @@ def random_direction(
     state = _selected(model_or_state, _as_state(model_or_state, dir_type), params, dir_type)
     if generator is None:
         generator = torch.Generator().manual_seed(0 if seed is None else int(seed))
-    raw = {}
-    for name, t in state.items():
-        if t.is_floating_point():
-            g = torch.randn(t.shape, generator=generator, dtype=torch.float64)
-            raw[name] = g.to(device=t.device, dtype=torch.promote_types(t.dtype, torch.float32))
-    direction = normalize_direction(raw, state, norm=norm, ignore=ignore)
-    direction = {n: d.to(state[n].dtype) for n, d in direction.items()}
-    if ignore == "none":
-        direction.update({n: state[n].clone() for n in direction if is_running_stat(n)})
+    direction = {}
+    for name, t in state.items():  # one tensor at a time: its draft is freed before the next
+        if not t.is_floating_point():
+            continue
+        if ignore == "none" and is_running_stat(name):
+            skip_normal(t.numel(), generator)  # drawn as before, so later tensors match
+            direction[name] = t.detach().clone()
+        elif ignore == "biasbn" and t.dim() <= 1:
+            skip_normal(t.numel(), generator)
+            direction[name] = torch.zeros_like(t)
+        else:
+            direction[name] = draw_tensor(t, generator, norm, ignore)
     return direction
 
 
@@ -347,8 +353,11 @@ def random_directions(
         y = _without_running_stats(y)
     if y is not None and orthogonalize:
         coef = state_dot(y, x) / state_dot(x, x)
-        y = {n: t - coef * x[n] for n, t in y.items()}
-        y = normalize_direction(y, state, norm=norm, ignore=ignore) if norm != "none" else y
+        for name, t in y.items():  # tensor by tensor, each replaced as it is made
+            t = t - coef * x[name]
+            if norm != "none":
+                t = normalize_direction({name: t}, state, norm=norm, ignore=ignore)[name]
+            y[name] = t
         y = _without_running_stats(y)
     settings: dict[str, Any] = dict(options, seed=int(seed), orthogonalize=bool(orthogonalize))
     if params is not None:  # only then, so that the settings of 0.1 files still match
@@ -369,12 +378,17 @@ def interpolation_direction(
     *,
     dir_type: DirType = "states",
     params: ParamSelection = None,
-) -> State:
-    """The direction ``end - start``, so that ``start + 1 * d`` is ``end``.
+) -> Interpolation:
+    """The direction ``end - start``, which also holds the end's tensors (an
+    :class:`Interpolation`), so that a surface over ``Directions(d)`` centred at
+    ``start`` gives at ``t = 1`` exactly the end's state, running statistics included
+    (``start + 1 * d`` is not ``end`` in floating point: points from ``t = 0.5`` on are
+    formed as ``end + (t - 1) d``, see :func:`landscape.params.point_state`).
 
     With ``dir_type="states"`` buffers (BatchNorm running mean and variance) are part of
-    the line too, as in the classic interpolation plot from -0.5 to 1.5. With ``params``
-    (selected in ``start``) only the selected tensors are in the direction.
+    the line too, as in the classic interpolation plot from -0.5 to 1.5; integer buffers
+    (``num_batches_tracked``) stay the start's, which no evaluation reads. With
+    ``params`` (selected in ``start``) only the selected tensors are in the direction.
 
     Raises:
         ValueError: if the two have different names or shapes, or ``params`` matches
@@ -393,13 +407,14 @@ def interpolation_direction(
             f"only in end {sorted(set(b) - set(a))[:5]}"
         )
     keep = set(_selected(start, a, params, dir_type))
-    out = {}
+    out, ends = {}, {}
     for name, t in a.items():
         if t.shape != b[name].shape:
             raise ValueError(f"{name}: shape {tuple(t.shape)} vs {tuple(b[name].shape)}")
         if t.is_floating_point() and name in keep:
-            out[name] = b[name].to(device=t.device, dtype=t.dtype) - t
-    return out
+            ends[name] = b[name].to(device=t.device, dtype=t.dtype)
+            out[name] = ends[name] - t
+    return Interpolation(out, ends)
 
 
 def pca_directions(

@@ -62,6 +62,7 @@ from ._batched import (
     state_bytes,
     upcast,
 )
+from ._finite import nonfinite_problem
 from ._workspace import PointPlan, Workspace
 from .data import LABEL_KEYS, EvaluationData, call_model, split_batch
 from .losses import (
@@ -214,6 +215,9 @@ class Objective:
         seed: the model's random draws (Dropout in train mode) come from it: the global
             generator is reseeded with it before each batch and restored after, so equal
             calls give equal values and the caller's random stream does not move.
+        allow_nonfinite: go on when the model's tensors or the first batch hold NaN or
+            inf (a buffer may hold inf); by default they are refused at construction,
+            naming the tensor (one read of the device; see :mod:`landscape._finite`).
 
     Example:
         >>> torch.manual_seed(0) and None
@@ -242,6 +246,7 @@ class Objective:
         points_per_pass: int | None = None,
         shard_data: bool = False,
         seed: int = 0,
+        allow_nonfinite: bool = False,
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -311,11 +316,23 @@ class Objective:
         self._num_examples: int | None = None
         self._work = Workspace(model, self.train_mode)
         self._work.vmap_ok = batch_loss is None
+        self.allow_nonfinite = bool(allow_nonfinite)
+        if not self.allow_nonfinite:
+            self._check_finite()
         self.loss_reduction = self._resolve_reduction(loss, loss_reduction)
         if self._loss_fn is not None:
             self._loss_fn = as_batch_sum(self._loss_fn, self.loss_reduction)
         if isinstance(loss, str) and loss in ("cross_entropy", "mse") and batch_loss is None:
             self._check_targets()
+
+    def _check_finite(self) -> None:
+        """Refuse NaN or inf in the base state or this rank's first batch (all ranks)."""
+        batch = next(iter(self.data), None)
+        problem = nonfinite_problem(self.base_state, buffers=self._buffer_names, batch=batch)
+        if self.shard_data:
+            problem = next((p for p in distributed.all_gather_objects(problem) if p), None)
+        if problem:
+            raise ValueError(problem)
 
     def _check_targets(self) -> None:
         """Refuse integer targets a built-in loss would misread, seen on the first batch

@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from .data import call_model, split_batch
+from .limits import MAX_POINTS, check_limit
 from .params import expand_tied, tied_names
 from .results import Result
 
@@ -487,6 +488,7 @@ def _grid(t: Any) -> np.ndarray:
     if isinstance(t, (int, np.integer)) and not isinstance(t, bool):
         if t < 2:
             raise ValueError(f"a path needs at least 2 points, got {t}")
+        check_limit("path points", int(t), MAX_POINTS)
         return np.linspace(0.0, 1.0, int(t))
     grid = np.asarray(t, dtype=np.float64)
     if grid.ndim != 1 or len(grid) < 2 or grid[0] != 0.0 or grid[-1] != 1.0:
@@ -600,7 +602,7 @@ def _plane_coords(model: nn.Module, curve: Curve) -> np.ndarray | None:
 
     bend = {**curve.start, **(curve.bend or {})}
     try:
-        return checkpoint_plane(model, [curve.start, curve.end, bend]).coords
+        return checkpoint_plane(model, [curve.start, curve.end, bend], dir_type="weights").coords
     except ValueError:
         return None
 

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -57,7 +58,9 @@ class CheckpointPlane(Result):
             x, y)``.
         coords: float64 ``(3, 2)``: the three points' coordinates, ``(0, 0)``,
             ``(|b - a|, 0)`` and ``(<c - a, x>, <c - a, y>)``.
-        settings: ``dir_type`` and the coordinates.
+        settings: ``dir_type`` (the one used, also when chosen by default), the
+            coordinates, and ``buffers="kept at a"`` for ``"weights"`` on a model with
+            floating buffers.
     """
 
     directions: Directions
@@ -87,7 +90,7 @@ def checkpoint_plane(
     model: nn.Module,
     checkpoints: Sequence[nn.Module | Mapping[str, torch.Tensor]],
     *,
-    dir_type: Literal["weights", "states"] = "weights",
+    dir_type: Literal["weights", "states"] | None = None,
 ) -> CheckpointPlane:
     """The plane through three checkpoints ``[a, b, c]`` (Garipov et al. 2018).
 
@@ -97,8 +100,13 @@ def checkpoint_plane(
     Args:
         model: the architecture (its parameter names say what ``"weights"`` are).
         checkpoints: three models or state_dicts ``[a, b, c]``.
-        dir_type: ``"weights"`` (parameters; buffers stay as in ``a``) or ``"states"``
-            (floating buffers too, e.g. BatchNorm running statistics).
+        dir_type: ``"weights"`` (parameters; buffers stay as in ``a``, so ``b`` and ``c``
+            are evaluated with ``a``'s BatchNorm statistics) or ``"states"`` (floating
+            buffers too, e.g. BatchNorm running statistics: each checkpoint at its own
+            loss). ``None`` (the default, 0.3) means ``"states"`` when the model has
+            floating buffers and every checkpoint holds them, ``"weights"`` otherwise;
+            the choice is ``settings["dir_type"]``, recorded in a surface's file and
+            named in its axis labels.
 
     Returns:
         A :class:`CheckpointPlane`.
@@ -114,13 +122,13 @@ def checkpoint_plane(
         Traceback (most recent call last):
         ValueError: the three checkpoints lie on one line
     """
-    if dir_type not in ("weights", "states"):
-        raise ValueError(f"dir_type must be 'weights' or 'states', got {dir_type!r}")
+    if dir_type not in ("weights", "states", None):
+        raise ValueError(f"dir_type must be 'weights', 'states' or None, got {dir_type!r}")
     if len(checkpoints) != 3:
         raise ValueError(f"expected three checkpoints [a, b, c], got {len(checkpoints)}")
     reference = model.state_dict()
     tied = tied_names(model)  # a tied tensor counts once, under its first name
-    states = []
+    states: list[State] = []
     for i, c in enumerate(checkpoints):
         state = dict(c.state_dict() if isinstance(c, nn.Module) else c)
         for name, t in state.items():
@@ -132,6 +140,9 @@ def checkpoint_plane(
                     f"{tuple(reference[name].shape)}"
                 )
         states.append(merge_tied(state, tied))
+    buffers = _floating_buffers(model, reference, tied)
+    if dir_type is None:
+        dir_type = _default_dir_type(buffers, states)
     if dir_type == "weights":
         candidates = [n for n, p in model.named_parameters() if p.is_floating_point()]
     else:
@@ -155,13 +166,42 @@ def checkpoint_plane(
     x = _unflat(u, like, candidates)
     y = _unflat(v, like, candidates)
     coords = np.array([[0.0, 0.0], [length, 0.0], [along, height]])
-    settings = {"dir_type": dir_type, "norm": "none", "coords": coords.tolist()}
+    settings: dict[str, Any] = {"dir_type": dir_type, "norm": "none", "coords": coords.tolist()}
+    if dir_type == "weights" and buffers:  # said in the axis labels of its surfaces
+        settings["buffers"] = "kept at a"
     directions = Directions(x, y, kind="checkpoints", settings=settings)
     origin = {n: t.detach().clone() for n, t in states[0].items()}
     for name, t in reference.items():  # a partial state_dict: the model's values
         if name not in tied:
             origin.setdefault(name, t.detach().clone())
     return CheckpointPlane(directions, origin, coords, dict(settings))
+
+
+def _floating_buffers(
+    model: nn.Module, reference: Mapping[str, torch.Tensor], tied: Mapping[str, str]
+) -> list[str]:
+    """The names of the model's floating buffers (BatchNorm running statistics, ...)."""
+    skip = {n for n, _ in model.named_parameters()} | set(tied)
+    return [n for n, t in reference.items() if t.is_floating_point() and n not in skip]
+
+
+def _default_dir_type(
+    buffers: Sequence[str], states: Sequence[Mapping[str, torch.Tensor]]
+) -> Literal["weights", "states"]:
+    """``"states"`` when the model has floating buffers and every checkpoint holds them,
+    else ``"weights"`` (with a warning when a checkpoint lacks them)."""
+    if not buffers:
+        return "weights"
+    if all(n in s for s in states for n in buffers):
+        return "states"
+    warnings.warn(
+        f"the model has floating buffers ({buffers[0]!r}, ...) that a checkpoint lacks: the "
+        "plane moves the weights only and every point keeps the first checkpoint's buffers; "
+        "give complete state_dicts for dir_type='states'",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return "weights"
 
 
 def _unflat(vector: torch.Tensor, like: Mapping[str, torch.Tensor], names: Sequence[str]):

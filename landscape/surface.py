@@ -19,10 +19,12 @@ import torch
 from torch import nn
 
 from . import distributed, storage
+from ._fingerprint import FINGERPRINT_ATTRS, classes_sha256, model_probe, probe_problem
 from ._progress import progress_bar
 from ._provenance import model_sha256
 from .directions import Directions
 from .evaluate import Objective
+from .limits import MAX_POINTS, check_limit
 from .params import ParamSelection, point_state, select_params, selection_attr, state_sha256
 from .results import Result
 
@@ -66,15 +68,12 @@ class Surface(Result):
 
 
 MIN_CHUNK = 8  # points per call of Objective.evaluate_points
-MAX_POINTS = 10**8  # a larger grid is refused before anything is allocated
 
 
 def _check_size(num_points: int) -> None:
-    if num_points > MAX_POINTS:
-        raise ValueError(
-            f"a grid of {num_points:,} points is more than the {MAX_POINTS:,} landscape "
-            "computes (its arrays alone would take gigabytes); use fewer points"
-        )
+    """A larger grid than :data:`~landscape.limits.MAX_POINTS` is refused before anything
+    is allocated."""
+    check_limit("grid points", num_points, MAX_POINTS, "; use fewer points")
 
 
 def parse_range(text: str) -> np.ndarray:
@@ -95,6 +94,11 @@ def parse_range(text: str) -> np.ndarray:
         raise ValueError(
             f"expected a range START:STOP:NUM with finite START, STOP and NUM >= 1, got {text!r}"
         )
+    if num > 1 and start == stop:
+        raise ValueError(
+            f"expected a range START:STOP:NUM with START != STOP, got {text!r} ({num} equal "
+            f"coordinates); for one point write {parts[0]}:{parts[1]}:1"
+        )
     _check_size(num)
     return np.linspace(start, stop, num)
 
@@ -112,7 +116,13 @@ def _labels(directions: Directions) -> tuple[str, str]:
     if directions.kind == "random":
         norm = directions.settings.get("norm", "filter")
         return f"random direction x ({norm}-normalized)", f"random direction y ({norm}-normalized)"
-    return f"{directions.kind} direction x", f"{directions.kind} direction y"
+    if directions.kind == "checkpoints" and directions.settings.get("dir_type") == "states":
+        note = " (states: buffers move too)"
+    elif directions.kind == "checkpoints" and directions.settings.get("buffers"):
+        note = " (weights only: buffers kept at a)"
+    else:
+        note = ""
+    return f"{directions.kind} direction x{note}", f"{directions.kind} direction y{note}"
 
 
 def _directions_sha256(used: tuple[Mapping[str, torch.Tensor], ...]) -> str:
@@ -140,6 +150,7 @@ _OBJECTIVE_OPTIONS = {
     "batch_loss": None,
     "train_mode": False,
     "cache_data": True,
+    "allow_nonfinite": False,
     "batch_size": None,
     "precision": "fp32",
     "points_per_pass": None,
@@ -195,6 +206,7 @@ def compute_surface(
     points_per_pass: int | None = None,
     convexity: bool = False,
     params: ParamSelection = None,
+    allow_nonfinite: bool = False,
 ) -> Surface:
     """Evaluate the loss and metrics on a line (``y=None``) or a plane around ``model``.
 
@@ -225,6 +237,8 @@ def compute_surface(
             ``"trainable"``, see :func:`landscape.params.select_names`, over the model's
             weights and buffers): the directions' other entries are dropped. Recorded as
             the attribute ``params`` (``"all"`` or the names), part of a resume's identity.
+        allow_nonfinite: go on with NaN or inf in the model or the first batch (refused
+            by default), as for ``Objective``.
 
     Under an initialized ``torch.distributed`` process group (e.g. from
     :func:`landscape.distributed.init_from_env` under ``torchrun``), every rank calls
@@ -254,7 +268,8 @@ def compute_surface(
     options = dict(loss=loss, loss_reduction=loss_reduction, metrics=metrics,
                    batch_loss=batch_loss, train_mode=train_mode,
                    cache_data=cache_data, batch_size=batch_size, precision=precision,
-                   points_per_pass=points_per_pass)  # fmt: skip
+                   points_per_pass=points_per_pass,
+                   allow_nonfinite=allow_nonfinite)  # fmt: skip
     if isinstance(model, Objective):
         directions, x, y = _from_objective((data, directions, x, y), options)
     elif data is None:
@@ -275,6 +290,10 @@ def compute_surface(
     names = objective.names + (("convexity",) if convexity else ())
     base = objective.base_state
     selected = select_params(objective.model, params, "states")
+    # an end that came with an interpolation direction applies where the line starts here
+    implicit_end = directions.x_end is not None and directions.x_end is getattr(
+        directions.x, "end", None
+    )
     if params is not None:
         directions = _restricted(directions, set(selected))
     used = (directions.x,) if ys is None else (directions.x, directions.y)
@@ -286,10 +305,15 @@ def compute_surface(
     # least MIN_CHUNK points per call so that small models do not pay per-call overhead
     # per point (a kill loses at most one chunk per rank).
     k = min(distributed.all_gather_objects(objective.resolve_points_per_pass()))
-    ends = (directions.x_end, None)[: len(used)]  # an interpolation's end: exact at 1
+    x_end = directions.x_end
+    if implicit_end and not _starts_at(directions.x, x_end, base):
+        x_end = None  # the line is drawn elsewhere: base + t d, as any direction
+    ends = (x_end, None)[: len(used)]  # an interpolation's end: exact at 1
     identity: dict[str, Any] = {
         "model": type(objective.model).__qualname__,
         "model_sha256": model_sha256(objective.model),
+        "model_classes_sha256": classes_sha256(objective.model),
+        "model_probe": model_probe(objective),
         "checkpoint_sha256": state_sha256(base),
         "data_sha256": _data_sha256(objective),
         "num_examples": objective.num_examples,
@@ -402,6 +426,18 @@ def _restricted(directions: Directions, keep: set[str]) -> Directions:
                       x_end=cut(directions.x_end))  # fmt: skip
 
 
+def _starts_at(
+    direction: Mapping[str, torch.Tensor],
+    end: Mapping[str, torch.Tensor],
+    base: Mapping[str, torch.Tensor],
+) -> bool:
+    """Whether ``direction`` is ``end - base`` exactly (one read for all tensors)."""
+    if any(n not in end for n in direction):
+        return False
+    agree = [(end[n].to(base[n]) - base[n] == d.to(base[n])).all() for n, d in direction.items()]
+    return bool(torch.stack(agree).all()) if agree else True
+
+
 def _data_sha256(objective: Objective) -> str:
     """The Objective's data fingerprint, computed once per Objective (a method in 0.1)."""
     sha = objective.data_sha256
@@ -429,7 +465,7 @@ def _evaluate(
 # Identity attributes added after 0.1, with the value every older file was made with.
 _ADDED_ATTRS = {"params": "all"}
 # Fingerprints added after 0.1 that older files did not take: not checked where missing.
-_UNRECORDED_ATTRS = ("model_sha256", "objective_seed")
+_UNRECORDED_ATTRS = ("model_sha256", "objective_seed", *FINGERPRINT_ATTRS)
 
 
 def _open_surface_file(
@@ -448,16 +484,31 @@ def _open_surface_file(
     value such a file was made with; a fingerprint it lacks (:data:`_UNRECORDED_ATTRS`)
     is not checked."""
     if os.path.exists(path) and not overwrite:
-        _, _, stored, stored_attrs, computed = storage.load_surface_arrays(path, verify=False)
-        check = {
-            k: v
-            for k, v in identity.items()
-            if k in stored_attrs
-            or (k not in _ADDED_ATTRS and k not in _UNRECORDED_ATTRS)
-            or not storage.same_attr(_ADDED_ATTRS.get(k, v), v)
-        }
-        storage.check_surface_file(path, x=xs, y=ys, names=names, attrs=check)
-        return (stored, computed), storage.SurfaceWriter(path)
+        storage.load_surface_arrays(path, verify=False)  # a foreign file is named before the lock
+        writer = storage.SurfaceWriter(path)  # held from here on, then read again under it
+        try:
+            _, _, stored, stored_attrs, computed = storage.load_surface_arrays(path, verify=False)
+            check = {
+                k: v
+                for k, v in identity.items()
+                if k in stored_attrs
+                or (k not in _ADDED_ATTRS and k not in _UNRECORDED_ATTRS)
+                or not storage.same_attr(_ADDED_ATTRS.get(k, v), v)
+            }
+            probe = check.pop("model_probe", None)  # compared with a tolerance
+            storage.check_surface_file(path, x=xs, y=ys, names=names, attrs=check)
+            problem = None
+            if probe is not None:
+                problem = probe_problem(stored_attrs["model_probe"], probe, identity["precision"])
+            if problem:
+                raise ValueError(
+                    f"{os.fspath(path)} was made for another run ({problem}); use another "
+                    "output file, or overwrite=True / --overwrite to start again"
+                )
+        except BaseException:
+            writer.close()
+            raise
+        return (stored, computed), writer
     used = (directions.x,) if ys is None else (directions.x, directions.y)
     writer = storage.create_surface_file(
         path, x=xs, y=ys, names=names, directions=used, attrs=identity,

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .directions import Directions, pca_directions, project_states
+from .limits import MAX_POINTS, check_limit
 from .params import merge_tied, tied_names
 from .results import Result
 from .surface import Surface, compute_surface
@@ -108,6 +109,8 @@ def trajectory_plane(
     Raises:
         ValueError: fewer than three checkpoints, or ``steps`` of another length.
     """
+    if x is None or y is None:
+        check_limit("grid points", int(num_points) ** 2, MAX_POINTS, " (num_points squared)")
     tied = tied_names(objective.model)  # a tied tensor counts once in the plane
     states = [merge_tied(_state(c), tied) for c in checkpoints]
     if len(states) < 3:

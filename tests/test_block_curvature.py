@@ -132,10 +132,13 @@ def test_stored_loaded_back_equal_and_plotted(tmp_path):
     ax = plot_block_curvature(result, Figure().add_subplot())
     assert len(ax.patches) == 8
     assert [t.get_text() for t in ax.get_xticklabels()] == list(result.values)
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["lambda_max", "trace"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        r"largest eigenvalue $\lambda_{\max}$",
+        "trace, error bars ±1.96 standard errors",
+    ]
 
 
-def test_cli_per_block_and_params(tmp_path, capsys):
+def test_cli_per_block_and_params(tmp_path, capsys, monkeypatch):
     (tmp_path / "user.py").write_text(textwrap.dedent("""
         import torch
         from torch import nn
@@ -160,6 +163,13 @@ def test_cli_per_block_and_params(tmp_path, capsys):
     assert found.eigen.names == ("0.weight", "0.bias", "2.weight")
     assert found.blocks.names == {"0": ("0.weight", "0.bias"), "2": ("2.weight",)}
     assert "| 2 | 4 |" in capsys.readouterr().out
+    drawn = []  # landscape plot --kind blocks draws the per-block bars
+    monkeypatch.setattr("landscape.plotting.save_figure", lambda fig, path: drawn.append(fig))
+    assert main(["plot", str(out), "--kind", "blocks", "-o", str(tmp_path / "b.png")]) == 0
+    (ax,) = drawn[0].axes
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "2"] and len(ax.patches) == 4
+    heights = [p.get_height() for p in ax.patches]
+    assert heights[:2] == [found.blocks.values[b]["lambda_max"] for b in ("0", "2")]
     assert main(["sharpness", *common, "--metric", "avg_l2", "--num-samples", "3",
                  "--params", "2.*", "--out", str(out)]) == 0  # fmt: skip
     assert load_sharpness(out)["avg_l2"].settings["params"] == ["2.weight", "2.bias"]

@@ -183,13 +183,35 @@ def test_bad_types():
 
 
 # ---------------------------------------------------------------- load_checkpoint
-def test_load_checkpoint_returns_loaded_copy(tmp_path):
+def test_load_checkpoint_loads_into_the_model(tmp_path):
+    model = _net().eval()
+    params = [p.data_ptr() for p in model.parameters()]
+    state = _trained_state()
+    path = save_checkpoint(state, tmp_path / "ckpt.pt")
+    data = torch.randn(8, 4, generator=torch.Generator().manual_seed(1))
+    expected = torch.func.functional_call(_net().eval(), state, (data,))
+
+    assert load_checkpoint(model, path) is model
+    _assert_state_equal(model.state_dict(), state)
+    assert torch.equal(model(data), expected)  # analysing the model analyses the checkpoint
+    assert [p.data_ptr() for p in model.parameters()] == params  # same tensors, new values
+    assert not model.training  # mode kept
+
+    refused = {k: v.clone() for k, v in state.items()}
+    refused["fc1.weight"] = refused["fc1.weight"] - 5
+    refused["fc2.weight"] = torch.zeros(5, 4)
+    with pytest.raises(ValueError, match="mis-shaped"):
+        load_checkpoint(model, refused)
+    _assert_state_equal(model.state_dict(), state)  # checked before any value is written
+
+
+def test_load_checkpoint_copy_returns_loaded_copy(tmp_path):
     model = _net().eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     state = _trained_state()
     path = save_checkpoint(state, tmp_path / "ckpt.pt")
 
-    loaded = load_checkpoint(model, path)
+    loaded = load_checkpoint(model, path, copy=True)
     assert loaded is not model
     _assert_state_equal(loaded.state_dict(), state)
     _assert_state_equal(model.state_dict(), before)  # caller's model untouched
@@ -197,8 +219,10 @@ def test_load_checkpoint_returns_loaded_copy(tmp_path):
     for p, q in zip(loaded.parameters(), model.parameters(), strict=True):
         assert p.data_ptr() != q.data_ptr()
 
-    from_mapping = load_checkpoint(model, {"model": state})
+    from_mapping = load_checkpoint(model, {"model": state}, copy=True)
     _assert_state_equal(from_mapping.state_dict(), state)
+    with pytest.raises(TypeError, match="copy must be True or False, got str"):
+        load_checkpoint(model, state, copy="yes")
 
 
 def test_load_checkpoint_keeps_model_dtype():
@@ -232,7 +256,7 @@ def test_non_strict_allows_missing_and_unexpected_but_not_shapes():
     state = _trained_state()
     del state["fc2.bias"]
     state["extra"] = torch.zeros(1)
-    loaded = load_checkpoint(model, state, strict=False)
+    loaded = load_checkpoint(model, state, strict=False, copy=True)
     assert torch.equal(loaded.fc1.weight, state["fc1.weight"])
     assert torch.equal(loaded.fc2.bias, model.fc2.bias)  # missing: model's own value
 

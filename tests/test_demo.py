@@ -156,6 +156,38 @@ def test_training_is_deterministic_and_leaves_inputs(small_data):
     assert a is not model
 
 
+def _train_recipes(data, num_threads_run: int, **options) -> dict[str, nn.Module]:
+    """The demo's two recipes, cut to 40 steps, trained with torch set to num_threads_run."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(num_threads_run)
+    try:
+        models = {}
+        for name, recipe in DEMO_RECIPES.items():
+            recipe = {k: v for k, v in recipe.items() if k not in ("epochs", "steps")}
+            models[name] = train_classifier(
+                digits_mlp(), data, steps=40, progress=False, **recipe, **options
+            )
+        assert torch.get_num_threads() == num_threads_run  # restored after training
+        return models
+    finally:
+        torch.set_num_threads(saved)
+
+
+def test_demo_training_is_bit_identical_whatever_the_thread_count(train_data):
+    one = _train_recipes(train_data, 1)
+    two = _train_recipes(train_data, 2)
+    for name in DEMO_RECIPES:
+        assert _states_equal(one[name], two[name]), name
+    # Positive control: left on torch's two threads the full-batch run's sums differ.
+    free = _train_recipes(train_data, 2, num_threads=None)
+    assert not _states_equal(free["large-batch"], one["large-batch"])
+
+
+def test_training_thread_count_errors(small_data):
+    with pytest.raises(ValueError, match="num_threads must be a positive integer, got 0"):
+        train_classifier(digits_mlp(), small_data, lr=0.1, steps=1, num_threads=0)
+
+
 def test_training_reaches_low_loss(train_data):
     model = train_classifier(
         digits_mlp(), train_data, steps=200, lr=0.01, optimizer="adam", progress=False
@@ -260,3 +292,38 @@ def test_the_readme_has_the_demo_table_markers():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     text = open(os.path.join(root, "README.md"), encoding="utf-8").read()
     assert all(marker in text for marker in README_TABLE_MARKERS)
+
+
+def _make_recipe(makefile: str, target: str) -> list[str]:
+    """The command lines of one Makefile target (tab-indented lines after ``target:``)."""
+    lines = open(makefile, encoding="utf-8").read().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"{target}:"))
+    recipe = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("\t"):
+            break
+        recipe.append(line.strip())
+    return recipe
+
+
+def test_make_demo_writes_only_where_git_ignores():
+    import shutil
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    makefile = os.path.join(root, "Makefile")
+    variables = dict(
+        line.split(" ?= ", 1) for line in open(makefile, encoding="utf-8").read().splitlines()
+        if " ?= " in line
+    )  # fmt: skip
+    (command,) = _make_recipe(makefile, "demo")
+    assert "--readme" not in command  # the README is the maintainer target's job
+    out = command.split("--out", 1)[1].split()[0].replace("$(DEMO_OUT)", variables["DEMO_OUT"])
+    assert not out.startswith("figures")
+    (refresh,) = _make_recipe(makefile, "readme-table")
+    assert refresh.endswith("landscape demo --out figures --readme README.md")
+    if shutil.which("git") is None or not os.path.exists(os.path.join(root, ".git")):
+        pytest.skip("needs git and a git checkout to ask what is ignored")
+    probe = f"{out}/demo_small-batch_contour.png"
+    ignored = subprocess.run(["git", "check-ignore", "-q", probe], cwd=root, check=False)
+    assert ignored.returncode == 0, f"git does not ignore {probe}, which make demo writes"

@@ -118,3 +118,61 @@ def test_directional_curvature_of_least_squares_is_exact():
     )
     with pytest.raises(ValueError, match="zero"):
         directional_curvature(objective, {"weight": torch.zeros(1, 2)})
+
+
+def _bn_cnn(seed: int) -> nn.Module:
+    """A float32 BatchNorm CNN whose weights and running statistics come from ``seed``."""
+    g = torch.Generator().manual_seed(seed)
+    model = nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.Flatten(),
+        nn.Linear(6 * 5 * 5, 4),
+    )  # fmt: skip
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) / p.shape[-1] ** 0.5)
+        model[1].running_mean.copy_(torch.rand(6, generator=g) * 2 - 1)
+        model[1].running_var.copy_(torch.rand(6, generator=g) * 2 + 0.1)
+    return model.eval()
+
+
+def test_a_plane_of_batchnorm_checkpoints_moves_their_statistics_by_default(tmp_path):
+    """Issue 26 item 5: with ``dir_type="weights"`` b and c are read with a's running
+    statistics; the default for a model with floating buffers is ``"states"``."""
+    from landscape import load_surface
+
+    a, b, c = _bn_cnn(0), _bn_cnn(1), _bn_cnn(2)
+    g = torch.Generator().manual_seed(3)
+    data = (torch.randn(40, 3, 5, 5, generator=g), torch.randint(0, 4, (40,), generator=g))
+    plane = checkpoint_plane(_bn_cnn(9), [a, b, c])
+    assert plane.settings["dir_type"] == "states" and "buffers" not in plane.settings
+    assert "1.running_var" in plane.directions.x
+    objective = Objective(_bn_cnn(9), data)
+    xs, ys = np.unique(plane.coords[:, 0]), np.unique(plane.coords[:, 1])
+    path = tmp_path / "plane.h5"
+    at = objective.at(plane.origin)
+    surface = compute_surface(at, plane.directions, xs, ys, path=path, progress=False)
+    for point, model in zip(plane.coords, (a, b, c), strict=True):
+        i, j = int(np.flatnonzero(xs == point[0])[0]), int(np.flatnonzero(ys == point[1])[0])
+        own = Objective(model, data)()["loss"]
+        assert surface["loss"][i, j] == pytest.approx(own, rel=1e-4), (point, own)
+    stored = load_surface(path)
+    assert stored.attrs["dir_type"] == "states"
+    assert "states" in stored.attrs["x_label"] and "states" in stored.attrs["y_label"]
+    # explicit weights: as in 0.2 (buffers stay a's), and said so
+    weights = checkpoint_plane(_bn_cnn(9), [a, b, c], dir_type="weights")
+    assert weights.settings["dir_type"] == "weights" and weights.settings["buffers"] == "kept at a"
+    assert sorted(weights.directions.x) == sorted(n for n, _ in a.named_parameters())
+    labelled = compute_surface(at, weights.directions, [0.0], [0.0], progress=False)
+    assert "kept at a" in labelled.attrs["x_label"]
+    # a checkpoint without its statistics: weights, with a warning
+    partial = {n: t for n, t in c.state_dict().items() if "running" not in n}
+    with pytest.warns(RuntimeWarning, match="floating buffers"):
+        assert checkpoint_plane(_bn_cnn(9), [a, b, partial]).settings["dir_type"] == "weights"
+
+
+def test_a_plane_of_a_model_without_buffers_keeps_the_settings_of_0_2():
+    plane = checkpoint_plane(_model(9), [_model(0), _model(1), _model(2)])
+    assert set(plane.settings) == {"dir_type", "norm", "coords"}
+    assert plane.settings["dir_type"] == "weights"
+    with pytest.raises(ValueError, match="dir_type"):
+        checkpoint_plane(_model(9), [_model(0), _model(1), _model(2)], dir_type="buffers")

@@ -14,7 +14,13 @@ from _plotting_helpers import (
 )
 from matplotlib.colors import LogNorm
 
-from landscape.plotting import plot_contours_compare, plot_lines_compare, plot_measures
+from landscape.plotting import (
+    landscape_style,
+    plot_contours_compare,
+    plot_lines_compare,
+    plot_measures,
+)
+from landscape.surface import Surface
 
 
 @pytest.fixture(autouse=True)
@@ -106,7 +112,7 @@ def test_measures_panels_bars_and_errors():
         "swa": {"lambda_max": 4.0},
     }
     fig = plot_measures(table)
-    assert [ax.get_title() for ax in fig.axes] == ["lambda_max", "trace"]
+    assert [ax.get_title() for ax in fig.axes] == ["top Hessian eigenvalue", "Hessian trace"]
     lam, trace = fig.axes
     np.testing.assert_allclose([p.get_height() for p in lam.patches], [10.0, 30.0, 4.0])
     assert [t.get_text() for t in lam.get_xticklabels()] == ["sgd", "adam", "swa"]
@@ -145,14 +151,61 @@ def test_contours_compare_share_one_colour_scale_by_default():
 def test_measures_have_y_labels_and_say_what_the_error_bars_are():
     table = {"sgd": {"lambda_max": (10.0, 1.0), "trace": 50.0}, "adam": {"lambda_max": 30.0}}
     fig = plot_measures(table)
-    assert [ax.get_ylabel() for ax in fig.axes] == ["lambda_max", "trace"]
+    assert [ax.get_ylabel() for ax in fig.axes] == [r"$\lambda_{\max}$", r"$\mathrm{tr}\,H$"]
     (legend,) = fig.legends
     assert [t.get_text() for t in legend.get_texts()] == ["error bars: ±1 standard error"]
     fig = plot_measures(
         table, y_labels={"trace": "Hessian trace"}, error_bars="95% confidence interval"
     )
-    assert [ax.get_ylabel() for ax in fig.axes] == ["lambda_max", "Hessian trace"]
+    assert [ax.get_ylabel() for ax in fig.axes] == [r"$\lambda_{\max}$", "Hessian trace"]
     assert fig.legends[0].get_texts()[0].get_text() == "error bars: 95% confidence interval"
     fig = plot_measures({"a": {"trace": 1.0}, "b": {"trace": (2.0, np.nan)}})
     assert fig.legends == []  # no error bar drawn, nothing to explain
     fig.canvas.draw()
+
+
+def test_lines_compare_legend_says_what_the_bands_are(ax):
+    x = np.linspace(-1, 1, 5)
+    curves = {"sgd": (x, x**2, 0.1 + 0 * x), "adam": (x, 2 * x**2, None)}
+    plot_lines_compare(curves, ax=ax)
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert texts == ["sgd", "adam", "shaded: ±1 standard deviation"]
+    ax.clear()
+    plot_lines_compare(curves, ax=ax, band="±2 standard errors over 3 seeds")
+    assert ax.get_legend().get_texts()[-1].get_text() == "shaded: ±2 standard errors over 3 seeds"
+    ax.clear()
+    plot_lines_compare({"adam": (x, 2 * x**2, None)}, ax=ax)  # no band: nothing to explain
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["adam"]
+
+
+def test_contours_compare_tick_labels_do_not_run_together():
+    """The demo's panels: two 3.2-inch panels of -1 .. 1; labels of neighbouring ticks keep
+    apart (before, nine labels such as -0.75 touched)."""
+    x = np.linspace(-1, 1, 21)
+    s = Surface(x=x, y=x, metrics={"loss": np.add.outer(x**2, x**2) + 0.1})
+    with landscape_style():
+        panels = plt.figure(figsize=(7.4, 3), layout="constrained")
+        fig = plot_contours_compare({"a": s, "b": s}, fig=panels)
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        for ax in fig.axes[:2]:
+            labels = [t for t in ax.get_xticklabels() if t.get_visible() and t.get_text()]
+            assert len(labels) >= 3
+            boxes = sorted((b.x0, b.x1) for b in (t.get_window_extent(renderer) for t in labels))
+            gaps = [left - right for (_, right), (left, _) in zip(boxes, boxes[1:], strict=False)]
+            em = labels[0].get_fontsize() * fig.dpi / 72
+            assert min(gaps) > 0.5 * em, gaps
+
+
+def test_every_contract_measure_is_named_in_words_in_figures():
+    from landscape.plotting.labels import MEASURE_LABELS, measure_axis_label, measure_title
+    from landscape.sharpness import MEASURES
+
+    assert set(MEASURES) <= set(MEASURE_LABELS)
+    for name in MEASURES:
+        assert "_" not in measure_title(name) and measure_title(name) != name
+    assert (measure_title("mine"), measure_axis_label("mine")) == ("mine", "mine")
+    fig = plot_measures({"a": {name: 1.0 for name in MEASURES}})
+    titles = [ax.get_title().replace("\n", " ") for ax in fig.axes]
+    assert titles == [measure_title(n) for n in MEASURES]
+    assert [ax.get_ylabel() for ax in fig.axes] == [measure_axis_label(n) for n in MEASURES]

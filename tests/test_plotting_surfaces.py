@@ -18,6 +18,7 @@ from _plotting_helpers import (
 from matplotlib.colors import LogNorm
 
 from landscape.plotting import (
+    landscape_style,
     plot_contour,
     plot_contourf,
     plot_contours_compare,
@@ -348,6 +349,15 @@ def test_line_with_accuracy_on_twin_axis(ax):
     assert right is not ax and right.get_ylabel() == "accuracy"
     np.testing.assert_allclose(right.lines[0].get_ydata(), acc)
     assert len(ax.figure.axes) == 2
+
+
+def test_line_right_axis_has_its_spine_in_the_landscape_style():
+    s = Surface(x=X, y=None, metrics={"loss": X**2 + 0.5, "accuracy": 1.0 - 0.1 * X**2})
+    with landscape_style():  # the style hides right spines: the twin axis keeps its own
+        ax = plot_line(s, ax=plt.figure().add_subplot())
+    assert ax.right_ax.spines["right"].get_visible()
+    assert not ax.spines["right"].get_visible()  # the left axes keeps the style
+    assert ax.right_ax.get_yticks().size > 0
 
 
 def test_line_without_accuracy_and_forced_log(ax):

@@ -29,3 +29,16 @@ def test_readme_block_runs_alone(index, tmp_path):
         timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, f"README block {index} failed:\n{code}\n{result.stderr[-2000:]}"
+
+
+def test_readme_blocks_print_what_they_show():
+    """A block pasted into a script shows its results: a value is printed, never left as a
+    bare expression (which only an interactive prompt echoes)."""
+    import ast
+
+    for code in readme_blocks():
+        for node in ast.walk(ast.parse(code)):
+            body = getattr(node, "body", [])
+            for statement in body if isinstance(body, list) else []:
+                if isinstance(statement, ast.Expr) and not isinstance(statement.value, ast.Call):
+                    raise AssertionError(f"bare expression: {ast.unparse(statement)}")

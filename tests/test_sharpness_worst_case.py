@@ -4,7 +4,8 @@ A convex function's maximum over a box is at one of its ``2^d`` vertices, so for
 weights the exact ``keskar`` and ``worst_linf`` values are found by enumeration; the
 ``worst_l2`` maximum over a ball solves the trust-region secular equation. Local searches
 stop at local maxima (many vertices are), so every value must be a lower bound, and with
-the default restarts within 2% of the maximum.
+the default restarts within 2% of the maximum. For ``worst_linf`` that holds over ten seeds
+only with the single flips that end each restart (issue 26, item 6).
 """
 
 from __future__ import annotations
@@ -21,32 +22,60 @@ DIM = 12
 # (problem seed, distance of the weights from the minimum): away from the minimum, where
 # version 0.1's single search ended 2-26% below the maximum
 PROBLEMS = [(0, 0.1), (1, 0.1), (2, 0.1), (3, 0.1), (1, 0.2)]
+# and at the minimum (the weights at c), where a box has several local maxima (max-cut-like):
+# version 0.2's restarts ended up to 8% below the maximum (problem 6, seed 3) and 2.1% below it
+# away from it (problem (1, 0.2), seeds 3-6)
+LINF_PROBLEMS = [*PROBLEMS, (6, 0.0), (7, 0.0), (8, 0.0)]
 
 
 def gap(found: float, exact: float) -> float:
     return 1 - found / exact
 
 
-@pytest.mark.parametrize(("problem_seed", "away"), PROBLEMS)
+@pytest.mark.parametrize(("problem_seed", "away"), LINF_PROBLEMS)
 def test_worst_linf_within_two_percent_of_the_box_maximum(problem_seed, away):
     problem = linear_quadratic(DIM, problem_seed, away)
     rho = 0.05
     exact = box_maximum(problem, np.full(DIM, rho))
-    for seed in (0, 1):
+    for seed in range(10):
         result = measure_worst_case(problem.objective, p=math.inf, rho=rho, seed=seed)
         assert result.value <= exact * (1 + 1e-9)  # a lower bound
         assert gap(result.value, exact) < 0.02, (seed, gap(result.value, exact))
-        assert result.settings["num_restarts"] == 20
+        assert result.settings["num_restarts"] == 20 and result.settings["num_flips"] == 4
         assert 1 <= result.extra["num_agreed"] <= 20
+
+
+def test_worst_linf_flips_are_what_reaches_the_maximum():
+    """Without the flips the restarts stop at corners that one flip improves."""
+    problem = linear_quadratic(DIM, 6, 0.0)
+    rho = 0.05
+    exact = box_maximum(problem, np.full(DIM, rho))
+    kwargs = {"p": math.inf, "rho": rho, "seed": 3, "progress": False}
+    without = measure_worst_case(problem.objective, num_flips=0, **kwargs)
+    assert gap(without.value, exact) > 0.05  # version 0.2: 8% below
+    assert without.settings["num_flips"] == 0
+    with_flips = measure_worst_case(problem.objective, **kwargs)
+    assert gap(with_flips.value, exact) < 0.02
+
+
+def test_num_flips_is_for_the_box_only():
+    problem = linear_quadratic(DIM, 0, 0.1)
+    assert measure_worst_case(problem.objective, progress=False).settings["num_flips"] == 0
+    with pytest.raises(ValueError, match="num_flips must be 0 for p = 2"):
+        measure_worst_case(problem.objective, num_flips=2)
+    with pytest.raises(TypeError, match="num_flips must be an integer, got float"):
+        measure_worst_case(problem.objective, p=math.inf, num_flips=1.5)
+    with pytest.raises(ValueError, match="num_flips must be a positive integer, got -1"):
+        measure_worst_case(problem.objective, p=math.inf, num_flips=-1)
 
 
 def test_adaptive_worst_linf_within_two_percent_of_its_box_maximum():
     problem = linear_quadratic(DIM, 4, 0.1)
     rho = 0.05
     exact = box_maximum(problem, rho * np.abs(problem.weights))
-    for seed in (0, 1):
+    for seed in range(10):
         result = measure_worst_case(
-            problem.objective, p=math.inf, adaptive=True, rho=rho, seed=seed
+            problem.objective, p=math.inf, adaptive=True, rho=rho, seed=seed, progress=False
         )
         assert result.name == "adaptive_worst_linf"
         assert result.value <= exact * (1 + 1e-9)

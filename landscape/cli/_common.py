@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import importlib.util
 import os
@@ -16,12 +17,11 @@ from torch import nn
 
 from .. import demo as demo_module
 from .. import distributed
-from ..checkpoint import file_sha256, load_checkpoint
+from .._fingerprint import builder_sha256
+from .._finite import check_finite_inputs, nonfinite_note
+from ..checkpoint import _kind, file_sha256, load_checkpoint
 from ..losses import LOSSES
-
-RANGE_OPTIONS = ("--x", "--y")
-NORMS = ("filter", "layer", "weight", "none")
-_NUMBER_RANGE = re.compile(r"^-[0-9.]")
+from .parser import _NUMBER_RANGE, NORMS, RANGE_OPTIONS  # noqa: F401 (their home before 0.3)
 
 
 class UserError(Exception):
@@ -49,6 +49,9 @@ def resolve_callable(spec: str, builtins: dict[str, Callable[..., Any]], what: s
         module_spec = importlib.util.spec_from_file_location(name, module_name)
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[name] = module
+        folder = os.path.dirname(os.path.abspath(module_name))
+        if folder not in sys.path:  # first, as Python does for a script: its neighbours import
+            sys.path.insert(0, folder)
         try:
             module_spec.loader.exec_module(module)
         except Exception as err:  # the user's file: report it in one line
@@ -90,12 +93,26 @@ def _print(*values: Any) -> None:
 
 def _model(args: argparse.Namespace, checkpoint: str) -> nn.Module:
     build = resolve_callable(args.model, demo_module.BUILTIN_MODELS, "--model")
+    args.builder_sha256 = builder_sha256(build)  # recorded by _sources
     model = build()
     if not isinstance(model, nn.Module):
         raise UserError(f"--model {args.model} returned a {type(model).__name__}, not an nn.Module")
-    if not os.path.isfile(checkpoint):
-        raise UserError(f"no such checkpoint file: {checkpoint}")
-    return load_checkpoint(model, checkpoint).to(_device(args.device)).eval()
+    _check_checkpoint(checkpoint)
+    strict = getattr(args, "strict", True)  # --no-strict
+    model = load_checkpoint(model, checkpoint, strict=strict).to(_device(args.device)).eval()
+    if not getattr(args, "allow_nonfinite", False):  # before any work, naming the tensor
+        buffers = [name for name, _ in model.named_buffers()]
+        check_finite_inputs(model.state_dict(), buffers=buffers, what=f"checkpoint {checkpoint}")
+    return model
+
+
+def _check_checkpoint(path: str) -> None:
+    """Refuse a missing checkpoint, or one that is not a regular file (a directory, a FIFO,
+    ``/dev/zero``), without opening it."""
+    if not os.path.exists(path):
+        raise UserError(f"no such checkpoint file: {path}")
+    if not os.path.isfile(path):
+        raise UserError(f"{path} is not a regular file ({_kind(path)}); expected a checkpoint file")
 
 
 def _data(spec: str) -> Any:
@@ -177,23 +194,66 @@ def _surface_directions(args: argparse.Namespace, model: nn.Module, data: Any, n
     from ..evaluate import Objective
 
     objective = Objective(model, data, **_loss_options(args), batch_size=args.batch_size,
-                          train_mode=args.train_mode)  # fmt: skip
+                          train_mode=args.train_mode,
+                          allow_nonfinite=args.allow_nonfinite)  # fmt: skip
     top = hessian_directions(objective, seed=args.seed, params=args.params,
                              progress=not args.quiet)  # fmt: skip
     return Directions(top[0], top[1] if num == 2 else None, kind="hessian",
                       settings={"seed": args.seed})  # fmt: skip
 
 
-def _refuse_existing(path: str, groups: list[str], overwrite: bool) -> None:
-    """Stop before any work when results would be overwritten without --overwrite, or
-    when ``path`` cannot be written (a directory, a read-only folder, a file that another
-    run is writing)."""
-    from ..storage import check_output, existing_groups
+# file options a command reads: an output must be none of them
+_INPUT_FILES = ("checkpoint", "target", "dir_file", "checkpoint_a", "checkpoint_b", "surface")
+_INPUT_LISTS = ("checkpoints", "trajectory")
+_INPUT_SPECS = ("model", "data", "test_data", "loss")
 
+
+def _inputs(args: argparse.Namespace) -> dict[str, str]:
+    """``{option: path}`` of every file the command reads (checkpoints, directions, the
+    user's ``file.py`` of ``--model``, ``--data``, ...)."""
+    found = {}
+    for name in _INPUT_FILES:
+        value = getattr(args, name, None)
+        if isinstance(value, str):
+            found[f"--{name.replace('_', '-')}"] = value
+    for name in _INPUT_LISTS:
+        for value in getattr(args, name, None) or ():
+            found[f"{value} (a checkpoint)"] = value
+    for name in _INPUT_SPECS:
+        module_name, sep, _ = str(getattr(args, name, None) or "").rpartition(":")
+        if sep and (module_name.endswith(".py") or os.sep in module_name):
+            found[f"--{name.replace('_', '-')}"] = module_name
+    return found
+
+
+def _check_out(args: argparse.Namespace, path: str) -> None:
+    """Stop before any work when ``path`` cannot be written (a directory, a read-only
+    folder, a file that another run is writing), is one of the command's inputs, or is
+    a file that ``--overwrite`` may not replace (one landscape did not write)."""
+    from ..storage import check_output
+    from ..storage.guard import check_not_input, check_replaceable
+
+    check_not_input(path, _inputs(args))
+    if getattr(args, "overwrite", False):
+        check_replaceable(path)
     check_output(path)
-    taken = [] if overwrite else existing_groups(path, groups)
-    if taken:
-        raise UserError(f"{path} already has /{taken[0]}; pass --overwrite to replace it")
+
+
+def _holding_out(command: Callable[[argparse.Namespace], None]) -> Callable:
+    """``command`` run with ``--out`` checked (:func:`_check_out`) and, if it exists,
+    held open for writing until the command ends: no other run writes or replaces it
+    meanwhile (rank 0 holds it under torchrun; it alone writes)."""
+    from ..storage.guard import hold_output
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> None:
+        if distributed.rank() != 0:
+            return command(args)
+        _check_out(args, args.out)
+        with hold_output(args.out):
+            return command(args)
+
+    return run
 
 
 def _objective(args: argparse.Namespace) -> Any:
@@ -202,14 +262,16 @@ def _objective(args: argparse.Namespace) -> Any:
 
     model = _model(args, args.checkpoint)
     return Objective(model, _data(args.data), **_loss_options(args), batch_size=args.batch_size,
-                     train_mode=args.train_mode, shard_data=True)  # fmt: skip
+                     train_mode=args.train_mode, shard_data=True,
+                     allow_nonfinite=args.allow_nonfinite)  # fmt: skip
 
 
 def _sources(args: argparse.Namespace) -> dict[str, str]:
     """What the command line names, recorded with its results: the model and data as given
     (over the model's class name) and the checkpoint's path."""
+    built = {"builder_sha256": args.builder_sha256} if "builder_sha256" in args else {}
     return {"model": _spec(args.model), "data": _spec(args.data),
-            "checkpoint_path": args.checkpoint}  # fmt: skip
+            "checkpoint_path": args.checkpoint, **built}  # fmt: skip
 
 
 def _spec(spec: str) -> str:
@@ -230,4 +292,12 @@ def _checkpoint_objective(args: argparse.Namespace, checkpoint: str, **options: 
 
     model = _model(args, checkpoint)
     return Objective(model, _data(args.data), **_loss_options(args), batch_size=args.batch_size,
-                     train_mode=args.train_mode, **options)  # fmt: skip
+                     train_mode=args.train_mode, allow_nonfinite=args.allow_nonfinite,
+                     **options)  # fmt: skip
+
+
+def _warn_nonfinite(command: str, values: dict[str, Any]) -> None:
+    """Count the non-finite results of a run and say so on stderr (rank 0), at the end."""
+    note = nonfinite_note(values)
+    if note and distributed.rank() == 0:
+        print(f"landscape {command}: warning: {note}", file=sys.stderr)

@@ -15,10 +15,11 @@ import os
 
 from ._common import UserError, _print
 
-# options that choose which groups to make or how to show them, not their values
+# options that choose which groups to make or how to show them, not their values; and
+# builder_sha256, set on args once the model is built (recorded beside, by _sources)
 _NOT_IDENTITY = frozenset(
     {"func", "command", "out", "overwrite", "quiet", "debug", "device", "metric", "trace",
-     "density", "per_block", "curve"}
+     "density", "per_block", "curve", "builder_sha256"}
 )  # fmt: skip
 
 
@@ -43,7 +44,7 @@ def groups_to_compute(args: argparse.Namespace, path: str, groups: list[str]) ->
         DiskFullError: the disk cannot hold a copy of the file and a small result.
     """
     from ..storage import check_output, decode_attr, open_landscape_file
-    from ..storage.guard import OVERHEAD_BYTES, check_space
+    from ..storage.diskguard import OVERHEAD_BYTES, check_space
 
     check_output(path)
     # a disk without room for a copy of the file and a small result: refused before work

@@ -11,12 +11,16 @@ import torch
 
 from .. import demo as demo_module
 from .. import distributed
+from ..limits import MAX_DRAWS, check_limit
 from ..results import format_estimate
 from ._common import (
     UserError,
+    _check_checkpoint,
+    _check_out,
     _checkpoint_objective,
     _data,
     _device,
+    _holding_out,
     _loss_options,
     _measure_settings,
     _model,
@@ -24,16 +28,16 @@ from ._common import (
     _print,
     _sources,
     _surface_directions,
+    _warn_nonfinite,
     resolve_callable,
 )
 from ._resume import command_identity, groups_to_compute
 
 
 def cmd_surface(args: argparse.Namespace) -> None:
-    from ..storage import check_output
     from ..surface import compute_surface, parse_range
 
-    check_output(args.out)  # before any work: a directory, read-only folder, held file
+    _check_out(args, args.out)  # before any work: a directory, read-only folder, held file
     xs = parse_range(args.x)
     ys = parse_range(args.y) if args.y else None
     if args.dir_type is None:
@@ -47,7 +51,7 @@ def cmd_surface(args: argparse.Namespace) -> None:
         overwrite=args.overwrite, progress=not args.quiet, precision=args.precision,
         points_per_pass=args.points_per_pass, convexity=args.convexity,
         cache_data=not args.no_cache_data, train_mode=args.train_mode, params=args.params,
-        attrs=_sources(args),
+        attrs=_sources(args), allow_nonfinite=args.allow_nonfinite,
     )  # fmt: skip
     if not args.quiet:
         loss = surface["loss"]
@@ -57,6 +61,7 @@ def cmd_surface(args: argparse.Namespace) -> None:
             else ""
         )
         _print(f"{surface.path}: {loss.size} points, {span}")
+    _warn_nonfinite("surface", surface.metrics)
 
 
 def cmd_plot(args: argparse.Namespace) -> None:
@@ -65,7 +70,7 @@ def cmd_plot(args: argparse.Namespace) -> None:
     from .. import plotting
     from ..surface import load_surface
 
-    if args.kind in ("density", "eigenvalues"):
+    if args.kind in ("density", "eigenvalues", "blocks"):
         return _plot_hessian(args)
     if args.kind in ("trajectory", "paths"):
         return _plot_paths_file(args)
@@ -118,10 +123,17 @@ def _plot_hessian(args: argparse.Namespace) -> None:
             plotting.plot_spectral_density(
                 results.density.grid, results.density.density, fig.add_subplot()
             )
+        elif args.kind == "blocks":
+            if results.blocks is None:
+                raise UserError(f"{args.file} has no curvature per block; run hessian --per-block")
+            fig.set_figwidth(max(5.0, 2.0 + 0.5 * len(results.blocks.values)))
+            plotting.plot_block_curvature(results.blocks, fig.add_subplot(), log=args.log)
         else:
             if results.eigen is None:
                 raise UserError(f"{args.file} has no eigenvalues")
             plotting.plot_eigenvalues(results.eigen.eigenvalues, fig.add_subplot())
+        if args.title is not None:
+            fig.axes[0].set_title(args.title)
         plotting.save_figure(fig, args.output)
     print(args.output)
 
@@ -132,11 +144,14 @@ def cmd_info(args: argparse.Namespace) -> None:
     print(describe_file(args.file))
 
 
+@_holding_out
 def cmd_hessian(args: argparse.Namespace) -> None:
     from .. import hessian
 
     wanted = ["eigen", "extremes"] + ["trace"] * args.trace + ["density"] * args.density
     wanted += ["blocks"] * args.per_block
+    check_limit("trace probes", args.num_probes, MAX_DRAWS)  # before any work
+    check_limit("density probes", args.density_probes, MAX_DRAWS)
     todo = groups_to_compute(args, args.out, [f"hessian/{name}" for name in wanted])
     if not todo:
         return
@@ -170,6 +185,14 @@ def cmd_hessian(args: argparse.Namespace) -> None:
     if blocks is not None:
         _print(blocks.table())
     _print(args.out)
+    found = {}  # of what this run computed (a rerun computes only what is missing)
+    if eigen is not None:
+        found["eigenvalues"] = eigen.eigenvalues
+    if extremes is not None:
+        found["lambda_max"] = extremes.lambda_max
+    if trace is not None:
+        found["trace"] = trace.value
+    _warn_nonfinite("hessian", found)
 
 
 def _recorded(args: argparse.Namespace) -> dict[str, str]:
@@ -177,6 +200,7 @@ def _recorded(args: argparse.Namespace) -> dict[str, str]:
     return {**_sources(args), "command": command_identity(args)}
 
 
+@_holding_out
 def cmd_sharpness(args: argparse.Namespace) -> None:
     from ..compare import DEFAULT_MEASURES
     from ..sharpness import save_sharpness, sharpness
@@ -193,6 +217,7 @@ def cmd_sharpness(args: argparse.Namespace) -> None:
         save_sharpness(args.out, results, overwrite=args.overwrite, attrs=_recorded(args))
     for name, result in results.items():
         _print(f"{name:<22} {format_estimate(result.value, result.stderr)}")
+    _warn_nonfinite("sharpness", {name: result.value for name, result in results.items()})
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
@@ -200,14 +225,14 @@ def cmd_compare(args: argparse.Namespace) -> None:
     from ..surface import parse_range
 
     build = resolve_callable(args.model, demo_module.BUILTIN_MODELS, "--model")
-    missing = [c for c in args.checkpoints if not os.path.isfile(c)]
-    if missing:
-        raise UserError(f"no such checkpoint file: {missing[0]}")
+    for checkpoint in args.checkpoints:
+        _check_checkpoint(checkpoint)
     labels = [os.path.splitext(os.path.basename(c))[0] for c in args.checkpoints]
     if len(set(labels)) != len(labels):
         labels = list(args.checkpoints)
     x = parse_range(args.x)
     os.makedirs(args.out, exist_ok=True)
+    _check_out(args, os.path.join(args.out, "compare.h5"))
     comparison = compare_checkpoints(
         build().to(_device(args.device)), dict(zip(labels, args.checkpoints, strict=True)),
         _data(args.data), test_data=_data(args.test_data) if args.test_data else None,
@@ -215,7 +240,8 @@ def cmd_compare(args: argparse.Namespace) -> None:
         plane=None if args.y is None else (x, parse_range(args.y)), seed=args.seed,
         **_loss_options(args), batch_size=args.batch_size,
         path=os.path.join(args.out, "compare.h5"), overwrite=args.overwrite,
-        progress=not args.quiet, **_measure_settings(args),
+        progress=not args.quiet, allow_nonfinite=args.allow_nonfinite,
+        **_measure_settings(args),
     )  # fmt: skip
     write_tables(comparison, args.out)
     plot_comparison(comparison, args.out)
@@ -234,6 +260,7 @@ def cmd_trajectory(args: argparse.Namespace) -> None:
     if args.steps is not None and len(args.steps) != len(args.checkpoints):
         raise UserError(f"--steps needs one value per checkpoint ({len(args.checkpoints)}), "
                         f"got {len(args.steps)}")  # fmt: skip
+    _check_out(args, args.out)
     objective = _checkpoint_objective(args, args.checkpoints[-1])
     states = [_model(args, path).state_dict() for path in args.checkpoints]
     result = trajectory_plane(
@@ -245,6 +272,7 @@ def cmd_trajectory(args: argparse.Namespace) -> None:
     _print(f"{args.out}: explained variance {ratio}; largest |true - projected| loss {gap:.4g}")
 
 
+@_holding_out
 def cmd_connect(args: argparse.Namespace) -> None:
     from ..paths import connect_checkpoints
     from ..storage.paths import save_paths
@@ -281,6 +309,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 def cmd_import_li(args: argparse.Namespace) -> None:
     from ..li_format import import_li
 
+    _check_out(args, args.out)
     build = resolve_callable(args.model, demo_module.BUILTIN_MODELS, "--model")
     surface = import_li(args.surface, build(), dir_file=args.dir_file, dir_type=args.dir_type,
                         out=args.out, overwrite=args.overwrite)  # fmt: skip

@@ -1,33 +1,53 @@
-"""The argparse parser of every subcommand, and the option types it checks."""
+"""The argparse parser of every subcommand, and the option types it checks.
+
+It imports nothing heavy (no torch, numpy, scipy, matplotlib or h5py): ``--help``,
+``--version`` and a mistyped option answer at once, and each subcommand's function is
+imported from :mod:`~landscape.cli.commands` only when it runs.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
+from collections.abc import Callable
 
-from ..losses import LOSS_REDUCTIONS
-from ._common import NORMS
-from .commands import (
-    cmd_compare,
-    cmd_connect,
-    cmd_correlate,
-    cmd_demo,
-    cmd_export,
-    cmd_hessian,
-    cmd_import_li,
-    cmd_info,
-    cmd_plot,
-    cmd_sharpness,
-    cmd_surface,
-    cmd_trajectory,
+DESCRIPTION = (
+    "Loss landscapes of trained PyTorch models: surfaces around a checkpoint, Hessian "
+    "spectra, sharpness measures, comparisons of checkpoints, and their plots."
 )
+EPILOG = "Run 'landscape COMMAND --help' for the options of a command."
+RANGE_OPTIONS = ("--x", "--y")
+NORMS = ("filter", "layer", "weight", "none")  # landscape.directions.NORMS (a test checks)
+LOSS_REDUCTIONS = ("auto", "sum", "mean")  # landscape.losses.LOSS_REDUCTIONS (a test checks)
+_NUMBER_RANGE = re.compile(r"^-[0-9.]")
+# Figure types every matplotlib writes; another extension is checked with matplotlib itself.
+_FIGURE_TYPES = ("eps", "jpeg", "jpg", "pdf", "pgf", "png", "ps", "svg", "svgz", "tif", "tiff")
+
+
+def _command(name: str) -> Callable[[argparse.Namespace], None]:
+    """``cmd_<name>`` of :mod:`~landscape.cli.commands`, imported when the command runs."""
+
+    def run(args: argparse.Namespace) -> None:
+        from . import commands
+
+        return getattr(commands, f"cmd_{name}")(args)
+
+    run.__name__ = run.__qualname__ = f"cmd_{name}"
+    return run
 
 
 # ---------------------------------------------------------------- parser
-def _add_model_options(p: argparse.ArgumentParser, checkpoint: bool = True) -> None:
+def _add_model_options(
+    p: argparse.ArgumentParser, checkpoint: bool = True, strict: bool = True
+) -> None:
     p.add_argument("--model", required=True, help="M:F, path/file.py:F or a built-in name")
     if checkpoint:
         p.add_argument("--checkpoint", required=True, help="checkpoint file (.pt or .safetensors)")
+    if strict:
+        p.add_argument("--strict", action=argparse.BooleanOptionalAction, default=True,
+                       help="require the checkpoints' names to be the model's (default); "
+                       "--no-strict allows missing and unexpected names")  # fmt: skip
     p.add_argument("--data", required=True, help="M:F, path/file.py:F or a built-in name")
     p.add_argument("--loss", default="cross_entropy",
                    help="cross_entropy, mse, bce, causal_lm, token_ce or M:F")  # fmt: skip
@@ -39,6 +59,9 @@ def _add_model_options(p: argparse.ArgumentParser, checkpoint: bool = True) -> N
     p.add_argument("--train-mode", action="store_true",
                    help="evaluate in train mode (BatchNorm batch statistics, dropout)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--allow-nonfinite", action="store_true",
+                   help="go on when a checkpoint or the first batch holds NaN or inf "
+                   "(refused by default)")  # fmt: skip
 
 
 def _add_measure_options(p: argparse.ArgumentParser) -> None:
@@ -99,11 +122,14 @@ def _levels(text: str) -> int | list[float]:
 
 def _figure_path(text: str) -> str:
     """``-o``: a file name with an extension matplotlib knows."""
-    from matplotlib.backend_bases import FigureCanvasBase
-
     stem, ext = os.path.splitext(os.path.basename(text))
-    known = FigureCanvasBase.get_supported_filetypes()
-    if not stem or ext[1:].lower() not in known:
+    ext = ext[1:].lower()
+    if stem and ext and ext not in _FIGURE_TYPES:  # a rarer type: ask matplotlib
+        from matplotlib.backend_bases import FigureCanvasBase
+
+        if ext in FigureCanvasBase.get_supported_filetypes():
+            return text
+    if not stem or ext not in _FIGURE_TYPES:
         raise argparse.ArgumentTypeError(
             f"expected a figure file name ending in one of .png, .pdf, .svg, ... got {text!r}"
         )
@@ -113,7 +139,7 @@ def _figure_path(text: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
-    parser = argparse.ArgumentParser(prog="landscape", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="landscape", description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"landscape {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -147,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--convexity", action="store_true",
                    help="also map |lambda_min/lambda_max| of the Hessian (slow)")  # fmt: skip
     _add_params_option(p)
-    p.set_defaults(func=cmd_surface)
+    p.set_defaults(func=_command("surface"))
 
     p = sub.add_parser("hessian", help="Hessian eigenpairs, trace and spectral density")
     _add_model_options(p)
@@ -166,16 +192,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--out", required=True, help="HDF5 file (results go to /hessian)")
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
-    p.set_defaults(func=cmd_hessian)
+    p.set_defaults(func=_command("hessian"))
 
     p = sub.add_parser("sharpness", help="sharpness and flatness measures of a checkpoint")
     _add_model_options(p)
     _add_measure_options(p)
     p.add_argument("--out", required=True, help="HDF5 file (results go to /sharpness/NAME)")
-    p.set_defaults(func=cmd_sharpness)
+    p.set_defaults(func=_command("sharpness"))
 
     p = sub.add_parser("compare", help="compare checkpoints: measures, lines, planes, table")
-    _add_model_options(p, checkpoint=False)
+    _add_model_options(p, checkpoint=False, strict=False)
     p.add_argument("checkpoints", nargs="+", metavar="CKPT")
     p.add_argument("--test-data", help="held-out data (M:F or built-in), for the gap")
     _add_measure_options(p)
@@ -183,14 +209,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--y", default=None, help="START:STOP:NUM: also a plane (x by y)")
     p.add_argument("--num-directions", type=_count, default=3, help="direction seeds per line")
     p.add_argument("--out", required=True, help="output folder")
-    p.set_defaults(func=cmd_compare)
+    p.set_defaults(func=_command("compare"))
 
     p = sub.add_parser("plot", help="plot a surface file")
     p.add_argument("file")
     kinds = ("line", "contour", "contourf", "heatmap", "surface3d", "density", "eigenvalues",
-             "trajectory", "paths", "tracking")  # fmt: skip
+             "blocks", "trajectory", "paths", "tracking")  # fmt: skip
     p.add_argument("--kind", choices=kinds, default="contour",
-                   help="density and eigenvalues are for Hessian files, trajectory and paths "
+                   help="density, eigenvalues and blocks (the curvature of each block, from "
+                   "hessian --per-block) are for Hessian files, trajectory and paths "
                    "for those of landscape trajectory and connect, tracking for a "
                    "Tracker's file")  # fmt: skip
     p.add_argument("--metric", default="loss")
@@ -203,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--title", default=None, help="axes title")
     p.add_argument("-o", "--output", required=True, type=_figure_path,
                    help="figure file (.png, .pdf, .svg)")  # fmt: skip
-    p.set_defaults(func=cmd_plot)
+    p.set_defaults(func=_command("plot"))
 
     p = sub.add_parser("trajectory", help="a training run on its PCA plane, and the surface")
     _add_model_options(p, checkpoint=False)
@@ -214,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--margin", type=float, default=0.25, help="grid margin around the path")
     p.add_argument("--out", required=True, help="HDF5 file (surface and /trajectory)")
     p.add_argument("--overwrite", action="store_true", help="replace a file made by another run")
-    p.set_defaults(func=cmd_trajectory)
+    p.set_defaults(func=_command("trajectory"))
 
     p = sub.add_parser("connect", help="loss along the line and a fitted curve between minima")
     _add_model_options(p, checkpoint=False)
@@ -229,14 +256,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--out", required=True, help="HDF5 file (results go to /paths/KIND)")
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
-    p.set_defaults(func=cmd_connect)
+    p.set_defaults(func=_command("connect"))
 
     p = sub.add_parser("export", help="a landscape file as ParaView (vts), Plotly HTML or GIF")
     p.add_argument("file")
     p.add_argument("--format", choices=("vts", "html", "gif"), required=True)
     p.add_argument("--metric", default="loss", help="metric shown (the height for vts)")
     p.add_argument("-o", "--output", required=True, help="file to write")
-    p.set_defaults(func=cmd_export)
+    p.set_defaults(func=_command("export"))
 
     p = sub.add_parser("import-li", help="read a surface file of Li et al.'s code")
     p.add_argument("surface", metavar="SURFACE.h5")
@@ -245,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir-type", choices=("weights", "states"), default="weights")
     p.add_argument("--out", required=True, help="landscape surface file to write")
     p.add_argument("--overwrite", action="store_true", help="replace --out")
-    p.set_defaults(func=cmd_import_li)
+    p.set_defaults(func=_command("import_li"))
 
     p = sub.add_parser("correlate", help="Kendall's tau of each measure with the gap, many models")
     p.add_argument("file", metavar="COMPARE.h5", help="the compare.h5 of landscape compare")
@@ -256,15 +283,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-bootstrap", type=int, default=1000, help="bootstrap resamples")
     p.add_argument("--seed", type=_seed, default=0, help="seed of the resamples")
     p.add_argument("--out", required=True, help="output folder")
-    p.set_defaults(func=cmd_correlate)
+    p.set_defaults(func=_command("correlate"))
 
     p = sub.add_parser("info", help="what a landscape file holds, and how complete it is")
     p.add_argument("file")
-    p.set_defaults(func=cmd_info)
+    p.set_defaults(func=_command("info"))
 
     p = sub.add_parser("demo", help="train the digits models and make every figure")
     p.add_argument("--out", default="figures")
     p.add_argument("--readme", default=None, help="a README whose demo table to update")
     p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(func=_command("demo"))
     return parser

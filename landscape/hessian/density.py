@@ -10,6 +10,7 @@ import torch
 
 from .._progress import progress_bar
 from ..evaluate import Objective
+from ..limits import MAX_DRAWS, MAX_POINTS, check_limit
 from ..linalg import SigmaUnits, lanczos_quadrature, smoothed_density
 from .operator import HessianOperator, ParamSelection, resolve_operator
 from .results import DensityResult
@@ -73,6 +74,8 @@ def spectral_density(
             f"num_probes and num_steps must be >= 1 and num_grid >= 2, got {num_probes}, "
             f"{num_steps} and {num_grid}"
         )
+    check_limit("density probes", num_probes, MAX_DRAWS)
+    check_limit("density grid points", num_grid, MAX_POINTS)
     if not sigma > 0 or sigma_units not in ("width", "absolute"):
         raise ValueError(
             f"sigma must be > 0 with sigma_units 'width' or 'absolute', got {sigma} {sigma_units!r}"

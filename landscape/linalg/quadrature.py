@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .._seeding import seeded_generator
+from ..limits import MAX_DRAWS, check_limit
 from ..results import Result
 from .lanczos import _BlockLanczos
 from .operators import (
@@ -90,6 +91,8 @@ def lanczos_quadrature(
     _check_operator(op)
     if num_probes < 1 or num_steps < 1:
         raise ValueError(f"num_probes and num_steps must be >= 1, got {num_probes} and {num_steps}")
+    check_limit("quadrature probes", num_probes, MAX_DRAWS)
+    check_limit("Lanczos steps", num_steps, MAX_DRAWS)
     generator = seed if isinstance(seed, torch.Generator) else seeded_generator(seed, op.device)
     work = _work_dtype(op.dtype)
     products = _Products(op, work, callback)

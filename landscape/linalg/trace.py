@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .._seeding import seeded_generator
+from ..limits import MAX_DRAWS, check_limit
 from ..results import Result
 from .operators import (
     Callback,
@@ -105,6 +106,7 @@ def estimate_trace(
     """
     _check_operator(op)
     n = op.size
+    check_limit("trace probes", num_probes, MAX_DRAWS)
     if method == "hutchinson":
         if num_probes < 2:
             raise ValueError(f"hutchinson needs num_probes >= 2 for an error bar, got {num_probes}")

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker as mticker
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.layout_engine import ConstrainedLayoutEngine
+from matplotlib.patches import Patch
 
 from landscape.surface import Surface
 
@@ -23,11 +26,24 @@ from ._common import (
     prepare_contours,
     use_log,
 )
+from .labels import measure_axis_label, measure_title
 
-__all__ = ["STDERR_BARS", "plot_contours_compare", "plot_lines_compare", "plot_measures"]
+__all__ = [
+    "SPREAD_BAND",
+    "STDERR_BARS",
+    "plot_contours_compare",
+    "plot_lines_compare",
+    "plot_measures",
+]
 
 #: What the error bars of :func:`plot_measures` show by default (the stderr of each estimate).
 STDERR_BARS = "±1 standard error"
+#: What the bands of :func:`plot_lines_compare` show by default.
+SPREAD_BAND = "±1 standard deviation"
+#: Characters on a line of a panel's title in :func:`plot_measures` (longer ones wrap).
+TITLE_WIDTH = 22
+#: Most x ticks of a panel of :func:`plot_contours_compare` (more run together).
+PANEL_X_TICKS = 5
 
 
 def plot_lines_compare(
@@ -38,6 +54,7 @@ def plot_lines_compare(
     x_label: str = "x",
     y_label: str = "loss",
     alpha: float = 0.25,
+    band: str = SPREAD_BAND,
 ) -> Axes:
     """Overlay 1D curves of several checkpoints, each with a shaded band ``mean +- spread``.
 
@@ -48,10 +65,13 @@ def plot_lines_compare(
         log: log y axis; None chooses it when the finite positive means span > 2 decades.
         x_label, y_label: axis labels.
         alpha: opacity of the bands.
+        band: what the bands show, for the legend (default ``"±1 standard deviation"``); say
+            over what, e.g. ``"±1 standard deviation over 3 directions"``.
 
     Returns:
-        The Axes, with a legend; one line per curve in ``ax.lines`` and one band per curve with a
-        spread in ``ax.collections``, in the order of ``curves``.
+        The Axes, with a legend: the curves' labels, then ``"shaded: <band>"`` when a band is
+        drawn; one line per curve in ``ax.lines`` and one band per curve with a spread in
+        ``ax.collections``, in the order of ``curves``.
 
     Raises:
         ValueError: if ``curves`` is empty, shapes differ, or no mean has a finite value.
@@ -64,12 +84,15 @@ def plot_lines_compare(
         >>> ax = plot_lines_compare(curves, ax=ax)
         >>> len(ax.lines), len(ax.collections)
         (2, 1)
+        >>> [t.get_text() for t in ax.get_legend().get_texts()]
+        ['a', 'b', 'shaded: ±1 standard deviation']
         >>> plt.close(fig)
     """
     if not curves:
         raise ValueError("curves is empty; give {label: (x, mean, spread)}")
     ax = get_ax(ax)
     means = []
+    banded = False
     for label, curve in curves.items():
         if len(curve) not in (2, 3):
             raise ValueError(f"curve {label!r} must be (x, mean) or (x, mean, spread)")
@@ -81,6 +104,7 @@ def plot_lines_compare(
         means.append(mean[np.isfinite(mean)])
         (line,) = ax.plot(x, finite_or_nan(mean), label=str(label))
         if spread is not None:
+            banded = True
             mean_f, spread_f = finite_or_nan(mean), finite_or_nan(spread)
             ax.fill_between(
                 x,
@@ -94,7 +118,11 @@ def plot_lines_compare(
         ax.set_yscale("log")
     ax.set_xlabel(x_label)
     ax.set_ylabel(y_label)
-    ax.legend()
+    handles, labels = ax.get_legend_handles_labels()
+    if banded:
+        handles.append(Patch(color="0.5", alpha=alpha, linewidth=0))
+        labels.append(f"shaded: {band}")
+    ax.legend(handles, labels)
     return ax
 
 
@@ -183,6 +211,7 @@ def plot_contours_compare(
         ax.set_xlabel(x_label)
         ax.set_ylabel(y_label)
         ax.set_title(str(label))
+        ax.xaxis.set_major_locator(mticker.MaxNLocator(PANEL_X_TICKS))
         if mark_center:
             draw_center_marker(ax, surface)
     if colorbar and last is not None:
@@ -223,12 +252,14 @@ def plot_measures(
         measures: which measures, in order; default: all, in order of first appearance.
         fig: figure to draw in; a new one if None.
         ncols: panels per row (default: up to 4).
-        y_labels: ``{measure: y label}``; default: the measure's name.
+        y_labels: ``{measure: y label}``; default: what the measure's value is (``lambda_max``:
+            :math:`\\lambda_{\\max}`; see :mod:`landscape.plotting.labels`), else its name.
         error_bars: what the error bars show, for the legend (default ``"±1 standard error"``);
             pass the right words when the second entries are something else.
 
     Returns:
-        The Figure; ``fig.axes[k]`` is the panel of ``measures[k]``, titled with its name; the
+        The Figure; ``fig.axes[k]`` is the panel of ``measures[k]``, titled with what it is in
+        words (``lambda_max``: "top Hessian eigenvalue"; a name not known: the name); the
         legend of the error bars, when drawn, is ``fig.legends[0]``.
 
     Raises:
@@ -238,7 +269,7 @@ def plot_measures(
         >>> import matplotlib.pyplot as plt
         >>> fig = plot_measures({"sgd": {"trace": (10.0, 1.0)}, "adam": {"trace": (30.0, 2.0)}})
         >>> [(ax.get_title(), ax.get_ylabel()) for ax in fig.axes]
-        [('trace', 'trace')]
+        [('Hessian trace', '$\\\\mathrm{tr}\\\\,H$')]
         >>> fig.legends[0].get_texts()[0].get_text()
         'error bars: ±1 standard error'
         >>> plt.close(fig)
@@ -278,8 +309,8 @@ def plot_measures(
         if error_handle is None and np.isfinite(errs).any():
             error_handle = bars.errorbar
         ax.set_xticks(index, [str(c) for c in checkpoints], rotation=30, ha="right")
-        ax.set_title(measure)
-        ax.set_ylabel(y_labels.get(measure, measure))
+        ax.set_title(textwrap.fill(measure_title(measure), TITLE_WIDTH))
+        ax.set_ylabel(y_labels.get(measure, measure_axis_label(measure)))
     if error_handle is not None:
         constrained = isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine)
         fig.legend(

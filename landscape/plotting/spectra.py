@@ -9,6 +9,7 @@ import numpy as np
 from matplotlib.axes import Axes
 
 from ._common import finite_or_nan, finite_values, get_ax
+from .labels import measure_axis_label
 
 __all__ = ["plot_block_curvature", "plot_eigenvalues", "plot_spectral_density"]
 
@@ -140,7 +141,7 @@ def plot_block_curvature(
 
     Returns:
         The Axes; the bars are ``ax.patches``, blocks first for ``lambda_max`` then for the
-        trace, and the legend names the two.
+        trace, and the legend names the two in words (not ``lambda_max``).
 
     Raises:
         ValueError: no finite value to show.
@@ -164,9 +165,10 @@ def plot_block_curvature(
     finite = finite_values(np.concatenate([top, trace]), "block curvature")
     index = np.arange(len(blocks))
     width = 0.4
-    ax.bar(index - width / 2, finite_or_nan(top), width, label="lambda_max", color="C0")
+    ax.bar(index - width / 2, finite_or_nan(top), width, color="C0",
+           label=f"largest eigenvalue {measure_axis_label('lambda_max')}")  # fmt: skip
     ax.bar(index + width / 2, finite_or_nan(trace), width, yerr=1.96 * finite_or_nan(error),
-           capsize=2, label="trace", color="C1")  # fmt: skip
+           capsize=2, label="trace, error bars ±1.96 standard errors", color="C1")  # fmt: skip
     ax.set_xticks(index, blocks, rotation=45 if len(blocks) > 4 else 0, ha="right")
     ax.set_xlabel("block")
     ax.set_ylabel("curvature of the block's Hessian")

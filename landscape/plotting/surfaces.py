@@ -107,6 +107,7 @@ def plot_line(
         right = ax.twinx()
         right.plot(x, finite_or_nan(second), color="C1", linestyle="--", label=names[1])
         right.set_ylabel(names[1], color="C1")
+        right.spines["right"].set_visible(True)  # its ticks need their spine (styles hide it)
         ax.right_ax = right  # type: ignore[attr-defined]
     return ax
 

@@ -12,6 +12,7 @@ Nothing here changes matplotlib's global settings or calls ``plt.show()``.
 from __future__ import annotations
 
 import math
+import textwrap
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -20,10 +21,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ._common import get_ax
+from .labels import measure_axis_label, measure_title
 
 __all__ = ["plot_correlation", "plot_tracking"]
-
-_LABELS = {"lambda_max": r"$\lambda_{\max}$", "lambda_min": r"$\lambda_{\min}$"}
 
 
 def plot_tracking(run: Any, measure: str, ax: Axes | None = None, *, lr: float | None = None,
@@ -68,7 +68,7 @@ def plot_tracking(run: Any, measure: str, ax: Axes | None = None, *, lr: float |
         ax.set_xlabel("coordinate along the slice (filter-normalized)")
         ax.set_ylabel("loss")
         return ax
-    label = _LABELS.get(measure, measure)
+    label = measure_axis_label(measure)
     (line,) = ax.plot(steps, values, label=label, **kwargs)
     err = np.asarray(run.stderr.get(measure, np.zeros_like(values)), dtype=np.float64)
     if np.any(err > 0):
@@ -90,7 +90,7 @@ def plot_correlation(correlation: Any, *, fig: Figure | None = None) -> Figure:
         fig: figure to draw in; a new one if None.
 
     Returns:
-        The Figure: one scatter panel per measure (titled with the measure and its tau),
+        The Figure: one scatter panel per measure (titled with the measure in words and its tau),
         then the panel of taus, its last axes: a dot and an interval per measure, and a
         diamond for the granulated tau when there are hyperparameters.
 
@@ -100,7 +100,7 @@ def plot_correlation(correlation: Any, *, fig: Figure | None = None) -> Figure:
         ...                     {"trace": np.array([1.0, 2.0, 3.0])}, {"trace": 1.0},
         ...                     {"trace": (1.0, 1.0)}, settings={"gap": "accuracy"})
         >>> [ax.get_title() for ax in plot_correlation(found).axes]
-        ['trace (tau +1.00)', "Kendall's tau with the gap"]
+        ['Hessian trace\\ntau +1.00', "Kendall's tau with the gap"]
         >>> plt.close("all")
     """
     measures = list(correlation.tau)
@@ -115,9 +115,10 @@ def plot_correlation(correlation: Any, *, fig: Figure | None = None) -> Figure:
     xlabel = gap_label.get(correlation.settings.get("gap"), "generalization gap")
     for ax, measure in zip(grid, measures, strict=False):
         ax.scatter(correlation.gap, correlation.values[measure], s=14)
-        ax.set_title(f"{measure} (tau {correlation.tau[measure]:+.2f})")
+        title = textwrap.fill(measure_title(measure), 24)
+        ax.set_title(f"{title}\ntau {correlation.tau[measure]:+.2f}")
         ax.set_xlabel(xlabel)
-        ax.set_ylabel(measure)
+        ax.set_ylabel(measure_axis_label(measure))
     ax = grid[len(measures)]
     where = np.arange(len(measures))
     taus = np.array([correlation.tau[m] for m in measures])
@@ -129,7 +130,7 @@ def plot_correlation(correlation: Any, *, fig: Figure | None = None) -> Figure:
                    label="granulated tau")  # fmt: skip
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncols=2, frameon=False)
     ax.axvline(0, color="0.5", linewidth=0.8)
-    ax.set_yticks(where, measures)
+    ax.set_yticks(where, [measure_title(m) for m in measures])
     ax.invert_yaxis()
     ax.set_xlim(-1.05, 1.05)
     ax.set_title("Kendall's tau with the gap")

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..limits import MAX_DRAWS, check_limit
 from ..objective import Objective
 
 
@@ -42,7 +43,7 @@ def check_count(name: str, value: Any) -> int:
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
     if value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value}")
-    return int(value)
+    return check_limit(name, int(value), MAX_DRAWS)
 
 
 def check_seed(value: Any) -> int:

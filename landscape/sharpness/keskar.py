@@ -8,6 +8,7 @@ import torch
 
 from .._progress import progress_bar
 from .._provenance import provenance
+from ..limits import check_limit, check_memory
 from ..objective import Objective
 from ..params import ParamSelection
 from . import _checks
@@ -37,6 +38,8 @@ def keskar_subspace(num_params: int, subspace_dim: int, *, seed: int) -> torch.T
 
 
 def _subspace(num_params: int, subspace_dim: int, generator: torch.Generator) -> torch.Tensor:
+    check_memory(f"keskar's subspace ({num_params:,} x {subspace_dim:,} float64)",
+                 num_params * subspace_dim * 8)  # fmt: skip
     return torch.randn(num_params, subspace_dim, generator=generator, dtype=torch.float64)
 
 
@@ -120,6 +123,7 @@ def measure_keskar(
         centre = x
     else:
         subspace_dim = _checks.check_count("subspace_dim", subspace_dim)
+        check_limit("subspace dimensions (one per weight moved at most)", subspace_dim, len(x))
         matrix = _subspace(len(x), subspace_dim, generator)
         centre = torch.linalg.pinv(matrix) @ x
     bound = eps * (centre.abs() + 1)

@@ -93,6 +93,11 @@ SETTINGS: dict[str, Setting] = {
         Setting(
             "num_restarts", _optional(_count("num_restarts")), "local searches; the best is kept"
         ),
+        Setting(
+            "num_flips",
+            _optional(lambda v: 0 if v == 0 and type(v) is int else _count("num_flips")(v)),
+            "single-coordinate flips ending each worst_linf restart",
+        ),
         Setting("step_size", _optional(_positive("step_size")), "first ascent step"),
         Setting("random_init", lambda v: _checks.check_flag("random_init", v), "random start"),
         Setting("subspace_dim", _optional(_count("subspace_dim")), "Keskar random subspace"),

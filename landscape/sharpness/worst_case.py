@@ -28,11 +28,13 @@ from ._stats import count_agreed, mean_and_stderr, mean_interval
 from .registry import DEFAULT_RHO, register
 from .result import SharpnessResult
 
-__all__ = ["DEFAULT_RESTARTS", "measure_worst_case"]
+__all__ = ["DEFAULT_FLIPS", "DEFAULT_RESTARTS", "measure_worst_case"]
 
 #: Restarts by default, by ``p``: the largest loss on a ball has few local maxima (a convex
 #: quadratic at most two), on a box it has many (one at many vertices for a quadratic).
 DEFAULT_RESTARTS = {2: 3, math.inf: 20}
+#: Single-coordinate flips that end each ``p = inf`` restart (see :func:`measure_worst_case`).
+DEFAULT_FLIPS = 4
 _MOMENTUM = 0.75  # Auto-PGD's alpha
 _SUCCESS = 0.75  # Auto-PGD's rho: share of rising steps below which the step is halved
 
@@ -56,6 +58,7 @@ def measure_worst_case(
     num_batches: int | None = None,
     num_steps: int = 10,
     num_restarts: int | None = None,
+    num_flips: int | None = None,
     step_size: float | None = None,
     random_init: bool = True,
     seed: int = 0,
@@ -76,7 +79,12 @@ def measure_worst_case(
 
     The loss has many local maxima in the set (a convex quadratic has one at many vertices
     of a box), so the search runs ``num_restarts`` times from random starts and the best
-    loss met is kept: the value is a LOWER BOUND of the true maximum.
+    loss met is kept: the value is a LOWER BOUND of the true maximum. Sign steps stop at
+    corners ``u = rho s`` where no step along the gradient's sign gains but flipping one
+    coordinate still does (for a quadratic the gain is ``-2 rho s_i g_i + 2 rho^2 H_ii``,
+    positive for a small agreement ``s_i g_i``), so for ``p = inf`` each restart ends with
+    ``num_flips`` trial flips of its best corner, least agreeing coordinate first, each
+    kept when the loss rises (one gradient evaluation a trial, decided on the device).
     ``extra["num_agreed"]`` says how many restarts came within 1% of the best rise (the
     fewest over batches); few means that more restarts may find more.
 
@@ -93,6 +101,8 @@ def measure_worst_case(
         num_steps: gradient steps per restart.
         num_restarts: searches per batch; default from :data:`DEFAULT_RESTARTS` (3 for
             ``p = 2``, 20 for ``p = inf``).
+        num_flips: trial flips that end each ``p = inf`` restart; default
+            :data:`DEFAULT_FLIPS` (4); ``p = 2`` takes only 0 (its default).
         step_size: first step length in ``u``; default ``2 rho`` (Auto-PGD's).
         random_init: start every search from a uniform random point of the sphere
             (``p = 2``) or box (``p = inf``); with ``False`` the first search starts from 0
@@ -111,8 +121,9 @@ def measure_worst_case(
         :mod:`landscape.sharpness._guards`).
 
     Raises:
-        ValueError: ``p`` not 2 or inf, a non-positive ``rho``/``step_size``/count, or a
-            ``batch_size`` on an objective whose batches are not ``(inputs, targets)``.
+        ValueError: ``p`` not 2 or inf, a non-positive ``rho``/``step_size``/count, flips for
+            ``p = 2``, or a ``batch_size`` on an objective whose batches are not
+            ``(inputs, targets)``.
         TypeError: a count, flag or seed of the wrong type.
 
     Example:
@@ -136,6 +147,12 @@ def measure_worst_case(
     if num_restarts is None:
         num_restarts = DEFAULT_RESTARTS[p]
     num_restarts = _checks.check_count("num_restarts", num_restarts)
+    if num_flips is None:
+        num_flips = DEFAULT_FLIPS if p == math.inf else 0
+    elif num_flips != 0 or isinstance(num_flips, bool):
+        num_flips = _checks.check_count("num_flips", num_flips)
+    if p == 2 and num_flips:
+        raise ValueError(f"num_flips must be 0 for p = 2 (a ball has no corners), got {num_flips}")
     random_init = _checks.check_flag("random_init", random_init)
     seed = _checks.check_seed(seed)
     if batch_size is not None:
@@ -175,7 +192,7 @@ def measure_worst_case(
             return {n: t * factor for n, t in u.items()}
         return {n: rho * t for n, t in draw_like(weights, generator, "uniform").items()}
 
-    total = len(groups) * num_restarts * (num_steps + 1)
+    total = len(groups) * num_restarts * (num_steps + 1 + num_flips)
     bar = progress_bar(progress, desc=name, unit="grad", total=total)
 
     def value_and_ascent(u: State, chunk: list) -> tuple[torch.Tensor, State]:
@@ -217,6 +234,34 @@ def measure_worst_case(
                 u, previous = select(halved, best_u, u), select(halved, best_u, previous)
                 loss, grad = torch.where(halved, best, loss), select(halved, best_grad, grad)
                 rising, last, best_at_last = torch.zeros_like(rising), k + 1, best
+        return flip_sweep(best, best_u, best_grad, chunk)
+
+    names = list(weights)
+    sizes = [weights[n].numel() for n in names]
+
+    def flat(u: State) -> torch.Tensor:
+        return torch.cat([u[n].reshape(-1) for n in names])
+
+    def unflat(v: torch.Tensor) -> State:
+        return {n: t.view_as(weights[n]) for n, t in zip(names, v.split(sizes), strict=True)}
+
+    def flip_sweep(best: torch.Tensor, u: State, grad: State, chunk: list) -> torch.Tensor:
+        """``num_flips`` single flips of the corner ``rho sign(u)``, least agreeing first."""
+        if num_flips == 0:
+            return best
+        g, v = flat(grad), flat(u)
+        signs = torch.where(v == 0, g, v).sign()
+        signs = torch.where(signs == 0, 1.0, signs)
+        tried = torch.zeros_like(signs, dtype=torch.bool)
+        for _ in range(num_flips):
+            i = torch.where(tried, torch.inf, signs * g).argmin().reshape(1)
+            trial = signs * torch.ones_like(signs).index_fill_(0, i, -1.0)
+            loss, trial_grad = value_and_ascent(unflat(rho * trial), chunk)
+            rises = loss > best  # best: the loss at the corner, or above it
+            signs = torch.where(rises, trial, signs)
+            g = torch.where(rises, flat(trial_grad), g)
+            tried = torch.where(rises, False, tried.index_fill(0, i, True))
+            best = torch.where(rises, loss, best)
         return best
 
     bests, bases = [], []
@@ -238,6 +283,7 @@ def measure_worst_case(
         "num_batches": len(groups),
         "num_steps": num_steps,
         "num_restarts": num_restarts,
+        "num_flips": num_flips,
         "step_size": step_size,
         "random_init": random_init,
         "seed": seed,
@@ -268,5 +314,5 @@ for _adaptive in (False, True):
             ("adaptive_" if _adaptive else "") + f"worst_{_suffix}",
             measure_worst_case,
             fixed={"p": _p, "adaptive": _adaptive},
-            defaults=_DEFAULTS,
+            defaults=_DEFAULTS if _p == 2 else {**_DEFAULTS, "num_flips": None},
         )

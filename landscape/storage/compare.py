@@ -17,8 +17,9 @@ computed again.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import h5py
@@ -27,6 +28,7 @@ import numpy as np
 from .checksum import damaged_groups
 from .codec import decode_attrs, encode_attr
 from .files import create_file, open_landscape_file, read_group, write_groups
+from .locks import holding
 from .sharpness import load_sharpness, sharpness_groups
 from .surface import same_attr
 
@@ -34,6 +36,7 @@ FORMAT_COMPARE = "landscape.compare"
 
 __all__ = [
     "FORMAT_COMPARE",
+    "holding_compare_file",
     "prepare_compare_file",
     "read_compare_label",
     "read_compare_results",
@@ -46,27 +49,49 @@ SurfaceArrays = tuple[dict[str, np.ndarray], dict[str, Any]]
 def prepare_compare_file(
     path: str | os.PathLike, settings: Mapping[str, Any], *, overwrite: bool = False
 ) -> set[str]:
-    """Create the comparison file, or check an existing one and return its finished labels.
+    """Create the comparison file, or check an existing one and return its finished labels
+    (the file is not held afterwards: :func:`holding_compare_file` holds it).
 
     Raises:
         ValueError: the file was made by another comparison (the message names the
-            settings that differ) and ``overwrite`` is false.
+            settings that differ) and ``overwrite`` is false, or another process has it
+            open for writing.
     """
-    if os.path.exists(path) and not overwrite:
-        with open_landscape_file(path) as f:
-            stored = decode_attrs(f.attrs)
-            differ = [k for k, v in settings.items() if not same_attr(stored.get(k), v)]
-            if f.attrs.get("format") != FORMAT_COMPARE or differ:
-                raise ValueError(
-                    f"{os.fspath(path)} was made by another comparison (differs in {differ}); "
-                    "use another file, or overwrite=True / --overwrite"
-                )
-            group = f.get("compare", {})
-            return {label for label in group if _finished(group[label], settings)}
-    with create_file(path, FORMAT_COMPARE) as f:
-        for key, value in settings.items():
-            f.attrs[key] = encode_attr(value)
-    return set()
+    with holding_compare_file(path, settings, overwrite=overwrite) as done:
+        return done
+
+
+@contextlib.contextmanager
+def holding_compare_file(
+    path: str | os.PathLike, settings: Mapping[str, Any], *, overwrite: bool = False
+) -> Iterator[set[str]]:
+    """As :func:`prepare_compare_file`, holding the file (its lock) for the block: a second
+    comparison on it, with or without ``overwrite``, is refused meanwhile. A new file is
+    created whole under a temporary name and renamed into place (never truncating a file
+    another process has open); each label is then added through a copy renamed into
+    place, and the hold moves to each new file before its rename (:mod:`.locks`).
+
+    Raises:
+        ValueError: as :func:`prepare_compare_file`.
+    """
+    with holding(path):
+        if os.path.exists(path) and not overwrite:
+            with open_landscape_file(path) as f:
+                stored = decode_attrs(f.attrs)
+                differ = [k for k, v in settings.items() if not same_attr(stored.get(k), v)]
+                if f.attrs.get("format") != FORMAT_COMPARE or differ:
+                    raise ValueError(
+                        f"{os.fspath(path)} was made by another comparison (differs in "
+                        f"{differ}); use another file, or overwrite=True / --overwrite"
+                    )
+                group = f.get("compare", {})
+                done = {label for label in group if _finished(group[label], settings)}
+        else:
+            with create_file(path, FORMAT_COMPARE) as f:
+                for key, value in settings.items():
+                    f.attrs[key] = encode_attr(value)
+            done = set()
+        yield done
 
 
 def _finished(group: h5py.Group, settings: Mapping[str, Any]) -> bool:
@@ -128,6 +153,11 @@ def read_compare_label(
     keys = [k for k in attrs if k.startswith(("train_", "test_"))]
     keys.sort(key=lambda k: (k.startswith("test_"), not k.endswith("_loss"), k))
     evaluation = {k: attrs[k] for k in keys}
+    for key, value in evaluation.items():
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+            raise ValueError(
+                f"{os.fspath(path)} is damaged: /{base} has {key} = {value!r}; expected a number"
+            )
     measures = load_sharpness(path, group=f"{base}/sharpness")
     surfaces = {kind: read_group(path, f"{base}/{kind}") for kind in kinds}
     return evaluation, measures, surfaces

@@ -8,7 +8,7 @@ a rerun) never finds a half-created file under the real name; the rename never r
 a file that another process has open for writing (an ``flock`` on it). An existing file
 is changed the same way, through a copy (:func:`rewrite_file`), so a reader sees each
 result whole or not at all. HDF5 never writes to the disk itself
-(:mod:`~landscape.storage.guard`): a full disk, a folder that cannot be written and a
+(:mod:`~landscape.storage.diskguard`): a full disk, a folder that cannot be written and a
 file held by another run are each reported in one line.
 """
 
@@ -29,9 +29,11 @@ import h5py
 import numpy as np
 import torch
 
+from ..limits import check_memory
+from . import locks
 from .checksum import CHECKSUM_ATTR, damaged_groups, group_sha256, intact
 from .codec import decode_attrs, encode_attr
-from .guard import GuardedH5File, check_space, disk_full, is_disk_full, planned_bytes
+from .diskguard import GuardedH5File, check_space, disk_full, is_disk_full, planned_bytes
 
 __all__ = [
     "FORMAT",
@@ -85,10 +87,7 @@ def stamp_root(f: h5py.File, fmt: str = FORMAT) -> None:
 
 
 def _held(path: str) -> ValueError:
-    return ValueError(
-        f"{path} is open for writing by another process (a run still going?); "
-        "wait for it to finish or stop it"
-    )
+    return locks.held_error(path)
 
 
 def _errno(err: BaseException) -> int | None:
@@ -158,10 +157,11 @@ def _no_writer(path: str) -> Iterator[None]:
         yield
         return
     with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise _held(path) from None
+        if not locks.covers(handle.fileno()):  # this process's own hold lets it write
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise _held(path) from None
         yield
 
 
@@ -226,18 +226,20 @@ def create_file(
             if fmt is not None:
                 stamp_root(f, fmt)
             yield f
-            f.flush()
-            with _no_writer(path):
-                os.replace(temporary, path)
+            if keep_open:  # the open file's lock holds it after the rename
+                f.flush()
+                with _no_writer(path):
+                    os.replace(temporary, path)
+            else:
+                f.close()  # raises if the last writes failed (the file is then removed)
+                with _no_writer(path):
+                    locks.replace(temporary, path)  # keeps this process's hold of path
             published = True
         except OSError as err:
             raise write_error(err, path) from None
     finally:
-        if f is not None and not (published and keep_open):
-            if published:
-                f.close()  # raises if the last writes failed (the file is then removed)
-            else:
-                f.discard()  # the failure is reported above
+        if f is not None and not published:
+            f.discard()  # the failure is reported above
         if not published and os.path.exists(temporary):
             os.remove(temporary)
 
@@ -261,10 +263,11 @@ def rewrite_file(path: str | os.PathLike, *, size: int = 0) -> Iterator[h5py.Fil
     f = None
     published = False
     with open(path, "rb") as original:
-        try:
-            fcntl.flock(original, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise _held(path) from None
+        if not locks.covers(original.fileno()):  # else this process holds it for the run
+            try:
+                fcntl.flock(original, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise _held(path) from None
         check_space(path, os.fstat(original.fileno()).st_size + size)
         try:
             try:
@@ -274,7 +277,7 @@ def rewrite_file(path: str | os.PathLike, *, size: int = 0) -> Iterator[h5py.Fil
                 f = GuardedH5File(temporary, "r+", report_as=path)
                 yield f
                 f.close()
-                os.replace(temporary, path)
+                locks.replace(temporary, path)  # a hold of path moves to the new file
                 published = True
             except OSError as err:
                 raise write_error(err, path) from None
@@ -298,7 +301,8 @@ def _open_error(path: str, mode: str, err: OSError) -> Exception:
     advice = (  # never advise deleting what may be the user's checkpoint or data
         "landscape reads the .h5 files it writes"
         if mode == "r"
-        else "choose another output path, or replace it with overwrite=True / --overwrite"
+        else "choose another output path, or move the file away (--overwrite replaces only "
+        "landscape files it can read)"
     )
     if os.path.getsize(path) == 0:
         return ValueError(f"{path} is an empty file (its creation was cut short?); {advice}")
@@ -309,6 +313,18 @@ def _open_error(path: str, mode: str, err: OSError) -> Exception:
             f"an interrupted copy?); {advice}"
         )
     return ValueError(f"{path} is not a readable HDF5 file (not HDF5, or damaged): {err}; {advice}")
+
+
+def read_handle(path: str) -> h5py.File:
+    """``path`` open for reading without taking its lock, so `landscape info` works while a
+    run writes; with the lock where this process holds the file open for writing (HDF5
+    shares one open file in a process, and refuses other locking flags)."""
+    try:
+        return h5py.File(path, "r", locking=False)
+    except OSError as err:
+        if "locking flag values don't match" not in str(err):
+            raise
+        return h5py.File(path, "r")
 
 
 def open_landscape_file(path: str | os.PathLike, mode: str = "r") -> h5py.File:
@@ -324,11 +340,8 @@ def open_landscape_file(path: str | os.PathLike, mode: str = "r") -> h5py.File:
         raise FileNotFoundError(f"no such file: {path}")
     if os.path.isdir(path):
         raise ValueError(f"{path} is a directory, not a landscape HDF5 file")
-    try:  # reading never takes the lock, so `landscape info` works while a run writes
-        if mode == "r":
-            f = h5py.File(path, mode, locking=False)
-        else:  # a full disk must never reach HDF5 (see landscape.storage.guard)
-            f = GuardedH5File(path, "r+")
+    try:  # a full disk must never reach HDF5 (see landscape.storage.diskguard)
+        f = read_handle(path) if mode == "r" else GuardedH5File(path, "r+")
     except OSError as err:
         raise _open_error(path, mode, err) from None
     fmt = _text(f.attrs.get("format"))
@@ -440,9 +453,27 @@ def write_group(
     write_groups(path, {name: (arrays, attrs)}, overwrite=overwrite)
 
 
+class _Stored(dict):
+    """What a group holds (datasets or attributes): reading a name it lacks says the file
+    is damaged, in one line, instead of a bare ``KeyError('residuals')``."""
+
+    def __init__(self, items: Mapping[str, Any], where: str):
+        super().__init__(items)
+        self.where = where
+
+    def __missing__(self, key: str) -> Any:
+        raise ValueError(f"{self.where} {key}")
+
+    def pop(self, key: str, *default: Any) -> Any:
+        if not default and key not in self:
+            return self.__missing__(key)
+        return super().pop(key, *default)
+
+
 def read_group(path: str | os.PathLike, name: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Read ``/name`` back: ``({dataset: array}, attrs)``, attrs decoded; nested groups
-    are flattened with ``/`` in the keys.
+    are flattened with ``/`` in the keys. Reading a dataset or attribute that the group
+    lacks raises ValueError ("FILE is damaged: /NAME has no KEY").
 
     Raises:
         KeyError: the file has no group ``/name``.
@@ -460,12 +491,14 @@ def read_group(path: str | os.PathLike, name: str) -> tuple[dict[str, np.ndarray
 
         def visit(key: str, obj: Any) -> None:
             if isinstance(obj, h5py.Dataset):
+                check_memory(f"/{name}/{key} of {os.fspath(path)}", obj.size * obj.dtype.itemsize)
                 arrays[key] = obj[()]
 
         group.visititems(visit)
         attrs = decode_attrs(group.attrs)
         attrs.pop(CHECKSUM_ATTR, None)
-        return arrays, attrs
+        damaged = f"{os.fspath(path)} is damaged: /{name} has no"
+        return _Stored(arrays, damaged), _Stored(attrs, f"{damaged} attribute")
 
 
 def _provenance_lines(group: h5py.Group) -> list[str]:

@@ -29,9 +29,11 @@ import h5py
 import numpy as np
 import torch
 
+from ..limits import MAX_POINTS, check_limit, check_memory
 from ..results import values_equal
 from .checksum import CHECKSUM_ATTR, values_sha256
 from .codec import decode_attr, decode_attrs, encode_attr
+from .diskguard import planned_bytes
 from .files import (
     FORMAT,
     STAMP_ATTRS,
@@ -40,7 +42,6 @@ from .files import (
     rewrite_file,
     write_error,
 )
-from .guard import planned_bytes
 
 __all__ = [
     "VOLATILE_ATTRS",
@@ -166,6 +167,7 @@ def check_surface_schema(f: h5py.File, path: str) -> None:
         if not isinstance(ds, h5py.Dataset) or ds.ndim != 1 or ds.dtype.kind != "f":
             raise ValueError(f"{path} is a damaged surface file: {ds.name} is not a 1D float array")
     shape = tuple(len(ds) for ds in axes)
+    _check_grid_size(path, shape, len(f["metrics"]))
     checks = [("/computed", f["computed"], "b")]
     checks += [(f"metric {name!r}", ds, "f") for name, ds in f["metrics"].items()]
     for what, ds, kind in checks:
@@ -176,6 +178,17 @@ def check_surface_schema(f: h5py.File, path: str) -> None:
                 f"{path} is a damaged surface file: {what} should be {expected} of shape "
                 f"{shape}, it is {got}"
             )
+
+
+def _check_grid_size(path: str, shape: tuple[int, ...], num_metrics: int) -> None:
+    """Refuse a file declaring a grid larger than a run may ask for (before reading it)."""
+    num_points = int(np.prod(shape, dtype=np.int64))
+    try:
+        check_limit("grid points", num_points, MAX_POINTS)
+        check_memory("its arrays", num_points * (8 * num_metrics + 1))
+    except ValueError as err:
+        grid = " x ".join(map(str, shape))
+        raise ValueError(f"{path} declares a grid of {grid} points: {err}") from None
 
 
 def check_surface_file(
