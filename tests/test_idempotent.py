@@ -94,7 +94,7 @@ def test_connect_killed_between_its_paths_leaves_none_and_the_rerun_makes_both(t
     out = tmp_path / "c.h5"
     args = ["connect", str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), *common, "--curve",
             "polychain", "--num-points", "5", "--num-steps", "2", "--out", str(out)]  # fmt: skip
-    killed_at("landscape.storage.files", "_fill_group", 2, args)  # after line, before polychain
+    killed_at("landscape.storage.groups", "_fill_group", 2, args)  # after line, before polychain
     assert not out.exists()  # all the paths or none (was: line alone, shown as complete)
     assert main(args) == 0
     assert main(args) == 0  # the same command on the finished file: complete, exit 0

@@ -1,6 +1,6 @@
 """Checksums of stored values: a block of results is verified whenever it is read.
 
-Each result group written by :func:`~landscape.storage.files.write_groups` records
+Each result group written by :func:`~landscape.storage.groups.write_groups` records
 ``values_sha256``: the SHA-256 of its attributes and of every dataset under it (names,
 dtypes, shapes and bytes). A surface records one over its computed values and mask on
 ``/computed``. Reading, resuming and ``landscape info`` recompute it, so one flipped byte

@@ -22,18 +22,15 @@ import glob
 import os
 import re
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import h5py
 import numpy as np
 import torch
 
-from ..limits import check_memory
 from . import locks
-from .checksum import CHECKSUM_ATTR, damaged_groups, group_sha256, intact
-from .codec import decode_attrs, encode_attr
-from .diskguard import GuardedH5File, check_space, disk_full, is_disk_full, planned_bytes
+from .diskguard import GuardedH5File, check_space, disk_full, is_disk_full
 
 __all__ = [
     "FORMAT",
@@ -42,14 +39,9 @@ __all__ = [
     "STAMP_ATTRS",
     "check_output",
     "create_file",
-    "describe_file",
-    "existing_groups",
     "open_landscape_file",
-    "read_group",
     "rewrite_file",
     "stamp_root",
-    "write_group",
-    "write_groups",
     "write_error",
 ]
 
@@ -57,6 +49,8 @@ FORMAT = "landscape.surface"
 FORMAT_VERSION = 1
 #: Root attributes that say which file this is, not what was computed.
 STAMP_ATTRS = ("format", "format_version", "landscape_version", "torch_version", "created")
+#: Where version 0.2 wrote result groups before moving them into place.
+STAGING = ".partial"
 #: Attributes of a result group that say where it came from; ``describe_file`` prints them.
 PROVENANCE_ATTRS = (
     "model",
@@ -362,202 +356,3 @@ def open_landscape_file(path: str | os.PathLike, mode: str = "r") -> h5py.File:
         close()
         raise ValueError(problem)
     return f
-
-
-def existing_groups(path: str | os.PathLike, names: list[str]) -> list[str]:
-    """Which of the groups ``names`` a landscape file already has (none if no file)."""
-    if not os.path.exists(path):
-        return []
-    with open_landscape_file(path) as f:
-        return [name for name in names if name in f]
-
-
-def _fill_group(group: h5py.Group, arrays: Mapping[str, Any], attrs: Mapping[str, Any]) -> None:
-    for key, value in attrs.items():
-        group.attrs[key] = encode_attr(value)
-    for key, value in arrays.items():
-        group.create_dataset(key, data=np.asarray(value))
-
-
-#: Where version 0.2 wrote result groups before moving them into place.
-STAGING = ".partial"
-
-
-def write_groups(
-    path: str | os.PathLike,
-    groups: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Any]]],
-    *,
-    overwrite: bool = False,
-    group_attrs: Mapping[str, Mapping[str, Any]] | None = None,
-) -> None:
-    """Write result groups ``{name: (arrays, attrs)}`` (attrs encoded by
-    :func:`~landscape.storage.codec.encode_attr`) into the landscape file at ``path``; a
-    missing file is created whole (format ``"landscape.results"``), an existing one is
-    changed through :func:`rewrite_file`: a reader, a kill or a full disk sees all the
-    groups or none of them. ``group_attrs`` (``{group: attrs}``) are set on groups, made
-    if missing, in the same commit (a ``complete`` mark, say).
-
-    Raises:
-        ValueError: a group exists and ``overwrite`` is false, or the file is foreign or
-            held by another writer.
-        DiskFullError: the disk is full.
-    """
-    path = os.fspath(path)
-    size = planned_bytes(np.asarray(v) for arrays, _ in groups.values() for v in arrays.values())
-    if not os.path.exists(path):
-        with create_file(path, "landscape.results", size=size) as f:
-            _fill_groups(f, groups, group_attrs)
-        return
-    with rewrite_file(path, size=size) as f:
-        taken = [name for name in groups if name in f]
-        if taken and not overwrite:
-            raise ValueError(
-                f"{path} already has /{taken[0]}; pass overwrite=True (--overwrite) to replace it"
-            )
-        if STAGING in f:  # left by a run of version 0.2 killed while saving
-            del f[STAGING]
-        for name in groups:
-            if name in f:
-                del f[name]
-        _fill_groups(f, groups, group_attrs)
-
-
-def _fill_groups(
-    f: h5py.File,
-    groups: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Any]]],
-    group_attrs: Mapping[str, Mapping[str, Any]] | None,
-) -> None:
-    for name, (arrays, attrs) in groups.items():
-        _fill_group(f.create_group(name), arrays, attrs)
-    for name in groups:  # once every group is whole (a parent's covers its children's values)
-        f[name].attrs[CHECKSUM_ATTR] = group_sha256(f[name])
-    for name, attrs in (group_attrs or {}).items():
-        group = f.require_group(name)
-        for key, value in attrs.items():
-            group.attrs[key] = encode_attr(value)
-
-
-def write_group(
-    path: str | os.PathLike,
-    name: str,
-    *,
-    arrays: Mapping[str, Any],
-    attrs: Mapping[str, Any],
-    overwrite: bool = False,
-) -> None:
-    """Write one result group ``/name``, as :func:`write_groups` does.
-
-    Raises:
-        ValueError: the group exists and ``overwrite`` is false, or the file is foreign.
-    """
-    write_groups(path, {name: (arrays, attrs)}, overwrite=overwrite)
-
-
-class _Stored(dict):
-    """What a group holds (datasets or attributes): reading a name it lacks says the file
-    is damaged, in one line, instead of a bare ``KeyError('residuals')``."""
-
-    def __init__(self, items: Mapping[str, Any], where: str):
-        super().__init__(items)
-        self.where = where
-
-    def __missing__(self, key: str) -> Any:
-        raise ValueError(f"{self.where} {key}")
-
-    def pop(self, key: str, *default: Any) -> Any:
-        if not default and key not in self:
-            return self.__missing__(key)
-        return super().pop(key, *default)
-
-
-def read_group(path: str | os.PathLike, name: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Read ``/name`` back: ``({dataset: array}, attrs)``, attrs decoded; nested groups
-    are flattened with ``/`` in the keys. Reading a dataset or attribute that the group
-    lacks raises ValueError ("FILE is damaged: /NAME has no KEY").
-
-    Raises:
-        KeyError: the file has no group ``/name``.
-    """
-    with open_landscape_file(path) as f:
-        if name not in f or not isinstance(f[name], h5py.Group):
-            raise KeyError(f"{os.fspath(path)} has no group /{name}; it has {sorted(f)}")
-        group = f[name]
-        if not intact(group):
-            raise ValueError(
-                f"{os.fspath(path)} is damaged: /{name} does not match its checksum "
-                f"{CHECKSUM_ATTR}; compute it again (--overwrite)"
-            )
-        arrays: dict[str, np.ndarray] = {}
-
-        def visit(key: str, obj: Any) -> None:
-            if isinstance(obj, h5py.Dataset):
-                check_memory(f"/{name}/{key} of {os.fspath(path)}", obj.size * obj.dtype.itemsize)
-                arrays[key] = obj[()]
-
-        group.visititems(visit)
-        attrs = decode_attrs(group.attrs)
-        attrs.pop(CHECKSUM_ATTR, None)
-        damaged = f"{os.fspath(path)} is damaged: /{name} has no"
-        return _Stored(arrays, damaged), _Stored(attrs, f"{damaged} attribute")
-
-
-def _provenance_lines(group: h5py.Group) -> list[str]:
-    """The provenance attributes of ``group``'s subgroups: once when they all agree, else
-    subgroup by subgroup (subgroups without any, as version 0.1 wrote, are left out)."""
-    found = {}
-    for name, child in group.items():
-        if isinstance(child, h5py.Group):
-            attrs = decode_attrs(child.attrs)
-            values = {k: attrs[k] for k in PROVENANCE_ATTRS if k in attrs}
-            if values:
-                found[name] = values
-    distinct = {repr(sorted(v.items())) for v in found.values()}
-    blocks = [("", next(iter(found.values())))] if len(distinct) == 1 else list(found.items())
-    lines = []
-    for name, values in blocks:
-        indent = "    "
-        if name:
-            lines.append(f"    /{group.name.lstrip('/')}/{name}:")
-            indent = "      "
-        width = max(map(len, values))
-        lines += [f"{indent}{key:<{width}}  {value}" for key, value in values.items()]
-    return lines
-
-
-def describe_file(path: str | os.PathLike) -> str:
-    """A readable summary of a landscape file: attributes, grid, completeness, groups, and
-    where each group of results came from (:data:`PROVENANCE_ATTRS`)."""
-    from .surface import check_surface_schema, load_surface_arrays
-
-    lines = [os.fspath(path)]
-    with open_landscape_file(path) as f:
-        if _text(f.attrs["format"]) == FORMAT:
-            check_surface_schema(f, os.fspath(path))
-            load_surface_arrays(path)  # checks the computed values against their checksum
-        damaged = damaged_groups(f)
-        if damaged:
-            raise ValueError(
-                f"{os.fspath(path)} is damaged: /{damaged[0]} does not match its checksum "
-                f"{CHECKSUM_ATTR}"
-            )
-        attrs = decode_attrs(f.attrs)
-        width = max(map(len, attrs), default=0)
-        lines += [f"  {key:<{width}}  {value}" for key, value in sorted(attrs.items())]
-        if "coords" in f and "computed" in f and "metrics" in f:
-            shape = " x ".join(str(len(f["coords"][a])) for a in ("x", "y") if a in f["coords"])
-            done = f["computed"][()]
-            lines.append(f"  grid: {shape} points, {int(done.sum())} of {done.size} computed")
-            for name, ds in f["metrics"].items():
-                values = ds[()]
-                values = values[done] if values.shape == done.shape else values
-                finite = values[np.isfinite(values)]
-                span = f"{finite.min():.6g} .. {finite.max():.6g}" if finite.size else "none finite"
-                lines.append(f"  metric {name}: {span}")
-        for name in f:
-            if name not in ("coords", "metrics", "computed", "directions", STAGING):
-                obj = f[name]
-                children = ", ".join(sorted(obj)) if isinstance(obj, h5py.Group) else ""
-                lines.append(f"  /{name}: {children}")
-                if isinstance(obj, h5py.Group):
-                    lines += _provenance_lines(obj)
-    return "\n".join(lines)

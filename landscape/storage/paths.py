@@ -17,7 +17,8 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .files import open_landscape_file, read_group, write_groups
+from .files import open_landscape_file
+from .groups import read_group, write_groups
 
 if TYPE_CHECKING:
     from ..paths import PathResult

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .files import open_landscape_file, read_group, write_groups
+from .files import open_landscape_file
+from .groups import read_group, write_groups
 
 if TYPE_CHECKING:
     from ..sharpness.result import SharpnessResult
