@@ -348,4 +348,15 @@ def export(path: str | os.PathLike, out: str | os.PathLike, *, format: str, **op
     writers = {"vts": export_vts, "html": export_html, "gif": export_gif}
     if format not in writers:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
-    return writers[format](path, out, **options)
+    out = os.fspath(out)
+    outputs = [out, os.path.splitext(out)[0] + "_path.vtu"]
+    new = [name for name in outputs if not os.path.exists(name)]
+    try:
+        return writers[format](path, out, **options)
+    except OSError as err:  # a full disk: one line, and no half-written output left
+        for name in new:
+            if os.path.exists(name):
+                os.remove(name)
+        from .storage import write_error
+
+        raise write_error(err, out) from None

@@ -484,10 +484,10 @@ def _open_surface_file(
     value such a file was made with; a fingerprint it lacks (:data:`_UNRECORDED_ATTRS`)
     is not checked."""
     if os.path.exists(path) and not overwrite:
-        storage.load_surface_arrays(path)  # a damaged or foreign file is named before the lock
-        writer = storage.SurfaceWriter(path)  # held from here on, then read again through it
+        storage.load_surface_arrays(path, verify=False)  # a foreign file is named before the lock
+        writer = storage.SurfaceWriter(path)  # held from here on, then read again under it
         try:
-            _, _, stored, stored_attrs, computed = storage.load_surface_arrays(path)
+            _, _, stored, stored_attrs, computed = storage.load_surface_arrays(path, verify=False)
             check = {
                 k: v
                 for k, v in identity.items()

@@ -140,8 +140,10 @@ def test_sharpness_and_compare_commands(project, capsys):
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "worst_l2" in printed and "±" in printed
-    assert main(args) == 2
-    assert "already has /sharpness/worst_l2" in capsys.readouterr().err
+    assert main([*args[:-2], "--rho", "0.2"]) == 2  # another command's results
+    assert "already has /sharpness/worst_l2 from another command" in capsys.readouterr().err
+    assert main(args) == 0  # the same command: complete
+    assert "complete" in capsys.readouterr().out
     assert main([*args, "--overwrite"]) == 0
     assert main([*args[:-7], "--metric", "sharpest"]) == 2
     assert "unknown sharpness measure" in capsys.readouterr().err
@@ -174,7 +176,8 @@ def test_hessian_command_and_hessian_directions(project, capsys):
     assert results.trace.stderr >= 0 and results.density.density.shape == results.density.grid.shape
     for kind in ("density", "eigenvalues"):
         assert main(["plot", str(out), "--kind", kind, "-o", str(project / f"{kind}.png")]) == 0
-    assert main(args) == 2 and "pass --overwrite" in capsys.readouterr().err
+    assert main([*args, "--seed", "1"]) == 2 and "pass --overwrite" in capsys.readouterr().err
+    assert main(args) == 0 and "complete" in capsys.readouterr().out
 
     plane = project / "hplane.h5"
     args = ["surface", *common, "--directions", "hessian", "--x=-0.5:0.5:3", "--y=-0.5:0.5:3",

@@ -58,8 +58,9 @@ def test_connect_writes_paths_groups(checkpoints, tmp_path, capsys):
         assert sorted(f["paths/line"]) == ["accuracy", "loss", "t"]
         assert {"barrier", "barrier_t"} <= set(f["paths/polychain"].attrs)
     assert load_paths(out)["line"].t.tolist() == np.linspace(0, 1, 5).tolist()
-    assert main(args) == 2  # results there: refused without --overwrite
+    assert main([*args, "--lr", "0.5"]) == 2  # another command's results: refused
     assert "--overwrite" in capsys.readouterr().err
+    assert main(args) == 0 and "complete" in capsys.readouterr().out  # the same command
     figure = tmp_path / "c.png"
     assert main(["plot", str(out), "--kind", "paths", "-o", str(figure)]) == 0
     assert main(["plot", str(out), "--kind", "trajectory", "-o", str(figure)]) == 2

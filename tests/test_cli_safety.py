@@ -259,14 +259,20 @@ def _trajectory_file(path):
         (_trajectory_file, "trajectory/coords", "trajectory", "/trajectory has no coords"),
     ],
 )
+@pytest.mark.parametrize("checksum", [False, True])
 def test_a_damaged_result_names_the_file_and_what_is_missing(
-    tmp_path, capsys, write, removed, kind, expected
+    tmp_path, capsys, write, removed, kind, expected, checksum
 ):
     path = tmp_path / "r.h5"
     write(path)
+    group = expected.split()[0].lstrip("/")
     with h5py.File(path, "a") as f:
         del f[removed]
+        if not checksum:  # as version 0.2 wrote it: the missing key is named
+            del f[group].attrs["values_sha256"]
     assert main(["plot", str(path), "--kind", kind, "-o", str(tmp_path / "f.png")]) == 2
+    if checksum:  # the checksum finds it first, and names the group
+        expected = f"/{group} does not match its checksum values_sha256"
     one_line_error(capsys, f"{path} is damaged: {expected}")
 
 

@@ -59,9 +59,9 @@ USER_CODE = textwrap.dedent(
 KILLED_IN_SAVE = textwrap.dedent(
     """
     import os, signal, sys
-    from landscape.storage import files
+    from landscape.storage import groups
 
-    fill, calls = files._fill_group, []
+    fill, calls = groups._fill_group, []
 
     def fill_then_die(*args):
         calls.append(1)
@@ -69,7 +69,7 @@ KILLED_IN_SAVE = textwrap.dedent(
             os.kill(os.getpid(), signal.SIGKILL)
         fill(*args)
 
-    files._fill_group = fill_then_die
+    groups._fill_group = fill_then_die
     from landscape.cli import main
 
     sys.exit(main(sys.argv[1:]))
@@ -169,7 +169,7 @@ def test_a_kill_while_saving_leaves_a_file_that_the_rerun_completes(project):
     assert results.eigen.eigenvalues.tolist() == [2.0] and results.extremes.ratio == 0.5
     assert sorted(load_sharpness(out)) == ["avg_l2", "rise"]
     with h5py.File(out, "r") as f:
-        assert storage.files.STAGING not in f
+        assert storage.groups.STAGING not in f
 
 
 # ---------------------------------------------------------------- two writers
@@ -223,7 +223,7 @@ def test_a_full_disk_is_one_line_and_the_file_resumes(project, capsys, monkeypat
     out = project / "full.h5"
     with monkeypatch.context() as patch:  # full from the start: nothing is left behind
         fail_flushes_after(patch, 0)
-        assert main(command(project, "surface", out, "--x=-1:1:3", model="fast")) == 2
+        assert main(command(project, "surface", out, "--x=-1:1:3", model="fast")) == 1
     one_line_error(capsys, f"no space left on device writing {out}")
     assert sorted(os.listdir(project)) == ["a.pt", "user.py"]
     path = project / "s.h5"

@@ -1,9 +1,10 @@
 """The ``landscape`` command line: a thin argparse front end over the public API.
 
 User errors (missing file, bad range, unresolvable import string, model/checkpoint
-mismatch) print one line on stderr and exit with status 2; no traceback (``--debug``
-shows it). Ctrl-C at any moment, the start included, prints one line and exits with
-status 130; a run that writes a file resumes when started again.
+mismatch) print one line on stderr and exit with status 2; a full disk prints one line
+and exits with status 1; no traceback (``--debug`` shows it). Ctrl-C at any moment, the
+start included, prints one line and exits with status 130; a run that writes a file
+resumes when started again.
 
 Start-up is quick: this package and :mod:`~landscape.cli.parser` import nothing heavy, so
 ``--help``, ``--version`` and a mistyped option answer without loading torch, scipy,
@@ -162,7 +163,7 @@ def _run(argv: Sequence[str], *, starting: bool) -> int:
             hint = " (an internal error: rerun with --debug for the traceback)" if internal else ""
             print(f"landscape {args.command}: error: {_message(err, args)}{hint}",
                   file=sys.stderr)  # fmt: skip
-        return 2
+        return getattr(err, "exit_status", 2)  # 1 for a full disk: not the user's mistake
     finally:
         if launched:
             from .. import distributed

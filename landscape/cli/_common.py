@@ -239,16 +239,6 @@ def _check_out(args: argparse.Namespace, path: str) -> None:
     check_output(path)
 
 
-def _refuse_existing(args: argparse.Namespace, groups: list[str]) -> None:
-    """Stop before any work when results would be overwritten without --overwrite (the
-    command runs under :func:`_holding_out`, which checks ``--out``)."""
-    from ..storage import existing_groups
-
-    taken = [] if args.overwrite else existing_groups(args.out, groups)
-    if taken:
-        raise UserError(f"{args.out} already has /{taken[0]}; pass --overwrite to replace it")
-
-
 def _holding_out(command: Callable[[argparse.Namespace], None]) -> Callable:
     """``command`` run with ``--out`` checked (:func:`_check_out`) and, if it exists,
     held open for writing until the command ends: no other run writes or replaces it

@@ -26,12 +26,12 @@ from ._common import (
     _model,
     _objective,
     _print,
-    _refuse_existing,
     _sources,
     _surface_directions,
     _warn_nonfinite,
     resolve_callable,
 )
+from ._resume import command_identity, groups_to_compute
 
 
 def cmd_surface(args: argparse.Namespace) -> None:
@@ -152,37 +152,52 @@ def cmd_hessian(args: argparse.Namespace) -> None:
     wanted += ["blocks"] * args.per_block
     check_limit("trace probes", args.num_probes, MAX_DRAWS)  # before any work
     check_limit("density probes", args.density_probes, MAX_DRAWS)
-    _refuse_existing(args, [f"hessian/{name}" for name in wanted])
+    todo = groups_to_compute(args, args.out, [f"hessian/{name}" for name in wanted])
+    if not todo:
+        return
+    todo = [name.removeprefix("hessian/") for name in todo]
     objective = _objective(args)
     dtype = torch.float64 if args.float64 else None
     common = dict(seed=args.seed, dtype=dtype, progress=not args.quiet, params=args.params)
-    eigen = hessian.hessian_eigenpairs(objective, k=args.top_k, which=args.which, **common)
-    extremes = hessian.extreme_eigenvalues(objective, **common)
-    trace = density = None
-    if args.trace:
+    eigen = extremes = trace = density = blocks = None
+    if "eigen" in todo:
+        eigen = hessian.hessian_eigenpairs(objective, k=args.top_k, which=args.which, **common)
+    if "extremes" in todo:
+        extremes = hessian.extreme_eigenvalues(objective, **common)
+    if "trace" in todo:
         trace = hessian.hessian_trace(objective, num_probes=args.num_probes, **common)
-    if args.density:
+    if "density" in todo:
         density = hessian.spectral_density(objective, num_probes=args.density_probes, **common)
-    blocks = None
-    if args.per_block:
+    if "blocks" in todo:
         blocks = hessian.block_curvature(objective, num_probes=args.num_probes, **common)
     if distributed.rank() == 0:
         hessian.save_hessian(args.out, eigen=eigen, trace=trace, density=density,
                              extremes=extremes, blocks=blocks, overwrite=args.overwrite,
-                             attrs=_sources(args))  # fmt: skip
-    values = ", ".join(f"{v:.6g}" for v in eigen.eigenvalues)
-    _print(f"eigenvalues ({args.which}): {values}  [max residual {eigen.residuals.max():.2g}]")
-    _print(f"lambda_max {extremes.lambda_max:.6g}, lambda_min {extremes.lambda_min:.6g}, "
-          f"|lambda_min/lambda_max| {extremes.ratio:.4g}")  # fmt: skip
+                             attrs=_recorded(args))  # fmt: skip
+    if eigen is not None:
+        values = ", ".join(f"{v:.6g}" for v in eigen.eigenvalues)
+        _print(f"eigenvalues ({args.which}): {values}  [max residual {eigen.residuals.max():.2g}]")
+    if extremes is not None:
+        _print(f"lambda_max {extremes.lambda_max:.6g}, lambda_min {extremes.lambda_min:.6g}, "
+               f"|lambda_min/lambda_max| {extremes.ratio:.4g}")  # fmt: skip
     if trace is not None:
         _print(f"trace {format_estimate(trace.value, trace.stderr)} ({trace.method})")
     if blocks is not None:
         _print(blocks.table())
     _print(args.out)
-    found = {"eigenvalues": eigen.eigenvalues, "lambda_max": extremes.lambda_max}
+    found = {}  # of what this run computed (a rerun computes only what is missing)
+    if eigen is not None:
+        found["eigenvalues"] = eigen.eigenvalues
+    if extremes is not None:
+        found["lambda_max"] = extremes.lambda_max
     if trace is not None:
         found["trace"] = trace.value
     _warn_nonfinite("hessian", found)
+
+
+def _recorded(args: argparse.Namespace) -> dict[str, str]:
+    """What a result group records of the command that made it (see ``_resume``)."""
+    return {**_sources(args), "command": command_identity(args)}
 
 
 @_holding_out
@@ -191,12 +206,15 @@ def cmd_sharpness(args: argparse.Namespace) -> None:
     from ..sharpness import save_sharpness, sharpness
 
     names = args.metric or list(DEFAULT_MEASURES)
-    _refuse_existing(args, [f"sharpness/{name}" for name in names])
+    todo = groups_to_compute(args, args.out, [f"sharpness/{name}" for name in names])
+    if not todo:
+        return
+    names = [name.removeprefix("sharpness/") for name in todo]
     objective = _objective(args)
     results = sharpness(objective, names, seed=args.seed, progress=not args.quiet,
                         **_measure_settings(args))  # fmt: skip
     if distributed.rank() == 0:
-        save_sharpness(args.out, results, overwrite=args.overwrite, attrs=_sources(args))
+        save_sharpness(args.out, results, overwrite=args.overwrite, attrs=_recorded(args))
     for name, result in results.items():
         _print(f"{name:<22} {format_estimate(result.value, result.stderr)}")
     _warn_nonfinite("sharpness", {name: result.value for name, result in results.items()})
@@ -260,7 +278,9 @@ def cmd_connect(args: argparse.Namespace) -> None:
     from ..storage.paths import save_paths
 
     kinds = ["line"] + ([args.curve] if args.curve != "line" else [])
-    _refuse_existing(args, [f"paths/{k}" for k in kinds])
+    todo = groups_to_compute(args, args.out, [f"paths/{k}" for k in kinds])
+    if not todo:
+        return
     objective = _checkpoint_objective(args, args.checkpoint_a)
     end = _model(args, args.checkpoint_b).state_dict()
     fit_objective = None
@@ -272,8 +292,9 @@ def cmd_connect(args: argparse.Namespace) -> None:
         **({} if args.curve == "line" else
            {"num_steps": args.num_steps, "lr": args.lr, "seed": args.seed}),
     )  # fmt: skip
-    save_paths(args.out, connection.paths, overwrite=args.overwrite)
-    for kind, result in connection.paths.items():
+    made = {k: v for k, v in connection.paths.items() if f"paths/{k}" in todo}
+    save_paths(args.out, made, overwrite=args.overwrite, attrs={"command": command_identity(args)})
+    for kind, result in made.items():
         _print(f"{kind:<10} barrier {result.barrier:.4g} at t = {result.barrier_t:.3g}")
     _print(args.out)
 

@@ -1,9 +1,13 @@
 """The storage layer: the only place that knows HDF5 (and imports h5py).
 
 - :mod:`~landscape.storage.codec`: attribute encoding, decoded as the exact inverse;
-- :mod:`~landscape.storage.files`: creating (atomically), opening and validating landscape
-  files, stamping their root, writing (whole or not at all) and reading result groups,
-  checking an output path before any work, describing a file;
+- :mod:`~landscape.storage.files`: creating (atomically), changing (through a copy),
+  opening and validating landscape files, stamping their root, checking an output path
+  before any work;
+- :mod:`~landscape.storage.groups`: writing (whole or not at all) and reading result
+  groups; :mod:`~landscape.storage.describe`: ``landscape info``'s summary;
+- :mod:`~landscape.storage.diskguard` (a full disk is one line), :mod:`~landscape.storage.locks`
+  (a run's hold on its output), :mod:`~landscape.storage.guard` (outputs never inputs);
 - :mod:`~landscape.storage.surface`: the surface schema (create, check a resume, write
   points, read), and stored directions.
 
@@ -12,6 +16,7 @@ One schema module per result type lives here too (``hessian``, ``sharpness``,
 """
 
 from .codec import JSON_PREFIX, decode_attr, decode_attrs, encode_attr
+from .describe import describe_file
 from .files import (
     FORMAT,
     FORMAT_VERSION,
@@ -19,15 +24,12 @@ from .files import (
     STAMP_ATTRS,
     check_output,
     create_file,
-    describe_file,
-    existing_groups,
     open_landscape_file,
-    read_group,
+    rewrite_file,
     stamp_root,
     write_error,
-    write_group,
-    write_groups,
 )
+from .groups import existing_groups, read_group, write_group, write_groups
 from .surface import (
     VOLATILE_ATTRS,
     SurfaceWriter,
@@ -64,6 +66,7 @@ __all__ = [
     "read_computed",
     "read_directions",
     "read_group",
+    "rewrite_file",
     "same_attr",
     "stamp_root",
     "write_directions",

@@ -10,7 +10,9 @@ Layout (the same as version 0.1 wrote, so its files still load and resume)::
     /compare/<label>/line      x, metrics (num_directions, nx); attrs of the surface
     /compare/<label>/plane     x, y, metrics (nx, ny); attrs of the surface
 
-A label is finished when its ``complete`` attribute is set; a killed run redoes the rest.
+A label's groups and its ``complete`` mark are written in one commit (a copy of the file
+renamed into place); a label marked complete that lacks a group it should have is
+computed again.
 """
 
 from __future__ import annotations
@@ -23,9 +25,12 @@ from typing import Any
 import h5py
 import numpy as np
 
+from .checksum import damaged_groups
 from .codec import decode_attrs, encode_attr
-from .files import create_file, open_landscape_file, read_group, write_group
-from .sharpness import load_sharpness, save_sharpness
+from .files import create_file, open_landscape_file
+from .groups import read_group, write_groups
+from .locks import holding
+from .sharpness import load_sharpness, sharpness_groups
 from .surface import same_attr
 
 FORMAT_COMPARE = "landscape.compare"
@@ -61,33 +66,45 @@ def prepare_compare_file(
 def holding_compare_file(
     path: str | os.PathLike, settings: Mapping[str, Any], *, overwrite: bool = False
 ) -> Iterator[set[str]]:
-    """As :func:`prepare_compare_file`, holding the file open for writing (its lock) for
-    the block: a second comparison on it, with or without ``overwrite``, is refused
-    meanwhile. A new file is created whole under a temporary name and renamed into place
-    (never truncating a file another process has open).
+    """As :func:`prepare_compare_file`, holding the file (its lock) for the block: a second
+    comparison on it, with or without ``overwrite``, is refused meanwhile. A new file is
+    created whole under a temporary name and renamed into place (never truncating a file
+    another process has open); each label is then added through a copy renamed into
+    place, and the hold moves to each new file before its rename (:mod:`.locks`).
 
     Raises:
         ValueError: as :func:`prepare_compare_file`.
     """
-    if os.path.exists(path) and not overwrite:
-        with open_landscape_file(path, "a") as f:
-            stored = decode_attrs(f.attrs)
-            differ = [k for k, v in settings.items() if not same_attr(stored.get(k), v)]
-            if f.attrs.get("format") != FORMAT_COMPARE or differ:
-                raise ValueError(
-                    f"{os.fspath(path)} was made by another comparison (differs in {differ}); "
-                    "use another file, or overwrite=True / --overwrite"
-                )
-            group = f.get("compare", {})
-            yield {label for label in group if group[label].attrs.get("complete", False)}
-        return
-    with create_file(path, FORMAT_COMPARE, keep_open=True) as f:
-        for key, value in settings.items():
-            f.attrs[key] = encode_attr(value)
-    try:
-        yield set()
-    finally:
-        f.close()
+    with holding(path):
+        if os.path.exists(path) and not overwrite:
+            with open_landscape_file(path) as f:
+                stored = decode_attrs(f.attrs)
+                differ = [k for k, v in settings.items() if not same_attr(stored.get(k), v)]
+                if f.attrs.get("format") != FORMAT_COMPARE or differ:
+                    raise ValueError(
+                        f"{os.fspath(path)} was made by another comparison (differs in "
+                        f"{differ}); use another file, or overwrite=True / --overwrite"
+                    )
+                group = f.get("compare", {})
+                done = {label for label in group if _finished(group[label], settings)}
+        else:
+            with create_file(path, FORMAT_COMPARE) as f:
+                for key, value in settings.items():
+                    f.attrs[key] = encode_attr(value)
+            done = set()
+        yield done
+
+
+def _finished(group: h5py.Group, settings: Mapping[str, Any]) -> bool:
+    """Whether a label is marked complete, has every group the settings ask for and each
+    matches its checksum (a group lost or damaged is computed again)."""
+    if not group.attrs.get("complete", False):
+        return False
+    wanted = ["sharpness"] if settings.get("measures") else []
+    wanted += [kind for kind in ("line", "plane") if settings.get(kind) is not None]
+    if not all(kind in group for kind in wanted):
+        return False
+    return not damaged_groups(group)  # a damaged group is computed again too
 
 
 def write_compare_label(
@@ -111,15 +128,11 @@ def write_compare_label(
             and the metrics.
     """
     base = f"compare/{label}"
-    save_sharpness(path, measures, group=f"{base}/sharpness", overwrite=True)
+    groups = sharpness_groups(measures, group=f"{base}/sharpness")
     for kind, (arrays, attrs) in surfaces.items():
-        write_group(path, f"{base}/{kind}", arrays=arrays, attrs=attrs, overwrite=True)
-    with h5py.File(os.fspath(path), "a") as f:
-        group = f[base]
-        for key, value in evaluation.items():
-            group.attrs[key] = value
-        group.attrs["checkpoint_sha256"] = checkpoint_sha256
-        group.attrs["complete"] = True
+        groups[f"{base}/{kind}"] = (arrays, attrs)
+    mark = {**evaluation, "checkpoint_sha256": checkpoint_sha256, "complete": True}
+    write_groups(path, groups, overwrite=True, group_attrs={base: mark})  # one commit
 
 
 def read_compare_label(

@@ -5,10 +5,11 @@ Every landscape file carries ``format`` (``"landscape.surface"``, ``"landscape.r
 refuses anything else with one line saying what is wrong. A new file is written under a
 temporary name in the same folder and renamed into place when complete, so a reader (or
 a rerun) never finds a half-created file under the real name; the rename never replaces
-a file that another process has open for writing (HDF5 holds an ``flock`` on it). Result
-groups are written under ``/.partial`` and moved into place, so a reader sees each group
-whole or not at all. A full disk, a folder that cannot be written and a file held by
-another run are each reported in one line.
+a file that another process has open for writing (an ``flock`` on it). An existing file
+is changed the same way, through a copy (:func:`rewrite_file`), so a reader sees each
+result whole or not at all. HDF5 never writes to the disk itself
+(:mod:`~landscape.storage.diskguard`): a full disk, a folder that cannot be written and a
+file held by another run are each reported in one line.
 """
 
 from __future__ import annotations
@@ -20,15 +21,16 @@ import fcntl
 import glob
 import os
 import re
-from collections.abc import Iterator, Mapping
+import shutil
+from collections.abc import Iterator
 from typing import Any
 
 import h5py
 import numpy as np
 import torch
 
-from ..limits import check_memory
-from .codec import decode_attrs, encode_attr
+from . import locks
+from .diskguard import GuardedH5File, check_space, disk_full, is_disk_full
 
 __all__ = [
     "FORMAT",
@@ -37,13 +39,9 @@ __all__ = [
     "STAMP_ATTRS",
     "check_output",
     "create_file",
-    "describe_file",
-    "existing_groups",
     "open_landscape_file",
-    "read_group",
+    "rewrite_file",
     "stamp_root",
-    "write_group",
-    "write_groups",
     "write_error",
 ]
 
@@ -51,6 +49,8 @@ FORMAT = "landscape.surface"
 FORMAT_VERSION = 1
 #: Root attributes that say which file this is, not what was computed.
 STAMP_ATTRS = ("format", "format_version", "landscape_version", "torch_version", "created")
+#: Where version 0.2 wrote result groups before moving them into place.
+STAGING = ".partial"
 #: Attributes of a result group that say where it came from; ``describe_file`` prints them.
 PROVENANCE_ATTRS = (
     "model",
@@ -81,21 +81,18 @@ def stamp_root(f: h5py.File, fmt: str = FORMAT) -> None:
 
 
 def _held(path: str) -> ValueError:
-    return ValueError(
-        f"{path} is open for writing by another process (a run still going?); "
-        "wait for it to finish or stop it"
-    )
+    return locks.held_error(path)
 
 
-def _errno(err: OSError) -> int | None:
-    """The errno of an OSError, also when h5py gives it only in the message."""
-    if err.errno is not None:
+def _errno(err: BaseException) -> int | None:
+    """The errno of an error, also when h5py gives it only in the message."""
+    if getattr(err, "errno", None) is not None:
         return err.errno
     found = re.search(r"errno = (\d+)", str(err))
     return int(found.group(1)) if found else None
 
 
-def write_error(err: OSError, path: str | os.PathLike) -> Exception:
+def write_error(err: BaseException, path: str | os.PathLike) -> Exception:
     """A one-line error for an OSError met while writing ``path``: a full disk, a folder
     that cannot be written, or ``err`` itself.
 
@@ -105,11 +102,8 @@ def write_error(err: OSError, path: str | os.PathLike) -> Exception:
     """
     path = os.fspath(path)
     code = _errno(err)
-    if code == errno.ENOSPC:
-        return RuntimeError(
-            f"no space left on device writing {path}: free some space, then run the same "
-            "command again to resume"
-        )
+    if is_disk_full(err):
+        return disk_full(path)
     if code in (errno.EACCES, errno.EPERM, errno.EROFS):
         folder = os.path.dirname(os.path.abspath(path))
         return PermissionError(
@@ -157,10 +151,11 @@ def _no_writer(path: str) -> Iterator[None]:
         yield
         return
     with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise _held(path) from None
+        if not locks.covers(handle.fileno()):  # this process's own hold lets it write
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise _held(path) from None
         yield
 
 
@@ -185,17 +180,23 @@ def _alive(pid: int) -> bool:
 
 @contextlib.contextmanager
 def create_file(
-    path: str | os.PathLike, fmt: str = FORMAT, *, keep_open: bool = False
+    path: str | os.PathLike,
+    fmt: str | None = FORMAT,
+    *,
+    keep_open: bool = False,
+    size: int = 0,
 ) -> Iterator[h5py.File]:
     """A new stamped landscape file, written under a temporary name and renamed to ``path``
     when the block ends without error (replacing any file there, unless another process
     has it open for writing); on error nothing appears. With ``keep_open`` the file stays
-    open for writing after the rename (holding its lock): the caller closes it.
+    open for writing after the rename (holding its lock): the caller closes it. ``size``
+    is the file's planned size in bytes: a disk with less free space is refused before
+    anything is written. ``fmt=None`` leaves the root unstamped (a foreign format).
 
     Raises:
         ValueError: ``path`` is a directory or a file held by a writer.
-        FileNotFoundError, PermissionError, RuntimeError: the folder is missing or cannot
-            be written, or the disk is full.
+        FileNotFoundError, PermissionError: the folder is missing or cannot be written.
+        DiskFullError: the disk is full, or too full for ``size`` bytes.
 
     Example:
         >>> import tempfile
@@ -208,27 +209,77 @@ def create_file(
     """
     path = os.fspath(path)
     check_output(path)
+    check_space(path, size)
     folder, name = os.path.split(os.path.abspath(path))
     temporary = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
     f = None
     published = False
     try:
         try:
-            f = h5py.File(temporary, "w")
-            stamp_root(f, fmt)
+            f = GuardedH5File(temporary, "w", report_as=path)
+            if fmt is not None:
+                stamp_root(f, fmt)
             yield f
-            f.flush()
-            with _no_writer(path):
-                os.replace(temporary, path)
+            if keep_open:  # the open file's lock holds it after the rename
+                f.flush()
+                with _no_writer(path):
+                    os.replace(temporary, path)
+            else:
+                f.close()  # raises if the last writes failed (the file is then removed)
+                with _no_writer(path):
+                    locks.replace(temporary, path)  # keeps this process's hold of path
             published = True
         except OSError as err:
             raise write_error(err, path) from None
     finally:
-        if f is not None and not (published and keep_open):
-            with contextlib.suppress(OSError):  # a failed write is reported above
-                f.close()
+        if f is not None and not published:
+            f.discard()  # the failure is reported above
         if not published and os.path.exists(temporary):
             os.remove(temporary)
+
+
+@contextlib.contextmanager
+def rewrite_file(path: str | os.PathLike, *, size: int = 0) -> Iterator[h5py.File]:
+    """The landscape file at ``path`` open for changes, as a copy under a temporary name
+    that replaces ``path`` when the block ends without error: a reader, a kill or a full
+    disk sees the file before or after the whole change, never part of it. Other
+    writers are refused until the block ends. ``size``: the bytes the change adds.
+
+    Raises:
+        ValueError: the file is foreign, damaged or held by another writer.
+        DiskFullError: the disk is too full for a copy of the file and ``size`` bytes.
+    """
+    path = os.fspath(path)
+    open_landscape_file(path).close()  # one line for a foreign or damaged file
+    folder, name = os.path.split(os.path.abspath(path))
+    _remove_stale_temporaries(folder, name)
+    temporary = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+    f = None
+    published = False
+    with open(path, "rb") as original:
+        if not locks.covers(original.fileno()):  # else this process holds it for the run
+            try:
+                fcntl.flock(original, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise _held(path) from None
+        check_space(path, os.fstat(original.fileno()).st_size + size)
+        try:
+            try:
+                with open(temporary, "wb") as copy:
+                    shutil.copyfileobj(original, copy, 1 << 20)
+                    shutil.copymode(path, temporary)
+                f = GuardedH5File(temporary, "r+", report_as=path)
+                yield f
+                f.close()
+                locks.replace(temporary, path)  # a hold of path moves to the new file
+                published = True
+            except OSError as err:
+                raise write_error(err, path) from None
+        finally:
+            if f is not None and not published:
+                f.discard()
+            if not published and os.path.exists(temporary):
+                os.remove(temporary)
 
 
 def _text(value: Any) -> Any:
@@ -283,13 +334,14 @@ def open_landscape_file(path: str | os.PathLike, mode: str = "r") -> h5py.File:
         raise FileNotFoundError(f"no such file: {path}")
     if os.path.isdir(path):
         raise ValueError(f"{path} is a directory, not a landscape HDF5 file")
-    try:
-        f = read_handle(path) if mode == "r" else h5py.File(path, mode)
+    try:  # a full disk must never reach HDF5 (see landscape.storage.diskguard)
+        f = read_handle(path) if mode == "r" else GuardedH5File(path, "r+")
     except OSError as err:
         raise _open_error(path, mode, err) from None
     fmt = _text(f.attrs.get("format"))
     version = f.attrs.get("format_version")
     problem = None
+    close = f.discard if isinstance(f, GuardedH5File) else f.close
     readable = isinstance(fmt, str) and fmt.isascii() and fmt.isprintable()
     if not readable or not fmt.startswith("landscape."):
         problem = f"{path} is an HDF5 file but not a landscape file (format attr: {fmt!r})"
@@ -301,195 +353,6 @@ def open_landscape_file(path: str | os.PathLike, mode: str = "r") -> h5py.File:
             f"landscape {_version()} reads; upgrade landscape to read it"
         )
     if problem is not None:
-        f.close()
+        close()
         raise ValueError(problem)
     return f
-
-
-def existing_groups(path: str | os.PathLike, names: list[str]) -> list[str]:
-    """Which of the groups ``names`` a landscape file already has (none if no file)."""
-    if not os.path.exists(path):
-        return []
-    with open_landscape_file(path) as f:
-        return [name for name in names if name in f]
-
-
-def _fill_group(group: h5py.Group, arrays: Mapping[str, Any], attrs: Mapping[str, Any]) -> None:
-    for key, value in attrs.items():
-        group.attrs[key] = encode_attr(value)
-    for key, value in arrays.items():
-        group.create_dataset(key, data=np.asarray(value))
-
-
-#: Where result groups are written before they are moved into place.
-STAGING = ".partial"
-
-
-def write_groups(
-    path: str | os.PathLike,
-    groups: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Any]]],
-    *,
-    overwrite: bool = False,
-) -> None:
-    """Write result groups ``{name: (arrays, attrs)}`` (attrs encoded by
-    :func:`~landscape.storage.codec.encode_attr`) into the landscape file at ``path``; a
-    missing file is created whole (format ``"landscape.results"``). Each group is written
-    under ``/.partial`` and then moved to its name, so a reader, or a run killed while
-    saving, sees each group whole or not at all (every group at once where their parent
-    group is new).
-
-    Raises:
-        ValueError: a group exists and ``overwrite`` is false, or the file is foreign or
-            held by another writer.
-        RuntimeError: the disk is full.
-    """
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        with create_file(path, "landscape.results") as f:
-            for name, (arrays, attrs) in groups.items():
-                _fill_group(f.create_group(name), arrays, attrs)
-        return
-    with open_landscape_file(path, "a") as f:
-        taken = [name for name in groups if name in f]
-        if taken and not overwrite:
-            raise ValueError(
-                f"{path} already has /{taken[0]}; pass overwrite=True (--overwrite) to replace it"
-            )
-        try:
-            if STAGING in f:  # left by a run killed while saving
-                del f[STAGING]
-            for name, (arrays, attrs) in groups.items():
-                _fill_group(f.create_group(f"{STAGING}/{name}"), arrays, attrs)
-            f.flush()
-            for name in groups:
-                if name in f:
-                    del f[name]
-            for name in groups:
-                _move_into_place(f, name)
-            del f[STAGING]
-            f.flush()
-        except OSError as err:
-            raise write_error(err, path) from None
-
-
-def _move_into_place(f: h5py.File, name: str) -> None:
-    """Move ``/.partial/name`` to ``/name`` by moving its highest ancestor not yet in
-    place (one link operation for the whole subtree)."""
-    parts = name.split("/")
-    for depth in range(1, len(parts) + 1):
-        prefix = "/".join(parts[:depth])
-        if prefix not in f:
-            f.move(f"{STAGING}/{prefix}", prefix)
-            return
-
-
-def write_group(
-    path: str | os.PathLike,
-    name: str,
-    *,
-    arrays: Mapping[str, Any],
-    attrs: Mapping[str, Any],
-    overwrite: bool = False,
-) -> None:
-    """Write one result group ``/name``, as :func:`write_groups` does.
-
-    Raises:
-        ValueError: the group exists and ``overwrite`` is false, or the file is foreign.
-    """
-    write_groups(path, {name: (arrays, attrs)}, overwrite=overwrite)
-
-
-class _Stored(dict):
-    """What a group holds (datasets or attributes): reading a name it lacks says the file
-    is damaged, in one line, instead of a bare ``KeyError('residuals')``."""
-
-    def __init__(self, items: Mapping[str, Any], where: str):
-        super().__init__(items)
-        self.where = where
-
-    def __missing__(self, key: str) -> Any:
-        raise ValueError(f"{self.where} {key}")
-
-    def pop(self, key: str, *default: Any) -> Any:
-        if not default and key not in self:
-            return self.__missing__(key)
-        return super().pop(key, *default)
-
-
-def read_group(path: str | os.PathLike, name: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Read ``/name`` back: ``({dataset: array}, attrs)``, attrs decoded; nested groups
-    are flattened with ``/`` in the keys. Reading a dataset or attribute that the group
-    lacks raises ValueError ("FILE is damaged: /NAME has no KEY").
-
-    Raises:
-        KeyError: the file has no group ``/name``.
-    """
-    with open_landscape_file(path) as f:
-        if name not in f or not isinstance(f[name], h5py.Group):
-            raise KeyError(f"{os.fspath(path)} has no group /{name}; it has {sorted(f)}")
-        group = f[name]
-        arrays: dict[str, np.ndarray] = {}
-
-        def visit(key: str, obj: Any) -> None:
-            if isinstance(obj, h5py.Dataset):
-                check_memory(f"/{name}/{key} of {os.fspath(path)}", obj.size * obj.dtype.itemsize)
-                arrays[key] = obj[()]
-
-        group.visititems(visit)
-        damaged = f"{os.fspath(path)} is damaged: /{name} has no"
-        return _Stored(arrays, damaged), _Stored(decode_attrs(group.attrs), f"{damaged} attribute")
-
-
-def _provenance_lines(group: h5py.Group) -> list[str]:
-    """The provenance attributes of ``group``'s subgroups: once when they all agree, else
-    subgroup by subgroup (subgroups without any, as version 0.1 wrote, are left out)."""
-    found = {}
-    for name, child in group.items():
-        if isinstance(child, h5py.Group):
-            attrs = decode_attrs(child.attrs)
-            values = {k: attrs[k] for k in PROVENANCE_ATTRS if k in attrs}
-            if values:
-                found[name] = values
-    distinct = {repr(sorted(v.items())) for v in found.values()}
-    blocks = [("", next(iter(found.values())))] if len(distinct) == 1 else list(found.items())
-    lines = []
-    for name, values in blocks:
-        indent = "    "
-        if name:
-            lines.append(f"    /{group.name.lstrip('/')}/{name}:")
-            indent = "      "
-        width = max(map(len, values))
-        lines += [f"{indent}{key:<{width}}  {value}" for key, value in values.items()]
-    return lines
-
-
-def describe_file(path: str | os.PathLike) -> str:
-    """A readable summary of a landscape file: attributes, grid, completeness, groups, and
-    where each group of results came from (:data:`PROVENANCE_ATTRS`)."""
-    from .surface import check_surface_schema
-
-    lines = [os.fspath(path)]
-    with open_landscape_file(path) as f:
-        if _text(f.attrs["format"]) == FORMAT:
-            check_surface_schema(f, os.fspath(path))
-        attrs = decode_attrs(f.attrs)
-        width = max(map(len, attrs), default=0)
-        lines += [f"  {key:<{width}}  {value}" for key, value in sorted(attrs.items())]
-        if "coords" in f and "computed" in f and "metrics" in f:
-            shape = " x ".join(str(len(f["coords"][a])) for a in ("x", "y") if a in f["coords"])
-            done = f["computed"][()]
-            lines.append(f"  grid: {shape} points, {int(done.sum())} of {done.size} computed")
-            for name, ds in f["metrics"].items():
-                values = ds[()]
-                values = values[done] if values.shape == done.shape else values
-                finite = values[np.isfinite(values)]
-                span = f"{finite.min():.6g} .. {finite.max():.6g}" if finite.size else "none finite"
-                lines.append(f"  metric {name}: {span}")
-        for name in f:
-            if name not in ("coords", "metrics", "computed", "directions", STAGING):
-                obj = f[name]
-                children = ", ".join(sorted(obj)) if isinstance(obj, h5py.Group) else ""
-                lines.append(f"  /{name}: {children}")
-                if isinstance(obj, h5py.Group):
-                    lines += _provenance_lines(obj)
-    return "\n".join(lines)

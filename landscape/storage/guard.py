@@ -1,11 +1,12 @@
 """Guards on an output file: never one of the run's inputs, replaced only when landscape
 wrote it, and held (HDF5's lock) for the whole run.
 
-A run that writes into an existing file opens it for writing at its start and keeps it
-open until its end (:func:`hold_output`), so a second run on that file, ``--overwrite``
-or not, is refused in one line instead of replacing it under the first. ``--overwrite``
-replaces only a landscape file (:func:`check_replaceable`), and never a file the run
-reads (:func:`check_not_input`): a checkpoint, a data set, directions.
+A run that writes a file holds it (its lock) from its start until its end
+(:func:`hold_output`), also across the copies renamed into place that add its results,
+so a second run on that file, ``--overwrite`` or not, is refused in one line instead of
+replacing it under the first. ``--overwrite`` replaces only a landscape file
+(:func:`check_replaceable`), and never a file the run reads (:func:`check_not_input`): a
+checkpoint, a data set, directions.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 from collections.abc import Iterator, Mapping
 
 from .files import open_landscape_file, read_handle
+from .locks import holding
 
 __all__ = ["check_not_input", "check_replaceable", "hold_output", "is_landscape_file"]
 
@@ -69,16 +71,17 @@ def check_replaceable(path: str | os.PathLike) -> None:
 
 @contextlib.contextmanager
 def hold_output(path: str | os.PathLike) -> Iterator[None]:
-    """Hold the landscape file at ``path`` open for writing during the block (if it
-    exists), so that no other process can write or replace it meanwhile; this process
-    still writes and reads it by path (HDF5 shares the open file).
+    """Hold the file at ``path`` (HDF5's lock, an exclusive ``flock``) during the block,
+    so that no other process can write or replace it meanwhile: the landscape file there
+    now, or the one this process creates there. This process still writes it, through a
+    copy renamed into place that takes the hold over before the rename (:mod:`.locks`),
+    and reads it by path.
 
     Raises:
         ValueError: another process has the file open for writing, or it is not a
             landscape file.
     """
-    if not os.path.isfile(path):
-        yield
-        return
-    with open_landscape_file(path, "a"):
+    with holding(path):
+        if os.path.isfile(path):
+            open_landscape_file(path).close()  # one line for a foreign or damaged file
         yield

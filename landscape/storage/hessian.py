@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .files import read_group, write_groups
+from .groups import read_group, write_groups
 
 if TYPE_CHECKING:  # imported when loading: landscape.hessian imports this module
     from ..hessian.results import (
@@ -55,7 +55,7 @@ def save_hessian(
     ``names`` and ``shapes``). :func:`load_hessian` gives back results equal to these.
     ``attrs`` (e.g. the import strings of the model and data) are added to every group's
     attrs, over the settings of the same name, and are read back as settings.
-    The groups are written together (:func:`~landscape.storage.files.write_groups`): a
+    The groups are written together (:func:`~landscape.storage.groups.write_groups`): a
     run killed while saving leaves none of them, or each one whole.
 
     Raises:

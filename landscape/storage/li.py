@@ -18,6 +18,8 @@ from typing import Any
 import h5py
 import numpy as np
 
+from .files import create_file
+
 __all__ = ["read_li_directions", "read_li_surface", "write_li_directions"]
 
 
@@ -112,7 +114,7 @@ def write_li_directions(
         raise ValueError(f"expected one or two directions, got {len(directions)}")
     if os.path.exists(path) and not overwrite:
         raise ValueError(f"{os.fspath(path)} exists; pass overwrite=True to replace it")
-    with h5py.File(path, "w") as f:
+    with create_file(path, None) as f:  # Li et al.'s format: no landscape stamp
         for group_name, tensors in zip(("xdirection", "ydirection"), directions, strict=False):
             group = f.create_group(group_name)
             for i, array in enumerate(tensors):

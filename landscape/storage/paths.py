@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from .files import open_landscape_file, read_group, write_group
+from .files import open_landscape_file
+from .groups import read_group, write_groups
 
 if TYPE_CHECKING:
     from ..paths import PathResult
@@ -33,8 +34,11 @@ def save_paths(
     results: Mapping[str, PathResult],
     *,
     overwrite: bool = False,
+    attrs: Mapping[str, Any] | None = None,
 ) -> None:
-    """Write path results into ``/paths/<kind>`` groups of a landscape HDF5 file.
+    """Write path results into ``/paths/<kind>`` groups of a landscape HDF5 file, all in
+    one commit (a kill leaves all of them or none). ``attrs`` are added to every group's
+    attrs and read back as settings.
 
     Args:
         path: the file; created if missing, otherwise added to.
@@ -71,16 +75,18 @@ def save_paths(
                 f"{os.fspath(path)} already has /paths/{taken[0]}; "
                 "pass overwrite=True (--overwrite) to replace it"
             )
+    groups = {}
     for kind, result in results.items():
-        attrs = {
+        group_attrs = {
             **result.settings,
+            **(attrs or {}),
             "kind": result.kind,
             "barrier": float(result.barrier),
             "barrier_t": float(result.barrier_t),
             "metric_names": list(result.metrics),
         }
-        arrays = {"t": result.t, **result.metrics}
-        write_group(path, f"paths/{kind}", arrays=arrays, attrs=attrs, overwrite=overwrite)
+        groups[f"paths/{kind}"] = ({"t": result.t, **result.metrics}, group_attrs)
+    write_groups(path, groups, overwrite=overwrite)
 
 
 def load_paths(path: str | os.PathLike) -> dict[str, PathResult]:

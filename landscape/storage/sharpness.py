@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .files import open_landscape_file, read_group, write_groups
+from .files import open_landscape_file
+from .groups import read_group, write_groups
 
 if TYPE_CHECKING:
     from ..sharpness.result import SharpnessResult
@@ -73,6 +74,18 @@ def save_sharpness(
                 f"{os.fspath(path)} already has /{group}/{taken[0]}; "
                 "pass overwrite=True (--overwrite) to replace it"
             )
+    groups = sharpness_groups(results, group=group, attrs=attrs)
+    write_groups(path, groups, overwrite=overwrite)
+
+
+def sharpness_groups(
+    results: Mapping[str, Any], *, group: str = "sharpness", attrs: Mapping[str, Any] | None = None
+) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """The groups :func:`save_sharpness` writes, as :func:`write_groups` takes them.
+
+    Raises:
+        ValueError: a result's settings and extra share a name or use a reserved one.
+    """
     added = dict(attrs or {})
     for name, result in results.items():
         settings = {**result.settings, **added}
@@ -97,7 +110,7 @@ def save_sharpness(
             group_attrs["interval"] = np.asarray(result.interval, dtype=np.float64)
         arrays = {} if result.samples is None else {"samples": result.samples}
         groups[f"{group}/{name}"] = (arrays, group_attrs)
-    write_groups(path, groups, overwrite=overwrite)
+    return groups
 
 
 def load_sharpness(

@@ -31,8 +31,17 @@ import torch
 
 from ..limits import MAX_POINTS, check_limit, check_memory
 from ..results import values_equal
+from .checksum import CHECKSUM_ATTR, values_sha256
 from .codec import decode_attr, decode_attrs, encode_attr
-from .files import FORMAT, STAMP_ATTRS, create_file, open_landscape_file, write_error
+from .diskguard import planned_bytes
+from .files import (
+    FORMAT,
+    STAMP_ATTRS,
+    create_file,
+    open_landscape_file,
+    rewrite_file,
+    write_error,
+)
 
 __all__ = [
     "VOLATILE_ATTRS",
@@ -101,14 +110,20 @@ def create_surface_file(
 ) -> SurfaceWriter | None:
     """Create a new surface file whole: root attrs, coordinates, NaN metrics, an all-False
     ``computed`` mask and the directions (with their kind and settings, if given); any
-    file at ``path`` is replaced, unless another process is writing it.
+    file at ``path`` is replaced, unless another process is writing it. A disk without
+    room for the whole file (the grid, the metrics and the directions give its size) is
+    refused before anything is written.
 
     Returns:
         With ``writer``, a :class:`SurfaceWriter` on the new file, open since before its
         rename (so no other run can take it in between); else None.
     """
     shape = (len(x),) if y is None else (len(x), len(y))
-    with create_file(path, FORMAT, keep_open=writer) as f:
+    num_points = int(np.prod(shape))
+    tensors = [t for direction in directions for t in direction.values()]
+    size = planned_bytes([np.empty(0)] * (2 + len(names)) + tensors)
+    size += num_points * (8 * len(names) + 1) + 8 * (len(x) + len(y if y is not None else ()))
+    with create_file(path, FORMAT, keep_open=writer, size=size) as f:
         for key, value in attrs.items():
             f.attrs[key] = encode_attr(value)
         coords = f.create_group("coords")
@@ -317,7 +332,7 @@ def write_directions(
         with create_file(path, "landscape.results") as f:
             _fill_directions(f, directions, kind, settings)
         return
-    with open_landscape_file(path, "a") as f:
+    with rewrite_file(path) as f:
         if "directions" in f:
             if not overwrite:
                 raise ValueError(
@@ -328,20 +343,38 @@ def write_directions(
         f.flush()
 
 
+def computed_sha256(metrics: Mapping[str, np.ndarray], computed: np.ndarray) -> str:
+    """The checksum of a surface's computed values and mask (``/computed``'s
+    ``values_sha256``)."""
+    computed = np.asarray(computed, dtype=bool)
+    arrays = {name: np.asarray(array)[computed] for name, array in metrics.items()}
+    return values_sha256({**arrays, "/computed": computed})
+
+
 def load_surface_arrays(
-    path: str | os.PathLike,
+    path: str | os.PathLike, *, verify: bool = True
 ) -> tuple[np.ndarray, np.ndarray | None, dict[str, np.ndarray], dict[str, Any], np.ndarray]:
     """``(x, y, metrics, attrs, computed)`` read from a surface file; ``attrs`` are all the
-    root attributes, decoded.
+    root attributes, decoded. The computed values are checked against their checksum;
+    with ``verify=False`` a mismatch gives a mask of no point computed instead (a resume
+    computes them again).
 
     Raises:
         FileNotFoundError, ValueError: no file, not a surface file, or a damaged one.
     """
     with _open_surface(path) as f:
         computed = f["computed"][()]  # before the metrics: a point marked done has its value
+        stored = decode_attr(f["computed"].attrs.get(CHECKSUM_ATTR))
         x = f["coords/x"][()]
         y = f["coords/y"][()] if "coords/y" in f else None
         metrics = {name: ds[()] for name, ds in f["metrics"].items()}
+        if stored is not None and stored != computed_sha256(metrics, computed):
+            if verify:
+                raise ValueError(
+                    f"{os.fspath(path)} is damaged: its computed values do not match their "
+                    f"checksum {CHECKSUM_ATTR}; run the same command again to compute them again"
+                )
+            computed = np.zeros_like(computed)
         return x, y, metrics, decode_attrs(f.attrs), computed
 
 
@@ -379,7 +412,11 @@ class SurfaceWriter:
             for name, array in values.items():
                 self._file["metrics"][name][...] = array
             self._file.flush()
+            metrics = {
+                n: values[n] if n in values else ds[()] for n, ds in self._file["metrics"].items()
+            }
             self._file["computed"][...] = computed
+            self._file["computed"].attrs[CHECKSUM_ATTR] = computed_sha256(metrics, computed)
             self._file.flush()
         except OSError as err:
             raise write_error(err, self.path) from None

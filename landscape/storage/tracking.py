@@ -8,7 +8,7 @@ Layout (in any landscape file; a new file is ``format = "landscape.results"``)::
     /tracking/values/<name>   float64 (n,), or (n, nx) for the slice
     /tracking/stderr/<name>   float64 (n,), 0 for an exact value (absent for the slice)
 
-Datasets grow by one row a log, and the file is flushed and closed after each. ``steps``
+Datasets grow by one row a log, each log a copy of the file renamed into place. ``steps``
 is written last: a row is recorded once its step is, and rows past ``len(steps)`` (from a
 process killed mid-write) are dropped when the file is opened again.
 """
@@ -23,7 +23,7 @@ import h5py
 import numpy as np
 
 from .codec import decode_attrs, encode_attr
-from .files import create_file, open_landscape_file
+from .files import create_file, open_landscape_file, rewrite_file
 from .surface import same_attr
 
 GROUP = "tracking"
@@ -56,7 +56,7 @@ def prepare_tracking(
     if not os.path.exists(path):
         with create_file(path, "landscape.results"):
             pass
-    with open_landscape_file(path, "a") as f:
+    with rewrite_file(path) as f:
         if GROUP in f:
             group = f[GROUP]
             stored = decode_attrs(group.attrs)
@@ -101,7 +101,7 @@ def append_tracking(
     Raises:
         ValueError: names other than the file's measures.
     """
-    with open_landscape_file(path, "a") as f:
+    with rewrite_file(path) as f:
         group = f[GROUP]
         names = decode_attrs(group.attrs)["measure_names"]
         if set(values) != set(names):

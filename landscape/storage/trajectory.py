@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .files import read_group, write_group
+from .groups import read_group, write_group
 
 __all__ = ["read_trajectory", "write_trajectory"]
 

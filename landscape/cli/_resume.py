@@ -1,0 +1,67 @@
+"""Reruns of ``hessian``, ``sharpness`` and ``connect``: what a file already holds.
+
+Each result group written by the command line records the options that shape its values
+(``command``: every option but the output, the flags that choose which groups to make,
+and the display options). The same command on a finished file then exits 0 saying so,
+and on a partial one computes only the groups that are missing; a group made by another
+command (or by version 0.2, which recorded none) is refused unless ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from ._common import UserError, _print
+
+# options that choose which groups to make or how to show them, not their values; and
+# builder_sha256, set on args once the model is built (recorded beside, by _sources)
+_NOT_IDENTITY = frozenset(
+    {"func", "command", "out", "overwrite", "quiet", "debug", "device", "metric", "trace",
+     "density", "per_block", "curve", "builder_sha256"}
+)  # fmt: skip
+
+
+def command_identity(args: argparse.Namespace) -> str:
+    """The options of ``args`` that shape a result's values, as one string.
+
+    Example:
+        >>> command_identity(argparse.Namespace(seed=0, out="a.h5", rho=None))
+        '{"rho": null, "seed": 0}'
+    """
+    found = {k: v for k, v in vars(args).items() if k not in _NOT_IDENTITY}
+    return json.dumps(found, sort_keys=True, default=str)
+
+
+def groups_to_compute(args: argparse.Namespace, path: str, groups: list[str]) -> list[str]:
+    """The groups of ``groups`` that the command must compute; stops before any work
+    when ``path`` cannot be written, the disk has no room for it, or it holds another
+    command's results.
+
+    Raises:
+        UserError: a group exists, was made by another command, and no ``--overwrite``.
+        DiskFullError: the disk cannot hold a copy of the file and a small result.
+    """
+    from ..storage import check_output, decode_attr, open_landscape_file
+    from ..storage.diskguard import OVERHEAD_BYTES, check_space
+
+    check_output(path)
+    # a disk without room for a copy of the file and a small result: refused before work
+    check_space(path, (os.path.getsize(path) if os.path.exists(path) else 0) + OVERHEAD_BYTES)
+    if args.overwrite or not os.path.exists(path):
+        return list(groups)
+    identity = command_identity(args)
+    missing = []
+    with open_landscape_file(path) as f:
+        for name in groups:
+            if name not in f:
+                missing.append(name)
+            elif decode_attr(f[name].attrs.get("command")) != identity:
+                raise UserError(
+                    f"{path} already has /{name} from another command; pass --overwrite "
+                    "to replace it"
+                )
+    if not missing:
+        _print(f"{path}: complete (/{', /'.join(groups)}); nothing to compute")
+    return missing
