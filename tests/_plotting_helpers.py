@@ -1,7 +1,8 @@
 """Shared helpers of the plotting tests: grids, surfaces, fixtures (rcParams checked after each).
 
-Every plotting test module runs :func:`close_figures_and_check_rc` around each test (an autouse
-fixture): a test closes its figures and must leave matplotlib's rcParams as it found them.
+Every plotting test module runs :func:`close_figures_and_check_rc` around each test (the
+``figures_closed_rc_unchanged`` fixture of conftest): a test closes its figures and must leave
+matplotlib's rcParams as it found them.
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from _shared import dense_hessian as shared_dense_hessian
 from matplotlib.figure import Figure
 from torch import nn
-from torch.func import functional_call
 
 from landscape.checkpoint import save_checkpoint
 from landscape.cli import main
@@ -58,23 +58,8 @@ def tiny_objective():
 
 def dense_hessian(objective):
     """The float64 Hessian of the mean loss over all weights, and the weights' names."""
-    model = objective.model
-    names = [n for n, _ in model.named_parameters()]
-    shapes = [p.shape for _, p in model.named_parameters()]
-    flat = torch.cat([p.detach().reshape(-1) for _, p in model.named_parameters()])
-    tokens, targets = next(iter(objective.batches()))
-
-    def loss(vector):
-        parts = torch.split(vector, [s.numel() for s in shapes])
-        weights = {n: p.reshape(s) for n, p, s in zip(names, parts, shapes, strict=True)}
-        logits = functional_call(model, weights, (tokens,))
-        return nn.functional.cross_entropy(logits, targets)
-
-    index, start = {}, 0
-    for n, s in zip(names, shapes, strict=True):
-        index[n] = np.arange(start, start + s.numel())
-        start += s.numel()
-    return torch.autograd.functional.hessian(loss, flat).numpy(), index
+    hessian, index = shared_dense_hessian(objective.model, next(iter(objective.batches())))
+    return hessian.numpy(), index
 
 
 def block_of(hessian, index, names):

@@ -164,6 +164,7 @@ def test_hessian_command_and_hessian_directions(project, capsys):
               "--checkpoint", str(project / "a.pt"), "--quiet"]  # fmt: skip
     out = project / "h.h5"
     args = ["hessian", *common, "--top-k", "3", "--trace", "--density", "--float64",
+            "--num-probes", "6", "--density-probes", "2",
             "--out", str(out)]  # fmt: skip
     assert main(args) == 0
     printed = capsys.readouterr().out

@@ -41,6 +41,7 @@ def test_trajectory_then_plot_and_export(checkpoints, tmp_path, capsys):
     figure = tmp_path / "t.png"
     assert main(["plot", str(out), "--kind", "trajectory", "-o", str(figure)]) == 0
     assert figure.stat().st_size > 0
+    pytest.importorskip("meshio", reason="export --format vts needs the [export] extra (meshio)")
     assert main(["export", str(out), "--format", "vts", "-o", str(tmp_path / "t.vts")]) == 0
     assert (tmp_path / "t_path.vtu").exists()
 

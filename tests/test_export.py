@@ -11,6 +11,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 import torch
+from _shared import gaussian_data, gaussian_mlp
 from torch import nn
 
 from landscape import Objective, compute_surface, random_directions
@@ -27,18 +28,11 @@ PIL_Image = pytest.importorskip("PIL.Image")
 
 
 def _model(seed: int = 0) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).double()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
-    return model
+    return gaussian_mlp((3, 4, 2), seed=seed)
 
 
 def _data():
-    g = torch.Generator().manual_seed(1)
-    X = torch.randn(16, 3, generator=g, dtype=torch.float64)
-    return X, torch.randint(0, 2, (16,), generator=g)
+    return gaussian_data(16, 3, 2)
 
 
 @pytest.fixture(scope="module")

@@ -33,25 +33,26 @@ f64 = torch.float64
 
 
 @pytest.fixture
-def reads(monkeypatch) -> Callable[[Callable[[], object]], int]:
+def reads() -> Callable[[Callable[[], object]], int]:
     """``reads(call)``: how many times the host reads tensor values while ``call()`` runs."""
 
     def count(call: Callable[[], object]) -> int:
-        counter = HostReads()
-        with monkeypatch.context() as patch:
-            for name in ("tolist", "cpu", "numpy"):
-                method = getattr(torch.Tensor, name)
-
-                def counted(self, *args, _method=method, **kwargs):
-                    counter.count += 1
-                    return _method(self, *args, **kwargs)
-
-                patch.setattr(torch.Tensor, name, counted)
-            with counter:
-                call()
+        with HostReads() as counter:
+            call()
         return counter.count
 
     return count
+
+
+@pytest.mark.parametrize("read", ["float", "int", "bool", "item", "tolist", "cpu", "numpy"])
+def test_the_counter_counts_one_known_read_and_no_arithmetic(reads, read):
+    t = torch.tensor(1.5, dtype=f64)
+    convert = {"float": float, "int": int, "bool": bool}.get(read)
+    read = convert or (lambda tensor, name=read: getattr(tensor, name)())
+    assert reads(lambda: read(t)) == 1  # the positive control: each read is seen
+    assert reads(lambda: t * 2 + torch.ones(3).sum()) == 0
+    assert reads(lambda: [read(t) for _ in range(3)]) == 3
+    assert "tolist" not in vars(torch.Tensor) and t.tolist() == 1.5  # restored after counting
 
 
 def mlp_objective(num_batches: int) -> Objective:
@@ -69,8 +70,10 @@ def mlp_objective(num_batches: int) -> Objective:
     return objective
 
 
-#: Objectives with 2 and 8 batches, made before counting (so is their first evaluation).
-OBJECTIVES = {b: mlp_objective(b) for b in (2, 8)}
+@pytest.fixture(scope="module")
+def objectives() -> dict[int, Objective]:
+    """Objectives with 2 and 8 batches, made before counting (so is their first evaluation)."""
+    return {b: mlp_objective(b) for b in (2, 8)}
 
 
 def same_reads(reads, call: Callable[[int], object], small: int, large: int) -> None:
@@ -88,28 +91,30 @@ def test_trace_reads_its_sums_once(reads, method):
     same_reads(reads, lambda p: estimate_trace(op, num_probes=p, method=method), 6, 30)
 
 
-def test_a_hessian_operator_reads_its_loss_sums_once(reads):
-    same_reads(reads, lambda b: HessianOperator(OBJECTIVES[b]), 2, 8)
+def test_a_hessian_operator_reads_its_loss_sums_once(reads, objectives):
+    same_reads(reads, lambda b: HessianOperator(objectives[b]), 2, 8)
 
 
-def test_hessian_trace_reads_do_not_grow_with_batches_or_probes(reads):
-    same_reads(reads, lambda b: hessian_trace(OBJECTIVES[b], num_probes=9, progress=False), 2, 8)
-    objective = OBJECTIVES[2]
+def test_hessian_trace_reads_do_not_grow_with_batches_or_probes(reads, objectives):
+    same_reads(reads, lambda b: hessian_trace(objectives[b], num_probes=9, progress=False), 2, 8)
+    objective = objectives[2]
     same_reads(reads, lambda p: hessian_trace(objective, num_probes=p, progress=False), 6, 30)
 
 
 # -- sharpness: gradients, ascent steps and restarts
 
 
-def test_loss_and_grad_reads_nothing(reads):
-    for objective in OBJECTIVES.values():
+def test_loss_and_grad_reads_nothing(reads, objectives):
+    for objective in objectives.values():
         weights, batches = weights_of(objective), list(objective.batches())
         assert reads(lambda o=objective, w=weights, c=batches: loss_and_grad(o, w, c)) == 0
 
 
 @pytest.mark.parametrize(("p", "adaptive"), [(2, False), (math.inf, False), (2, True)])
-def test_worst_case_reads_do_not_grow_with_steps_restarts_or_batches(reads, p, adaptive):
-    objective = OBJECTIVES[2]
+def test_worst_case_reads_do_not_grow_with_steps_restarts_or_batches(
+    reads, objectives, p, adaptive
+):
+    objective = objectives[2]
 
     def measure(objective=objective, **settings):
         settings = {"num_steps": 2, "num_restarts": 1, **settings}
@@ -117,15 +122,15 @@ def test_worst_case_reads_do_not_grow_with_steps_restarts_or_batches(reads, p, a
 
     same_reads(reads, lambda k: measure(num_steps=k), 2, 12)
     same_reads(reads, lambda r: measure(num_restarts=r), 1, 4)
-    same_reads(reads, lambda b: measure(OBJECTIVES[b]), 2, 8)
+    same_reads(reads, lambda b: measure(objectives[b]), 2, 8)
     same_reads(reads, lambda m: measure(batch_size=24 // m), 2, 8)  # m-sharpness chunks
 
 
-def test_fisher_rao_reads_once(reads):
-    same_reads(reads, lambda b: measure_fisher_rao(OBJECTIVES[b], progress=False), 2, 8)
+def test_fisher_rao_reads_once(reads, objectives):
+    same_reads(reads, lambda b: measure_fisher_rao(objectives[b], progress=False), 2, 8)
 
 
 @pytest.mark.parametrize("measure", [measure_average_case, measure_rise])
-def test_sampling_measures_read_once_per_call(reads, measure):
-    objective = OBJECTIVES[2]
+def test_sampling_measures_read_once_per_call(reads, objectives, measure):
+    objective = objectives[2]
     same_reads(reads, lambda n: measure(objective, num_samples=n, progress=False), 2, 8)

@@ -6,6 +6,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from _shared import gaussian_data, gaussian_mlp
 from torch import nn
 
 from landscape import Objective
@@ -44,19 +45,11 @@ def digits_pair():
 
 
 def _small(seed: int) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    model = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 2)).double()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
-    return model
+    return gaussian_mlp((3, 5, 2), seed=seed)
 
 
 def _data(n: int = 12, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, 3, generator=g, dtype=torch.float64), torch.randint(
-        0, 2, (n,), generator=g
-    )
+    return gaussian_data(n, 3, 2, seed=seed)
 
 
 @pytest.mark.parametrize("kind", ["bezier", "polychain"])

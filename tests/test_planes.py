@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from _shared import dense_hessian, gaussian_data, gaussian_mlp
 from torch import nn
-from torch.func import functional_call
 
 from landscape import Objective, compute_surface, random_directions
 from landscape.planes import (
@@ -20,19 +20,11 @@ from landscape.planes import (
 
 
 def _model(seed: int = 0) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).double()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
-    return model
+    return gaussian_mlp((3, 4, 2), seed=seed)
 
 
 def _data():
-    g = torch.Generator().manual_seed(1)
-    return torch.randn(20, 3, generator=g, dtype=torch.float64), torch.randint(
-        0, 2, (20,), generator=g
-    )
+    return gaussian_data(20, 3, 2)
 
 
 def test_three_point_plane_shows_each_checkpoint_at_its_loss():
@@ -69,25 +61,10 @@ def test_three_point_plane_refuses_collinear_points():
         checkpoint_plane(_model(9), [a, b])
 
 
-def _dense_hessian(model: nn.Module, data) -> tuple[np.ndarray, list[str]]:
-    X, y = data
-    names = [n for n, _ in model.named_parameters()]
-    shapes = [p.shape for _, p in model.named_parameters()]
-    sizes = [p.numel() for _, p in model.named_parameters()]
-
-    def loss(flat):
-        parts = torch.split(flat, sizes)
-        params = {n: p.reshape(s) for n, p, s in zip(names, parts, shapes, strict=True)}
-        return nn.functional.cross_entropy(functional_call(model, params, (X,)), y)
-
-    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
-    return torch.autograd.functional.hessian(loss, flat).numpy(), names
-
-
 def test_curvature_plane_and_chance_curvature_match_the_dense_hessian():
     model, data = _model(3), _data()
     objective = Objective(model, data)
-    hessian, _ = _dense_hessian(model, data)
+    hessian = dense_hessian(model, data)[0].numpy()
     values, vectors = np.linalg.eigh(hessian)
     directions = curvature_directions(objective)
     assert directions.settings["lambda_max"] == pytest.approx(values[-1], rel=1e-7)

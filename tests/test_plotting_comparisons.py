@@ -9,7 +9,6 @@ import pytest
 from _plotting_helpers import (
     bar_container,
     bowl,
-    close_figures_and_check_rc,
     surface2d,
 )
 from matplotlib.colors import LogNorm
@@ -22,15 +21,7 @@ from landscape.plotting import (
 )
 from landscape.surface import Surface
 
-
-@pytest.fixture(autouse=True)
-def _rc_restored_and_figures_closed():
-    yield from close_figures_and_check_rc()
-
-
-@pytest.fixture
-def ax():
-    return plt.figure().add_subplot()
+pytestmark = pytest.mark.usefixtures("figures_closed_rc_unchanged")
 
 
 def test_lines_compare_bands(ax):

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
-from _plotting_helpers import close_figures_and_check_rc, surface2d
+from _plotting_helpers import surface2d
 
 from landscape.directions import Directions
 from landscape.paths import PathResult, _plane_xy
@@ -18,15 +17,7 @@ from landscape.plotting import (
 )
 from landscape.trajectory import Trajectory
 
-
-@pytest.fixture(autouse=True)
-def _rc_restored_and_figures_closed():
-    yield from close_figures_and_check_rc()
-
-
-@pytest.fixture
-def ax():
-    return plt.figure().add_subplot()
+pytestmark = pytest.mark.usefixtures("figures_closed_rc_unchanged")
 
 
 def _paths():

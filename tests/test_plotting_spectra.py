@@ -5,19 +5,11 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
-from _plotting_helpers import bar_container, close_figures_and_check_rc
+from _plotting_helpers import bar_container
 
 from landscape.plotting import plot_eigenvalues, plot_spectral_density
 
-
-@pytest.fixture(autouse=True)
-def _rc_restored_and_figures_closed():
-    yield from close_figures_and_check_rc()
-
-
-@pytest.fixture
-def ax():
-    return plt.figure().add_subplot()
+pytestmark = pytest.mark.usefixtures("figures_closed_rc_unchanged")
 
 
 def test_spectral_density_clips_zeros_to_floor(ax):

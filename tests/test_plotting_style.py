@@ -17,7 +17,6 @@ from _plotting_helpers import (
     Y,
     asym,
     bowl,
-    close_figures_and_check_rc,
     nasty,
     rc_snapshot,
     surface2d,
@@ -40,10 +39,7 @@ from landscape.plotting import (
 )
 from landscape.surface import Surface
 
-
-@pytest.fixture(autouse=True)
-def _rc_restored_and_figures_closed():
-    yield from close_figures_and_check_rc()
+pytestmark = pytest.mark.usefixtures("figures_closed_rc_unchanged")
 
 
 def test_landscape_style_sets_and_restores():

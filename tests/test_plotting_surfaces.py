@@ -11,7 +11,6 @@ from _plotting_helpers import (
     asym,
     bowl,
     center_markers,
-    close_figures_and_check_rc,
     nasty,
     surface2d,
 )
@@ -29,15 +28,7 @@ from landscape.plotting import (
 )
 from landscape.surface import Surface
 
-
-@pytest.fixture(autouse=True)
-def _rc_restored_and_figures_closed():
-    yield from close_figures_and_check_rc()
-
-
-@pytest.fixture
-def ax():
-    return plt.figure().add_subplot()
+pytestmark = pytest.mark.usefixtures("figures_closed_rc_unchanged")
 
 
 # ------------------------------------------------------------------------------ orientation

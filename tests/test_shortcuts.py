@@ -1,5 +1,6 @@
 import numpy as np
 import torch
+from _shared import dense_hessian
 from torch import nn
 
 import landscape as ls
@@ -41,19 +42,7 @@ def test_random_line_and_bad_grid():
 
 def test_pyhessian_style_object_matches_the_dense_hessian():
     model, data = model_and_data()
-    names = [n for n, _ in model.named_parameters()]
-    params = tuple(p.detach().clone() for p in model.parameters())
-
-    def loss(*flat):
-        out = torch.func.functional_call(model, dict(zip(names, flat, strict=True)), data[0])
-        return nn.functional.cross_entropy(out, data[1])
-
-    blocks = torch.autograd.functional.hessian(loss, params)
-    sizes = [p.numel() for p in params]
-    dense = torch.cat(
-        [torch.cat([blocks[i][j].reshape(sizes[i], sizes[j]) for j in range(len(params))], 1)
-         for i in range(len(params))]
-    )  # fmt: skip
+    dense, _ = dense_hessian(model, data)
     exact = torch.linalg.eigvalsh(dense).numpy()
     hessian = Hessian(model, data)
     top = hessian.eigenvalues(top_n=2)

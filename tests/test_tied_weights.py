@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _shared import dense_hessian_of
 from safetensors.torch import save_model
 from torch import nn
 
@@ -126,15 +127,10 @@ def test_objective_call_takes_the_tied_tensor_under_either_name():
 def dense_hessian(model: TiedLM, data) -> torch.Tensor:
     """The Hessian over the flat vector of the tied tensor (once) and the hidden layer."""
     params = dict(model.named_parameters())
-    flat = torch.cat([params[n].detach().reshape(-1) for n in WEIGHTS])
-    sizes = [params[n].numel() for n in WEIGHTS]
-
-    def loss(vector: torch.Tensor) -> torch.Tensor:
-        parts = torch.split(vector, sizes)
-        w, hw, hb = (p.reshape(params[n].shape) for p, n in zip(parts, WEIGHTS, strict=True))
-        return by_hand(w, hw, hb, data)
-
-    return torch.autograd.functional.hessian(loss, flat)
+    hessian, _ = dense_hessian_of(
+        lambda p: by_hand(*(p[n] for n in WEIGHTS), data), {n: params[n] for n in WEIGHTS}
+    )
+    return hessian
 
 
 def test_hessian_counts_the_tied_tensor_once():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _shared import gaussian_data, gaussian_mlp
 from sklearn.decomposition import PCA
 from torch import nn
 
@@ -13,19 +14,11 @@ from landscape.trajectory import load_trajectory, trajectory_plane
 
 
 def _model() -> nn.Module:
-    g = torch.Generator().manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).double()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
-    return model
+    return gaussian_mlp((4, 6, 3), seed=0)
 
 
 def _data():
-    g = torch.Generator().manual_seed(1)
-    return torch.randn(30, 4, generator=g, dtype=torch.float64), torch.randint(
-        0, 3, (30,), generator=g
-    )
+    return gaussian_data(30, 4, 3)
 
 
 def _run(model: nn.Module, data, num: int = 8) -> list[dict[str, torch.Tensor]]:

@@ -1,0 +1,61 @@
+"""Shared references and small builders of the tests (plain functions; fixtures live in conftest).
+
+Nothing here computes at import: every model, data set and Hessian is built when called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call
+
+
+def gaussian_mlp(sizes: Sequence[int] = (3, 4, 2), *, seed: int = 0) -> nn.Sequential:
+    """A float64 ``Linear, Tanh, Linear`` net whose every entry is N(0, 1) from ``seed``."""
+    n_in, hidden, n_out = sizes
+    g = torch.Generator().manual_seed(seed)
+    model = nn.Sequential(nn.Linear(n_in, hidden), nn.Tanh(), nn.Linear(hidden, n_out)).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
+    return model
+
+
+def gaussian_data(n: int, features: int, classes: int, *, seed: int = 1):
+    """``n`` float64 N(0, 1) inputs and uniform labels, both drawn from one generator."""
+    g = torch.Generator().manual_seed(seed)
+    inputs = torch.randn(n, features, generator=g, dtype=torch.float64)
+    return inputs, torch.randint(0, classes, (n,), generator=g)
+
+
+def dense_hessian_of(
+    loss: Callable[[dict[str, torch.Tensor]], torch.Tensor], tensors: Mapping[str, torch.Tensor]
+) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
+    """The dense Hessian of ``loss(named tensors)`` over their flat concatenation, by autograd,
+    and each name's row indices in it."""
+    names = list(tensors)
+    shapes = [tensors[n].shape for n in names]
+    sizes = [tensors[n].numel() for n in names]
+    flat = torch.cat([tensors[n].detach().reshape(-1) for n in names])
+
+    def flat_loss(vector: torch.Tensor) -> torch.Tensor:
+        parts = torch.split(vector, sizes)
+        return loss({n: p.reshape(s) for n, p, s in zip(names, parts, shapes, strict=True)})
+
+    offsets = np.cumsum([0, *sizes])
+    index = {n: np.arange(offsets[i], offsets[i + 1]) for i, n in enumerate(names)}
+    return torch.autograd.functional.hessian(flat_loss, flat), index
+
+
+def dense_hessian(model: nn.Module, data) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
+    """The dense Hessian of the mean cross-entropy of ``model`` on ``(inputs, targets)`` over
+    all its named parameters (in ``named_parameters()`` order), and each name's row indices."""
+    inputs, targets = data
+
+    def loss(weights: dict[str, torch.Tensor]) -> torch.Tensor:
+        return nn.functional.cross_entropy(functional_call(model, weights, (inputs,)), targets)
+
+    return dense_hessian_of(loss, dict(model.named_parameters()))
