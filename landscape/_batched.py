@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Literal
 
 import torch
 
+from . import options
+from .checks import check_choice
+from .options import PrecisionName, values
 from .params import end_index
 
-Precision = Literal["fp32", "tf32", "bf16"]
-PRECISIONS = ("fp32", "tf32", "bf16")
+Precision = PrecisionName  # the Literal alias of landscape.options.Precision
+PRECISIONS = values(options.Precision)
 
 # Largest K the automatic choice makes; beyond it launches are already large.
 MAX_AUTO_POINTS = 64
@@ -56,7 +58,7 @@ def precision_context(precision: str, device: torch.device) -> Iterator[None]:
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
             yield
     else:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        check_choice(precision, options.Precision, "precision")
 
 
 def upcast(outputs: object, dtype: torch.dtype) -> object:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from .checks import check_seed
+
 
 def seeded_generator(seed: int, device: torch.device | str) -> torch.Generator:
     """A ``torch.Generator`` seeded with ``seed``: on ``device`` if it is a CUDA device,
@@ -20,6 +22,7 @@ def seeded_generator(seed: int, device: torch.device | str) -> torch.Generator:
         >>> seeded_generator(0, "cpu").device
         device(type='cpu')
     """
+    seed = check_seed(seed)  # a float or bool seed is a TypeError, not a truncated int
     device = torch.device(device)
     if device.type == "cuda":
         return torch.Generator(device=device).manual_seed(seed)

@@ -33,13 +33,16 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from . import options
 from ._drawing import dot64, draw_tensor, normalize_, skip_normal
+from .checks import check_choice, check_seed
+from .options import IgnoreName, NormName, values
 from .params import (
     DirType,
     ParamSelection,
@@ -51,10 +54,10 @@ from .params import (
 )
 from .results import Result
 
-Norm = Literal["filter", "layer", "weight", "none"]
-Ignore = Literal["biasbn", "none"]
-NORMS = ("filter", "layer", "weight", "none")
-IGNORES = ("biasbn", "none")
+Norm = NormName  # the Literal aliases of landscape.options, under their 0.2 names
+Ignore = IgnoreName
+NORMS = values(options.Norm)
+IGNORES = values(options.Ignore)
 
 State = dict[str, torch.Tensor]
 
@@ -184,10 +187,8 @@ def load_directions(path: str | os.PathLike) -> Directions:
 
 
 def _check_options(norm: str, ignore: str) -> None:
-    if norm not in NORMS:
-        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
-    if ignore not in IGNORES:
-        raise ValueError(f"ignore must be one of {IGNORES}, got {ignore!r}")
+    check_choice(norm, options.Norm, "norm")
+    check_choice(ignore, options.Ignore, "ignore")
 
 
 def _as_state(model_or_state: nn.Module | Mapping[str, torch.Tensor], dir_type: DirType) -> State:
@@ -276,7 +277,8 @@ def random_direction(
 ) -> State:
     """A normalized Gaussian direction around a model (or a state).
 
-    Entries are drawn on the CPU in float64 from ``seed`` (or ``generator``), so a seed
+    Entries are drawn on the CPU in float64 from ``seed`` (an int; ``None`` means 0, as in
+    0.2; a float is a ``TypeError``) or from ``generator``, so a seed
     gives the same direction on every device, normalized in float32 (or the tensor's
     dtype, if wider) on its device, then kept in the tensor's dtype (bfloat16 for a
     bfloat16 model). One tensor at a time: its draft (in that working dtype, filled from
@@ -297,7 +299,8 @@ def random_direction(
     _check_options(norm, ignore)
     state = _selected(model_or_state, _as_state(model_or_state, dir_type), params, dir_type)
     if generator is None:
-        generator = torch.Generator().manual_seed(0 if seed is None else int(seed))
+        seed = 0 if seed is None else check_seed(seed)  # None is seed 0, as in 0.2
+        generator = torch.Generator().manual_seed(seed)
     direction = {}
     for name, t in state.items():  # one tensor at a time: its draft is freed before the next
         if not t.is_floating_point():
@@ -345,7 +348,8 @@ def random_directions(
         raise ValueError(f"num must be 1 or 2, got {num}")
     full = _as_state(model_or_state, dir_type)
     state = _selected(model_or_state, full, params, dir_type)
-    generator = torch.Generator().manual_seed(int(seed))
+    seed = check_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
     options = dict(norm=norm, ignore=ignore, dir_type=dir_type)
     x = random_direction(state, generator=generator, **options)
     y = random_direction(state, generator=generator, **options) if num == 2 else None

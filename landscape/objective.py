@@ -51,9 +51,8 @@ try:
 except ImportError:  # torch < 2.3: the fused kernels are left as they are
     sdpa_kernel = None
 
-from . import distributed
+from . import distributed, options
 from ._batched import (
-    PRECISIONS,
     Precision,
     auto_points_per_pass,
     move_directions,
@@ -64,6 +63,7 @@ from ._batched import (
 )
 from ._finite import nonfinite_problem
 from ._workspace import PointPlan, Workspace
+from .checks import check_choice
 from .data import LABEL_KEYS, EvaluationData, call_model, split_batch
 from .losses import (
     LossReduction,
@@ -278,9 +278,7 @@ class Objective:
         if "loss" in self._metrics:
             raise ValueError("'loss' is reserved for the loss; give the metric another name")
         self.names: tuple[str, ...] = ("loss", *self._metrics)
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        self.precision: Precision = precision
+        self.precision: Precision = check_choice(precision, options.Precision, "precision")
         if points_per_pass is not None:
             if isinstance(points_per_pass, bool) or not isinstance(points_per_pass, int):
                 raise TypeError(

@@ -11,12 +11,13 @@ import difflib
 import fnmatch
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Literal
 
 import torch
 from torch import nn
 
-DirType = Literal["weights", "states"]
+from .options import DirTypeName
+
+DirType = DirTypeName  # the Literal alias of landscape.options.DirType
 
 #: A selection of tensors (see :func:`select_names`): ``None`` or ``"all"``, ``"trainable"``,
 #: names and glob patterns (one string or several), or a predicate ``(name, tensor) -> bool``.

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .checks import check_seed
 from .data import call_model, split_batch
 from .limits import MAX_POINTS, check_limit
 from .params import expand_tied, tied_names
@@ -462,7 +463,7 @@ def fit_curve(
         opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     else:
         opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    generator = torch.Generator().manual_seed(int(seed))
+    generator = torch.Generator().manual_seed(check_seed(seed))
     batches = itertools.cycle(list(objective.batches()))
     recent: list[float] = []
     for step in range(num_steps):

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import options
+from .checks import check_choice
 from .directions import Directions
 from .params import merge_tied, tied_names
 from .results import Result
@@ -122,8 +124,8 @@ def checkpoint_plane(
         Traceback (most recent call last):
         ValueError: the three checkpoints lie on one line
     """
-    if dir_type not in ("weights", "states", None):
-        raise ValueError(f"dir_type must be 'weights', 'states' or None, got {dir_type!r}")
+    if dir_type is not None:
+        dir_type = check_choice(dir_type, options.DirType, "dir_type")
     if len(checkpoints) != 3:
         raise ValueError(f"expected three checkpoints [a, b, c], got {len(checkpoints)}")
     reference = model.state_dict()

@@ -63,9 +63,9 @@ def test_num_flips_is_for_the_box_only():
     assert measure_worst_case(problem.objective, progress=False).settings["num_flips"] == 0
     with pytest.raises(ValueError, match="num_flips must be 0 for p = 2"):
         measure_worst_case(problem.objective, num_flips=2)
-    with pytest.raises(TypeError, match="num_flips must be an integer, got float"):
+    with pytest.raises(TypeError, match="expected an int num_flips, got float"):
         measure_worst_case(problem.objective, p=math.inf, num_flips=1.5)
-    with pytest.raises(ValueError, match="num_flips must be a positive integer, got -1"):
+    with pytest.raises(ValueError, match="expected an int num_flips >= 1, got -1"):
         measure_worst_case(problem.objective, p=math.inf, num_flips=-1)
 
 

@@ -12,13 +12,16 @@ import os
 import re
 from collections.abc import Callable
 
+from .. import options
+from ..options import values
+
 DESCRIPTION = (
     "Loss landscapes of trained PyTorch models: surfaces around a checkpoint, Hessian "
     "spectra, sharpness measures, comparisons of checkpoints, and their plots."
 )
 EPILOG = "Run 'landscape COMMAND --help' for the options of a command."
 RANGE_OPTIONS = ("--x", "--y")
-NORMS = ("filter", "layer", "weight", "none")  # landscape.directions.NORMS (a test checks)
+NORMS = values(options.Norm)  # landscape.directions.NORMS (a test checks)
 LOSS_REDUCTIONS = ("auto", "sum", "mean")  # landscape.losses.LOSS_REDUCTIONS (a test checks)
 _NUMBER_RANGE = re.compile(r"^-[0-9.]")
 # Figure types every matplotlib writes; another extension is checked with matplotlib itself.
@@ -156,16 +159,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="checkpoints along training, for --directions pca")  # fmt: skip
     p.add_argument("--dir-file", help="reuse the directions stored in this landscape file")
     p.add_argument("--norm", choices=NORMS, default="filter")
-    p.add_argument("--ignore", choices=("biasbn", "none"), default="biasbn")
+    p.add_argument("--ignore", choices=values(options.Ignore), default="biasbn")
     p.add_argument("--x-norm", choices=NORMS, default=None, help="--norm for x only")
     p.add_argument("--y-norm", choices=NORMS, default=None, help="--norm for y only")
-    p.add_argument("--dir-type", choices=("weights", "states"), default=None,
+    p.add_argument("--dir-type", choices=values(options.DirType), default=None,
                    help="default: states for --directions interp (BatchNorm stats too), "
                    "else weights")  # fmt: skip
     p.add_argument("--orthogonalize", action="store_true")
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace a file made by another run")
-    p.add_argument("--precision", choices=("fp32", "tf32", "bf16"), default="fp32")
+    p.add_argument("--precision", choices=values(options.Precision), default="fp32")
     p.add_argument("--points-per-pass", type=int, default=None,
                    help="grid points per pass over a batch (default: automatic)")  # fmt: skip
     p.add_argument("--no-cache-data", action="store_true",
@@ -178,8 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("hessian", help="Hessian eigenpairs, trace and spectral density")
     _add_model_options(p)
     p.add_argument("--top-k", type=int, default=5, help="number of eigenpairs (default 5)")
-    p.add_argument("--which", choices=("LA", "SA", "LM"), default="LA",
-                   help="largest, smallest algebraic or largest magnitude")  # fmt: skip
+    p.add_argument("--which", choices=values(options.Which), default="LA",
+                   help="LA/SA largest/smallest algebraic, LM largest magnitude, "
+                   "BE both ends (top-k // 2 smallest, the rest largest)")  # fmt: skip
     p.add_argument("--trace", action="store_true", help="also the trace (Hutch++)")
     p.add_argument("--num-probes", type=int, default=99, help="trace probes (default 99)")
     p.add_argument("--density", action="store_true", help="also the spectral density (SLQ)")
@@ -269,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("surface", metavar="SURFACE.h5")
     p.add_argument("--model", required=True, help="M:F, path/file.py:F or a built-in name")
     p.add_argument("--dir-file", default=None, help="their direction file (default: as named)")
-    p.add_argument("--dir-type", choices=("weights", "states"), default="weights")
+    p.add_argument("--dir-type", choices=values(options.DirType), default="weights")
     p.add_argument("--out", required=True, help="landscape surface file to write")
     p.add_argument("--overwrite", action="store_true", help="replace --out")
     p.set_defaults(func=_command("import_li"))

@@ -10,7 +10,9 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
+from .. import options
 from .._progress import progress_bar
+from ..checks import check_choice
 from ..evaluate import Objective
 from ..linalg import Which, lanczos_eigenpairs
 from .operator import HessianOperator, ParamSelection, resolve_operator
@@ -97,8 +99,7 @@ def hessian_eigenpairs(
     """
     op = resolve_operator(objective, state, params, dtype)
     n = op.num_params
-    if which not in ("LA", "SA", "LM", "BE"):
-        raise ValueError(f"which must be 'LA', 'SA', 'LM' or 'BE', got {which!r}")
+    which = check_choice(which, options.Which, "which")
     if not 1 <= k <= n:
         raise ValueError(f"k must be between 1 and the number of parameters {n}, got {k}")
     if max_hvps < 2 * k:

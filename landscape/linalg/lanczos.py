@@ -5,13 +5,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import scipy.linalg
 import torch
 
+from .. import options
 from .._seeding import seeded_generator
+from ..checks import check_choice
+from ..options import WhichName
 from ..results import Result
 from .operators import (
     Callback,
@@ -23,7 +26,7 @@ from .operators import (
     _work_dtype,
 )
 
-Which = Literal["LA", "SA", "LM", "BE"]
+Which = WhichName  # the Literal alias of landscape.options.Which
 
 
 _CHUNK = 32  # basis rows are stored in chunks, so memory grows with the steps actually taken
@@ -389,8 +392,7 @@ def lanczos_eigenpairs(
     """
     _check_operator(op)
     n = op.size
-    if which not in ("LA", "SA", "LM", "BE"):
-        raise ValueError(f"which must be 'LA', 'SA', 'LM' or 'BE', got {which!r}")
+    which = check_choice(which, options.Which, "which")
     if not 1 <= k <= n:
         raise ValueError(f"k must be between 1 and the operator size {n}, got {k}")
     if max_matvecs < 2 * k:

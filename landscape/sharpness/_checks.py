@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from enum import Enum
 from typing import Any
 
 import numpy as np
 
+from .. import checks
 from ..limits import MAX_DRAWS, check_limit
 from ..objective import Objective
 
@@ -39,35 +41,23 @@ def check_count(name: str, value: Any) -> int:
         >>> check_count("num_samples", 3)
         3
     """
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value}")
-    return check_limit(name, int(value), MAX_DRAWS)
+    return check_limit(name, checks.check_count(value, name), MAX_DRAWS)
 
 
 def check_seed(value: Any) -> int:
     """An integer seed in ``0 .. 2**63 - 1`` (a float such as 1.5, or a bool, is a
-    ``TypeError``)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"seed must be an integer, got {type(value).__name__} {value!r}")
-    if not 0 <= value < 2**63:
-        raise ValueError(f"seed must be in 0 .. 2**63 - 1, got {value}")
-    return int(value)
+    ``TypeError``): :func:`landscape.checks.check_seed`."""
+    return checks.check_seed(value)
 
 
 def check_flag(name: str, value: Any) -> bool:
-    """A bool."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
-    return bool(value)
+    """A bool: :func:`landscape.checks.check_flag`."""
+    return checks.check_flag(value, name)
 
 
-def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
-    """One of ``choices``."""
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-    return value
+def check_choice(name: str, value: Any, choices: type[Enum] | Sequence[str]) -> str:
+    """One of ``choices``: :func:`landscape.checks.check_choice`."""
+    return checks.check_choice(value, choices, name)
 
 
 def check_name(name: str, value: Any) -> str:

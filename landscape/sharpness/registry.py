@@ -24,6 +24,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import options
+from ..options import values
 from . import _checks
 
 __all__ = [
@@ -103,8 +105,8 @@ SETTINGS: dict[str, Setting] = {
         Setting("subspace_dim", _optional(_count("subspace_dim")), "Keskar random subspace"),
         Setting("num_iters", _count("num_iters"), "L-BFGS-B iterations per start"),
         Setting("num_probes", _count("num_probes"), "Hutch++ probes for the trace"),
-        Setting("norm", _choice("norm", "filter", "layer", "weight", "none"), "rise directions"),
-        Setting("ignore", _choice("ignore", "biasbn", "none"), "rise: 1-D tensors"),
+        Setting("norm", _choice("norm", *values(options.Norm)), "rise directions"),
+        Setting("ignore", _choice("ignore", *values(options.Ignore)), "rise: 1-D tensors"),
         Setting("layer", _optional(lambda v: _checks.check_name("layer", v)), "a 2-D weight"),
         Setting("params", _optional(_checks.check_selection), "the weights perturbed"),
     ]

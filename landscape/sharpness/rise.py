@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Literal
 
+from .. import options
 from .._progress import progress_bar
 from .._provenance import provenance
 from ..directions import random_direction
 from ..objective import Objective
+from ..options import IgnoreName, NormName
 from ..params import ParamSelection
 from . import _checks
 from ._evaluation import State, losses_at, mean_loss, selection_setting, weights_of
@@ -25,8 +26,8 @@ def measure_rise(
     *,
     rho: float | None = None,
     num_samples: int = 30,
-    norm: Literal["filter", "layer", "weight", "none"] = "filter",
-    ignore: Literal["biasbn", "none"] = "biasbn",
+    norm: NormName = "filter",
+    ignore: IgnoreName = "biasbn",
     seed: int = 0,
     params: ParamSelection = None,
     progress: bool = True,
@@ -69,8 +70,8 @@ def measure_rise(
     _checks.check_objective(objective)
     rho = _checks.check_positive("rho", DEFAULT_RHO["rise"] if rho is None else rho)
     num_samples = _checks.check_count("num_samples", num_samples)
-    norm = _checks.check_choice("norm", norm, ("filter", "layer", "weight", "none"))
-    ignore = _checks.check_choice("ignore", ignore, ("biasbn", "none"))
+    norm = _checks.check_choice("norm", norm, options.Norm)
+    ignore = _checks.check_choice("ignore", ignore, options.Ignore)
     seed = _checks.check_seed(seed)
     weights = weights_of(objective, params)
 

@@ -1,0 +1,80 @@
+"""One voice for argument errors, and one seed rule for every seeded entry point."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from landscape.checks import check_choice, check_count, check_flag, check_seed
+from landscape.directions import random_direction, random_directions
+from landscape.hessian import hessian_trace
+from landscape.objective import Objective
+from landscape.options import Norm
+
+
+def _objective():
+    x = torch.randn(8, 3, dtype=torch.float64)
+    return Objective(nn.Linear(3, 1).double(), (x, x.sum(1)), loss="mse")
+
+
+SEEDED = {
+    "random_directions": lambda seed: random_directions(nn.Linear(3, 2), seed=seed),
+    "random_direction": lambda seed: random_direction(nn.Linear(3, 2), seed=seed),
+    "hessian_trace": lambda seed: hessian_trace(
+        _objective(), num_probes=4, seed=seed, progress=False
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SEEDED))
+@pytest.mark.parametrize("seed", [1.5, 1.0, True])
+def test_a_seed_that_is_no_int_is_a_type_error(name, seed):
+    # 0.2: random_directions(seed=1.5) ran with seed 1, hessian_trace leaked torch's error
+    with pytest.raises(TypeError, match=f"expected an int seed, got {type(seed).__name__} {seed}"):
+        SEEDED[name](seed)
+
+
+@pytest.mark.parametrize("name", sorted(SEEDED))
+def test_a_negative_seed_is_a_value_error(name):
+    with pytest.raises(ValueError, match=r"expected an int seed in 0 .. 2\*\*63 - 1, got -1"):
+        SEEDED[name](-1)
+
+
+def test_random_direction_seed_none_is_seed_zero():
+    model = nn.Linear(3, 2)
+    none, zero = random_direction(model, seed=None), random_direction(model, seed=0)
+    assert all(torch.equal(none[k], zero[k]) for k in zero)
+    with pytest.raises(TypeError, match="expected an int seed, got NoneType None"):
+        random_directions(model, seed=None)
+
+
+def test_checks_speak_in_one_voice():
+    assert check_seed(2**63 - 1) == 2**63 - 1 and check_count(1, "num") == 1
+    assert check_choice(Norm.WEIGHT, Norm, "norm") == "weight" and check_flag(False, "x") is False
+    with pytest.raises(
+        ValueError,
+        match="expected one of 'filter', 'layer', 'weight', 'none' for norm, got 'filters'",
+    ):
+        check_choice("filters", Norm, "norm")
+    with pytest.raises(
+        ValueError,
+        match="expected one of 'filter', 'layer', 'weight', 'none' for norm, got 'filters'",
+    ):
+        random_direction(nn.Linear(3, 2), norm="filters")
+    with pytest.raises(
+        ValueError, match="expected one of 'LA', 'SA', 'LM', 'BE' for which, got 'SM'"
+    ):
+        from landscape.hessian import hessian_eigenpairs
+
+        hessian_eigenpairs(_objective(), k=1, which="SM", progress=False)
+    with pytest.raises(ValueError, match="expected an int num >= 2, got 1"):
+        check_count(1, "num", minimum=2)
+    with pytest.raises(TypeError, match="expected an int num, got bool True"):
+        check_count(True, "num")
+    with pytest.raises(TypeError, match="expected True or False for flag, got int 1"):
+        check_flag(1, "flag")
+    with pytest.raises(
+        ValueError, match=r"expected an int seed in 0 .. 2\*\*63 - 1, got 18446744073709551616"
+    ):
+        check_seed(2**64)
