@@ -29,6 +29,7 @@ import h5py
 import numpy as np
 import torch
 
+from .._version import __version__
 from . import locks
 from .diskguard import GuardedH5File, check_space, disk_full, is_disk_full
 
@@ -65,17 +66,11 @@ PROVENANCE_ATTRS = (
 )
 
 
-def _version() -> str:
-    from .. import __version__
-
-    return __version__
-
-
 def stamp_root(f: h5py.File, fmt: str = FORMAT) -> None:
     """Write the attributes every landscape file carries on its root."""
     f.attrs["format"] = fmt
     f.attrs["format_version"] = FORMAT_VERSION
-    f.attrs["landscape_version"] = _version()
+    f.attrs["landscape_version"] = __version__
     f.attrs["torch_version"] = str(torch.__version__)
     f.attrs["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
@@ -350,7 +345,7 @@ def open_landscape_file(path: str | os.PathLike, mode: str = "r") -> h5py.File:
     elif version > FORMAT_VERSION:
         problem = (
             f"{path} has format_version {int(version)}, newer than the {FORMAT_VERSION} this "
-            f"landscape {_version()} reads; upgrade landscape to read it"
+            f"landscape {__version__} reads; upgrade landscape to read it"
         )
     if problem is not None:
         close()
