@@ -123,3 +123,32 @@ def test_results_and_storage_import_without_the_compute_modules():
         cwd=PACKAGE.parent,
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_the_package_and_storage_import_where_fcntl_is_missing(tmp_path):
+    # as on Windows: the locks become no-ops, a file is still written and read
+    code = (
+        "import sys; sys.modules['fcntl'] = None\n"
+        "import numpy as np, landscape, landscape.storage, landscape.storage.locks as locks\n"
+        "from landscape.storage.groups import read_group, write_groups\n"
+        "assert locks.fcntl is None\n"
+        f"path = {str(tmp_path / 'r.h5')!r}\n"
+        "with locks.holding(path):\n"
+        "    write_groups(path, {'g': ({'a': np.arange(3.0)}, {'k': 1})})\n"
+        "write_groups(path, {'h': ({}, {'k': 2})})\n"
+        "arrays, attrs = read_group(path, 'g')\n"
+        "print(landscape.__version__, arrays['a'].tolist(), attrs['k'])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE.parent
+    )
+    assert out.returncode == 0, out.stderr
+    from landscape import __version__
+
+    assert out.stdout.split() == [__version__, "[0.0,", "1.0,", "2.0]", "1"]
+
+
+def test_py_typed_is_shipped():
+    assert (PACKAGE / "py.typed").is_file()
+    text = (PACKAGE.parent / "pyproject.toml").read_text()
+    assert 'landscape = ["py.typed"]' in text

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import errno
-import fcntl
 import glob
 import os
 import re
@@ -148,7 +147,7 @@ def _no_writer(path: str) -> Iterator[None]:
     with handle:
         if not locks.covers(handle.fileno()):  # this process's own hold lets it write
             try:
-                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                locks.flock(handle, shared=True)
             except BlockingIOError:
                 raise _held(path) from None
         yield
@@ -254,7 +253,7 @@ def rewrite_file(path: str | os.PathLike, *, size: int = 0) -> Iterator[h5py.Fil
     with open(path, "rb") as original:
         if not locks.covers(original.fileno()):  # else this process holds it for the run
             try:
-                fcntl.flock(original, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                locks.flock(original)
             except BlockingIOError:
                 raise _held(path) from None
         check_space(path, os.fstat(original.fileno()).st_size + size)
