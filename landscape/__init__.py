@@ -16,12 +16,12 @@ Example:
     (3, 3)
 """
 
-__version__ = "0.2.0"
-
 import importlib as _importlib
 import importlib.util as _importlib_util
 import sys as _sys
 import types as _types
+
+from ._version import __version__ as __version__
 
 # Every public name and the module that defines it. Nothing is imported until a name is
 # first asked for (PEP 562): ``import landscape`` and the command line's ``--help`` start

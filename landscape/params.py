@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
 
+from ._hashing import state_sha256
 from .options import DirTypeName
 
 DirType = DirTypeName  # the Literal alias of landscape.options.DirType
@@ -384,16 +384,3 @@ def point_state(
     else:
         order = list(range(len(directions)))
     return axpy(out, [(coords[j], directions[j]) for j in order])
-
-
-def state_sha256(state: Mapping[str, torch.Tensor]) -> str:
-    """A fingerprint of a state: names, dtypes, shapes and bytes, in sorted name order."""
-    h = hashlib.sha256()
-    piece = 2**24  # bytes read at a time: no copy of a CPU tensor, one piece of another
-    for name in sorted(state):
-        t = state[name].detach()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        data = t.contiguous().reshape(-1).view(torch.uint8)
-        for lo in range(0, data.numel(), piece):
-            h.update(data[lo : lo + piece].cpu().numpy())
-    return h.hexdigest()

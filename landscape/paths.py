@@ -43,6 +43,7 @@ from .data import call_model, split_batch
 from .limits import MAX_POINTS, check_limit
 from .params import expand_tied, tied_names
 from .results import Result
+from .results.paths import PathResult
 
 if TYPE_CHECKING:
     from .objective import Objective
@@ -106,33 +107,6 @@ class Curve(Result):
         if not 0.0 <= t <= 1.0:
             raise ValueError(f"t must be in [0, 1], got {t}")
         return _point(self.kind, self.start, self.end, self.bend, t)
-
-
-@dataclass(frozen=True, eq=False)
-class PathResult(Result):
-    """Loss and metrics along a path, and its loss barrier; compared by value.
-
-    Attributes:
-        kind: the curve's kind (``"line"``, ``"bezier"``, ``"polychain"``).
-        t: the curve parameters evaluated, float64 ``(num_points,)``, from 0 to 1.
-        metrics: ``{name: float64 array (num_points,)}``: ``loss`` and every metric
-            (``accuracy`` for a classifier, as a fraction).
-        barrier: ``max_t [loss(t) - ((1 - t) loss(0) + t loss(1))]`` (Frankle et al. 2020);
-            0 when the path never rises above the chord of its ends.
-        barrier_t: the ``t`` where it is reached.
-        settings: every setting (``bn_reestimate``, the fit's settings for a curve, ...).
-    """
-
-    kind: str
-    t: np.ndarray
-    metrics: dict[str, np.ndarray]
-    barrier: float
-    barrier_t: float
-    settings: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def loss(self) -> np.ndarray:
-        return self.metrics["loss"]
 
 
 @dataclass(frozen=True, eq=False)

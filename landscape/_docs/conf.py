@@ -2,7 +2,7 @@
 
 from sphinx.util.nodes import make_refnode
 
-from landscape import __version__
+from landscape._version import __version__
 
 project = "landscape"
 release = version = __version__

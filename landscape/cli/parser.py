@@ -140,7 +140,7 @@ def _figure_path(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
+    from .._version import __version__
 
     parser = argparse.ArgumentParser(prog="landscape", description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"landscape {__version__}")

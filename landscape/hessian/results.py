@@ -1,15 +1,16 @@
-"""The Hessian result dataclasses (compared by value, see :class:`landscape.results.Result`)."""
+"""The Hessian result dataclasses, kept here under their old import path; they live in
+:mod:`landscape.results.hessian`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
-import torch
-
-from ..params import unflatten
-from ..results import Result, format_estimate
+from ..results.hessian import (
+    BlockCurvature,
+    DensityResult,
+    EigenResult,
+    ExtremeEigenvalues,
+    HessianResults,
+    TraceResult,
+)
 
 __all__ = [
     "EigenResult",
@@ -19,170 +20,3 @@ __all__ = [
     "HessianResults",
     "BlockCurvature",
 ]
-
-
-@dataclass(frozen=True, eq=False)
-class EigenResult(Result):
-    """Eigenpairs of the Hessian, verified with float64 Hessian-vector products.
-
-    Attributes:
-        eigenvalues: shape ``(k,)``, float64 Rayleigh quotients of the returned vectors from
-            float64 products: descending for "LA", "BE" (largest first, then the smallest),
-            ascending for "SA", by descending magnitude for "LM".
-        eigenvectors: float64 array ``(k, n)``, orthonormal rows in the order of
-            :attr:`names`; the sign is fixed so that each row's largest-magnitude entry is
-            positive.
-        residuals: ``||H v_i - lambda_i v_i||`` from explicit float64 products.
-        num_hvps: Hessian-vector products spent, checks (and float64 ones) included.
-        converged: every residual is at most ``tol * ||H||`` (see
-            :func:`~landscape.hessian.hessian_eigenpairs`).
-        names: the differentiated weights; shapes: their shapes.
-        settings: every option and the operator's settings (dtype, point fingerprint, ...).
-    """
-
-    eigenvalues: np.ndarray
-    eigenvectors: np.ndarray
-    residuals: np.ndarray
-    num_hvps: int
-    converged: bool
-    names: tuple[str, ...]
-    shapes: dict[str, tuple[int, ...]]
-    settings: dict[str, Any] = field(default_factory=dict)
-
-    def as_state(self, i: int) -> dict[str, torch.Tensor]:
-        """Eigenvector ``i`` as a state ``{name: float64 CPU tensor}`` shaped like the weights."""
-        like = {n: torch.empty(s) for n, s in self.shapes.items()}
-        return unflatten(torch.from_numpy(self.eigenvectors[i].copy()), like, self.names)
-
-    def as_states(self) -> list[dict[str, torch.Tensor]]:
-        """Every eigenvector as a state (see :meth:`as_state`)."""
-        return [self.as_state(i) for i in range(len(self.eigenvalues))]
-
-
-@dataclass(frozen=True, eq=False)
-class ExtremeEigenvalues(Result):
-    """The largest and smallest Hessian eigenvalues, and Li et al.'s convexity measure.
-
-    Attributes:
-        lambda_max, lambda_min: the extreme eigenvalues.
-        ratio: ``|lambda_min / lambda_max|`` (NaN if ``lambda_max`` is 0).
-        residuals: explicit float64 residual norms of the two eigenpairs, ``(max, min)``.
-        num_hvps, converged, settings: as in :class:`EigenResult`.
-    """
-
-    lambda_max: float
-    lambda_min: float
-    ratio: float
-    residuals: np.ndarray
-    num_hvps: int
-    converged: bool
-    settings: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, eq=False)
-class TraceResult(Result):
-    """A stochastic estimate of the Hessian trace.
-
-    Attributes:
-        value: the estimate, ``samples.mean()``.
-        stderr: its standard error, from an unbiased estimate of the variance of one
-            random-sign quadratic form (see :func:`landscape.linalg.estimate_trace`);
-            ``value +- 1.96 stderr`` covers the trace in about 95% of seeds.
-        num_hvps: Hessian-vector products spent.
-        method: "hutchinson" or "hutch++".
-        samples: for Hutchinson, ``z^T H z`` per probe; for Hutch++, the exact trace on the
-            sketched subspace plus ``g^T P H P g`` per residual probe (``P`` projects out the
-            sketch), so that the mean is the Hutch++ estimate.
-        settings: every option and the operator's settings.
-    """
-
-    value: float
-    stderr: float
-    num_hvps: int
-    method: str
-    samples: np.ndarray
-    settings: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, eq=False)
-class DensityResult(Result):
-    """A smoothed spectral density from stochastic Lanczos quadrature.
-
-    Attributes:
-        grid: eigenvalue axis, shape ``(num_grid,)``.
-        density: the density on ``grid``; it integrates to about 1.
-        nodes: Ritz values, ``(num_probes, num_steps)``; NaN where a probe's Krylov space was
-            exhausted early.
-        weights: quadrature weights for ``nodes`` (0 where NaN); each row sums to 1.
-        num_hvps: Hessian-vector products spent.
-        settings: every option (``sigma_abs`` is the Gaussian width used) and the operator's.
-    """
-
-    grid: np.ndarray
-    density: np.ndarray
-    nodes: np.ndarray
-    weights: np.ndarray
-    num_hvps: int
-    settings: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, eq=False)
-class BlockCurvature(Result):
-    """The curvature of each block of weights: the top eigenvalue and the trace of the
-    block's diagonal Hessian block ``H_bb`` (the others held fixed).
-
-    Attributes:
-        values: ``{block: {"lambda_max": float, "trace": float, "trace_stderr": float}}``, in
-            the order of the blocks; ``trace_stderr`` is 0 where the trace is exact (Hutch++
-            with ``num_probes >= 3 n``).
-        names: ``{block: parameter names}``.
-        num_params: ``{block: number of weights}``.
-        converged: ``{block: whether lambda_max met its tolerance}``.
-        num_hvps: Hessian-vector products spent, all blocks together.
-        settings: every option and the provenance (``model``, ``checkpoint_sha256``, ...).
-    """
-
-    values: dict[str, dict[str, float]]
-    names: dict[str, tuple[str, ...]]
-    num_params: dict[str, int]
-    converged: dict[str, bool]
-    num_hvps: int
-    settings: dict[str, Any] = field(default_factory=dict)
-
-    def __getitem__(self, block: str) -> dict[str, float]:
-        try:
-            return self.values[block]
-        except KeyError:
-            raise KeyError(f"no block {block!r}; the blocks are {list(self.values)}") from None
-
-    def table(self) -> str:
-        """The blocks as a Markdown table: size, ``lambda_max`` and ``trace ± stderr``.
-
-        Example:
-            >>> r = BlockCurvature({"fc": {"lambda_max": 2.0, "trace": 3.0, "trace_stderr": 0.0}},
-            ...                    {"fc": ("fc.weight",)}, {"fc": 4}, {"fc": True}, 10)
-            >>> print(r.table())
-            | block | params | lambda_max | trace |
-            |---|---|---|---|
-            | fc | 4 | 2 | 3 |
-        """
-        rows = ["| block | params | lambda_max | trace |", "|---|---|---|---|"]
-        for block, v in self.values.items():
-            top = format_estimate(v["lambda_max"], None)
-            trace = format_estimate(v["trace"], v["trace_stderr"])
-            rows.append(f"| {block} | {self.num_params[block]} | {top} | {trace} |")
-        return "\n".join(rows)
-
-    to_markdown = table
-
-
-@dataclass(frozen=True, eq=False)
-class HessianResults(Result):
-    """What :func:`~landscape.hessian.load_hessian` found in a file (``None`` for a result
-    not stored)."""
-
-    eigen: EigenResult | None = None
-    trace: TraceResult | None = None
-    density: DensityResult | None = None
-    extremes: ExtremeEigenvalues | None = None
-    blocks: BlockCurvature | None = None

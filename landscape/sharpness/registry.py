@@ -26,6 +26,7 @@ from typing import Any
 
 from .. import options
 from ..options import values
+from ..results.sharpness import CONTRACT_ORDER
 from . import _checks
 
 __all__ = [
@@ -135,24 +136,6 @@ class Measure:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     sampled: bool = False
 
-
-#: The contract's measure names, in the contract's order (the order of :data:`MEASURES`).
-CONTRACT_ORDER = (
-    "lambda_max",
-    "trace",
-    "keskar",
-    "worst_l2",
-    "worst_linf",
-    "adaptive_worst_l2",
-    "adaptive_worst_linf",
-    "avg_l2",
-    "adaptive_avg_l2",
-    "pacbayes",
-    "pacbayes_mag",
-    "fisher_rao",
-    "relative_flatness",
-    "rise",
-)
 
 #: Every measure by name, in the contract's order (others after, as registered).
 MEASURES: dict[str, Measure] = {}

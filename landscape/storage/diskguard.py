@@ -16,14 +16,13 @@ fills up while the file is written.
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import re
 from typing import Any
 
 import h5py
 
-from .locks import covers, held_error
+from .locks import covers, flock, held_error
 
 __all__ = ["DiskFullError", "GuardedFile", "GuardedH5File", "check_space", "free_bytes"]
 
@@ -120,7 +119,7 @@ class GuardedFile:
         self._fd = os.open(self.path, flags, 0o666)
         if not covers(self._fd):  # a hold of this process covers its own writer
             try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                flock(self._fd)
             except BlockingIOError:
                 os.close(self._fd)
                 raise held_error(self.path) from None

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import errno
-import fcntl
 import glob
 import os
 import re
@@ -29,6 +28,7 @@ import h5py
 import numpy as np
 import torch
 
+from .._version import __version__
 from . import locks
 from .diskguard import GuardedH5File, check_space, disk_full, is_disk_full
 
@@ -65,17 +65,11 @@ PROVENANCE_ATTRS = (
 )
 
 
-def _version() -> str:
-    from .. import __version__
-
-    return __version__
-
-
 def stamp_root(f: h5py.File, fmt: str = FORMAT) -> None:
     """Write the attributes every landscape file carries on its root."""
     f.attrs["format"] = fmt
     f.attrs["format_version"] = FORMAT_VERSION
-    f.attrs["landscape_version"] = _version()
+    f.attrs["landscape_version"] = __version__
     f.attrs["torch_version"] = str(torch.__version__)
     f.attrs["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
@@ -153,7 +147,7 @@ def _no_writer(path: str) -> Iterator[None]:
     with handle:
         if not locks.covers(handle.fileno()):  # this process's own hold lets it write
             try:
-                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                locks.flock(handle, shared=True)
             except BlockingIOError:
                 raise _held(path) from None
         yield
@@ -259,7 +253,7 @@ def rewrite_file(path: str | os.PathLike, *, size: int = 0) -> Iterator[h5py.Fil
     with open(path, "rb") as original:
         if not locks.covers(original.fileno()):  # else this process holds it for the run
             try:
-                fcntl.flock(original, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                locks.flock(original)
             except BlockingIOError:
                 raise _held(path) from None
         check_space(path, os.fstat(original.fileno()).st_size + size)
@@ -350,7 +344,7 @@ def open_landscape_file(path: str | os.PathLike, mode: str = "r") -> h5py.File:
     elif version > FORMAT_VERSION:
         problem = (
             f"{path} has format_version {int(version)}, newer than the {FORMAT_VERSION} this "
-            f"landscape {_version()} reads; upgrade landscape to read it"
+            f"landscape {__version__} reads; upgrade landscape to read it"
         )
     if problem is not None:
         close()

@@ -6,21 +6,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from ..results.hessian import (
+    BlockCurvature,
+    DensityResult,
+    EigenResult,
+    ExtremeEigenvalues,
+    HessianResults,
+    TraceResult,
+)
 from .groups import read_group, write_groups
-
-if TYPE_CHECKING:  # imported when loading: landscape.hessian imports this module
-    from ..hessian.results import (
-        BlockCurvature,
-        DensityResult,
-        EigenResult,
-        ExtremeEigenvalues,
-        HessianResults,
-        TraceResult,
-    )
 
 __all__ = ["save_hessian", "load_hessian"]
 
@@ -128,8 +126,6 @@ def _block_groups(
 
 
 def _load_blocks(path: str | os.PathLike) -> BlockCurvature | None:
-    from ..hessian.results import BlockCurvature
-
     if (found := _read(path, _BLOCKS)) is None:
         return None
     settings = found[1]
@@ -160,14 +156,6 @@ def load_hessian(path: str | os.PathLike) -> HessianResults:
         FileNotFoundError: no file; ValueError: not a landscape file;
         KeyError: the file holds no Hessian results.
     """
-    from ..hessian.results import (
-        DensityResult,
-        EigenResult,
-        ExtremeEigenvalues,
-        HessianResults,
-        TraceResult,
-    )
-
     eigen = trace = density = extremes = None
     blocks = _load_blocks(path)
     if (found := _read(path, _EIGEN)) is not None:

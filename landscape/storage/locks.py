@@ -12,11 +12,16 @@ readers pass a hold of its own (:func:`covers`).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 from collections.abc import Iterator
+from typing import IO
 
-__all__ = ["covers", "holding", "replace"]
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; HDF5's own file locking still refuses a 2nd writer
+    fcntl = None
+
+__all__ = ["covers", "flock", "holding", "replace"]
 
 #: ``{real path: descriptor holding its lock}``; ``None`` while no file exists there yet.
 _HELD: dict[str, int | None] = {}
@@ -44,9 +49,20 @@ def covers(fd: int) -> bool:
     return False
 
 
+def flock(fd: int | IO, *, shared: bool = False) -> None:
+    """Lock the open file ``fd`` (a descriptor or a file object) without waiting; where
+    ``fcntl`` is missing (Windows) this does nothing.
+
+    Raises:
+        BlockingIOError: another process holds a conflicting lock.
+    """
+    if fcntl is not None:
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+
+
 def _lock(fd: int, path: str | os.PathLike) -> None:
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        flock(fd)
     except BlockingIOError:
         raise held_error(path) from None
 

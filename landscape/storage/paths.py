@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ..results.paths import PathResult
 from .files import open_landscape_file
 from .groups import read_group, write_groups
-
-if TYPE_CHECKING:
-    from ..paths import PathResult
 
 __all__ = ["load_paths", "save_paths"]
 
@@ -99,8 +97,6 @@ def load_paths(path: str | os.PathLike) -> dict[str, PathResult]:
         FileNotFoundError: no file at ``path``.
         ValueError: the file is not a landscape file.
     """
-    from ..paths import PathResult
-
     with open_landscape_file(path) as f:
         kinds = list(f["paths"]) if "paths" in f else []
     kinds.sort(key=lambda k: _ORDER.index(k) if k in _ORDER else len(_ORDER))

@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from ..results.sharpness import CONTRACT_ORDER, SharpnessResult
 from .files import open_landscape_file
 from .groups import read_group, write_groups
-
-if TYPE_CHECKING:
-    from ..sharpness.result import SharpnessResult
 
 __all__ = ["load_sharpness", "save_sharpness"]
 
@@ -119,19 +117,17 @@ def load_sharpness(
     """Read every ``/<group>/<name>`` group written by :func:`save_sharpness`.
 
     Returns:
-        ``{name: SharpnessResult}`` in the order of
-        :data:`landscape.sharpness.MEASURES`; empty if the file has no sharpness results.
+        ``{name: SharpnessResult}`` in the contract's order (that of
+        :data:`landscape.sharpness.MEASURES`), other names after; empty if the file has no
+        sharpness results.
 
     Raises:
         FileNotFoundError: no file at ``path``.
         ValueError: the file is not a landscape file.
     """
-    from ..sharpness.registry import MEASURES
-    from ..sharpness.result import SharpnessResult
-
     with open_landscape_file(path) as f:
         names = list(f[group]) if group in f else []
-    order = list(MEASURES)
+    order = list(CONTRACT_ORDER)
     names.sort(key=lambda n: order.index(n) if n in order else len(order))
     results = {}
     for name in names:

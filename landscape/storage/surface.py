@@ -29,6 +29,7 @@ import h5py
 import numpy as np
 import torch
 
+from .._hashing import state_sha256
 from ..limits import MAX_POINTS, check_limit, check_memory
 from ..results import values_equal
 from .checksum import CHECKSUM_ATTR, values_sha256
@@ -239,8 +240,6 @@ def check_surface_file(
 def _check_fingerprint(f: h5py.File, path: str) -> None:
     """Refuse stored directions that differ from the ``directions_sha256`` they were
     stored with."""
-    from ..params import state_sha256
-
     expected = decode_attr(f.attrs.get("directions_sha256"))
     if not isinstance(expected, str) or "directions/x" not in f:
         return
