@@ -20,17 +20,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from landscape import _batched as _batched_module
 from landscape import distributed
-from landscape._batched import (  # noqa: I001
+from landscape.data import EvaluationData
+from landscape.directions import Directions, interpolation_direction, random_directions
+from landscape.objective import (  # noqa: I001
+    Objective,
     auto_points_per_pass,
     move_directions,
     precision_context,
     stack_points,
 )
-from landscape.data import EvaluationData
-from landscape.directions import Directions, interpolation_direction, random_directions
-from landscape.objective import Objective
+from landscape.objective import points as _points_module
 from landscape.params import axpy, model_state, point_state
 from landscape.surface import compute_surface, load_surface
 
@@ -241,13 +241,13 @@ def test_points_per_pass_override_sets_the_chunks(monkeypatch):
     model = mlp()
     objective = Objective(model, data((6,)), points_per_pass=2)
     sizes = []
-    original = _batched_module.stack_points
+    original = _points_module.stack_points
 
     def spy(base, directions, coords, **kwargs):
         sizes.append(len(coords))
         return original(base, directions, coords, **kwargs)
 
-    monkeypatch.setattr("landscape.objective.stack_points", spy)
+    monkeypatch.setattr("landscape.objective.points.stack_points", spy)
     dirs = random_directions(model, seed=0)
     objective.evaluate_points(objective.base_state, [dirs.x, dirs.y], COORDS)
     assert sizes == [2, 2]  # and the centre alone, on the one-point path
