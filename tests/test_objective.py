@@ -301,6 +301,24 @@ def test_fallback_on_data_dependent_control_flow():
     np.testing.assert_array_equal(a["loss"], b["loss"])
 
 
+@pytest.mark.parametrize("error", [ValueError("bug"), TypeError("bug"), RuntimeError("bug")])
+def test_a_bug_in_the_loss_raises_at_once_not_a_vmap_warning(error):
+    """Only what vmap refuses falls back to one point at a time: an error of the loss's
+    own propagates from the batched path with no warning, and vmap stays in use."""
+
+    def broken(outputs, targets):
+        raise error
+
+    model = mlp()
+    dirs = random_directions(model, seed=0)
+    objective = Objective(model, data((6,)), loss=broken, loss_reduction="sum", points_per_pass=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a fallback warning would be raised instead
+        with pytest.raises(type(error), match="^bug$"):
+            objective.evaluate_points(objective.base_state, [dirs.x, dirs.y], COORDS[1:])
+    assert objective._work.vmap_ok
+
+
 def test_evaluate_points_accepts_weights_only_base_and_keeps_centre_exact():
     model = cnn()
     objective = Objective(model, data((3, 5, 5)))

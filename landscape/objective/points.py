@@ -30,6 +30,35 @@ MEMORY_SHARE = 0.5
 ACTIVATION_TARGET = 2**30
 
 
+# What torch.func.vmap raises for what it cannot map (torch 2.x messages): random draws
+# under randomness="error", data-dependent control flow (``if tensor``, ``.item()``),
+# dynamic shapes, train-mode BatchNorm's unbatched running stats, an autograd.Function
+# without vmap support, reading a batched tensor's storage (``.numpy()``, ``.tolist()``),
+# and an in-place update of an unbatched tensor by a batched one.
+VMAP_UNSUPPORTED = (
+    "vmap",
+    "functorch",
+    "batched tensor",
+    "batching rule",
+    "doesn't have storage",
+    "doesn't match the broadcast shape",
+)
+
+
+def vmap_unsupported(err: BaseException) -> bool:
+    """Whether ``err`` is ``vmap`` refusing an operation (then the points go one at a
+    time), rather than an error the model or loss would raise anyway.
+
+    Example:
+        >>> vmap_unsupported(RuntimeError("vmap: called random operation ..."))
+        True
+        >>> vmap_unsupported(ValueError("bug")), vmap_unsupported(RuntimeError("bug"))
+        (False, False)
+    """
+    message = str(err).lower()
+    return isinstance(err, RuntimeError) and any(m in message for m in VMAP_UNSUPPORTED)
+
+
 def move_directions(
     directions: Sequence[Mapping[str, torch.Tensor]], base: Mapping[str, torch.Tensor]
 ) -> list[dict[str, torch.Tensor]]:
@@ -331,7 +360,9 @@ class Points:
                         stacklevel=2,
                     )
                     continue
-                except (RuntimeError, ValueError, TypeError, NotImplementedError) as err:
+                except RuntimeError as err:
+                    if not vmap_unsupported(err):
+                        raise  # a bug in the model or loss: at once, not after a warning
                     work.vmap_ok = False
                     warnings.warn(
                         "evaluating one point at a time: this model cannot be evaluated at "
