@@ -48,11 +48,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from landscape._batched import precision_context  # noqa: E402
 from landscape.demo import digits_cnn, digits_data, digits_mlp, train_classifier  # noqa: E402
 from landscape.directions import random_directions  # noqa: E402
 from landscape.models import cifar_like, cifar_resnet  # noqa: E402
-from landscape.objective import Objective  # noqa: E402
+from landscape.objective import (
+    Objective,  # noqa: E402
+    precision_context,  # noqa: E402
+)
 from landscape.surface import compute_surface  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -108,7 +108,7 @@ class Hessian:
     """
 
     def __init__(self, model: nn.Module, data: Any, **objective_options: Any):
-        from .evaluate import Objective
+        from .objective import Objective
 
         self.objective = Objective(model, data, **objective_options)
 

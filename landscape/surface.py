@@ -23,8 +23,8 @@ from ._fingerprint import FINGERPRINT_ATTRS, classes_sha256, model_probe, probe_
 from ._progress import progress_bar
 from ._provenance import model_sha256
 from .directions import Directions
-from .evaluate import Objective
 from .limits import MAX_POINTS, check_limit
+from .objective import Objective
 from .params import ParamSelection, point_state, select_params, selection_attr, state_sha256
 from .results import Result
 
@@ -211,13 +211,13 @@ def compute_surface(
     """Evaluate the loss and metrics on a line (``y=None``) or a plane around ``model``.
 
     Called as ``compute_surface(model, data, directions, x, y)``, or with an
-    :class:`~landscape.evaluate.Objective` as ``compute_surface(objective, directions, x,
+    :class:`~landscape.objective.Objective` as ``compute_surface(objective, directions, x,
     y)``: then its data, already on the device and fingerprinted, is used as it is (the
     Objective's options then come from the Objective; giving them here is an error).
 
     Args:
         model: the checkpoint, as a model (never modified), or an Objective.
-        data: evaluation data (see :class:`~landscape.evaluate.Objective`).
+        data: evaluation data (see :class:`~landscape.objective.Objective`).
         directions: from :func:`~landscape.directions.random_directions` and friends.
         x, y: coordinates along ``directions.x`` and ``directions.y`` (any lengths).
         loss, loss_reduction, metrics, batch_loss, train_mode, cache_data, batch_size: as

@@ -10,12 +10,12 @@ def test_old_names_import_without_warnings():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         from landscape import evaluate
-    from landscape import _batched, data, losses, objective
+    from landscape import data, losses, objective
 
     assert evaluate.Objective is objective.Objective
     assert evaluate.BatchLoss is objective.BatchLoss
     assert evaluate.as_batches is data.as_batches
     assert evaluate.accuracy_sum is losses.accuracy_sum
     assert evaluate.LossName is losses.LossName and evaluate.MetricFn is losses.MetricFn
-    assert evaluate.Precision is _batched.Precision
+    assert evaluate.Precision is objective.Precision
     assert evaluate.DEFAULT_BATCH_SIZE == data.DEFAULT_BATCH_SIZE == 1024

@@ -50,7 +50,7 @@ def test_only_the_moved_tensors_get_a_private_copy_and_values_are_exact():
 def test_large_tensors_are_written_in_pieces_exactly(monkeypatch):
     """Tensors past the flat limit are perturbed in place, piece by piece (a scratch
     buffer smaller than the tensor), with the same bits as the reference point."""
-    import landscape._workspace as workspace_module
+    import landscape.objective.workspace as workspace_module
 
     monkeypatch.setattr(workspace_module, "_FLAT_LIMIT", 10)
     monkeypatch.setattr(workspace_module, "_PIECE", 7)
@@ -66,7 +66,7 @@ def test_large_tensors_are_written_in_pieces_exactly(monkeypatch):
 
 
 def test_interpolation_ends_are_exact_in_pieces(monkeypatch):
-    import landscape._workspace as workspace_module
+    import landscape.objective.workspace as workspace_module
 
     monkeypatch.setattr(workspace_module, "_FLAT_LIMIT", 10)
     model, data = _model_and_data()

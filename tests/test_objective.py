@@ -20,17 +20,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from landscape import _batched as _batched_module
 from landscape import distributed
-from landscape._batched import (  # noqa: I001
+from landscape.data import EvaluationData
+from landscape.directions import Directions, interpolation_direction, random_directions
+from landscape.objective import (  # noqa: I001
+    Objective,
     auto_points_per_pass,
     move_directions,
     precision_context,
     stack_points,
 )
-from landscape.data import EvaluationData
-from landscape.directions import Directions, interpolation_direction, random_directions
-from landscape.objective import Objective
+from landscape.objective import points as _points_module
 from landscape.params import axpy, model_state, point_state
 from landscape.surface import compute_surface, load_surface
 
@@ -241,13 +241,13 @@ def test_points_per_pass_override_sets_the_chunks(monkeypatch):
     model = mlp()
     objective = Objective(model, data((6,)), points_per_pass=2)
     sizes = []
-    original = _batched_module.stack_points
+    original = _points_module.stack_points
 
     def spy(base, directions, coords, **kwargs):
         sizes.append(len(coords))
         return original(base, directions, coords, **kwargs)
 
-    monkeypatch.setattr("landscape.objective.stack_points", spy)
+    monkeypatch.setattr("landscape.objective.points.stack_points", spy)
     dirs = random_directions(model, seed=0)
     objective.evaluate_points(objective.base_state, [dirs.x, dirs.y], COORDS)
     assert sizes == [2, 2]  # and the centre alone, on the one-point path
@@ -299,6 +299,24 @@ def test_fallback_on_data_dependent_control_flow():
     one = Objective(model, data((6,)))
     b = one.evaluate_points(one.base_state, [dirs.x, dirs.y], COORDS)
     np.testing.assert_array_equal(a["loss"], b["loss"])
+
+
+@pytest.mark.parametrize("error", [ValueError("bug"), TypeError("bug"), RuntimeError("bug")])
+def test_a_bug_in_the_loss_raises_at_once_not_a_vmap_warning(error):
+    """Only what vmap refuses falls back to one point at a time: an error of the loss's
+    own propagates from the batched path with no warning, and vmap stays in use."""
+
+    def broken(outputs, targets):
+        raise error
+
+    model = mlp()
+    dirs = random_directions(model, seed=0)
+    objective = Objective(model, data((6,)), loss=broken, loss_reduction="sum", points_per_pass=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a fallback warning would be raised instead
+        with pytest.raises(type(error), match="^bug$"):
+            objective.evaluate_points(objective.base_state, [dirs.x, dirs.y], COORDS[1:])
+    assert objective._work.vmap_ok
 
 
 def test_evaluate_points_accepts_weights_only_base_and_keeps_centre_exact():

@@ -191,7 +191,7 @@ def _surface_directions(args: argparse.Namespace, model: nn.Module, data: Any, n
             )
         return Directions(stored[0], stored[1] if num == 2 else None, kind="hessian",
                           settings={"seed": args.seed})  # fmt: skip
-    from ..evaluate import Objective
+    from ..objective import Objective
 
     objective = Objective(model, data, **_loss_options(args), batch_size=args.batch_size,
                           train_mode=args.train_mode,
@@ -258,7 +258,7 @@ def _holding_out(command: Callable[[argparse.Namespace], None]) -> Callable:
 
 def _objective(args: argparse.Namespace) -> Any:
     """The checkpoint's objective; under torchrun each rank keeps a share of the data."""
-    from ..evaluate import Objective
+    from ..objective import Objective
 
     model = _model(args, args.checkpoint)
     return Objective(model, _data(args.data), **_loss_options(args), batch_size=args.batch_size,
@@ -288,7 +288,7 @@ def _measure_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _checkpoint_objective(args: argparse.Namespace, checkpoint: str, **options: Any) -> Any:
-    from ..evaluate import Objective
+    from ..objective import Objective
 
     model = _model(args, checkpoint)
     return Objective(model, _data(args.data), **_loss_options(args), batch_size=args.batch_size,

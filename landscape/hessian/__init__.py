@@ -1,7 +1,7 @@
 """Hessian analysis: exact Hessian-vector products, eigenpairs, trace, spectral density.
 
 Everything is built on :class:`HessianOperator`, the Hessian of an
-:class:`~landscape.evaluate.Objective`'s exact mean loss (sum of per-batch loss sums divided
+:class:`~landscape.objective.Objective`'s exact mean loss (sum of per-batch loss sums divided
 by the number of examples, whatever the batch sizes) with respect to the model's weights, at
 a fixed point. It is a symmetric operator for the solvers of :mod:`landscape.linalg`, which
 stop on what they promise, never on a relative change of an estimate:

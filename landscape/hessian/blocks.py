@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..evaluate import Objective
 from ..linalg import TraceMethod
+from ..objective import Objective
 from ..params import ParamSelection, select_params, selection_attr
 from .eigen import hessian_eigenpairs
 from .operator import HessianOperator

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 
 from .._progress import progress_bar
-from ..evaluate import Objective
 from ..limits import MAX_DRAWS, MAX_POINTS, check_limit
 from ..linalg import SigmaUnits, lanczos_quadrature, smoothed_density
+from ..objective import Objective
 from .operator import HessianOperator, ParamSelection, resolve_operator
 from .results import DensityResult
 

@@ -13,8 +13,8 @@ import torch
 from .. import options
 from .._progress import progress_bar
 from ..checks import check_choice
-from ..evaluate import Objective
 from ..linalg import Which, lanczos_eigenpairs
+from ..objective import Objective
 from .operator import HessianOperator, ParamSelection, resolve_operator
 from .results import EigenResult, ExtremeEigenvalues
 
@@ -90,7 +90,7 @@ def hessian_eigenpairs(
 
     Example:
         >>> from torch import nn
-        >>> from landscape.evaluate import Objective
+        >>> from landscape.objective import Objective
         >>> x = torch.randn(20, 3, dtype=torch.float64)
         >>> objective = Objective(nn.Linear(3, 1).double(), (x, x.sum(1)), loss="mse")
         >>> result = hessian_eigenpairs(objective, k=2)
@@ -171,7 +171,7 @@ def extreme_eigenvalues(
 
     Example:
         >>> from torch import nn
-        >>> from landscape.evaluate import Objective
+        >>> from landscape.objective import Objective
         >>> x = torch.randn(20, 3, dtype=torch.float64)
         >>> objective = Objective(nn.Linear(3, 1).double(), (x, x.sum(1)), loss="mse")
         >>> extreme_eigenvalues(objective).lambda_min > 0  # least squares is convex

@@ -11,7 +11,7 @@ import scipy.sparse.linalg
 import torch
 
 from .._provenance import provenance
-from ..evaluate import Objective
+from ..objective import Objective
 from ..params import (
     ParamSelection,
     flatten,
@@ -120,7 +120,7 @@ class HessianOperator:
 
     Example:
         >>> from torch import nn
-        >>> from landscape.evaluate import Objective
+        >>> from landscape.objective import Objective
         >>> data = (torch.randn(8, 3, dtype=torch.float64), torch.randn(8, dtype=torch.float64))
         >>> H = HessianOperator(Objective(nn.Linear(3, 1).double(), data, loss="mse"))
         >>> H.size, (H @ torch.ones(4, dtype=torch.float64)).shape

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 import torch
 
 from .._progress import progress_bar
-from ..evaluate import Objective
 from ..linalg import TraceMethod, estimate_trace
+from ..objective import Objective
 from .operator import HessianOperator, ParamSelection, resolve_operator
 from .results import TraceResult
 
@@ -62,7 +62,7 @@ def hessian_trace(
 
     Example:
         >>> from torch import nn
-        >>> from landscape.evaluate import Objective
+        >>> from landscape.objective import Objective
         >>> x = torch.randn(20, 3, dtype=torch.float64)
         >>> objective = Objective(nn.Linear(3, 1).double(), (x, x.sum(1)), loss="mse")
         >>> exact = 2 * (x.pow(2).sum() / 20 + 1)

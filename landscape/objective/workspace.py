@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .params import end_index, lerp_coefficient
+from ..params import end_index, lerp_coefficient
 
 State = Mapping[str, torch.Tensor]
 
