@@ -3,7 +3,8 @@
 Modules by job, each returning :class:`Directions` (see :mod:`.core`):
 :mod:`.normalization` (Li et al. 2018, filter/layer/weight), :mod:`.random` (seeded
 Gaussian), :mod:`.interpolation` (``end - start``, exact at the end), :mod:`.pca` (PCA of a
-trajectory, projection), :mod:`.files` (save and the one loader); :mod:`.drawing` draws
+trajectory, projection), :mod:`.hessian` (top eigenvectors), :mod:`.files` (save, the
+one loader, directions from a file); :mod:`.drawing` draws
 and normalizes random tensors in pieces.
 
 A direction is a state: a mapping from parameter (or buffer) names to tensors of the
@@ -24,8 +25,9 @@ direction to some tensors.
 from __future__ import annotations
 
 from .core import Directions, Interpolation, State  # noqa: F401  (State: as in 0.2)
-from .files import load_directions, save_directions
-from .interpolation import interpolation_direction
+from .files import directions_from_file, load_directions, save_directions
+from .hessian import hessian_plane
+from .interpolation import interpolation_direction, interpolation_directions
 from .normalization import (  # noqa: F401  (NORMS, IGNORES: as in 0.2)
     IGNORES,
     NORMS,
@@ -35,7 +37,7 @@ from .normalization import (  # noqa: F401  (NORMS, IGNORES: as in 0.2)
     normalize_direction,
 )
 from .pca import pca_directions, project_states
-from .random import random_direction, random_directions
+from .random import random_direction, random_directions, random_plane
 
 __all__ = [
     "Directions",
@@ -51,4 +53,8 @@ __all__ = [
     "pca_directions",
     "project_states",
     "save_directions",
+    "directions_from_file",
+    "hessian_plane",
+    "interpolation_directions",
+    "random_plane",
 ]

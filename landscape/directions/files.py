@@ -8,7 +8,7 @@ import os
 
 from .core import Directions
 
-__all__ = ["load_directions", "save_directions"]
+__all__ = ["directions_from_file", "load_directions", "save_directions"]
 
 
 def save_directions(
@@ -53,3 +53,38 @@ def load_directions(path: str | os.PathLike) -> Directions:
     tensors, kind, settings = storage.read_directions(path)
     y = tensors[1] if len(tensors) > 1 else None
     return Directions(tensors[0], y, kind=kind, settings=settings)
+
+
+def directions_from_file(path: str | os.PathLike, *, num: int | None = None) -> Directions:
+    """The first ``num`` directions stored in a landscape file (all of them by default),
+    as Directions of kind ``"file"`` whose settings name the file (``dir_file``, its
+    absolute path): what ``landscape surface --dir-file`` uses.
+
+    Raises:
+        ValueError: ``num`` is not 1, 2 or None, or the file holds fewer directions.
+
+    Example:
+        >>> import tempfile
+        >>> from torch import nn
+        >>> from landscape.directions import random_directions
+        >>> dirs = random_directions(nn.Linear(3, 2), seed=0)
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     save_directions(dirs, f"{tmp}/d.h5")
+        ...     line = directions_from_file(f"{tmp}/d.h5", num=1)
+        >>> import torch
+        >>> line.kind, line.y is None, torch.equal(line.x["weight"], dirs.x["weight"])
+        ('file', True, True)
+    """
+    if num not in (None, 1, 2):
+        raise ValueError(f"expected num 1, 2 or None, got {num!r}")
+    try:
+        stored = load_directions(path)
+        found = 1 if stored.y is None else 2
+    except KeyError:  # a landscape file without directions
+        stored, found = None, 0
+    num = found if num is None else num
+    if stored is None or found < num:
+        raise ValueError(f"{os.fspath(path)} holds {found} direction(s); expected {num or 1}")
+    y = stored.y if num == 2 else None
+    settings = {"dir_file": os.path.abspath(path)}
+    return Directions(stored.x, y, kind="file", settings=settings)

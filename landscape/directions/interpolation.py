@@ -1,16 +1,18 @@
-"""The interpolation direction ``end - start``, exact at its end."""
+"""The interpolation direction ``end - start``, exact at its end, and the line (or
+plane) it makes."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..params import DirType, ParamSelection
-from .core import Interpolation, _as_state, _selected
+from .core import Directions, Interpolation, _as_state, _selected
 
-__all__ = ["Interpolation", "interpolation_direction"]
+__all__ = ["Interpolation", "interpolation_direction", "interpolation_directions"]
 
 
 def interpolation_direction(
@@ -56,3 +58,31 @@ def interpolation_direction(
             ends[name] = b[name].to(device=t.device, dtype=t.dtype)
             out[name] = ends[name] - t
     return Interpolation(out, ends)
+
+
+def interpolation_directions(
+    start: nn.Module | Mapping[str, torch.Tensor],
+    end: nn.Module | Mapping[str, torch.Tensor],
+    *,
+    y: Mapping[str, torch.Tensor] | None = None,
+    dir_type: DirType = "states",
+    params: ParamSelection = None,
+    settings: Mapping[str, Any] | None = None,
+) -> Directions:
+    """The line from ``start`` to ``end`` (:func:`interpolation_direction`, exact at
+    ``t = 1``) as Directions of kind ``"interpolation"``, with ``y`` as a second direction
+    for a plane (``landscape surface --directions interp`` takes a random one).
+
+    ``settings`` (for example the end checkpoint's ``target_sha256``) are recorded after
+    ``dir_type``.
+
+    Example:
+        >>> a, b = {"w": torch.tensor([0.1])}, {"w": torch.tensor([0.7])}
+        >>> line = interpolation_directions(a, b)
+        >>> line.kind, torch.equal(line.x_end["w"], b["w"]), line.y is None
+        ('interpolation', True, True)
+    """
+    x = interpolation_direction(start, end, dir_type=dir_type, params=params)
+    recorded = {"dir_type": dir_type, **(settings or {})}
+    y = None if y is None else dict(y)
+    return Directions(x, y, kind="interpolation", settings=recorded)

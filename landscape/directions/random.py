@@ -27,7 +27,7 @@ from .core import Directions, State, _as_state, _selected
 from .drawing import draw_tensor, skip_normal
 from .normalization import Ignore, Norm, _check_options, is_running_stat, normalize_direction
 
-__all__ = ["random_direction", "random_directions"]
+__all__ = ["random_direction", "random_directions", "random_plane"]
 
 
 def random_direction(
@@ -139,3 +139,47 @@ def random_directions(
 
 def _without_running_stats(direction: State) -> State:
     return {n: torch.zeros_like(t) if is_running_stat(n) else t for n, t in direction.items()}
+
+
+def random_plane(
+    model_or_state: nn.Module | Mapping[str, torch.Tensor],
+    *,
+    num: int = 2,
+    x_norm: Norm = "filter",
+    y_norm: Norm | None = None,
+    ignore: Ignore = "biasbn",
+    dir_type: DirType = "weights",
+    seed: int = 0,
+    orthogonalize: bool = False,
+    params: ParamSelection = None,
+) -> Directions:
+    """:func:`random_directions`, with another normalization for the second direction
+    (``y_norm``, default ``x_norm``; ``landscape surface --x-norm/--y-norm``). With two
+    norms the draws are those of :func:`random_directions` (one generator from ``seed``,
+    x then y) and ``settings`` record ``x_norm`` and ``y_norm``.
+
+    Raises:
+        ValueError: two norms with ``orthogonalize`` (it renormalizes with one norm).
+
+    Example:
+        >>> model = nn.Linear(4, 3)
+        >>> plane = random_plane(model, x_norm="filter", y_norm="layer", seed=3)
+        >>> same = random_directions(model, seed=3)
+        >>> torch.equal(plane.x["weight"], same.x["weight"]), plane.settings["y_norm"]
+        (True, 'layer')
+    """
+    y_norm = x_norm if y_norm is None else y_norm
+    options = dict(ignore=ignore, dir_type=dir_type)
+    if num == 1 or x_norm == y_norm:
+        return random_directions(model_or_state, num=num, norm=x_norm, seed=seed,
+                                 orthogonalize=orthogonalize, params=params,
+                                 **options)  # fmt: skip
+    if orthogonalize:
+        raise ValueError("expected one norm with orthogonalize, got x_norm != y_norm")
+    generator = torch.Generator().manual_seed(check_seed(seed))  # the draws of random_directions
+    x = random_direction(model_or_state, norm=x_norm, generator=generator, params=params,
+                         **options)  # fmt: skip
+    y = random_direction(model_or_state, norm=y_norm, generator=generator, params=params,
+                         **options)  # fmt: skip
+    settings = dict(options, norm=x_norm, x_norm=x_norm, y_norm=y_norm, seed=seed)
+    return Directions(x, y, kind="random", settings=settings)
