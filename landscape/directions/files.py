@@ -42,7 +42,8 @@ def save_directions(
 def load_directions(path: str | os.PathLike) -> Directions:
     """The directions stored in a landscape file (by :func:`save_directions`, or with a
     surface), as CPU tensors; files of version 0.1 give the kind and settings from the
-    surface's attributes.
+    surface's attributes. The one loader: ``landscape.storage.load_directions`` is its
+    low-level 0.2 form (a tuple of bare states, empty if none), kept for its callers.
 
     Raises:
         FileNotFoundError, ValueError: no file, or not a landscape file.
