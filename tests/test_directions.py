@@ -163,7 +163,8 @@ def test_running_statistics_move_along_themselves_and_stay_valid():
 
 
 def test_cosine_is_computed_once_and_reads_do_no_dot_products(monkeypatch):
-    import landscape.directions as module
+    import landscape.directions.core as core
+    import landscape.directions.random as module
 
     model = nn.Linear(30, 20).double()
     dirs = random_directions(model, seed=2)
@@ -175,7 +176,7 @@ def test_cosine_is_computed_once_and_reads_do_no_dot_products(monkeypatch):
         raise AssertionError("a read of cosine computed dot products")
 
     monkeypatch.setattr(module, "state_dot", no_dot)
-    monkeypatch.setattr(module, "_cosine", no_dot, raising=False)
+    monkeypatch.setattr(core, "_cosine", no_dot)
     monkeypatch.setattr(torch, "dot", no_dot)
     assert dirs.cosine == pytest.approx(expected, rel=1e-12, abs=1e-15)
     assert dirs.cosine == dirs.settings["cosine"]
@@ -187,3 +188,32 @@ def test_directions_compare_by_value():
     a, b = random_directions(model, seed=1), random_directions(model, seed=1)
     assert a == b
     assert a != random_directions(model, seed=2)
+
+
+def test_builders_return_directions_as_the_cli_made_them(tmp_path):
+    from landscape.directions import (
+        directions_from_file,
+        interpolation_directions,
+        random_direction,
+        random_plane,
+        save_directions,
+    )
+
+    model = nn.Linear(5, 4)
+    plane = random_plane(model, x_norm="filter", y_norm="layer", seed=4)
+    g = torch.Generator().manual_seed(4)  # what the CLI drew by hand in 0.2
+    x = random_direction(model, norm="filter", generator=g)
+    y = random_direction(model, norm="layer", generator=g)
+    assert torch.equal(plane.x["weight"], x["weight"])
+    assert torch.equal(plane.y["weight"], y["weight"])
+    assert (plane.settings["x_norm"], plane.settings["y_norm"]) == ("filter", "layer")
+    with pytest.raises(ValueError, match="one norm"):
+        random_plane(model, x_norm="filter", y_norm="layer", orthogonalize=True)
+    end = nn.Linear(5, 4)
+    line = interpolation_directions(model, end, settings={"target_sha256": "abc"})
+    assert torch.equal(line.x_end["weight"], end.weight.detach())
+    assert line.settings == {"dir_type": "states", "target_sha256": "abc"}
+    save_directions(random_directions(model, num=1), tmp_path / "one.h5")
+    assert directions_from_file(tmp_path / "one.h5").y is None
+    with pytest.raises(ValueError, match="holds 1 direction"):
+        directions_from_file(tmp_path / "one.h5", num=2)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-import landscape._drawing as drawing
+import landscape.directions.drawing as drawing
 from landscape.directions import is_running_stat, random_direction, random_directions
 from landscape.params import model_state, state_dot
 

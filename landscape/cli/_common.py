@@ -130,76 +130,61 @@ def _loss_options(args: argparse.Namespace) -> dict[str, Any]:
 # ---------------------------------------------------------------- subcommands
 def _random_directions(args: argparse.Namespace, model: nn.Module, num: int) -> Any:
     """Random directions, with ``--x-norm``/``--y-norm`` when the two axes differ."""
-    from ..directions import Directions, random_direction, random_directions
+    from ..directions import random_plane
 
     x_norm, y_norm = args.x_norm or args.norm, args.y_norm or args.norm
-    options = dict(ignore=args.ignore, dir_type=args.dir_type)
-    if num == 1 or x_norm == y_norm:
-        return random_directions(model, num=num, norm=x_norm, seed=args.seed,
-                                 orthogonalize=args.orthogonalize, params=args.params,
-                                 **options)  # fmt: skip
-    if args.orthogonalize:
+    if num == 2 and x_norm != y_norm and args.orthogonalize:
         raise UserError("--orthogonalize needs one normalization; drop --x-norm/--y-norm")
-    generator = torch.Generator().manual_seed(args.seed)  # the draws of random_directions
-    x = random_direction(model, norm=x_norm, generator=generator, params=args.params, **options)
-    y = random_direction(model, norm=y_norm, generator=generator, params=args.params, **options)
-    settings = dict(options, norm=x_norm, x_norm=x_norm, y_norm=y_norm, seed=args.seed)
-    return Directions(x, y, kind="random", settings=settings)
+    return random_plane(model, num=num, x_norm=x_norm, y_norm=y_norm, ignore=args.ignore,
+                        dir_type=args.dir_type, seed=args.seed,
+                        orthogonalize=args.orthogonalize, params=args.params)  # fmt: skip
 
 
 def _surface_directions(args: argparse.Namespace, model: nn.Module, data: Any, num: int) -> Any:
-    """The directions asked for by ``--directions`` (or stored in ``--dir-file``)."""
-    from ..directions import Directions, interpolation_direction, pca_directions
-    from ..storage import load_directions
+    """The directions asked for by ``--directions`` (or stored in ``--dir-file``): each
+    made by one builder of :mod:`landscape.directions`."""
+    from .. import directions
 
     if args.dir_file:
         if args.directions != "random":
             raise UserError("--dir-file replaces --directions; give one of them")
-        stored = load_directions(args.dir_file)
-        if len(stored) < num:
-            raise UserError(
-                f"--dir-file {args.dir_file} holds {len(stored)} direction(s); "
-                f"this surface needs {num}"
-            )
-        settings = {"dir_file": os.path.abspath(args.dir_file)}
-        return Directions(stored[0], stored[1] if num == 2 else None, kind="file",
-                          settings=settings)  # fmt: skip
+        try:
+            return directions.directions_from_file(args.dir_file, num=num)
+        except ValueError as err:  # too few directions, or not a landscape file
+            raise UserError(f"--dir-file {err}") from err
     if args.directions == "random":
         return _random_directions(args, model, num)
     if args.directions == "interp":
         if not args.target:
             raise UserError("--directions interp needs --target CKPT2")
-        end = _model(args, args.target)
-        x = interpolation_direction(model, end, dir_type=args.dir_type, params=args.params)
         y = _random_directions(args, model, 1).x if num == 2 else None
-        settings = {"dir_type": args.dir_type, "target_sha256": file_sha256(args.target)}
-        x_end = {n: t.detach() for n, t in end.state_dict().items() if n in x}
-        return Directions(x, y, kind="interpolation", settings=settings, x_end=x_end)
+        return directions.interpolation_directions(
+            model, _model(args, args.target), y=y, dir_type=args.dir_type, params=args.params,
+            settings={"target_sha256": file_sha256(args.target)})  # fmt: skip
     if args.directions == "pca":
         if not args.trajectory:
             raise UserError("--directions pca needs --trajectory CKPT [CKPT ...]")
         states = [_model(args, path).state_dict() for path in args.trajectory]
-        return pca_directions(states, model, num=num, ignore=args.ignore)
-    from ..hessian import hessian_directions
-
+        return directions.pca_directions(states, model, num=num, ignore=args.ignore)
     if os.path.exists(args.out) and not args.overwrite:
-        stored = load_directions(args.out)  # resume with the directions already found
-        if len(stored) < num:
+        try:  # resume with the directions already found
+            stored = directions.load_directions(args.out)
+        except KeyError:
+            stored = None
+        if stored is None or (num == 2 and stored.y is None):
             raise UserError(
                 f"{args.out} holds no Hessian directions to resume from; "
                 "use another --out or --overwrite"
             )
-        return Directions(stored[0], stored[1] if num == 2 else None, kind="hessian",
-                          settings={"seed": args.seed})  # fmt: skip
+        return directions.Directions(stored.x, stored.y if num == 2 else None, kind="hessian",
+                                     settings={"seed": args.seed})  # fmt: skip
     from ..objective import Objective
 
     objective = Objective(model, data, **_loss_options(args), batch_size=args.batch_size,
                           train_mode=args.train_mode,
                           allow_nonfinite=args.allow_nonfinite)  # fmt: skip
-    top = hessian_directions(objective, seed=args.seed, params=args.params,
-                             progress=not args.quiet)  # fmt: skip
-    return Directions(top[0], top[1] if num == 2 else None, kind="hessian",
-                      settings={"seed": args.seed})  # fmt: skip
+    return directions.hessian_plane(objective, num=num, seed=args.seed, params=args.params,
+                                    progress=not args.quiet)  # fmt: skip
 
 
 # file options a command reads: an output must be none of them

@@ -1,0 +1,91 @@
+"""Directions stored in a landscape file: :func:`save_directions`, and the one loader,
+:func:`load_directions` (``landscape.storage.load_directions`` is its low-level
+0.2 form, returning bare tensors)."""
+
+from __future__ import annotations
+
+import os
+
+from .core import Directions
+
+__all__ = ["directions_from_file", "load_directions", "save_directions"]
+
+
+def save_directions(
+    directions: Directions, path: str | os.PathLike, *, overwrite: bool = False
+) -> None:
+    """Store directions (tensors, kind and settings) as ``/directions`` of a landscape HDF5
+    file, created if missing; :func:`load_directions` reads them back equal.
+
+    Raises:
+        ValueError: the file already holds directions and ``overwrite`` is false, or it is
+            not a landscape file.
+
+    Example:
+        >>> import tempfile
+        >>> from torch import nn
+        >>> from landscape.directions import random_directions
+        >>> dirs = random_directions(nn.Linear(3, 2), seed=0)
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     save_directions(dirs, f"{tmp}/d.h5")
+        ...     load_directions(f"{tmp}/d.h5") == dirs
+        True
+    """
+    from .. import storage
+
+    used = (directions.x,) if directions.y is None else (directions.x, directions.y)
+    storage.write_directions(
+        path, used, kind=directions.kind, settings=directions.settings, overwrite=overwrite
+    )
+
+
+def load_directions(path: str | os.PathLike) -> Directions:
+    """The directions stored in a landscape file (by :func:`save_directions`, or with a
+    surface), as CPU tensors; files of version 0.1 give the kind and settings from the
+    surface's attributes. The one loader: ``landscape.storage.load_directions`` is its
+    low-level 0.2 form (a tuple of bare states, empty if none), kept for its callers.
+
+    Raises:
+        FileNotFoundError, ValueError: no file, or not a landscape file.
+        KeyError: the file holds no directions.
+    """
+    from .. import storage
+
+    tensors, kind, settings = storage.read_directions(path)
+    y = tensors[1] if len(tensors) > 1 else None
+    return Directions(tensors[0], y, kind=kind, settings=settings)
+
+
+def directions_from_file(path: str | os.PathLike, *, num: int | None = None) -> Directions:
+    """The first ``num`` directions stored in a landscape file (all of them by default),
+    as Directions of kind ``"file"`` whose settings name the file (``dir_file``, its
+    absolute path): what ``landscape surface --dir-file`` uses.
+
+    Raises:
+        ValueError: ``num`` is not 1, 2 or None, or the file holds fewer directions.
+
+    Example:
+        >>> import tempfile
+        >>> from torch import nn
+        >>> from landscape.directions import random_directions
+        >>> dirs = random_directions(nn.Linear(3, 2), seed=0)
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     save_directions(dirs, f"{tmp}/d.h5")
+        ...     line = directions_from_file(f"{tmp}/d.h5", num=1)
+        >>> import torch
+        >>> line.kind, line.y is None, torch.equal(line.x["weight"], dirs.x["weight"])
+        ('file', True, True)
+    """
+    if num not in (None, 1, 2):
+        raise ValueError(f"expected num 1, 2 or None, got {num!r}")
+    try:
+        stored = load_directions(path)
+        found = 1 if stored.y is None else 2
+    except KeyError:  # a landscape file without directions
+        stored, found = None, 0
+    num = found if num is None else num
+    if stored is None or found < num:
+        raise ValueError(f"{os.fspath(path)} holds {found} direction(s); expected {num or 1}")
+    y = stored.y if num == 2 else None
+    settings = {"dir_file": os.path.abspath(path)}
+    return Directions(stored.x, y, kind="file", settings=settings)

@@ -1,0 +1,46 @@
+"""Directions along the top Hessian eigenvectors (``--directions hessian``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import torch
+
+from ..params import ParamSelection
+from .core import Directions
+
+if TYPE_CHECKING:
+    from ..evaluate import Objective
+    from ..hessian import HessianOperator
+
+__all__ = ["hessian_plane"]
+
+
+def hessian_plane(
+    objective: Objective | HessianOperator,
+    *,
+    num: int = 2,
+    state: Mapping[str, torch.Tensor] | None = None,
+    params: ParamSelection = None,
+    dtype: torch.dtype | None = None,
+    tol: float | None = None,
+    max_hvps: int = 500,
+    seed: int = 0,
+    progress: bool = True,
+) -> Directions:
+    """The top two Hessian eigenvectors (:func:`landscape.hessian.hessian_directions`,
+    which returns them as a list of states) as Directions of kind ``"hessian"``: a
+    plane, or with ``num=1`` the line along the top one. ``settings`` hold the ``seed``.
+
+    Raises:
+        ValueError: ``num`` is not 1 or 2.
+    """
+    if num not in (1, 2):
+        raise ValueError(f"expected num 1 or 2, got {num!r}")
+    from ..hessian import hessian_directions  # a workflow above directions: imported late
+
+    top = hessian_directions(objective, state=state, params=params, dtype=dtype, tol=tol,
+                             max_hvps=max_hvps, seed=seed, progress=progress)  # fmt: skip
+    return Directions(top[0], top[1] if num == 2 else None, kind="hessian",
+                      settings={"seed": seed})  # fmt: skip
