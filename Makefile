@@ -32,8 +32,8 @@ test: $(VENV)/.installed lint
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check landscape tests examples benchmarks
-	$(VENV)/bin/ruff format --check landscape tests examples benchmarks
+	$(VENV)/bin/ruff check landscape tests examples benchmarks docs
+	$(VENV)/bin/ruff format --check landscape tests examples benchmarks docs
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_surface.py
@@ -41,7 +41,7 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_memory.py
 
 docs: $(VENV)/.installed
-	$(PY) landscape/_docs/build.py build/docs
+	$(PY) docs/build.py build/docs
 
 clean:
 	rm -rf $(VENV) build *.egg-info

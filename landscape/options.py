@@ -50,7 +50,7 @@ class Ignore(_Choice):
     """What a direction holds for tensors of ``dim <= 1`` (biases, norm-layer parameters)."""
 
     BIASBN = "biasbn"
-    """Zero: biases and BatchNorm parameters stay put."""
+    """Zero entries, so biases and BatchNorm parameters stay put."""
     NONE = "none"
     """Gaussian entries, normalized like a one-filter tensor."""
 

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_docs_build_without_warnings(tmp_path):
     env = dict(os.environ, MPLBACKEND="Agg", PYTHONPATH=str(ROOT))
     result = subprocess.run(
-        [sys.executable, str(ROOT / "landscape" / "_docs" / "build.py"), str(tmp_path)],
+        [sys.executable, str(ROOT / "docs" / "build.py"), str(tmp_path)],
         env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, f"the docs build failed:\n{result.stderr[-5000:]}"

@@ -11,7 +11,7 @@ from ..params import ParamSelection
 from .core import Directions
 
 if TYPE_CHECKING:
-    from ..evaluate import Objective
+    from ..objective import Objective
     from ..hessian import HessianOperator
 
 __all__ = ["hessian_plane"]

@@ -1,4 +1,4 @@
-"""Build the documentation offline: ``python landscape/_docs/build.py [OUT]`` (``build/docs``).
+"""Build the documentation offline: ``python docs/build.py [OUT]`` (``build/docs``).
 
 The pages beside this file, the README (whose sections the guide pages include), the
 figures and the examples are copied into ``OUT/src`` with three generated pages: the
@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
+ROOT = HERE.parent
 FIGURE = re.compile(r"figures/([\w.-]+\.(?:png|gif))")
 ROLE = re.compile(r":(\w+):`")  # a reST role in a docstring, written as a MyST role
 

@@ -1,0 +1,55 @@
+"""Paths between minima: straight lines, mode-connecting curves, loss barriers, model soups.
+
+Two checkpoints ``a`` and ``b`` of one architecture are joined by a curve ``phi(t)``,
+``t`` in [0, 1], with ``phi(0) = a`` and ``phi(1) = b`` exactly (the end states
+themselves, not a formula that rounds near them):
+
+- ``"line"``: ``(1 - t) a + t b``;
+- ``"bezier"``: the quadratic Bezier curve ``(1 - t)^2 a + 2 t (1 - t) theta + t^2 b``;
+- ``"polychain"``: the one-bend polygonal chain ``a -> theta -> b`` (``theta`` at
+  ``t = 1/2``).
+
+:func:`fit_curve` finds the bend ``theta`` by minimizing the expected loss along the curve,
+``E_{t ~ U(0, 1)} L(phi_theta(t))``, with one ``t`` drawn per step (Garipov et al. 2018,
+"Loss surfaces, mode connectivity, and fast ensembling of DNNs"; Draxler et al. 2018).
+The curve moves the floating-point parameters (and the bend holds one tensor per
+parameter); floating buffers such as BatchNorm running statistics move along the straight
+line between the ends, or are re-estimated from the data at every point with
+``bn_reestimate=True`` (:func:`reestimate_bn`; needed for BatchNorm networks, whose
+running statistics at an interior point of a curve belong to neither end).
+
+:func:`evaluate_path` gives the loss and metrics along a curve and the *loss barrier*
+(Frankle et al. 2020, "Linear mode connectivity and the lottery ticket hypothesis"):
+``max_t [L(t) - ((1 - t) L(0) + t L(1))]`` and the ``t`` where it is reached.
+:func:`connect_checkpoints` does the whole study in one call; :func:`model_soup` is the
+uniform average of several checkpoints (Wortsman et al. 2022).
+
+One module per job: ``curves`` (the curves and the results), ``fitting`` (:func:`fit_curve`),
+``evaluation`` (:func:`evaluate_path`, :func:`loss_barrier`, :func:`connect_checkpoints`),
+``bn`` (:func:`reestimate_bn`) and ``soups`` (:func:`model_soup`).
+"""
+
+from .bn import reestimate_bn
+from .curves import CURVE_KINDS, Connection, Curve, CurveKind, PathResult
+from .evaluation import connect_checkpoints, evaluate_path, loss_barrier
+from .fitting import fit_curve
+from .soups import model_soup
+
+__all__ = [
+    "CURVE_KINDS",
+    "Connection",
+    "Curve",
+    "CurveKind",
+    "PathResult",
+    "connect_checkpoints",
+    "evaluate_path",
+    "fit_curve",
+    "loss_barrier",
+    "model_soup",
+    "reestimate_bn",
+]
+
+# names of the single module before 0.3, kept importable from here
+from .bn import _BatchNormEstimator, _norm_layers  # noqa: F401, I001
+from .curves import State, _as_state, _blend, _check_kind, _point  # noqa: F401
+from .evaluation import _grid, _plane_coords, _plane_xy  # noqa: F401
