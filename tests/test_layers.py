@@ -13,9 +13,6 @@ PACKAGE = Path(__file__).resolve().parents[1] / "landscape"
 #: What storage/ may import from the package besides itself and results/: leaf modules that
 #: import nothing of the package (checked below).
 STORAGE_LOWER = ("landscape._version", "landscape.limits", "landscape._hashing")
-#: The documentation build documents the root's public names (tooling, not the library; it
-#: belongs in a top-level docs/ folder).
-ROOT_IMPORTERS = ("landscape._docs",)
 #: Third-party libraries each layer may import (the standard library is always allowed).
 THIRD_PARTY = {"results": {"numpy", "torch"}, "storage": {"numpy", "torch", "h5py"}}
 
@@ -72,7 +69,7 @@ def test_nothing_inside_the_package_imports_the_root():
         f"{module}:{line}"
         for module, imports in _all_imports().items()
         for target, line in imports
-        if target == "landscape" and module != "landscape" and not _inside(module, *ROOT_IMPORTERS)
+        if target == "landscape" and module != "landscape"
     ]
     assert offenders == [], f"expected no import of the root package, got {offenders}"
 
