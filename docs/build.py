@@ -74,7 +74,7 @@ def _directive(obj: object) -> tuple[str, str]:
     """The autodoc directive for a public name, and its option."""
     if isinstance(obj, type):
         mixins = obj.__mro__[1:-1]  # the Objective's: calling, checks, points
-        if mixins and all(b.__module__.startswith("landscape.") for b in mixins):
+        if mixins and all(b.__module__.startswith("landscape.objective.") for b in mixins):
             return "autoclass", ":members:\n   :inherited-members:"
         return "autoclass", ":members:"
     return ("autofunction", "") if callable(obj) else ("autodata", ":no-value:")

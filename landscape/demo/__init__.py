@@ -12,10 +12,14 @@ names), ``training`` (:func:`train_classifier`), ``run`` (:func:`run_demo`) and 
 
 from __future__ import annotations
 
-from .data import BUILTIN_DATA, BUILTIN_MODELS, DigitsSplit, digits_cnn, digits_data, digits_mlp
+from .data import BUILTIN_DATA, BUILTIN_MODELS, DigitsSplit, digits_cnn, digits_data, digits_mlp  # noqa: F401 (documented in demo.data)
 from .readme import README_TABLE_MARKERS, update_readme_table
 from .run import run_demo
-from .training import DEMO_RECIPES, train_classifier, train_demo_pair
+from .training import (
+    DEMO_RECIPES,  # noqa: F401 (documented in demo.training)
+    train_classifier,
+    train_demo_pair,
+)
 
 __all__ = [
     "DigitsSplit",
@@ -24,15 +28,13 @@ __all__ = [
     "digits_cnn",
     "train_classifier",
     "train_demo_pair",
-    "DEMO_RECIPES",
-    "BUILTIN_MODELS",
-    "BUILTIN_DATA",
     "README_TABLE_MARKERS",
     "update_readme_table",
     "run_demo",
 ]
 
-# names of the single module before 0.3, kept importable from here
+# names of the single module before 0.3, kept importable from here; the registries
+# (BUILTIN_MODELS, BUILTIN_DATA, DEMO_RECIPES) are documented where their comments are
 from .data import NUM_CLASSES, NUM_FEATURES, TEST_EVERY, _digits_arrays  # noqa: F401, I001
 from .data import _digits_test, _digits_train, _seeded  # noqa: F401
 from .run import _demo_figures  # noqa: F401

@@ -20,7 +20,7 @@ from .drawing import dot64
 
 State = dict[str, torch.Tensor]
 
-__all__ = ["Directions", "Interpolation", "State"]
+__all__ = ["Directions", "Interpolation"]
 
 
 @dataclass(frozen=True, eq=False)

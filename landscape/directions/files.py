@@ -1,6 +1,6 @@
 """Directions stored in a landscape file: :func:`save_directions`, and the one loader,
-:func:`load_directions` (``landscape.storage.load_directions`` is its low-level
-0.2 form, returning bare tensors)."""
+:func:`~landscape.directions.load_directions` (``landscape.storage.load_directions`` is
+its low-level 0.2 form, returning bare tensors)."""
 
 from __future__ import annotations
 

@@ -11,8 +11,8 @@ from ..params import ParamSelection
 from .core import Directions
 
 if TYPE_CHECKING:
-    from ..objective import Objective
     from ..hessian import HessianOperator
+    from ..objective import Objective
 
 __all__ = ["hessian_plane"]
 
