@@ -5,7 +5,10 @@ Nothing here computes at import: every model, data set and Hessian is built when
 
 from __future__ import annotations
 
+import os
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -59,3 +62,35 @@ def dense_hessian(model: nn.Module, data) -> tuple[torch.Tensor, dict[str, np.nd
         return nn.functional.cross_entropy(functional_call(model, weights, (inputs,)), targets)
 
     return dense_hessian_of(loss, dict(model.named_parameters()))
+
+
+#: The repository's root (for ``PYTHONPATH`` in subprocesses that run the command line).
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: A user's model file for command-line tests: ``user.py:model`` and ``user.py:data``.
+USER_CODE = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+
+    def model():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3))
+
+    def data():
+        g = torch.Generator().manual_seed(0)
+        return torch.randn(30, 5, generator=g), torch.randint(0, 3, (30,), generator=g)
+    """
+)
+
+
+def user_project(folder: Path) -> nn.Module:
+    """Write ``user.py`` (:data:`USER_CODE`) and its model's checkpoint ``a.pt`` into
+    ``folder``; returns the model."""
+    from landscape.checkpoint import save_checkpoint
+
+    (folder / "user.py").write_text(USER_CODE)
+    namespace: dict = {}
+    exec(USER_CODE, namespace)
+    model = namespace["model"]()
+    save_checkpoint(model, folder / "a.pt")
+    return model

@@ -16,27 +16,12 @@ import textwrap
 
 import numpy as np
 import pytest
+from _shared import ROOT, user_project
 
-from landscape.checkpoint import save_checkpoint
 from landscape.cli import main
 from landscape.sharpness import load_sharpness
 from landscape.surface import load_surface
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-USER_CODE = textwrap.dedent(
-    """
-    import torch
-    from torch import nn
-
-    def model():
-        torch.manual_seed(0)
-        return nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3))
-
-    def data():
-        g = torch.Generator().manual_seed(0)
-        return torch.randn(30, 5, generator=g), torch.randint(0, 3, (30,), generator=g)
-    """
-)
 # Runs steps inside the namespace: ["run", args, fill] runs the command line (with
 # ``fill``, the disk is filled by another file right after the free-space check, so the
 # writes themselves meet ENOSPC), ["rm", path], ["remount", size], ["copy", src, dst].
@@ -132,10 +117,7 @@ def on_tmpfs(folder, size, steps):
 
 @pytest.fixture
 def project(tmp_path):
-    (tmp_path / "user.py").write_text(USER_CODE)
-    namespace: dict = {}
-    exec(USER_CODE, namespace)
-    save_checkpoint(namespace["model"](), tmp_path / "a.pt")
+    user_project(tmp_path)
     return tmp_path
 
 

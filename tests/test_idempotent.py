@@ -10,27 +10,13 @@ import textwrap
 import h5py
 import numpy as np
 import torch
+from _shared import ROOT, user_project
 
 from landscape.checkpoint import save_checkpoint
 from landscape.cli import main
 from landscape.sharpness import load_sharpness
 from landscape.storage.paths import load_paths
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-USER_CODE = textwrap.dedent(
-    """
-    import torch
-    from torch import nn
-
-    def model():
-        torch.manual_seed(0)
-        return nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3))
-
-    def data():
-        g = torch.Generator().manual_seed(0)
-        return torch.randn(30, 5, generator=g), torch.randint(0, 3, (30,), generator=g)
-    """
-)
 # the command line, killed by SIGKILL at the NUM-th call of MODULE.NAME
 KILLED_AT = textwrap.dedent(
     """
@@ -61,11 +47,7 @@ def killed_at(module, name, num, args):
 
 
 def project_files(tmp_path):
-    (tmp_path / "user.py").write_text(USER_CODE)
-    namespace: dict = {}
-    exec(USER_CODE, namespace)
-    model = namespace["model"]()
-    save_checkpoint(model, tmp_path / "a.pt")
+    model = user_project(tmp_path)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.3)

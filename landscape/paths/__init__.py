@@ -1,13 +1,9 @@
 """Paths between minima: straight lines, mode-connecting curves, loss barriers, model soups.
 
 Two checkpoints ``a`` and ``b`` of one architecture are joined by a curve ``phi(t)``,
-``t`` in [0, 1], with ``phi(0) = a`` and ``phi(1) = b`` exactly (the end states
-themselves, not a formula that rounds near them):
-
-- ``"line"``: ``(1 - t) a + t b``;
-- ``"bezier"``: the quadratic Bezier curve ``(1 - t)^2 a + 2 t (1 - t) theta + t^2 b``;
-- ``"polychain"``: the one-bend polygonal chain ``a -> theta -> b`` (``theta`` at
-  ``t = 1/2``).
+``t`` in [0, 1], that ends exactly at ``a`` and ``b``: a line, a quadratic Bezier curve
+or a one-bend polygonal chain with bend ``theta`` (formulas in
+:mod:`landscape.paths.curves`).
 
 :func:`fit_curve` finds the bend ``theta`` by minimizing the expected loss along the curve,
 ``E_{t ~ U(0, 1)} L(phi_theta(t))``, with one ``t`` drawn per step (Garipov et al. 2018,
