@@ -140,7 +140,12 @@ def torchrun(task: str, out, nproc: int = 2) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc)]
     command += ["--master-addr", "127.0.0.1", "--master-port", str(_free_port())]
     command += ["--monitor-interval", "0.1", os.path.abspath(__file__), task, str(out)]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    if done.returncode != 0 and "terminate called without an active exception" in done.stderr:
+        # A rank aborted in C++ (seen once in about 35 runs of the sharpness task, never
+        # twice in a row): run the task once more; a failure that repeats still fails.
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    return done
 
 
 def _free_port() -> int:
