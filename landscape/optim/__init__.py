@@ -1,0 +1,35 @@
+"""Curvature as an optimizer sees it: the diagonal preconditioners of SGD, Adam, AdamW,
+RMSprop and Adagrad with their stability thresholds, the preconditioned sharpness
+``lambda_1(P^-1 H)``, batch sharpness and the gradient's share in the top eigenspace.
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> model = nn.Linear(3, 1)
+    >>> opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    >>> model(torch.ones(1, 3)).sum().backward()
+    >>> round(preconditioner(opt, model).threshold)  # (2 + 2 beta1) / (lr (1 - beta1))
+    3800
+"""
+
+from __future__ import annotations
+
+from ..results.optim import BatchSharpness, GradientAlignment, PreconditionedSharpness
+from .batch import batch_sharpness, gradient_alignment, loss_gradient
+from .preconditioners import SUPPORTED, Preconditioner, preconditioner, stability_threshold
+from .sharpness import preconditioned_sharpness, resolve_preconditioner
+
+__all__ = [
+    "SUPPORTED",
+    "BatchSharpness",
+    "GradientAlignment",
+    "Preconditioner",
+    "PreconditionedSharpness",
+    "batch_sharpness",
+    "gradient_alignment",
+    "loss_gradient",
+    "preconditioned_sharpness",
+    "preconditioner",
+    "resolve_preconditioner",
+    "stability_threshold",
+]
