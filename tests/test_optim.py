@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from _shared import dense_hessian, dense_hessian_of, gaussian_data, gaussian_mlp
 from torch import nn
 from torch.func import functional_call
 
-from _shared import dense_hessian, dense_hessian_of, gaussian_data, gaussian_mlp
 from landscape.objective import Objective
 from landscape.optim import (
     batch_sharpness,

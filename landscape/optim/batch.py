@@ -145,7 +145,8 @@ def gradient_alignment(
         >>> from torch import nn
         >>> x = torch.randn(20, 3, dtype=torch.float64)
         >>> model = nn.Linear(3, 1).double()
-        >>> result = gradient_alignment(Objective(model, (x, x.sum(1)), loss="mse"), num_eigenpairs=4)
+        >>> objective = Objective(model, (x, x.sum(1)), loss="mse")
+        >>> result = gradient_alignment(objective, num_eigenpairs=4)
         >>> round(result.share, 6)  # four eigenvectors span all four weights
         1.0
     """
