@@ -5,6 +5,7 @@ the dense ``P^-1 H``'s top eigenvalue, batch sharpness its closed form."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -14,8 +15,11 @@ from _shared import dense_hessian, dense_hessian_of, gaussian_data, gaussian_mlp
 from torch import nn
 from torch.func import functional_call
 
+from landscape.hessian import hessian_eigenpairs
 from landscape.objective import Objective
 from landscape.optim import (
+    StabilityGuard,
+    StabilityWarning,
     batch_sharpness,
     gradient_alignment,
     preconditioned_sharpness,
@@ -289,26 +293,70 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def test_full_batch_adam_trains_at_the_adaptive_edge_of_stability(one_thread):
-    # Cohen et al. 2022: lambda_1(P^-1 H) settles at (2 + 2 beta1) / (lr (1 - beta1)) = 38/lr
+def _adam_run(lr: float, guard: StabilityGuard, num_steps: int = 800) -> tuple[list, float]:
+    """Full-batch Adam (beta1 0.9) on 500 digits, MSE, a 64-20-20-10 tanh MLP; the ratio of
+    lambda_1(P^-1 H) to 38/lr every 50 steps of the second half, given to the guard."""
     x, y = _digits_mse()
     torch.manual_seed(0)
     model = nn.Sequential(
         nn.Linear(64, 20), nn.Tanh(), nn.Linear(20, 20), nn.Tanh(), nn.Linear(20, 10)
     )
-    opt = torch.optim.Adam(model.parameters(), lr=0.005)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
     objective = Objective(model, (x, y), loss="mse")
-    ratios, raw = [], []
-    for step in range(801):
+    ratios = []
+    for step in range(num_steps + 1):
         opt.zero_grad()
         nn.functional.mse_loss(model(x), y).backward()
-        if step >= 400 and step % 50 == 0:
+        if step >= num_steps // 2 and step % 50 == 0:
             result = preconditioned_sharpness(objective, opt, tol=1e-3)
             ratios.append(result.ratio)
+            guard.update("preconditioned_sharpness", result.value, threshold=result.threshold,
+                         step=step)  # fmt: skip
         opt.step()
-    from landscape.hessian import hessian_eigenpairs
-
     raw = hessian_eigenpairs(objective, k=1, tol=1e-3, progress=False).eigenvalues[0]
-    print(f"lambda_1(P^-1 H) / (38/lr): median {np.median(ratios):.3f} over {ratios}; "
-          f"raw lambda_max {raw:.3g} = {raw * 0.005 / 2:.3g} of 2/lr")  # fmt: skip
+    return ratios, raw * lr / 2
+
+
+def test_full_batch_adam_trains_at_the_adaptive_edge_of_stability(one_thread):
+    # Cohen et al. 2022: lambda_1(P^-1 H) settles at (2 + 2 beta1) / (lr (1 - beta1)) = 38/lr
+    fired = []
+    guard = StabilityGuard(fraction=0.9, patience=3, action=lambda *a: fired.append(a[3]))
+    ratios, raw = _adam_run(0.005, guard)
+    print(f"lambda_1(P^-1 H) / (38/lr): median {np.median(ratios):.3f} of {np.round(ratios, 3)}; "
+          f"raw lambda_max {raw:.3g} of 2/lr; the guard fired at steps {fired}")  # fmt: skip
     assert abs(np.median(ratios) - 1) < 0.1
+    assert fired  # the guard sees the edge
+
+
+def test_at_a_tenth_of_the_learning_rate_adam_stays_below_the_edge_and_the_guard_is_quiet(
+    one_thread,
+):
+    guard = StabilityGuard(fraction=0.9, patience=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StabilityWarning)
+        ratios, _ = _adam_run(0.0005, guard)
+    print(f"lr 0.0005: lambda_1(P^-1 H) / (38/lr) {np.round(ratios, 3)}")
+    assert max(ratios) < 0.9
+
+
+def test_the_guard_fires_after_patience_logs_above_the_fraction_and_rearms():
+    calls = []
+    guard = StabilityGuard(fraction=0.9, patience=2, action=lambda *a: calls.append(a))
+    values = [0.5, 0.95, 0.97, 0.99, 0.5, 0.95, 0.96]
+    fired = [guard.update("m", v, threshold=1.0, step=i) for i, v in enumerate(values)]
+    assert fired == [False, False, True, False, False, False, True]
+    assert [c[3] for c in calls] == [2, 6]
+    assert not guard.update("m", 5.0, threshold=float("nan"), step=7)  # no threshold known
+
+
+def test_the_guard_warns_without_an_action():
+    guard = StabilityGuard(patience=1, measures=("preconditioned_sharpness",))
+    assert not guard.update("lambda_max", 10.0, threshold=1.0, step=0)  # not watched
+    with pytest.warns(StabilityWarning, match="preconditioned_sharpness stayed above 0.9"):
+        guard.update("preconditioned_sharpness", 10.0, threshold=1.0, step=0)
+
+
+@pytest.mark.parametrize("options", [{"fraction": 0}, {"patience": 0}, {"action": 3}])
+def test_bad_guard_settings_are_refused(options):
+    with pytest.raises((ValueError, TypeError), match="expected"):
+        StabilityGuard(**options)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from ..results.optim import BatchSharpness, GradientAlignment, PreconditionedSharpness
 from .batch import batch_sharpness, gradient_alignment, loss_gradient
+from .guard import StabilityGuard, StabilityWarning
 from .preconditioners import SUPPORTED, Preconditioner, preconditioner, stability_threshold
 from .sharpness import preconditioned_sharpness, resolve_preconditioner
 
@@ -25,6 +26,8 @@ __all__ = [
     "GradientAlignment",
     "Preconditioner",
     "PreconditionedSharpness",
+    "StabilityGuard",
+    "StabilityWarning",
     "batch_sharpness",
     "gradient_alignment",
     "loss_gradient",
