@@ -19,7 +19,8 @@ from .. import demo as demo_module
 from .. import distributed
 from .._fingerprint import builder_sha256
 from .._finite import check_finite_inputs, nonfinite_note
-from ..checkpoint import _kind, file_sha256, load_checkpoint
+from ..checkpoint import file_sha256, load_checkpoint
+from ..checkpoint.reading import _kind
 from ..losses import LOSSES
 from .parser import _NUMBER_RANGE, NORMS, RANGE_OPTIONS  # noqa: F401 (their home before 0.3)
 
