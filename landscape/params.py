@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ._hashing import state_sha256
+from .checks import check_state
 from .options import DirTypeName
 
 DirType = DirTypeName  # the Literal alias of landscape.options.DirType
@@ -369,11 +370,8 @@ def point_state(
     if j_end is not None:
         from_end, coef = lerp_coefficient(coords[j_end])
         end = ends[j_end]  # type: ignore[index]
-        missing = set(directions[j_end]) - set(end)
-        if missing:
-            raise ValueError(
-                f"the end state lacks names its direction moves: {sorted(missing)[:5]}"
-            )
+        check_state(end, directions[j_end], name="the end state", against="its direction",
+                    unexpected=False)  # fmt: skip
         if from_end:
             for name in directions[j_end]:
                 t = out[name]

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from landscape.checks import check_choice, check_count, check_flag, check_seed
+from landscape.checks import check_choice, check_count, check_flag, check_seed, check_state
 from landscape.directions import random_direction, random_directions
 from landscape.hessian import hessian_trace
 from landscape.objective import Objective
@@ -78,3 +78,58 @@ def test_checks_speak_in_one_voice():
         ValueError, match=r"expected an int seed in 0 .. 2\*\*63 - 1, got 18446744073709551616"
     ):
         check_seed(2**64)
+
+
+def _bn_objective():
+    model = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3)).double().eval()
+    x = torch.randn(6, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    return Objective(model, (x, torch.zeros(6, 3, dtype=torch.float64)), loss="mse")
+
+
+def _state_checks():
+    """Each entry point that takes a state, given one with a mis-shaped ``weight``."""
+    from landscape.checkpoint import load_checkpoint
+    from landscape.directions import (
+        checkpoint_plane,
+        directional_curvature,
+        interpolation_direction,
+        normalize_direction,
+    )
+    from landscape.hessian import HessianOperator
+    from landscape.params import point_state
+    from landscape.paths import reestimate_bn
+
+    good, bad = {"weight": torch.zeros(1, 3)}, {"weight": torch.zeros(3, 1)}
+    linear = nn.Linear(3, 1, bias=False)
+    obj = Objective(linear.double(), (torch.ones(2, 3, dtype=torch.float64), torch.zeros(2, 1)))
+    bn = _bn_objective()
+    bn_bad = {**bn.base_state, "0.weight": torch.zeros(2, 3, dtype=torch.float64)}
+    return {
+        "load_checkpoint": lambda: load_checkpoint(nn.Linear(3, 1, bias=False), bad),
+        "checkpoint_plane": lambda: checkpoint_plane(linear, [good, good, bad]),
+        "normalize_direction": lambda: normalize_direction(bad, good),
+        "interpolation_direction": lambda: interpolation_direction(good, bad),
+        "point_state": lambda: point_state(good, [good], [1.0], ends=[bad]),
+        "HessianOperator.matvec": lambda: HessianOperator(obj).matvec(bad),
+        "directional_curvature": lambda: directional_curvature(obj, bad),
+        "reestimate_bn": lambda: reestimate_bn(bn, bn_bad),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_state_checks()))
+def test_every_state_check_is_check_state(name):
+    # 0.2: seven partial checks with seven wordings (and none before loading in reestimate_bn)
+    with pytest.raises(ValueError, match=r"^expected .* to match the names and shapes of .*, got"):
+        _state_checks()[name]()
+
+
+def test_check_state_lists_each_kind_of_mismatch():
+    expected = {"a": torch.zeros(2), "b": torch.zeros(1, 2)}
+    with pytest.raises(ValueError) as info:
+        check_state({"b": torch.zeros(2, 1), "c": torch.zeros(1)}, expected, name="x", against="y")
+    assert str(info.value) == (
+        "expected x to match the names and shapes of y, got missing keys (1): a; "
+        "unexpected keys (1): c; mis-shaped keys (1): b: expected (1, 2), got (2, 1)"
+    )
+    check_state({"a": torch.ones(2)}, expected, missing=False)  # a part of a state: fine
+    check_state({"a": torch.ones(2), "c": torch.ones(1)}, {"a": torch.ones(2)}, unexpected=False)
