@@ -129,19 +129,21 @@ def _loss_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- subcommands
-def _random_directions(args: argparse.Namespace, model: nn.Module, num: int) -> Any:
+def _random_directions(args: argparse.Namespace, model: nn.Module, num_directions: int) -> Any:
     """Random directions, with ``--x-norm``/``--y-norm`` when the two axes differ."""
     from ..directions import random_plane
 
     x_norm, y_norm = args.x_norm or args.norm, args.y_norm or args.norm
-    if num == 2 and x_norm != y_norm and args.orthogonalize:
+    if num_directions == 2 and x_norm != y_norm and args.orthogonalize:
         raise UserError("--orthogonalize needs one normalization; drop --x-norm/--y-norm")
-    return random_plane(model, num=num, x_norm=x_norm, y_norm=y_norm, ignore=args.ignore,
-                        dir_type=args.dir_type, seed=args.seed,
+    return random_plane(model, num_directions=num_directions, x_norm=x_norm, y_norm=y_norm,
+                        ignore=args.ignore, dir_type=args.dir_type, seed=args.seed,
                         orthogonalize=args.orthogonalize, params=args.params)  # fmt: skip
 
 
-def _surface_directions(args: argparse.Namespace, model: nn.Module, data: Any, num: int) -> Any:
+def _surface_directions(
+    args: argparse.Namespace, model: nn.Module, data: Any, num_directions: int
+) -> Any:
     """The directions asked for by ``--directions`` (or stored in ``--dir-file``): each
     made by one builder of :mod:`landscape.directions`."""
     from .. import directions
@@ -150,15 +152,15 @@ def _surface_directions(args: argparse.Namespace, model: nn.Module, data: Any, n
         if args.directions != "random":
             raise UserError("--dir-file replaces --directions; give one of them")
         try:
-            return directions.directions_from_file(args.dir_file, num=num)
+            return directions.directions_from_file(args.dir_file, num_directions=num_directions)
         except ValueError as err:  # too few directions, or not a landscape file
             raise UserError(f"--dir-file {err}") from err
     if args.directions == "random":
-        return _random_directions(args, model, num)
+        return _random_directions(args, model, num_directions)
     if args.directions == "interp":
         if not args.target:
             raise UserError("--directions interp needs --target CKPT2")
-        y = _random_directions(args, model, 1).x if num == 2 else None
+        y = _random_directions(args, model, 1).x if num_directions == 2 else None
         return directions.interpolation_directions(
             model, _model(args, args.target), y=y, dir_type=args.dir_type, params=args.params,
             settings={"target_sha256": file_sha256(args.target)})  # fmt: skip
@@ -166,26 +168,27 @@ def _surface_directions(args: argparse.Namespace, model: nn.Module, data: Any, n
         if not args.trajectory:
             raise UserError("--directions pca needs --trajectory CKPT [CKPT ...]")
         states = [_model(args, path).state_dict() for path in args.trajectory]
-        return directions.pca_directions(states, model, num=num, ignore=args.ignore)
+        return directions.pca_directions(states, model, num_directions=num_directions,
+                                         ignore=args.ignore)  # fmt: skip
     if os.path.exists(args.out) and not args.overwrite:
         try:  # resume with the directions already found
             stored = directions.load_directions(args.out)
         except KeyError:
             stored = None
-        if stored is None or (num == 2 and stored.y is None):
+        if stored is None or (num_directions == 2 and stored.y is None):
             raise UserError(
                 f"{args.out} holds no Hessian directions to resume from; "
                 "use another --out or --overwrite"
             )
-        return directions.Directions(stored.x, stored.y if num == 2 else None, kind="hessian",
-                                     settings={"seed": args.seed})  # fmt: skip
+        y = stored.y if num_directions == 2 else None
+        return directions.Directions(stored.x, y, kind="hessian", settings={"seed": args.seed})
     from ..objective import Objective
 
     objective = Objective(model, data, **_loss_options(args), batch_size=args.batch_size,
                           train_mode=args.train_mode,
                           allow_nonfinite=args.allow_nonfinite)  # fmt: skip
-    return directions.hessian_plane(objective, num=num, seed=args.seed, params=args.params,
-                                    progress=not args.quiet)  # fmt: skip
+    return directions.hessian_plane(objective, num_directions=num_directions, seed=args.seed,
+                                    params=args.params, progress=not args.quiet)  # fmt: skip
 
 
 # file options a command reads: an output must be none of them
