@@ -92,7 +92,7 @@ def model_state(
         tied = tied_names(model)
         items = {n: t for n, t in model.state_dict(keep_vars=True).items() if n not in tied}
     else:
-        raise ValueError(f"dir_type must be 'weights' or 'states', got {dir_type!r}")
+        raise ValueError(f"expected one of 'weights', 'states' for dir_type, got {dir_type!r}")
     return {name: t.detach().clone() if copy else t.detach() for name, t in items.items()}
 
 
@@ -197,7 +197,7 @@ def select_names(state: Mapping[str, torch.Tensor], include: ParamSelection = No
     elif isinstance(include, (str, Iterable)):
         patterns = [include] if isinstance(include, str) else list(include)
         if not all(isinstance(p, str) for p in patterns):
-            raise TypeError(f"params must hold names or patterns (strings), got {patterns!r}")
+            raise TypeError(f"expected names or patterns (strings) for params, got {patterns!r}")
         wanted: set[str] = set()
         for pattern in patterns:
             if pattern in ("all", "trainable"):
@@ -212,8 +212,8 @@ def select_names(state: Mapping[str, torch.Tensor], include: ParamSelection = No
         kept = [n for n in names if n in wanted]
     else:
         raise TypeError(
-            "params must be None, 'all', 'trainable', names or glob patterns, or a callable "
-            f"(name, tensor) -> bool; got {type(include).__name__}"
+            "expected None, 'all', 'trainable', names or glob patterns, or a callable "
+            f"(name, tensor) -> bool for params, got {type(include).__name__}"
         )
     if not kept:
         raise ValueError(f"params {include!r} selected no tensor; expected at least one")

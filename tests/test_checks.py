@@ -18,6 +18,38 @@ def _objective():
     return Objective(nn.Linear(3, 1).double(), (x, x.sum(1)), loss="mse")
 
 
+def _train(seed):
+    from landscape.demo import train_classifier
+
+    data = (torch.zeros(4, 64), torch.zeros(4, dtype=torch.long))
+    return train_classifier(nn.Linear(64, 10), data, lr=0.1, num_threads=None, batch_size=2,
+                            steps=1, seed=seed, progress=False)  # fmt: skip
+
+
+def _seeded_entry_points():
+    from landscape.demo import digits_mlp
+    from landscape.models import cifar_like, cifar_resnet
+    from landscape.sharpness import keskar_subspace
+
+    return {
+        "digits_mlp": lambda seed: digits_mlp(seed=seed),
+        "cifar_resnet": lambda seed: cifar_resnet(8, seed=seed),
+        "cifar_like": lambda seed: cifar_like(2, seed=seed),
+        "train_classifier": _train,
+        "keskar_subspace": lambda seed: keskar_subspace(4, 2, seed=seed),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_seeded_entry_points()))
+def test_demo_models_and_sharpness_seeds_go_through_check_seed(name):
+    # 0.2: digits_mlp said "seed must be an int", cifar_resnet(seed=1.5) leaked torch's error
+    build = _seeded_entry_points()[name]
+    with pytest.raises(TypeError, match="expected an int seed, got float 1.5"):
+        build(1.5)
+    with pytest.raises(ValueError, match=r"expected an int seed in 0 .. 2\*\*63 - 1, got -1"):
+        build(-1)
+
+
 SEEDED = {
     "random_directions": lambda seed: random_directions(nn.Linear(3, 2), seed=seed),
     "random_direction": lambda seed: random_direction(nn.Linear(3, 2), seed=seed),
@@ -41,9 +73,12 @@ def test_a_negative_seed_is_a_value_error(name):
         SEEDED[name](-1)
 
 
-def test_random_direction_seed_none_is_seed_zero():
+def test_random_direction_seed_none_is_seed_zero_with_a_warning():
+    # 0.2 took None for 0 silently here and refused it in random_directions
     model = nn.Linear(3, 2)
-    none, zero = random_direction(model, seed=None), random_direction(model, seed=0)
+    with pytest.warns(DeprecationWarning, match=r"seed=None\) means seed 0 .* pass seed=0"):
+        none = random_direction(model, seed=None)
+    zero = random_direction(model, seed=0)
     assert all(torch.equal(none[k], zero[k]) for k in zero)
     with pytest.raises(TypeError, match="expected an int seed, got NoneType None"):
         random_directions(model, seed=None)

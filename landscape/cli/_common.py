@@ -40,8 +40,8 @@ def resolve_callable(spec: str, builtins: dict[str, Callable[..., Any]], what: s
     module_name, sep, attr = spec.rpartition(":")
     if not sep or not module_name or not attr:
         raise UserError(
-            f"{what} must be a built-in name ({', '.join(sorted(builtins))}), "
-            f"package.module:callable or path/file.py:callable; got {spec!r}"
+            f"expected a built-in name ({', '.join(sorted(builtins))}), "
+            f"package.module:callable or path/file.py:callable for {what}, got {spec!r}"
         )
     if module_name.endswith(".py") or os.sep in module_name:
         if not os.path.isfile(module_name):

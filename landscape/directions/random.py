@@ -15,6 +15,7 @@ are left out of it, so they never move.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -42,8 +43,9 @@ def random_direction(
 ) -> State:
     """A normalized Gaussian direction around a model (or a state).
 
-    Entries are drawn on the CPU in float64 from ``seed`` (an int; ``None`` means 0, as in
-    0.2; a float is a ``TypeError``) or from ``generator``, so a seed
+    Entries are drawn on the CPU in float64 from ``seed`` (an int; a float is a
+    ``TypeError``; ``None`` means 0, as in 0.2, with a ``DeprecationWarning``: pass 0) or
+    from ``generator``, so a seed
     gives the same direction on every device, normalized in float32 (or the tensor's
     dtype, if wider) on its device, then kept in the tensor's dtype (bfloat16 for a
     bfloat16 model). One tensor at a time: its draft (in that working dtype, filled from
@@ -64,8 +66,15 @@ def random_direction(
     _check_options(norm, ignore)
     state = _selected(model_or_state, _as_state(model_or_state, dir_type), params, dir_type)
     if generator is None:
-        seed = 0 if seed is None else check_seed(seed)  # None is seed 0, as in 0.2
-        generator = torch.Generator().manual_seed(seed)
+        if seed is None:  # seed 0, as in 0.2; random_directions refuses None
+            warnings.warn(
+                "random_direction(seed=None) means seed 0 and will be refused in a future "
+                "version, as random_directions refuses it: pass seed=0",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            seed = 0
+        generator = torch.Generator().manual_seed(check_seed(seed))
     direction = {}
     for name, t in state.items():  # one tensor at a time: its draft is freed before the next
         if not t.is_floating_point():
