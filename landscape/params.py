@@ -319,7 +319,9 @@ def lerp_coefficient(coef: float) -> tuple[bool, float]:
     return (True, coef - 1.0) if coef >= 0.5 else (False, coef)
 
 
-def end_index(ends: Sequence[Mapping[str, torch.Tensor] | None] | None, num: int) -> int | None:
+def end_index(
+    ends: Sequence[Mapping[str, torch.Tensor] | None] | None, num_directions: int
+) -> int | None:
     """The index of the one direction that carries an end state, or None.
 
     Raises:
@@ -328,12 +330,14 @@ def end_index(ends: Sequence[Mapping[str, torch.Tensor] | None] | None, num: int
     if ends is None:
         return None
     ends = list(ends)
-    if len(ends) != num:
-        raise ValueError(f"expected one end (or None) per direction, {num}, got {len(ends)}")
+    if len(ends) != num_directions:
+        raise ValueError(
+            f"expected one end (or None) per direction, {num_directions}, got {len(ends)}"
+        )
     given = [j for j, end in enumerate(ends) if end is not None]
     if len(given) > 1:
         raise ValueError(
-            f"at most one direction can carry an end state (an interpolation), got {len(given)}"
+            f"expected at most one direction with an end state (an interpolation), got {len(given)}"
         )
     return given[0] if given else None
 
