@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn  # noqa: F401  (the doctests' nn)
 
 from ..checks import listing
 
@@ -196,6 +195,7 @@ def load_state(path: PathLike) -> dict[str, torch.Tensor]:
 
     Example:
         >>> import tempfile, os
+        >>> from torch import nn
         >>> path = os.path.join(tempfile.mkdtemp(), "ckpt.pt")
         >>> torch.save({"model": nn.Linear(2, 1).state_dict(), "epoch": 3}, path)
         >>> sorted(load_state(path))

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..checks import listing
-from .reading import PathLike, load_state  # noqa: F401  (load_state: the doctests')
+from .reading import PathLike
 
 __all__ = ["file_sha256", "save_checkpoint"]
 
@@ -38,6 +38,7 @@ def save_checkpoint(model_or_state: nn.Module | Mapping[str, torch.Tensor], path
 
     Example:
         >>> import tempfile, os
+        >>> from landscape.checkpoint import load_state
         >>> path = os.path.join(tempfile.mkdtemp(), "linear.safetensors")
         >>> sorted(load_state(save_checkpoint(nn.Linear(2, 1), path)))
         ['bias', 'weight']
