@@ -119,7 +119,7 @@ def trajectory_plane(
     if labels.shape != (len(states),):
         raise ValueError(f"expected one step label per checkpoint ({len(states)}), got {steps!r}")
     final = objective.at(states[-1])
-    directions = pca_directions(states, states[-1], num=2, ignore=ignore)
+    directions = pca_directions(states, states[-1], num_directions=2, ignore=ignore)
     coords = np.asarray(project_states(directions, states, states[-1]), dtype=np.float64)
     true: dict[str, list[float]] = {name: [] for name in objective.names}
     for state in states:

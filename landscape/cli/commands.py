@@ -161,7 +161,9 @@ def cmd_hessian(args: argparse.Namespace) -> None:
     common = dict(seed=args.seed, dtype=dtype, progress=not args.quiet, params=args.params)
     eigen = extremes = trace = density = blocks = None
     if "eigen" in todo:
-        eigen = hessian.hessian_eigenpairs(objective, k=args.top_k, which=args.which, **common)
+        eigen = hessian.hessian_eigenpairs(
+            objective, k=args.num_eigenpairs, which=args.which, **common
+        )
     if "extremes" in todo:
         extremes = hessian.extreme_eigenvalues(objective, **common)
     if "trace" in todo:
