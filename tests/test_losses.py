@@ -324,3 +324,23 @@ def test_losses_in_pieces_equal_one_piece_and_read_nothing(name, monkeypatch):
     assert whole[1].dtype == whole[2].dtype == torch.float32
     for a, b in zip(whole, pieces, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12 if a.dtype == torch.float64 else 1e-6, atol=0)
+
+
+def test_cross_entropy_of_few_classes_and_many_examples():
+    """Logits of 10 classes for 2048 examples are taken as (1, classes, examples) on a CPU:
+    the same sum and derivatives as rows of classes."""
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2048, 10, generator=g, dtype=torch.float64, requires_grad=True)
+    labels = torch.randint(0, 10, (2048,), generator=g)
+    labels[::7] = -100
+    ours, torchs = (
+        cross_entropy_sum(logits, labels),
+        F.cross_entropy(logits, labels, reduction="sum"),
+    )
+    assert float(ours.detach()) == pytest.approx(float(torchs.detach()), rel=1e-14)
+    ours_grad, torchs_grad = (
+        torch.autograd.grad(v, logits, create_graph=True)[0] for v in (ours, torchs)
+    )
+    torch.testing.assert_close(ours_grad, torchs_grad, rtol=0, atol=1e-15)
+    hvps = (torch.autograd.grad(grad.sum(), logits)[0] for grad in (ours_grad, torchs_grad))
+    torch.testing.assert_close(*hvps, rtol=0, atol=1e-14)

@@ -53,10 +53,33 @@ def chunked_cross_entropy(
     if targets.is_floating_point():
         targets = targets.to(dtype)
     rows = max(1, CHUNK_BYTES // max(1, logits.shape[1:].numel() * dtype.itemsize))
+    if rows >= len(logits):  # one piece, not split (the split's backward copies gradients)
+        return _piece_sum(logits, targets, dtype)
     pieces = zip(logits.split(rows), targets.split(rows), strict=True)
-    return sum(
-        F.cross_entropy(z.to(dtype), t, reduction="none").sum(dtype=torch.float64)
-        for z, t in pieces
+    return sum(_piece_sum(z, t, dtype) for z, t in pieces)
+
+
+def _piece_sum(logits: torch.Tensor, targets: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    if dtype != torch.float64:
+        losses = F.cross_entropy(logits.to(dtype), targets, reduction="none")
+        return losses.sum(dtype=torch.float64)
+    if _few_classes_on_cpu(logits, targets):
+        # the classes as a spatial dimension, (1, C, N): the log-softmax is vectorized over
+        # the examples (1.7x faster than over rows of 10 classes)
+        columns = logits.t().to(dtype, memory_format=torch.contiguous_format)
+        return F.cross_entropy(columns.unsqueeze(0), targets.unsqueeze(0), reduction="sum")
+    return F.cross_entropy(logits.to(dtype), targets, reduction="sum")  # summed in float64
+
+
+def _few_classes_on_cpu(logits: torch.Tensor, targets: torch.Tensor) -> bool:
+    """Logits ``(N, C)`` on a CPU with at most 16 classes and at least 1024 examples,
+    against class indices (measured in benchmarks/bench_losses.py)."""
+    return (
+        logits.device.type == "cpu"
+        and logits.dim() == 2
+        and not targets.is_floating_point()
+        and logits.shape[1] <= 16
+        and logits.shape[0] >= 1024
     )
 
 
