@@ -12,8 +12,8 @@ Each ratio is over ``torch``'s time in the same round, the median over rounds. A
 the labels are -100 (ignored). Classification shapes are examples x classes, token shapes
 tokens x vocabulary.
 
-Usage: ``python benchmarks/bench_losses.py [--threads 1] [--rounds 15] [--out FILE]``
-(about 30 seconds on one thread).
+Usage: ``python benchmarks/bench_losses.py [--threads 1] [--rounds 9] [--out FILE]``
+(about 20 s of CPU time on one thread).
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def measure(kind: str, rows: int, classes: int, rounds: int) -> dict[str, float]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--out", default=None, help="also write the table to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -124,7 +124,8 @@ def main() -> None:
         f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
         f"{args.threads} thread(s), CPU time, median of {args.rounds} interleaved rounds"
     )
-    text = "\n".join([*lines, "", machine, ""])
+    title = ["# Loss benchmark results", "", "Written by `benchmarks/bench_losses.py`.", ""]
+    text = "\n".join([*title, *lines, "", machine, ""])
     print(machine)
     if args.out:
         with open(args.out, "w") as f:
