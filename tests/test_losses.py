@@ -328,7 +328,8 @@ def test_losses_in_pieces_equal_one_piece_and_read_nothing(name, monkeypatch):
 
 def test_cross_entropy_of_few_classes_and_many_examples():
     """Logits of 10 classes for 2048 examples are taken as (1, classes, examples) on a CPU:
-    the same sum and derivatives as rows of classes."""
+    the same sum and derivatives as rows of classes, and under ``vmap`` (K points per pass)
+    the same sums as one at a time."""
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(2048, 10, generator=g, dtype=torch.float64, requires_grad=True)
     labels = torch.randint(0, 10, (2048,), generator=g)
@@ -344,3 +345,6 @@ def test_cross_entropy_of_few_classes_and_many_examples():
     torch.testing.assert_close(ours_grad, torchs_grad, rtol=0, atol=1e-15)
     hvps = (torch.autograd.grad(grad.sum(), logits)[0] for grad in (ours_grad, torchs_grad))
     torch.testing.assert_close(*hvps, rtol=0, atol=1e-14)
+    stacked = torch.stack([logits.detach(), 2 * logits.detach()])
+    mapped = torch.func.vmap(lambda z: cross_entropy_sum(z, labels))(stacked)
+    torch.testing.assert_close(mapped, torch.stack([cross_entropy_sum(z, labels) for z in stacked]))
