@@ -228,3 +228,16 @@ def test_the_old_path_first_order_still_works_with_a_warning(tmp_path):
     assert load_hessian(tmp_path / "h2.h5").extremes == hessian.extremes
     with pytest.raises(ValueError, match="expected eigen once"):
         save_hessian(hessian, tmp_path / "h3.h5", eigen=hessian.eigen)
+
+
+def test_a_kind_or_a_class_gets_one_schema():
+    from landscape.storage.registry import Schema, register, schema
+
+    surface = schema("surface")
+    assert register(surface) is surface  # registering the same schema again is harmless
+    twin = Schema("surface", (dict,), surface.write, surface.read, surface.holds)
+    with pytest.raises(ValueError, match="one schema per kind"):
+        register(twin)
+    other = Schema("surface2", surface.types, surface.write, surface.read, surface.holds)
+    with pytest.raises(ValueError, match=r"one schema per class, got \['Surface'\]"):
+        register(other)

@@ -5,7 +5,7 @@ loads), and ``/hessian/blocks`` (curvature per block, new in 0.2)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -74,14 +74,16 @@ def save_hessian(
     run killed while saving leaves none of them, or each one whole.
 
     Raises:
-        ValueError: nothing to save, a group exists and ``overwrite`` is false, or the file is
-            not a landscape file.
+        ValueError: nothing to save, a part given twice, a group exists and ``overwrite`` is
+            false, or the file is not a landscape file.
+        TypeError: no path, or ``results`` of another class.
     """
     results, path = result_and_path(results, path, "save_hessian")
     if path is None:
         raise TypeError("expected save_hessian(results, path), got no path")
-    given = {"eigen": eigen, "trace": trace, "density": density, "extremes": extremes}
-    given["blocks"] = blocks
+    given = {
+        "eigen": eigen, "trace": trace, "density": density, "extremes": extremes, "blocks": blocks,
+    }  # fmt: skip
     for part, value in _parts(results).items():
         if given[part] is not None:
             raise ValueError(f"expected {part} once, got it in results and as {part}=")
@@ -239,7 +241,9 @@ def load_hessian(path: str | os.PathLike) -> HessianResults:
     )
 
 
-def _load_part(part: str):
+def _load_part(part: str) -> Callable[[str | os.PathLike], Result]:
+    """The reader of one part (kind ``hessian.<part>``)."""
+
     def read(path: str | os.PathLike) -> Result:
         found = getattr(load_hessian(path), part)
         if found is None:

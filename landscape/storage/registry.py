@@ -25,7 +25,16 @@ import h5py
 
 from .files import open_landscape_file
 
-__all__ = ["Schema", "kinds_in", "load", "register", "result_and_path", "save", "schema"]
+__all__ = [
+    "Schema",
+    "kinds_in",
+    "load",
+    "register",
+    "result_and_path",
+    "save",
+    "schema",
+    "schemas",
+]
 
 
 @dataclass(frozen=True)
@@ -127,8 +136,6 @@ def save(result: Any, path: str | os.PathLike, **options: Any) -> None:
     Raises:
         TypeError: no schema is registered for the result's class.
     """
-    if isinstance(result, (str, os.PathLike)) and not isinstance(path, (str, os.PathLike)):
-        result, path = result_and_path(result, path, "save")
     entry, value = _schema_of(result)
     entry.write(value, path, **options)
 
