@@ -64,6 +64,6 @@ def trajectory_directions(
     ``settings["explained_variance"]``) and each state's float64 coordinates on it,
     ``(len(states), 2)``, by least squares (:func:`project_states`); the last state is
     the origin."""
-    directions = pca_directions(states, states[-1], num=2, ignore=ignore)
+    directions = pca_directions(states, states[-1], ignore=ignore)  # two, the default
     coords = np.asarray(project_states(directions, states, states[-1]), dtype=np.float64)
     return directions, coords
