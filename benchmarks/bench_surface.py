@@ -210,7 +210,7 @@ def naive_seconds_per_point(model, inputs, targets, case, device) -> float:
     point into the model with ``load_state_dict`` and iterate a ``DataLoader`` over a
     per-example ``Dataset`` (batches rebuilt at every point), ``.item()`` per batch."""
     net = copy.deepcopy(model).eval()
-    direction = random_directions(net, num=1, seed=0).x
+    direction = random_directions(net, num_directions=1, seed=0).x
     theta = {k: v.clone() for k, v in net.state_dict().items()}
     dataset = TensorDataset(inputs.cpu(), targets.cpu())
     loader = DataLoader(dataset, batch_size=case.batch_size, shuffle=False)

@@ -33,7 +33,7 @@ from landscape import (
     save_figure,
 )
 from landscape.demo import digits_data, digits_mlp, train_classifier
-from landscape.planes import chance_curvature, curvature_directions
+from landscape.directions import chance_curvature, curvature_directions
 
 QUICK = os.environ.get("LANDSCAPE_QUICK") == "1"
 FIGURES = os.environ.get(

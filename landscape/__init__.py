@@ -41,6 +41,7 @@ _SOURCES = {
         "random_directions",
     ),
     ".evaluate": ("Objective",),
+    ".io": ("load", "save"),
     ".hessian": (
         "BlockCurvature",
         "DensityResult",

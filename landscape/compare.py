@@ -232,14 +232,14 @@ def compare_checkpoints(
             weights = {n: here.base_state[n] for n in weight_names}
             rows = []
             for k in range(num_directions):
-                dirs = random_directions(weights, num=1, seed=seed + k, params=moved)
+                dirs = random_directions(weights, num_directions=1, seed=seed + k, params=moved)
                 rows.append(compute_surface(here, dirs, line, progress=False))
             result.lines[label] = Surface(
                 rows[0].x, None, {n: np.stack([r[n] for r in rows]) for n in rows[0].metrics},
                 attrs={**rows[0].attrs, "num_directions": num_directions},
             )  # fmt: skip
             if plane is not None:
-                dirs = random_directions(weights, num=2, seed=seed, params=moved)
+                dirs = random_directions(weights, num_directions=2, seed=seed, params=moved)
                 x, y = plane
                 result.planes[label] = compute_surface(here, dirs, x, y, progress=progress)
             if path is not None:

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checks import check_seed
+
 __all__ = ["CifarResNet", "cifar_like", "cifar_resnet"]
 
 
@@ -47,7 +49,7 @@ class CifarResNet(nn.Module):
     def __init__(self, depth: int, num_classes: int = 10):
         super().__init__()
         if (depth - 2) % 6:
-            raise ValueError(f"depth must be 6n + 2 (20, 32, 44, 56, 110), got {depth}")
+            raise ValueError(f"expected a depth 6n + 2 (20, 32, 44, 56, 110), got {depth}")
         n = (depth - 2) // 6
         self.conv = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
         self.bn = nn.BatchNorm2d(16)
@@ -69,6 +71,7 @@ class CifarResNet(nn.Module):
 def cifar_resnet(depth: int = 20, *, seed: int = 0, num_classes: int = 10) -> CifarResNet:
     """A CIFAR ResNet of the given depth, initialized from ``seed`` (the global random
     state is left as it was), in eval mode."""
+    seed = check_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return CifarResNet(depth, num_classes).eval()
@@ -87,7 +90,7 @@ def cifar_like(
     templates = torch.randn(num_classes, 3, 4, 4, generator=torch.Generator().manual_seed(0))
     templates = F.interpolate(templates, size=(32, 32), mode="bilinear", align_corners=False)
     templates /= templates.flatten(1).std(dim=1).view(-1, 1, 1, 1)
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(check_seed(seed))
     labels = torch.randint(0, num_classes, (num_examples,), generator=g)
     images = torch.randn(num_examples, 3, 32, 32, generator=g) + signal * templates[labels]
     return images, labels

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ._hashing import state_sha256
+from .checks import check_state
 from .options import DirTypeName
 
 DirType = DirTypeName  # the Literal alias of landscape.options.DirType
@@ -91,7 +92,7 @@ def model_state(
         tied = tied_names(model)
         items = {n: t for n, t in model.state_dict(keep_vars=True).items() if n not in tied}
     else:
-        raise ValueError(f"dir_type must be 'weights' or 'states', got {dir_type!r}")
+        raise ValueError(f"expected one of 'weights', 'states' for dir_type, got {dir_type!r}")
     return {name: t.detach().clone() if copy else t.detach() for name, t in items.items()}
 
 
@@ -196,7 +197,7 @@ def select_names(state: Mapping[str, torch.Tensor], include: ParamSelection = No
     elif isinstance(include, (str, Iterable)):
         patterns = [include] if isinstance(include, str) else list(include)
         if not all(isinstance(p, str) for p in patterns):
-            raise TypeError(f"params must hold names or patterns (strings), got {patterns!r}")
+            raise TypeError(f"expected names or patterns (strings) for params, got {patterns!r}")
         wanted: set[str] = set()
         for pattern in patterns:
             if pattern in ("all", "trainable"):
@@ -211,8 +212,8 @@ def select_names(state: Mapping[str, torch.Tensor], include: ParamSelection = No
         kept = [n for n in names if n in wanted]
     else:
         raise TypeError(
-            "params must be None, 'all', 'trainable', names or glob patterns, or a callable "
-            f"(name, tensor) -> bool; got {type(include).__name__}"
+            "expected None, 'all', 'trainable', names or glob patterns, or a callable "
+            f"(name, tensor) -> bool for params, got {type(include).__name__}"
         )
     if not kept:
         raise ValueError(f"params {include!r} selected no tensor; expected at least one")
@@ -318,7 +319,9 @@ def lerp_coefficient(coef: float) -> tuple[bool, float]:
     return (True, coef - 1.0) if coef >= 0.5 else (False, coef)
 
 
-def end_index(ends: Sequence[Mapping[str, torch.Tensor] | None] | None, num: int) -> int | None:
+def end_index(
+    ends: Sequence[Mapping[str, torch.Tensor] | None] | None, num_directions: int
+) -> int | None:
     """The index of the one direction that carries an end state, or None.
 
     Raises:
@@ -327,12 +330,14 @@ def end_index(ends: Sequence[Mapping[str, torch.Tensor] | None] | None, num: int
     if ends is None:
         return None
     ends = list(ends)
-    if len(ends) != num:
-        raise ValueError(f"expected one end (or None) per direction, {num}, got {len(ends)}")
+    if len(ends) != num_directions:
+        raise ValueError(
+            f"expected one end (or None) per direction, {num_directions}, got {len(ends)}"
+        )
     given = [j for j, end in enumerate(ends) if end is not None]
     if len(given) > 1:
         raise ValueError(
-            f"at most one direction can carry an end state (an interpolation), got {len(given)}"
+            f"expected at most one direction with an end state (an interpolation), got {len(given)}"
         )
     return given[0] if given else None
 
@@ -369,11 +374,8 @@ def point_state(
     if j_end is not None:
         from_end, coef = lerp_coefficient(coords[j_end])
         end = ends[j_end]  # type: ignore[index]
-        missing = set(directions[j_end]) - set(end)
-        if missing:
-            raise ValueError(
-                f"the end state lacks names its direction moves: {sorted(missing)[:5]}"
-            )
+        check_state(end, directions[j_end], name="the end state", against="its direction",
+                    unexpected=False)  # fmt: skip
         if from_end:
             for name in directions[j_end]:
                 t = out[name]

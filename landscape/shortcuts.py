@@ -9,10 +9,10 @@ Example:
     >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
     >>> g = torch.Generator().manual_seed(0)
     >>> data = (torch.randn(32, 4, generator=g), torch.randint(0, 3, (32,), generator=g))
-    >>> plane = random_plane(model, data, distance=0.5, steps=5, progress=False)
+    >>> plane = random_plane(model, data, distance=0.5, num_points=5, progress=False)
     >>> plane["loss"].shape
     (5, 5)
-    >>> top = Hessian(model, data).eigenvalues(top_n=2)
+    >>> top = Hessian(model, data).eigenvalues(num_eigenpairs=2)
     >>> len(top.eigenvalues)
     2
 """
@@ -24,38 +24,40 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from .checks import check_count, renamed_keywords
 from .directions import random_directions
 from .surface import Surface, compute_surface
 
 __all__ = ["Hessian", "random_line", "random_plane"]
 
 
-def _grid(distance: float, steps: int) -> np.ndarray:
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
-        raise ValueError(f"steps must be an integer >= 2, got {steps!r}")
+def _grid(distance: float, num_points: int) -> np.ndarray:
+    num_points = check_count(num_points, "num_points", minimum=2)
     if not distance > 0:
-        raise ValueError(f"distance must be positive, got {distance!r}")
-    return np.linspace(-distance, distance, steps)
+        raise ValueError(f"expected a positive distance, got {distance!r}")
+    return np.linspace(-distance, distance, num_points)
 
 
+@renamed_keywords(steps="num_points")
 def random_line(
     model: nn.Module,
     data: Any,
     *,
     distance: float = 1.0,
-    steps: int = 51,
+    num_points: int = 51,
     norm: str = "filter",
     ignore: str = "biasbn",
     seed: int = 0,
     **options: Any,
 ) -> Surface:
     """The loss along one filter-normalized random direction, from ``-distance`` to
-    ``distance`` in ``steps`` points (with an odd ``steps`` the middle is the model).
+    ``distance`` in ``num_points`` points (with an odd number the middle is the model).
 
     Args:
         model: the trained model (never modified).
         data: evaluation data, in any form :class:`~landscape.Objective` accepts.
-        distance, steps: the grid ``linspace(-distance, distance, steps)``.
+        distance, num_points: the grid ``linspace(-distance, distance, num_points)``
+            (``steps=``, the old name of ``num_points``, is deprecated).
         norm, ignore, seed: as for :func:`~landscape.random_directions`.
         **options: passed to :func:`~landscape.compute_surface` (``loss``, ``path``,
             ``progress``, ``batch_size``, ...).
@@ -63,23 +65,24 @@ def random_line(
     Returns:
         A 1D :class:`~landscape.Surface`.
     """
-    directions = random_directions(model, num=1, norm=norm, ignore=ignore, seed=seed)
-    return compute_surface(model, data, directions, _grid(distance, steps), **options)
+    directions = random_directions(model, num_directions=1, norm=norm, ignore=ignore, seed=seed)
+    return compute_surface(model, data, directions, _grid(distance, num_points), **options)
 
 
+@renamed_keywords(steps="num_points")
 def random_plane(
     model: nn.Module,
     data: Any,
     *,
     distance: float = 1.0,
-    steps: int = 51,
+    num_points: int = 51,
     norm: str = "filter",
     ignore: str = "biasbn",
     seed: int = 0,
     **options: Any,
 ) -> Surface:
     """The loss on the plane of two filter-normalized random directions (Li et al. 2018),
-    a ``steps`` x ``steps`` grid over ``[-distance, distance]^2``; like
+    a ``num_points`` x ``num_points`` grid over ``[-distance, distance]^2``; like
     ``loss_landscapes.random_plane`` but with exact means and a resumable file.
 
     Args: as for :func:`random_line`.
@@ -87,8 +90,8 @@ def random_plane(
     Returns:
         A 2D :class:`~landscape.Surface`.
     """
-    directions = random_directions(model, num=2, norm=norm, ignore=ignore, seed=seed)
-    grid = _grid(distance, steps)
+    directions = random_directions(model, num_directions=2, norm=norm, ignore=ignore, seed=seed)
+    grid = _grid(distance, num_points)
     return compute_surface(model, data, directions, grid, grid, **options)
 
 
@@ -112,11 +115,13 @@ class Hessian:
 
         self.objective = Objective(model, data, **objective_options)
 
-    def eigenvalues(self, top_n: int = 1, **options: Any) -> Any:
-        """The ``top_n`` largest eigenpairs (:func:`~landscape.hessian_eigenpairs`)."""
+    @renamed_keywords(top_n="num_eigenpairs")
+    def eigenvalues(self, num_eigenpairs: int = 1, **options: Any) -> Any:
+        """The ``num_eigenpairs`` largest eigenpairs (:func:`~landscape.hessian_eigenpairs`;
+        ``top_n=``, the old name of ``num_eigenpairs``, is deprecated)."""
         from .hessian import hessian_eigenpairs
 
-        return hessian_eigenpairs(self.objective, k=top_n, **options)
+        return hessian_eigenpairs(self.objective, k=num_eigenpairs, **options)
 
     def trace(self, **options: Any) -> Any:
         """The trace with its standard error (:func:`~landscape.hessian_trace`)."""

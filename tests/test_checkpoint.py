@@ -170,11 +170,11 @@ def test_not_a_torch_file(tmp_path):
 
 
 def test_bad_types():
-    with pytest.raises(TypeError, match="path must be"):
+    with pytest.raises(TypeError, match="expected a str or os.PathLike path, got int"):
         load_state(3)
-    with pytest.raises(TypeError, match="model must be an nn.Module"):
+    with pytest.raises(TypeError, match="expected an nn.Module model, got str"):
         load_checkpoint("model", {})
-    with pytest.raises(TypeError, match="path_or_state"):
+    with pytest.raises(TypeError, match="expected a path or a state_dict mapping for path_or_s"):
         load_checkpoint(nn.Linear(1, 1), 3.0)
     with pytest.raises(TypeError, match="nn.Module or a state_dict"):
         save_checkpoint([1, 2], "x.pt")
@@ -221,7 +221,7 @@ def test_load_checkpoint_copy_returns_loaded_copy(tmp_path):
 
     from_mapping = load_checkpoint(model, {"model": state}, copy=True)
     _assert_state_equal(from_mapping.state_dict(), state)
-    with pytest.raises(TypeError, match="copy must be True or False, got str"):
+    with pytest.raises(TypeError, match="expected True or False for copy, got str 'yes'"):
         load_checkpoint(model, state, copy="yes")
 
 
@@ -240,6 +240,9 @@ def test_mismatch_lists_names():
     with pytest.raises(ValueError) as info:
         load_checkpoint(model, state)
     msg = str(info.value)
+    assert msg.startswith(
+        "expected the given state to match the names and shapes of the model Sequential, got "
+    )
     assert "missing keys (1): fc2.bias" in msg
     assert "unexpected keys (1): fc3.weight" in msg
     assert "fc1.weight: expected (3, 4), got (5, 4)" in msg

@@ -163,7 +163,7 @@ def test_hessian_command_and_hessian_directions(project, capsys):
     common = ["--model", f"{project}/user.py:model", "--data", f"{project}/user.py:data",
               "--checkpoint", str(project / "a.pt"), "--quiet"]  # fmt: skip
     out = project / "h.h5"
-    args = ["hessian", *common, "--top-k", "3", "--trace", "--density", "--float64",
+    args = ["hessian", *common, "--num-eigenpairs", "3", "--trace", "--density", "--float64",
             "--num-probes", "6", "--density-probes", "2",
             "--out", str(out)]  # fmt: skip
     assert main(args) == 0
@@ -369,3 +369,13 @@ def test_a_standard_error_that_cannot_be_estimated_is_not_printed(project, capsy
     assert "±" not in lines["worst_l2"] and "nan" not in lines["worst_l2"]  # one batch
     assert "±" not in lines["keskar"]  # exact: stderr 0
     assert "±" in lines["rise"]
+
+
+def test_num_eigenpairs_is_spelled_as_every_count_and_top_k_still_works():
+    from landscape.cli import build_parser
+
+    base = ["hessian", "--model", "m:f", "--data", "m:d", "--checkpoint", "c.pt", "--out", "o.h5"]
+    parser = build_parser()
+    assert parser.parse_args([*base, "--num-eigenpairs", "3"]).num_eigenpairs == 3
+    assert parser.parse_args([*base, "--top-k", "2"]).num_eigenpairs == 2  # 0.2's name
+    assert parser.parse_args(base).num_eigenpairs == 5

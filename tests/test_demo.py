@@ -87,7 +87,7 @@ def test_digits_dtype_and_errors():
     inputs, _ = digits_data("test", dtype=torch.float64)
     assert inputs.dtype == torch.float64
     assert torch.equal(inputs.float(), digits_data("test")[0])
-    with pytest.raises(ValueError, match="split must be"):
+    with pytest.raises(ValueError, match="expected one of 'train', 'test', 'all' for split"):
         digits_data("validation")
     with pytest.raises(ValueError, match="floating"):
         digits_data("train", dtype=torch.long)
@@ -121,7 +121,7 @@ def test_model_construction_is_seeded_and_leaves_global_rng(build):
     assert torch.equal(torch.get_rng_state(), before)
     assert _states_equal(a, b)
     assert not _states_equal(a, c)
-    with pytest.raises(TypeError, match="seed must be an int"):
+    with pytest.raises(TypeError, match="expected an int seed"):
         build(seed=1.5)
     with pytest.raises(ValueError, match="floating"):
         build(dtype=torch.int32)
@@ -184,7 +184,7 @@ def test_demo_training_is_bit_identical_whatever_the_thread_count(train_data):
 
 
 def test_training_thread_count_errors(small_data):
-    with pytest.raises(ValueError, match="num_threads must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="expected an int num_threads >= 1, got 0"):
         train_classifier(digits_mlp(), small_data, lr=0.1, steps=1, num_threads=0)
 
 
@@ -227,17 +227,17 @@ def test_training_errors(small_data):
         train_classifier(model, small_data, lr=0.1)
     with pytest.raises(ValueError, match="exactly one of epochs and steps"):
         train_classifier(model, small_data, lr=0.1, epochs=1, steps=1)
-    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+    with pytest.raises(ValueError, match="expected an int batch_size >= 1"):
         train_classifier(model, small_data, lr=0.1, steps=1, batch_size=0)
-    with pytest.raises(ValueError, match="lr must be positive"):
+    with pytest.raises(ValueError, match="expected a positive lr"):
         train_classifier(model, small_data, lr=0.0, steps=1)
-    with pytest.raises(ValueError, match="optimizer must be"):
+    with pytest.raises(ValueError, match="expected one of 'sgd', 'adam' for optimizer"):
         train_classifier(model, small_data, lr=0.1, steps=1, optimizer="lbfgs")
-    with pytest.raises(TypeError, match="data must be a tuple"):
+    with pytest.raises(TypeError, match="expected a tuple"):
         train_classifier(model, [small_data], lr=0.1, steps=1)
     with pytest.raises(ValueError, match="same length"):
         train_classifier(model, (small_data[0], small_data[1][:5]), lr=0.1, steps=1)
-    with pytest.raises(TypeError, match="model must be an nn.Module"):
+    with pytest.raises(TypeError, match="expected an nn.Module model"):
         train_classifier("mlp", small_data, lr=0.1, steps=1)
 
 

@@ -4,12 +4,15 @@ import torch
 from torch import nn
 
 from landscape.directions import (
+    directions_from_file,
     interpolation_direction,
     normalize_direction,
     pca_directions,
     project_states,
     random_direction,
     random_directions,
+    random_plane,
+    save_directions,
 )
 
 
@@ -88,7 +91,7 @@ def test_interpolation_direction_reaches_the_end_including_buffers():
         b[1].running_mean.add_(2.0)
     d = interpolation_direction(a, b)
     assert torch.equal(a.state_dict()["1.running_mean"] + d["1.running_mean"], b[1].running_mean)
-    with pytest.raises(ValueError, match="differ in names"):
+    with pytest.raises(ValueError, match="expected the end checkpoint to match the names and"):
         interpolation_direction(a, nn.Linear(2, 2).double())
 
 
@@ -145,7 +148,7 @@ def test_running_statistics_move_along_themselves_and_stay_valid():
 
     model, data = bn_cnn_with_statistics()
     grid = np.linspace(-0.9, 1, 11)
-    line = random_directions(model, num=1, dir_type="states", ignore="none", seed=0)
+    line = random_directions(model, num_directions=1, dir_type="states", ignore="none", seed=0)
     plane = random_directions(model, dir_type="states", ignore="none", seed=0)
     for name in ("1.running_var", "1.running_mean"):
         assert torch.equal(line.x[name], model.state_dict()[name])
@@ -180,7 +183,7 @@ def test_cosine_is_computed_once_and_reads_do_no_dot_products(monkeypatch):
     monkeypatch.setattr(torch, "dot", no_dot)
     assert dirs.cosine == pytest.approx(expected, rel=1e-12, abs=1e-15)
     assert dirs.cosine == dirs.settings["cosine"]
-    assert random_directions(model, num=1).cosine is None
+    assert random_directions(model, num_directions=1).cosine is None
 
 
 def test_directions_compare_by_value():
@@ -213,7 +216,31 @@ def test_builders_return_directions_as_the_cli_made_them(tmp_path):
     line = interpolation_directions(model, end, settings={"target_sha256": "abc"})
     assert torch.equal(line.x_end["weight"], end.weight.detach())
     assert line.settings == {"dir_type": "states", "target_sha256": "abc"}
-    save_directions(random_directions(model, num=1), tmp_path / "one.h5")
+    save_directions(random_directions(model, num_directions=1), tmp_path / "one.h5")
     assert directions_from_file(tmp_path / "one.h5").y is None
-    with pytest.raises(ValueError, match="holds 1 direction"):
-        directions_from_file(tmp_path / "one.h5", num=2)
+    with pytest.raises(ValueError, match=r"expected 2 direction\(s\) in .*one.h5, got 1"):
+        directions_from_file(tmp_path / "one.h5", num_directions=2)
+
+
+def test_direction_counts_are_num_directions_and_num_still_works(tmp_path):
+    """0.2 spelled the count ``num``: it still works, with a DeprecationWarning, in every
+    builder; both names at once, or a count other than 1 or 2, is refused."""
+    model = nn.Linear(3, 2)
+    states = [{"weight": torch.randn(2, 3, generator=torch.Generator().manual_seed(i)),
+               "bias": torch.zeros(2)} for i in range(4)]  # fmt: skip
+    save_directions(random_directions(model, seed=0), tmp_path / "d.h5")
+    builders = {
+        "random_directions": lambda **kw: random_directions(model, **kw),
+        "random_plane": lambda **kw: random_plane(model, **kw),
+        "pca_directions": lambda **kw: pca_directions(states, **kw),
+        "directions_from_file": lambda **kw: directions_from_file(tmp_path / "d.h5", **kw),
+    }
+    for name, build in builders.items():
+        assert build(num_directions=1).y is None, name
+        with pytest.warns(DeprecationWarning, match="num= is renamed num_directions="):
+            old = build(num=1)
+        assert old == build(num_directions=1), name
+        with pytest.raises(TypeError, match="expected num_directions= or its old name num="):
+            build(num=1, num_directions=1)
+        with pytest.raises(ValueError, match="expected num_directions 1 or 2, got 3"):
+            build(num_directions=3)

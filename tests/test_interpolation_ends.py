@@ -54,9 +54,13 @@ def test_a_line_from_interpolation_direction_ends_at_the_end_checkpoint(points_p
     surface = compute_surface(objective, line, ts, progress=False)
     at_a = Objective(a, data())()
     at_b = Objective(b, data())()
+    # one point per pass is b's own evaluation, to the last bit; K points through vmap batch
+    # the convolutions, so their float32 logits may differ in the last bits (the float64
+    # cross-entropy shows it: 2.6e-8 here)
+    rel = 0 if points_per_pass == 1 else 1e-6
     for name in ("loss", "accuracy"):
         assert surface[name][1] == at_a[name]
-        assert surface[name][3] == at_b[name]
+        assert surface[name][3] == pytest.approx(at_b[name], rel=rel)
 
 
 def test_an_interpolation_direction_used_elsewhere_is_a_plain_direction():

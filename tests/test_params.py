@@ -83,5 +83,5 @@ def test_point_state_reaches_the_end_exactly_and_is_axpy_below_one_half():
     assert torch.equal(got, b["w"] + 0.3 * e["w"])
     with pytest.raises(ValueError, match="at most one"):
         point_state(a, [d, d], [1.0, 1.0], ends=[b, b])
-    with pytest.raises(ValueError, match="lacks names"):
+    with pytest.raises(ValueError, match=r"expected the end state .* got missing keys \(1\): w"):
         point_state(a, [d], [1.0], ends=[{}])

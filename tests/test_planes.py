@@ -10,8 +10,8 @@ import torch
 from _shared import dense_hessian, gaussian_data, gaussian_mlp
 from torch import nn
 
-from landscape import Objective, compute_surface, random_directions
-from landscape.planes import (
+from landscape import Objective, compute_surface, planes, random_directions
+from landscape.directions import (
     chance_curvature,
     checkpoint_plane,
     curvature_directions,
@@ -59,6 +59,10 @@ def test_three_point_plane_refuses_collinear_points():
         checkpoint_plane(_model(9), [a, b, mid])
     with pytest.raises(ValueError, match="three checkpoints"):
         checkpoint_plane(_model(9), [a, b])
+    with pytest.raises(ValueError, match=r"expected checkpoint 2 to match .* got mis-shaped keys"):
+        checkpoint_plane(_model(9), [a, b, {"0.weight": torch.zeros(5, 5)}])
+    with pytest.raises(ValueError, match=r"checkpoint 1 .* got unexpected keys \(1\): extra"):
+        checkpoint_plane(_model(9), [a, {**b.state_dict(), "extra": torch.zeros(1)}, mid])
 
 
 def test_curvature_plane_and_chance_curvature_match_the_dense_hessian():
@@ -95,6 +99,8 @@ def test_directional_curvature_of_least_squares_is_exact():
     )
     with pytest.raises(ValueError, match="zero"):
         directional_curvature(objective, {"weight": torch.zeros(1, 2)})
+    with pytest.raises(ValueError, match=r"weight: expected \(1, 2\), got \(2, 1\)"):
+        directional_curvature(objective, {"weight": torch.ones(2, 1)})  # 0.3: broadcast
 
 
 def _bn_cnn(seed: int) -> nn.Module:
@@ -153,3 +159,13 @@ def test_a_plane_of_a_model_without_buffers_keeps_the_settings_of_0_2():
     assert plane.settings["dir_type"] == "weights"
     with pytest.raises(ValueError, match="dir_type"):
         checkpoint_plane(_model(9), [_model(0), _model(1), _model(2)], dir_type="buffers")
+
+
+def test_landscape_planes_is_an_alias_of_the_directions_modules():
+    from landscape.directions import ChanceCurvature, CheckpointPlane
+
+    assert planes.checkpoint_plane is checkpoint_plane and planes.CheckpointPlane is CheckpointPlane
+    assert planes.chance_curvature is chance_curvature
+    assert planes.ChanceCurvature is ChanceCurvature
+    assert planes.curvature_directions is curvature_directions
+    assert planes.directional_curvature is directional_curvature

@@ -193,8 +193,8 @@ def rescaled_pair() -> tuple[Objective, Objective]:
 
 
 INVARIANT = [
-    ("adaptive_worst_l2", {"rho": 0.3, "num_steps": 10}),
-    ("adaptive_worst_linf", {"rho": 0.05, "num_steps": 10}),
+    ("adaptive_worst_l2", {"rho": 0.3, "num_ascent_steps": 10}),
+    ("adaptive_worst_linf", {"rho": 0.05, "num_ascent_steps": 10}),
     ("adaptive_avg_l2", {"rho": 0.2, "num_samples": 10}),
     ("fisher_rao", {}),
     ("relative_flatness", {}),
@@ -213,7 +213,7 @@ def test_adaptive_measures_are_invariant_to_relu_rescaling(rescaled_pair, name, 
 
 
 @pytest.mark.parametrize(
-    ("name", "settings"), [("lambda_max", {}), ("worst_l2", {"rho": 0.3, "num_steps": 10})]
+    ("name", "settings"), [("lambda_max", {}), ("worst_l2", {"rho": 0.3, "num_ascent_steps": 10})]
 )
 def test_standard_measures_change_under_relu_rescaling(rescaled_pair, name, settings):
     original, scaled = rescaled_pair
@@ -262,18 +262,20 @@ def test_unknown_name_and_bad_settings_raise_clear_errors(quad):
     with pytest.raises(ValueError, match="unknown setting"):
         sharpness(objective, ["worst_l2"], rh0=0.1)
     for rho in (0.0, -1.0, math.nan):
-        with pytest.raises(ValueError, match="rho must be a positive"):
+        with pytest.raises(ValueError, match="expected a positive finite rho"):
             sharpness(objective, ["worst_l2"], rho=rho)
     with pytest.raises(ValueError, match="num_samples"):
         sharpness(objective, ["avg_l2"], num_samples=0)
-    with pytest.raises(ValueError, match="p must be"):
+    with pytest.raises(ValueError, match="expected p 2 or math.inf, got 1"):
         measure_worst_case(objective, p=1)
     three = Objective(objective.model, [torch.zeros(1)] * 3, batch_loss=objective.batch_loss)
     with pytest.raises(ValueError, match="batch_size needs batches"):
         measure_worst_case(three, batch_size=1)
     with pytest.raises(ValueError, match="fisher_rao needs"):
         measure_fisher_rao(objective)
-    with pytest.raises(ValueError, match="needs an objective with accuracy"):
+    with pytest.raises(
+        ValueError, match="expected an objective with accuracy for criterion='accuracy'"
+    ):
         measure_pacbayes(objective, criterion="accuracy")
 
 
@@ -313,7 +315,13 @@ def test_every_measure_leaves_the_model_unchanged(tmp_path):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     flags = [m.training for m in model.modules()]
     objective = Objective(model, classification_data(n=20, seed=5))
-    settings = {"num_samples": 3, "seed": 1, "num_probes": 9, "batch_size": 10, "num_steps": 5}
+    settings = {
+        "num_samples": 3,
+        "seed": 1,
+        "num_probes": 9,
+        "batch_size": 10,
+        "num_ascent_steps": 5,
+    }
     results = sharpness(objective, list(MEASURES), **settings)
     assert list(results) == list(MEASURES)
     for name, result in results.items():

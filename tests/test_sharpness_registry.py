@@ -96,15 +96,15 @@ def test_a_setting_no_chosen_measure_takes_is_an_error_naming_those_that_do(coun
         (["worst_l2"], {"num_restarts": False}, TypeError, "expected an int num_restarts"),
         (["worst_l2"], {"num_steps": -1}, ValueError, "expected an int num_steps >= 1"),
         (["worst_l2"], {"batch_size": True}, TypeError, "expected an int batch_size"),
-        (["worst_l2"], {"rho": -0.1}, ValueError, "rho must be a positive"),
-        (["worst_l2"], {"rho": math.nan}, ValueError, "rho must be a positive"),
-        (["worst_l2"], {"rho": True}, TypeError, "rho must be a number"),
-        (["worst_l2"], {"rho": "0.1"}, TypeError, "rho must be a number"),
+        (["worst_l2"], {"rho": -0.1}, ValueError, "expected a positive finite rho"),
+        (["worst_l2"], {"rho": math.nan}, ValueError, "expected a positive finite rho"),
+        (["worst_l2"], {"rho": True}, TypeError, "expected a number for rho"),
+        (["worst_l2"], {"rho": "0.1"}, TypeError, "expected a number for rho"),
         (["worst_l2"], {"random_init": 1}, TypeError, "expected True or False for random_init"),
-        (["pacbayes"], {"target": 0}, ValueError, "target must be a positive"),
+        (["pacbayes"], {"target": 0}, ValueError, "expected a positive finite target"),
         (["pacbayes"], {"criterion": "error"}, ValueError, "expected one of .* for criterion"),
         (["rise"], {"norm": "filters"}, ValueError, "expected one of .* for norm"),
-        (["relative_flatness"], {"layer": 3}, TypeError, "layer must be a string"),
+        (["relative_flatness"], {"layer": 3}, TypeError, "expected a str layer, got int 3"),
         (["keskar"], {"subspace_dim": 0}, ValueError, "expected an int subspace_dim >= 1"),
     ],
 )
@@ -123,9 +123,9 @@ def test_measure_functions_check_their_own_arguments(counted):
         measure_average_case(objective, seed=1.5)
     with pytest.raises(TypeError, match="expected an int num_restarts"):
         measure_keskar(objective, num_restarts=True)
-    with pytest.raises(ValueError, match="p must be 2 or math.inf"):
+    with pytest.raises(ValueError, match="expected p 2 or math.inf"):
         measure_worst_case(objective, p=1)
-    with pytest.raises(TypeError, match="objective must be a landscape Objective"):
+    with pytest.raises(TypeError, match="expected a landscape Objective"):
         sharpness(object(), ["avg_l2"])
     assert loss.calls == 0
 

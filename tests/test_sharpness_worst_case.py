@@ -61,7 +61,7 @@ def test_worst_linf_flips_are_what_reaches_the_maximum():
 def test_num_flips_is_for_the_box_only():
     problem = linear_quadratic(DIM, 0, 0.1)
     assert measure_worst_case(problem.objective, progress=False).settings["num_flips"] == 0
-    with pytest.raises(ValueError, match="num_flips must be 0 for p = 2"):
+    with pytest.raises(ValueError, match="expected num_flips 0 for p = 2"):
         measure_worst_case(problem.objective, num_flips=2)
     with pytest.raises(TypeError, match="expected an int num_flips, got float"):
         measure_worst_case(problem.objective, p=math.inf, num_flips=1.5)
@@ -126,3 +126,25 @@ def test_worst_l2_reaches_the_trust_region_maximum(problem_seed, away):
     assert result.value <= exact * (1 + 1e-9)
     assert gap(result.value, exact) < 0.01
     assert result.settings["num_restarts"] == 3
+
+
+def test_ascent_steps_are_num_ascent_steps_and_num_steps_still_works():
+    """``num_steps`` means optimizer steps only; 0.2's ascent-step count is accepted with a
+    DeprecationWarning, directly and through the registry, and gives the same value."""
+    from landscape.sharpness import sharpness
+
+    problem = linear_quadratic(4, 0, 0.0)
+    kwargs = {"rho": 0.05, "num_restarts": 1, "progress": False}
+    new = measure_worst_case(problem.objective, num_ascent_steps=3, **kwargs)
+    assert new.settings["num_ascent_steps"] == 3 and "num_steps" not in new.settings
+    with pytest.warns(DeprecationWarning, match="num_steps= is renamed num_ascent_steps="):
+        old = measure_worst_case(problem.objective, num_steps=3, **kwargs)
+    assert old.value == new.value
+    with pytest.warns(DeprecationWarning, match="num_steps= is renamed"):
+        routed = sharpness(problem.objective, ["worst_l2"], num_steps=3, num_restarts=1,
+                           rho=0.05, progress=False)  # fmt: skip
+    assert routed["worst_l2"].value == new.value
+    with pytest.raises(TypeError, match="expected num_ascent_steps= or its old name"):
+        measure_worst_case(problem.objective, num_steps=3, num_ascent_steps=4, **kwargs)
+    with pytest.raises(ValueError, match="expected p 2 or math.inf, got 3"):
+        measure_worst_case(problem.objective, p=3)

@@ -1,5 +1,6 @@
-"""The storage layer: symmetric attributes, every result type read back equal, every kind
-of bad file refused with a message naming what is wrong, version 0.1 files still read."""
+"""The storage layer: symmetric attributes, each way of writing a surface or directions read
+back equal (every registered kind: tests/test_roundtrip.py), every kind of bad file refused
+with a message naming what is wrong, version 0.1 files still read."""
 
 import importlib.util
 import os
@@ -12,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+import landscape
 from landscape import storage
 from landscape.directions import load_directions, random_directions, save_directions
 from landscape.results import values_equal
@@ -134,7 +136,7 @@ def directions_stored_with_a_surface(tmp_path):
     return dirs, load_directions(tmp_path / "s.h5")
 
 
-# One entry per result type (and way of writing it): make(tmp_path) -> (computed, loaded).
+# One entry per way of writing a surface or directions: make(tmp_path) -> (computed, loaded).
 ROUND_TRIPS = [
     surface_plane_computed_into_a_file,
     surface_line_saved_after_computing,
@@ -144,11 +146,36 @@ ROUND_TRIPS = [
 
 
 @pytest.mark.parametrize("make", ROUND_TRIPS, ids=lambda f: f.__name__)
-def test_every_result_type_reads_back_equal(tmp_path, make):
+def test_every_way_of_writing_reads_back_equal(tmp_path, make):
     computed, loaded = make(tmp_path)
     assert type(loaded) is type(computed)
     assert loaded == computed
     assert not (loaded != computed)
+
+
+def test_a_saved_tracking_run_is_continued_by_a_tracker(tmp_path):
+    from landscape.tracking import Tracker, load_tracking
+
+    model, data = small_model()
+    first = Tracker(data, measures=["loss", "slice"], slice_x=[-0.5, 0.5])
+    first.log(model, 0)
+    path = tmp_path / "t.h5"
+    landscape.save(first.run, path)
+    with pytest.raises(ValueError, match="already has /tracking"):
+        landscape.save(first.run, path)
+    again = Tracker(data, path=path, measures=["loss", "slice"], slice_x=[-0.5, 0.5])
+    again.log(model, 0)  # recorded already: skipped
+    again.log(model, 1)
+    run = load_tracking(path)
+    assert run.steps.tolist() == [0, 1] and run.values["slice"].shape == (2, 2)
+    assert np.array_equal(run.values["loss"], [first.run.values["loss"][0]] * 2)
+
+
+def test_the_directions_schema_is_still_importable_from_storage_surface(tmp_path):
+    from landscape.storage import directions, surface
+
+    assert surface.read_directions is directions.read_directions
+    assert surface.same_attr is storage.same_attr is storage.codec.same_attr
 
 
 def test_loaded_surface_attrs_are_the_values_written(tmp_path):

@@ -19,7 +19,8 @@ from .. import demo as demo_module
 from .. import distributed
 from .._fingerprint import builder_sha256
 from .._finite import check_finite_inputs, nonfinite_note
-from ..checkpoint import _kind, file_sha256, load_checkpoint
+from ..checkpoint import file_sha256, load_checkpoint
+from ..checkpoint.reading import _kind
 from ..losses import LOSSES
 from .parser import _NUMBER_RANGE, NORMS, RANGE_OPTIONS  # noqa: F401 (their home before 0.3)
 
@@ -39,8 +40,8 @@ def resolve_callable(spec: str, builtins: dict[str, Callable[..., Any]], what: s
     module_name, sep, attr = spec.rpartition(":")
     if not sep or not module_name or not attr:
         raise UserError(
-            f"{what} must be a built-in name ({', '.join(sorted(builtins))}), "
-            f"package.module:callable or path/file.py:callable; got {spec!r}"
+            f"expected a built-in name ({', '.join(sorted(builtins))}), "
+            f"package.module:callable or path/file.py:callable for {what}, got {spec!r}"
         )
     if module_name.endswith(".py") or os.sep in module_name:
         if not os.path.isfile(module_name):
@@ -128,19 +129,21 @@ def _loss_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- subcommands
-def _random_directions(args: argparse.Namespace, model: nn.Module, num: int) -> Any:
+def _random_directions(args: argparse.Namespace, model: nn.Module, num_directions: int) -> Any:
     """Random directions, with ``--x-norm``/``--y-norm`` when the two axes differ."""
     from ..directions import random_plane
 
     x_norm, y_norm = args.x_norm or args.norm, args.y_norm or args.norm
-    if num == 2 and x_norm != y_norm and args.orthogonalize:
+    if num_directions == 2 and x_norm != y_norm and args.orthogonalize:
         raise UserError("--orthogonalize needs one normalization; drop --x-norm/--y-norm")
-    return random_plane(model, num=num, x_norm=x_norm, y_norm=y_norm, ignore=args.ignore,
-                        dir_type=args.dir_type, seed=args.seed,
+    return random_plane(model, num_directions=num_directions, x_norm=x_norm, y_norm=y_norm,
+                        ignore=args.ignore, dir_type=args.dir_type, seed=args.seed,
                         orthogonalize=args.orthogonalize, params=args.params)  # fmt: skip
 
 
-def _surface_directions(args: argparse.Namespace, model: nn.Module, data: Any, num: int) -> Any:
+def _surface_directions(
+    args: argparse.Namespace, model: nn.Module, data: Any, num_directions: int
+) -> Any:
     """The directions asked for by ``--directions`` (or stored in ``--dir-file``): each
     made by one builder of :mod:`landscape.directions`."""
     from .. import directions
@@ -149,15 +152,15 @@ def _surface_directions(args: argparse.Namespace, model: nn.Module, data: Any, n
         if args.directions != "random":
             raise UserError("--dir-file replaces --directions; give one of them")
         try:
-            return directions.directions_from_file(args.dir_file, num=num)
+            return directions.directions_from_file(args.dir_file, num_directions=num_directions)
         except ValueError as err:  # too few directions, or not a landscape file
             raise UserError(f"--dir-file {err}") from err
     if args.directions == "random":
-        return _random_directions(args, model, num)
+        return _random_directions(args, model, num_directions)
     if args.directions == "interp":
         if not args.target:
             raise UserError("--directions interp needs --target CKPT2")
-        y = _random_directions(args, model, 1).x if num == 2 else None
+        y = _random_directions(args, model, 1).x if num_directions == 2 else None
         return directions.interpolation_directions(
             model, _model(args, args.target), y=y, dir_type=args.dir_type, params=args.params,
             settings={"target_sha256": file_sha256(args.target)})  # fmt: skip
@@ -165,26 +168,27 @@ def _surface_directions(args: argparse.Namespace, model: nn.Module, data: Any, n
         if not args.trajectory:
             raise UserError("--directions pca needs --trajectory CKPT [CKPT ...]")
         states = [_model(args, path).state_dict() for path in args.trajectory]
-        return directions.pca_directions(states, model, num=num, ignore=args.ignore)
+        return directions.pca_directions(states, model, num_directions=num_directions,
+                                         ignore=args.ignore)  # fmt: skip
     if os.path.exists(args.out) and not args.overwrite:
         try:  # resume with the directions already found
             stored = directions.load_directions(args.out)
         except KeyError:
             stored = None
-        if stored is None or (num == 2 and stored.y is None):
+        if stored is None or (num_directions == 2 and stored.y is None):
             raise UserError(
                 f"{args.out} holds no Hessian directions to resume from; "
                 "use another --out or --overwrite"
             )
-        return directions.Directions(stored.x, stored.y if num == 2 else None, kind="hessian",
-                                     settings={"seed": args.seed})  # fmt: skip
+        y = stored.y if num_directions == 2 else None
+        return directions.Directions(stored.x, y, kind="hessian", settings={"seed": args.seed})
     from ..objective import Objective
 
     objective = Objective(model, data, **_loss_options(args), batch_size=args.batch_size,
                           train_mode=args.train_mode,
                           allow_nonfinite=args.allow_nonfinite)  # fmt: skip
-    return directions.hessian_plane(objective, num=num, seed=args.seed, params=args.params,
-                                    progress=not args.quiet)  # fmt: skip
+    return directions.hessian_plane(objective, num_directions=num_directions, seed=args.seed,
+                                    params=args.params, progress=not args.quiet)  # fmt: skip
 
 
 # file options a command reads: an output must be none of them

@@ -161,7 +161,9 @@ def cmd_hessian(args: argparse.Namespace) -> None:
     common = dict(seed=args.seed, dtype=dtype, progress=not args.quiet, params=args.params)
     eigen = extremes = trace = density = blocks = None
     if "eigen" in todo:
-        eigen = hessian.hessian_eigenpairs(objective, k=args.top_k, which=args.which, **common)
+        eigen = hessian.hessian_eigenpairs(
+            objective, k=args.num_eigenpairs, which=args.which, **common
+        )
     if "extremes" in todo:
         extremes = hessian.extreme_eigenvalues(objective, **common)
     if "trace" in todo:
@@ -171,7 +173,7 @@ def cmd_hessian(args: argparse.Namespace) -> None:
     if "blocks" in todo:
         blocks = hessian.block_curvature(objective, num_probes=args.num_probes, **common)
     if distributed.rank() == 0:
-        hessian.save_hessian(args.out, eigen=eigen, trace=trace, density=density,
+        hessian.save_hessian(path=args.out, eigen=eigen, trace=trace, density=density,
                              extremes=extremes, blocks=blocks, overwrite=args.overwrite,
                              attrs=_recorded(args))  # fmt: skip
     if eigen is not None:
@@ -214,7 +216,7 @@ def cmd_sharpness(args: argparse.Namespace) -> None:
     results = sharpness(objective, names, seed=args.seed, progress=not args.quiet,
                         **_measure_settings(args))  # fmt: skip
     if distributed.rank() == 0:
-        save_sharpness(args.out, results, overwrite=args.overwrite, attrs=_recorded(args))
+        save_sharpness(results, args.out, overwrite=args.overwrite, attrs=_recorded(args))
     for name, result in results.items():
         _print(f"{name:<22} {format_estimate(result.value, result.stderr)}")
     _warn_nonfinite("sharpness", {name: result.value for name, result in results.items()})
@@ -293,7 +295,7 @@ def cmd_connect(args: argparse.Namespace) -> None:
            {"num_steps": args.num_steps, "lr": args.lr, "seed": args.seed}),
     )  # fmt: skip
     made = {k: v for k, v in connection.paths.items() if f"paths/{k}" in todo}
-    save_paths(args.out, made, overwrite=args.overwrite, attrs={"command": command_identity(args)})
+    save_paths(made, args.out, overwrite=args.overwrite, attrs={"command": command_identity(args)})
     for kind, result in made.items():
         _print(f"{kind:<10} barrier {result.barrier:.4g} at t = {result.barrier_t:.3g}")
     _print(args.out)

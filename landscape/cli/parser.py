@@ -180,10 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("hessian", help="Hessian eigenpairs, trace and spectral density")
     _add_model_options(p)
-    p.add_argument("--top-k", type=int, default=5, help="number of eigenpairs (default 5)")
+    p.add_argument("--num-eigenpairs", "--top-k", dest="num_eigenpairs", type=_count, default=5,
+                   help="number of eigenpairs (default 5; --top-k is its old name)")  # fmt: skip
     p.add_argument("--which", choices=values(options.Which), default="LA",
                    help="LA/SA largest/smallest algebraic, LM largest magnitude, "
-                   "BE both ends (top-k // 2 smallest, the rest largest)")  # fmt: skip
+                   "BE both ends (num-eigenpairs // 2 smallest, the rest largest)")  # fmt: skip
     p.add_argument("--trace", action="store_true", help="also the trace (Hutch++)")
     p.add_argument("--num-probes", type=int, default=99, help="trace probes (default 99)")
     p.add_argument("--density", action="store_true", help="also the spectral density (SLQ)")

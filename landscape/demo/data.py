@@ -15,6 +15,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ..checks import check_choice, check_seed
+
 __all__ = [
     "DigitsSplit",
     "digits_data",
@@ -74,10 +76,8 @@ def digits_data(
         >>> tuple(X.shape), tuple(y.shape), y.dtype, float(X.max())
         ((1442, 64), (1442,), torch.int64, 1.0)
     """
-    if split not in ("train", "test", "all"):
-        raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
-    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-        raise ValueError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    check_choice(split, ("train", "test", "all"), "split")
+    _check_dtype(dtype)
     images, labels, test = _digits_arrays()
     if split == "train":
         images, labels = images[~test], labels[~test]
@@ -96,13 +96,16 @@ def _digits_test() -> tuple[torch.Tensor, torch.Tensor]:
     return digits_data("test")
 
 
+def _check_dtype(dtype: object) -> None:
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ValueError(f"expected a floating torch.dtype, got {dtype!r}")
+
+
 # ---------------------------------------------------------------- models
 def _seeded(build: Callable[[], nn.Module], seed: int, dtype: torch.dtype) -> nn.Module:
     """Run ``build`` under a forked CPU RNG seeded with ``seed``; global RNG untouched."""
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-        raise ValueError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    seed = check_seed(seed)
+    _check_dtype(dtype)
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(seed)
         model = build()
@@ -121,7 +124,7 @@ def digits_mlp(*, seed: int = 0, dtype: torch.dtype = torch.float32) -> nn.Modul
         and returning ``(N, 10)`` logits.
 
     Raises:
-        TypeError: if ``seed`` is not an int.
+        TypeError: if ``seed`` is not an int (in ``0 .. 2**63 - 1``, else ``ValueError``).
         ValueError: if ``dtype`` is not floating.
 
     Example:
@@ -162,7 +165,7 @@ def digits_cnn(*, seed: int = 0, dtype: torch.dtype = torch.float32) -> nn.Modul
         ``(N, 10)`` logits.
 
     Raises:
-        TypeError: if ``seed`` is not an int.
+        TypeError: if ``seed`` is not an int (in ``0 .. 2**63 - 1``, else ``ValueError``).
         ValueError: if ``dtype`` is not floating.
 
     Example:

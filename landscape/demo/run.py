@@ -82,8 +82,8 @@ def run_demo(
     surfaces: dict[str, dict] = {}
     for label, model in models.items():
         save_checkpoint(model, f"{out_dir}/demo_{label}.pt")
-        line_dirs = random_directions(model, num=1, seed=seed)
-        plane_dirs = random_directions(model, num=2, seed=seed)
+        line_dirs = random_directions(model, num_directions=1, seed=seed)
+        plane_dirs = random_directions(model, num_directions=2, seed=seed)
         options = dict(progress=progress, attrs={"model": "digits-mlp", "data": "digits"})
         surfaces[label] = {
             "line": compute_surface(model, train, line_dirs, grid,

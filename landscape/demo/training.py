@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checks import check_choice, check_count, check_seed
 from .data import digits_data, digits_mlp
 
 __all__ = ["train_classifier", "train_demo_pair", "DEMO_RECIPES"]
@@ -41,12 +42,12 @@ def _check_data(data: object) -> tuple[torch.Tensor, torch.Tensor]:
         and all(isinstance(t, torch.Tensor) for t in data)
     ):
         raise TypeError(
-            f"data must be a tuple (inputs, targets) of tensors, got {type(data).__name__}"
+            f"expected a tuple (inputs, targets) of tensors for data, got {type(data).__name__}"
         )
     inputs, targets = data
     if len(inputs) != len(targets) or len(inputs) == 0:
         raise ValueError(
-            "inputs and targets must be non-empty and of the same length, got "
+            "expected non-empty inputs and targets of the same length, got "
             f"{len(inputs)} and {len(targets)}"
         )
     return inputs, targets
@@ -97,7 +98,7 @@ def train_classifier(
         The trained copy, in eval mode.
 
     Raises:
-        TypeError: if ``model`` or ``data`` has the wrong type.
+        TypeError: if ``model``, ``data``, a count or ``seed`` has the wrong type.
         ValueError: for a non-positive ``lr``, ``batch_size``, ``epochs``, ``steps`` or
             ``num_threads``, both or neither of ``epochs`` and ``steps``, or an unknown
             ``optimizer``.
@@ -111,18 +112,18 @@ def train_classifier(
     from tqdm.auto import tqdm
 
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        raise TypeError(f"expected an nn.Module model, got {type(model).__name__}")
     inputs, targets = _check_data(data)
     if not lr > 0:
-        raise ValueError(f"lr must be positive, got {lr}")
+        raise ValueError(f"expected a positive lr, got {lr}")
     if (epochs is None) == (steps is None):
-        raise ValueError(f"give exactly one of epochs and steps, got {epochs=} and {steps=}")
+        raise ValueError(f"expected exactly one of epochs and steps, got {epochs=} and {steps=}")
     counts = (("epochs", epochs), ("steps", steps), ("batch_size", batch_size))
     for name, value in (*counts, ("num_threads", num_threads)):
-        if value is not None and (not isinstance(value, int) or value < 1):
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if optimizer not in ("sgd", "adam"):
-        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+        if value is not None:
+            check_count(value, name)
+    check_choice(optimizer, ("sgd", "adam"), "optimizer")
+    seed = check_seed(seed)
 
     trained = copy.deepcopy(model).train()
     param = next(trained.parameters())

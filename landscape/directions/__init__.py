@@ -3,9 +3,10 @@
 Modules by job, each returning :class:`Directions` (see :mod:`.core`):
 :mod:`.normalization` (Li et al. 2018, filter/layer/weight), :mod:`.random` (seeded
 Gaussian), :mod:`.interpolation` (``end - start``, exact at the end), :mod:`.pca` (PCA of a
-trajectory, projection), :mod:`.hessian` (top eigenvectors), :mod:`.files` (save, the
-one loader, directions from a file); :mod:`.drawing` draws
-and normalizes random tensors in pieces.
+trajectory, projection), :mod:`.hessian` (top eigenvectors), :mod:`.curvature` (the plane
+of the extreme eigenvectors, and the curvature a random plane shows), :mod:`.checkpoints`
+(the plane through three checkpoints), :mod:`.files` (save, the one loader, directions from
+a file); :mod:`.drawing` draws and normalizes random tensors in pieces.
 
 A direction is a state: a mapping from parameter (or buffer) names to tensors of the
 same shapes. Normalization follows Li et al. (2018), per tensor with ``dim > 1``
@@ -24,7 +25,14 @@ direction to some tensors.
 
 from __future__ import annotations
 
+from .checkpoints import CheckpointPlane, checkpoint_plane
 from .core import Directions, Interpolation, State  # noqa: F401  (State: as in 0.2)
+from .curvature import (
+    ChanceCurvature,
+    chance_curvature,
+    curvature_directions,
+    directional_curvature,
+)
 from .files import directions_from_file, load_directions, save_directions
 from .hessian import hessian_plane
 from .interpolation import interpolation_direction, interpolation_directions
@@ -57,4 +65,10 @@ __all__ = [
     "hessian_plane",
     "interpolation_directions",
     "random_plane",
+    "CheckpointPlane",
+    "checkpoint_plane",
+    "ChanceCurvature",
+    "chance_curvature",
+    "curvature_directions",
+    "directional_curvature",
 ]

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..checks import check_count
 from ..params import DirType, ParamSelection, model_state, select_params
 from ..results import Result
 from .drawing import dot64
@@ -88,6 +89,19 @@ def _cosine(x: Mapping[str, torch.Tensor], y: Mapping[str, torch.Tensor]) -> flo
     if xx == 0 or yy == 0:
         return float("nan")
     return xy / math.sqrt(xx * yy)
+
+
+def check_num_directions(value: Any) -> int:
+    """1 (a line) or 2 (a plane), as an ``int``: what every builder's ``num_directions``
+    takes (its name before 0.3: ``num``).
+
+    Example:
+        >>> check_num_directions(2)
+        2
+    """
+    if check_count(value, "num_directions") > 2:
+        raise ValueError(f"expected num_directions 1 or 2, got {value!r}")
+    return int(value)
 
 
 def _as_state(model_or_state: nn.Module | Mapping[str, torch.Tensor], dir_type: DirType) -> State:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import os
 
-from .core import Directions
+from ..checks import renamed_keywords
+from .core import Directions, check_num_directions
 
 __all__ = ["directions_from_file", "load_directions", "save_directions"]
 
@@ -56,13 +57,17 @@ def load_directions(path: str | os.PathLike) -> Directions:
     return Directions(tensors[0], y, kind=kind, settings=settings)
 
 
-def directions_from_file(path: str | os.PathLike, *, num: int | None = None) -> Directions:
-    """The first ``num`` directions stored in a landscape file (all of them by default),
+@renamed_keywords(num="num_directions")
+def directions_from_file(
+    path: str | os.PathLike, *, num_directions: int | None = None
+) -> Directions:
+    """The first ``num_directions`` directions stored in a landscape file (all of them by default),
     as Directions of kind ``"file"`` whose settings name the file (``dir_file``, its
-    absolute path): what ``landscape surface --dir-file`` uses.
+    absolute path): what ``landscape surface --dir-file`` uses. ``num=`` is the old name of
+    ``num_directions`` (deprecated).
 
     Raises:
-        ValueError: ``num`` is not 1, 2 or None, or the file holds fewer directions.
+        ValueError: ``num_directions`` is not 1, 2 or None, or the file holds fewer.
 
     Example:
         >>> import tempfile
@@ -71,13 +76,12 @@ def directions_from_file(path: str | os.PathLike, *, num: int | None = None) -> 
         >>> dirs = random_directions(nn.Linear(3, 2), seed=0)
         >>> with tempfile.TemporaryDirectory() as tmp:
         ...     save_directions(dirs, f"{tmp}/d.h5")
-        ...     line = directions_from_file(f"{tmp}/d.h5", num=1)
+        ...     line = directions_from_file(f"{tmp}/d.h5", num_directions=1)
         >>> import torch
         >>> line.kind, line.y is None, torch.equal(line.x["weight"], dirs.x["weight"])
         ('file', True, True)
     """
-    if num not in (None, 1, 2):
-        raise ValueError(f"expected num 1, 2 or None, got {num!r}")
+    num = None if num_directions is None else check_num_directions(num_directions)
     try:
         stored = load_directions(path)
         found = 1 if stored.y is None else 2
@@ -85,7 +89,7 @@ def directions_from_file(path: str | os.PathLike, *, num: int | None = None) -> 
         stored, found = None, 0
     num = found if num is None else num
     if stored is None or found < num:
-        raise ValueError(f"{os.fspath(path)} holds {found} direction(s); expected {num or 1}")
+        raise ValueError(f"expected {num or 1} direction(s) in {os.fspath(path)}, got {found}")
     y = stored.y if num == 2 else None
     settings = {"dir_file": os.path.abspath(path)}
     return Directions(stored.x, y, kind="file", settings=settings)

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ..checks import renamed_keywords
 from ..params import ParamSelection
-from .core import Directions
+from .core import Directions, check_num_directions
 
 if TYPE_CHECKING:
     from ..hessian import HessianOperator
@@ -17,10 +18,11 @@ if TYPE_CHECKING:
 __all__ = ["hessian_plane"]
 
 
+@renamed_keywords(num="num_directions")
 def hessian_plane(
     objective: Objective | HessianOperator,
     *,
-    num: int = 2,
+    num_directions: int = 2,
     state: Mapping[str, torch.Tensor] | None = None,
     params: ParamSelection = None,
     dtype: torch.dtype | None = None,
@@ -31,13 +33,13 @@ def hessian_plane(
 ) -> Directions:
     """The top two Hessian eigenvectors (:func:`landscape.hessian.hessian_directions`,
     which returns them as a list of states) as Directions of kind ``"hessian"``: a
-    plane, or with ``num=1`` the line along the top one. ``settings`` hold the ``seed``.
+    plane, or with ``num_directions=1`` the line along the top one (``num=``, its old
+    name, is deprecated). ``settings`` hold the ``seed``.
 
     Raises:
-        ValueError: ``num`` is not 1 or 2.
+        ValueError: ``num_directions`` is not 1 or 2.
     """
-    if num not in (1, 2):
-        raise ValueError(f"expected num 1 or 2, got {num!r}")
+    num = check_num_directions(num_directions)
     from ..hessian import hessian_directions  # a workflow above directions: imported late
 
     top = hessian_directions(objective, state=state, params=params, dtype=dtype, tol=tol,

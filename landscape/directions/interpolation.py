@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..checks import check_state
 from ..params import DirType, ParamSelection
 from .core import Directions, Interpolation, _as_state, _selected
 
@@ -44,16 +45,10 @@ def interpolation_direction(
             names = [n for n, _ in models[0].named_parameters()]
             a = {n: a[n] for n in names if n in a}
             b = {n: b[n] for n in names if n in b}
-    if set(a) != set(b):
-        raise ValueError(
-            f"checkpoints differ in names: only in start {sorted(set(a) - set(b))[:5]}, "
-            f"only in end {sorted(set(b) - set(a))[:5]}"
-        )
+    check_state(b, a, name="the end checkpoint", against="the start checkpoint")
     keep = set(_selected(start, a, params, dir_type))
     out, ends = {}, {}
     for name, t in a.items():
-        if t.shape != b[name].shape:
-            raise ValueError(f"{name}: shape {tuple(t.shape)} vs {tuple(b[name].shape)}")
         if t.is_floating_point() and name in keep:
             ends[name] = b[name].to(device=t.device, dtype=t.dtype)
             out[name] = ends[name] - t

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 import torch
 
 from .. import options
-from ..checks import check_choice
+from ..checks import check_choice, check_state
 from ..options import IgnoreName, NormName, values
 from .core import State
 from .drawing import normalize_
@@ -75,13 +75,10 @@ def normalize_direction(
         ([5.0, 1.0], [0.0, 0.0])
     """
     _check_options(norm, ignore)
+    check_state(direction, weights, name="the direction", against="the weights", missing=False)
     out = {}
     for name, d in direction.items():
-        if name not in weights:
-            raise ValueError(f"direction has {name!r}, which the weights lack")
         w = weights[name]
-        if d.shape != w.shape:
-            raise ValueError(f"{name}: direction shape {tuple(d.shape)} != weight {tuple(w.shape)}")
         work = torch.promote_types(d.dtype, torch.float32)  # norms in float32 or better
         draft = d.to(work, copy=True, memory_format=torch.contiguous_format)
         out[name] = normalize_(draft, w.to(work), norm, ignore).to(d.dtype)

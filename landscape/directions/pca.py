@@ -8,37 +8,38 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..checks import renamed_keywords
 from ..params import flatten
-from .core import Directions, _as_state
+from .core import Directions, _as_state, check_num_directions
 from .normalization import Ignore
 
 __all__ = ["pca_directions", "project_states"]
 
 
+@renamed_keywords(num="num_directions")
 def pca_directions(
     trajectory: Sequence[Mapping[str, torch.Tensor] | nn.Module],
     final: Mapping[str, torch.Tensor] | nn.Module | None = None,
     *,
-    num: int = 2,
+    num_directions: int = 2,
     ignore: Ignore = "biasbn",
 ) -> Directions:
     """The top principal directions of a training trajectory (Li et al. 2018, Sec. 7).
 
     The matrix of ``theta_t - theta_final`` (weights only; with ``ignore="biasbn"`` tensors
-    with ``dim <= 1`` are left out) is centred and its top ``num`` right singular vectors
-    become the directions, each with unit norm. ``settings["explained_variance"]`` holds
-    the explained variance ratios.
+    with ``dim <= 1`` are left out) is centred and its top ``num_directions`` right singular
+    vectors become the directions, each with unit norm. ``settings["explained_variance"]``
+    holds the explained variance ratios.
 
     Args:
         trajectory: states (or models) along training.
         final: the point the directions are drawn around (default: the last state).
-        num: 1 or 2.
+        num_directions: 1 or 2 (``num=``, its old name, is deprecated).
         ignore: ``"biasbn"`` or ``"none"``.
     """
-    if num not in (1, 2):
-        raise ValueError(f"num must be 1 or 2, got {num}")
+    num = check_num_directions(num_directions)
     if len(trajectory) < num + 1:
-        raise ValueError(f"need at least {num + 1} trajectory states, got {len(trajectory)}")
+        raise ValueError(f"expected at least {num + 1} trajectory states, got {len(trajectory)}")
     states = [_as_state(s, "weights") for s in trajectory]
     origin = _as_state(final, "weights") if final is not None else states[-1]
     names = [n for n, t in origin.items() if t.is_floating_point()]

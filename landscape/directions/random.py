@@ -15,15 +15,16 @@ are left out of it, so they never move.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..checks import check_seed
+from ..checks import check_seed, renamed_keywords
 from ..params import DirType, ParamSelection, selection_attr, state_dot
-from .core import Directions, State, _as_state, _selected
+from .core import Directions, State, _as_state, _selected, check_num_directions
 from .drawing import draw_tensor, skip_normal
 from .normalization import Ignore, Norm, _check_options, is_running_stat, normalize_direction
 
@@ -42,8 +43,9 @@ def random_direction(
 ) -> State:
     """A normalized Gaussian direction around a model (or a state).
 
-    Entries are drawn on the CPU in float64 from ``seed`` (an int; ``None`` means 0, as in
-    0.2; a float is a ``TypeError``) or from ``generator``, so a seed
+    Entries are drawn on the CPU in float64 from ``seed`` (an int; a float is a
+    ``TypeError``; ``None`` means 0, as in 0.2, with a ``DeprecationWarning``: pass 0) or
+    from ``generator``, so a seed
     gives the same direction on every device, normalized in float32 (or the tensor's
     dtype, if wider) on its device, then kept in the tensor's dtype (bfloat16 for a
     bfloat16 model). One tensor at a time: its draft (in that working dtype, filled from
@@ -64,8 +66,15 @@ def random_direction(
     _check_options(norm, ignore)
     state = _selected(model_or_state, _as_state(model_or_state, dir_type), params, dir_type)
     if generator is None:
-        seed = 0 if seed is None else check_seed(seed)  # None is seed 0, as in 0.2
-        generator = torch.Generator().manual_seed(seed)
+        if seed is None:  # seed 0, as in 0.2; random_directions refuses None
+            warnings.warn(
+                "random_direction(seed=None) means seed 0 and will be refused in a future "
+                "version, as random_directions refuses it: pass seed=0",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            seed = 0
+        generator = torch.Generator().manual_seed(check_seed(seed))
     direction = {}
     for name, t in state.items():  # one tensor at a time: its draft is freed before the next
         if not t.is_floating_point():
@@ -81,10 +90,11 @@ def random_direction(
     return direction
 
 
+@renamed_keywords(num="num_directions")
 def random_directions(
     model_or_state: nn.Module | Mapping[str, torch.Tensor],
     *,
-    num: int = 2,
+    num_directions: int = 2,
     norm: Norm = "filter",
     ignore: Ignore = "biasbn",
     dir_type: DirType = "weights",
@@ -101,6 +111,7 @@ def random_directions(
     entries in the second are zero, so the whole plane keeps valid variances where the
     line ``x > -1`` does. With ``params`` (see :func:`landscape.params.select_names`) the
     directions hold the selected tensors only, and ``settings["params"]`` their names.
+    ``num_directions`` is 1 (a line) or 2 (a plane); ``num=`` is its old name (deprecated).
 
     Example:
         >>> dirs = random_directions(nn.Linear(4, 3), seed=0, orthogonalize=True)
@@ -109,15 +120,14 @@ def random_directions(
         >>> sorted(random_directions(nn.Linear(4, 3), params="bias", ignore="none").x)
         ['bias']
     """
-    if num not in (1, 2):
-        raise ValueError(f"num must be 1 or 2, got {num}")
+    num_directions = check_num_directions(num_directions)
     full = _as_state(model_or_state, dir_type)
     state = _selected(model_or_state, full, params, dir_type)
     seed = check_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     options = dict(norm=norm, ignore=ignore, dir_type=dir_type)
     x = random_direction(state, generator=generator, **options)
-    y = random_direction(state, generator=generator, **options) if num == 2 else None
+    y = random_direction(state, generator=generator, **options) if num_directions == 2 else None
     if y is not None:
         y = _without_running_stats(y)
     if y is not None and orthogonalize:
@@ -141,10 +151,11 @@ def _without_running_stats(direction: State) -> State:
     return {n: torch.zeros_like(t) if is_running_stat(n) else t for n, t in direction.items()}
 
 
+@renamed_keywords(num="num_directions")
 def random_plane(
     model_or_state: nn.Module | Mapping[str, torch.Tensor],
     *,
-    num: int = 2,
+    num_directions: int = 2,
     x_norm: Norm = "filter",
     y_norm: Norm | None = None,
     ignore: Ignore = "biasbn",
@@ -156,7 +167,8 @@ def random_plane(
     """:func:`random_directions`, with another normalization for the second direction
     (``y_norm``, default ``x_norm``; ``landscape surface --x-norm/--y-norm``). With two
     norms the draws are those of :func:`random_directions` (one generator from ``seed``,
-    x then y) and ``settings`` record ``x_norm`` and ``y_norm``.
+    x then y) and ``settings`` record ``x_norm`` and ``y_norm``. ``num=`` is the old name
+    of ``num_directions`` (deprecated).
 
     Raises:
         ValueError: two norms with ``orthogonalize`` (it renormalizes with one norm).
@@ -170,8 +182,9 @@ def random_plane(
     """
     y_norm = x_norm if y_norm is None else y_norm
     options = dict(ignore=ignore, dir_type=dir_type)
-    if num == 1 or x_norm == y_norm:
-        return random_directions(model_or_state, num=num, norm=x_norm, seed=seed,
+    if check_num_directions(num_directions) == 1 or x_norm == y_norm:
+        return random_directions(model_or_state, num_directions=num_directions, norm=x_norm,
+                                 seed=seed,
                                  orthogonalize=orthogonalize, params=params,
                                  **options)  # fmt: skip
     if orthogonalize:

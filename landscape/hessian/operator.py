@@ -11,6 +11,7 @@ import scipy.sparse.linalg
 import torch
 
 from .._provenance import provenance
+from ..checks import check_state
 from ..objective import Objective
 from ..params import (
     ParamSelection,
@@ -315,11 +316,7 @@ class HessianOperator:
             out = self._hvp(v.reshape(-1).to(self.device, self.dtype))
             return out.to(v.device, v.dtype).reshape(v.shape)
         if isinstance(v, Mapping):
-            if set(v) != set(self.names):
-                raise ValueError(
-                    f"expected a mapping with the operator's names {list(self.names)[:5]}..., "
-                    f"got names {sorted(v)[:5]}...; missing {sorted(set(self.names) - set(v))[:5]}"
-                )
+            check_state(v, self._weights, name="v", against="the operator's weights")
             flat = flatten({n: v[n].to(self.device, self.dtype) for n in self.names}, self.names)
             out = unflatten(self._hvp(flat), self._weights, self.names)
             return {n: out[n].to(v[n].device, v[n].dtype) for n in self.names}

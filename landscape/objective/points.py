@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.func import vmap
 
+from ..checks import check_state
 from ..data import split_batch
 from ..params import end_index, merge_tied
 from .calling import State, _functional_call
@@ -312,11 +313,8 @@ class Points:
         moved_ends = None
         if j_end is not None:
             end = merge_tied(ends[j_end], self._tied)  # type: ignore[index]
-            missing = set(moved[j_end]) - set(end)
-            if missing:
-                raise ValueError(
-                    f"the end state lacks names its direction moves: {sorted(missing)[:5]}"
-                )
+            check_state(end, moved[j_end], name="the end state", against="its direction",
+                        unexpected=False)  # fmt: skip
             moved_ends = [None] * len(directions)
             moved_ends[j_end] = {n: end[n].to(full[n]) for n in moved[j_end]}
             names = list(moved[j_end])

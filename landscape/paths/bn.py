@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from ..checks import check_state
 from ..data import call_model, split_batch
 from ..params import expand_tied, tied_names
 
@@ -43,7 +44,9 @@ class _BatchNormEstimator:
     @torch.no_grad()
     def __call__(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         model, objective = self.model, self.objective
-        model.load_state_dict(expand_tied(objective.full_state(state), self.tied))
+        full = objective.full_state(state)  # refuses names the model lacks
+        check_state(full, objective.base_state, name="the state")  # shapes, before loading
+        model.load_state_dict(expand_tied(full, self.tied))
         model.eval()
         stats: dict[str, list] = {}
         hooks = []
@@ -117,6 +120,7 @@ def reestimate_bn(
         A new state: ``state`` with the running statistics replaced.
 
     Raises:
-        ValueError: the model has no BatchNorm layer with running statistics.
+        ValueError: the model has no BatchNorm layer with running statistics, or ``state``
+            has names or shapes the model's state lacks.
     """
     return _BatchNormEstimator(objective)(state)

@@ -170,7 +170,7 @@ def connect_checkpoints(
 def _plane_coords(model: nn.Module, curve: Curve) -> np.ndarray | None:
     """Coordinates ``(3, 2)`` of ``a``, ``b`` and the bend in their plane (None when the
     three are on one line, as for an unfitted curve)."""
-    from ..planes import checkpoint_plane
+    from ..directions import checkpoint_plane
 
     bend = {**curve.start, **(curve.bend or {})}
     try:

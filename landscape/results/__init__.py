@@ -2,9 +2,9 @@
 
 The lowest layer: :mod:`landscape.storage` reads and writes these, the compute modules make
 them, and neither is imported from here. ``base`` holds :class:`Result` and the helpers;
-``hessian``, ``sharpness`` and ``paths`` the results of those workflows (also importable from
-their old homes, ``landscape.hessian.results``, ``landscape.sharpness.result`` and
-``landscape.paths``).
+``hessian``, ``sharpness``, ``paths`` and ``trajectory`` the results of those workflows (also
+importable from their old homes, ``landscape.hessian.results``, ``landscape.sharpness.result``,
+``landscape.paths`` and ``landscape.trajectory``).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from ..objective import Objective
 def check_objective(objective: Any) -> None:
     """Raise ``TypeError`` unless ``objective`` is a landscape Objective."""
     if not isinstance(objective, Objective):
-        raise TypeError(f"objective must be a landscape Objective, got {type(objective).__name__}")
+        raise TypeError(f"expected a landscape Objective, got {type(objective).__name__}")
 
 
 def check_positive(name: str, value: Any) -> float:
@@ -28,9 +28,9 @@ def check_positive(name: str, value: Any) -> float:
         1.0
     """
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+        raise TypeError(f"expected a number for {name}, got {type(value).__name__} {value!r}")
     if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {value}")
+        raise ValueError(f"expected a positive finite {name}, got {value}")
     return float(value)
 
 
@@ -63,7 +63,7 @@ def check_choice(name: str, value: Any, choices: type[Enum] | Sequence[str]) -> 
 def check_name(name: str, value: Any) -> str:
     """A string (a parameter name)."""
     if not isinstance(value, str):
-        raise TypeError(f"{name} must be a string, got {type(value).__name__}")
+        raise TypeError(f"expected a str {name}, got {type(value).__name__} {value!r}")
     return value
 
 
@@ -81,6 +81,6 @@ def check_selection(value: Any) -> Any:
         if patterns and all(isinstance(p, str) for p in patterns):
             return patterns
     raise TypeError(
-        "params must be 'all', 'trainable', names or glob patterns, or a callable "
-        f"(name, tensor) -> bool; got {value!r}"
+        "expected 'all', 'trainable', names or glob patterns, or a callable "
+        f"(name, tensor) -> bool for params, got {value!r}"
     )

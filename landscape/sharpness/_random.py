@@ -52,8 +52,9 @@ def draw_like(
     return out
 
 
-def normal_draws(like: Mapping[str, torch.Tensor], seed: int, num: int) -> Iterator[State]:
-    """``num`` standard normal states, the same sequence for the same ``seed`` (and device)."""
+def normal_draws(like: Mapping[str, torch.Tensor], seed: int, num_draws: int) -> Iterator[State]:
+    """``num_draws`` standard normal states, the same sequence for the same ``seed`` (and
+    device)."""
     generator = generator_for(like, seed)
-    for _ in range(num):
+    for _ in range(num_draws):
         yield draw_like(like, generator)

@@ -109,7 +109,8 @@ def measure_pacbayes(
     criterion = _checks.check_choice("criterion", criterion, ("loss", "accuracy"))
     if criterion == "accuracy" and "accuracy" not in objective.names:
         raise ValueError(
-            f"criterion='accuracy' needs an objective with accuracy; it has {objective.names}"
+            "expected an objective with accuracy for criterion='accuracy', got one with "
+            f"{objective.names}"
         )
     weights = weights_of(objective, params)
     sign = 1.0 if criterion == "loss" else -1.0  # a rise of the loss, a drop of the accuracy

@@ -92,7 +92,8 @@ SETTINGS: dict[str, Setting] = {
         Setting("rtol", _positive("rtol"), "relative width of the PAC-Bayes bracket"),
         Setting("batch_size", _optional(_count("batch_size")), "m of m-sharpness"),
         Setting("num_batches", _optional(_count("num_batches")), "batches used"),
-        Setting("num_steps", _count("num_steps"), "ascent steps per restart"),
+        Setting("num_ascent_steps", _count("num_ascent_steps"), "ascent steps per restart"),
+        Setting("num_steps", _count("num_steps"), "old name of num_ascent_steps (deprecated)"),
         Setting(
             "num_restarts", _optional(_count("num_restarts")), "local searches; the best is kept"
         ),

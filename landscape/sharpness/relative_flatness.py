@@ -78,7 +78,7 @@ def measure_relative_flatness(
     layer = _checks.check_name("layer", layer)
     if layer not in weights or weights[layer].dim() != 2:
         two_d = [n for n, w in weights.items() if w.dim() == 2]
-        raise ValueError(f"layer must name a 2-D weight, one of {two_d}; got {layer!r}")
+        raise ValueError(f"expected layer to name a 2-D weight, one of {two_d}, got {layer!r}")
     weight = weights[layer]
     num_bytes = weight.numel() ** 2 * weight.element_size()
     if num_bytes > MAX_HESSIAN_BYTES:

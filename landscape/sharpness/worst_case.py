@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -39,13 +40,13 @@ _MOMENTUM = 0.75  # Auto-PGD's alpha
 _SUCCESS = 0.75  # Auto-PGD's rho: share of rising steps below which the step is halved
 
 
-def _checkpoints(num_steps: int) -> set[int]:
+def _checkpoints(num_ascent_steps: int) -> set[int]:
     """Auto-PGD's checkpoints ``ceil(p_j N)``: ``p_0 = 0``, ``p_1 = 0.22``,
     ``p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)``."""
     p = [0.0, 0.22]
     while p[-1] < 1:
         p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
-    return {math.ceil(q * num_steps) for q in p[1:] if q <= 1}
+    return {math.ceil(q * num_ascent_steps) for q in p[1:] if q <= 1}
 
 
 def measure_worst_case(
@@ -56,7 +57,7 @@ def measure_worst_case(
     rho: float | None = None,
     batch_size: int | None = None,
     num_batches: int | None = None,
-    num_steps: int = 10,
+    num_ascent_steps: int = 10,
     num_restarts: int | None = None,
     num_flips: int | None = None,
     step_size: float | None = None,
@@ -64,6 +65,7 @@ def measure_worst_case(
     seed: int = 0,
     params: ParamSelection = None,
     progress: bool = True,
+    num_steps: int | None = None,
 ) -> SharpnessResult:
     """Worst-case sharpness ``max_{||delta / c||_p <= rho} L_B(w + delta) - L_B(w)``, averaged
     over batches ``B``.
@@ -98,7 +100,7 @@ def measure_worst_case(
             rank holding its slices of them); ``None``: all examples in one batch (the exact
             mean loss).
         num_batches: use only the first this many batches; ``None``: all.
-        num_steps: gradient steps per restart.
+        num_ascent_steps: gradient ascent steps per restart.
         num_restarts: searches per batch; default from :data:`DEFAULT_RESTARTS` (3 for
             ``p = 2``, 20 for ``p = inf``).
         num_flips: trial flips that end each ``p = inf`` restart; default
@@ -111,6 +113,8 @@ def measure_worst_case(
         params: perturb only these weights (names, glob patterns, a predicate or
             ``"trainable"``, see :func:`landscape.params.select_names`); the others stay.
         progress: show a tqdm bar of the gradient evaluations.
+        num_steps: the old name of ``num_ascent_steps`` (deprecated; ``num_steps`` now
+            means optimizer steps only).
 
     Returns:
         A :class:`SharpnessResult` named e.g. ``"adaptive_worst_l2"``: the mean over batches,
@@ -137,13 +141,26 @@ def measure_worst_case(
         ('worst_l2', True)
     """
     _checks.check_objective(objective)
+    if num_steps is not None:  # 0.2's name, one setting of the registry's worst_* measures
+        if num_ascent_steps != 10:
+            raise TypeError(
+                "expected num_ascent_steps= or its old name num_steps=, got both "
+                f"(num_ascent_steps={num_ascent_steps!r}, num_steps={num_steps!r})"
+            )
+        warnings.warn(
+            "measure_worst_case: num_steps= is renamed num_ascent_steps=; the old name will be "
+            "removed in a future version",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        num_ascent_steps = num_steps
     if p not in (2, math.inf):
-        raise ValueError(f"p must be 2 or math.inf, got {p!r}")
+        raise ValueError(f"expected p 2 or math.inf, got {p!r}")
     adaptive = _checks.check_flag("adaptive", adaptive)
     name = ("adaptive_" if adaptive else "") + ("worst_l2" if p == 2 else "worst_linf")
     rho = _checks.check_positive("rho", DEFAULT_RHO[name] if rho is None else rho)
     step_size = _checks.check_positive("step_size", 2 * rho if step_size is None else step_size)
-    num_steps = _checks.check_count("num_steps", num_steps)
+    num_ascent_steps = _checks.check_count("num_ascent_steps", num_ascent_steps)
     if num_restarts is None:
         num_restarts = DEFAULT_RESTARTS[p]
     num_restarts = _checks.check_count("num_restarts", num_restarts)
@@ -152,7 +169,7 @@ def measure_worst_case(
     elif num_flips != 0 or isinstance(num_flips, bool):
         num_flips = _checks.check_count("num_flips", num_flips)
     if p == 2 and num_flips:
-        raise ValueError(f"num_flips must be 0 for p = 2 (a ball has no corners), got {num_flips}")
+        raise ValueError(f"expected num_flips 0 for p = 2 (a ball has no corners), got {num_flips}")
     random_init = _checks.check_flag("random_init", random_init)
     seed = _checks.check_seed(seed)
     if batch_size is not None:
@@ -192,7 +209,7 @@ def measure_worst_case(
             return {n: t * factor for n, t in u.items()}
         return {n: rho * t for n, t in draw_like(weights, generator, "uniform").items()}
 
-    total = len(groups) * num_restarts * (num_steps + 1 + num_flips)
+    total = len(groups) * num_restarts * (num_ascent_steps + 1 + num_flips)
     bar = progress_bar(progress, desc=name, unit="grad", total=total)
 
     def value_and_ascent(u: State, chunk: list) -> tuple[torch.Tensor, State]:
@@ -202,7 +219,7 @@ def measure_worst_case(
         bar.update()
         return loss, {n: scales[n] * g for n, g in grad.items()}
 
-    checkpoints = _checkpoints(num_steps)
+    checkpoints = _checkpoints(num_ascent_steps)
 
     def search(u: State, chunk: list) -> torch.Tensor:
         """The largest loss Auto-PGD meets from ``u`` (on the device)."""
@@ -212,7 +229,7 @@ def measure_worst_case(
         previous = u
         rising, last, best_at_last = torch.zeros_like(loss), 0, best
         halved = torch.zeros_like(loss, dtype=torch.bool)
-        for k in range(num_steps):
+        for k in range(num_ascent_steps):
             z = project(step(u, grad, eta))
             if k > 0:
                 z = project(
@@ -281,7 +298,7 @@ def measure_worst_case(
         "rho": rho,
         "batch_size": objective.num_examples if batch_size is None else batch_size,
         "num_batches": len(groups),
-        "num_steps": num_steps,
+        "num_ascent_steps": num_ascent_steps,
         "num_restarts": num_restarts,
         "num_flips": num_flips,
         "step_size": step_size,
@@ -301,12 +318,13 @@ _DEFAULTS = {
     "rho": None,
     "batch_size": None,
     "num_batches": None,
-    "num_steps": 10,
+    "num_ascent_steps": 10,
     "num_restarts": None,
     "step_size": None,
     "random_init": True,
     "seed": 0,
     "params": None,
+    "num_steps": None,  # the old name of num_ascent_steps
 }
 for _adaptive in (False, True):
     for _p, _suffix in ((2, "l2"), (math.inf, "linf")):

@@ -11,12 +11,16 @@
 - :mod:`~landscape.storage.surface`: the surface schema (create, check a resume, write
   points, read), and stored directions.
 
-One schema module per result type lives here too (``hessian``, ``sharpness``,
-``compare``), each built on the helpers re-exported below.
+One schema module per result type lives here too (``hessian``, ``sharpness``, ``paths``,
+``directions``, ``trajectory``, ``tracking``, ``compare``), each built on the helpers
+re-exported below; :mod:`~landscape.storage.registry` holds the one registry of schemas
+behind ``landscape.save`` and ``landscape.load``.
 """
 
-from .codec import JSON_PREFIX, decode_attr, decode_attrs, encode_attr
+from . import hessian, paths, sharpness  # noqa: F401  (registering their schemas)
+from .codec import JSON_PREFIX, decode_attr, decode_attrs, encode_attr, same_attr
 from .describe import describe_file
+from .directions import load_directions, read_directions, write_directions
 from .files import (
     FORMAT,
     FORMAT_VERSION,
@@ -35,12 +39,8 @@ from .surface import (
     SurfaceWriter,
     check_surface_file,
     create_surface_file,
-    load_directions,
     load_surface_arrays,
     read_computed,
-    read_directions,
-    same_attr,
-    write_directions,
 )
 
 __all__ = [

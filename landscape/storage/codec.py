@@ -34,7 +34,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["JSON_PREFIX", "encode_attr", "decode_attr", "decode_attrs"]
+from ..results import values_equal
+
+__all__ = ["JSON_PREFIX", "encode_attr", "decode_attr", "decode_attrs", "same_attr"]
 
 #: Marks an attribute stored as JSON text.
 JSON_PREFIX = "json:"
@@ -143,3 +145,19 @@ def decode_attr(value: Any) -> Any:
 def decode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
     """Every attribute of an h5py object (its ``.attrs``), decoded by :func:`decode_attr`."""
     return {key: decode_attr(value) for key, value in attrs.items()}
+
+
+def same_attr(stored: Any, value: Any) -> bool:
+    """Whether a decoded stored attribute equals a run's value once stored.
+
+    Example:
+        >>> same_attr(["loss", "accuracy"], ("loss", "accuracy")), same_attr(1, 2)
+        (True, False)
+    """
+    run = decode_attr(encode_attr(value))
+    if isinstance(stored, np.ndarray) or isinstance(run, np.ndarray):
+        # version 0.1 stored lists of numbers as arrays
+        return np.asarray(stored).shape == np.asarray(run).shape and bool(
+            np.array_equal(np.asarray(stored), np.asarray(run))
+        )
+    return values_equal(stored, run)

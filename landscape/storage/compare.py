@@ -26,12 +26,11 @@ import h5py
 import numpy as np
 
 from .checksum import damaged_groups
-from .codec import decode_attrs, encode_attr
+from .codec import decode_attrs, encode_attr, same_attr
 from .files import create_file, open_landscape_file
 from .groups import read_group, write_groups
 from .locks import holding
 from .sharpness import load_sharpness, sharpness_groups
-from .surface import same_attr
 
 FORMAT_COMPARE = "landscape.compare"
 

@@ -24,7 +24,14 @@ import h5py
 
 from .locks import covers, flock, held_error
 
-__all__ = ["DiskFullError", "GuardedFile", "GuardedH5File", "check_space", "free_bytes"]
+__all__ = [
+    "DiskFullError",
+    "GuardedFile",
+    "GuardedH5File",
+    "check_space",
+    "free_bytes",
+    "write_error",
+]
 
 #: Bytes a landscape file takes beyond its arrays: superblock, object headers, heaps,
 #: attributes (measured: under 20 KiB for a surface of two metrics and 100 tensors).
@@ -42,7 +49,7 @@ class DiskFullError(RuntimeError):
     exit_status = 1
 
 
-def _errno(err: BaseException) -> int | None:
+def errno_of(err: BaseException) -> int | None:
     """The errno of an error, also when HDF5 gives it only in the message."""
     code = getattr(err, "errno", None)
     if code is not None:
@@ -53,7 +60,28 @@ def _errno(err: BaseException) -> int | None:
 
 def is_disk_full(err: BaseException) -> bool:
     """Whether ``err`` says the disk or the quota is full."""
-    return _errno(err) in (errno.ENOSPC, errno.EDQUOT)
+    return errno_of(err) in (errno.ENOSPC, errno.EDQUOT)
+
+
+def write_error(err: BaseException, path: str | os.PathLike) -> Exception:
+    """A one-line error for an OSError met while writing ``path``: a full disk, a folder
+    that cannot be written, or ``err`` itself.
+
+    Example:
+        >>> write_error(OSError(errno.ENOSPC, "No space left on device"), "s.h5").args[0][:40]
+        'no space left on device writing s.h5: fr'
+    """
+    path = os.fspath(path)
+    code = errno_of(err)
+    if is_disk_full(err):
+        return disk_full(path)
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        folder = os.path.dirname(os.path.abspath(path))
+        return PermissionError(
+            f"cannot write {path}: {os.strerror(code).lower()} in {folder}; choose another "
+            "output path"
+        )
+    return err
 
 
 def disk_full(path: str, detail: str = "") -> DiskFullError:
@@ -220,10 +248,6 @@ class GuardedH5File(h5py.File):
         err = self._guard.error
         if err is None:
             return
-        if is_disk_full(err):
-            raise disk_full(self._report_as)
-        from .files import write_error
-
         raise write_error(err, self._report_as)
 
     def flush(self) -> None:

@@ -30,7 +30,7 @@ import torch
 
 from .._version import __version__
 from . import locks
-from .diskguard import GuardedH5File, check_space, disk_full, is_disk_full
+from .diskguard import GuardedH5File, check_space, errno_of, write_error
 
 __all__ = [
     "FORMAT",
@@ -76,35 +76,6 @@ def stamp_root(f: h5py.File, fmt: str = FORMAT) -> None:
 
 def _held(path: str) -> ValueError:
     return locks.held_error(path)
-
-
-def _errno(err: BaseException) -> int | None:
-    """The errno of an error, also when h5py gives it only in the message."""
-    if getattr(err, "errno", None) is not None:
-        return err.errno
-    found = re.search(r"errno = (\d+)", str(err))
-    return int(found.group(1)) if found else None
-
-
-def write_error(err: BaseException, path: str | os.PathLike) -> Exception:
-    """A one-line error for an OSError met while writing ``path``: a full disk, a folder
-    that cannot be written, or ``err`` itself.
-
-    Example:
-        >>> write_error(OSError(errno.ENOSPC, "No space left on device"), "s.h5").args[0][:40]
-        'no space left on device writing s.h5: fr'
-    """
-    path = os.fspath(path)
-    code = _errno(err)
-    if is_disk_full(err):
-        return disk_full(path)
-    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
-        folder = os.path.dirname(os.path.abspath(path))
-        return PermissionError(
-            f"cannot write {path}: {os.strerror(code).lower()} in {folder}; choose another "
-            "output path"
-        )
-    return err
 
 
 def check_output(path: str | os.PathLike) -> None:
@@ -284,7 +255,7 @@ def _open_error(path: str, mode: str, err: OSError) -> Exception:
     """One line saying why the file at ``path`` could not be opened."""
     if "unable to lock" in str(err):
         return _held(path)
-    if mode != "r" and _errno(err) in (errno.EACCES, errno.EPERM, errno.EROFS):
+    if mode != "r" and errno_of(err) in (errno.EACCES, errno.EPERM, errno.EROFS):
         return write_error(err, path)
     advice = (  # never advise deleting what may be the user's checkpoint or data
         "landscape reads the .h5 files it writes"

@@ -5,11 +5,12 @@ loads), and ``/hessian/blocks`` (curvature per block, new in 0.2)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
+from ..results.base import Result
 from ..results.hessian import (
     BlockCurvature,
     DensityResult,
@@ -19,8 +20,19 @@ from ..results.hessian import (
     TraceResult,
 )
 from .groups import read_group, write_groups
+from .registry import Schema, register, result_and_path
 
-__all__ = ["save_hessian", "load_hessian"]
+__all__ = ["PARTS", "save_hessian", "load_hessian"]
+
+#: The parts of :class:`HessianResults`, each stored as its own group (and kind
+#: ``hessian.<part>`` of :func:`landscape.storage.registry.load`).
+PARTS: dict[str, type[Result]] = {
+    "eigen": EigenResult,
+    "trace": TraceResult,
+    "density": DensityResult,
+    "extremes": ExtremeEigenvalues,
+    "blocks": BlockCurvature,
+}
 
 _EIGEN, _TRACE, _DENSITY = "hessian/eigen", "hessian/trace", "hessian/density"
 _EXTREMES = "hessian/extremes"
@@ -28,7 +40,8 @@ _BLOCKS = "hessian/blocks"
 
 
 def save_hessian(
-    path: str | os.PathLike,
+    results: HessianResults | Result | None = None,
+    path: str | os.PathLike | None = None,
     *,
     eigen: EigenResult | None = None,
     trace: TraceResult | None = None,
@@ -38,7 +51,11 @@ def save_hessian(
     overwrite: bool = False,
     attrs: Mapping[str, Any] | None = None,
 ) -> None:
-    """Store Hessian results in a landscape HDF5 file (created if needed) under ``/hessian``.
+    """Store Hessian results in a landscape HDF5 file (created if needed) under ``/hessian``:
+    ``save_hessian(results, path)`` with a :class:`HessianResults` or one of its parts (an
+    :class:`EigenResult`, ...), or the parts as keywords (``save_hessian(path=p, eigen=e)``,
+    the 0.2 form; the 0.2 order ``save_hessian(p, eigen=e)`` still works, with a
+    DeprecationWarning).
 
     Layout: ``/hessian/eigen`` (datasets ``eigenvalues``, ``eigenvectors``, ``residuals``),
     ``/hessian/trace`` (dataset ``samples``; attrs ``value``, ``stderr``, ``method``),
@@ -57,10 +74,23 @@ def save_hessian(
     run killed while saving leaves none of them, or each one whole.
 
     Raises:
-        ValueError: nothing to save, a group exists and ``overwrite`` is false, or the file is
-            not a landscape file.
+        ValueError: nothing to save, a part given twice, a group exists and ``overwrite`` is
+            false, or the file is not a landscape file.
+        TypeError: no path, or ``results`` of another class.
     """
-    if all(r is None for r in (eigen, trace, density, extremes, blocks)):
+    results, path = result_and_path(results, path, "save_hessian")
+    if path is None:
+        raise TypeError("expected save_hessian(results, path), got no path")
+    given = {
+        "eigen": eigen, "trace": trace, "density": density, "extremes": extremes, "blocks": blocks,
+    }  # fmt: skip
+    for part, value in _parts(results).items():
+        if given[part] is not None:
+            raise ValueError(f"expected {part} once, got it in results and as {part}=")
+        given[part] = value
+    eigen, trace, density = given["eigen"], given["trace"], given["density"]
+    extremes, blocks = given["extremes"], given["blocks"]
+    if all(r is None for r in given.values()):
         raise ValueError("nothing to save: give eigen=, trace=, density=, extremes= or blocks=")
     extra = dict(attrs or {})
     groups: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
@@ -98,6 +128,21 @@ def save_hessian(
     if blocks is not None:
         groups.update(_block_groups(blocks, extra))
     write_groups(path, groups, overwrite=overwrite)
+
+
+def _parts(results: HessianResults | Result | None) -> dict[str, Result]:
+    """``{part: result}`` of a HessianResults or of one of its parts."""
+    if results is None:
+        return {}
+    if isinstance(results, HessianResults):
+        return {p: r for p in PARTS if (r := getattr(results, p)) is not None}
+    for part, cls in PARTS.items():
+        if isinstance(results, cls):
+            return {part: results}
+    raise TypeError(
+        f"expected HessianResults or one of {[c.__name__ for c in PARTS.values()]}, "
+        f"got {type(results).__name__}"
+    )
 
 
 def _block_groups(
@@ -194,3 +239,26 @@ def load_hessian(path: str | os.PathLike) -> HessianResults:
     return HessianResults(
         eigen=eigen, trace=trace, density=density, extremes=extremes, blocks=blocks
     )
+
+
+def _load_part(part: str) -> Callable[[str | os.PathLike], Result]:
+    """The reader of one part (kind ``hessian.<part>``)."""
+
+    def read(path: str | os.PathLike) -> Result:
+        found = getattr(load_hessian(path), part)
+        if found is None:
+            raise KeyError(f"{os.fspath(path)} holds no /hessian/{part}")
+        return found
+
+    return read
+
+
+register(Schema(
+    "hessian", (HessianResults,), save_hessian, load_hessian, lambda f: "hessian" in f,
+    parts=tuple(f"hessian.{p}" for p in PARTS),
+))  # fmt: skip
+for _part, _cls in PARTS.items():
+    register(Schema(
+        f"hessian.{_part}", (_cls,), save_hessian, _load_part(_part),
+        lambda f, group=f"hessian/{_part}": group in f,
+    ))  # fmt: skip

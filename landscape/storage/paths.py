@@ -20,6 +20,7 @@ from typing import Any
 from ..results.paths import PathResult
 from .files import open_landscape_file
 from .groups import read_group, write_groups
+from .registry import Schema, register, result_and_path
 
 __all__ = ["load_paths", "save_paths"]
 
@@ -28,19 +29,21 @@ _ORDER = ("line", "bezier", "polychain")
 
 
 def save_paths(
+    results: Mapping[str, PathResult] | PathResult,
     path: str | os.PathLike,
-    results: Mapping[str, PathResult],
     *,
     overwrite: bool = False,
     attrs: Mapping[str, Any] | None = None,
 ) -> None:
     """Write path results into ``/paths/<kind>`` groups of a landscape HDF5 file, all in
     one commit (a kill leaves all of them or none). ``attrs`` are added to every group's
-    attrs and read back as settings.
+    attrs and read back as settings. The 0.2 order ``save_paths(path, results)`` still
+    works, with a DeprecationWarning.
 
     Args:
+        results: ``{kind: PathResult}`` (e.g. :attr:`landscape.paths.Connection.paths`),
+            or one result (stored under its kind).
         path: the file; created if missing, otherwise added to.
-        results: ``{kind: PathResult}`` (e.g. :attr:`landscape.paths.Connection.paths`).
         overwrite: replace groups that exist; otherwise they raise before anything is written.
 
     Raises:
@@ -53,10 +56,13 @@ def save_paths(
         >>> line = PathResult("line", np.array([0.0, 1.0]), {"loss": np.array([1.0, 2.0])},
         ...                   0.0, 0.0, {"bn_reestimate": False})
         >>> with tempfile.TemporaryDirectory() as tmp:
-        ...     save_paths(f"{tmp}/p.h5", {"line": line})
+        ...     save_paths({"line": line}, f"{tmp}/p.h5")
         ...     load_paths(f"{tmp}/p.h5")["line"] == line
         True
     """
+    results, path = result_and_path(results, path, "save_paths")
+    if isinstance(results, PathResult):
+        results = {results.kind: results}
     for kind, result in results.items():
         if kind != result.kind:
             raise ValueError(f"results[{kind!r}] holds a {result.kind!r} path; key it by its kind")
@@ -109,3 +115,6 @@ def load_paths(path: str | os.PathLike) -> dict[str, PathResult]:
         metrics = {name: arrays[name] for name in names}
         results[kind] = PathResult(result_kind, arrays["t"], metrics, barrier, barrier_t, attrs)
     return results
+
+
+register(Schema("paths", (PathResult,), save_paths, load_paths, lambda f: "paths" in f, key="kind"))

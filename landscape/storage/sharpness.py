@@ -25,6 +25,7 @@ import numpy as np
 from ..results.sharpness import CONTRACT_ORDER, SharpnessResult
 from .files import open_landscape_file
 from .groups import read_group, write_groups
+from .registry import Schema, register, result_and_path
 
 __all__ = ["load_sharpness", "save_sharpness"]
 
@@ -32,18 +33,20 @@ _RESERVED = frozenset({"name", "value", "stderr", "extra_names", "interval"})
 
 
 def save_sharpness(
+    results: Mapping[str, SharpnessResult] | SharpnessResult,
     path: str | os.PathLike,
-    results: Mapping[str, SharpnessResult],
     *,
     overwrite: bool = False,
     group: str = "sharpness",
     attrs: Mapping[str, Any] | None = None,
 ) -> None:
-    """Write results into ``/<group>/<name>`` groups of a landscape HDF5 file.
+    """Write results into ``/<group>/<name>`` groups of a landscape HDF5 file (the 0.2 order
+    ``save_sharpness(path, results)`` still works, with a DeprecationWarning).
 
     Args:
+        results: ``{name: SharpnessResult}`` as :func:`landscape.sharpness.sharpness`
+            returns, or one result (stored under its name).
         path: the file; created if missing, otherwise added to.
-        results: ``{name: SharpnessResult}`` as :func:`landscape.sharpness.sharpness` returns.
         overwrite: replace groups that exist; otherwise they raise before anything is written.
             The groups are written together: a run killed while saving leaves none of
             them, or each one whole.
@@ -60,10 +63,13 @@ def save_sharpness(
         >>> from landscape.sharpness import SharpnessResult
         >>> result = SharpnessResult("rise", 0.5, 0.1, {"rho": 0.25, "seed": 0})
         >>> with tempfile.TemporaryDirectory() as tmp:
-        ...     save_sharpness(f"{tmp}/s.h5", {"rise": result})
+        ...     save_sharpness({"rise": result}, f"{tmp}/s.h5")
         ...     load_sharpness(f"{tmp}/s.h5")["rise"] == result
         True
     """
+    results, path = result_and_path(results, path, "save_sharpness")
+    if isinstance(results, SharpnessResult):
+        results = {results.name: results}
     if not overwrite and os.path.exists(path):
         with open_landscape_file(path) as f:
             taken = [n for n in results if f"{group}/{n}" in f]
@@ -148,3 +154,9 @@ def load_sharpness(
             interval,
         )
     return results
+
+
+register(Schema(
+    "sharpness", (SharpnessResult,), save_sharpness, load_sharpness,
+    lambda f: "sharpness" in f, key="name",
+))  # fmt: skip

@@ -1,5 +1,9 @@
 """The surface schema: create a surface file, check it for a resume, write points, read it.
 
+(The directions it stores are :mod:`~landscape.storage.directions`'s schema; ``same_attr``,
+``load_directions``, ``read_directions`` and ``write_directions`` are still importable
+from here, as in version 0.2.)
+
 Layout (format ``"landscape.surface"``, see the README)::
 
     /                      attrs: the stamp (format, format_version, ...) and the run's
@@ -29,72 +33,32 @@ import h5py
 import numpy as np
 import torch
 
-from .._hashing import state_sha256
 from ..limits import MAX_POINTS, check_limit, check_memory
-from ..results import values_equal
 from .checksum import CHECKSUM_ATTR, values_sha256
-from .codec import decode_attr, decode_attrs, encode_attr
-from .diskguard import planned_bytes
-from .files import (
-    FORMAT,
-    STAMP_ATTRS,
-    create_file,
-    open_landscape_file,
-    rewrite_file,
-    write_error,
+from .codec import decode_attr, decode_attrs, encode_attr, same_attr
+from .directions import (  # noqa: F401  (load_directions, read_directions, write_directions: as in 0.2)
+    check_fingerprint,
+    fill_directions,
+    load_directions,
+    read_directions,
+    write_directions,
 )
+from .diskguard import planned_bytes
+from .files import FORMAT, STAMP_ATTRS, create_file, open_landscape_file, write_error
 
 __all__ = [
     "VOLATILE_ATTRS",
     "SurfaceWriter",
     "check_surface_file",
+    "check_surface_schema",
     "create_surface_file",
-    "load_directions",
     "load_surface_arrays",
     "read_computed",
-    "read_directions",
-    "same_attr",
-    "write_directions",
 ]
 
 # Root attributes that may differ between a run and its resumption (``cosine`` is derived
 # from the directions, which ``directions_sha256`` already pins down).
 VOLATILE_ATTRS = frozenset({*STAMP_ATTRS, "checkpoint_path", "cosine", "points_per_pass"})
-
-
-def same_attr(stored: Any, value: Any) -> bool:
-    """Whether a decoded stored attribute equals a run's value once stored.
-
-    Example:
-        >>> same_attr(["loss", "accuracy"], ("loss", "accuracy")), same_attr(1, 2)
-        (True, False)
-    """
-    run = decode_attr(encode_attr(value))
-    if isinstance(stored, np.ndarray) or isinstance(run, np.ndarray):
-        # version 0.1 stored lists of numbers as arrays
-        return np.asarray(stored).shape == np.asarray(run).shape and bool(
-            np.array_equal(np.asarray(stored), np.asarray(run))
-        )
-    return values_equal(stored, run)
-
-
-def _write_tensors(group: h5py.Group, direction: Mapping[str, torch.Tensor]) -> None:
-    for name, tensor in direction.items():
-        group.create_dataset(name, data=tensor.detach().cpu().numpy())
-
-
-def _fill_directions(
-    f: h5py.File | h5py.Group,
-    directions: tuple[Mapping[str, torch.Tensor], ...],
-    kind: str | None,
-    settings: Mapping[str, Any] | None,
-) -> None:
-    group = f.require_group("directions")
-    for axis, direction in zip("xy", directions, strict=False):
-        _write_tensors(group.create_group(axis), direction)
-    if kind is not None:
-        group.attrs["kind"] = encode_attr(kind)
-        group.attrs["settings"] = encode_attr(dict(settings or {}))
 
 
 def create_surface_file(
@@ -140,7 +104,7 @@ def create_surface_file(
                 ds.dims[dim].attach_scale(scale)
         f.create_dataset("computed", data=np.zeros(shape, dtype=bool), fillvalue=False)
         if directions or direction_kind is not None:
-            _fill_directions(f, directions, direction_kind, direction_settings)
+            fill_directions(f, directions, direction_kind, direction_settings)
     return SurfaceWriter(path, f) if writer else None
 
 
@@ -224,7 +188,7 @@ def check_surface_file(
         missing = [n for n in names if n not in f["metrics"]]
         if missing:
             problems.append(f"metrics missing from the file: {missing}")
-        _check_fingerprint(f, os.fspath(path))
+        check_fingerprint(f, os.fspath(path))
     if any(p.startswith("data_sha256") for p in problems):
         problems.append(
             "the data fingerprint covers the batches in order: a shuffled DataLoader or "
@@ -237,109 +201,10 @@ def check_surface_file(
         )
 
 
-def _check_fingerprint(f: h5py.File, path: str) -> None:
-    """Refuse stored directions that differ from the ``directions_sha256`` they were
-    stored with."""
-    expected = decode_attr(f.attrs.get("directions_sha256"))
-    if not isinstance(expected, str) or "directions/x" not in f:
-        return
-    stored = {
-        f"{axis}/{key}": torch.from_numpy(np.asarray(tensor))
-        for axis, direction in zip("xy", _read_tensors(f), strict=False)
-        for key, tensor in direction.items()
-    }
-    if state_sha256(stored) != expected:
-        raise ValueError(
-            f"{path} is damaged: its stored directions do not match their fingerprint "
-            "directions_sha256"
-        )
-
-
-def _read_tensors(f: h5py.File) -> list[dict[str, torch.Tensor]]:
-    """The tensors under ``/directions/x`` (and ``/directions/y``), by parameter name."""
-    out = []
-    for axis in "xy":
-        if f"directions/{axis}" in f:
-            tensors: dict[str, torch.Tensor] = {}
-
-            def visit(key: str, obj: Any, into: dict[str, torch.Tensor] = tensors) -> None:
-                if isinstance(obj, h5py.Dataset):
-                    into[key] = torch.from_numpy(np.asarray(obj[()]))
-
-            f[f"directions/{axis}"].visititems(visit)
-            out.append(tensors)
-    return out
-
-
 def read_computed(path: str | os.PathLike) -> np.ndarray:
     """The boolean mask of the points of a surface file already computed."""
     with _open_surface(path) as f:
         return f["computed"][()]
-
-
-def read_directions(
-    path: str | os.PathLike,
-) -> tuple[tuple[dict[str, torch.Tensor], ...], str, dict[str, Any]]:
-    """``(tensors, kind, settings)`` of the directions stored in a landscape file:
-    ``tensors`` holds one state (CPU tensors) per axis. Version 0.1 files recorded the kind
-    and settings only in a surface's root attributes (``directions``,
-    ``direction_settings``, ``cosine``); they are read from there.
-
-    Raises:
-        KeyError: the file holds no directions.
-        ValueError: they differ from the fingerprint stored with them.
-    """
-    with open_landscape_file(path) as f:
-        if "directions/x" not in f:
-            raise KeyError(f"{os.fspath(path)} holds no directions (no /directions/x)")
-        _check_fingerprint(f, os.fspath(path))
-        out = _read_tensors(f)
-        group_attrs = decode_attrs(f["directions"].attrs)
-        if "kind" in group_attrs:
-            return tuple(out), group_attrs["kind"], dict(group_attrs.get("settings") or {})
-        root = decode_attrs(f.attrs)
-        kind = root.get("directions", "custom")
-        settings = dict(root.get("direction_settings") or {})
-        if len(out) == 2 and "cosine" in root and kind == "random":
-            settings["cosine"] = root["cosine"]
-        return tuple(out), kind, settings
-
-
-def load_directions(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], ...]:
-    """The directions stored in a landscape file, as CPU tensors (empty if none)."""
-    try:
-        return read_directions(path)[0]
-    except KeyError:
-        return ()
-
-
-def write_directions(
-    path: str | os.PathLike,
-    directions: tuple[Mapping[str, torch.Tensor], ...],
-    *,
-    kind: str,
-    settings: Mapping[str, Any],
-    overwrite: bool = False,
-) -> None:
-    """Store directions as ``/directions`` of a landscape file (created whole if missing).
-
-    Raises:
-        ValueError: the file already holds directions and ``overwrite`` is false.
-    """
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        with create_file(path, "landscape.results") as f:
-            _fill_directions(f, directions, kind, settings)
-        return
-    with rewrite_file(path) as f:
-        if "directions" in f:
-            if not overwrite:
-                raise ValueError(
-                    f"{path} already holds directions; pass overwrite=True to replace them"
-                )
-            del f["directions"]
-        _fill_directions(f, directions, kind, settings)
-        f.flush()
 
 
 def computed_sha256(metrics: Mapping[str, np.ndarray], computed: np.ndarray) -> str:

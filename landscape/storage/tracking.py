@@ -22,13 +22,18 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .codec import decode_attrs, encode_attr
+from .codec import decode_attrs, encode_attr, same_attr
 from .files import create_file, open_landscape_file, rewrite_file
-from .surface import same_attr
 
 GROUP = "tracking"
 
-__all__ = ["append_tracking", "prepare_tracking", "read_tracking"]
+__all__ = [
+    "append_tracking",
+    "prepare_tracking",
+    "read_tracking",
+    "save_tracking",
+    "write_tracking",
+]
 
 
 def _dataset(group: h5py.Group, name: str, row: np.ndarray) -> None:
@@ -76,18 +81,78 @@ def prepare_tracking(
                     if len(dataset) > len(steps):
                         dataset.resize(len(steps), axis=0)
             return steps[()]
-        group = f.create_group(GROUP)
-        for key, value in {**settings, "measure_names": list(shapes)}.items():
-            group.attrs[key] = encode_attr(value)
-        _dataset(group, "steps", np.zeros((), dtype=np.int64))
-        for kind in ("values", "stderr"):
-            group.create_group(kind)
-        for name, shape in shapes.items():
-            _dataset(group["values"], name, np.zeros(shape))
-            if shape == ():
-                _dataset(group["stderr"], name, np.zeros(()))
+        _create(f, settings, shapes)
         f.flush()
     return np.zeros(0, dtype=np.int64)
+
+
+def _create(
+    f: h5py.File, settings: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]]
+) -> h5py.Group:
+    """An empty ``/tracking`` group with room to grow: no row yet."""
+    group = f.create_group(GROUP)
+    for key, value in {**settings, "measure_names": list(shapes)}.items():
+        group.attrs[key] = encode_attr(value)
+    _dataset(group, "steps", np.zeros((), dtype=np.int64))
+    for kind in ("values", "stderr"):
+        group.create_group(kind)
+    for name, shape in shapes.items():
+        _dataset(group["values"], name, np.zeros(shape))
+        if shape == ():
+            _dataset(group["stderr"], name, np.zeros(()))
+    return group
+
+
+def save_tracking(run: Any, path: str | os.PathLike, *, overwrite: bool = False) -> None:
+    """Write a :class:`~landscape.tracking.TrackingRun` (a :class:`~landscape.Tracker`'s
+    ``run``, or one loaded) as ``/tracking``; :func:`landscape.load_tracking` reads it back.
+
+    Raises:
+        ValueError: as :func:`write_tracking`.
+    """
+    write_tracking(
+        path, steps=run.steps, values=run.values, stderr=run.stderr, settings=run.settings,
+        overwrite=overwrite,
+    )  # fmt: skip
+
+
+def write_tracking(
+    path: str | os.PathLike,
+    *,
+    steps: np.ndarray,
+    values: Mapping[str, np.ndarray],
+    stderr: Mapping[str, np.ndarray],
+    settings: Mapping[str, Any],
+    overwrite: bool = False,
+) -> None:
+    """Write a whole logged run as ``/tracking`` in one commit (a Tracker given the same
+    settings continues it, as one that logged it).
+
+    Raises:
+        ValueError: ``/tracking`` exists and ``overwrite`` is false, or the stderr are not
+            those of the numeric measures.
+    """
+    path = os.fspath(path)
+    steps = np.asarray(steps, dtype=np.int64)
+    rows = {name: np.asarray(v, dtype=np.float64) for name, v in values.items()}
+    numbers = sorted(name for name, v in rows.items() if v.ndim == 1)
+    if sorted(stderr) != numbers:
+        raise ValueError(f"expected stderr for {numbers}, got {sorted(stderr)}")
+    if not os.path.exists(path):
+        with create_file(path, "landscape.results"):
+            pass
+    with rewrite_file(path) as f:
+        if GROUP in f:
+            if not overwrite:
+                raise ValueError(f"{path} already has /{GROUP}; pass overwrite=True to replace it")
+            del f[GROUP]
+        group = _create(f, settings, {name: v.shape[1:] for name, v in rows.items()})
+        columns = [(group["values"][k], v) for k, v in rows.items()]
+        columns += [(group["stderr"][k], np.asarray(v, np.float64)) for k, v in stderr.items()]
+        for dataset, column in [*columns, (group["steps"], steps)]:
+            dataset.resize(len(steps), axis=0)
+            dataset[...] = column
+        f.flush()
 
 
 def append_tracking(
