@@ -75,6 +75,36 @@ class _TiedLM(nn.Module):
         return self.head(self.ln_f(x))
 
 
+class _GPTBlock(nn.Module):
+    def __init__(self, d: int, heads: int, length: int):
+        super().__init__()
+        self.ln1, self.attn = nn.LayerNorm(d), nn.MultiheadAttention(d, heads, batch_first=True)
+        self.ln2, self.fc, self.proj = nn.LayerNorm(d), nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
+        self.register_buffer("mask", torch.triu(torch.ones(length, length, dtype=torch.bool), 1))
+
+    def forward(self, x):
+        h = self.ln1(x)
+        x = x + self.attn(h, h, h, attn_mask=self.mask, need_weights=False)[0]
+        return x + self.proj(nn.functional.gelu(self.fc(self.ln2(x))))
+
+
+class _TinyGPT(nn.Module):
+    """A GPT-2-style decoder: token and position embeddings, pre-norm blocks of causal
+    multi-head attention and an MLP on a residual stream, a head tied to the embedding."""
+
+    def __init__(self, vocab=11, d=8, heads=2, length=5, layers=2):
+        super().__init__()
+        self.tok, self.pos = nn.Embedding(vocab, d), nn.Embedding(length, d)
+        self.blocks = nn.Sequential(*[_GPTBlock(d, heads, length) for _ in range(layers)])
+        self.ln_f, self.head = nn.LayerNorm(d), nn.Linear(d, vocab, bias=False)
+        self.head.weight = self.tok.weight
+        self.register_buffer("positions", torch.arange(length))
+
+    def forward(self, ids):
+        x = self.tok(ids) + self.pos(self.positions)
+        return self.head(self.ln_f(self.blocks(x)))
+
+
 def _mlp():
     return nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 6), nn.Tanh(), nn.Linear(6, 3))
 
@@ -91,6 +121,7 @@ CASES = {
     "cnn_bn": (_cnn, lambda: torch.randn(9, 1, 8, 8)),
     "resnet": (_ResNet, lambda: torch.randn(9, 1, 5, 5)),
     "tied_lm": (_TiedLM, lambda: torch.randint(0, 11, (3, 4))),
+    "tiny_gpt": (_TinyGPT, lambda: torch.randint(0, 11, (3, 5))),
 }
 
 
@@ -114,8 +145,16 @@ def _input(case):
 
 
 def _random_perms(spec, seed):
+    """Random permutations; an attention module's by whole heads and within each head."""
     g = torch.Generator().manual_seed(seed)
-    return {k: torch.randperm(n, generator=g) for k, n in spec.sizes.items()}
+    perms = {k: torch.randperm(n, generator=g) for k, n in spec.sizes.items()}
+    for num, groups in spec.heads.values():
+        order = torch.randperm(num, generator=g)
+        for group in groups:
+            d = spec.sizes[group] // num
+            inner = [order[h] * d + torch.randperm(d, generator=g) for h in range(num)]
+            perms[group] = torch.cat(inner)
+    return perms
 
 
 # ---------------------------------------------------------------- the symmetry
@@ -190,6 +229,27 @@ def test_activation_matching_recovers_a_random_permutation_exactly():
     for name, value in model.state_dict().items():
         assert torch.equal(result.state[name], value), name
     assert result.objective_after == pytest.approx(1.0, abs=1e-12)
+
+
+def test_attention_is_permuted_by_whole_heads_qk_and_v_apart():
+    model = _random(_TinyGPT, 0)
+    spec = permutation_spec(model)
+    assert spec.heads["blocks.0.attn"] == (2, ("blocks.0.attn.qk", "blocks.0.attn.v"))
+    qkv = ("blocks.0.attn.qk", "blocks.0.attn.qk", "blocks.0.attn.v")
+    assert spec.axes["blocks.0.attn.in_proj_weight"] == (qkv, "tok")
+    assert spec.axes["blocks.0.attn.out_proj.weight"] == ("tok", "blocks.0.attn.v")
+    ids = _input("tiny_gpt")
+    perms = _random_perms(spec, 5)
+    for group, shuffled in ((None, None), ("blocks.0.attn.qk", [1, 6, 7, 0, 4, 3, 2, 5])):
+        moved = dict(perms)
+        if group is not None:  # dimensions moved across the two heads of 4
+            moved[group] = torch.tensor(shuffled)
+        net = copy.deepcopy(model)
+        net.load_state_dict(permute_state(model.state_dict(), spec, moved))
+        with torch.no_grad():
+            error = float((net(ids) - model(ids)).abs().max())
+        print(f"head-{'ignoring' if group else 'aware'} permutation: max change {error:.3g}")
+        assert (error > 1e-3) if group else (error < 1e-10)
 
 
 class _Mixer(nn.Module):
@@ -360,3 +420,35 @@ def test_weight_matching_and_reset_bn_remove_the_digits_cnn_barrier():
     print(f"digits CNN+BN barrier: {before:.4f} -> aligned {after:.4f} -> reset_bn {fixed:.4f}")
     assert after <= 0.4 * before
     assert fixed <= 0.5 * after
+
+
+def _sequences(n, generator, vocab=11, length=5):
+    """Arithmetic sequences mod ``vocab`` (random start and step 1-3): inputs and the next
+    tokens. Predicting them needs attention to the earlier tokens."""
+    start = torch.randint(0, vocab, (n, 1), generator=generator)
+    step = torch.randint(1, 4, (n, 1), generator=generator)
+    seq = (start + step * torch.arange(length + 1)) % vocab
+    return seq[:, :-1], seq[:, 1:]
+
+
+@pytest.mark.slow  # two tiny GPTs trained for 150 steps: about 20 s on 2 loaded cores
+def test_weight_matching_by_heads_lowers_the_barrier_between_two_tiny_gpts():
+    models = []
+    for seed in (0, 1):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = _TinyGPT(11, 16, 2, 5, 1)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+        g = torch.Generator().manual_seed(seed)
+        for _ in range(150):
+            x, y = _sequences(64, g)
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x).reshape(-1, 11), y.reshape(-1)).backward()
+            optimizer.step()
+        models.append(model.double().eval())
+    a, b = models
+    objective = ls.Objective(a, _sequences(512, torch.Generator().manual_seed(99)), loss="token_ce")
+    connection = connect_checkpoints(objective, a, b, curve="line", t=11, align="weights")
+    before, after = connection.unaligned.barrier, connection.line.barrier
+    print(f"tiny GPT barrier: {before:.3f} -> aligned by heads {after:.3f}")
+    assert after < 0.8 * before

@@ -60,7 +60,18 @@ def permute_state(
     out = {}
     for name, t in state.items():
         for axis, group in enumerate(spec.axes.get(name, ())):
-            if group is not None and group in perms and (name, axis) != skip:
+            if group is None or (name, axis) == skip:
+                continue
+            if isinstance(group, tuple):  # a packed axis: one group per equal segment
+                parts = t.chunk(len(group), axis)
+                t = torch.cat(
+                    [
+                        take(part, axis, perms[g]) if g in perms else part
+                        for part, g in zip(parts, group, strict=True)
+                    ],
+                    axis,
+                )
+            elif group in perms:
                 t = take(t, axis, perms[group])
         out[name] = t
     return out

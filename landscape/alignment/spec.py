@@ -30,12 +30,15 @@ Example:
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import fx, nn
 from torch.nn import functional as F
+
+from .attention import Outputs, attention_call
+from .spaces import Spaces
 
 __all__ = ["PermutationSpec", "permutation_spec"]
 
@@ -60,7 +63,7 @@ _POOL_FUNCTIONS = {
     F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d,
 }  # fmt: skip
 _BINARY = {operator.add, operator.sub, operator.mul, torch.add, torch.sub, torch.mul}
-_SCALAR = {operator.truediv, torch.div, operator.pow}
+_SCALAR = {operator.truediv, torch.div, operator.pow, torch.pow}
 _META_METHODS = {"size", "dim"}
 _NORMS = tuple(c for c in (nn.LayerNorm, getattr(nn, "RMSNorm", None)) if c is not None)
 
@@ -74,66 +77,38 @@ class PermutationSpec:
             the module that opens it.
         axes: ``{state name: group or None per axis}`` for every tensor that moves; tied
             names appear each. A permuted axis longer than its group holds blocks of equal
-            size, one per unit (a linear layer after ``flatten`` of a conv map).
+            size, one per unit (a linear layer after ``flatten`` of a conv map). An axis
+            that packs several projections (attention's ``in_proj_weight``) holds a tuple:
+            one group (or None) per equal segment.
         parameters: the state names that are parameters (the rest are buffers).
         layers: ``(module name, group, channel dim)`` of the linear and conv layers whose
             outputs are permutable units, in graph order (where REPAIR rescales).
         nodes: ``{graph node: (group, channel dim)}`` of the activations whose channels
             are one group's units (what activation matching correlates).
+        heads: ``{attention module: (num_heads, groups)}``: groups of ``num_heads * d``
+            units permuted by whole heads, one permutation of the heads shared by all the
+            groups (query/key dimensions, value dimensions), and within each head one
+            permutation per group.
     """
 
     sizes: dict[str, int]
-    axes: dict[str, tuple[str | None, ...]]
+    axes: dict[str, tuple[Any, ...]]
     parameters: frozenset[str]
     layers: tuple[tuple[str, str, int], ...]
     nodes: dict[str, tuple[str, int]]
+    heads: dict[str, tuple[int, tuple[str, ...]]] = field(default_factory=dict)
 
-    def axes_of(self, group: str) -> list[tuple[str, int]]:
-        """``(state name, axis)`` of every axis that ``group`` permutes."""
-        return [(k, i) for k, axes in self.axes.items() for i, g in enumerate(axes) if g == group]
-
-
-class _Spaces:
-    """Union-find over channel spaces; a fixed space is never permuted."""
-
-    def __init__(self) -> None:
-        self.parent: list[int] = []
-        self.fixed: list[bool] = []
-        self.size: list[int | None] = []
-        self.name: list[str] = []
-
-    def new(self, name: str, size: int | None = None, fixed: bool = False) -> int:
-        self.parent.append(len(self.parent))
-        self.fixed.append(fixed)
-        self.size.append(size)
-        self.name.append(name)
-        return len(self.parent) - 1
-
-    def find(self, i: int) -> int:
-        while self.parent[i] != i:
-            self.parent[i] = self.parent[self.parent[i]]
-            i = self.parent[i]
-        return i
-
-    def union(self, i: int, j: int, where: str) -> int:
-        i, j = self.find(i), self.find(j)
-        if i == j:
-            return i
-        if i > j:
-            i, j = j, i  # the older space names the group
-        si, sj = self.size[i], self.size[j]
-        if si is not None and sj is not None and si != sj and not (self.fixed[i] or self.fixed[j]):
-            raise ValueError(
-                f"cannot derive the permutation symmetry at {where}: expected channel spaces "
-                f"of one size, got {si} and {sj}"
-            )
-        self.parent[j] = i
-        self.fixed[i] = self.fixed[i] or self.fixed[j]
-        self.size[i] = si if si is not None else sj
-        return i
-
-    def fix(self, i: int) -> None:
-        self.fixed[self.find(i)] = True
+    def axes_of(self, group: str) -> list[tuple[str, int, int | None]]:
+        """``(state name, axis, segment)`` of every axis (or segment of a packed axis, else
+        ``None``) that ``group`` permutes."""
+        out = []
+        for name, axes in self.axes.items():
+            for i, g in enumerate(axes):
+                if g == group:
+                    out.append((name, i, None))
+                elif isinstance(g, tuple):
+                    out += [(name, i, j) for j, h in enumerate(g) if h == group]
+        return out
 
 
 _DIM1, _LAST, _FLAT, _ANY = "dim1", "last", "flat", "any"  # where a tensor's channels are
@@ -151,11 +126,13 @@ class _Tracer:
                 f"a model torch.fx can trace, got {first}"
             ) from exc
         self.modules = dict(model.named_modules())
-        self.spaces = _Spaces()
+        self.spaces = Spaces()
         self.info: dict[fx.Node, Any] = {}  # node -> (space, layout) | "meta" | "param"
         self.slots: dict[str, list[int | None]] = {}  # state name -> space per axis
         self.layers: list[tuple[str, int, int]] = []
         self.pending: list[tuple[fx.Node, list[int], bool]] = []
+        self.heads: dict[str, tuple[int, tuple[int, ...]]] = {}
+        self.parameter_names = {n for n, _ in model.named_parameters(remove_duplicate=False)}
 
     # -- helpers
     def tensors(self, node: fx.Node) -> list[fx.Node]:
@@ -169,6 +146,7 @@ class _Tracer:
         if any(i == "param" for i in inputs):
             has_params = True
         spaces = [i[0] for i in inputs if isinstance(i, tuple)]
+        spaces += [i.space for i in inputs if isinstance(i, Outputs)]
         if any(not self.spaces.fixed[self.spaces.find(s)] for s in spaces):
             self.pending.append((node, spaces, has_params))
         return self.spaces.new(node.name, fixed=True), _ANY
@@ -178,11 +156,14 @@ class _Tracer:
         if node.op == "placeholder":
             return self.spaces.new(node.name, fixed=True), _ANY
         if node.op == "get_attr":
-            return "param"
+            if node.target in self.parameter_names:
+                return "param"
+            return self.spaces.new(node.name, fixed=True), _ANY  # a buffer: a constant
         if node.op == "output":
             for n in self.tensors(node):
-                if isinstance(self.info[n], tuple):
-                    self.spaces.fix(self.info[n][0])
+                info = self.info[n]
+                if isinstance(info, (tuple, Outputs)):
+                    self.spaces.fix(info.space if isinstance(info, Outputs) else info[0])
             return None
         if node.op == "call_module":
             return self.call_module(node, self.modules[node.target])
@@ -191,10 +172,18 @@ class _Tracer:
         if node.op == "call_function" and node.target in (getattr, operator.getitem):
             if all(self.info.get(n) == "meta" for n in node.all_input_nodes):
                 return "meta"
+            source = node.args[0]
+            info = self.info.get(source) if isinstance(source, fx.Node) else None
+            if isinstance(info, Outputs):  # attention's (output, weights)
+                if node.args[1] == 0:
+                    return info.space, _LAST
+                return self.spaces.new(node.name, fixed=True), _ANY
         return self.call_function(node)
 
     def call_module(self, node: fx.Node, m: nn.Module) -> Any:
         name = node.target
+        if isinstance(m, nn.MultiheadAttention):
+            return attention_call(self, node, m)
         inputs = self.tensors(node)
         if len(inputs) != 1 or not isinstance(self.info[inputs[0]], tuple):
             return self.unknown(node, any(True for _ in m.parameters()))
@@ -299,12 +288,14 @@ class _Tracer:
                 continue
             a = self.slots.get(first, [None] * p.dim())
             b = self.slots.get(name, [None] * p.dim())
-            merged: list[int | None] = []
+            merged: list[Any] = []
             for x, y in zip(a, b, strict=True):
-                if x is not None and y is not None:
+                if isinstance(x, int) and isinstance(y, int):
                     merged.append(self.spaces.union(x, y, f"the tied weight {name!r}"))
                 else:
-                    for s in (x, y):
+                    for s in (x if isinstance(x, tuple) else (x,)) + (
+                        y if isinstance(y, tuple) else (y,)
+                    ):
                         if s is not None:
                             self.spaces.fix(s)  # permuted in one use, not in the other
                     merged.append(None)
@@ -312,7 +303,7 @@ class _Tracer:
 
     def settle(self, nodes: list[fx.Node]) -> None:
         """Accept the pending unknown operations that end the network, refuse the others."""
-        weighted = {n for n in nodes if n.op == "get_attr"} | {
+        weighted = {n for n in nodes if n.op == "get_attr" and n.target in self.parameter_names} | {
             n
             for n in nodes
             if n.op == "call_module" and any(True for _ in self.modules[n.target].parameters())
@@ -350,7 +341,10 @@ class _Tracer:
                 names[root] = sp.name[root]
                 sizes[sp.name[root]] = int(sp.size[root])  # type: ignore[arg-type]
 
-        def group(s: int | None) -> str | None:
+        def group(s: Any) -> Any:
+            if isinstance(s, tuple):
+                segments = tuple(group(x) for x in s)
+                return segments if any(g is not None for g in segments) else None
             return None if s is None else names.get(sp.find(s))
 
         axes = {}
@@ -366,8 +360,13 @@ class _Tracer:
             info = self.info.get(node)
             if isinstance(info, tuple) and group(info[0]) is not None and info[1] in (_LAST, _DIM1):
                 act[node.name] = (group(info[0]), -1 if info[1] == _LAST else 1)
-        params = frozenset(n for n, _ in self.model.named_parameters(remove_duplicate=False))
-        return PermutationSpec(sizes, axes, params, layers, act)  # type: ignore[arg-type]
+        heads = {}
+        for module, (num, members) in self.heads.items():
+            kept = tuple(g for g in (group(m) for m in members) if g is not None)
+            if kept:
+                heads[module] = (num, kept)
+        params = frozenset(self.parameter_names)
+        return PermutationSpec(sizes, axes, params, layers, act, heads)  # type: ignore[arg-type]
 
 
 def permutation_spec(model: nn.Module) -> PermutationSpec:

@@ -6,7 +6,8 @@ assignment: ``max_perm sum_i C[i, perm[i]]`` with ``C = sum_(w, axis) A_w B_w^T`
 ``A_w`` is ``a``'s tensor ``w`` with ``axis`` first (one row per unit) and ``B_w`` is
 ``b``'s with the other groups' current permutations applied;
 ``scipy.optimize.linear_sum_assignment`` solves it exactly. The groups are visited in a
-seeded random order until a whole sweep improves nothing.
+seeded random order until a whole sweep improves nothing. The groups of one attention
+module are solved together, by whole heads (:func:`~landscape.alignment.attention.match_heads`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from .attention import match_heads
 from .permute import identity_permutations, permute_state
 from .spec import PermutationSpec
 
@@ -69,29 +71,47 @@ def weight_matching(
     """
     perms = identity_permutations(spec)
     axes = {
-        g: [(k, i) for k, i in spec.axes_of(g) if k in spec.parameters and k in a and k in b]
+        g: [(k, i, j) for k, i, j in spec.axes_of(g) if k in spec.parameters and k in a and k in b]
         for g in spec.sizes
     }
+    in_heads = {g for _, members in spec.heads.values() for g in members}
+    units = [(g,) for g in spec.sizes if g not in in_heads]
+    units += [members for _, members in spec.heads.values()]
+    num_heads = {members: num for num, members in spec.heads.values()}
     rng = np.random.default_rng(seed)
-    groups = list(spec.sizes)
     for _ in range(max_iter):
         improved = False
-        for j in rng.permutation(len(groups)):
-            group = groups[j]
-            n = spec.sizes[group]
-            cost = torch.zeros(n, n, dtype=torch.float64)
-            for name, axis in axes[group]:
-                moved = permute_state({name: b[name]}, spec, perms, skip=(name, axis))[name]
-                rows_a = _rows(a[name], axis, n).cpu()
-                rows_b = _rows(moved, axis, n).cpu()
-                cost += rows_a @ rows_b.T
-            c = cost.numpy()
-            _, col = linear_sum_assignment(c, maximize=True)
-            old = perms[group].numpy()
-            before, after = c[np.arange(n), old].sum(), c[np.arange(n), col].sum()
+        for j in rng.permutation(len(units)):
+            members = units[j]
+            costs = [_cost(spec, a, b, perms, g, axes[g]) for g in members]
+            if members in num_heads:
+                found = match_heads(costs, num_heads[members])
+            else:
+                found = [linear_sum_assignment(costs[0], maximize=True)[1]]
+            before = sum(
+                c[np.arange(len(c)), perms[g].numpy()].sum()
+                for c, g in zip(costs, members, strict=True)
+            )
+            after = sum(c[np.arange(len(c)), p].sum() for c, p in zip(costs, found, strict=True))
             if after > before + 1e-12 * max(1.0, abs(before)):
-                perms[group] = torch.as_tensor(col, dtype=torch.int64)
+                for g, p in zip(members, found, strict=True):
+                    perms[g] = torch.as_tensor(p, dtype=torch.int64)
                 improved = True
         if not improved:
             break
     return perms
+
+
+def _cost(spec, a, b, perms, group, axes) -> np.ndarray:
+    """``C[i, j] = sum_w <a_w[i], b_w[j]>`` over the axes of ``group``, ``b`` with every other
+    group's current permutation applied."""
+    n = spec.sizes[group]
+    cost = torch.zeros(n, n, dtype=torch.float64)
+    for name, axis, segment in axes:
+        moved = permute_state({name: b[name]}, spec, perms, skip=(name, axis))[name]
+        ta, tb = a[name], moved
+        if segment is not None:
+            count = len(spec.axes[name][axis])
+            ta, tb = ta.chunk(count, axis)[segment], tb.chunk(count, axis)[segment]
+        cost += _rows(ta, axis, n).cpu() @ _rows(tb, axis, n).cpu().T
+    return cost.numpy()
