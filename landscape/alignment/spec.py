@@ -14,7 +14,9 @@ finds them by tracing the model and following every tensor's channel space:
   keeps it with blocks of ``H * W`` features per channel;
 - ``x + y`` and ``x * y`` make the two spaces one (residual streams share one permutation
   across blocks; gated units, as in SwiGLU, too); a tied weight makes its uses one;
-- the model's inputs and outputs are fixed (never permuted).
+- ``nn.MultiheadAttention`` is permuted by whole heads, with the query/key and the value
+  dimensions of each head permuted apart (:mod:`landscape.alignment.attention`);
+- the model's inputs, its buffers and its outputs are fixed (never permuted).
 
 Anything else that reads a permutable space is refused, naming the module, unless it has
 no parameters and no layer reads its result (a softmax on the logits): then the space is
