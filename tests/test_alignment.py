@@ -204,12 +204,13 @@ def test_weight_matching_recovers_a_random_permutation_exactly(case):
     assert result.objective_after > result.objective_before
 
 
-@pytest.mark.parametrize("case", ["mlp", "cnn_bn", "resnet"])
+@pytest.mark.parametrize("case", sorted(CASES))
 def test_aligned_model_computes_what_model_b_computes(case):
     a, b = _random(CASES[case][0], 0), _random(CASES[case][0], 1)
     before = copy.deepcopy(b.state_dict())
     for method in ("weights", "activations"):
-        data = (_input(case), torch.zeros(9, dtype=torch.long))
+        x = _input(case)
+        data = (x, torch.zeros(len(x), dtype=torch.long))
         result = align(a, b, method=method, data=data)
         with torch.no_grad():
             assert (result.model(data[0]) - b(data[0])).abs().max() < 1e-10

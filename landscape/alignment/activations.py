@@ -6,7 +6,9 @@ For each group, the Pearson correlations ``corr[i, j]`` between unit ``i`` of ``
 unit ``j`` of ``b`` are averaged over every activation of the group (a layer's output and
 what elementwise functions make of it; every position of a conv map or a sequence counts as
 a sample), accumulated in float64 over the batches, and
-``scipy.optimize.linear_sum_assignment`` maximizes their sum.
+``scipy.optimize.linear_sum_assignment`` maximizes their sum. Groups whose activations
+the graph does not show (the query/key and value dimensions inside
+``nn.MultiheadAttention``) keep the identity: align those by weights.
 """
 
 from __future__ import annotations
