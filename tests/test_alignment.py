@@ -282,6 +282,33 @@ def test_softmax_on_the_outputs_is_accepted():
     assert permutation_spec(model).sizes == {"0": 6}
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_every_alignment_call_leaves_model_and_random_streams_unchanged():
+    from test_model_unchanged import _assert_same, _data, _net, _objective, _snapshot
+
+    model = _net()  # BatchNorm on the input, Dropout in train mode, an existing grad
+    g = torch.Generator().manual_seed(1)
+    other = {
+        n: t + 0.1 * torch.randn(t.shape, generator=g, dtype=t.dtype)
+        if t.is_floating_point()
+        else t
+        for n, t in model.state_dict().items()
+    }
+    hook = model.hidden.register_forward_hook(lambda *_: None)
+    before = _snapshot(model)
+    for call in (
+        lambda: align(model, other),
+        lambda: align(model, other, method="activations", data=_data()),
+        lambda: merge([model, other], align="weights"),
+        lambda: connect_checkpoints(
+            _objective(model), model, other, curve="line", t=3, align="weights", repair="repair"
+        ),
+    ):
+        call()
+        _assert_same(before, model)
+    hook.remove()
+
+
 # ---------------------------------------------------------------- REPAIR and merging
 def test_repair_gives_each_layer_the_interpolated_statistics():
     a, b = _random(_mlp, 0), _random(_mlp, 1)
