@@ -105,6 +105,45 @@ class _TinyGPT(nn.Module):
         return self.head(self.ln_f(self.blocks(x)))
 
 
+class _SdpaAttention(nn.Module):
+    def __init__(self, d: int, heads: int, scale: bool = False):
+        super().__init__()
+        self.heads = heads
+        self.q, self.k, self.v, self.o = (nn.Linear(d, d) for _ in range(4))
+        self.register_buffer("scale", torch.linspace(0.5, 1.5, d // heads) if scale else None)
+
+    def forward(self, x):
+        b, t, c = x.shape
+        q, k, v = (
+            p(x).view(b, t, self.heads, c // self.heads).transpose(1, 2)
+            for p in (self.q, self.k, self.v)
+        )
+        if self.scale is not None:
+            q = q * self.scale  # a fixed tensor on the query dimensions
+        y = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.o(y.transpose(1, 2).contiguous().view(b, t, c))
+
+
+class _TinyLlama(nn.Module):
+    """Llama-style without rotary embeddings: RMSNorm, attention through
+    ``scaled_dot_product_attention``, a SwiGLU MLP without biases, positions from
+    ``arange``."""
+
+    def __init__(self, scale: bool = False):
+        super().__init__()
+        self.tok, self.pos = nn.Embedding(11, 8), nn.Embedding(5, 8)
+        self.norm1, self.attn = nn.RMSNorm(8), _SdpaAttention(8, 2, scale)
+        self.norm2, self.head = nn.RMSNorm(8), nn.Linear(8, 11)
+        self.gate, self.up = nn.Linear(8, 16, bias=False), nn.Linear(8, 16, bias=False)
+        self.down = nn.Linear(16, 8, bias=False)
+
+    def forward(self, ids):
+        x = self.tok(ids) + self.pos(torch.arange(ids.shape[1]))
+        x = x + self.attn(self.norm1(x))
+        h = self.norm2(x)
+        return self.head(x + self.down(nn.functional.silu(self.gate(h)) * self.up(h)))
+
+
 def _mlp():
     return nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 6), nn.Tanh(), nn.Linear(6, 3))
 
@@ -122,6 +161,8 @@ CASES = {
     "resnet": (_ResNet, lambda: torch.randn(9, 1, 5, 5)),
     "tied_lm": (_TiedLM, lambda: torch.randint(0, 11, (3, 4))),
     "tiny_gpt": (_TinyGPT, lambda: torch.randint(0, 11, (3, 5))),
+    "tiny_llama": (_TinyLlama, lambda: torch.randint(0, 11, (3, 5))),
+    "tiny_llama_scaled": (lambda: _TinyLlama(scale=True), lambda: torch.randint(0, 11, (3, 5))),
 }
 
 
@@ -251,6 +292,17 @@ def test_attention_is_permuted_by_whole_heads_qk_and_v_apart():
             error = float((net(ids) - model(ids)).abs().max())
         print(f"head-{'ignoring' if group else 'aware'} permutation: max change {error:.3g}")
         assert (error > 1e-3) if group else (error < 1e-10)
+
+
+def test_sdpa_attention_heads_and_a_fixed_query_scale():
+    spec = permutation_spec(_TinyLlama())
+    assert list(spec.heads.values()) == [(2, ("attn.q", "attn.v"))]
+    assert spec.axes["attn.k.weight"] == ("attn.q", "tok")  # query and key: one group
+    assert spec.axes["attn.o.weight"] == ("tok", "attn.v")
+    assert spec.axes["gate.weight"] == ("gate", "tok") and spec.axes["up.weight"][0] == "gate"
+    fixed = permutation_spec(_TinyLlama(scale=True))  # the query dimensions cannot move,
+    assert fixed.heads == {} and "attn.q" not in fixed.sizes  # so neither can the heads
+    assert "attn.v" not in fixed.sizes and fixed.sizes["tok"] == 8
 
 
 class _Mixer(nn.Module):

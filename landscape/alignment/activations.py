@@ -6,8 +6,9 @@ For each group, the Pearson correlations ``corr[i, j]`` between unit ``i`` of ``
 unit ``j`` of ``b`` are averaged over every activation of the group (a layer's output and
 what elementwise functions make of it; every position of a conv map or a sequence counts as
 a sample), accumulated in float64 over the batches, and
-``scipy.optimize.linear_sum_assignment`` maximizes their sum. Groups whose activations
-the graph does not show (the query/key and value dimensions inside
+``scipy.optimize.linear_sum_assignment`` maximizes their sum; the groups of one attention
+are paired by whole heads (:func:`~landscape.alignment.attention.match_heads`). Groups
+whose activations the graph does not show (the query/key and value dimensions inside
 ``nn.MultiheadAttention``) keep the identity: align those by weights.
 """
 
@@ -23,6 +24,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import fx, nn
 
 from ..data import as_batches, split_batch
+from .attention import match_heads
 from .spec import PermutationSpec
 
 __all__ = ["activation_correlations", "activation_matching"]
@@ -112,12 +114,16 @@ def activation_matching(
         ``({group: permutation}, {group: correlations})``.
     """
     corr = activation_correlations(spec, model_a, model_b, data)
-    perms = {}
-    for group, n in spec.sizes.items():
-        c = corr.get(group)
-        if c is None:
-            perms[group] = torch.arange(n)
-            continue
-        _, col = linear_sum_assignment(c, maximize=True)
-        perms[group] = torch.as_tensor(col, dtype=torch.int64)
+    perms = {g: torch.arange(n) for g, n in spec.sizes.items()}
+    in_heads = set()
+    for num, groups in spec.heads.values():  # whole heads, one head order for the groups
+        in_heads.update(groups)
+        if any(g in corr for g in groups):
+            costs = [corr.get(g, np.zeros((spec.sizes[g],) * 2)) for g in groups]
+            for g, p in zip(groups, match_heads(costs, num), strict=True):
+                perms[g] = torch.as_tensor(p, dtype=torch.int64)
+    for group, c in corr.items():
+        if group not in in_heads:
+            _, col = linear_sum_assignment(c, maximize=True)
+            perms[group] = torch.as_tensor(col, dtype=torch.int64)
     return perms, corr

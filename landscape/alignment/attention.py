@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 from torch import fx, nn
+from torch.nn import functional as F
 
 if TYPE_CHECKING:
     from .spec import _Tracer
@@ -98,3 +99,37 @@ def match_heads(costs: Sequence[np.ndarray], num_heads: int) -> list[np.ndarray]
         np.concatenate([sigma[h] * d + inner[k, h, sigma[h]] for h in range(num_heads)])
         for k, d in enumerate(dims)
     ]
+
+
+def attention_function(tracer: _Tracer, node: fx.Node, infos: list[Any]) -> Any:
+    """Attention written with ``F.scaled_dot_product_attention``: ``view``/``reshape`` of a
+    projection to ``(B, T, heads, d)``, ``transpose(1, 2)``, the attention (query and key
+    in one group, value in another, heads shared) and back. ``None``: not one of these."""
+    method = node.target if node.op == "call_method" else None
+    space, layout = infos[0]
+    split = isinstance(layout, tuple)
+    if method in ("view", "reshape") and len(infos) == 1:
+        shape = list(node.args[1:])
+        shape = list(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        if layout == "last" and len(shape) == 4 and isinstance(shape[2], int):
+            return space, ("heads", shape[2])
+        if split and layout[0] == "heads" and len(shape) == 3:
+            return space, "last"
+        return None
+    if method == "transpose" and split and sorted(node.args[1:3]) == [1, 2]:
+        return space, ("heads_t" if layout[0] == "heads" else "heads", layout[1])
+    if node.target is F.scaled_dot_product_attention and len(node.args) >= 3:
+        q, k, v = (tracer.info.get(n) for n in node.args[:3])
+        layouts = {i[1] if isinstance(i, tuple) else None for i in (q, k, v)}
+        if len(layouts) != 1 or not isinstance(next(iter(layouts)), tuple):
+            return None
+        (_, num), spaces = next(iter(layouts)), tracer.spaces
+        for n in tracer.tensors(node):
+            info = tracer.info[n]
+            if n not in node.args[:3] and isinstance(info, tuple):
+                if not spaces.fixed[spaces.find(info[0])]:
+                    return None  # a mask in permutable channels
+        qk = spaces.union(q[0], k[0], f"operation {node.name!r}")
+        tracer.heads[node.name] = (num, (qk, v[0]))
+        return v[0], ("heads_t", num)
+    return None

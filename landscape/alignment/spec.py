@@ -14,8 +14,10 @@ finds them by tracing the model and following every tensor's channel space:
   keeps it with blocks of ``H * W`` features per channel;
 - ``x + y`` and ``x * y`` make the two spaces one (residual streams share one permutation
   across blocks; gated units, as in SwiGLU, too); a tied weight makes its uses one;
-- ``nn.MultiheadAttention`` is permuted by whole heads, with the query/key and the value
-  dimensions of each head permuted apart (:mod:`landscape.alignment.attention`);
+- ``nn.MultiheadAttention``, and attention written with ``view`` to heads, ``transpose``
+  and ``F.scaled_dot_product_attention``, are permuted by whole heads, with the query/key
+  and the value dimensions of each head permuted apart
+  (:mod:`landscape.alignment.attention`);
 - the model's inputs, its buffers and its outputs are fixed (never permuted).
 
 Anything else that reads a permutable space is refused, naming the module, unless it has
@@ -37,37 +39,12 @@ from typing import Any
 
 import torch
 from torch import fx, nn
-from torch.nn import functional as F
 
-from .attention import Outputs, attention_call
+from . import ops
+from .attention import Outputs, attention_call, attention_function
 from .spaces import Spaces
 
 __all__ = ["PermutationSpec", "permutation_spec"]
-
-_ELEMENTWISE_MODULES = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Mish, nn.ELU, nn.Tanh, nn.Sigmoid,
-    nn.Softplus, nn.Hardtanh, nn.Hardswish, nn.Dropout, nn.Dropout1d, nn.Dropout2d,
-    nn.Dropout3d, nn.Identity,
-)  # fmt: skip
-_POOLS = (
-    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
-    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
-    nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
-)  # fmt: skip
-_ELEMENTWISE_FUNCTIONS = {
-    F.relu, F.relu6, F.leaky_relu, F.gelu, F.silu, F.mish, F.elu, F.tanh, F.sigmoid,
-    F.softplus, F.dropout, F.hardtanh, torch.relu, torch.tanh, torch.sigmoid, torch.exp,
-    torch.neg, operator.neg,
-}  # fmt: skip
-_ELEMENTWISE_METHODS = {"relu", "tanh", "sigmoid", "contiguous", "clone", "float", "double"}
-_POOL_FUNCTIONS = {
-    F.max_pool1d, F.max_pool2d, F.max_pool3d, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
-    F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d,
-}  # fmt: skip
-_BINARY = {operator.add, operator.sub, operator.mul, torch.add, torch.sub, torch.mul}
-_SCALAR = {operator.truediv, torch.div, operator.pow, torch.pow}
-_META_METHODS = {"size", "dim"}
-_NORMS = tuple(c for c in (nn.LayerNorm, getattr(nn, "RMSNorm", None)) if c is not None)
 
 
 @dataclass(frozen=True)
@@ -169,11 +146,15 @@ class _Tracer:
             return None
         if node.op == "call_module":
             return self.call_module(node, self.modules[node.target])
-        if node.op == "call_method" and node.target in _META_METHODS:
+        if node.op == "call_method" and node.target in ops.META_METHODS:
             return "meta"
-        if node.op == "call_function" and node.target in (getattr, operator.getitem):
-            if all(self.info.get(n) == "meta" for n in node.all_input_nodes):
-                return "meta"
+        if node.target is getattr and node.args[1] in ("shape", "dtype", "device"):
+            return "meta"
+        if node.target in ops.SIZE_ARITHMETIC and all(
+            self.info.get(n) == "meta" for n in node.all_input_nodes
+        ):
+            return "meta"  # arithmetic on sizes
+        if node.op == "call_function" and node.target is operator.getitem:
             source = node.args[0]
             info = self.info.get(source) if isinstance(source, fx.Node) else None
             if isinstance(info, Outputs):  # attention's (output, weights)
@@ -221,14 +202,14 @@ class _Tracer:
                 if getattr(m, p, None) is not None:
                     self.put(name, p, [space])
             return space, layout
-        if isinstance(m, _NORMS) and len(m.normalized_shape) == 1 and layout in (_LAST, _ANY):
+        if isinstance(m, ops.NORMS) and len(m.normalized_shape) == 1 and layout in (_LAST, _ANY):
             for p in ("weight", "bias"):
                 if getattr(m, p, None) is not None:
                     self.put(name, p, [space])
             return space, layout
-        if isinstance(m, _ELEMENTWISE_MODULES):
+        if isinstance(m, ops.ELEMENTWISE_MODULES):
             return space, layout
-        if isinstance(m, _POOLS) and layout in (_DIM1, _ANY):
+        if isinstance(m, ops.POOLS) and layout in (_DIM1, _ANY):
             return space, layout
         if isinstance(m, nn.Flatten) and m.start_dim == 1 and m.end_dim == -1:
             return space, _FLAT if layout == _DIM1 else layout
@@ -240,22 +221,25 @@ class _Tracer:
         infos = [self.info[n] for n in inputs]
         if not infos or not all(isinstance(i, tuple) for i in infos):
             return self.unknown(node, False)
+        heads = attention_function(self, node, infos)
+        if heads is not None:
+            return heads
         space, layout = infos[0]
         method = target if node.op == "call_method" else None
-        if (target in _BINARY or method in ("add", "sub", "mul")) and len(infos) == 2:
+        if (target in ops.BINARY or method in ("add", "sub", "mul")) and len(infos) == 2:
             (s1, l1), (s2, l2) = infos
             if l1 != l2 and _ANY not in (l1, l2):
                 return self.unknown(node, False)
             return self.spaces.union(s1, s2, f"node {node.name!r}"), l1 if l1 != _ANY else l2
         if len(infos) != 1:
             return self.unknown(node, False)
-        if target in _BINARY or target in _SCALAR or method in ("add", "sub", "mul", "div"):
+        if target in ops.BINARY or target in ops.SCALAR or method in ("add", "sub", "mul", "div"):
             if node.args and node.args[0] is inputs[0]:
                 return space, layout  # tensor with a scalar
             return self.unknown(node, False)
-        if target in _ELEMENTWISE_FUNCTIONS or method in _ELEMENTWISE_METHODS:
+        if target in ops.ELEMENTWISE_FUNCTIONS or method in ops.ELEMENTWISE_METHODS:
             return space, layout
-        if target in _POOL_FUNCTIONS and layout in (_DIM1, _ANY):
+        if target in ops.POOL_FUNCTIONS and layout in (_DIM1, _ANY):
             return space, layout
         if target is torch.flatten or method == "flatten":
             rest = list(node.args[1:]) + list(node.kwargs.values())
@@ -279,6 +263,10 @@ class _Tracer:
             self.info[node] = self.visit(node)
         self.tie()
         self.settle(nodes)
+        for _, members in self.heads.values():  # heads move together or not at all
+            if any(self.spaces.fixed[self.spaces.find(m)] for m in members):
+                for m in members:
+                    self.spaces.fix(m)
         return self.spec(nodes)
 
     def tie(self) -> None:
