@@ -531,3 +531,19 @@ def test_weight_matching_by_heads_lowers_the_barrier_between_two_tiny_gpts():
     before, after = connection.unaligned.barrier, connection.line.barrier
     print(f"tiny GPT barrier: {before:.3f} -> aligned by heads {after:.3f}")
     assert after < 0.8 * before
+
+
+class _FlattenedSequence(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(4, 6), nn.Linear(18, 2)
+
+    def forward(self, x):  # (N, 3, 4) -> (N, 3, 6) -> (N, 18): units interleaved with time
+        return self.fc2(torch.flatten(self.fc1(x), 1))
+
+
+def test_flatten_of_a_sequence_of_units_is_refused():
+    with pytest.raises(ValueError, match="operation 'flatten'"):
+        permutation_spec(_FlattenedSequence())
+    flat_conv = nn.Sequential(nn.Conv2d(1, 3, 2), nn.Flatten(), nn.Linear(3 * 4, 2))
+    assert permutation_spec(flat_conv).axes["2.weight"] == (None, "0")  # blocks of 2x2

@@ -212,7 +212,8 @@ class _Tracer:
         if isinstance(m, ops.POOLS) and layout in (_DIM1, _ANY):
             return space, layout
         if isinstance(m, nn.Flatten) and m.start_dim == 1 and m.end_dim == -1:
-            return space, _FLAT if layout == _DIM1 else layout
+            if layout != _LAST:  # (N, T, C) would interleave: refused unless fixed
+                return space, _FLAT if layout == _DIM1 else layout
         return self.unknown(node, any(True for _ in m.parameters()))
 
     def call_function(self, node: fx.Node) -> Any:
@@ -244,11 +245,13 @@ class _Tracer:
         if target is torch.flatten or method == "flatten":
             rest = list(node.args[1:]) + list(node.kwargs.values())
             if rest[:1] == [1] and rest[1:] in ([], [-1]):
-                return space, _FLAT if layout == _DIM1 else layout
+                if layout != _LAST:
+                    return space, _FLAT if layout == _DIM1 else layout
         if method in ("view", "reshape") and len(node.args) == 3 and node.args[2] == -1:
             first = node.args[1]
             if isinstance(first, fx.Node) and self.info.get(first) == "meta":
-                return space, _FLAT if layout == _DIM1 else layout
+                if layout != _LAST:
+                    return space, _FLAT if layout == _DIM1 else layout
         if (target is torch.mean or method == "mean") and layout in (_DIM1, _ANY):
             dims = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
             keep = node.kwargs.get("keepdim", node.args[2] if len(node.args) > 2 else False)
