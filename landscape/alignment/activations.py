@@ -23,7 +23,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import fx, nn
 
-from ..data import as_batches, split_batch
+from ..data import as_batches, split_batch, to_device
 from .attention import match_heads
 from .spec import PermutationSpec
 
@@ -66,8 +66,9 @@ def activation_correlations(
     graphs = [fx.symbolic_trace(copy.deepcopy(m).eval()) for m in (model_a, model_b)]
     recorders = [_Recorder(g, spec.nodes) for g in graphs]
     sums: dict[str, list] = {}
+    device = next((p.device for p in model_a.parameters()), torch.device("cpu"))
     for batch in as_batches(data):
-        inputs = split_batch(batch)[0]
+        inputs = to_device(split_batch(batch)[0], device)
         for recorder, gm in zip(recorders, graphs, strict=True):
             recorder.kept = {}
             recorder.run(*_args(gm.graph, inputs))
