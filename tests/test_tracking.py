@@ -247,8 +247,8 @@ def test_lambda_max_and_trace_are_the_registry_measures(monkeypatch):
     start = WarmStart()
     for step in range(2):
         logged = tracker.log(model, step)
-        expected = sharpness(Objective(model, data), ["lambda_max", "trace"], progress=False,
-                             num_probes=9, tol=1e-6, max_hvps=200, seed=3, warm_start=start)  # fmt: skip
+        settings = dict(num_probes=9, tol=1e-6, max_hvps=200, seed=3, warm_start=start)
+        expected = sharpness(Objective(model, data), ["lambda_max", "trace"], **settings)
         assert logged["lambda_max"] == expected["lambda_max"].value
         assert logged["trace"] == expected["trace"].value
         assert tracker.run.stderr["trace"][step] == expected["trace"].stderr
