@@ -24,8 +24,11 @@ grow or shrink; and any other sharpness measure by name (settings as keywords).
 Errors: each eigenvalue is within ``tol * ||H||`` of an eigenvalue of the Hessian (a
 ``RuntimeWarning`` says when Lanczos stopped above it); each trace carries its standard
 error in ``stderr`` (``value +- 1.96 stderr`` covers the trace in about 95% of seeds); the
-other measures carry theirs. At the defaults on the digits MLP a log of ``lambda_max`` and
-``trace`` costs about the products of the numbers in ``benchmarks/RESULTS.md``.
+other measures carry theirs. Cost, on the demo's digits MLP (``benchmarks/bench_tracking.py``,
+in steps of its small-batch training): a warm log of ``loss`` and ``lambda_max`` about 80
+(about 9 Hessian-vector products, one or two of them in float64), 50 with ``tol=1e-2``
+(relative error there 1e-5); the trace at its default cadence adds about 15 a log on
+average (30 products every 10th log, standard error about 8% of the value).
 
 The data go to the model's device once: one :class:`~landscape.objective.Objective` (given
 as ``objective=``, or built at the first log from ``data`` and the loss options) is
@@ -145,6 +148,7 @@ class Tracker:
             ``data`` and ``objective``, or loss options beside an ``objective``.
 
     Example:
+        >>> import torch
         >>> data = (torch.randn(32, 3, dtype=torch.float64), torch.randint(0, 2, (32,)))
         >>> model = nn.Linear(3, 2).double()
         >>> tracker = Tracker(data, every=2, measures=["loss", "lambda_max"])
