@@ -25,10 +25,10 @@ Errors: each eigenvalue is within ``tol * ||H||`` of an eigenvalue of the Hessia
 ``RuntimeWarning`` says when Lanczos stopped above it); each trace carries its standard
 error in ``stderr`` (``value +- 1.96 stderr`` covers the trace in about 95% of seeds); the
 other measures carry theirs. Cost, on the demo's digits MLP (``benchmarks/bench_tracking.py``,
-in steps of its small-batch training): a warm log of ``loss`` and ``lambda_max`` about 80
-(about 9 Hessian-vector products, one or two of them in float64), 50 with ``tol=1e-2``
-(relative error there 1e-5); the trace at its default cadence adds about 15 a log on
-average (30 products every 10th log, standard error about 8% of the value).
+in steps of its small-batch training): a warm log of ``loss`` and ``lambda_max`` 70-85
+(about 9 Hessian-vector products, one or two of them in float64), about 50 with
+``tol=1e-2`` (relative error there 1e-5); the trace at its default cadence adds about 15
+a log on average (30 products every 10th log, standard error about 8% of the value).
 
 The data go to the model's device once: one :class:`~landscape.objective.Objective` (given
 as ``objective=``, or built at the first log from ``data`` and the loss options) is

@@ -29,7 +29,7 @@ from ._stats import LEVEL
 from .registry import WarmStart, check_warm_start, register
 from .result import SharpnessResult
 
-__all__ = ["WarmStart", "measure_hessian", "normal_interval"]
+__all__ = ["measure_hessian", "normal_interval"]
 
 _WHICH = {"lambda_max": "LA", "lambda_min": "SA"}
 
