@@ -165,5 +165,5 @@ def test_lambda_max_takes_a_warm_start_and_only_lambda_max_does():
         sharpness(objective, ["lambda_max"], warm_start=True)
     with pytest.raises(ValueError, match="'warm_start' is not taken by the chosen measures"):
         sharpness(objective, ["trace"], warm_start=start)
-    with pytest.raises(ValueError, match="tol must be a positive"):
+    with pytest.raises(ValueError, match="expected a positive finite tol"):
         sharpness(objective, ["lambda_max"], tol=-1.0)
