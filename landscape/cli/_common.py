@@ -21,7 +21,6 @@ from .._fingerprint import builder_sha256
 from .._finite import check_finite_inputs, nonfinite_note
 from ..checkpoint import _kind, file_sha256, load_checkpoint
 from ..losses import LOSSES
-from .parser import _NUMBER_RANGE, NORMS, RANGE_OPTIONS  # noqa: F401 (their home before 0.3)
 
 
 class UserError(Exception):
