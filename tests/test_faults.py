@@ -17,44 +17,15 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from _shared import ROOT, user_project
 
 from landscape import storage
-from landscape.checkpoint import save_checkpoint
 from landscape.cli import main
 from landscape.directions import random_directions
 from landscape.hessian import load_hessian
 from landscape.sharpness import load_sharpness
 from landscape.surface import compute_surface, load_surface
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-USER_CODE = textwrap.dedent(
-    """
-    import time
-    import torch
-    from torch import nn
-
-    class Slow(nn.Module):
-        def __init__(self, delay):
-            super().__init__()
-            torch.manual_seed(0)
-            self.net = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3))
-            self.delay = delay
-
-        def forward(self, x):
-            time.sleep(self.delay)
-            return self.net(x)
-
-    def model():
-        return Slow(0.05)
-
-    def fast():
-        return Slow(0.0)
-
-    def data():
-        g = torch.Generator().manual_seed(0)
-        return torch.randn(30, 5, generator=g), torch.randint(0, 3, (30,), generator=g)
-    """
-)
 # a process that runs the command line, killed by SIGKILL when it writes its second group
 KILLED_IN_SAVE = textwrap.dedent(
     """
@@ -80,10 +51,7 @@ GRID = ("--x=-1:1:8", "--y=-1:1:5", "--points-per-pass", "1")
 
 @pytest.fixture
 def project(tmp_path):
-    (tmp_path / "user.py").write_text(USER_CODE)
-    namespace: dict = {}
-    exec(USER_CODE, namespace)
-    save_checkpoint(namespace["model"](), tmp_path / "a.pt")
+    user_project(tmp_path, delay=0.05)  # model() sleeps 0.05 s a call, fast() never
     return tmp_path
 
 

@@ -46,6 +46,8 @@ def resolve_callable(spec: str, builtins: dict[str, Callable[..., Any]], what: s
             raise UserError(f"{what}: no such file {module_name!r}")
         name = "_landscape_user_" + re.sub(r"\W", "_", os.path.abspath(module_name))
         module_spec = importlib.util.spec_from_file_location(name, module_name)
+        if module_spec is None or module_spec.loader is None:  # not a .py file
+            raise UserError(f"{what}: expected a Python file (.py), got {module_name!r}")
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[name] = module
         folder = os.path.dirname(os.path.abspath(module_name))
