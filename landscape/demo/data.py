@@ -40,8 +40,7 @@ def _digits_arrays() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         from sklearn.datasets import load_digits
     except ImportError as err:  # an optional extra: the core library runs without it
         raise RuntimeError(
-            "expected scikit-learn for the digits data (pip install 'landscape[demo]'), "
-            f"got {err}"
+            f"expected scikit-learn for the digits data (pip install 'landscape[demo]'), got {err}"
         ) from None
     bunch = load_digits()
     images = torch.as_tensor(bunch.data, dtype=torch.float64)
