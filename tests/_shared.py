@@ -5,6 +5,7 @@ Nothing here computes at import: every model, data set and Hessian is built when
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
@@ -14,6 +15,21 @@ import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call
+
+#: What code calls when it loads the digits, which need the ``demo`` extra (scikit-learn).
+DEMO_DATA_CALLS = ("digits_data", "BUILTIN_DATA", "run_demo", '"digits"')
+#: Why a test that loads the digits skips.
+NO_DEMO_EXTRA = "needs scikit-learn: pip install 'landscape[demo]'"
+
+
+def has_demo_extra() -> bool:
+    """Whether scikit-learn (the ``demo`` extra: the digits data) can be imported."""
+    return importlib.util.find_spec("sklearn") is not None
+
+
+def loads_digits(source: str) -> bool:
+    """Whether ``source`` (a doctest, an example, a README block) loads the digits."""
+    return any(call in source for call in DEMO_DATA_CALLS)
 
 
 def gaussian_mlp(sizes: Sequence[int] = (3, 4, 2), *, seed: int = 0) -> nn.Sequential:
