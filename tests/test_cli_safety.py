@@ -102,6 +102,7 @@ def test_a_model_file_that_is_not_python_is_named_in_one_line(project, capsys):
 
 
 # ---------------------------------------------------------------- two writers
+@pytest.mark.slow  # two command lines, one holding the file the other wants: 66s on 2 busy cores
 def test_a_second_compare_is_refused_while_the_first_holds_its_file(project, capsys):
     out = project / "cr"
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1", SLOW_DELAY="0.05")
@@ -124,6 +125,7 @@ def test_a_second_compare_is_refused_while_the_first_holds_its_file(project, cap
         assert all(f[f"compare/{k}/line/loss"].shape == (2, 3) for k in ("a", "b"))
 
 
+@pytest.mark.slow  # a slowed-down command line in a subprocess: 32s on 2 busy cores
 def test_a_results_command_holds_an_existing_output_until_it_ends(project, capsys):
     out = project / "r.h5"
     sharp = ["sharpness", *common(project, project / "a.pt"), "--metric", "fisher_rao",
@@ -288,6 +290,7 @@ def test_a_range_of_equal_coordinates_is_refused(project, capsys):
     assert main([*surface, "--x=1:1:1"]) == 0  # one point is fine
 
 
+@pytest.mark.slow  # a whole compare run: 16s on 2 busy cores
 def test_a_comparison_value_that_is_not_a_number_is_named(project, capsys):
     out = project / "cr"
     assert main(compare_args(project, out)) == 0

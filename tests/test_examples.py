@@ -43,6 +43,7 @@ def _needed_modules(example: Path) -> set[str]:
     return names
 
 
+@pytest.mark.slow  # each example in a fresh interpreter: 16-42s on 2 busy cores
 @pytest.mark.parametrize("example", EXAMPLES, ids=[e.stem for e in EXAMPLES])
 def test_example_runs_quickly_and_writes_its_figures(example, tmp_path):
     source = example.read_text(encoding="utf-8")

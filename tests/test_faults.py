@@ -87,6 +87,7 @@ def held_by_a_writer(path):
 
 
 # ---------------------------------------------------------------- kills
+@pytest.mark.slow  # killed and rerun command lines: 19s on 2 busy cores
 def test_random_kills_then_the_same_command_equals_a_run_never_killed(project):
     reference, killed = project / "ref.h5", project / "killed.h5"
     assert main(command(project, "surface", reference, *GRID)) == 0
@@ -117,6 +118,7 @@ HESSIAN_RESULTS = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a command line killed while saving, then rerun: 20s on 2 busy cores
 def test_a_kill_while_saving_leaves_a_file_that_the_rerun_completes(project):
     out = project / "h.h5"
     save = HESSIAN_RESULTS + f"save_hessian({str(out)!r}, eigen=eigen, extremes=extremes)\n"
@@ -141,6 +143,7 @@ def test_a_kill_while_saving_leaves_a_file_that_the_rerun_completes(project):
 
 
 # ---------------------------------------------------------------- two writers
+@pytest.mark.slow  # two writers in subprocesses: 12s on 2 busy cores
 def test_a_second_writer_is_refused_and_the_first_file_stays_intact(project, capsys, monkeypatch):
     out = project / "c.h5"
     first = spawn(command(project, "surface", out, *GRID))
