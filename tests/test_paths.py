@@ -27,6 +27,7 @@ from landscape.storage.paths import load_paths, save_paths
 @pytest.fixture(scope="module")
 def digits_pair():
     """Two digits MLPs trained from different seeds, full batch on a subset (about 1 s)."""
+    pytest.importorskip("sklearn")  # the demo extra: the digits
     X, y = digits_data("train")
     X, y = X[:256], y[:256]
     models = [
