@@ -95,49 +95,6 @@ def test_storage_imports_only_results_and_leaf_modules_and_results_only_numpy_an
     assert offenders == [], f"expected results <- storage and nothing more, got {offenders}"
 
 
-def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """The import cycles of ``graph`` (its strongly connected components of two or more
-    modules), by Tarjan's algorithm."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    found = []
-
-    def visit(v: str) -> None:
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        for w in sorted(graph[v]):
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            component = []
-            while not component or component[-1] != v:
-                component.append(stack.pop())
-            if len(component) > 1:
-                found.append(sorted(component))
-
-    for v in sorted(graph):
-        if v not in index:
-            visit(v)
-    return found
-
-
-def test_the_cycle_finder_finds_a_cycle_through_three_modules():
-    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
-    assert _cycles(graph) == [["a", "b", "c"]]
-
-
-def test_no_import_cycle_among_library_modules():
-    # function-level imports count; landscape.cli is left to its own change (issue 19)
-    imports = _all_imports()
-    graph = {m: {t for t, _ in v if t in imports and t != m} for m, v in imports.items()}
-    cycles = [c for c in _cycles(graph) if not all(_inside(m, "landscape.cli") for m in c)]
-    assert cycles == [], f"expected no import cycle, got {cycles}"
-
-
 def test_the_lower_modules_storage_uses_import_nothing_of_the_package():
     imports = _all_imports()
     offenders = {
@@ -270,13 +227,7 @@ def test_the_cycle_finder_finds_a_cycle_and_skips_type_checking_imports(tmp_path
     assert typed, "expected some module with TYPE_CHECKING-only imports"
 
 
-#: Cycles another branch removes (the coordinator drops this entry on merging it).
-KNOWN_CYCLES = [
-    ["landscape.storage.diskguard", "landscape.storage.files"]
-]  # fixed on branch fix-storage
-
-
 def test_no_import_cycle_among_library_modules():
     # function-level imports count: a cycle kept apart only by them is still a cycle
-    cycles = [c for c in _cycles(_import_graph()) if c not in KNOWN_CYCLES]
+    cycles = _cycles(_import_graph())
     assert cycles == [], f"expected no import cycle, got {cycles}"
