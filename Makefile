@@ -9,12 +9,12 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 DEMO_OUT ?= build/demo
 
-.PHONY: demo demo-check readme-table test lint bench docs clean
+.PHONY: demo demo-check readme-table test test-fast lint bench docs clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[dev,docs,export,hf,lightning]"
+	$(PY) -m pip install -q -e ".[dev,demo,docs,export,hf,lightning]"
 	touch $@
 
 demo: $(VENV)/.installed
@@ -31,9 +31,14 @@ readme-table: $(VENV)/.installed
 test: $(VENV)/.installed lint
 	$(PY) -m pytest -q
 
+# The edit loop: the suite without the tests marked slow (make test runs them all).
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q -m "not slow"
+
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check landscape tests examples benchmarks docs
 	$(VENV)/bin/ruff format --check landscape tests examples benchmarks docs
+	$(VENV)/bin/mypy  # over landscape/, configured in pyproject.toml
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_surface.py

@@ -20,5 +20,5 @@ def state_sha256(state: Mapping[str, torch.Tensor]) -> str:
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         data = t.contiguous().reshape(-1).view(torch.uint8)
         for lo in range(0, data.numel(), piece):
-            h.update(data[lo : lo + piece].cpu().numpy())
+            h.update(data[lo : lo + piece].cpu().numpy().data)
     return h.hexdigest()

@@ -55,7 +55,7 @@ def model_sha256(model: nn.Module) -> str:
     return h.hexdigest()
 
 
-def _forward_source(cls: type) -> str:
+def _forward_source(cls: type[nn.Module]) -> str:
     """The source of a user's ``cls.forward`` ("" for torch's classes or without a file)."""
     if cls.__module__.split(".")[0] == "torch":
         return ""

@@ -116,18 +116,19 @@ def _settings(**kwargs: Any) -> dict[str, Any]:
 
 
 def compare_checkpoints(
-    model: nn.Module,
-    checkpoints: Mapping[str, Any],
-    data: Any,
+    model: nn.Module | None = None,
+    checkpoints: Mapping[str, Any] | None = None,
+    data: Any = None,
     *,
+    objective: Objective | None = None,
     test_data: Any = None,
     measures: Sequence[str] = DEFAULT_MEASURES,
     line: Sequence[float] = tuple(np.linspace(-1, 1, 21)),
     num_directions: int = 3,
     plane: tuple[Sequence[float], Sequence[float]] | None = None,
     seed: int = 0,
-    loss: Any = "cross_entropy",
-    loss_reduction: str = "auto",
+    loss: Any = None,
+    loss_reduction: str | None = None,
     batch_size: int | None = None,
     path: str | os.PathLike | None = None,
     overwrite: bool = False,
@@ -137,20 +138,28 @@ def compare_checkpoints(
 ) -> Comparison:
     """Compare checkpoints of one architecture on every measure, with the same seeds.
 
-    One :class:`~landscape.objective.Objective` serves the whole comparison: it is
-    re-pointed at each checkpoint with :meth:`~landscape.objective.Objective.at`, so the
-    model is copied once and each data set is moved to the device and fingerprinted once.
+    One :class:`~landscape.objective.Objective` serves the whole comparison (``objective=``,
+    or one built from ``model``, ``data`` and the loss options): it is re-pointed at each
+    checkpoint with :meth:`~landscape.objective.Objective.at`, so the model is copied once
+    and each data set is moved to the device and fingerprinted once.
 
     Args:
-        model: the architecture (its own weights are not used, and it is not changed).
+        model: the architecture (its own weights are not used, and it is not changed);
+            with ``objective``, leave it out (or give the objective's model).
         checkpoints: ``{label: checkpoint file, state_dict or model}``.
-        data: the training data (measures and surfaces use it).
+        data: the training data (measures and surfaces use it); with ``objective``,
+            leave it out.
+        objective: instead of ``model``, ``data``, ``loss``, ``loss_reduction`` and
+            ``batch_size``, an :class:`~landscape.objective.Objective` (the training
+            data, the loss and every option of its own).
         test_data: optional held-out data, for the generalization gap in the table.
         measures: sharpness measure names (see :data:`landscape.sharpness.MEASURES`).
         line: coordinates of the 1D lines; ``num_directions`` seeds ``seed, seed+1, ...``.
         plane: ``(x, y)`` coordinates of a 2D plane (directions from ``seed``), or None.
-        seed, loss, batch_size: shared by every checkpoint.
-        loss_reduction: as for :class:`~landscape.objective.Objective`.
+        seed, loss, batch_size: shared by every checkpoint (``None``: the Objective's
+            default loss, ``"cross_entropy"``).
+        loss_reduction: as for :class:`~landscape.objective.Objective` (``None``: its
+            default).
         path: HDF5 file to write; an unfinished file with the same settings is resumed.
         overwrite: replace a file made with other settings.
         progress: show progress bars.
@@ -165,10 +174,26 @@ def compare_checkpoints(
 
     Raises:
         ValueError: no checkpoints, ``num_directions`` below 1, checkpoints of another
-            architecture, an unknown measure, or a file made with other settings.
+            architecture, an unknown measure, a file made with other settings, or an
+            ``objective`` given with ``data``, loss options or another model.
     """
     if not checkpoints:
         raise ValueError("expected at least one checkpoint to compare, got none")
+    options = {"loss": loss, "loss_reduction": loss_reduction, "batch_size": batch_size}
+    options = {k: v for k, v in options.items() if v is not None}
+    if objective is None:
+        if model is None or data is None:
+            raise ValueError("expected a model and data, or an objective; got "
+                             f"{'no model' if model is None else 'no data'}")  # fmt: skip
+    else:
+        if not isinstance(objective, Objective):
+            raise TypeError(f"expected a landscape Objective for objective, got "
+                            f"{type(objective).__name__}")  # fmt: skip
+        given = [k for k, v in {"data": data, **options}.items() if v is not None]
+        if given or (model is not None and model is not objective.model):
+            raise ValueError(f"expected the objective alone, got {given or ['another model']} "
+                             "beside it; set the loss options on the Objective")  # fmt: skip
+        model = objective.model
     if isinstance(num_directions, bool) or not isinstance(num_directions, (int, np.integer)):
         raise TypeError(f"num_directions must be an int, got {type(num_directions).__name__}")
     if num_directions < 1:
@@ -184,14 +209,8 @@ def compare_checkpoints(
             raise ValueError(f"checkpoint {label!r} does not fit the architecture: {err}") from None
         if not allow_nonfinite:  # every checkpoint before any work, naming the tensor
             check_finite_inputs(states[label], buffers=buffers, what=f"checkpoint {label!r}")
-    objective = Objective(
-        model,
-        data,
-        loss=loss,
-        loss_reduction=loss_reduction,
-        batch_size=batch_size,
-        allow_nonfinite=allow_nonfinite,
-    )
+    if objective is None:
+        objective = Objective(model, data, allow_nonfinite=allow_nonfinite, **options)
     measure_settings["seed"] = seed
     if measure_settings.get("params") is not None:  # names, which the file can record
         measure_settings["params"] = select_params(model, measure_settings["params"])
@@ -207,7 +226,9 @@ def compare_checkpoints(
         **({"loss_reduction": "mean"} if objective.loss_reduction == "mean" else {}),
         plane=None if plane is None else [list(map(float, plane[0])), list(map(float, plane[1]))],
         data_sha256=objective.data_sha256(),
-        test_data_sha256="none" if test is None else test.sha256(), **measure_settings,
+        test_data_sha256="none" if test is None else test.sha256(),
+        # a WarmStart (lambda_max from the previous checkpoint's eigenvector) as a flag
+        **{k: v is not None if k == "warm_start" else v for k, v in measure_settings.items()},
     )  # fmt: skip
     done: set[str] = set()
     with contextlib.ExitStack() as stack:  # the file is held (locked) for the whole run

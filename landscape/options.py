@@ -11,6 +11,8 @@ from enum import Enum
 from typing import Literal
 
 __all__ = [
+    "AlignMethod",
+    "AlignMethodName",
     "DirType",
     "DirTypeName",
     "Ignore",
@@ -19,6 +21,8 @@ __all__ = [
     "NormName",
     "Precision",
     "PrecisionName",
+    "Repair",
+    "RepairName",
     "Which",
     "WhichName",
     "values",
@@ -88,11 +92,32 @@ class Which(_Choice):
     """Both ends: ``k // 2`` smallest and the rest largest."""
 
 
+class AlignMethod(_Choice):
+    """How :func:`landscape.align` pairs the hidden units of two networks."""
+
+    WEIGHTS = "weights"
+    """Weight matching (Ainsworth et al. 2023): no data needed."""
+    ACTIVATIONS = "activations"
+    """Correlation of the units' activations over the data."""
+
+
+class Repair(_Choice):
+    """What is corrected at the interior points of a path between two networks."""
+
+    RESET_BN = "reset_bn"
+    """BatchNorm running statistics recomputed from the data at every point."""
+    REPAIR = "repair"
+    """Each layer's units rescaled to the interpolated endpoints' mean and standard
+    deviation (REPAIR, Jordan et al. 2023)."""
+
+
 NormName = Literal["filter", "layer", "weight", "none"]
 IgnoreName = Literal["biasbn", "none"]
 DirTypeName = Literal["weights", "states"]
 PrecisionName = Literal["fp32", "tf32", "bf16"]
 WhichName = Literal["LA", "SA", "LM", "BE"]
+AlignMethodName = Literal["weights", "activations"]
+RepairName = Literal["reset_bn", "repair"]
 
 
 def values(choices: type[Enum]) -> tuple[str, ...]:

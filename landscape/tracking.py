@@ -9,18 +9,32 @@ A few lines in any training loop::
     run = load_tracking("run.h5")            # run.steps, run.values["lambda_max"], run.stderr
 
 Measures (:data:`TRACKED`): ``loss`` and ``accuracy`` (exact means over ``data``);
-``lambda_max`` and ``lambda_min`` (Lanczos, each warm-started from the previous log's
-eigenvector, so a log costs a few Hessian-vector products when the weights moved little);
-``trace`` (Hutch++ with the same probes at every log, with its standard error); ``slice``,
-the loss along one random direction: the same Gaussian draw (``seed``) at every log,
-filter-normalized to the weights of that log, so that its coordinates are in units of the
-current filters' norms (Li et al. 2018) as the weights grow or shrink; and any sharpness
-measure of :data:`landscape.sharpness.MEASURES` by name (settings as keywords).
+``lambda_max`` and ``trace``, the sharpness measures of those names
+(:data:`landscape.sharpness.MEASURES`, one estimator per name): ``lambda_max`` by
+single-vector Lanczos warm-started from the previous log's eigenvector (a
+:class:`~landscape.sharpness.WarmStart`), so a log costs a few Hessian-vector products
+when the weights moved little, and ``trace`` by Hutch++ with ``num_probes`` products and
+its standard error, computed at the steps that are multiples of ``trace_every`` (NaN, "not
+computed", at the other logs); ``lambda_min``, the same Lanczos for the smallest
+eigenvalue; ``slice``, the loss along one random direction: the same Gaussian draw
+(``seed``) at every log, filter-normalized to the weights of that log, so that its
+coordinates are in units of the current filters' norms (Li et al. 2018) as the weights
+grow or shrink; and any other sharpness measure by name (settings as keywords).
 
-The data go to the model's device once: one :class:`~landscape.objective.Objective` is
-built at the first log and re-pointed at each log's weights with
-:meth:`~landscape.objective.Objective.at`. The model is only read: its parameters,
-buffers, gradients and train/eval flags are the same after :meth:`Tracker.log`.
+Errors: each eigenvalue is within ``tol * ||H||`` of an eigenvalue of the Hessian (a
+``RuntimeWarning`` says when Lanczos stopped above it); each trace carries its standard
+error in ``stderr`` (``value +- 1.96 stderr`` covers the trace in about 95% of seeds); the
+other measures carry theirs. Cost, on the demo's digits MLP (``benchmarks/bench_tracking.py``,
+in steps of its small-batch training): a warm log of ``loss`` and ``lambda_max`` 70-85
+(about 9 Hessian-vector products, one or two of them in float64), about 50 with
+``tol=1e-2`` (relative error there 1e-5); the trace at its default cadence adds about 15
+a log on average (30 products every 10th log, standard error about 8% of the value).
+
+The data go to the model's device once: one :class:`~landscape.objective.Objective` (given
+as ``objective=``, or built at the first log from ``data`` and the loss options) is
+re-pointed at each log's weights with :meth:`~landscape.objective.Objective.at`. The model
+is only read: its parameters, buffers, gradients and train/eval flags are the same after
+:meth:`Tracker.log`, and nothing is printed unless ``progress=True``.
 
 With ``path``, each log is appended to ``/tracking`` (:mod:`landscape.storage.tracking`)
 and flushed. A run restarted with a new Tracker on the same file continues it: steps up to
@@ -32,29 +46,39 @@ run's to the Lanczos tolerance rather than bit for bit.
 
 from __future__ import annotations
 
+import math
 import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
+from .checks import check_count
 from .directions import random_direction
-from .hessian import HessianOperator
-from .linalg import estimate_trace, lanczos_eigenpairs
 from .objective import BatchLoss, Objective
 from .results import Result
-from .sharpness import MEASURES, check_settings, sharpness
+from .sharpness import MEASURES, SharpnessResult, WarmStart, check_settings, sharpness
+from .sharpness.curvature import measure_hessian
 from .storage.tracking import append_tracking, prepare_tracking, read_tracking
 
-#: The tracker's own measures; any other name of ``landscape.sharpness.MEASURES`` works too.
+#: The tracker's own measures (``lambda_max`` and ``trace`` are the sharpness measures of
+#: those names); any other name of ``landscape.sharpness.MEASURES`` works too.
 TRACKED = ("loss", "accuracy", "lambda_max", "lambda_min", "trace", "slice")
-_EIGEN = {"lambda_max": "LA", "lambda_min": "SA"}
+
+#: Default cadence of the trace, in logs: ``trace_every = TRACE_EVERY * every``.
+TRACE_EVERY = 10
+
+#: Default Hutch++ products of the trace at each of its logs.
+NUM_PROBES = 30
 
 __all__ = ["TRACKED", "Tracker", "TrackingRun", "load_tracking"]
+
+
+def _taker(name: str) -> str:
+    """The registry measure whose settings ``name`` takes."""
+    return "lambda_max" if name == "lambda_min" else name
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,28 +115,40 @@ class Tracker:
     Args:
         data: the data the measures are computed on (any form an
             :class:`~landscape.objective.Objective` takes); moved to the device once.
+        objective: instead of ``data`` and the loss options, an
+            :class:`~landscape.objective.Objective` of the same architecture (its data,
+            loss and options are used; each log re-points it at the model's weights).
         path: landscape HDF5 file to append to (see the module docstring); ``None`` keeps
             the logs in memory only.
         every: log steps that are multiples of ``every``.
         measures: names from :data:`TRACKED` or sharpness measure names.
         loss, loss_reduction, batch_loss, batch_size: as for
             :class:`~landscape.objective.Objective` (``batch_loss`` for models with unusual
-            inputs or outputs; Hugging Face dict batches and outputs need none).
+            inputs or outputs; Hugging Face dict batches and outputs need none); ``None``
+            is the Objective's default.
         lr: the learning rate, stored as a setting (plots draw ``2 / lr`` beside
             ``lambda_max``).
         seed: seeds the trace probes, the slice direction, cold Lanczos starts and the
             sharpness measures; the same at every log.
-        num_probes: Hutch++ products for ``trace``.
+        num_probes: Hutch++ products of ``trace`` at each of its logs.
+        trace_every: compute ``trace`` at the steps that are multiples of this (a
+            multiple of ``every``; default ``10 * every``); NaN at the other logs.
         tol, max_hvps: Lanczos tolerance (relative to ``||H||``; default 1e-8 for float64
             models, 1e-4 otherwise) and product budget for each eigenvalue.
         warm_start: start Lanczos from the previous log's eigenvector.
         slice_x: coordinates of the slice.
-        **measure_settings: settings of the sharpness measures (``rho``, ``num_samples``, ...).
+        progress: show progress bars inside :meth:`log` (off: a training loop's own
+            output stays readable).
+        **measure_settings: settings of the sharpness measures (``rho``, ``num_samples``,
+            ``params``, ...).
 
     Raises:
-        ValueError: an unknown measure, a setting no chosen measure takes, ``every < 1``.
+        ValueError: an unknown measure, a setting no chosen measure takes, ``every < 1``,
+            a ``trace_every`` that is not a multiple of ``every``, both or neither of
+            ``data`` and ``objective``, or loss options beside an ``objective``.
 
     Example:
+        >>> import torch
         >>> data = (torch.randn(32, 3, dtype=torch.float64), torch.randint(0, 2, (32,)))
         >>> model = nn.Linear(3, 2).double()
         >>> tracker = Tracker(data, every=2, measures=["loss", "lambda_max"])
@@ -124,22 +160,25 @@ class Tracker:
 
     def __init__(
         self,
-        data: Any,
+        data: Any = None,
         *,
+        objective: Objective | None = None,
         path: str | os.PathLike | None = None,
         every: int = 1,
         measures: Sequence[str] = ("loss", "lambda_max"),
-        loss: Any = "cross_entropy",
-        loss_reduction: str = "auto",
+        loss: Any = None,
+        loss_reduction: str | None = None,
         batch_loss: BatchLoss | None = None,
         batch_size: int | None = None,
         lr: float | None = None,
         seed: int = 0,
-        num_probes: int = 30,
+        num_probes: int = NUM_PROBES,
+        trace_every: int | None = None,
         tol: float | None = None,
         max_hvps: int = 300,
         warm_start: bool = True,
         slice_x: Sequence[float] = tuple(np.linspace(-1, 1, 21)),
+        progress: bool = False,
         **measure_settings: Any,
     ):
         measures = [measures] if isinstance(measures, str) else list(measures)
@@ -153,27 +192,54 @@ class Tracker:
             )
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be a positive int, got {every!r}")
-        self._sharpness = [m for m in measures if m not in TRACKED]
-        if measure_settings:
-            if not self._sharpness:
-                raise ValueError(
-                    f"settings {sorted(measure_settings)} are for sharpness measures; "
-                    "none is among the measures"
-                )
-            check_settings(self._sharpness, {**measure_settings, "seed": seed})
-        self.data, self.path, self.every, self.measures = data, path, every, measures
-        self._options = {"loss": loss, "loss_reduction": loss_reduction,
-                         "batch_loss": batch_loss, "batch_size": batch_size}  # fmt: skip
+        trace_every = TRACE_EVERY * every if trace_every is None else trace_every
+        if check_count(trace_every, "trace_every") % every:
+            raise ValueError(f"expected trace_every a multiple of every ({every}), got "
+                             f"{trace_every}")  # fmt: skip
+        options = {"loss": loss, "loss_reduction": loss_reduction,
+                   "batch_loss": batch_loss, "batch_size": batch_size}  # fmt: skip
+        self._options = {k: v for k, v in options.items() if v is not None}
+        if (data is None) == (objective is None):
+            raise ValueError("expected data or an objective, got "
+                             f"{'both' if objective is not None else 'neither'}")  # fmt: skip
+        if objective is not None:
+            if not isinstance(objective, Objective):
+                raise TypeError(f"expected a landscape Objective for objective, got "
+                                f"{type(objective).__name__}")  # fmt: skip
+            if self._options:
+                raise ValueError(f"expected the loss options of the objective, got "
+                                 f"{sorted(self._options)} beside it; set them on the "
+                                 "Objective")  # fmt: skip
+        # the registry's measures (lambda_min: lambda_max's Lanczos), each given the
+        # settings it takes
+        curvature = [m for m in measures if m in MEASURES or m == "lambda_min"]
+        takers = list(dict.fromkeys(_taker(m) for m in curvature))
+        if measure_settings and not takers:
+            raise ValueError(f"settings {sorted(measure_settings)} are for sharpness measures; "
+                             "none is among the measures")  # fmt: skip
+        own = {"seed": seed, "tol": tol, "max_hvps": max_hvps, "num_probes": num_probes}
+        check_settings(["lambda_max", "trace"], own)
+        check_settings(takers, {"seed": seed, **measure_settings})
+        self._routed = {
+            name: {k: v for k, v in {**own, **measure_settings}.items()
+                   if v is not None and k in MEASURES[_taker(name)].defaults}
+            for name in curvature
+        }  # fmt: skip
+        self._warm = {m: WarmStart() for m in ("lambda_max", "lambda_min") if warm_start}
+        self.data = data if objective is None else objective.data
+        self.path, self.every, self.measures = path, every, measures
+        self.trace_every, self.progress = trace_every, bool(progress)
         self._settings: dict[str, Any] = {
             "measures": measures, "every": every, "lr": lr, "seed": seed,
             "num_probes": num_probes, "tol": tol, "max_hvps": max_hvps,
             "warm_start": warm_start, "slice_x": [float(v) for v in slice_x],
+            # recorded where it differs from version 0.2's trace at every log, so that
+            # 0.2 files continue with trace_every=every
+            **({"trace_every": trace_every} if trace_every != every else {}),
             **measure_settings,
         }  # fmt: skip
-        self._measure_settings = measure_settings
+        self._given = objective
         self._objective: Objective | None = None
-        self._checked = False  # whether the loss was found deterministic
-        self._vectors: dict[str, torch.Tensor] = {}
         self._last: int | None = None
         self._rows: list[tuple[int, dict[str, Any], dict[str, float]]] = []
 
@@ -184,7 +250,7 @@ class Tracker:
 
     def _start(self, model: nn.Module) -> None:
         """The Objective and, with a path, the file (checked, and its last step read)."""
-        objective = Objective(model, self.data, **self._options)
+        objective = self._given or Objective(model, self.data, **self._options)
         if "accuracy" in self.measures and "accuracy" not in objective.names:
             raise ValueError(
                 f"accuracy needs a classification loss (cross_entropy or bce), got "
@@ -212,7 +278,8 @@ class Tracker:
                 the last step recorded.
 
         Returns:
-            ``{measure: value}`` (floats; an array for the slice), or ``None`` if skipped.
+            ``{measure: value}`` (floats; an array for the slice; NaN for a trace between
+            its logs), or ``None`` if skipped.
 
         Raises:
             ValueError: at the first log, a file made with other settings, or
@@ -223,7 +290,7 @@ class Tracker:
         if step % self.every or (self._last is not None and step <= self._last):
             return None
         here = self._objective.at(model.state_dict())
-        values, stderr = self._measure(here)
+        values, stderr = self._measure(here, step)
         if self.path is not None:
             append_tracking(self.path, step, values, stderr)
         else:
@@ -231,51 +298,31 @@ class Tracker:
         self._last = step
         return values
 
-    def _measure(self, here: Objective) -> tuple[dict[str, Any], dict[str, float]]:
+    def _measure(self, here: Objective, step: int) -> tuple[dict[str, Any], dict[str, float]]:
         values: dict[str, Any] = {}
         stderr: dict[str, float] = {}
         means = here() if {"loss", "accuracy"} & set(self.measures) else {}
-        op = None
-        if {"lambda_max", "lambda_min", "trace"} & set(self.measures):
-            op = HessianOperator(here, check_deterministic=not self._checked)
-            self._checked = True
-        found = {}
-        if self._sharpness:
-            found = sharpness(
-                here, self._sharpness, seed=self._settings["seed"], **self._measure_settings
-            )
         for name in self.measures:
             if name in means:
                 values[name], stderr[name] = means[name], 0.0
-            elif name in _EIGEN:
-                values[name], stderr[name] = self._eigenvalue(op, name), 0.0
-            elif name == "trace":
-                trace = estimate_trace(
-                    op, num_probes=self._settings["num_probes"], seed=self._settings["seed"]
-                )
-                values[name], stderr[name] = trace.value, trace.stderr
             elif name == "slice":
                 values[name] = self._slice(here)
+            elif name == "trace" and step % self.trace_every:
+                values[name] = stderr[name] = math.nan  # not computed at this log
             else:
-                values[name], stderr[name] = found[name].value, found[name].stderr
+                found = self._result(here, name)
+                values[name], stderr[name] = found.value, found.stderr
         return values, stderr
 
-    def _eigenvalue(self, op: HessianOperator, name: str) -> float:
-        start = self._vectors.get(name) if self._settings["warm_start"] else None
-        pairs = lanczos_eigenpairs(
-            op, 1, which=_EIGEN[name], tol=self._settings["tol"],
-            max_matvecs=self._settings["max_hvps"], seed=self._settings["seed"], start=start,
-        )  # fmt: skip
-        if not pairs.converged and np.isfinite(pairs.values).all():
-            warnings.warn(
-                f"{name}: Lanczos stopped after {pairs.num_matvecs} HVPs above its tolerance; "
-                "raise max_hvps or tol",
-                RuntimeWarning,
-                stacklevel=4,
-            )
-        if np.isfinite(pairs.values).all():
-            self._vectors[name] = pairs.vectors[0]
-        return float(pairs.values[0])
+    def _result(self, here: Objective, name: str) -> SharpnessResult:
+        """The registry's measure ``name`` (``lambda_min``: the same Lanczos), with this
+        tracker's settings and, for the eigenvalues, its warm start."""
+        settings = dict(self._routed[name])
+        if name in self._warm:
+            settings["warm_start"] = self._warm[name]
+        if name == "lambda_min":
+            return measure_hessian(here, quantity=name, progress=self.progress, **settings)
+        return sharpness(here, [name], progress=self.progress, **settings)[name]
 
     def _slice(self, here: Objective) -> np.ndarray:
         weights = {n: here.base_state[n] for n, _ in here.model.named_parameters()}

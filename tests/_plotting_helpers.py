@@ -19,9 +19,10 @@ mpl.use("Agg")  # no display in tests; figures are inspected, never shown
 
 
 # A non-square grid and a function that is not symmetric in (x, y): a transposed array either
-# fails on shapes or puts the lines in the wrong place.
+# fails on shapes or puts the lines in the wrong place. Read-only: constants shared by tests.
 X = np.linspace(-1.0, 2.0, 7)
 Y = np.linspace(-0.5, 0.5, 4)
+X.flags.writeable = Y.flags.writeable = False
 
 
 def asym(x, y):

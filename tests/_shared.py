@@ -5,6 +5,7 @@ Nothing here computes at import: every model, data set and Hessian is built when
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
@@ -14,6 +15,21 @@ import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call
+
+#: What code calls when it loads the digits, which need the ``demo`` extra (scikit-learn).
+DEMO_DATA_CALLS = ("digits_data", "BUILTIN_DATA", "run_demo", '"digits"')
+#: Why a test that loads the digits skips.
+NO_DEMO_EXTRA = "needs scikit-learn: pip install 'landscape[demo]'"
+
+
+def has_demo_extra() -> bool:
+    """Whether scikit-learn (the ``demo`` extra: the digits data) can be imported."""
+    return importlib.util.find_spec("sklearn") is not None
+
+
+def loads_digits(source: str) -> bool:
+    """Whether ``source`` (a doctest, an example, a README block) loads the digits."""
+    return any(call in source for call in DEMO_DATA_CALLS)
 
 
 def gaussian_mlp(sizes: Sequence[int] = (3, 4, 2), *, seed: int = 0) -> nn.Sequential:
@@ -81,16 +97,51 @@ USER_CODE = textwrap.dedent(
         return torch.randn(30, 5, generator=g), torch.randint(0, 3, (30,), generator=g)
     """
 )
+#: The same net behind a module that sleeps ``delay`` seconds per forward call, so that a test
+#: can interrupt a command line while it runs: ``model()`` sleeps ``$SLOW_DELAY`` seconds
+#: (default: ``user_project``'s ``delay``), ``fast()`` never sleeps.
+SLOW_USER_CODE = textwrap.dedent(
+    """
+    import os
+    import time
+    import torch
+    from torch import nn
+
+    class Slow(nn.Module):
+        def __init__(self, delay):
+            super().__init__()
+            torch.manual_seed(0)
+            self.net = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3))
+            self.delay = delay
+
+        def forward(self, x):
+            time.sleep(self.delay)
+            return self.net(x)
+
+    def model():
+        return Slow(float(os.environ.get("SLOW_DELAY", "{delay}")))
+
+    def fast():
+        return Slow(0.0)
+
+    def data():
+        g = torch.Generator().manual_seed(0)
+        return torch.randn(30, 5, generator=g), torch.randint(0, 3, (30,), generator=g)
+    """
+)
 
 
-def user_project(folder: Path) -> nn.Module:
-    """Write ``user.py`` (:data:`USER_CODE`) and its model's checkpoint ``a.pt`` into
-    ``folder``; returns the model."""
+def user_project(folder: Path, *, delay: float | None = None) -> nn.Module:
+    """Write ``user.py`` and its model's checkpoint ``a.pt`` into ``folder``; returns the model.
+
+    ``user.py`` is :data:`USER_CODE`, or with a ``delay`` (seconds per forward call)
+    :data:`SLOW_USER_CODE`."""
     from landscape.checkpoint import save_checkpoint
 
-    (folder / "user.py").write_text(USER_CODE)
+    code = USER_CODE if delay is None else SLOW_USER_CODE.replace("{delay}", repr(float(delay)))
+    (folder / "user.py").write_text(code)
     namespace: dict = {}
-    exec(USER_CODE, namespace)
+    exec(code, namespace)
     model = namespace["model"]()
     save_checkpoint(model, folder / "a.pt")
     return model

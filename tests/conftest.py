@@ -6,6 +6,24 @@ Nothing is computed at import; matplotlib is imported only by the tests that dra
 from __future__ import annotations
 
 import pytest
+from _shared import NO_DEMO_EXTRA, has_demo_extra, loads_digits
+
+
+def _needs_demo_extra(item: pytest.Item) -> bool:
+    if item.get_closest_marker("demo") is not None:
+        return True
+    test = getattr(item, "dtest", None)  # a doctest: does it load the digits?
+    return test is not None and any(loads_digits(example.source) for example in test.examples)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``demo`` and doctests that load the digits skip without scikit-learn."""
+    if has_demo_extra():
+        return
+    skip = pytest.mark.skip(reason=NO_DEMO_EXTRA)
+    for item in items:
+        if _needs_demo_extra(item):
+            item.add_marker(skip)
 
 
 @pytest.fixture

@@ -54,6 +54,7 @@ def surface_args(project, out, *extra):
     ]  # fmt: skip
 
 
+@pytest.mark.slow  # surface, plot and info end to end: 15s on 2 busy cores
 def test_surface_plot_info_end_to_end(project, capsys):
     out = project / "plane.h5"
     assert main(surface_args(project, out, "--x", "-1:1:3", "--y=-0.5:0.5:4")) == 0
@@ -121,6 +122,7 @@ def test_mismatched_resume_refused_then_overwritten(project, capsys):
     assert main(surface_args(project, out, "--x", "-1:1:3", "--seed", "1", "--overwrite")) == 0
 
 
+@pytest.mark.slow  # command lines in subprocesses: 19s on 2 busy cores
 def test_foreign_file_and_python_dash_m(project):
     foreign = project / "foreign.h5"
     with h5py.File(foreign, "w") as f:
@@ -132,6 +134,7 @@ def test_foreign_file_and_python_dash_m(project):
     assert "not a landscape file" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # sharpness and compare command lines: 55s on 2 busy cores
 def test_sharpness_and_compare_commands(project, capsys):
     common = ["--model", f"{project}/user.py:model", "--data", f"{project}/user.py:data", "--quiet"]
     out = project / "sharp.h5"
@@ -159,6 +162,7 @@ def test_sharpness_and_compare_commands(project, capsys):
         assert (folder / name).exists(), name
 
 
+@pytest.mark.slow  # three Hessian command lines: 85s on 2 busy cores
 def test_hessian_command_and_hessian_directions(project, capsys):
     common = ["--model", f"{project}/user.py:model", "--data", f"{project}/user.py:data",
               "--checkpoint", str(project / "a.pt"), "--quiet"]  # fmt: skip
@@ -189,6 +193,7 @@ def test_hessian_command_and_hessian_directions(project, capsys):
     assert main(args) == 0  # resumes with the stored directions
 
 
+@pytest.mark.slow  # torchrun with two ranks: 21s on 2 busy cores
 def test_torchrun_two_ranks_write_the_single_process_file(project):
     import socket
 
@@ -307,6 +312,7 @@ def test_a_loss_returning_the_batch_mean_gives_the_mean(project, capsys):
     assert "batch sum already" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # Hessian and sharpness command lines: 12s on 2 busy cores
 def test_hessian_and_sharpness_files_record_where_they_came_from(project, capsys):
     from landscape.checkpoint import load_checkpoint
     from landscape.evaluate import Objective
@@ -346,6 +352,7 @@ def test_hessian_and_sharpness_files_record_where_they_came_from(project, capsys
         assert f"  {value}\n" in printed, value
 
 
+@pytest.mark.slow  # each command line twice: 11s on 2 busy cores
 def test_quiet_hides_the_bars_that_are_shown_otherwise(project, capsys):
     common = ["--model", f"{project}/user.py:model", "--data", f"{project}/user.py:data",
               "--checkpoint", str(project / "a.pt")]  # fmt: skip
@@ -359,6 +366,7 @@ def test_quiet_hides_the_bars_that_are_shown_otherwise(project, capsys):
         assert bar not in capsys.readouterr().err
 
 
+@pytest.mark.slow  # whole command lines: 32s on 2 busy cores
 def test_a_standard_error_that_cannot_be_estimated_is_not_printed(project, capsys):
     args = ["sharpness", "--model", f"{project}/user.py:model", "--data",
             f"{project}/user.py:data", "--checkpoint", str(project / "a.pt"), "--quiet",

@@ -29,6 +29,7 @@ def checkpoints(tmp_path_factory):
     return paths
 
 
+@pytest.mark.demo
 def test_trajectory_then_plot_and_export(checkpoints, tmp_path, capsys):
     out = tmp_path / "t.h5"
     args = ["trajectory", "--model", "digits-mlp", "--data", "digits", *checkpoints, "--steps",
@@ -46,6 +47,7 @@ def test_trajectory_then_plot_and_export(checkpoints, tmp_path, capsys):
     assert (tmp_path / "t_path.vtu").exists()
 
 
+@pytest.mark.demo
 def test_connect_writes_paths_groups(checkpoints, tmp_path, capsys):
     out = tmp_path / "c.h5"
     args = ["connect", checkpoints[0], checkpoints[-1], "--model", "digits-mlp", "--data",

@@ -6,13 +6,13 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 import time
 
 import h5py
 import numpy as np
 import pytest
 import torch
+from _shared import ROOT, user_project
 
 from landscape.checkpoint import save_checkpoint
 from landscape.cli import main
@@ -21,42 +21,10 @@ from landscape.storage.compare import read_compare_results
 from landscape.storage.paths import save_paths
 from landscape.storage.trajectory import write_trajectory
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-USER_CODE = textwrap.dedent(
-    """
-    import os
-    import time
-    import torch
-    from torch import nn
-
-    class Slow(nn.Module):
-        def __init__(self, delay):
-            super().__init__()
-            torch.manual_seed(0)
-            self.net = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3))
-            self.delay = delay
-
-        def forward(self, x):
-            time.sleep(self.delay)
-            return self.net(x)
-
-    def model():
-        return Slow(float(os.environ.get("SLOW_DELAY", "0")))
-
-    def data():
-        g = torch.Generator().manual_seed(0)
-        return torch.randn(30, 5, generator=g), torch.randint(0, 3, (30,), generator=g)
-    """
-)
-
 
 @pytest.fixture
 def project(tmp_path):
-    (tmp_path / "user.py").write_text(USER_CODE)
-    namespace: dict = {}
-    exec(USER_CODE, namespace)
-    model = namespace["model"]()
-    save_checkpoint(model, tmp_path / "a.pt")
+    model = user_project(tmp_path, delay=0.0)  # SLOW_DELAY slows a run down
     for name, shift in (("b.pt", 0.3), ("c.pt", 0.6)):
         with torch.no_grad():
             for p in model.parameters():
@@ -123,7 +91,18 @@ def test_a_model_and_data_file_import_the_modules_beside_them(tmp_path, monkeypa
     assert (tmp_path / "s.h5").exists()
 
 
+def test_a_model_file_that_is_not_python_is_named_in_one_line(project, capsys):
+    # 0.2 passed importlib's None spec on and failed with an internal AttributeError
+    (project / "model.txt").write_text("def model(): pass\n")
+    args = ["surface", "--model", f"{project}/model.txt:model", "--data",
+            f"{project}/user.py:data", "--checkpoint", str(project / "a.pt"), "--out",
+            str(project / "s.h5"), "--quiet"]  # fmt: skip
+    assert main(args) == 2
+    one_line_error(capsys, f"--model: expected a Python file (.py), got '{project}/model.txt'")
+
+
 # ---------------------------------------------------------------- two writers
+@pytest.mark.slow  # two command lines, one holding the file the other wants: 66s on 2 busy cores
 def test_a_second_compare_is_refused_while_the_first_holds_its_file(project, capsys):
     out = project / "cr"
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1", SLOW_DELAY="0.05")
@@ -146,6 +125,7 @@ def test_a_second_compare_is_refused_while_the_first_holds_its_file(project, cap
         assert all(f[f"compare/{k}/line/loss"].shape == (2, 3) for k in ("a", "b"))
 
 
+@pytest.mark.slow  # a slowed-down command line in a subprocess: 32s on 2 busy cores
 def test_a_results_command_holds_an_existing_output_until_it_ends(project, capsys):
     out = project / "r.h5"
     sharp = ["sharpness", *common(project, project / "a.pt"), "--metric", "fisher_rao",
@@ -310,6 +290,7 @@ def test_a_range_of_equal_coordinates_is_refused(project, capsys):
     assert main([*surface, "--x=1:1:1"]) == 0  # one point is fine
 
 
+@pytest.mark.slow  # a whole compare run: 16s on 2 busy cores
 def test_a_comparison_value_that_is_not_a_number_is_named(project, capsys):
     out = project / "cr"
     assert main(compare_args(project, out)) == 0

@@ -10,7 +10,7 @@ import landscape.data
 from landscape.compare import Comparison, compare_checkpoints, plot_comparison, write_tables
 from landscape.directions import random_directions
 from landscape.evaluate import Objective
-from landscape.sharpness import sharpness
+from landscape.sharpness import WarmStart, sharpness
 from landscape.surface import compute_surface
 
 MEASURES = ["worst_l2", "avg_l2", "rise"]
@@ -160,3 +160,30 @@ def test_a_comparison_file_of_version_0_1_resumes(tmp_path, monkeypatch):
         for kind in ("lines", "planes"):
             got, want = getattr(loaded, kind)[label], getattr(fresh, kind)[label]
             np.testing.assert_allclose(got["loss"], want["loss"], rtol=1e-12)
+
+
+def test_a_comparison_takes_an_objective(tmp_path):
+    """``objective=`` carries the data, loss and options; the result equals the built one's,
+    and lambda_max warm-started across checkpoints is recorded as a flag."""
+    checkpoints = {"a": mlp(1), "b": mlp(2)}
+    options = dict(measures=["lambda_max", "avg_l2"], line=[0.0, 1.0], num_directions=1,
+                   progress=False, **SETTINGS)  # fmt: skip
+    objective = Objective(mlp(0), data(0), loss="cross_entropy", batch_size=16)
+    start = WarmStart()
+    given = compare_checkpoints(checkpoints=checkpoints, objective=objective,
+                                path=tmp_path / "c.h5", warm_start=start, **options)  # fmt: skip
+    built = compare_checkpoints(mlp(0), checkpoints, data(0), batch_size=16, **options)
+    for label in checkpoints:
+        assert given.evaluation[label] == built.evaluation[label]
+        assert given.measures[label]["avg_l2"].value == built.measures[label]["avg_l2"].value
+        assert given.measures[label]["lambda_max"].value == pytest.approx(
+            built.measures[label]["lambda_max"].value, rel=1e-7
+        )
+    assert given.measures["b"]["lambda_max"].settings["warm_start"]
+    assert given.settings["warm_start"] is True and start.vector is not None
+    with pytest.raises(ValueError, match=r"expected the objective alone, got \['data'\]"):
+        compare_checkpoints(checkpoints=checkpoints, data=data(0), objective=objective)
+    with pytest.raises(ValueError, match=r"got \['loss'\] beside it"):
+        compare_checkpoints(checkpoints=checkpoints, objective=objective, loss="mse")
+    with pytest.raises(ValueError, match="expected a model and data, or an objective"):
+        compare_checkpoints(checkpoints=checkpoints)

@@ -43,6 +43,7 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def train_data():
+    pytest.importorskip("sklearn")  # the demo extra: the digits
     return digits_data("train")
 
 
@@ -53,6 +54,7 @@ def small_data(train_data):
 
 
 # ---------------------------------------------------------------- data
+@pytest.mark.demo
 def test_digits_shapes_and_values():
     sizes = {}
     for split in ("train", "test", "all"):
@@ -67,6 +69,7 @@ def test_digits_shapes_and_values():
     assert int(counts.min()) >= 34 and int(counts.max()) <= 36  # stratified
 
 
+@pytest.mark.demo
 def test_digits_split_is_fixed_and_partitions_the_data():
     x1, y1 = digits_data("train")
     x1[:] = -1.0  # the caller owns the returned tensors
@@ -83,6 +86,7 @@ def test_digits_split_is_fixed_and_partitions_the_data():
     assert float(xt.double().mul(16).sum()) == 111152.0
 
 
+@pytest.mark.demo
 def test_digits_dtype_and_errors():
     inputs, _ = digits_data("test", dtype=torch.float64)
     assert inputs.dtype == torch.float64
@@ -94,6 +98,7 @@ def test_digits_dtype_and_errors():
 
 
 # ---------------------------------------------------------------- models
+@pytest.mark.demo
 @pytest.mark.parametrize(
     ("build", "num_params", "names"),
     [
@@ -127,6 +132,7 @@ def test_model_construction_is_seeded_and_leaves_global_rng(build):
         build(dtype=torch.int32)
 
 
+@pytest.mark.demo
 def test_registries():
     assert set(BUILTIN_MODELS) == {"digits-mlp", "digits-cnn"}
     assert set(BUILTIN_DATA) == {"digits", "digits-train", "digits-test"}
@@ -306,6 +312,7 @@ def _make_recipe(makefile: str, target: str) -> list[str]:
     return recipe
 
 
+@pytest.mark.demo
 def test_make_demo_writes_only_where_git_ignores():
     import shutil
     import subprocess
@@ -327,3 +334,39 @@ def test_make_demo_writes_only_where_git_ignores():
     probe = f"{out}/demo_small-batch_contour.png"
     ignored = subprocess.run(["git", "check-ignore", "-q", probe], cwd=root, check=False)
     assert ignored.returncode == 0, f"git does not ignore {probe}, which make demo writes"
+
+
+def test_the_core_runs_without_scikit_learn_and_the_digits_say_what_to_install():
+    # scikit-learn is the demo extra: blocked, the library computes; only the digits refuse
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['sklearn'] = None\n"
+        "import numpy as np, torch, landscape as ls\n"
+        "from landscape.demo import digits_data, digits_mlp\n"
+        "torch.manual_seed(0)\n"
+        "model = torch.nn.Sequential(torch.nn.Linear(3, 2))\n"
+        "data = torch.randn(8, 3), torch.randint(0, 2, (8,))\n"
+        "directions = ls.random_directions(model, seed=0)\n"
+        "surface = ls.compute_surface(model, data, directions, np.linspace(-1, 1, 3),\n"
+        "                             progress=False)\n"
+        "assert surface['loss'][1] == ls.Objective(model, data)()['loss']\n"
+        "digits_mlp()\n"
+        "try:\n"
+        "    digits_data()\n"
+        "except RuntimeError as err:\n"
+        "    print(err)\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(
+        "expected scikit-learn for the digits data (pip install 'landscape[demo]'), got "
+    ), out.stdout
+    pyproject = open(os.path.join(root, "pyproject.toml"), encoding="utf-8").read()
+    core = pyproject.split("dependencies = [", 1)[1].split("]", 1)[0]
+    assert "scikit-learn" not in core
+    assert 'demo = ["scikit-learn' in pyproject

@@ -166,6 +166,7 @@ def one_thread():
 
 
 # ---------------------------------------------------------------- tests
+@pytest.mark.slow  # torchrun with two ranks: 18s on 2 busy cores
 def test_two_ranks_equal_one_process_exactly(tmp_path, one_thread):
     done = torchrun("grid", tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -192,6 +193,7 @@ def test_two_ranks_equal_one_process_exactly(tmp_path, one_thread):
         assert got["loop"] == pytest.approx(plain["call"]["loss"], rel=1e-12)
 
 
+@pytest.mark.slow  # torchrun, killed and resumed: 10s on 2 busy cores
 def test_killed_on_one_rank_resumes_with_another_number_of_ranks(tmp_path, one_thread):
     done = torchrun("kill", tmp_path)
     assert done.returncode != 0
@@ -206,6 +208,7 @@ def test_killed_on_one_rank_resumes_with_another_number_of_ranks(tmp_path, one_t
         np.testing.assert_array_equal(load_surface(path).metrics[name], expected)
 
 
+@pytest.mark.slow  # torchrun with two ranks: 35s on 2 busy cores
 def test_sharpness_and_hessian_on_two_ranks_equal_one_process(tmp_path, one_thread):
     done = torchrun("sharpness", tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]

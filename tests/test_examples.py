@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _shared import NO_DEMO_EXTRA, has_demo_extra, loads_digits
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
@@ -42,6 +43,7 @@ def _needed_modules(example: Path) -> set[str]:
     return names
 
 
+@pytest.mark.slow  # each example in a fresh interpreter: 16-42s on 2 busy cores
 @pytest.mark.parametrize("example", EXAMPLES, ids=[e.stem for e in EXAMPLES])
 def test_example_runs_quickly_and_writes_its_figures(example, tmp_path):
     source = example.read_text(encoding="utf-8")
@@ -54,6 +56,8 @@ def test_example_runs_quickly_and_writes_its_figures(example, tmp_path):
     missing = sorted(m for m in _needed_modules(example) if importlib.util.find_spec(m) is None)
     if missing:
         pytest.skip(f"{example.name} needs {', '.join(missing)}")
+    if loads_digits(source) and not has_demo_extra():
+        pytest.skip(NO_DEMO_EXTRA)
     out = tmp_path / "figures"
     env = dict(os.environ, LANDSCAPE_QUICK="1", LANDSCAPE_FIGURES=str(out), MPLBACKEND="Agg",
                OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))  # fmt: skip

@@ -17,44 +17,15 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from _shared import ROOT, user_project
 
 from landscape import storage
-from landscape.checkpoint import save_checkpoint
 from landscape.cli import main
 from landscape.directions import random_directions
 from landscape.hessian import load_hessian
 from landscape.sharpness import load_sharpness
 from landscape.surface import compute_surface, load_surface
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-USER_CODE = textwrap.dedent(
-    """
-    import time
-    import torch
-    from torch import nn
-
-    class Slow(nn.Module):
-        def __init__(self, delay):
-            super().__init__()
-            torch.manual_seed(0)
-            self.net = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3))
-            self.delay = delay
-
-        def forward(self, x):
-            time.sleep(self.delay)
-            return self.net(x)
-
-    def model():
-        return Slow(0.05)
-
-    def fast():
-        return Slow(0.0)
-
-    def data():
-        g = torch.Generator().manual_seed(0)
-        return torch.randn(30, 5, generator=g), torch.randint(0, 3, (30,), generator=g)
-    """
-)
 # a process that runs the command line, killed by SIGKILL when it writes its second group
 KILLED_IN_SAVE = textwrap.dedent(
     """
@@ -80,10 +51,7 @@ GRID = ("--x=-1:1:8", "--y=-1:1:5", "--points-per-pass", "1")
 
 @pytest.fixture
 def project(tmp_path):
-    (tmp_path / "user.py").write_text(USER_CODE)
-    namespace: dict = {}
-    exec(USER_CODE, namespace)
-    save_checkpoint(namespace["model"](), tmp_path / "a.pt")
+    user_project(tmp_path, delay=0.05)  # model() sleeps 0.05 s a call, fast() never
     return tmp_path
 
 
@@ -119,6 +87,7 @@ def held_by_a_writer(path):
 
 
 # ---------------------------------------------------------------- kills
+@pytest.mark.slow  # killed and rerun command lines: 19s on 2 busy cores
 def test_random_kills_then_the_same_command_equals_a_run_never_killed(project):
     reference, killed = project / "ref.h5", project / "killed.h5"
     assert main(command(project, "surface", reference, *GRID)) == 0
@@ -149,6 +118,7 @@ HESSIAN_RESULTS = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a command line killed while saving, then rerun: 20s on 2 busy cores
 def test_a_kill_while_saving_leaves_a_file_that_the_rerun_completes(project):
     out = project / "h.h5"
     save = HESSIAN_RESULTS + f"save_hessian({str(out)!r}, eigen=eigen, extremes=extremes)\n"
@@ -173,6 +143,7 @@ def test_a_kill_while_saving_leaves_a_file_that_the_rerun_completes(project):
 
 
 # ---------------------------------------------------------------- two writers
+@pytest.mark.slow  # two writers in subprocesses: 12s on 2 busy cores
 def test_a_second_writer_is_refused_and_the_first_file_stays_intact(project, capsys, monkeypatch):
     out = project / "c.h5"
     first = spawn(command(project, "surface", out, *GRID))

@@ -12,7 +12,6 @@ import pytest
 import scipy.sparse.linalg
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
 from torch import nn
 from torch.func import functional_call
 
@@ -86,7 +85,7 @@ def dense(op: HessianOperator) -> np.ndarray:
 # ---------------------------------------------------------------- digits MLP
 @pytest.fixture(scope="module")
 def digits():
-    bunch = load_digits()
+    bunch = pytest.importorskip("sklearn.datasets").load_digits()
     x = torch.tensor(bunch.data[:300] / 16.0, dtype=f64)
     y = torch.tensor(bunch.target[:300], dtype=torch.long)
     model = seeded(nn.Sequential(nn.Linear(64, 16), nn.Tanh(), nn.Linear(16, 10)).double(), 0)
@@ -509,6 +508,7 @@ def test_cuda_matches_cpu_and_memory_does_not_grow(digits):
 def near_zero_loss():
     """The digits MLP trained (float32, Adam, full batch) to a loss of about 1e-5 on 300
     digits, where float32 HVPs are off by ~1e-4 of ||H|| along the top eigenvector."""
+    pytest.importorskip("sklearn")  # the demo extra: the digits
     x, y = digits_data("train")
     x, y = x[:300], y[:300]
     model = train_classifier(

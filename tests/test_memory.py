@@ -84,6 +84,7 @@ def test_interpolation_ends_are_exact_in_pieces(monkeypatch):
     assert values["loss"][1] == objective()["loss"]
 
 
+@pytest.mark.demo
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_half_precision_models_get_directions_in_their_dtype(dtype):
     model = digits_mlp(seed=0).to(dtype)

@@ -27,6 +27,7 @@ from landscape.storage.paths import load_paths, save_paths
 @pytest.fixture(scope="module")
 def digits_pair():
     """Two digits MLPs trained from different seeds, full batch on a subset (about 1 s)."""
+    pytest.importorskip("sklearn")  # the demo extra: the digits
     X, y = digits_data("train")
     X, y = X[:256], y[:256]
     models = [
@@ -203,3 +204,44 @@ def test_paths_file_layout_and_round_trip(tmp_path):
     with pytest.raises(ValueError, match="key it by its kind"):
         save_paths(out, {"bezier": connection.line}, overwrite=True)
     assert isinstance(loaded["line"], PathResult)
+
+
+# ---------------------------------------------------------------- barriers after alignment
+def test_connect_with_align_stores_both_barriers_and_the_permutations(tmp_path):
+    from landscape.alignment import permutation_spec, permute_state
+
+    a = gaussian_mlp((3, 6, 2), seed=0).double()
+    spec = permutation_spec(a)
+    perm = {"0": torch.tensor([3, 5, 0, 1, 4, 2])}
+    b = permute_state(a.state_dict(), spec, perm)  # the same function, units reordered
+    x, y = gaussian_data(20, 3, 2, seed=0)
+    objective = Objective(a, (x.double(), y))
+    before = {n: t.clone() for n, t in a.state_dict().items()}
+    plain = connect_checkpoints(objective, a, b, curve="line", t=5)
+    assert plain.unaligned is None and plain.alignment is None
+    assert "align" not in plain.line.settings and "repair" not in plain.line.settings
+    connection = connect_checkpoints(objective, a, b, curve="line", t=5, align="weights")
+    assert connection.unaligned == plain.line  # the line as given, as before
+    assert connection.unaligned.barrier > 0
+    assert connection.line.barrier == 0.0  # the aligned end is the start exactly
+    assert np.array_equal(connection.line.loss, np.full(5, connection.line.loss[0]))
+    settings = connection.line.settings
+    assert settings["align"] == "weights"
+    assert settings["barrier_unaligned"] == connection.unaligned.barrier
+    assert settings["permutations"]["0"].tolist() == [2, 3, 5, 0, 4, 1]  # the inverse
+    save_paths(tmp_path / "p.h5", connection.paths)
+    assert load_paths(tmp_path / "p.h5")["line"] == connection.line
+    for name, value in a.state_dict().items():
+        assert torch.equal(value, before[name])
+
+
+def test_connect_with_align_and_a_fitted_curve_joins_the_aligned_end():
+    a, b = _small(0).double(), _small(1).double()
+    objective = Objective(a, tuple(t.double() if t.is_floating_point() else t for t in _data()))
+    connection = connect_checkpoints(
+        objective, a, b, curve="bezier", t=3, align="weights", num_steps=2, lr=0.01
+    )
+    for name, value in connection.alignment.state.items():
+        assert torch.equal(connection.fitted.end[name], value)
+    with pytest.raises(ValueError, match="expected one of 'weights', 'activations' for align"):
+        connect_checkpoints(objective, a, b, curve="line", align="weight")

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from _shared import NO_DEMO_EXTRA, has_demo_extra, loads_digits
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
@@ -23,6 +24,8 @@ def test_the_readme_has_python_blocks():
 @pytest.mark.parametrize("index", range(len(readme_blocks())))
 def test_readme_block_runs_alone(index, tmp_path):
     code = readme_blocks()[index]
+    if loads_digits(code) and not has_demo_extra():
+        pytest.skip(NO_DEMO_EXTRA)
     env = dict(os.environ, MPLBACKEND="Agg", PYTHONPATH=ROOT)
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,

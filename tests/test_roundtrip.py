@@ -35,6 +35,8 @@ NOT_STORED = {
     "TraceEstimate": "returned inside TraceResult (kind 'hessian.trace') by the workflows",
     "Quadrature": "returned inside DensityResult (kind 'hessian.density') by the workflows",
     "Eigenpairs": "returned inside EigenResult (kind 'hessian.eigen') by the workflows",
+    "Alignment": "its permutations are stored with the aligned path (kind 'paths'); the "
+    "aligned model is rebuilt from them",
 }
 
 

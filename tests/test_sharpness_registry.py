@@ -7,11 +7,12 @@ import math
 
 import pytest
 import torch
+from _shared import dense_hessian
 from _sharpness_cases import DTYPE, Point
 from torch import nn
 
 from landscape.objective import Objective
-from landscape.sharpness import MEASURES, SETTINGS, check_settings, sharpness
+from landscape.sharpness import MEASURES, SETTINGS, WarmStart, check_settings, sharpness
 
 
 class CountingLoss:
@@ -31,14 +32,19 @@ def counted() -> tuple[Objective, CountingLoss]:
     return Objective(Point(torch.ones(3, dtype=DTYPE)), [torch.zeros(1)], batch_loss=loss), loss
 
 
+def objective_data() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(8, 3, generator=g, dtype=DTYPE)
+    return x, torch.randint(0, 2, (8,), generator=g)
+
+
 def classifier() -> Objective:
     g = torch.Generator().manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).to(DTYPE)
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(torch.randn(p.shape, generator=g, dtype=DTYPE))
-    x = torch.randn(8, 3, generator=g, dtype=DTYPE)
-    return Objective(model, (x, torch.randint(0, 2, (8,), generator=g)))
+    return Objective(model, objective_data())
 
 
 def test_registry_lists_the_contract_names_in_order():
@@ -140,3 +146,24 @@ def test_seed_reaches_only_the_measures_that_draw():
     results = sharpness(classifier(), ["fisher_rao", "avg_l2"], seed=4, num_samples=3)
     assert "seed" not in results["fisher_rao"].settings
     assert results["avg_l2"].settings["seed"] == 4
+
+
+def test_lambda_max_takes_a_warm_start_and_only_lambda_max_does():
+    """The Tracker's warm start is a setting of the registry's lambda_max: a run from the
+    last eigenvector needs fewer products and finds the same eigenvalue (dense reference)."""
+    objective = classifier()
+    hessian = dense_hessian(objective.model, objective_data())[0]
+    exact = float(torch.linalg.eigvalsh(hessian)[-1])
+    start = WarmStart()
+    cold = sharpness(objective, ["lambda_max"], warm_start=start, progress=False)["lambda_max"]
+    warm = sharpness(objective, ["lambda_max"], warm_start=start, progress=False)["lambda_max"]
+    assert not cold.settings["warm_start"] and warm.settings["warm_start"]
+    assert warm.extra["num_hvps"] < cold.extra["num_hvps"]
+    for result in (cold, warm):
+        assert result.value == pytest.approx(exact, rel=1e-8)
+    with pytest.raises(TypeError, match="expected a landscape.sharpness.WarmStart"):
+        sharpness(objective, ["lambda_max"], warm_start=True)
+    with pytest.raises(ValueError, match="'warm_start' is not taken by the chosen measures"):
+        sharpness(objective, ["trace"], warm_start=start)
+    with pytest.raises(ValueError, match="expected a positive finite tol"):
+        sharpness(objective, ["lambda_max"], tol=-1.0)

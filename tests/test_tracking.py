@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
+import math
 
 import h5py
 import matplotlib.pyplot as plt
@@ -19,7 +21,7 @@ from landscape.directions import random_direction
 from landscape.hessian import HessianOperator
 from landscape.linalg import dense_operator, lanczos_eigenpairs
 from landscape.plotting import plot_tracking
-from landscape.sharpness import sharpness
+from landscape.sharpness import MEASURES, WarmStart, sharpness
 from landscape.storage.tracking import append_tracking, prepare_tracking, read_tracking
 
 
@@ -51,7 +53,8 @@ def test_logged_values_equal_direct_computations_at_the_same_weights():
     data = make_data()
     model = make_model()
     measures = ["loss", "accuracy", "lambda_max", "lambda_min", "trace", "slice", "fisher_rao"]
-    tracker = Tracker(data, every=2, measures=measures, num_probes=30, slice_x=[-0.5, 0.0, 0.5])
+    tracker = Tracker(data, every=2, measures=measures, num_probes=30, trace_every=2,
+                      slice_x=[-0.5, 0.0, 0.5])  # fmt: skip
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     for step in range(5):
         logged = tracker.log(model, step)
@@ -118,7 +121,7 @@ def test_a_restarted_run_appends_without_duplicates_or_gaps(tmp_path):
     path = tmp_path / "run.h5"
     data = make_data()
     measures = ["loss", "lambda_max", "trace"]
-    options = dict(path=path, every=2, measures=measures, num_probes=12)
+    options = dict(path=path, every=2, measures=measures, num_probes=12, trace_every=2)
     whole = make_model()
     train(whole, data, 10, Tracker(data, **{**options, "path": tmp_path / "whole.h5"}))
     # the first process logs 0, 2, 4 and is killed after step 5; a new one restarts from
@@ -224,3 +227,87 @@ def test_plot_tracking_draws_the_measure_and_the_stability_line(tmp_path):
     assert main(["plot", str(tmp_path / "run.h5"), "--kind", "tracking", "-o", str(out)]) == 0
     assert out.stat().st_size > 0
     assert landscape.plot_tracking is plot_tracking
+
+
+def test_lambda_max_and_trace_are_the_registry_measures(monkeypatch):
+    """One estimator per name: the Tracker's values are the registry's, with its settings
+    (the warm start a WarmStart that went through the same calls)."""
+    calls = []
+    for name in ("lambda_max", "trace"):
+        measure = MEASURES[name]
+
+        def spy(objective, *, _function=measure.function, **settings):
+            calls.append((settings["quantity"], sorted(settings)))
+            return _function(objective, **settings)
+
+        monkeypatch.setitem(MEASURES, name, dataclasses.replace(measure, function=spy))
+    data, model = make_data(), make_model(hidden=4)
+    tracker = Tracker(data, measures=["lambda_max", "trace"], num_probes=9, trace_every=1,
+                      tol=1e-6, max_hvps=200, seed=3)  # fmt: skip
+    start = WarmStart()
+    for step in range(2):
+        logged = tracker.log(model, step)
+        settings = dict(num_probes=9, tol=1e-6, max_hvps=200, seed=3, warm_start=start)
+        expected = sharpness(Objective(model, data), ["lambda_max", "trace"], **settings)
+        assert logged["lambda_max"] == expected["lambda_max"].value
+        assert logged["trace"] == expected["trace"].value
+        assert tracker.run.stderr["trace"][step] == expected["trace"].stderr
+        train(model, data, 1)
+    assert expected["lambda_max"].settings["warm_start"]
+    assert [c[0] for c in calls] == ["lambda_max", "trace"] * 4  # tracker, then direct
+    lambda_max_settings = ["max_hvps", "progress", "quantity", "seed", "tol", "warm_start"]
+    assert calls[0][1] == lambda_max_settings
+
+
+def test_log_prints_nothing_unless_progress_is_asked(capfd):
+    data, model = make_data(), make_model()
+    measures = ["loss", "lambda_max", "trace", "fisher_rao"]
+    Tracker(data, measures=measures, num_probes=6).log(model, 0)
+    assert capfd.readouterr().err == ""  # 0.2 printed a bar at every log
+    Tracker(data, measures=measures, num_probes=6, progress=True).log(model, 0)
+    shown = capfd.readouterr().err
+    assert all(name in shown for name in ("lambda_max", "trace", "fisher_rao"))
+
+
+def test_the_trace_is_computed_at_its_cadence_and_nan_between(tmp_path):
+    data, model = make_data(), make_model()
+    path = tmp_path / "run.h5"
+    tracker = Tracker(data, path=path, every=2, measures=["loss", "trace"], trace_every=4,
+                      num_probes=6)  # fmt: skip
+    for step in range(10):
+        logged = tracker.log(model, step)
+        if step in (0, 4, 8):
+            registry = sharpness(Objective(model, data), ["trace"], num_probes=6, progress=False)
+            assert logged["trace"] == registry["trace"].value
+        elif step % 2 == 0:
+            assert math.isnan(logged["trace"]) and not math.isnan(logged["loss"])
+        train(model, data, step + 1, start=step)
+    run = load_tracking(path)
+    assert run.steps.tolist() == [0, 2, 4, 6, 8]
+    assert np.isnan(run.values["trace"]).tolist() == [False, True, False, True, False]
+    assert np.isnan(run.stderr["trace"]).tolist() == [False, True, False, True, False]
+    assert run.settings["trace_every"] == 4 and run.settings["num_probes"] == 6
+    assert Tracker(data, every=5).trace_every == 50  # default: every 10th log
+    with pytest.raises(ValueError, match=r"expected trace_every a multiple of every \(2\), got 3"):
+        Tracker(data, every=2, trace_every=3)
+    with pytest.raises(TypeError, match="expected an int trace_every"):
+        Tracker(data, trace_every=1.5)
+
+
+def test_a_tracker_takes_an_objective(tmp_path):
+    data, model = make_data(), make_model()
+    objective = Objective(copy.deepcopy(model), data, batch_size=16)
+    measures = ["loss", "accuracy", "lambda_max"]
+    given = Tracker(objective=objective, measures=measures).log(model, 0)
+    built = Tracker(data, batch_size=16, measures=measures).log(model, 0)
+    assert given == built
+    with pytest.raises(ValueError, match="expected data or an objective, got both"):
+        Tracker(data, objective=objective)
+    with pytest.raises(ValueError, match="expected data or an objective, got neither"):
+        Tracker()
+    with pytest.raises(
+        ValueError, match=r"expected the loss options of the objective, got \['loss'\]"
+    ):
+        Tracker(objective=objective, loss="mse")
+    with pytest.raises(TypeError, match="expected a landscape Objective for objective"):
+        Tracker(objective=data)

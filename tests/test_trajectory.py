@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 from _shared import gaussian_data, gaussian_mlp
-from sklearn.decomposition import PCA
 from torch import nn
 
 from landscape import Objective
@@ -38,6 +37,7 @@ def _run(model: nn.Module, data, num: int = 8) -> list[dict[str, torch.Tensor]]:
 
 
 def test_explained_variance_equals_sklearn_pca_and_final_is_exact():
+    PCA = pytest.importorskip("sklearn.decomposition").PCA  # noqa: N806 (a class)
     model, data = _model(), _data()
     states = _run(_model(), data)
     objective = Objective(model, data)

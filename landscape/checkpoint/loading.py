@@ -32,7 +32,8 @@ def _check_dtypes(
 ) -> None:
     """Refuse int, bool or complex tensors for the model's floating tensors (the cast
     would make them zeros or drop parts); warn about float-to-float casts."""
-    refused, cast = [], []
+    refused: list[str] = []
+    cast: list[str] = []
     for name, want in expected.items():
         got = state.get(name)
         if got is None or got.dtype == want.dtype or not want.is_floating_point():

@@ -22,7 +22,6 @@ from .._finite import check_finite_inputs, nonfinite_note
 from ..checkpoint import file_sha256, load_checkpoint
 from ..checkpoint.reading import _kind
 from ..losses import LOSSES
-from .parser import _NUMBER_RANGE, NORMS, RANGE_OPTIONS  # noqa: F401 (their home before 0.3)
 
 
 class UserError(Exception):
@@ -48,6 +47,8 @@ def resolve_callable(spec: str, builtins: dict[str, Callable[..., Any]], what: s
             raise UserError(f"{what}: no such file {module_name!r}")
         name = "_landscape_user_" + re.sub(r"\W", "_", os.path.abspath(module_name))
         module_spec = importlib.util.spec_from_file_location(name, module_name)
+        if module_spec is None or module_spec.loader is None:  # not a .py file
+            raise UserError(f"{what}: expected a Python file (.py), got {module_name!r}")
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[name] = module
         folder = os.path.dirname(os.path.abspath(module_name))

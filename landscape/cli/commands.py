@@ -187,7 +187,8 @@ def cmd_hessian(args: argparse.Namespace) -> None:
     if blocks is not None:
         _print(blocks.table())
     _print(args.out)
-    found = {}  # of what this run computed (a rerun computes only what is missing)
+    # of what this run computed (a rerun computes only what is missing)
+    found: dict[str, Any] = {}
     if eigen is not None:
         found["eigenvalues"] = eigen.eigenvalues
     if extremes is not None:
@@ -232,14 +233,14 @@ def cmd_compare(args: argparse.Namespace) -> None:
     labels = [os.path.splitext(os.path.basename(c))[0] for c in args.checkpoints]
     if len(set(labels)) != len(labels):
         labels = list(args.checkpoints)
-    x = parse_range(args.x)
+    x = parse_range(args.x).tolist()
     os.makedirs(args.out, exist_ok=True)
     _check_out(args, os.path.join(args.out, "compare.h5"))
     comparison = compare_checkpoints(
         build().to(_device(args.device)), dict(zip(labels, args.checkpoints, strict=True)),
         _data(args.data), test_data=_data(args.test_data) if args.test_data else None,
         measures=args.metric or DEFAULT_MEASURES, line=x, num_directions=args.num_directions,
-        plane=None if args.y is None else (x, parse_range(args.y)), seed=args.seed,
+        plane=None if args.y is None else (x, parse_range(args.y).tolist()), seed=args.seed,
         **_loss_options(args), batch_size=args.batch_size,
         path=os.path.join(args.out, "compare.h5"), overwrite=args.overwrite,
         progress=not args.quiet, allow_nonfinite=args.allow_nonfinite,

@@ -1,8 +1,9 @@
 """The digits data and the demo's models.
 
 The data is scikit-learn's 8x8 handwritten digits (``sklearn.datasets.load_digits``, 1797
-images shipped inside scikit-learn), split without random numbers; the models are a small
-MLP and a small CNN with BatchNorm, built under a forked RNG seeded from ``seed``.
+images shipped inside scikit-learn: the ``demo`` extra), split without random numbers; the
+models are a small MLP and a small CNN with BatchNorm, built under a forked RNG seeded from
+``seed``.
 """
 
 from __future__ import annotations
@@ -37,8 +38,12 @@ TEST_EVERY = 5  # every 5th image of each class is a test image: a 1442/355 spli
 @functools.lru_cache(maxsize=1)
 def _digits_arrays() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """All images (float64, unscaled), labels, and the boolean test mask."""
-    from sklearn.datasets import load_digits
-
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as err:  # an optional extra: the core library runs without it
+        raise RuntimeError(
+            f"expected scikit-learn for the digits data (pip install 'landscape[demo]'), got {err}"
+        ) from None
     bunch = load_digits()
     images = torch.as_tensor(bunch.data, dtype=torch.float64)
     labels = torch.as_tensor(bunch.target, dtype=torch.long)

@@ -16,14 +16,17 @@ from .._seeding import draw_dtype
 class SymmetricOperator(Protocol):
     """A symmetric linear operator: what the solvers of this module take.
 
-    Attributes:
+    Attributes (read-only: a property or a frozen field satisfies them):
         size: ``n``, the length of the vectors it acts on.
         dtype: floating dtype of its vectors; device: their device.
     """
 
-    size: int
-    dtype: torch.dtype
-    device: torch.device
+    @property
+    def size(self) -> int: ...
+    @property
+    def dtype(self) -> torch.dtype: ...
+    @property
+    def device(self) -> torch.device: ...
 
     def matvec(self, x: torch.Tensor) -> torch.Tensor:
         """``A @ x`` for a 1-D tensor of :attr:`dtype` on :attr:`device`, same kind out."""

@@ -17,8 +17,11 @@ running statistics at an interior point of a curve belong to neither end).
 :func:`evaluate_path` gives the loss and metrics along a curve and the *loss barrier*
 (Frankle et al. 2020, "Linear mode connectivity and the lottery ticket hypothesis"):
 ``max_t [L(t) - ((1 - t) L(0) + t L(1))]`` and the ``t`` where it is reached.
-:func:`connect_checkpoints` does the whole study in one call; :func:`model_soup` is the
-uniform average of several checkpoints (Wortsman et al. 2022).
+:func:`connect_checkpoints` does the whole study in one call, with ``align=`` after
+permuting the second checkpoint's units into the first one's frame (the barrier before
+alignment kept in ``Connection.unaligned``, :mod:`landscape.alignment`) and ``repair=``
+(``"reset_bn"`` or REPAIR) at every point; :func:`model_soup` is the uniform average of
+several checkpoints (Wortsman et al. 2022).
 
 One module per job: ``curves`` (the curves and the results), ``fitting`` (:func:`fit_curve`),
 ``evaluation`` (:func:`evaluate_path`, :func:`loss_barrier`, :func:`connect_checkpoints`),

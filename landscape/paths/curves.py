@@ -23,6 +23,7 @@ from ..results import Result
 from ..results.paths import PathResult
 
 if TYPE_CHECKING:
+    from ..alignment import Alignment
     from ..objective import Objective
 
 __all__ = ["CURVE_KINDS", "Connection", "Curve", "CurveKind", "PathResult"]
@@ -83,11 +84,16 @@ class Connection(Result):
         line: loss and barrier along the straight line.
         curve: the same along the fitted curve (``None`` when only the line was asked for).
         fitted: the fitted :class:`Curve` (``None`` likewise).
+        unaligned: with ``align=``, the straight line between the checkpoints as given
+            (its ``barrier`` is the barrier before alignment; ``line`` is after it).
+        alignment: with ``align=``, the :class:`landscape.alignment.Alignment` of the end.
     """
 
     line: PathResult
     curve: PathResult | None = None
     fitted: Curve | None = None
+    unaligned: PathResult | None = None
+    alignment: Alignment | None = None
 
     @property
     def paths(self) -> dict[str, PathResult]:

@@ -10,7 +10,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..alignment import Repairer, align_states
+from ..checks import check_choice
 from ..limits import MAX_POINTS, check_limit
+from ..options import AlignMethod, AlignMethodName, Repair, RepairName
 from .bn import _BatchNormEstimator
 from .curves import Connection, Curve, CurveKind, PathResult, _as_state, _check_kind
 from .fitting import fit_curve
@@ -76,6 +79,7 @@ def evaluate_path(
     t: Any = 25,
     *,
     bn_reestimate: bool = False,
+    repair: RepairName | None = None,
 ) -> PathResult:
     """Loss and metrics along a curve, and its loss barrier.
 
@@ -84,10 +88,18 @@ def evaluate_path(
         curve: from :func:`fit_curve` (or ``Curve("line", a, b)``).
         t: a number of evenly spaced points, or increasing values from 0 to 1.
         bn_reestimate: recompute the BatchNorm running statistics at every point, the ends
-            included (:func:`reestimate_bn`).
+            included (:func:`reestimate_bn`); the same as ``repair="reset_bn"``.
+        repair: ``None``, ``"reset_bn"`` (as ``bn_reestimate=True``) or ``"repair"``:
+            REPAIR at every interior point, each layer's units rescaled to the interpolated
+            statistics of the ends (:class:`landscape.alignment.Repairer`, Jordan et al.
+            2023).
 
     Returns:
-        A :class:`PathResult` (``settings``: ``bn_reestimate`` and the curve's settings).
+        A :class:`PathResult` (``settings``: ``bn_reestimate``, ``repair`` when given, and
+        the curve's settings).
+
+    Raises:
+        ValueError: an unknown ``repair``, or ``bn_reestimate=True`` with ``"repair"``.
 
     Example:
         >>> from landscape import Objective
@@ -99,17 +111,27 @@ def evaluate_path(
         (0.0, 0.0)
     """
     grid = _grid(t)
-    estimator = _BatchNormEstimator(objective) if bn_reestimate else None
+    if repair is not None:
+        repair = check_choice(repair, Repair, "repair")  # type: ignore[assignment]
+        if bn_reestimate and repair == Repair.REPAIR:
+            raise ValueError("expected bn_reestimate=True or repair='repair', got both")
+    reset = bool(bn_reestimate) or repair == Repair.RESET_BN
+    estimator = _BatchNormEstimator(objective) if reset else None
+    repairer = Repairer(objective, curve.start, curve.end) if repair == Repair.REPAIR else None
     values: dict[str, list[float]] = {name: [] for name in objective.names}
     for ti in grid:
         state = curve.point(float(ti))
+        if repairer is not None:
+            state = repairer(state, float(ti))
         if estimator is not None:
             state = estimator(state)
         for name, value in objective(state).items():
             values[name].append(value)
     metrics = {name: np.asarray(v, dtype=np.float64) for name, v in values.items()}
     barrier, barrier_t = loss_barrier(grid, metrics["loss"])
-    settings = {**curve.settings, "bn_reestimate": bool(bn_reestimate)}
+    settings = {**curve.settings, "bn_reestimate": reset}
+    if repair is not None:
+        settings["repair"] = str(repair)
     return PathResult(curve.kind, grid, metrics, barrier, barrier_t, settings)
 
 
@@ -121,17 +143,29 @@ def connect_checkpoints(
     curve: CurveKind = "bezier",
     t: Any = 25,
     bn_reestimate: bool = False,
+    repair: RepairName | None = None,
+    align: AlignMethodName | None = None,
+    align_seed: int = 0,
     fit_objective: Objective | None = None,
     **fit_options: Any,
 ) -> Connection:
     """The straight line between two checkpoints and, unless ``curve="line"``, a fitted
     curve: loss and metrics along both and their barriers.
 
+    With ``align``, ``end`` is first permuted into ``start``'s frame
+    (:func:`landscape.align`, on the objective's data for ``"activations"``); the line and
+    the curve then join ``start`` to the aligned ``end``, and the line between the
+    checkpoints as given is kept in ``Connection.unaligned`` (evaluated with the same
+    ``repair``): the barrier before alignment is ``connection.unaligned.barrier``, after it
+    ``connection.line.barrier``.
+
     Args:
         objective: model and evaluation data.
         start, end: the checkpoints.
         curve: ``"bezier"``, ``"polychain"`` or ``"line"`` (the line only).
-        t, bn_reestimate: as in :func:`evaluate_path`.
+        t, bn_reestimate, repair: as in :func:`evaluate_path`.
+        align: ``None``, ``"weights"`` or ``"activations"``.
+        align_seed: weight matching's order of the groups.
         fit_objective: the objective the curve is fitted on (default ``objective``), e.g.
             one in train mode for a BatchNorm network.
         **fit_options: options of :func:`fit_curve` (``num_steps``, ``lr``, ``seed``, ...).
@@ -140,17 +174,35 @@ def connect_checkpoints(
         A :class:`Connection`. With a fitted curve, each path's ``settings`` also hold
         ``plane_coords`` (float64 ``(3, 2)``: a, b and the bend in their plane, see
         :func:`landscape.planes.checkpoint_plane`) and ``xy`` (the path's points in that
-        plane), for drawing the curve over a surface of the plane.
+        plane), for drawing the curve over a surface of the plane. With ``align``, the
+        line's ``settings`` also hold ``align`` (the method), ``barrier_unaligned`` and
+        ``permutations`` (``{group: int64 array}``, enough to rebuild the aligned ``end``
+        with :func:`landscape.alignment.permute_state`).
     """
     _check_kind(curve)
-    line = Curve(
-        "line", _as_state(objective, start, "start"), _as_state(objective, end, "end"), None, {}
-    )
-    line_path = evaluate_path(objective, line, t, bn_reestimate=bn_reestimate)
+    a, b = _as_state(objective, start, "start"), _as_state(objective, end, "end")
+    options = {"bn_reestimate": bn_reestimate, "repair": repair}
+    unaligned = alignment = None
+    if align is not None:
+        method = check_choice(align, AlignMethod, "align")
+        unaligned = evaluate_path(objective, Curve("line", a, b, None, {}), t, **options)
+        alignment = align_states(
+            objective.model, a, b, method=method, data=objective.batches(), seed=align_seed
+        )
+        b = alignment.state
+        end = b
+    line_path = evaluate_path(objective, Curve("line", a, b, None, {}), t, **options)
+    if alignment is not None and unaligned is not None:
+        extra = {
+            "align": alignment.method,
+            "barrier_unaligned": unaligned.barrier,
+            "permutations": {g: p.numpy() for g, p in alignment.permutations.items()},
+        }
+        line_path = dataclasses.replace(line_path, settings={**line_path.settings, **extra})
     if curve == "line":
-        return Connection(line_path)
+        return Connection(line_path, unaligned=unaligned, alignment=alignment)
     fitted = fit_curve(fit_objective or objective, start, end, kind=curve, **fit_options)
-    curve_path = evaluate_path(objective, fitted, t, bn_reestimate=bn_reestimate)
+    curve_path = evaluate_path(objective, fitted, t, **options)
     coords = _plane_coords(objective.model, fitted)
     if coords is not None:  # both paths drawn in the plane of (a, b, bend)
         line_path, curve_path = (
@@ -164,7 +216,7 @@ def connect_checkpoints(
             )
             for p in (line_path, curve_path)
         )
-    return Connection(line_path, curve_path, fitted)
+    return Connection(line_path, curve_path, fitted, unaligned, alignment)
 
 
 def _plane_coords(model: nn.Module, curve: Curve) -> np.ndarray | None:

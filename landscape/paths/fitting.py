@@ -78,6 +78,7 @@ def fit_curve(
     names = [n for n, p in objective.model.named_parameters() if p.is_floating_point() and n in a]
     bend = {n: torch.lerp(a[n], b[n], 0.5).requires_grad_(True) for n in names}
     params = list(bend.values())
+    opt: torch.optim.Optimizer
     if optimizer == "adam":
         opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     else:

@@ -15,7 +15,9 @@ Every plot of a surface chooses a log scale the same way (``log=None``: when the
 values span more than two decades), linear contour levels are round numbers, and the checkpoint
 ``(0, 0)`` is marked with a star, also on the 3D surface.
 
-Modules: :mod:`~landscape.plotting.surfaces` (one surface), :mod:`~landscape.plotting.spectra`
+Modules: :mod:`~landscape.plotting.surfaces` (one surface: lines and contours),
+:mod:`~landscape.plotting.heatmaps` (heatmaps, the convexity map),
+:mod:`~landscape.plotting.surface3d` (the 3D surface), :mod:`~landscape.plotting.spectra`
 (Hessian spectra), :mod:`~landscape.plotting.comparisons` (several checkpoints),
 :mod:`~landscape.plotting.tracking` (training runs, many-model studies) and
 :mod:`~landscape.plotting.style` (styling and saving). Importing this package imports matplotlib;

@@ -19,7 +19,12 @@ DEFAULT_NUM_LEVELS = 20
 #: Finite positive values spanning more than this ratio get a log scale by default.
 LOG_SPAN = 100.0
 #: Marker style of the checkpoint (the centre, ``(0, 0)``).
-CENTER_STYLE = {"marker": "*", "color": "white", "markeredgecolor": "black", "markersize": 10}
+CENTER_STYLE: dict[str, Any] = {
+    "marker": "*",
+    "color": "white",
+    "markeredgecolor": "black",
+    "markersize": 10,
+}
 #: Steps of round linear contour levels: 1, 2, 2.5 or 5 times a power of ten.
 ROUND_STEPS = (1.0, 2.0, 2.5, 5.0, 10.0)
 
@@ -53,7 +58,7 @@ def check_surface(surface: Any) -> Surface:
 def metric_2d(surface: Surface, metric: str) -> np.ndarray:
     """The metric as a float array of shape (nx, ny), checked against the grid."""
     check_surface(surface)
-    if not surface.is_2d:
+    if surface.y is None:
         raise ValueError(
             "this plot needs a 2D surface (x and y); this one is a 1D line, use plot_line"
         )
@@ -188,9 +193,12 @@ def contour_levels(
 def extend_of(kept: np.ndarray, lo: float, hi: float) -> Extend:
     """Colour-bar extension telling that some data lie outside [lo, hi]."""
     below, above = bool((kept < lo).any()), bool((kept > hi).any())
-    return {(False, False): "neither", (True, True): "both", (True, False): "min"}.get(
-        (below, above), "max"
-    )
+    extends: dict[tuple[bool, bool], Extend] = {
+        (False, False): "neither",
+        (True, True): "both",
+        (True, False): "min",
+    }
+    return extends.get((below, above), "max")
 
 
 def make_norm(lo: float, hi: float, log: bool) -> Normalize:

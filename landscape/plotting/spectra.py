@@ -180,7 +180,7 @@ def plot_block_curvature(
             ax.set_yscale("log")
         else:
             ax.set_yscale("symlog", linthresh=max(float(np.abs(finite[finite != 0]).min()), 1e-12))
-    bottom, top = ax.get_ylim()  # room above the tallest bar for the legend
-    ax.set_ylim(bottom, top * 6 if ax.get_yscale() == "log" else top + 0.35 * (top - bottom))
+    low, high = ax.get_ylim()  # room above the tallest bar for the legend
+    ax.set_ylim(low, high * 6 if ax.get_yscale() == "log" else high + 0.35 * (high - low))
     ax.legend(loc="upper right")
     return ax

@@ -84,7 +84,7 @@ def landscape_style(
         "image.cmap": "viridis",
     }
     params.update(rc or {})
-    with mpl.rc_context(params):
+    with mpl.rc_context(params):  # type: ignore[arg-type]  # a dict of known keys
         yield dict(params)
 
 

@@ -16,8 +16,9 @@ One module per family, each registering its measures and their settings in
 :mod:`~landscape.sharpness.registry`; by contract name (``L`` the mean loss, ``w`` the
 weights, ``c = 1`` for the standard and ``c = |w|`` for the adaptive versions):
 
-- ``lambda_max``, ``trace`` (:mod:`.curvature`): top Hessian eigenvalue and Hessian trace
-  (:mod:`landscape.hessian`).
+- ``lambda_max``, ``trace`` (:mod:`.curvature`): top Hessian eigenvalue (single-vector
+  Lanczos, warm-started from a :class:`WarmStart`) and Hessian trace (Hutch++, its interval
+  ``value +- 1.96 stderr`` from the same error model as its standard error).
 - ``keskar`` (:mod:`.keskar`): epsilon-sharpness of Keskar et al. (2017),
   ``100 (max_{z in C_eps} L(w + A z) - L(w)) / (1 + L(w))`` over a box, by L-BFGS-B from
   several starts; ``A`` is the identity or a random ``n x p`` Gaussian matrix.
@@ -51,7 +52,15 @@ from .curvature import measure_hessian
 from .fisher_rao import measure_fisher_rao
 from .keskar import keskar_subspace, measure_keskar
 from .pacbayes import measure_pacbayes
-from .registry import DEFAULT_RHO, MEASURES, SETTINGS, Measure, Setting, check_settings
+from .registry import (
+    DEFAULT_RHO,
+    MEASURES,
+    SETTINGS,
+    Measure,
+    Setting,
+    WarmStart,
+    check_settings,
+)
 from .relative_flatness import measure_relative_flatness
 from .result import SharpnessResult
 from .rise import measure_rise
@@ -65,6 +74,7 @@ __all__ = [
     "NotAMinimumWarning",
     "Setting",
     "SharpnessResult",
+    "WarmStart",
     "check_settings",
     "keskar_subspace",
     "load_sharpness",

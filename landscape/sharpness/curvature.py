@@ -1,56 +1,94 @@
-"""Curvature measures: the top Hessian eigenvalue and the Hessian trace."""
+"""Curvature measures: the top Hessian eigenvalue and the Hessian trace.
+
+``lambda_max`` is single-vector Lanczos (:func:`landscape.linalg.lanczos_eigenpairs` with
+``k = 1``), verified in float64; with a :class:`WarmStart` passed to successive calls at
+nearby weights (the logs of a training run, neighbouring checkpoints) each run starts from
+the previous eigenvector, which takes a few Hessian-vector products when the weights moved
+little. ``trace`` is Hutch++ with its standard error, and its 95% interval comes from the
+same error model: ``value +- z stderr`` (``z = 1.96``), which covers the trace in about
+95% of seeds (see :func:`landscape.linalg.estimate_trace`).
+"""
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Mapping
 from typing import Any, Literal
 
-import numpy as np
+import scipy.stats
+import torch
 
-from ..hessian import hessian_eigenpairs, hessian_trace
+from .._progress import progress_bar
+from ..hessian import HessianOperator, hessian_trace
+from ..linalg import lanczos_eigenpairs
 from ..objective import Objective
 from ..params import ParamSelection
 from . import _checks
-from ._stats import mean_interval
-from .registry import register
+from ._stats import LEVEL
+from .registry import WarmStart, check_warm_start, register
 from .result import SharpnessResult
 
-__all__ = ["measure_hessian"]
+__all__ = ["measure_hessian", "normal_interval"]
+
+_WHICH = {"lambda_max": "LA", "lambda_min": "SA"}
+
+
+def normal_interval(value: float, stderr: float, level: float = LEVEL) -> tuple[float, float]:
+    """``value +- z stderr`` with ``z`` the normal quantile of ``level`` (1.96 for 95%).
+
+    Example:
+        >>> normal_interval(10.0, 1.0)
+        (8.040036015459947, 11.959963984540053)
+    """
+    half = float(scipy.stats.norm.ppf(0.5 + level / 2)) * stderr
+    return value - half, value + half
 
 
 def measure_hessian(
     objective: Objective,
     *,
-    quantity: Literal["lambda_max", "trace"] = "lambda_max",
+    quantity: Literal["lambda_max", "lambda_min", "trace"] = "lambda_max",
     num_probes: int = 99,
     seed: int = 0,
     params: ParamSelection = None,
+    tol: float | None = None,
+    max_hvps: int = 500,
+    warm_start: WarmStart | None = None,
     progress: bool = True,
 ) -> SharpnessResult:
     """The top eigenvalue (Lanczos) or the trace (Hutch++) of the Hessian of the mean loss.
 
     Args:
         objective: the loss and data; its model is never changed.
-        quantity: ``"lambda_max"`` or ``"trace"``.
-        num_probes: probe vectors for the trace estimate.
+        quantity: ``"lambda_max"``, ``"trace"``, or ``"lambda_min"`` (the smallest
+            eigenvalue, as ``lambda_max``; not a registered measure, the Tracker logs it).
+        num_probes: Hutch++ products for the trace.
         seed: seeds the Lanczos start vector and the trace probes.
         params: the Hessian of these weights only, the diagonal block of the selection
             (names, glob patterns, a predicate or ``"trainable"``, see
             :func:`landscape.params.select_names`).
+        tol, max_hvps: Lanczos residual tolerance relative to ``||H||`` (default 1e-8
+            for float64 models, 1e-4 otherwise) and product budget (see
+            :func:`landscape.hessian.hessian_eigenpairs`); each eigenvalue is then
+            within ``tol * ||H||`` of an eigenvalue of the Hessian.
+        warm_start: a :class:`WarmStart` to start from and to update (eigenvalues only).
         progress: show a tqdm bar of the Hessian-vector products.
 
     Returns:
         A :class:`SharpnessResult` named ``quantity`` with the Hessian routine's settings
-        (provenance included); the
-        trace carries its standard error, samples and interval, the eigenvalue its explicit
-        residual and ``converged`` (1.0 or 0.0) in ``extra``.
+        (provenance included). The trace carries its standard error, samples and the
+        interval ``value +- 1.96 stderr`` (:func:`normal_interval`); the eigenvalue its
+        float64 residual, ``converged`` (1.0 or 0.0) and ``num_hvps`` in ``extra``, and
+        ``settings["warm_start"]``: whether it started from a previous vector.
 
     Raises:
-        ValueError: an unknown ``quantity`` or a bad ``num_probes``.
-        TypeError: a seed that is not an integer.
+        ValueError: an unknown ``quantity``, a bad ``num_probes``, ``tol`` or
+            ``max_hvps``.
+        TypeError: a seed that is not an integer, a ``warm_start`` that is not a
+            :class:`WarmStart`.
 
     Example:
-        >>> import torch
         >>> from torch import nn
         >>> from landscape.objective import Objective
         >>> data = (torch.eye(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64))
@@ -60,38 +98,83 @@ def measure_hessian(
     """
     _checks.check_objective(objective)
     seed = _checks.check_seed(seed)
-    if quantity == "lambda_max":
-        eig = hessian_eigenpairs(
-            objective, k=1, which="LA", seed=seed, params=params, progress=progress
+    if quantity in _WHICH:
+        return _eigenvalue(objective, quantity, seed, params, tol, max_hvps, warm_start, progress)
+    if quantity != "trace":
+        raise ValueError(
+            f"expected quantity 'lambda_max', 'lambda_min' or 'trace', got {quantity!r}"
         )
-        extra = {
-            "residual": float(eig.residuals[0]),
-            "converged": float(eig.converged),
-            "num_hvps": float(eig.num_hvps),
-        }
-        return SharpnessResult(
-            "lambda_max", float(eig.eigenvalues[0]), 0.0, _plain(eig.settings), extra
+    num_probes = _checks.check_count("num_probes", num_probes)
+    tr = hessian_trace(
+        objective,
+        num_probes=num_probes,
+        method="hutch++",
+        seed=seed,
+        params=params,
+        progress=progress,
+    )
+    settings = {**_plain(tr.settings), "method": tr.method}
+    value, stderr = float(tr.value), float(tr.stderr)
+    return SharpnessResult(
+        "trace", value, stderr, settings, {"num_hvps": float(tr.num_hvps)}, tr.samples,
+        normal_interval(value, stderr),
+    )  # fmt: skip
+
+
+def _eigenvalue(
+    objective: Objective,
+    quantity: str,
+    seed: int,
+    params: ParamSelection,
+    tol: float | None,
+    max_hvps: int,
+    warm_start: WarmStart | None,
+    progress: bool,
+) -> SharpnessResult:
+    """One extreme eigenvalue by single-vector Lanczos, from ``warm_start`` if it has a
+    vector of the right size, verified in float64 (see :func:`measure_hessian`)."""
+    if tol is not None:
+        tol = _checks.check_positive("tol", tol)
+    max_hvps = _checks.check_count("max_hvps", max_hvps)
+    if warm_start is not None:
+        check_warm_start(warm_start)
+    op = HessianOperator(objective, params=params)
+    start = None if warm_start is None else warm_start.vector
+    if start is not None and start.numel() != op.size:
+        start = None
+    with progress_bar(progress, desc=quantity, unit="HVP", total=max_hvps) as bar:
+        pairs = lanczos_eigenpairs(
+            op, 1, which=_WHICH[quantity], tol=tol, max_matvecs=max_hvps, seed=seed,
+            start=start, callback=bar.update,
+        )  # fmt: skip
+    value, residual = float(pairs.values[0]), float(pairs.residuals[0])
+    if not math.isfinite(value):
+        warnings.warn(
+            f"{quantity}: a Hessian-vector product is not finite; returning NaN",
+            RuntimeWarning,
+            stacklevel=3,
         )
-    if quantity == "trace":
-        num_probes = _checks.check_count("num_probes", num_probes)
-        tr = hessian_trace(
-            objective,
-            num_probes=num_probes,
-            method="hutch++",
-            seed=seed,
-            params=params,
-            progress=progress,
+    elif not pairs.converged:
+        warnings.warn(
+            f"{quantity}: Lanczos stopped after {pairs.num_matvecs} HVPs with a float64 "
+            f"residual of {residual:.3g}, above tol * ||H|| = "
+            f"{pairs.settings['tol'] * pairs.norm:.3g}; raise max_hvps, or tol",
+            RuntimeWarning,
+            stacklevel=3,
         )
-        extra = {"num_hvps": float(tr.num_hvps)}
-        settings = {**_plain(tr.settings), "method": tr.method}
-        interval = getattr(tr, "interval", None)
-        if interval is None and tr.samples is not None and len(tr.samples) > 1:
-            interval = mean_interval(np.asarray(tr.samples))
-        interval = None if interval is None else (float(interval[0]), float(interval[1]))
-        return SharpnessResult(
-            "trace", float(tr.value), float(tr.stderr), settings, extra, tr.samples, interval
-        )
-    raise ValueError(f"quantity must be 'lambda_max' or 'trace', got {quantity!r}")
+    if warm_start is not None and bool(torch.isfinite(pairs.vectors).all()):
+        warm_start.vector = pairs.vectors[0]
+    settings = {
+        **_plain(op.settings), "k": 1, "which": _WHICH[quantity], "tol": pairs.settings["tol"],
+        "max_hvps": max_hvps, "seed": seed, "verify_dtype": pairs.settings["verify_dtype"],
+        "num_hvps_float64": pairs.num_matvecs64, "warm_start": start is not None,
+    }  # fmt: skip
+    extra = {
+        "residual": residual,
+        "converged": float(pairs.converged),
+        "num_hvps": float(pairs.num_matvecs),
+    }
+    return SharpnessResult(quantity, value, 0.0, settings, extra)
 
 
 def _plain(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -108,7 +191,7 @@ register(
     "lambda_max",
     measure_hessian,
     fixed={"quantity": "lambda_max"},
-    defaults={"seed": 0, "params": None},
+    defaults={"seed": 0, "params": None, "tol": None, "max_hvps": 500, "warm_start": None},
 )
 register(
     "trace",

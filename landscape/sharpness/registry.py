@@ -24,6 +24,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from .. import options
 from ..options import values
 from ..results.sharpness import CONTRACT_ORDER
@@ -35,6 +37,7 @@ __all__ = [
     "SETTINGS",
     "Measure",
     "Setting",
+    "WarmStart",
     "check_settings",
     "register",
     "route_settings",
@@ -61,6 +64,49 @@ class Setting:
     name: str
     check: Callable[[Any], Any]
     doc: str
+
+
+class WarmStart:
+    """The eigenvector of the last Lanczos run, to start the next one from.
+
+    Give the same object as ``warm_start=`` to successive ``lambda_max`` calls at nearby
+    weights: each run starts from the vector the previous one found (single-vector
+    Lanczos) instead of a random one, and leaves its own here. Without a vector yet, with
+    one of another size (other weights) or after a run that found none (a non-finite
+    product), the run starts from the random vector of ``seed``. The value agrees with a
+    cold start's to the Lanczos tolerance, not bit for bit.
+
+    Attributes:
+        vector: the last eigenvector (float64, on the model's device), or ``None``.
+
+    Example:
+        >>> from torch import nn
+        >>> from landscape.objective import Objective
+        >>> from landscape.sharpness import measure_hessian
+        >>> x = torch.randn(20, 3, dtype=torch.float64)
+        >>> objective = Objective(nn.Linear(3, 1).double(), (x, x.sum(1)), loss="mse")
+        >>> start = WarmStart()
+        >>> cold = measure_hessian(objective, warm_start=start, progress=False)
+        >>> warm = measure_hessian(objective, warm_start=start, progress=False)
+        >>> warm.settings["warm_start"], warm.extra["num_hvps"] < cold.extra["num_hvps"]
+        (True, True)
+    """
+
+    def __init__(self) -> None:
+        self.vector: torch.Tensor | None = None
+
+    def __repr__(self) -> str:
+        size = None if self.vector is None else self.vector.numel()
+        return f"WarmStart(size={size})"
+
+
+def check_warm_start(value: Any) -> WarmStart:
+    """A :class:`WarmStart` (``TypeError`` otherwise)."""
+    if not isinstance(value, WarmStart):
+        raise TypeError(
+            f"expected a landscape.sharpness.WarmStart for warm_start, got {type(value).__name__}"
+        )
+    return value
 
 
 def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -107,6 +153,9 @@ SETTINGS: dict[str, Setting] = {
         Setting("subspace_dim", _optional(_count("subspace_dim")), "Keskar random subspace"),
         Setting("num_iters", _count("num_iters"), "L-BFGS-B iterations per start"),
         Setting("num_probes", _count("num_probes"), "Hutch++ probes for the trace"),
+        Setting("tol", _optional(_positive("tol")), "Lanczos tolerance, relative to ||H||"),
+        Setting("max_hvps", _count("max_hvps"), "Lanczos budget of Hessian-vector products"),
+        Setting("warm_start", _optional(check_warm_start), "Lanczos from the last eigenvector"),
         Setting("norm", _choice("norm", *values(options.Norm)), "rise directions"),
         Setting("ignore", _choice("ignore", *values(options.Ignore)), "rise: 1-D tensors"),
         Setting("layer", _optional(lambda v: _checks.check_name("layer", v)), "a 2-D weight"),

@@ -5,7 +5,8 @@ Layout (in any landscape file; a new file is ``format = "landscape.results"``)::
     /tracking                 attrs: every setting of the Tracker (measures, every, loss,
                               data_sha256, seed, lr, ...) and measure_names
     /tracking/steps           int64 (n,), the logged steps, increasing
-    /tracking/values/<name>   float64 (n,), or (n, nx) for the slice
+    /tracking/values/<name>   float64 (n,), or (n, nx) for the slice; NaN where not
+                              computed (the trace between its logs, see trace_every)
     /tracking/stderr/<name>   float64 (n,), 0 for an exact value (absent for the slice)
 
 Datasets grow by one row a log, each log a copy of the file renamed into place. ``steps``

@@ -1,0 +1,134 @@
+"""The cost of a ``Tracker.log`` in training steps of the digits MLP, and the error it states.
+
+The model is the demo's digits MLP (float32, 8970 weights) on the 1442 training digits; a
+training step is one step of the demo's small-batch recipe (16 examples, SGD with momentum
+0.9, lr 0.05), the loop a Tracker is meant to sit in. After one epoch of warm-up, each
+round takes one training step and one log (``every=1``), both timed in CPU seconds; the
+cost of a configuration is its mean log over the rounds (so a trace every 10th log is
+paid once in 10) divided by the median training step of all rounds of all configurations. Each
+configuration gets its own copy of the warmed-up model and the same training steps.
+
+Errors, at the last log's weights: ``lambda_max`` against a float64 Lanczos run to
+``tol=1e-10`` (relative), and the trace's stated standard error relative to its value.
+
+Run: ``PYTHONPATH=. python benchmarks/bench_tracking.py [--threads N] [--rounds N] [--out F]``;
+prints a Markdown table and writes it to ``benchmarks/results_tracking.md`` (or ``F``).
+Against an older checkout (``PYTHONPATH=old ... --out F``) only the settings it knows run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import inspect
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from landscape import Tracker, __version__
+from landscape.demo import digits_data, digits_mlp
+from landscape.hessian import HessianOperator
+from landscape.linalg import lanczos_eigenpairs
+from landscape.objective import Objective
+
+#: (label, Tracker keywords); "trace_every" is left out where the Tracker lacks it.
+CONFIGS = [
+    ("default measures (loss, lambda_max)", {}),
+    ("loss, lambda_max, cold Lanczos", {"warm_start": False}),
+    ("loss, lambda_max, tol=1e-2", {"tol": 1e-2}),
+    ("lambda_max + trace, defaults", {"measures": ["lambda_max", "trace"]}),
+    (
+        "lambda_max + trace, 30 probes every log (0.2)",
+        {"measures": ["lambda_max", "trace"], "num_probes": 30, "trace_every": 1},
+    ),
+]
+
+
+def train_step(model, optimizer, x, y, generator):
+    idx = torch.randint(0, len(x), (16,), generator=generator)
+    optimizer.zero_grad()
+    F.cross_entropy(model(x[idx]), y[idx]).backward()
+    optimizer.step()
+
+
+def run_config(start, x, y, rounds, options):
+    model = copy.deepcopy(start)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    generator = torch.Generator().manual_seed(1)
+    tracker = Tracker((x, y), **options)
+    tracker.log(model, 0)  # the first log (cold start, data to the device) is not counted
+    logs, steps = [], []
+    for step in range(1, rounds + 1):
+        t = time.process_time()
+        train_step(model, optimizer, x, y, generator)
+        steps.append(time.process_time() - t)
+        t = time.process_time()
+        tracker.log(model, step)
+        logs.append(time.process_time() - t)
+    return model, tracker.run, np.array(logs), np.array(steps)
+
+
+def lambda_max_error(model, x, y, logged):
+    op = HessianOperator(Objective(model, (x, y)), dtype=torch.float64)
+    exact = lanczos_eigenpairs(op, 1, tol=1e-10, max_matvecs=500).values[0]
+    return abs(logged - exact) / abs(exact)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results_tracking.md"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    x, y = digits_data("train")
+    start = digits_mlp()
+    optimizer = torch.optim.SGD(start.parameters(), lr=0.05, momentum=0.9)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(len(x) // 16):  # one epoch of warm-up
+        train_step(start, optimizer, x, y, generator)
+    known = inspect.signature(Tracker).parameters
+    found = []
+    for label, options in CONFIGS:
+        if "trace_every" not in known:
+            if "trace_every" not in options and "trace" in options.get("measures", ()):
+                continue  # an older Tracker traces at every log: that is the 0.2 row
+            options = {k: v for k, v in options.items() if k != "trace_every"}
+        found.append((label, *run_config(start, x, y, args.rounds, options)))
+    # one training step for every row: the median over all rounds of all configurations
+    step = float(np.median(np.concatenate([f[4] for f in found])))
+    rows = []
+    for label, model, run, logs, _ in found:
+        error = lambda_max_error(model, x, y, run.values["lambda_max"][-1])
+        trace = "-"
+        if "trace" in run.values:
+            done = np.isfinite(run.values["trace"])
+            relative = run.stderr["trace"][done] / np.abs(run.values["trace"][done])
+            trace = f"{np.median(relative):.1%}"
+        rows.append(
+            f"| {label} | {logs.mean() * 1e3:.1f} | **{logs.mean() / step:.0f}** | "
+            f"{np.median(logs) / step:.0f} | {logs.max() / step:.0f} | {error:.1e} | {trace} |"
+        )
+    table = "\n".join(
+        [
+            f"landscape {__version__}, torch {torch.__version__}, "
+            f"{platform.processor() or platform.machine()}, {args.threads} thread(s), "
+            f"{args.rounds} logs after one at step 0; CPU time. Training step (median of "
+            f"all rounds): {step * 1e3:.3f} ms.",
+            "",
+            "| configuration | log ms (mean) | **mean log / step** | median log / step | "
+            "slowest log / step | lambda_max rel. error | trace stderr / value |",
+            "|---|---|---|---|---|---|---|",
+            *rows,
+        ]
+    )
+    print(table)
+    args.out.write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""Activation matching (Ainsworth et al. 2023; Li et al. 2015): the permutation of each
+group that pairs every unit of ``a`` with the unit of ``b`` whose activations correlate
+most with it over the data.
+
+For each group, the Pearson correlations ``corr[i, j]`` between unit ``i`` of ``a`` and
+unit ``j`` of ``b`` are averaged over every activation of the group (a layer's output and
+what elementwise functions make of it; every position of a conv map or a sequence counts as
+a sample), accumulated in float64 over the batches, and
+``scipy.optimize.linear_sum_assignment`` maximizes their sum; the groups of one attention
+are paired by whole heads (:func:`~landscape.alignment.attention.match_heads`). Groups
+whose activations the graph does not show (the query/key and value dimensions inside
+``nn.MultiheadAttention``) keep the identity: align those by weights.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+from torch import fx, nn
+
+from ..data import as_batches, split_batch, to_device
+from .attention import match_heads
+from .spec import PermutationSpec
+
+__all__ = ["activation_correlations", "activation_matching"]
+
+
+class _Recorder(fx.Interpreter):
+    """Runs a traced model and keeps the outputs of the wanted nodes."""
+
+    def __init__(self, module: fx.GraphModule, wanted: Iterable[str]):
+        super().__init__(module)
+        self.wanted = set(wanted)
+        self.kept: dict[str, torch.Tensor] = {}
+
+    def run_node(self, n: fx.Node) -> Any:
+        out = super().run_node(n)
+        if n.name in self.wanted:
+            self.kept[n.name] = out
+        return out
+
+
+def _args(graph: fx.Graph, inputs: Any) -> list[Any]:
+    places = [n for n in graph.nodes if n.op == "placeholder"]
+    if not isinstance(inputs, Mapping):
+        return [inputs] + [p.args[0] if p.args else None for p in places[1:]]
+    return [inputs[p.target] if p.target in inputs else (p.args or (None,))[0] for p in places]
+
+
+def _units(x: torch.Tensor, dim: int) -> torch.Tensor:
+    return x.detach().to(torch.float64).movedim(dim, -1).reshape(-1, x.shape[dim])
+
+
+@torch.no_grad()
+def activation_correlations(
+    spec: PermutationSpec, model_a: nn.Module, model_b: nn.Module, data: Any
+) -> dict[str, np.ndarray]:
+    """``{group: corr}``: ``corr[i, j]``, the correlation between unit ``i`` of ``a`` and
+    unit ``j`` of ``b``, averaged over the group's activations (a unit that never varies
+    correlates 0)."""
+    graphs = [fx.symbolic_trace(copy.deepcopy(m).eval()) for m in (model_a, model_b)]
+    recorders = [_Recorder(g, spec.nodes) for g in graphs]
+    sums: dict[str, list] = {}
+    device = next((p.device for p in model_a.parameters()), torch.device("cpu"))
+    for batch in as_batches(data):
+        inputs = to_device(split_batch(batch)[0], device)
+        for recorder, gm in zip(recorders, graphs, strict=True):
+            recorder.kept = {}
+            recorder.run(*_args(gm.graph, inputs))
+        for node, (_, dim) in spec.nodes.items():
+            xa = _units(recorders[0].kept[node], dim)
+            xb = _units(recorders[1].kept[node], dim)
+            acc = sums.setdefault(node, [0, 0.0, 0.0, 0.0, 0.0, 0.0])
+            acc[0] += len(xa)
+            acc[1] = acc[1] + xa.sum(0)
+            acc[2] = acc[2] + xb.sum(0)
+            acc[3] = acc[3] + (xa * xa).sum(0)
+            acc[4] = acc[4] + (xb * xb).sum(0)
+            acc[5] = acc[5] + xa.T @ xb
+    if not sums:
+        raise ValueError("expected data with at least one batch for activation matching, got none")
+    out: dict[str, np.ndarray] = {}
+    for node, (group, _) in spec.nodes.items():
+        count, sa, sb, saa, sbb, sab = sums[node]
+        ma, mb = sa / count, sb / count
+        cov = sab / count - torch.outer(ma, mb)
+        sd_a = (saa / count - ma**2).clamp_min(0).sqrt()
+        sd_b = (sbb / count - mb**2).clamp_min(0).sqrt()
+        scale = torch.outer(sd_a, sd_b)
+        corr = torch.where(scale > 1e-12, cov / scale.clamp_min(1e-300), torch.zeros_like(cov))
+        out[group] = out.get(group, 0) + corr.cpu().numpy()
+    counts = {}
+    for group, _ in spec.nodes.values():
+        counts[group] = counts.get(group, 0) + 1
+    return {group: c / counts[group] for group, c in out.items()}
+
+
+def activation_matching(
+    spec: PermutationSpec, model_a: nn.Module, model_b: nn.Module, data: Any
+) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray]]:
+    """The permutations of ``b``'s units that maximize their correlation with ``a``'s.
+
+    Args:
+        spec: the permutation groups (with the activations of each).
+        model_a, model_b: two models of the architecture of ``spec`` (copies are run in
+            eval mode; neither is changed).
+        data: batches the library accepts (:func:`landscape.data.as_batches`).
+
+    Returns:
+        ``({group: permutation}, {group: correlations})``.
+    """
+    corr = activation_correlations(spec, model_a, model_b, data)
+    perms = {g: torch.arange(n) for g, n in spec.sizes.items()}
+    in_heads = set()
+    for num, groups in spec.heads.values():  # whole heads, one head order for the groups
+        in_heads.update(groups)
+        if any(g in corr for g in groups):
+            costs = [corr.get(g, np.zeros((spec.sizes[g],) * 2)) for g in groups]
+            for g, p in zip(groups, match_heads(costs, num), strict=True):
+                perms[g] = torch.as_tensor(p, dtype=torch.int64)
+    for group, c in corr.items():
+        if group not in in_heads:
+            _, col = linear_sum_assignment(c, maximize=True)
+            perms[group] = torch.as_tensor(col, dtype=torch.int64)
+    return perms, corr
