@@ -70,7 +70,7 @@ def test_the_update_read_from_the_optimizer_is_the_step_it_takes(name, dtype, rt
         backward()
         opt.step()
     backward()
-    P = preconditioner(opt, model)
+    P = preconditioner(opt, model, next_step=True)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     predicted = P.update(before)
     opt.step()
@@ -90,23 +90,26 @@ def test_reading_changes_neither_the_optimizer_nor_the_model():
     backward()
     state = {k: v.clone() for k, v in opt.state[model[0].weight].items()}
     weights = [p.detach().clone() for p in model.parameters()]
-    preconditioner(opt, model)
+    preconditioner(opt, model, next_step=True)
     assert all(torch.equal(state[k], v) for k, v in opt.state[model[0].weight].items())
     assert all(torch.equal(a, b) for a, b in zip(weights, model.parameters(), strict=True))
 
 
-def test_without_gradients_the_last_steps_preconditioner_is_read():
+def test_by_default_the_last_steps_preconditioner_is_read():
     model, opt, backward = _setup("adam", torch.float64)
     backward()
     opt.step()
-    opt.zero_grad(set_to_none=True)
+    backward()  # gradients present, but not read: they may be the last step's, stale
     P = preconditioner(opt, model)
     state = opt.state[model[0].weight]
     expected = 0.1 * (state["exp_avg_sq"].sqrt() / math.sqrt(1 - 0.99) + 1e-8)  # betas 0.9, 0.99
     assert P.when == "last" and P.step == 1 and P.direction is None
     torch.testing.assert_close(P.diagonal["0.weight"], expected, rtol=1e-14, atol=0)
-    with pytest.raises(ValueError, match="expected a preconditioner read with gradients"):
+    with pytest.raises(ValueError, match="expected a preconditioner of the coming step"):
         P.update(dict(model.named_parameters()))
+    opt.zero_grad(set_to_none=True)
+    with pytest.raises(ValueError, match="expected gradients for next_step=True"):
+        preconditioner(opt, model, next_step=True)
 
 
 class _Shampoo(torch.optim.Optimizer):
@@ -167,10 +170,10 @@ def test_the_threshold_separates_convergence_from_divergence_on_a_quadratic(opti
 def test_adam_threshold_is_38_over_lr_for_beta1_0_9():
     model = nn.Linear(2, 1)
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    with pytest.raises(ValueError, match="has taken a step or has gradients, got neither"):
+    with pytest.raises(ValueError, match="that has taken a step, got one at step 0"):
         preconditioner(opt, model)
     model(torch.ones(1, 2)).sum().backward()
-    P = preconditioner(opt, model)
+    P = preconditioner(opt, model, next_step=True)
     assert P.threshold == pytest.approx((2 + 2 * 0.9) / (0.01 * (1 - 0.9)), rel=1e-12)
 
 
@@ -190,9 +193,9 @@ def test_preconditioned_sharpness_equals_the_dense_top_eigenvalue_of_P_inverse_H
         backward()
         opt.step()
     backward()
-    P = preconditioner(opt, model)
+    P = preconditioner(opt, model, next_step=True)
     result = preconditioned_sharpness(
-        Objective(model, (x, y), loss="cross_entropy"), opt, num_eigenpairs=2
+        Objective(model, (x, y), loss="cross_entropy"), P, num_eigenpairs=2
     )
     H, diag = _dense_operator(model, (x, y), P)
     s = diag.rsqrt()

@@ -121,6 +121,7 @@ def _optim(kind: str):
         opt = torch.optim.Adam(objective.model.parameters(), lr=0.01)
         x, y = gaussian_data(12, 3, 2)
         torch.nn.functional.cross_entropy(objective.model(x), y).backward()
+        opt.step()
         return optim.preconditioned_sharpness(objective, opt)
 
     return build

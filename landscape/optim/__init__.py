@@ -6,10 +6,9 @@ Example:
     >>> import torch
     >>> from torch import nn
     >>> model = nn.Linear(3, 1)
-    >>> opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    >>> model(torch.ones(1, 3)).sum().backward()
-    >>> round(preconditioner(opt, model).threshold)  # (2 + 2 beta1) / (lr (1 - beta1))
-    3800
+    >>> opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    >>> round(preconditioner(opt, model).threshold)  # (2 + 2 momentum) / lr
+    380
 """
 
 from __future__ import annotations

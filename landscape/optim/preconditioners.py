@@ -43,14 +43,13 @@ class Preconditioner:
         lr: the reference learning rate ``eta`` (the largest of the groups').
         threshold: the stability threshold of ``lambda_1(P^-1 H)`` for this update on a
             quadratic, ``nan`` when unknown (a diagonal given by hand).
-        direction: ``{name: d}`` of the step the optimizer takes next, when the weights have
-            gradients (``when == "next"``); ``None`` otherwise.
+        direction: ``{name: d}`` of the coming step (``when == "next"``); ``None`` otherwise.
         decay: ``{name: c}`` decoupled weight decay (AdamW's ``lr_group / lr * wd``), 0 else.
         l2: ``{name: c}`` weight decay added to the gradient (coupled: the optimizer sees the
             Hessian of ``loss + c/2 ||w||^2``, that is ``H + c I``).
         optimizer: the optimizer's class name; step: its step count (0 for SGD).
-        when: ``"next"`` (the gradients of the coming step are in ``P`` and ``d``) or
-            ``"last"`` (the state as the last step left it).
+        when: ``"next"`` (the coming step, its gradients in ``P`` and ``d``) or ``"last"``
+            (the state as the last step left it).
         settings: the hyper-parameters read, for the record.
     """
 
@@ -73,8 +72,8 @@ class Preconditioner:
         """
         if self.direction is None:
             raise ValueError(
-                "expected a preconditioner read with gradients (when='next'), got one read "
-                "without them: compute the loss's gradients before calling preconditioner()"
+                "expected a preconditioner of the coming step (when='next'), got one of the "
+                "last step: read it with next_step=True after loss.backward()"
             )
         out = {}
         for name, p in self.diagonal.items():
@@ -165,7 +164,8 @@ def _group_terms(kind: str, group: dict, state: dict, g: torch.Tensor | None, w:
             v = vmax.to(torch.float64)
         if step == 0:
             raise ValueError(
-                f"expected an {kind} that has taken a step or has gradients, got neither"
+                f"expected an {kind} that has taken a step, got one at step 0: read it after "
+                "a step, or with next_step=True after loss.backward()"
             )
         bc1, bc2 = 1 - b1**step, 1 - b2**step
         p = bc1 * (v.sqrt() / math.sqrt(bc2) + group["eps"])
@@ -204,21 +204,26 @@ def _threshold(kind: str, optimizer: torch.optim.Optimizer, lr: float) -> float:
     return stability_threshold(lr)
 
 
-def preconditioner(optimizer: torch.optim.Optimizer, model: nn.Module) -> Preconditioner:
-    """The diagonal preconditioner of ``optimizer`` (SGD, Adam, AdamW, RMSprop, Adagrad), as
-    its next step applies it when the model's weights hold gradients, otherwise as its last
-    step left it (``when``).
+def preconditioner(
+    optimizer: torch.optim.Optimizer, model: nn.Module, *, next_step: bool = False
+) -> Preconditioner:
+    """The diagonal preconditioner of ``optimizer`` (SGD, Adam, AdamW, RMSprop, Adagrad): as
+    its last step applied it (the state as that step left it), or with ``next_step=True`` as
+    its coming step will, from the gradients the weights hold now (call it after
+    ``loss.backward()`` and before ``optimizer.step()``).
 
     Nothing is changed: neither the optimizer's state nor the model.
 
     Args:
         optimizer: the optimizer, over parameters of ``model``.
         model: the model, for the names of the weights.
+        next_step: read the coming step (the gradients included) instead of the last one.
 
     Raises:
         ValueError: an optimizer without a diagonal preconditioner (named), ``maximize=True``,
-            a parameter that is not the model's, or groups whose momentum or betas differ
-            (their thresholds differ).
+            a parameter that is not the model's, groups whose momentum or betas differ
+            (their thresholds differ), ``next_step`` without gradients, or an adaptive
+            optimizer that has taken no step read without ``next_step``.
         TypeError: not an optimizer.
 
     Example:
@@ -226,7 +231,7 @@ def preconditioner(optimizer: torch.optim.Optimizer, model: nn.Module) -> Precon
         >>> model = nn.Linear(2, 1)
         >>> opt = torch.optim.Adam(model.parameters(), lr=0.01)
         >>> model(torch.ones(1, 2)).sum().backward()
-        >>> P = preconditioner(opt, model)
+        >>> P = preconditioner(opt, model, next_step=True)
         >>> P.when, round(P.threshold)
         ('next', 3800)
     """
@@ -239,7 +244,13 @@ def preconditioner(optimizer: torch.optim.Optimizer, model: nn.Module) -> Precon
         raise ValueError(f"expected the groups to share {', '.join(keys)}, got {sorted(shapes)}")
     lr = max(_float(g["lr"]) for g in groups)
     params = [p for g in groups for p in g["params"]]
-    has_grads = all(p.grad is not None for p in params)
+    missing = [tuple(p.shape) for p in params if p.grad is None]
+    if next_step and missing:
+        raise ValueError(
+            f"expected gradients for next_step=True (call loss.backward() first), got none for "
+            f"{len(missing)} parameter(s), shapes {missing[:3]}"
+        )
+    has_grads = bool(next_step)
     diagonal, direction, decay, l2, steps = {}, {}, {}, {}, set()
     for group in groups:
         ratio = _float(group["lr"]) / lr

@@ -108,9 +108,10 @@ def preconditioned_sharpness(
 
     Args:
         objective: the loss and data (the full batch, or the batch the user measures on).
-        preconditioner: an optimizer (read by :func:`~landscape.optim.preconditioner`, so
-            after ``loss.backward()`` the coming step's ``P``), a :class:`Preconditioner`,
-            or a positive diagonal (``{name: tensor}`` or a flat tensor).
+        preconditioner: an optimizer (read by :func:`~landscape.optim.preconditioner`: the
+            ``P`` of its last step), a :class:`Preconditioner` (``preconditioner(opt,
+            model, next_step=True)`` for the coming step's), or a positive diagonal
+            (``{name: tensor}`` or a flat tensor).
         num_eigenpairs: how many eigenvalues, largest first.
         tol, max_hvps, seed, state, dtype: as in :func:`~landscape.hessian.hessian_eigenpairs`.
         progress: a tqdm bar of the HVPs.
