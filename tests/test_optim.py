@@ -15,7 +15,6 @@ from _shared import dense_hessian, dense_hessian_of, gaussian_data, gaussian_mlp
 from torch import nn
 from torch.func import functional_call
 
-from landscape.hessian import hessian_eigenpairs
 from landscape.objective import Objective
 from landscape.optim import (
     StabilityGuard,
@@ -26,6 +25,7 @@ from landscape.optim import (
     preconditioner,
     stability_threshold,
 )
+from landscape.tracking import Tracker
 
 OPTIMIZERS = {
     "sgd": (torch.optim.SGD, {}),
@@ -296,28 +296,30 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def _adam_run(lr: float, guard: StabilityGuard, num_steps: int = 800) -> tuple[list, float]:
-    """Full-batch Adam (beta1 0.9) on 500 digits, MSE, a 64-20-20-10 tanh MLP; the ratio of
-    lambda_1(P^-1 H) to 38/lr every 50 steps of the second half, given to the guard."""
+def _adam_run(lr: float, guard: StabilityGuard, num_steps: int = 800):
+    """Full-batch Adam (beta1 0.9) on 500 digits, MSE, a 64-20-20-10 tanh MLP, tracked every
+    50 steps of the second half with the optimizer and the guard; the run."""
     x, y = _digits_mse()
     torch.manual_seed(0)
     model = nn.Sequential(
         nn.Linear(64, 20), nn.Tanh(), nn.Linear(20, 20), nn.Tanh(), nn.Linear(20, 10)
     )
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    objective = Objective(model, (x, y), loss="mse")
-    ratios = []
+    tracker = Tracker(
+        (x, y), loss="mse", every=50, measures=["preconditioned_sharpness", "lambda_max"],
+        optimizer=opt, guard=guard, tol=1e-3, lr=lr,
+    )  # fmt: skip
     for step in range(num_steps + 1):
+        if step >= num_steps // 2:
+            tracker.log(model, step)
         opt.zero_grad()
         nn.functional.mse_loss(model(x), y).backward()
-        if step >= num_steps // 2 and step % 50 == 0:
-            result = preconditioned_sharpness(objective, opt, tol=1e-3)
-            ratios.append(result.ratio)
-            guard.update("preconditioned_sharpness", result.value, threshold=result.threshold,
-                         step=step)  # fmt: skip
         opt.step()
-    raw = hessian_eigenpairs(objective, k=1, tol=1e-3, progress=False).eigenvalues[0]
-    return ratios, raw * lr / 2
+    run = tracker.run
+    ratios = (
+        run.values["preconditioned_sharpness"] / run.values["preconditioned_sharpness_threshold"]
+    )
+    return ratios, run.values["lambda_max"] * lr / 2
 
 
 def test_full_batch_adam_trains_at_the_adaptive_edge_of_stability(one_thread):
@@ -326,7 +328,7 @@ def test_full_batch_adam_trains_at_the_adaptive_edge_of_stability(one_thread):
     guard = StabilityGuard(fraction=0.9, patience=3, action=lambda *a: fired.append(a[3]))
     ratios, raw = _adam_run(0.005, guard)
     print(f"lambda_1(P^-1 H) / (38/lr): median {np.median(ratios):.3f} of {np.round(ratios, 3)}; "
-          f"raw lambda_max {raw:.3g} of 2/lr; the guard fired at steps {fired}")  # fmt: skip
+          f"raw lambda_max {np.round(raw, 4)} of 2/lr; the guard fired at {fired}")  # fmt: skip
     assert abs(np.median(ratios) - 1) < 0.1
     assert fired  # the guard sees the edge
 
@@ -363,3 +365,29 @@ def test_the_guard_warns_without_an_action():
 def test_bad_guard_settings_are_refused(options):
     with pytest.raises((ValueError, TypeError), match="expected"):
         StabilityGuard(**options)
+
+
+def test_the_registered_measures_are_the_functions_with_their_thresholds():
+    from landscape.sharpness import sharpness
+
+    model, opt, backward = _setup("sgd-momentum", torch.float64)
+    backward()
+    opt.step()
+    x, y = gaussian_data(16, 3, 2)
+    objective = Objective(model, (x, y), loss="cross_entropy", batch_size=4)
+    names = ["preconditioned_sharpness", "batch_sharpness", "gradient_share"]
+    found = sharpness(objective, names, optimizer=opt, lr=0.01, num_eigenpairs=2, progress=False)
+    direct = preconditioned_sharpness(objective, opt)
+    assert found["preconditioned_sharpness"].value == pytest.approx(direct.value, rel=1e-10)
+    assert found["preconditioned_sharpness"].extra["threshold"] == direct.threshold
+    assert found["preconditioned_sharpness"].settings["optimizer"] == "SGD"
+    batches = batch_sharpness(objective, lr=0.01)
+    assert found["batch_sharpness"].value == batches.value
+    assert found["batch_sharpness"].stderr == batches.stderr
+    assert found["batch_sharpness"].extra["threshold"] == 200.0
+    share = gradient_alignment(objective, num_eigenpairs=2).share
+    assert found["gradient_share"].value == pytest.approx(share, rel=1e-8)
+    with pytest.raises(ValueError, match="expected optimizer="):
+        sharpness(objective, ["preconditioned_sharpness"], progress=False)
+    with pytest.raises(TypeError, match="expected a torch optimizer"):
+        sharpness(objective, ["preconditioned_sharpness"], optimizer="adam", progress=False)

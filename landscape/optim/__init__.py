@@ -16,7 +16,13 @@ from __future__ import annotations
 from ..results.optim import BatchSharpness, GradientAlignment, PreconditionedSharpness
 from .batch import batch_sharpness, gradient_alignment, loss_gradient
 from .guard import StabilityGuard, StabilityWarning
-from .preconditioners import SUPPORTED, Preconditioner, preconditioner, stability_threshold
+from .preconditioners import (
+    SUPPORTED,
+    Preconditioner,
+    optimizer_threshold,
+    preconditioner,
+    stability_threshold,
+)
 from .sharpness import preconditioned_sharpness, resolve_preconditioner
 
 __all__ = [
@@ -30,6 +36,7 @@ __all__ = [
     "batch_sharpness",
     "gradient_alignment",
     "loss_gradient",
+    "optimizer_threshold",
     "preconditioned_sharpness",
     "preconditioner",
     "resolve_preconditioner",

@@ -26,7 +26,13 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["SUPPORTED", "Preconditioner", "preconditioner", "stability_threshold"]
+__all__ = [
+    "SUPPORTED",
+    "Preconditioner",
+    "optimizer_threshold",
+    "preconditioner",
+    "stability_threshold",
+]
 
 #: The optimizers whose preconditioner is diagonal and read here.
 SUPPORTED = ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad")
@@ -188,6 +194,20 @@ def _group_terms(kind: str, group: dict, state: dict, g: torch.Tensor | None, w:
         total, step = total + g * g, step + 1
     scale = 1 + (max(step, 1) - 1) * group["lr_decay"]  # lr / the step's lr
     return (total.sqrt() + group["eps"]) * scale, g, step, l2, 0.0
+
+
+def optimizer_threshold(optimizer: torch.optim.Optimizer) -> float:
+    """The stability threshold of ``lambda_1(P^-1 H)`` for the optimizer as it is now (its
+    largest learning rate), without reading its state.
+
+    Example:
+        >>> from torch import nn
+        >>> optimizer_threshold(torch.optim.SGD(nn.Linear(2, 1).parameters(), lr=0.5))
+        4.0
+    """
+    kind = _check_kind(optimizer)
+    groups = [g for g in optimizer.param_groups if g["params"]]
+    return _threshold(kind, optimizer, max(_float(g["lr"]) for g in groups))
 
 
 def _threshold(kind: str, optimizer: torch.optim.Optimizer, lr: float) -> float:
