@@ -25,7 +25,7 @@ from landscape.optim import (
     preconditioner,
     stability_threshold,
 )
-from landscape.tracking import Tracker
+from landscape.tracking import Tracker, TrackingRun
 
 OPTIMIZERS = {
     "sgd": (torch.optim.SGD, {}),
@@ -391,3 +391,28 @@ def test_the_registered_measures_are_the_functions_with_their_thresholds():
         sharpness(objective, ["preconditioned_sharpness"], progress=False)
     with pytest.raises(TypeError, match="expected a torch optimizer"):
         sharpness(objective, ["preconditioned_sharpness"], optimizer="adam", progress=False)
+
+
+def test_plot_tracking_draws_the_logged_threshold_on_a_log_axis_and_skips_nan_rows(ax):
+    from landscape.plotting import plot_tracking
+
+    steps = np.array([0, 10, 20, 30])
+    run = TrackingRun(
+        steps,
+        {
+            "preconditioned_sharpness": np.array([1.0, 30.0, 370.0, 385.0]),
+            "preconditioned_sharpness_threshold": np.full(4, 380.0),
+            "trace": np.array([2.0, np.nan, 3.0, np.nan]),
+        },
+        {"preconditioned_sharpness": np.zeros(4), "trace": np.array([0.1, np.nan, 0.1, np.nan])},
+        {"lr": 0.1},
+    )
+    plot_tracking(run, "preconditioned_sharpness", ax)
+    measure, threshold = ax.lines[:2]
+    assert ax.get_yscale() == "log"
+    assert threshold.get_label().startswith("threshold (380")
+    np.testing.assert_array_equal(threshold.get_ydata(), np.full(4, 380.0))
+    ax.clear()
+    plot_tracking(run, "trace", ax)
+    np.testing.assert_array_equal(ax.lines[0].get_xdata(), [0, 20])
+    assert ax.get_yscale() == "linear"
