@@ -106,8 +106,11 @@ class Comparison(Result):
     def differences(self, a: str, b: str, *, z: float = 2.0) -> list[dict[str, Any]]:
         """``b - a`` for every quantity of the table, with the standard error of the
         difference ``sqrt(se_a^2 + se_b^2)`` (independent estimates: each checkpoint's own
-        draws) and whether ``|b - a| > z`` times it (``exceeds``; a difference of exact
-        values exceeds whenever it is not 0; ``None`` where no error is known).
+        draws) and whether ``|b - a| > z`` times it (``exceeds``). A measure computed
+        exactly (``lambda_max``: stderr 0) exceeds whenever it differs; ``exceeds`` is
+        ``None`` where no error is known: a NaN stderr, and the losses, accuracies and gaps,
+        exact on the data given but with a sampling error over data sets that is not
+        estimated here.
 
         Example:
             >>> from landscape.sharpness import SharpnessResult
@@ -125,7 +128,8 @@ class Comparison(Result):
                 continue
             se = np.hypot(rows[a].get(f"{key}_stderr", 0.0), rows[b].get(f"{key}_stderr", 0.0))
             diff = rows[b][key] - value
-            exceeds = None if not np.isfinite(se) else bool(abs(diff) > z * se)
+            known = np.isfinite(se) and key in self.measures[a]
+            exceeds = bool(abs(diff) > z * se) if known else None
             found.append({"quantity": key, a: value, b: rows[b][key], "difference": diff,
                           "stderr": float(se), "exceeds": exceeds})  # fmt: skip
         return found
