@@ -75,10 +75,13 @@ with landscape_style():
         pre_ax.lines[-1].set_color(f"C{k}")  # its 38 / lr line
         pre_ax.lines[-1].set_label(f"38 / lr = {38 / lr:.0f}")
         plot_tracking(run, "lambda_max", raw_ax, color=f"C{k}")
-        raw_ax.lines[-1].set_label(f"lr = {lr:g}")
+        raw_ax.lines[-2].set_label(f"lr = {lr:g}")
+        raw_ax.lines[-1].set_color(f"C{k}")  # its 2 / lr line
+        raw_ax.lines[-1].set_label(f"2 / lr = {2 / lr:.0f}")
     pre_ax.set_title(r"$\lambda_1(P^{-1}H)$ settles at $38/\mathrm{lr}$")
     pre_ax.set_yscale("log")
     pre_ax.legend(fontsize="small", ncols=2)
     raw_ax.set_title(r"raw $\lambda_{\max}(H)$, far below $2/\mathrm{lr}$")
-    raw_ax.legend(fontsize="small")
+    raw_ax.set_yscale("log")
+    raw_ax.legend(fontsize="small", ncols=2)
     print(save_figure(fig, os.path.join(FIGURES, "adaptive_edge_of_stability.png")))
