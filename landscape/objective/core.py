@@ -191,7 +191,9 @@ class Objective(Calling, Checks, Points):
         if self._loss_fn is not None:
             self._loss_fn = as_batch_sum(self._loss_fn, self.loss_reduction)
         if isinstance(loss, str) and loss in ("cross_entropy", "mse") and batch_loss is None:
-            self._check_targets()
+            self._work.check_targets = True  # on the first outputs, at no extra pass
+            if self.shard_data:
+                self._check_targets()
 
     # -- re-pointing
     def at(self, state: State | nn.Module) -> Objective:
@@ -304,8 +306,15 @@ class Objective(Calling, Checks, Points):
         work = self._work
         work.ensure()
         work.bind(self.full_state(state))
-        parts: list[torch.Tensor] = []
-        count = self._copy_pass(self.data if batches is None else batches, parts)
+        if isinstance(batches, Iterator):
+            batches = list(batches)  # passed over twice if the model turns out to draw
+
+        def run(seeded: bool) -> tuple[list[torch.Tensor], int | torch.Tensor]:
+            parts: list[torch.Tensor] = []
+            count = self._copy_pass(self.data if batches is None else batches, parts, seeded)
+            return parts, count
+
+        parts, count = self._seeded_if_drawing(run)
         totals = self._to_totals(parts, 1)
         means = self._means(totals, [count], keep_count=batches is None, on_device=on_device)[0]
         return dict(zip(self.names, means if on_device else means.tolist(), strict=True))
