@@ -64,8 +64,9 @@ OVERHEAD_NOTE = [
     "Per-point CPU time against a bare forward pass over the same batches (K = 1, medians of "
     "interleaved rounds; a point: the grid's time less a one-point call's, per other point; "
     "fixed: a one-point call less one point, for `compute_surface(objective.at(checkpoint), "
-    "...)` and for `compute_surface(model, data, ...)`). Li et al.: their per-point loop "
-    "re-implemented (set every parameter, then the loss and accuracy read per batch)."
+    "...)` and for `compute_surface(model, data, ...)`). fwd+loss: a bare pass and the loss "
+    "the surface computes on its outputs. Li et al.: their per-point loop re-implemented (set "
+    "every parameter, then the loss and accuracy read per batch)."
 ]
 
 
@@ -156,8 +157,8 @@ def overhead_cases() -> list[OverheadCase]:
     return [
         OverheadCase("demo MLP", digits_mlp, digits, 1024, 8),
         OverheadCase("demo CNN (BatchNorm)", digits_cnn, digits, 1024, 4),
-        OverheadCase("ResNet-20", lambda: cifar_resnet(20), lambda: cifar_like(128), 128, 2),
-        OverheadCase("ResNet-56", lambda: cifar_resnet(56), lambda: cifar_like(64), 64, 2),
+        OverheadCase("ResNet-20", lambda: cifar_resnet(20), lambda: cifar_like(64), 64, 2),
+        OverheadCase("ResNet-56", lambda: cifar_resnet(56), lambda: cifar_like(32), 32, 2),
     ]
 
 
@@ -189,10 +190,10 @@ def overhead_rows(device: torch.device, rounds: int, only: str | None = None) ->
     off and on, beside Li et al.'s loop, and the fixed cost of a call (CPU time, medians
     of interleaved rounds)."""
     lines = [
-        "| model | examples | bare fwd ms | surface ms/pt (acc. off) | / bare | "
-        "surface ms/pt (acc. on) | / bare | Li et al. ms/pt | / bare | "
+        "| model | examples | bare fwd ms | fwd+loss ms | surface ms/pt (acc. off) | / bare | "
+        "/ (fwd+loss) | surface ms/pt (acc. on) | / bare | Li et al. ms/pt | / bare | "
         "fixed ms a call (`objective.at`) | fixed ms a call (model form) |",
-        "|" + "---|" * 11,
+        "|" + "---|" * 13,
     ]
     print("\n".join(lines), flush=True)
     for case in overhead_cases():
@@ -222,6 +223,11 @@ def overhead_row(case: OverheadCase, device: torch.device, rounds: int) -> str:
         for x, _ in batches:
             model(x)
 
+    @torch.no_grad()
+    def with_loss() -> None:  # the loss the surface computes, on the same outputs
+        for x, t in batches:
+            objective[False].output_sums(model(x), t)
+
     def grid(acc: bool) -> None:
         compute_surface(objective[acc], dirs, xs, xs, **quiet)
 
@@ -233,6 +239,7 @@ def overhead_row(case: OverheadCase, device: torch.device, rounds: int) -> str:
 
     candidates = {
         "bare": (lambda: [bare() for _ in range(num)], num),
+        "loss": (lambda: [with_loss() for _ in range(num)], num),
         "off": (lambda: grid(False), num),
         "on": (lambda: grid(True), num),
         "one off": (lambda: one(False), 1),
@@ -257,8 +264,9 @@ def overhead_row(case: OverheadCase, device: torch.device, rounds: int) -> str:
     fixed_model = max(0.0, med["model form"] - point["off"])
     bare_ms = med["bare"]
     return (
-        f"| {case.name} | {len(inputs):,} | {bare_ms * 1e3:.2f} "
+        f"| {case.name} | {len(inputs):,} | {bare_ms * 1e3:.2f} | {med['loss'] * 1e3:.2f} "
         f"| {point['off'] * 1e3:.2f} | {point['off'] / bare_ms:.2f} "
+        f"| {point['off'] / med['loss']:.2f} "
         f"| {point['on'] * 1e3:.2f} | {point['on'] / bare_ms:.2f} "
         f"| {med['li'] * 1e3:.2f} | {med['li'] / bare_ms:.2f} "
         f"| {fixed * 1e3:.1f} | {fixed_model * 1e3:.1f} |"

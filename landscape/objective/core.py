@@ -272,13 +272,16 @@ class Objective(Calling, Checks, Points):
         return self.data.sha256()
 
     def _to_totals(self, parts: list[torch.Tensor], num_points: int) -> torch.Tensor:
-        """Float64 sums ``(num_points, len(names))`` from the batch sums of as many passes:
-        every part is converted to float64 (one operation) and the batches added."""
+        """Float64 sums ``(num_points, len(names))`` from the batch sums of as many passes
+        (``[loss, *metrics]`` per batch): each name's column is stacked in its own dtype
+        and converted to float64 (exact; one stack of mixed dtypes would round integer
+        counts through float32, and a stack into a float64 output is a slow path), and
+        the batches added."""
+        width = len(self.names)
         if not parts:
-            return torch.zeros(num_points, len(self.names), dtype=torch.float64)
-        packed = torch.empty(len(parts), dtype=torch.float64, device=parts[0].device)
-        torch.stack(parts, out=packed)
-        return packed.view(num_points, -1, len(self.names)).sum(dim=1)
+            return torch.zeros(num_points, width, dtype=torch.float64)
+        columns = [torch.stack(parts[i::width]).to(torch.float64) for i in range(width)]
+        return torch.stack(columns, dim=1).view(num_points, -1, width).sum(dim=1)
 
     @torch.no_grad()
     def __call__(
