@@ -366,3 +366,16 @@ def test_surfaces_run_no_forward_pass_beyond_their_points(monkeypatch):
         compute_surface(objective.at(checkpoint), dirs, [-1.0, 0.5], [0.0, 1.0], progress=False)
         assert seen[0] <= 4 * 200 + 32, (i, seen[0])
     assert copies[0] == 1  # the private module, made once for the whole series
+
+
+def test_the_model_form_builds_the_objective_and_the_old_keyword_still_works():
+    model, data = mlp_with_bn().eval(), classification_data()
+    dirs = random_directions(model, seed=0)
+    by_objective = compute_surface(Objective(model, data), dirs, [-1, 1], progress=False)
+    by_model = compute_surface(model, data, dirs, [-1, 1], progress=False)
+    np.testing.assert_array_equal(by_model["loss"], by_objective["loss"])
+    with pytest.warns(DeprecationWarning, match="first argument"):
+        old = compute_surface(model=model, data=data, directions=dirs, x=[-1, 1], progress=False)
+    np.testing.assert_array_equal(old["loss"], by_objective["loss"])
+    with pytest.raises(TypeError, match="expected an Objective or an nn.Module first, got dict"):
+        compute_surface({}, data, dirs, [0], progress=False)

@@ -86,10 +86,14 @@ def compute_surface(
         data: evaluation data, for a model (see :class:`~landscape.objective.Objective`).
         directions: from :func:`~landscape.directions.random_directions` and friends.
         x, y: coordinates along ``directions.x`` and ``directions.y`` (any lengths).
-        loss, loss_reduction, metrics, accuracy, batch_loss, train_mode, cache_data,
-            batch_size, precision, points_per_pass, allow_nonfinite: with a model, the
-            options of the Objective built for it (``accuracy=False`` leaves the accuracy
-            out, which a point then never computes).
+        loss, loss_reduction, metrics, batch_loss, train_mode, cache_data, batch_size: with
+            a model, as for ``Objective`` (so are the next four).
+        accuracy: ``False`` leaves the accuracy out: no point computes it (default: on
+            for the classification losses).
+        precision: ``"fp32"``, ``"tf32"`` or ``"bf16"``.
+        points_per_pass: K points evaluated per pass over a batch (``None``: automatic,
+            1 on CPU).
+        allow_nonfinite: go on with NaN or inf in the model or the first batch.
         path: HDF5 file to write as it goes; an unfinished file made by the same run is
             resumed, one made by another run is refused unless ``overwrite``.
         attrs: extra attributes to record (and check on resume), e.g. the model's name.
