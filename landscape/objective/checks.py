@@ -15,6 +15,7 @@ from .._finite import nonfinite_problem
 from ..data import split_batch
 from ..losses import LossReduction, MetricFn, declared_reduction, detect_reduction
 from .calling import prediction, upcast
+from .points import vmap_unsupported
 
 
 class Checks:
@@ -50,8 +51,15 @@ class Checks:
         """Refuse the first batch's targets if a built-in loss would misread them (see
         :meth:`_target_problem`), from the outputs of the first evaluation (one read of
         the labels' range, once per model and data; only their shape is read from the
-        outputs, so it works inside ``vmap``)."""
-        problem = self._target_problem(outputs, targets)
+        outputs, so it works inside the ``vmap`` over points). Targets that a caller's
+        ``vmap`` maps (per-example losses) cannot be read: the check waits for the next
+        evaluation."""
+        try:
+            problem = self._target_problem(outputs, targets)
+        except RuntimeError as err:
+            if not vmap_unsupported(err):
+                raise
+            return  # targets mapped by a caller's vmap (per-example losses): checked later
         if problem:
             raise ValueError(problem)
         self._work.check_targets = False
