@@ -18,11 +18,13 @@ is extrapolated from the points measured.
     python benchmarks/bench_surface.py --device cuda   # fp32 and bf16 rows
     python benchmarks/bench_surface.py --overhead-only --rounds 5   # the overhead table only
 
-The overhead table puts a surface's time per point next to a bare forward pass over the
-same data, in CPU time (``time.process_time``, all threads) and wall time, the candidates
-interleaved round by round in one run (so a load change hits them alike; medians over the
-rounds), and the fixed cost of a call (Objective, data on the device, fingerprint, file)
-as a share of a 51 x 51 run.
+The overhead table (``--overhead-only``: about a minute on 2 cores) puts a surface's CPU time
+per point, accuracy off and on, next to a bare forward pass over the same batches and next to
+Li et al.'s per-point loop (re-implemented from their code), the candidates interleaved round
+by round in one run (so a load change hits them alike; medians over the rounds), and the
+fixed cost of a call: for a series over checkpoints (``compute_surface(objective.at(
+checkpoint), ...)``) and for the model form (Objective, data on the device, fingerprint,
+private module).
 """
 
 from __future__ import annotations
@@ -58,6 +60,14 @@ from landscape.objective import (
 from landscape.surface import compute_surface  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+OVERHEAD_NOTE = [
+    "Per-point CPU time against a bare forward pass over the same batches (K = 1, medians of "
+    "interleaved rounds; a point: the grid's time less a one-point call's, per other point; "
+    "fixed: a one-point call less one point, for `compute_surface(objective.at(checkpoint), "
+    "...)` and for `compute_surface(model, data, ...)`). fwd+loss: a bare pass and the loss "
+    "the surface computes on its outputs. Li et al.: their per-point loop re-implemented (set "
+    "every parameter, then the loss and accuracy read per batch)."
+]
 
 
 @dataclass
@@ -132,70 +142,134 @@ def bare_forward(
     return best_of(runs, device, 3) / passes
 
 
-def overhead_rows(device: torch.device, rounds: int) -> list[str]:
-    """Per-point time of ``compute_surface`` (K = 1, with its file) over a bare forward pass
-    and over a forward pass with the loss and accuracy, CPU and wall time, interleaved."""
+@dataclass
+class OverheadCase:
+    name: str
+    model: Callable[[], nn.Module]
+    data: Callable[[], tuple[torch.Tensor, torch.Tensor]]
+    batch_size: int
+    side: int  # the grid is side x side
+
+
+def overhead_cases() -> list[OverheadCase]:
+    """Every model of this benchmark; the ResNets on a few CIFAR-shaped examples (a CPU)."""
+    digits = lambda: digits_data("all")  # noqa: E731
+    return [
+        OverheadCase("demo MLP", digits_mlp, digits, 1024, 8),
+        OverheadCase("demo CNN (BatchNorm)", digits_cnn, digits, 1024, 4),
+        OverheadCase("ResNet-20", lambda: cifar_resnet(20), lambda: cifar_like(64), 64, 2),
+        OverheadCase("ResNet-56", lambda: cifar_resnet(56), lambda: cifar_like(32), 32, 2),
+    ]
+
+
+def li_et_al_loop(model: nn.Module, batches: list, dirs, xs: np.ndarray) -> None:
+    """Li et al.'s per-point work (``net_plotter.set_weights`` then ``evaluation.eval_loss``
+    of github.com/tomgoldstein/loss-landscape), batches made once: every parameter set to
+    ``w + x d_x + y d_y``, then the mean cross-entropy and the number correct of each batch
+    read with ``.item()``."""
+    weights = [p.detach().clone() for p in model.parameters()]
+    names = [n for n, _ in model.named_parameters()]
+    dx, dy = [dirs.x[n] for n in names], [dirs.y[n] for n in names]
+    criterion = nn.CrossEntropyLoss()
+    for a in xs:
+        for b in xs:
+            for p, w, u, v in zip(model.parameters(), weights, dx, dy, strict=True):
+                p.data = w + a * u + b * v
+            total, correct = 0.0, 0
+            with torch.no_grad():
+                for inputs, targets in batches:
+                    outputs = model(inputs)
+                    total += criterion(outputs, targets).item() * len(targets)
+                    correct += outputs.max(1)[1].eq(targets).sum().item()
+    for p, w in zip(model.parameters(), weights, strict=True):
+        p.data = w
+
+
+def overhead_rows(device: torch.device, rounds: int, only: str | None = None) -> list[str]:
+    """Per point of ``compute_surface`` (K = 1) over a bare forward pass, with the accuracy
+    off and on, beside Li et al.'s loop, and the fixed cost of a call (CPU time, medians
+    of interleaved rounds)."""
     lines = [
-        "| model | bare fwd ms (cpu / wall) | fwd+loss+acc ms | surface ms/pt | "
-        "ms/pt / bare (cpu) | ms/pt / bare (wall) | ms/pt / (fwd+loss) (wall) | "
-        "fixed ms | fixed share of 51x51 |",
-        "|" + "---|" * 9,
+        "| model | examples | bare fwd ms | fwd+loss ms | surface ms/pt (acc. off) | / bare | "
+        "/ (fwd+loss) | surface ms/pt (acc. on) | / bare | Li et al. ms/pt | / bare | "
+        "fixed ms a call (`objective.at`) | fixed ms a call (model form) |",
+        "|" + "---|" * 13,
     ]
     print("\n".join(lines), flush=True)
-    for name, build in (("demo MLP", digits_mlp), ("demo CNN (BatchNorm)", digits_cnn)):
-        lines.append(overhead_row(name, build().eval().to(device), device, rounds))
+    for case in overhead_cases():
+        if only and only.lower() not in case.name.lower():
+            continue
+        lines.append(overhead_row(case, device, rounds))
         print(lines[-1], flush=True)
     return lines
 
 
-def overhead_row(name: str, model: nn.Module, device: torch.device, rounds: int) -> str:
-    inputs, targets = digits_data("all")
+def overhead_row(case: OverheadCase, device: torch.device, rounds: int) -> str:
+    model = case.model().eval().to(device)
+    inputs, targets = case.data()
     data = (inputs.to(device), targets.to(device))
-    batches = [(data[0][i : i + 1024], data[1][i : i + 1024]) for i in range(0, len(inputs), 1024)]
+    size = case.batch_size
+    batches = [(data[0][i : i + size], data[1][i : i + size]) for i in range(0, len(inputs), size)]
     dirs = random_directions(model, seed=0)
-    xs = np.linspace(-1, 1, 8)
-    options = dict(progress=False, points_per_pass=1, overwrite=True)
+    xs = np.linspace(-1, 1, case.side)
+    num = len(xs) ** 2
+    common = dict(batch_size=size, points_per_pass=1)
+    quiet = dict(progress=False)
+    objective = {acc: Objective(model, data, accuracy=acc, **common) for acc in (False, True)}
+    li_model = copy.deepcopy(model)
 
     @torch.no_grad()
-    def bare(with_loss: bool) -> None:
-        for x, y in batches:
-            outputs = model(x)
-            if with_loss:
-                F.cross_entropy(outputs, y, reduction="sum")
-                (outputs.argmax(-1) == y).sum()
+    def bare() -> None:
+        for x, _ in batches:
+            model(x)
 
-    with tempfile.TemporaryDirectory() as workdir:
-        path = os.path.join(workdir, "s.h5")
-        candidates = {
-            "bare": (lambda: [bare(False) for _ in xs], len(xs)),
-            "loss": (lambda: [bare(True) for _ in xs], len(xs)),
-            "surface": (lambda: compute_surface(model, data, dirs, xs, xs, path=path, **options),
-                        len(xs) ** 2),
-            "one": (lambda: compute_surface(model, data, dirs, [0.5], path=path, **options), 1),
-        }  # fmt: skip
-        for run, _ in candidates.values():  # warm-up
+    @torch.no_grad()
+    def with_loss() -> None:  # the loss the surface computes, on the same outputs
+        for x, t in batches:
+            objective[False].output_sums(model(x), t)
+
+    def grid(acc: bool) -> None:
+        compute_surface(objective[acc], dirs, xs, xs, **quiet)
+
+    def one(acc: bool) -> None:
+        compute_surface(objective[acc].at(model), dirs, [0.5], [0.5], **quiet)
+
+    def model_form() -> None:
+        compute_surface(model, data, dirs, [0.5], [0.5], accuracy=False, **common, **quiet)
+
+    candidates = {
+        "bare": (lambda: [bare() for _ in range(num)], num),
+        "loss": (lambda: [with_loss() for _ in range(num)], num),
+        "off": (lambda: grid(False), num),
+        "on": (lambda: grid(True), num),
+        "one off": (lambda: one(False), 1),
+        "one on": (lambda: one(True), 1),
+        "model form": (model_form, 1),
+        "li": (lambda: li_et_al_loop(li_model, batches, dirs, xs), num),
+    }
+    for run, _ in candidates.values():  # warm-up (and the Objectives' first evaluation)
+        run()
+    times: dict[str, list[float]] = {k: [] for k in candidates}
+    for _ in range(rounds):
+        for key, (run, count) in candidates.items():
+            sync(device)
+            cpu = time.process_time()
             run()
-        times: dict[str, list[tuple[float, float]]] = {k: [] for k in candidates}
-        for _ in range(rounds):
-            for key, (run, num) in candidates.items():
-                sync(device)
-                cpu, wall = time.process_time(), time.perf_counter()
-                run()
-                sync(device)
-                cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-                times[key].append((cpu / num, wall / num))
-    med = {k: np.median(np.array(v), axis=0) for k, v in times.items()}
-    # the marginal cost of a point (the 8 x 8 grid less the one-point call, per point) and
-    # the fixed cost of a call (the one-point call less one point)
-    num = len(xs) ** 2
-    per_point = (med["surface"] * num - med["one"]) / (num - 1)
-    fixed = max(0.0, med["one"][1] - per_point[1])
-    share = fixed / (fixed + 2601 * per_point[1])
+            sync(device)
+            times[key].append((time.process_time() - cpu) / count)
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    # the marginal cost of a point: the grid less the one-point call, per other point
+    point = {acc: (med[acc] * num - med["one " + acc]) / (num - 1) for acc in ("off", "on")}
+    fixed = max(0.0, med["one off"] - point["off"])
+    fixed_model = max(0.0, med["model form"] - point["off"])
+    bare_ms = med["bare"]
     return (
-        f"| {name} | {med['bare'][0] * 1e3:.2f} / {med['bare'][1] * 1e3:.2f} "
-        f"| {med['loss'][1] * 1e3:.2f} | {per_point[1] * 1e3:.2f} "
-        f"| {per_point[0] / med['bare'][0]:.2f} | {per_point[1] / med['bare'][1]:.2f} "
-        f"| {per_point[1] / med['loss'][1]:.2f} | {fixed * 1e3:.1f} | {share:.2%} |"
+        f"| {case.name} | {len(inputs):,} | {bare_ms * 1e3:.2f} | {med['loss'] * 1e3:.2f} "
+        f"| {point['off'] * 1e3:.2f} | {point['off'] / bare_ms:.2f} "
+        f"| {point['off'] / med['loss']:.2f} "
+        f"| {point['on'] * 1e3:.2f} | {point['on'] / bare_ms:.2f} "
+        f"| {med['li'] * 1e3:.2f} | {med['li'] / bare_ms:.2f} "
+        f"| {fixed * 1e3:.1f} | {fixed_model * 1e3:.1f} |"
     )
 
 
@@ -330,15 +404,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--no-bf16-error", action="store_true")
     parser.add_argument("--overhead-only", action="store_true", help="only the overhead table")
-    parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds (overhead)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (overhead)")
     parser.add_argument("--out", default=os.path.join(HERE, "results_surface.md"))
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     name = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
     device = torch.device("cpu" if name == "auto" else name)
-    overhead = overhead_rows(device, args.rounds)
+    overhead = overhead_rows(device, args.rounds, args.only)
     if args.overhead_only:
+        cores, threads = os.cpu_count(), torch.get_num_threads()
+        info = f"torch {torch.__version__}, {cores} CPU cores, {threads} threads"
+        write_section(args.out, [f"## {machine(device)}: per-point overhead", "", info, "",
+                                 *OVERHEAD_NOTE, "", *overhead, ""])  # fmt: skip
         return
     precisions = (args.precision or ("fp32,bf16" if device.type == "cuda" else "fp32")).split(",")
     peak = {"fp32": matmul_flops(device, torch.float32)}
@@ -402,8 +480,7 @@ def main(argv: list[str] | None = None) -> None:
         f"bf16 {fmt_rate(peak['bf16'])}FLOP/s."
     )
     section = [f"## {machine(device)}", "", info, "", *lines, ""]
-    section += ["Per-point time against a bare forward pass (K = 1, medians of interleaved "
-                "rounds; fixed: one call's set-up):", "", *overhead, ""]  # fmt: skip
+    section += [*OVERHEAD_NOTE, "", *overhead, ""]
     section += ["A simple baseline in the same run (the last precision's K=1 time):", ""]
     section += [*naive_lines, ""]
     if not args.no_bf16_error:

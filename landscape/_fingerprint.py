@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -88,10 +88,16 @@ def builder_sha256(build: Callable[..., Any]) -> str:
 
 def model_probe(objective: Objective) -> list[float]:
     """The first :data:`PROBE_SIZE` outputs of the model at the objective's base state on
-    the first batch of its data (the loss sum for a ``batch_loss`` closure), as floats."""
+    the first batch of its data (the loss sum for a ``batch_loss`` closure), as floats.
+
+    In eval mode the model runs on the batch's first :data:`PROBE_SIZE` examples only (an
+    example's outputs do not depend on the others there): a small share of a pass, where
+    the whole batch was an extra pass per surface."""
     batch = next(iter(objective.batches()), None)
     if batch is None:
         return []
+    if not objective.train_mode and objective.batch_loss is None:
+        batch = _head(batch, PROBE_SIZE)
     with torch.no_grad():
         outputs = objective._call(objective.full_state(None), batch)
     value = outputs[0] if objective.batch_loss is not None else prediction(outputs)
@@ -99,6 +105,22 @@ def model_probe(objective: Objective) -> list[float]:
         return []
     flat = value.detach().reshape(-1)[:PROBE_SIZE]
     return flat.to(device="cpu", dtype=torch.float64).tolist()
+
+
+def _head(batch: Any, num: int) -> Any:
+    """The first ``num`` examples of a batch of tensors sharing their first dimension (a
+    pair or a mapping); the batch itself otherwise."""
+    parts = list(batch.values()) if isinstance(batch, Mapping) else batch
+    if not isinstance(parts, (tuple, list)) or not parts:
+        return batch
+    if not all(isinstance(t, torch.Tensor) and t.dim() > 0 for t in parts):
+        return batch
+    size = parts[0].shape[0]
+    if size <= num or any(t.shape[0] != size for t in parts):
+        return batch
+    if isinstance(batch, Mapping):
+        return {k: t[:num] for k, t in batch.items()}
+    return type(batch)(t[:num] for t in batch)
 
 
 def probe_problem(stored: Any, run: list[float], precision: str) -> str | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import pytest
 import torch
 from _host_reads import HostReads
@@ -134,3 +135,19 @@ def test_fisher_rao_reads_once(reads, objectives):
 def test_sampling_measures_read_once_per_call(reads, objectives, measure):
     objective = objectives[2]
     same_reads(reads, lambda n: measure(objective, num_samples=n, progress=False), 2, 8)
+
+
+# -- surfaces: one read per chunk of points, not per point or batch
+
+
+def test_points_read_once_per_call_whatever_their_number(reads, objectives):
+    objective = objectives[8]
+    base = objective.base_state
+    plane = [{n: torch.ones_like(t) for n, t in base.items()},
+             {n: torch.full_like(t, 0.5) for n, t in base.items()}]  # fmt: skip
+
+    def points(num: int) -> object:
+        coords = np.stack([np.linspace(0.1, 1, num), np.full(num, 0.3)], axis=1)
+        return objective.evaluate_points(base, plane, coords)
+
+    same_reads(reads, points, 2, 8)

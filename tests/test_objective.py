@@ -596,3 +596,129 @@ def test_a_surface_of_a_mean_loss_records_it(tmp_path):
     summed = compute_surface(model, pairs, dirs, [-1, 0, 1], batch_size=16, progress=False)
     assert "loss_reduction" not in summed.attrs
     np.testing.assert_allclose(line["loss"], summed["loss"], **F64)
+
+
+# ---------------------------------------------------------------- per-point overheads
+class Noisy(nn.Module):
+    """Draws from the global generator in eval mode too, where its mean weight is above
+    ``above``."""
+
+    def __init__(self, above: float):
+        super().__init__()
+        self.linear = nn.Linear(6, 4)
+        self.above = above
+
+    def forward(self, x):
+        out = self.linear(x)
+        return out + torch.randn_like(out) if self.linear.weight.mean() > self.above else out
+
+
+def _count_forks(monkeypatch) -> list[int]:
+    import landscape.objective.calling as calling
+
+    forks = [0]
+    real = calling._seeded
+
+    def counted(seed, device):
+        forks[0] += 1
+        return real(seed, device)
+
+    monkeypatch.setattr(calling, "_seeded", counted)
+    return forks
+
+
+def test_no_generator_fork_per_point_for_a_model_that_draws_nothing(monkeypatch):
+    objective = Objective(mlp(), data((6,)), batch_size=16)  # 4 batches
+    direction = random_directions(objective.model, num=1, seed=0).x
+    forks = _count_forks(monkeypatch)
+    rng = torch.get_rng_state()
+    got = objective.evaluate_points(objective.base_state, [direction], COORDS[:, :1])
+    assert forks[0] == 0  # 0.2 forked the generators for every batch of every point
+    assert torch.equal(torch.get_rng_state(), rng)
+    for k, point in enumerate(COORDS[:, :1]):
+        assert (
+            got["loss"][k]
+            == objective(point_state(objective.base_state, [direction], point))["loss"]
+        )
+
+
+def test_the_fork_stays_where_the_model_draws(monkeypatch):
+    # train-mode Dropout: every batch of every point forked, from the start
+    dropout = Objective(cnn(), data((3, 5, 5)), batch_size=16, train_mode=True)
+    direction = random_directions(dropout.model, num=1, seed=0).x
+    forks = _count_forks(monkeypatch)
+    dropout.evaluate_points(dropout.base_state, [direction], COORDS[:, :1])
+    assert forks[0] == len(COORDS) * 4
+
+
+@pytest.mark.parametrize("above", [-np.inf, 0.3])
+def test_a_model_that_draws_in_eval_mode_gets_the_seeded_draws(above):
+    # above 0.3: no draw at the first points (the centre is evaluated first), found out
+    # later in the same call; every batch that draws must draw from the objective's seed.
+    inputs, targets = data((6,))
+    model = Noisy(-np.inf).eval()
+    model.above = float(model.linear.weight.mean()) + above
+    objective = Objective(model, (inputs, targets), batch_size=16, seed=3, accuracy=False)
+    direction = {n: torch.ones_like(p) for n, p in model.named_parameters()}
+    rng = torch.get_rng_state()
+    got = objective.evaluate_points(objective.base_state, [direction], COORDS[:, :1])
+    assert torch.equal(torch.get_rng_state(), rng)  # the caller's stream never moves
+    assert objective._work.draws
+    for k, (c,) in enumerate(COORDS[:, :1]):
+        state = {n[7:]: t for n, t in point_state(model.state_dict(), [direction], [c]).items()}
+        total = 0.0
+        for i in range(0, len(inputs), 16):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(3)
+                out = torch.func.functional_call(model.linear, state, (inputs[i : i + 16],))
+                if state["weight"].mean() > model.above:
+                    out = out + torch.randn_like(out)
+            total += float(F.cross_entropy(out, targets[i : i + 16], reduction="sum"))
+        assert got["loss"][k] == pytest.approx(total / len(inputs), rel=1e-6), k
+
+
+def _flat_weights(store: list):
+    """A batch_loss closure that keeps the weights the private module holds at each call."""
+
+    def batch_loss(module, batch):
+        store.append(torch.cat([p.detach().reshape(-1).clone() for p in module.parameters()]))
+        return module(batch[0]).pow(2).sum(), len(batch[0])
+
+    return batch_loss
+
+
+def test_points_of_a_row_are_one_product_and_one_sum_from_the_base_without_drift():
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    model = mlp(torch.float64)
+    store: list[torch.Tensor] = []
+    objective = Objective(model, data((6,), dtype=torch.float64), batch_size=64,
+                          batch_loss=_flat_weights(store))  # fmt: skip
+    dirs = random_directions(model, seed=4)
+    # rows revisited out of order, as resumed chunks and the centre-first order do
+    coords = np.array([[0.5, 0.1], [0.5, -0.3], [-1.0, 0.2], [0.5, 0.7], [0.0, 0.4],
+                       [-1.0, -0.9], [0.5, 0.0], [0.5, 0.1]])  # fmt: skip
+    objective.evaluate_points(objective.base_state, [dirs.x, dirs.y], coords)
+    flat = lambda s: torch.cat([s[n].reshape(-1) for n, _ in model.named_parameters()])  # noqa: E731
+    base, dx, dy = flat(objective.base_state), flat(dirs.x), flat(dirs.y)
+    for k, (a, b) in enumerate(coords):
+        reference = flat(point_state(objective.base_state, [dirs.x, dirs.y], [a, b]))
+        assert torch.equal(store[k], reference), k  # the same bits as the one definition
+        torch.testing.assert_close(store[k], base + a * dx + b * dy, rtol=1e-15, atol=1e-15)
+
+    class Ops(TorchDispatchMode):
+        count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.overloadpacket.__name__ in ("mul", "add", "add_", "copy_"):
+                Ops.count += 1  # passes over the weights (not views)
+            return func(*args, **(kwargs or {}))
+
+    plan = objective._work.plan[2]
+    counts = []
+    for point in ([0.25, 0.5], [0.25, -0.5], [0.25, 0.75]):
+        Ops.count = 0
+        with Ops():
+            plan.write(point)
+        counts.append(Ops.count)
+    assert counts == [4, 2, 2]  # the row once, then one product and one sum a point (0.2: 4)

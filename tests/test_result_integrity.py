@@ -115,10 +115,15 @@ def test_huge_grids_are_refused_before_allocating():
 
 
 def test_labels_checked_on_the_first_batch():
+    # on the first evaluation's outputs (no forward pass of its own), whichever path runs
     with pytest.raises(ValueError, match="0 .. 2 for a model with 3 outputs.*max label 7"):
-        Objective(_mlp(), _data(torch.arange(12) % 8))
+        Objective(_mlp(), _data(torch.arange(12) % 8))()
     with pytest.raises(ValueError, match="cross_entropy"):
-        Objective(_mlp(), _data(), loss="mse")
+        Objective(_mlp(), _data(), loss="mse")()
+    many = Objective(_mlp(), _data(torch.arange(12) % 8), points_per_pass=2)
+    direction = {n: torch.ones_like(p) for n, p in _mlp().named_parameters()}
+    with pytest.raises(ValueError, match="max label 7"):
+        many.evaluate_points(many.base_state, [direction], np.array([[0.5], [1.0]]))
 
 
 def test_bad_counts_and_seeds():

@@ -13,7 +13,7 @@ from torch import nn
 
 from landscape import storage
 from landscape.directions import Directions, random_directions
-from landscape.evaluate import Objective
+from landscape.objective import Objective
 from landscape.surface import compute_surface, load_surface, parse_range
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -312,3 +312,70 @@ def test_a_shuffling_dataloader_resumes_and_equals_one_in_order(tmp_path):
     for name in expected.metrics:
         assert np.array_equal(first[name], expected[name]), name
         assert np.array_equal(resumed[name], expected[name]), name
+
+
+def test_a_surface_with_accuracy_off_never_computes_it(monkeypatch):
+    import landscape.objective.core as core
+
+    calls = [0]
+    real = core.resolve_accuracy
+
+    def counting(loss):
+        metric = real(loss)
+
+        def accuracy(outputs, targets):
+            calls[0] += 1
+            return metric(outputs, targets)
+
+        return accuracy
+
+    monkeypatch.setattr(core, "resolve_accuracy", counting)
+    model, data = mlp_with_bn().eval(), classification_data()
+    dirs = random_directions(model, seed=0)
+    off = compute_surface(model, data, dirs, [-1, 0, 1], [0, 1], accuracy=False, progress=False)
+    assert list(off.metrics) == ["loss"] and off.attrs["metrics"] == ["loss"]
+    assert calls[0] == 0
+    on = compute_surface(model, data, dirs, [-1, 0, 1], [0, 1], progress=False)
+    assert calls[0] == 6 and list(on.metrics) == ["loss", "accuracy"]  # the control
+    np.testing.assert_array_equal(on["loss"], off["loss"])
+    with pytest.raises(ValueError, match="accuracy"):  # an Objective's option, given twice
+        compute_surface(Objective(model, data), dirs, [0], accuracy=False, progress=False)
+
+
+def test_surfaces_run_no_forward_pass_beyond_their_points(monkeypatch):
+    """A surface forwards its points' examples and a 32-example probe, nothing else (0.2:
+    a first-batch pass to check the labels and one for the probe, each call); a series
+    over checkpoints through ``Objective.at`` makes no copy of the model either."""
+    import landscape.objective.workspace as workspace
+
+    model, data = mlp_with_bn().eval(), classification_data(n=200)
+    seen = [0]
+    model.register_forward_pre_hook(
+        lambda module, args: seen.__setitem__(0, seen[0] + len(args[0]))
+    )
+    copies = [0]
+    real = workspace.copy.deepcopy
+    monkeypatch.setattr(
+        workspace.copy, "deepcopy", lambda *a: (copies.__setitem__(0, copies[0] + 1), real(*a))[1]
+    )
+    objective = Objective(model, data, batch_size=200)
+    dirs = random_directions(model, seed=0)
+    checkpoints = [model.state_dict(), {n: t + 0.1 for n, t in model.state_dict().items()}]
+    for i, checkpoint in enumerate(checkpoints):
+        seen[0] = 0
+        compute_surface(objective.at(checkpoint), dirs, [-1.0, 0.5], [0.0, 1.0], progress=False)
+        assert seen[0] <= 4 * 200 + 32, (i, seen[0])
+    assert copies[0] == 1  # the private module, made once for the whole series
+
+
+def test_the_model_form_builds_the_objective_and_the_old_keyword_still_works():
+    model, data = mlp_with_bn().eval(), classification_data()
+    dirs = random_directions(model, seed=0)
+    by_objective = compute_surface(Objective(model, data), dirs, [-1, 1], progress=False)
+    by_model = compute_surface(model, data, dirs, [-1, 1], progress=False)
+    np.testing.assert_array_equal(by_model["loss"], by_objective["loss"])
+    with pytest.warns(DeprecationWarning, match="first argument"):
+        old = compute_surface(model=model, data=data, directions=dirs, x=[-1, 1], progress=False)
+    np.testing.assert_array_equal(old["loss"], by_objective["loss"])
+    with pytest.raises(TypeError, match="expected an Objective or an nn.Module first, got dict"):
+        compute_surface({}, data, dirs, [0], progress=False)

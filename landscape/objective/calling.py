@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -28,6 +28,7 @@ BatchLoss = Callable[[nn.Module, Any], tuple[torch.Tensor, int]]
 State = Mapping[str, torch.Tensor]
 Precision = PrecisionName  # the Literal alias of landscape.options.Precision
 PRECISIONS = values(options.Precision)
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -108,6 +109,21 @@ def _seeded(seed: int, device: torch.device) -> Iterator[None]:
         yield
 
 
+def _generator_states(device: torch.device) -> list[torch.Tensor]:
+    """The states of the global generators :func:`_seeded` forks: the CPU's and a CUDA
+    ``device``'s (read on the host: no sync)."""
+    states = [torch.default_generator.get_state()]
+    if device.type == "cuda":
+        states.append(torch.cuda.get_rng_state(device))
+    return states
+
+
+def _set_generator_states(states: list[torch.Tensor], device: torch.device) -> None:
+    torch.default_generator.set_state(states[0])
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(states[1], device)
+
+
 def _attention_for_gradients() -> contextlib.AbstractContextManager:
     """``scaled_dot_product_attention`` through its math kernel while gradients are being
     recorded: the fused kernels (flash, memory-efficient) have no second derivative, and
@@ -149,9 +165,12 @@ class Calling:
         The one place where losses and metrics are applied: every evaluation path (the
         private copy, ``functional_call``, K points through ``vmap``) goes through it.
         Metrics are computed without gradients. ``outputs`` may be a ``ModelOutput``, a
-        dict or a tuple (see :func:`prediction`).
+        dict or a tuple (see :func:`prediction`). The first outputs an Objective sees
+        have their targets checked (class labels in range, see ``Checks``).
         """
         outputs = upcast(prediction(outputs), self.dtype)
+        if self._work.check_targets:
+            self._check_outputs(outputs, targets)
         sums = [self._loss_fn(outputs, targets)]
         if with_metrics and self._metrics:
             with torch.no_grad():
@@ -231,21 +250,52 @@ class Calling:
         return dict(zip(self.names, sums, strict=False)), self._count_fn(targets)
 
     # -- values through the private copy
-    def _copy_pass(self, batches: Iterable[Any], parts: list[torch.Tensor]) -> int | torch.Tensor:
+    def _seeded_if_drawing(self, run: Callable[[bool], T]) -> T:
+        """``run(seeded)``: passes of the private copy whose random draws come from the seed,
+        without a fork of the generators per batch for a model that draws nothing.
+
+        A model in train mode (Dropout) or seen drawing runs ``run(True)``: every batch
+        under :func:`_seeded`. Any other runs ``run(False)``, unforked, between two reads
+        of the generators' states (on the host, once per call, not per point or batch);
+        if they moved, the model drew after all: the caller's states are put back, the
+        model is marked as drawing, and ``run(True)`` gives the seeded values. So the
+        values are those of seeded passes either way, and the caller's streams never
+        move. ``run`` must be repeatable (it writes its points again).
+        """
+        work = self._work
+        if work.draws:
+            return run(True)
+        before = _generator_states(self.device)
+        result = run(False)
+        after = _generator_states(self.device)
+        if all(torch.equal(a, b) for a, b in zip(before, after, strict=True)):
+            return result
+        _set_generator_states(before, self.device)
+        work.draws = True
+        return run(True)
+
+    def _copy_pass(
+        self, batches: Iterable[Any], parts: list[torch.Tensor], seeded: bool
+    ) -> int | torch.Tensor:
         """One pass of the private copy over ``batches`` at the state written into it: the
         batch sums are appended to ``parts`` (converted to float64 later, all at once);
-        returns this rank's example count (a tensor for token counts)."""
+        returns this rank's example count (a tensor for token counts). ``seeded``: each
+        batch's draws from the seed (see :meth:`_seeded_if_drawing`)."""
         module, count = self._work.module, 0
+
+        def draws() -> contextlib.AbstractContextManager:
+            return _seeded(self.seed, self.device) if seeded else contextlib.nullcontext()
+
         with precision_context(self.precision, self.device):
             for batch in batches:
                 if self.batch_loss is not None:
-                    with _seeded(self.seed, self.device):
+                    with draws():
                         loss_sum, n = self.batch_loss(module, batch)
                     parts.append(torch.as_tensor(loss_sum).detach().reshape(()))
                     n = int(n)
                 else:
                     inputs, targets = split_batch(batch, self.label_keys)
-                    with _seeded(self.seed, self.device):
+                    with draws():
                         outputs = call_model(module, inputs)
                     parts += self.output_sums(outputs, targets)
                     n = self._count_fn(targets)

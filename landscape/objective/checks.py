@@ -1,11 +1,12 @@
-"""First-batch checks of an :class:`~landscape.objective.Objective`, made once at
-construction: no NaN or inf in the model or the first batch, class labels a built-in loss
-can read, and whether a loss of the user's returns the batch sum or mean.
+"""First-batch checks of an :class:`~landscape.objective.Objective`, made once: no NaN or
+inf in the model or the first batch and whether a loss of the user's returns the batch sum
+or mean (at construction), class labels a built-in loss can read (on the first outputs).
 """
 
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import torch
 
@@ -14,6 +15,7 @@ from .._finite import nonfinite_problem
 from ..data import split_batch
 from ..losses import LossReduction, MetricFn, declared_reduction, detect_reduction
 from .calling import prediction, upcast
+from .points import vmap_unsupported
 
 
 class Checks:
@@ -29,28 +31,45 @@ class Checks:
             raise ValueError(problem)
 
     def _check_targets(self) -> None:
-        """Refuse integer targets a built-in loss would misread, seen on the first batch
-        (one sync, at construction): class labels out of the outputs' range for
-        ``cross_entropy``, class labels for ``mse``. Every rank sharing the data checks
-        its own first batch and all raise together."""
-        problem = self._target_problem()
+        """Refuse integer targets a built-in loss would misread, on the first batch at
+        construction (a forward pass): used under ``shard_data``, where every rank checks
+        its own first batch and all raise together. Otherwise the first outputs of the
+        first evaluation are checked (:meth:`_check_outputs`), at no extra pass."""
+        problem = None
+        batch = next(iter(self.data), None)
+        if batch is not None:
+            with torch.no_grad():
+                outputs = prediction(self._call(self.full_state(None), batch))
+            problem = self._target_problem(outputs, split_batch(batch, self.label_keys)[1])
         if self.shard_data:
             problem = next((p for p in distributed.all_gather_objects(problem) if p), None)
         if problem:
             raise ValueError(problem)
+        self._work.check_targets = False
 
-    def _target_problem(self) -> str | None:
-        batch = next(iter(self.data), None)
-        if batch is None:
-            return None
-        targets = split_batch(batch, self.label_keys)[1]
+    def _check_outputs(self, outputs: Any, targets: Any) -> None:
+        """Refuse the first batch's targets if a built-in loss would misread them (see
+        :meth:`_target_problem`), from the outputs of the first evaluation (one read of
+        the labels' range, once per model and data; only their shape is read from the
+        outputs, so it works inside the ``vmap`` over points). Targets that a caller's
+        ``vmap`` maps (per-example losses) cannot be read: the check waits for the next
+        evaluation."""
+        try:
+            problem = self._target_problem(outputs, targets)
+        except RuntimeError as err:
+            if not vmap_unsupported(err):
+                raise
+            return  # targets mapped by a caller's vmap (per-example losses): checked later
+        if problem:
+            raise ValueError(problem)
+        self._work.check_targets = False
+
+    def _target_problem(self, outputs: Any, targets: Any) -> str | None:
+        """Class labels out of the outputs' range for ``cross_entropy``, class labels for
+        ``mse``, or None."""
         if not isinstance(targets, torch.Tensor) or targets.is_floating_point():
             return None
-        if targets.dtype == torch.bool:
-            return None
-        with torch.no_grad():
-            outputs = prediction(self._call(self.full_state(None), batch))
-        if not isinstance(outputs, torch.Tensor):
+        if targets.dtype == torch.bool or not isinstance(outputs, torch.Tensor):
             return None
         if self.loss_name == "mse":
             if targets.numel() == outputs.numel():
@@ -60,12 +79,13 @@ class Checks:
                 f"got integer targets of shape {tuple(targets.shape)} (class labels?); use "
                 "loss 'cross_entropy' (CLI: --loss cross_entropy) for class labels"
             )
+        if outputs.dim() < 2 or targets.is_complex():
+            return None
         labels = targets[targets != -100]  # F.cross_entropy's ignore_index
-        if outputs.dim() < 2 or targets.is_complex() or labels.numel() == 0:
+        if labels.numel() == 0:
             return None
         num_classes = outputs.shape[1]
-        low, high = labels.aminmax()
-        low, high = int(low), int(high)
+        low, high = (int(v) for v in labels.aminmax())
         if 0 <= low and high < num_classes:
             return None
         return (

@@ -191,7 +191,9 @@ class Objective(Calling, Checks, Points):
         if self._loss_fn is not None:
             self._loss_fn = as_batch_sum(self._loss_fn, self.loss_reduction)
         if isinstance(loss, str) and loss in ("cross_entropy", "mse") and batch_loss is None:
-            self._check_targets()
+            self._work.check_targets = True  # on the first outputs, at no extra pass
+            if self.shard_data:
+                self._check_targets()
 
     # -- re-pointing
     def at(self, state: State | nn.Module) -> Objective:
@@ -270,13 +272,16 @@ class Objective(Calling, Checks, Points):
         return self.data.sha256()
 
     def _to_totals(self, parts: list[torch.Tensor], num_points: int) -> torch.Tensor:
-        """Float64 sums ``(num_points, len(names))`` from the batch sums of as many passes:
-        every part is converted to float64 (one operation) and the batches added."""
+        """Float64 sums ``(num_points, len(names))`` from the batch sums of as many passes
+        (``[loss, *metrics]`` per batch): each name's column is stacked in its own dtype
+        and converted to float64 (exact; one stack of mixed dtypes would round integer
+        counts through float32, and a stack into a float64 output is a slow path), and
+        the batches added."""
+        width = len(self.names)
         if not parts:
-            return torch.zeros(num_points, len(self.names), dtype=torch.float64)
-        packed = torch.empty(len(parts), dtype=torch.float64, device=parts[0].device)
-        torch.stack(parts, out=packed)
-        return packed.view(num_points, -1, len(self.names)).sum(dim=1)
+            return torch.zeros(num_points, width, dtype=torch.float64)
+        columns = [torch.stack(parts[i::width]).to(torch.float64) for i in range(width)]
+        return torch.stack(columns, dim=1).view(num_points, -1, width).sum(dim=1)
 
     @torch.no_grad()
     def __call__(
@@ -304,8 +309,15 @@ class Objective(Calling, Checks, Points):
         work = self._work
         work.ensure()
         work.bind(self.full_state(state))
-        parts: list[torch.Tensor] = []
-        count = self._copy_pass(self.data if batches is None else batches, parts)
+        if isinstance(batches, Iterator):
+            batches = list(batches)  # passed over twice if the model turns out to draw
+
+        def run(seeded: bool) -> tuple[list[torch.Tensor], int | torch.Tensor]:
+            parts: list[torch.Tensor] = []
+            count = self._copy_pass(self.data if batches is None else batches, parts, seeded)
+            return parts, count
+
+        parts, count = self._seeded_if_drawing(run)
         totals = self._to_totals(parts, 1)
         means = self._means(totals, [count], keep_count=batches is None, on_device=on_device)[0]
         return dict(zip(self.names, means if on_device else means.tolist(), strict=True))

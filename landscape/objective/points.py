@@ -253,17 +253,22 @@ class Points:
         return plan
 
     def _one_point_totals(
-        self, plan: PointPlan, coords: np.ndarray, parts: list[torch.Tensor]
-    ) -> list[int | torch.Tensor]:
-        """One point at a time through the private module; batch sums are appended to
-        ``parts``; returns the counts."""
-        work = self._work
-        work.bind(plan.bindings)
-        counts = []
-        for point in coords.tolist():
-            plan.write(point)
-            counts.append(self._copy_pass(self.data, parts))
-        return counts
+        self, plan: PointPlan, coords: np.ndarray
+    ) -> tuple[list[torch.Tensor], list[int | torch.Tensor]]:
+        """One point at a time through the private module: the batch sums of every pass,
+        and the counts."""
+        self._work.bind(plan.bindings)
+        points = coords.tolist()
+
+        def run(seeded: bool) -> tuple[list[torch.Tensor], list[int | torch.Tensor]]:
+            parts: list[torch.Tensor] = []
+            counts = []
+            for point in points:
+                plan.write(point)
+                counts.append(self._copy_pass(self.data, parts, seeded))
+            return parts, counts
+
+        return self._seeded_if_drawing(run)
 
     @torch.no_grad()
     def evaluate_points(
@@ -374,8 +379,7 @@ class Points:
             else:
                 if plan is None:
                     plan = self._one_point_plan(full, moved, moved_ends)
-                parts: list[torch.Tensor] = []
-                nums = self._one_point_totals(plan, points, parts)
+                parts, nums = self._one_point_totals(plan, points)
                 sums = self._to_totals(parts, len(points))
                 for i, flat in enumerate(part):
                     rows[flat], counts[flat] = sums[i], nums[i]

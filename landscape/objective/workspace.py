@@ -25,17 +25,23 @@ _FLAT_LIMIT = 2**16  # moving tensors of one dtype up to this many elements are 
 _PIECE = 2**22  # elements per piece of a larger tensor: the scratch buffer's size at most
 
 
+_ROW_LIMIT = 2**22  # moving elements up to which a plane keeps its row (one more copy)
+
+
 class _Piece:
     """A 1-D stretch of the moving tensors of one device and dtype: where a point is
     written (``out``, a view into a tensor of the private module), its origin values (the
-    base, and the end of an interpolation) and each direction's values (None where the
-    direction does not move it)."""
+    base, and the end of an interpolation), each direction's values (None where the
+    direction does not move it), and the row kept for a plane (``row``, holding the
+    origin plus every term but the last for the coefficients ``row_key``)."""
 
-    __slots__ = ("base", "directions", "end", "key", "out")
+    __slots__ = ("base", "directions", "end", "key", "out", "row", "row_key")
 
     def __init__(self, out, base, end, directions):
         self.out, self.base, self.end, self.directions = out, base, end, directions
         self.key = (out.device, out.dtype)
+        self.row: torch.Tensor | None = None
+        self.row_key: tuple | None = None
 
 
 class Workspace:
@@ -59,6 +65,10 @@ class Workspace:
         self.plan: tuple[tuple, list, Any] | None = None  # last one-point plan: key, tensors, plan
         self.auto_points: int | None = None
         self.entered = False
+        # whether the model's passes draw random numbers: known in train mode (Dropout),
+        # found out otherwise (see Objective._seeded_if_drawing)
+        self.draws = train_mode
+        self.check_targets = False  # the targets are checked on the first outputs seen
 
     def ensure(self) -> None:
         """Make the private module: the model's modules copied, its tensors not (each
@@ -103,11 +113,13 @@ class PointPlan:
     sum per direction, zero coefficients skipped), so all coordinates 0 give ``base``
     exactly and an interpolation coordinate 1 its end exactly.
 
-    Memory: the perturbed copy and a scratch buffer of at most ``2**22`` elements per
-    dtype; the base, the directions and the end are read where they are. Moving tensors
-    of one dtype that total at most ``2**16`` elements are concatenated instead (copies of
-    the base, the directions and the end: a few copies of a small model), so that a point
-    of a small model is a few vector operations whatever its number of tensors.
+    Memory: the perturbed copy, a scratch buffer of at most ``2**22`` elements per dtype,
+    and on a plane whose moving tensors total at most ``2**22`` elements the row (a copy
+    of them: a point of a row is then one product and one sum instead of two each); the
+    base, the directions and the end are read where they are. Moving tensors of one dtype
+    that total at most ``2**16`` elements are concatenated instead (copies of the base, the
+    directions and the end: a few copies of a small model), so that a point of a small
+    model is a few vector operations whatever its number of tensors.
     """
 
     def __init__(
@@ -143,6 +155,10 @@ class PointPlan:
         for piece in self.pieces:
             sizes[piece.key] = max(sizes.get(piece.key, 0), piece.out.numel())
         self.scratch = {k: torch.empty(n, device=k[0], dtype=k[1]) for k, n in sizes.items()}
+        planar = [p for p in self.pieces if sum(d is not None for d in p.directions) > 1]
+        if sum(p.out.numel() for p in planar) <= _ROW_LIMIT:
+            for piece in planar:
+                piece.row = torch.empty_like(piece.out)
 
     def _add_flat(self, names: list[str], base: State, directions: list, end: State) -> None:
         """One piece for ``names``: concatenated copies, zero where a direction is absent."""
@@ -181,26 +197,52 @@ class PointPlan:
             self.pieces.append(_Piece(part[0], part[1], part[2], part[3:]))
 
     def write(self, point: list[float]) -> None:
-        """Write the point with coordinates ``point`` into the perturbed copy."""
+        """Write the point with coordinates ``point`` into the perturbed copy.
+
+        On a plane, the row (the origin plus the first direction's term) is kept while
+        the points of a row follow one another, so such a point costs one product and one
+        sum; it is formed from the base again whenever its coefficient changes, so there
+        is no drift, and a point has the same bits whichever points came before it.
+        """
         coefs, from_end = list(point), False
         if self.j_end is not None:
             from_end, coefs[self.j_end] = lerp_coefficient(point[self.j_end])
         active = [(coefs[j], j) for j in self.order if coefs[j] != 0]
         for piece in self.pieces:
             origin = piece.end if from_end else piece.base
-            terms = [(c, piece.directions[j]) for c, j in active if piece.directions[j] is not None]
+            terms = [(c, j) for c, j in active if piece.directions[j] is not None]
             if not terms:
                 piece.out.copy_(origin)
                 continue
             buf = self.scratch[piece.key][: piece.out.numel()]
-            (c, first), rest = terms[0], terms[1:]
-            torch.mul(first, c, out=buf)
-            torch.add(origin, buf, out=piece.out)
-            for c, d in rest:
-                torch.mul(d, c, out=buf)
-                piece.out.add_(buf)
+            if len(terms) > 1 and piece.row is not None:
+                key = (from_end, *terms[:-1])
+                if piece.row_key != key:
+                    piece.row_key = None  # not a row until it is written whole
+                    _axpy_into(piece.row, origin, terms[:-1], piece.directions, buf)
+                    piece.row_key = key
+                origin, terms = piece.row, terms[-1:]
+            _axpy_into(piece.out, origin, terms, piece.directions, buf)
         for copy_, source in self.resets.values():
             copy_.copy_(source)
+
+
+def _axpy_into(
+    out: torch.Tensor,
+    origin: torch.Tensor,
+    terms: list[tuple[float, int]],
+    directions: list[torch.Tensor | None],
+    buf: torch.Tensor,
+) -> None:
+    """``out = origin + sum(c * directions[j])`` with the roundings of
+    :func:`landscape.params.axpy` (each product rounded, then added in order): a fused
+    multiply-add would round once and differ from the reference point in the last bit."""
+    for i, (c, j) in enumerate(terms):
+        torch.mul(directions[j], c, out=buf)
+        if i == 0:
+            torch.add(origin, buf, out=out)
+        else:
+            out.add_(buf)
 
 
 def _is_param(t: torch.Tensor) -> bool:
