@@ -41,9 +41,9 @@ def _quotient(objective: Objective, point, leaves, batch) -> tuple[torch.Tensor,
     grads = torch.autograd.grad(sums["loss"] / count, weights, create_graph=True)
     flat = [g.detach() for g in grads]
     hg = torch.autograd.grad(grads, weights, grad_outputs=flat, materialize_grads=True)
-    ghg = sum((g.double() * h.double()).sum() for g, h in zip(flat, hg, strict=True))
-    gg = sum(g.double().pow(2).sum() for g in flat)
-    return torch.stack([ghg, gg]), count
+    ghg = torch.stack([(g.double() * h.double()).sum() for g, h in zip(flat, hg, strict=True)])
+    gg = torch.stack([g.double().pow(2).sum() for g in flat])
+    return torch.stack([ghg.sum(), gg.sum()]), count
 
 
 def batch_sharpness(
@@ -81,7 +81,8 @@ def batch_sharpness(
         4
     """
     point, names, leaves = _leaves(objective, state, params)
-    values, size = [], None
+    values: list[torch.Tensor] = []
+    size: Any = None
     with progress_bar(progress, desc="batch sharpness", unit="batch") as bar:
         for batch in objective.batches():
             if max_batches is not None and len(values) >= max_batches:
@@ -101,7 +102,7 @@ def batch_sharpness(
         ratio_of_expectations=float(pairs[:, 0].sum() / pairs[:, 1].sum()),
         samples=samples,
         num_batches=len(samples),
-        batch_size=int(size),
+        batch_size=int(size),  # read once, here
         threshold=2 / lr if lr else math.nan,
         settings={**provenance(objective, state), "lr": lr, "max_batches": max_batches},
     )
@@ -116,7 +117,8 @@ def loss_gradient(
     """The exact full-batch mean loss's gradient, flat float64 in the order of the names."""
     point, names, leaves = _leaves(objective, state, params)
     total = torch.zeros(sum(t.numel() for t in leaves.values()), dtype=torch.float64)
-    total, examples = total.to(objective.device), 0
+    total = total.to(objective.device)
+    examples: Any = 0  # an int, or a 0-dim tensor for token counts (no sync in the loop)
     for batch in objective.batches():
         sums, count = objective.batch_sums(
             objective.full_state({**point, **leaves}), batch, with_metrics=False
@@ -125,8 +127,8 @@ def loss_gradient(
         total += torch.cat([g.reshape(-1).double() for g in grads])
         examples += count
     total = objective.all_reduce(total)
-    examples = objective.all_reduce(torch.as_tensor(float(examples), device=objective.device))
-    return names, total / examples
+    count = torch.as_tensor(examples, dtype=torch.float64, device=objective.device)
+    return names, total / objective.all_reduce(count)
 
 
 def gradient_alignment(

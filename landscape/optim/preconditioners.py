@@ -283,7 +283,9 @@ def preconditioner(
             direction[name] = d
             l2[name], decay[name] = c, ratio * wd
             steps.add(step)
-    hyper = {k: v for k, v in groups[0].items() if k != "params" and isinstance(v, int | float)}
+    hyper: dict[str, Any] = {
+        k: v for k, v in groups[0].items() if k != "params" and isinstance(v, int | float)
+    }
     hyper["betas"] = list(groups[0].get("betas", ()))
     return Preconditioner(
         diagonal=diagonal,
