@@ -61,6 +61,13 @@ _SOURCES = {
         "save_hessian",
         "spectral_density",
     ),
+    ".optim": (
+        "StabilityGuard",
+        "batch_sharpness",
+        "gradient_alignment",
+        "preconditioned_sharpness",
+        "preconditioner",
+    ),
     ".sharpness": ("MEASURES", "SharpnessResult", "load_sharpness", "save_sharpness", "sharpness"),
     ".surface": ("Surface", "compute_surface", "load_surface", "parse_range", "save_surface"),
     ".tracking": ("Tracker", "TrackingRun", "load_tracking"),

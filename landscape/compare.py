@@ -103,6 +103,37 @@ class Comparison(Result):
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
+    def differences(self, a: str, b: str, *, z: float = 2.0) -> list[dict[str, Any]]:
+        """``b - a`` for every quantity of the table, with the standard error of the
+        difference ``sqrt(se_a^2 + se_b^2)`` (independent estimates: each checkpoint's own
+        draws) and whether ``|b - a| > z`` times it (``exceeds``). A measure computed
+        exactly (``lambda_max``: stderr 0) exceeds whenever it differs; ``exceeds`` is
+        ``None`` where no error is known: a NaN stderr, and the losses, accuracies and gaps,
+        exact on the data given but with a sampling error over data sets that is not
+        estimated here.
+
+        Example:
+            >>> from landscape.sharpness import SharpnessResult
+            >>> found = Comparison({"sgd": {}, "sam": {}}, {
+            ...     "sgd": {"avg_l2": SharpnessResult("avg_l2", 1.0, 0.1, {})},
+            ...     "sam": {"avg_l2": SharpnessResult("avg_l2", 0.5, 0.1, {})}}, {})
+            >>> row = found.differences("sgd", "sam")[0]
+            >>> row["difference"], round(row["stderr"], 4), row["exceeds"]
+            (-0.5, 0.1414, True)
+        """
+        rows = {row["checkpoint"]: row for row in self.table_rows()}
+        found = []
+        for key, value in rows[a].items():
+            if key == "checkpoint" or key.endswith("_stderr") or key not in rows[b]:
+                continue
+            se = np.hypot(rows[a].get(f"{key}_stderr", 0.0), rows[b].get(f"{key}_stderr", 0.0))
+            diff = rows[b][key] - value
+            known = np.isfinite(se) and key in self.measures[a]
+            exceeds = bool(abs(diff) > z * se) if known else None
+            found.append({"quantity": key, a: value, b: rows[b][key], "difference": diff,
+                          "stderr": float(se), "exceeds": exceeds})  # fmt: skip
+        return found
+
 
 def _state(model: nn.Module, checkpoint: Any) -> dict[str, Any]:
     """A checkpoint's state checked against the architecture, without copying the model."""

@@ -19,7 +19,16 @@ computed", at the other logs); ``lambda_min``, the same Lanczos for the smallest
 eigenvalue; ``slice``, the loss along one random direction: the same Gaussian draw
 (``seed``) at every log, filter-normalized to the weights of that log, so that its
 coordinates are in units of the current filters' norms (Li et al. 2018) as the weights
-grow or shrink; and any other sharpness measure by name (settings as keywords).
+grow or shrink; and any other sharpness measure by name (settings as keywords), among
+them ``preconditioned_sharpness`` (``lambda_1(P^-1 H)`` for the ``optimizer`` given, with
+its threshold, 38/lr for Adam) and ``batch_sharpness`` (over the objective's minibatches:
+give the training ``batch_size``; threshold ``2 / lr``).
+
+Thresholds: each log also records, as the column ``<measure>_threshold``, the stability
+threshold of ``preconditioned_sharpness`` and ``batch_sharpness`` and, with an SGD
+``optimizer``, of ``lambda_max`` (``(2 + 2 momentum) / lr``), read at that log (a learning
+rate schedule moves it). A :class:`~landscape.optim.StabilityGuard` given as ``guard`` sees
+every measure with its threshold after each log.
 
 Errors: each eigenvalue is within ``tol * ||H||`` of an eigenvalue of the Hessian (a
 ``RuntimeWarning`` says when Lanczos stopped above it); each trace carries its standard
@@ -53,11 +62,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from .checks import check_count
 from .directions import random_direction
 from .objective import BatchLoss, Objective
+from .optim import StabilityGuard, optimizer_threshold
 from .results import Result
 from .sharpness import MEASURES, SharpnessResult, WarmStart, check_settings, sharpness
 from .sharpness.curvature import measure_hessian
@@ -139,6 +150,10 @@ class Tracker:
         slice_x: coordinates of the slice.
         progress: show progress bars inside :meth:`log` (off: a training loop's own
             output stays readable).
+        optimizer: the training loop's optimizer (read, never changed): the preconditioner
+            of ``preconditioned_sharpness`` and the thresholds; recorded by class name.
+        guard: a :class:`~landscape.optim.StabilityGuard` given each measure and its
+            threshold after every log.
         **measure_settings: settings of the sharpness measures (``rho``, ``num_samples``,
             ``params``, ...).
 
@@ -179,6 +194,8 @@ class Tracker:
         warm_start: bool = True,
         slice_x: Sequence[float] = tuple(np.linspace(-1, 1, 21)),
         progress: bool = False,
+        optimizer: torch.optim.Optimizer | None = None,
+        guard: StabilityGuard | None = None,
         **measure_settings: Any,
     ):
         measures = [measures] if isinstance(measures, str) else list(measures)
@@ -210,6 +227,12 @@ class Tracker:
                 raise ValueError(f"expected the loss options of the objective, got "
                                  f"{sorted(self._options)} beside it; set them on the "
                                  "Objective")  # fmt: skip
+        if "preconditioned_sharpness" in measures and optimizer is None:
+            raise ValueError("expected optimizer= for preconditioned_sharpness, got none")
+        if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"expected a torch optimizer, got {type(optimizer).__name__}")
+        if guard is not None and not isinstance(guard, StabilityGuard):
+            raise TypeError(f"expected a StabilityGuard for guard, got {type(guard).__name__}")
         # the registry's measures (lambda_min: lambda_max's Lanczos), each given the
         # settings it takes
         curvature = [m for m in measures if m in MEASURES or m == "lambda_min"]
@@ -225,6 +248,11 @@ class Tracker:
                    if v is not None and k in MEASURES[_taker(name)].defaults}
             for name in curvature
         }  # fmt: skip
+        if "preconditioned_sharpness" in self._routed:
+            self._routed["preconditioned_sharpness"]["optimizer"] = optimizer
+        if "batch_sharpness" in self._routed and lr is not None:
+            self._routed["batch_sharpness"].setdefault("lr", lr)
+        self.optimizer, self.guard = optimizer, guard
         self._warm = {m: WarmStart() for m in ("lambda_max", "lambda_min") if warm_start}
         self.data = data if objective is None else objective.data
         self.path, self.every, self.measures = path, every, measures
@@ -233,6 +261,7 @@ class Tracker:
             "measures": measures, "every": every, "lr": lr, "seed": seed,
             "num_probes": num_probes, "tol": tol, "max_hvps": max_hvps,
             "warm_start": warm_start, "slice_x": [float(v) for v in slice_x],
+            **({"optimizer": type(optimizer).__name__} if optimizer is not None else {}),
             # recorded where it differs from version 0.2's trace at every log, so that
             # 0.2 files continue with trace_every=every
             **({"trace_every": trace_every} if trace_every != every else {}),
@@ -264,6 +293,7 @@ class Tracker:
         if self.path is not None:
             n = len(self._settings["slice_x"])
             shapes = {m: (n,) if m == "slice" else () for m in self.measures}
+            shapes.update({f"{m}_threshold": () for m in self._thresholded()})
             steps = prepare_tracking(self.path, self._settings, shapes)
             self._last = int(steps[-1]) if len(steps) else None
         self._objective = objective
@@ -291,6 +321,10 @@ class Tracker:
             return None
         here = self._objective.at(model.state_dict())
         values, stderr = self._measure(here, step)
+        if self.guard is not None:
+            for name in self._thresholded():
+                threshold = values[f"{name}_threshold"]
+                self.guard.update(name, values[name], threshold=threshold, step=step)
         if self.path is not None:
             append_tracking(self.path, step, values, stderr)
         else:
@@ -312,7 +346,22 @@ class Tracker:
             else:
                 found = self._result(here, name)
                 values[name], stderr[name] = found.value, found.stderr
+                if "threshold" in found.extra:
+                    values[f"{name}_threshold"] = found.extra["threshold"]
+        if "lambda_max" in self._thresholded():
+            values["lambda_max_threshold"] = optimizer_threshold(self.optimizer)
+        for name in self._thresholded():
+            stderr[f"{name}_threshold"] = 0.0
+            values.setdefault(f"{name}_threshold", math.nan)
         return values, stderr
+
+    def _thresholded(self) -> list[str]:
+        """The measures logged with a ``<measure>_threshold`` column."""
+        sgd = isinstance(self.optimizer, torch.optim.SGD)
+        return [
+            m for m in self.measures
+            if m in ("preconditioned_sharpness", "batch_sharpness") or (m == "lambda_max" and sgd)
+        ]  # fmt: skip
 
     def _result(self, here: Objective, name: str) -> SharpnessResult:
         """The registry's measure ``name`` (``lambda_min``: the same Lanczos), with this
@@ -336,8 +385,9 @@ class Tracker:
         if self.path is not None and os.path.exists(self.path):
             return load_tracking(self.path)
         steps = np.array([r[0] for r in self._rows], dtype=np.int64)
+        columns = [*self.measures, *(f"{m}_threshold" for m in self._thresholded())]
         values = {m: np.array([r[1][m] for r in self._rows], dtype=np.float64)
-                  for m in self.measures}  # fmt: skip
+                  for m in columns}  # fmt: skip
         stderr = {m: np.array([r[2][m] for r in self._rows], dtype=np.float64)
-                  for m in self.measures if m != "slice"}  # fmt: skip
+                  for m in columns if m != "slice"}  # fmt: skip
         return TrackingRun(steps, values, stderr, self.settings)

@@ -187,3 +187,27 @@ def test_a_comparison_takes_an_objective(tmp_path):
         compare_checkpoints(checkpoints=checkpoints, objective=objective, loss="mse")
     with pytest.raises(ValueError, match="expected a model and data, or an objective"):
         compare_checkpoints(checkpoints=checkpoints)
+
+
+def test_differences_say_which_exceed_their_standard_errors():
+    from landscape.sharpness import SharpnessResult
+
+    def measures(trace, se):
+        return {
+            "trace": SharpnessResult("trace", trace, se, {}),
+            "lambda_max": SharpnessResult("lambda_max", trace / 10, 0.0, {}),
+            "rise": SharpnessResult("rise", 1.0, float("nan"), {}),
+        }
+
+    found = Comparison(
+        {"a": {"train_loss": 0.1}, "b": {"train_loss": 0.1}},
+        {"a": measures(10.0, 0.3), "b": measures(10.5, 0.4)},
+        {},
+    )
+    rows = {row["quantity"]: row for row in found.differences("a", "b")}
+    assert rows["trace"]["stderr"] == pytest.approx(0.5) and rows["trace"]["exceeds"] is False
+    assert rows["trace"]["difference"] == pytest.approx(0.5)
+    assert found.differences("a", "b", z=0.5)[1]["exceeds"] is True  # 0.5 > 0.5 * 0.5
+    assert rows["lambda_max"]["exceeds"] is True  # exact values that differ
+    assert rows["train_loss"]["exceeds"] is None  # exact here; its sampling error unknown
+    assert rows["rise"]["exceeds"] is None  # no error known

@@ -109,6 +109,24 @@ def _paths():
     return connect_checkpoints(objective, objective.base_state, end, curve="line", t=3).paths
 
 
+def _optim(kind: str):
+    from landscape import optim
+
+    def build():
+        objective = _objective()
+        if kind == "batch_sharpness":
+            return optim.batch_sharpness(objective, lr=0.1)
+        if kind == "gradient_alignment":
+            return optim.gradient_alignment(objective, num_eigenpairs=2)
+        opt = torch.optim.Adam(objective.model.parameters(), lr=0.01)
+        x, y = gaussian_data(12, 3, 2)
+        torch.nn.functional.cross_entropy(objective.model(x), y).backward()
+        opt.step()
+        return optim.preconditioned_sharpness(objective, opt)
+
+    return build
+
+
 def _part(name: str):
     return lambda: getattr(_hessian(), name)
 
@@ -124,6 +142,10 @@ BUILDERS = {
     "hessian.blocks": _part("blocks"),
     "sharpness": _sharpness,
     "paths": _paths,
+    **{
+        f"optim.{kind}": _optim(kind)
+        for kind in ("preconditioned_sharpness", "batch_sharpness", "gradient_alignment")
+    },
 }
 
 

@@ -365,7 +365,11 @@ def _plot_tracking_file(args: argparse.Namespace) -> None:
         raise UserError(
             f"{args.file} holds no tracking; log a run with landscape.Tracker"
         ) from None
-    measures = list(run.values)
+    # a measure's threshold is drawn on its panel, not on one of its own
+    measures = [
+        m for m in run.values
+        if not (m.endswith("_threshold") and m.removesuffix("_threshold") in run.values)
+    ]  # fmt: skip
     cols = min(len(measures), 3)
     rows = -(-len(measures) // cols)
     fig = Figure(figsize=(3.6 * cols, 2.8 * rows), layout="constrained")

@@ -28,6 +28,9 @@ MEASURE_LABELS: dict[str, tuple[str, str]] = {
     "fisher_rao": ("Fisher-Rao norm", r"$\mathrm{E}\,\langle w, \nabla \ell\rangle^2$"),
     "relative_flatness": ("relative flatness", "relative flatness"),
     "rise": ("random-direction rise", "mean " + _RISE),
+    "preconditioned_sharpness": ("preconditioned sharpness", r"$\lambda_1(P^{-1}H)$"),
+    "batch_sharpness": ("batch sharpness", r"$\mathrm{E}_B\, g_B^T H_B g_B / \|g_B\|^2$"),
+    "gradient_share": ("gradient in the top eigenspace", r"$\|V_k^T g\|^2 / \|g\|^2$"),
 }
 
 

@@ -2,7 +2,8 @@
 
 - :func:`plot_tracking` (axes-level): one measure logged by a
   :class:`~landscape.tracking.Tracker` against the step, its standard error as a band, and
-  for ``lambda_max`` the stability threshold ``2 / lr`` of gradient descent;
+  its stability threshold (``2 / lr`` for ``lambda_max``, the optimizer's for the
+  preconditioned and batch sharpness);
 - :func:`plot_correlation` (figure-level): each measure against the generalization gap,
   and every measure's Kendall tau with its interval (and granulated tau).
 
@@ -33,10 +34,14 @@ def plot_tracking(run: Any, measure: str, ax: Axes | None = None, *, lr: float |
     Args:
         run: a :class:`~landscape.tracking.TrackingRun`.
         measure: the measure drawn. ``"slice"`` draws the loss along the slice direction,
-            one line per log, coloured from light (early) to dark (late).
+            one line per log, coloured from light (early) to dark (late). NaN rows (a
+            trace between its logs) are left out; a positive measure that spans more than
+            two decades gets a log axis.
         ax: axes to draw on (default: the current axes).
         lr: learning rate; default the run's ``lr`` setting. With one, a ``lambda_max``
-            plot gets a dashed line at ``2 / lr``.
+            plot gets a dashed line at ``2 / lr``. A measure logged with a threshold (the
+            column ``<measure>_threshold``: ``preconditioned_sharpness``, 38/lr for Adam;
+            ``batch_sharpness``, 2/lr) gets that threshold as a dashed line instead.
         **kwargs: passed to ``Axes.plot`` for the measure's line.
 
     Returns:
@@ -69,14 +74,23 @@ def plot_tracking(run: Any, measure: str, ax: Axes | None = None, *, lr: float |
         ax.set_ylabel("loss")
         return ax
     label = measure_axis_label(measure)
-    (line,) = ax.plot(steps, values, label=label, **kwargs)
-    err = np.asarray(run.stderr.get(measure, np.zeros_like(values)), dtype=np.float64)
+    shown = np.isfinite(values)  # a trace between its logs is NaN: not computed
+    (line,) = ax.plot(steps[shown], values[shown], label=label, **kwargs)
+    err = np.asarray(run.stderr.get(measure, np.zeros_like(values)), dtype=np.float64)[shown]
     if np.any(err > 0):
-        ax.fill_between(steps, values - err, values + err, color=line.get_color(), alpha=0.25,
-                        linewidth=0, label="±1 standard error")  # fmt: skip
+        ax.fill_between(steps[shown], values[shown] - err, values[shown] + err,
+                        color=line.get_color(), alpha=0.25, linewidth=0,
+                        label="±1 standard error")  # fmt: skip
     lr = run.settings.get("lr") if lr is None else lr
-    if measure == "lambda_max" and lr:
+    threshold = run.values.get(f"{measure}_threshold")
+    if threshold is not None:  # logged at each step: a schedule moves it
+        ax.plot(steps, threshold, color="0.3", linestyle="--", linewidth=1,
+                label=f"threshold ({threshold[-1]:.4g} at the end)")  # fmt: skip
+    elif measure == "lambda_max" and lr:
         ax.axhline(2 / lr, color="0.3", linestyle="--", linewidth=1, label=f"2 / lr = {2 / lr:.4g}")
+    positive = values[shown][values[shown] > 0]
+    if len(positive) == shown.sum() and len(positive) and positive.max() > 100 * positive.min():
+        ax.set_yscale("log")  # spans decades
     ax.set_xlabel("step")
     ax.set_ylabel(label)
     return ax

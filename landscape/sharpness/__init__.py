@@ -31,6 +31,10 @@ weights, ``c = 1`` for the standard and ``c = |w|`` for the adaptive versions):
   2020), ``1 / sigma^2`` for the noise level ``sigma`` that raises the loss by ``target``.
 - ``fisher_rao`` (:mod:`.fisher_rao`): squared Fisher-Rao norm (Liang et al. 2019).
 - ``relative_flatness`` (:mod:`.relative_flatness`): Petzka et al. (2021) on one layer.
+- ``preconditioned_sharpness``, ``batch_sharpness``, ``gradient_share`` (:mod:`.optimizer`):
+  ``lambda_1(P^-1 H)`` for an optimizer's diagonal preconditioner ``P`` (``optimizer=``),
+  the mean over minibatches of ``g_B^T H_B g_B / ||g_B||^2``, and the share of the gradient
+  in the top Hessian eigenspace (see :mod:`landscape.optim`).
 - ``rise`` (:mod:`.rise`): ``L(w + rho d) - L(w)`` over filter-normalized random ``d``.
 
 The worst-case values (``keskar``, ``*worst_*``) are the best of several local searches,
@@ -51,6 +55,7 @@ from .average_case import measure_average_case
 from .curvature import measure_hessian
 from .fisher_rao import measure_fisher_rao
 from .keskar import keskar_subspace, measure_keskar
+from .optimizer import measure_batch_sharpness, measure_gradient_share, measure_preconditioned
 from .pacbayes import measure_pacbayes
 from .registry import (
     DEFAULT_RHO,
@@ -79,10 +84,13 @@ __all__ = [
     "keskar_subspace",
     "load_sharpness",
     "measure_average_case",
+    "measure_batch_sharpness",
     "measure_fisher_rao",
+    "measure_gradient_share",
     "measure_hessian",
     "measure_keskar",
     "measure_pacbayes",
+    "measure_preconditioned",
     "measure_relative_flatness",
     "measure_rise",
     "measure_worst_case",

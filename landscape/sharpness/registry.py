@@ -109,6 +109,19 @@ def check_warm_start(value: Any) -> WarmStart:
     return value
 
 
+def check_optimizer(value: Any) -> Any:
+    """A torch optimizer, a :class:`~landscape.optim.Preconditioner`, or a diagonal (a tensor
+    or a ``{name: tensor}`` mapping); ``TypeError`` otherwise (read in full when measured)."""
+    if isinstance(value, torch.optim.Optimizer | torch.Tensor | Mapping):
+        return value
+    if type(value).__name__ == "Preconditioner":  # landscape.optim's, not imported here
+        return value
+    raise TypeError(
+        "expected a torch optimizer, a Preconditioner or a diagonal (tensor or {name: tensor}) "
+        f"for optimizer, got {type(value).__name__}"
+    )
+
+
 def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return lambda value: None if value is None else check(value)
 
@@ -160,6 +173,10 @@ SETTINGS: dict[str, Setting] = {
         Setting("ignore", _choice("ignore", *values(options.Ignore)), "rise: 1-D tensors"),
         Setting("layer", _optional(lambda v: _checks.check_name("layer", v)), "a 2-D weight"),
         Setting("params", _optional(_checks.check_selection), "the weights perturbed"),
+        Setting("optimizer", _optional(check_optimizer), "an optimizer or a diagonal P"),
+        Setting("lr", _optional(_positive("lr")), "learning rate, for 2 / lr"),
+        Setting("num_eigenpairs", _count("num_eigenpairs"), "top eigenvectors spanned"),
+        Setting("max_batches", _optional(_count("max_batches")), "minibatches used"),
     ]
 }
 

@@ -17,7 +17,7 @@ re-exported below; :mod:`~landscape.storage.registry` holds the one registry of 
 behind ``landscape.save`` and ``landscape.load``.
 """
 
-from . import hessian, paths, sharpness  # noqa: F401  (registering their schemas)
+from . import hessian, optim, paths, sharpness  # noqa: F401  (registering their schemas)
 from .codec import JSON_PREFIX, decode_attr, decode_attrs, encode_attr, same_attr
 from .describe import describe_file
 from .directions import load_directions, read_directions, write_directions
