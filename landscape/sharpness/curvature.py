@@ -89,11 +89,8 @@ def measure_hessian(
             :class:`WarmStart`.
 
     Example:
-        >>> from torch import nn
-        >>> from landscape.objective import Objective
-        >>> data = (torch.eye(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64))
-        >>> model = nn.Linear(2, 1, bias=False).double()
-        >>> round(measure_hessian(Objective(model, data, loss="mse")).value, 6)
+        >>> from landscape.sharpness._example import example_objective
+        >>> round(measure_hessian(example_objective()).value, 6)
         1.0
     """
     _checks.check_objective(objective)

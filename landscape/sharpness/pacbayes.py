@@ -89,12 +89,8 @@ def measure_pacbayes(
         RuntimeError: the estimate stays within the target for every ``sigma`` up to 2**40.
 
     Example:
-        >>> import torch
-        >>> from torch import nn
-        >>> from landscape.objective import Objective
-        >>> data = (torch.eye(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64))
-        >>> model = nn.Linear(2, 1, bias=False).double()
-        >>> result = measure_pacbayes(Objective(model, data, loss="mse"), num_samples=4)
+        >>> from landscape.sharpness._example import example_objective
+        >>> result = measure_pacbayes(example_objective(), num_samples=4)
         >>> result.extra["sigma"] > 0
         True
     """

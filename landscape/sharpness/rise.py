@@ -59,12 +59,8 @@ def measure_rise(
         TypeError: a count or seed that is not an integer.
 
     Example:
-        >>> import torch
-        >>> from torch import nn
-        >>> from landscape.objective import Objective
-        >>> data = (torch.eye(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64))
-        >>> model = nn.Linear(2, 1, bias=False).double()
-        >>> measure_rise(Objective(model, data, loss="mse"), num_samples=2).samples.shape
+        >>> from landscape.sharpness._example import example_objective
+        >>> measure_rise(example_objective(), num_samples=2).samples.shape
         (2,)
     """
     _checks.check_objective(objective)
