@@ -23,6 +23,7 @@ from .._progress import progress_bar
 from ..hessian import HessianOperator, hessian_trace
 from ..linalg import lanczos_eigenpairs
 from ..objective import Objective
+from ..options import WhichName
 from ..params import ParamSelection
 from . import _checks
 from ._stats import LEVEL
@@ -31,7 +32,7 @@ from .result import SharpnessResult
 
 __all__ = ["measure_hessian", "normal_interval"]
 
-_WHICH = {"lambda_max": "LA", "lambda_min": "SA"}
+_WHICH: dict[str, WhichName] = {"lambda_max": "LA", "lambda_min": "SA"}
 
 
 def normal_interval(value: float, stderr: float, level: float = LEVEL) -> tuple[float, float]:

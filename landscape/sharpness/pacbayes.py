@@ -10,6 +10,7 @@ import numpy as np
 import scipy.optimize
 import torch
 
+from .. import checks
 from .._progress import progress_bar
 from .._provenance import provenance
 from ..objective import Objective
@@ -21,6 +22,9 @@ from ._stats import mean_and_stderr, mean_interval
 from .registry import register
 from .result import SharpnessResult
 
+Criterion = Literal["loss", "accuracy"]
+_CRITERIA: tuple[Criterion, ...] = ("loss", "accuracy")
+
 __all__ = ["measure_pacbayes"]
 
 Point = tuple[float, np.ndarray]  # (sigma, the per-draw rises at sigma)
@@ -31,7 +35,7 @@ def measure_pacbayes(
     *,
     magnitude_aware: bool = False,
     target: float = 0.1,
-    criterion: Literal["loss", "accuracy"] = "loss",
+    criterion: Criterion = "loss",
     eps: float = 1e-3,
     num_samples: int = 100,
     rtol: float = 1e-3,
@@ -102,7 +106,7 @@ def measure_pacbayes(
     rtol = _checks.check_positive("rtol", rtol)
     num_samples = _checks.check_count("num_samples", num_samples)
     seed = _checks.check_seed(seed)
-    criterion = _checks.check_choice("criterion", criterion, ("loss", "accuracy"))
+    criterion = checks.check_choice(criterion, _CRITERIA, "criterion")
     if criterion == "accuracy" and "accuracy" not in objective.names:
         raise ValueError(
             "expected an objective with accuracy for criterion='accuracy', got one with "

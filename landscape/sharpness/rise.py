@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from .. import options
+from .. import checks, options
 from .._progress import progress_bar
 from .._provenance import provenance
 from ..directions import random_direction
@@ -66,8 +66,8 @@ def measure_rise(
     _checks.check_objective(objective)
     rho = _checks.check_positive("rho", DEFAULT_RHO["rise"] if rho is None else rho)
     num_samples = _checks.check_count("num_samples", num_samples)
-    norm = _checks.check_choice("norm", norm, options.Norm)
-    ignore = _checks.check_choice("ignore", ignore, options.Ignore)
+    norm = checks.check_choice(norm, options.Norm, "norm")
+    ignore = checks.check_choice(ignore, options.Ignore, "ignore")
     seed = _checks.check_seed(seed)
     weights = weights_of(objective, params)
 
