@@ -5,7 +5,8 @@ naming the argument (a ``TypeError`` for a wrong type, else a ``ValueError``).
 shapes of another (a model's ``state_dict``, the weights, a direction);
 :func:`renamed_keywords` keeps the old names of renamed keyword arguments working.
 
-Standard library only, so that any module (the command line included) may use it.
+Standard library and :mod:`landscape.options` only, so that any module (the command line
+included) may use it.
 """
 
 from __future__ import annotations

@@ -255,11 +255,7 @@ class GuardedH5File(h5py.File):
         self.check()
 
     def close(self) -> None:
-        try:
-            if self.id.valid:
-                super().close()
-        finally:
-            self._guard.close()
+        self.discard()
         self.check()
 
     def discard(self) -> None:
