@@ -53,7 +53,8 @@ def shifted(weights: Mapping[str, torch.Tensor], delta: Mapping[str, torch.Tenso
 
 def dot(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """``<a, b>`` over every tensor, a float64 0-dim tensor on their device (not read)."""
-    total = torch.zeros((), dtype=torch.float64, device=next(iter(a.values())).device)
+    device = next((t.device for t in a.values()), None)
+    total = torch.zeros((), dtype=torch.float64, device=device)
     for n in a:
         total = total + (a[n].to(torch.float64) * b[n].to(torch.float64)).sum()
     return total
