@@ -5,7 +5,8 @@ naming the argument (a ``TypeError`` for a wrong type, else a ``ValueError``).
 shapes of another (a model's ``state_dict``, the weights, a direction);
 :func:`renamed_keywords` keeps the old names of renamed keyword arguments working.
 
-Standard library only, so that any module (the command line included) may use it.
+Standard library and :mod:`landscape.options` only, so that any module (the command line
+included) may use it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import numbers
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
+
+from . import options
 
 __all__ = [
     "check_choice",
@@ -90,8 +93,38 @@ def check_flag(value: Any, name: str) -> bool:
     return bool(value)
 
 
+_S = TypeVar("_S", bound=str)
+
+
+# Typed per options enum: the value comes back as that option's Literal alias, so that it
+# may be passed on to a function hinted with the alias.
+@overload
+def check_choice(value: Any, choices: type[options.Norm], name: str) -> options.NormName: ...
+@overload
+def check_choice(value: Any, choices: type[options.Ignore], name: str) -> options.IgnoreName: ...
+@overload
+def check_choice(value: Any, choices: type[options.DirType], name: str) -> options.DirTypeName: ...
+@overload
+def check_choice(
+    value: Any, choices: type[options.Precision], name: str
+) -> options.PrecisionName: ...
+@overload
+def check_choice(value: Any, choices: type[options.Which], name: str) -> options.WhichName: ...
+@overload
+def check_choice(
+    value: Any, choices: type[options.AlignMethod], name: str
+) -> options.AlignMethodName: ...
+@overload
+def check_choice(value: Any, choices: type[options.Repair], name: str) -> options.RepairName: ...
+@overload
+def check_choice(value: Any, choices: type[Enum], name: str) -> str: ...
+@overload
+def check_choice(value: Any, choices: Iterable[_S], name: str) -> _S: ...
+
+
 def check_choice(value: Any, choices: type[Enum] | Iterable[str], name: str) -> str:
-    """One of ``choices`` (an options enum or strings), as its plain ``str`` value.
+    """One of ``choices`` (an options enum or strings), as its plain ``str`` value (typed
+    as the option's ``Literal`` alias, or as the type of the strings).
 
     Example:
         >>> from landscape.options import Norm

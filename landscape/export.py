@@ -315,7 +315,8 @@ def export_gif(
             return tuple(m for m, _ in markers)
 
         frames = len(t)
-    elif surface is not None and surface.is_2d:
+    elif surface is not None and surface.y is not None:  # a plane
+        ys = surface.y
         values = np.asarray(surface[metric], dtype=np.float64)
         finite = values[np.isfinite(values)]
         (curve,) = ax.plot(surface.x, values[:, 0])
@@ -327,10 +328,10 @@ def export_gif(
 
         def update(k: int) -> tuple:
             curve.set_ydata(values[:, k])
-            title.set_text(f"y = {surface.y[k]:.3g}")
+            title.set_text(f"y = {ys[k]:.3g}")
             return curve, title
 
-        frames = len(surface.y)
+        frames = len(ys)
     else:
         raise ValueError("a GIF needs a plane, a trajectory or paths; this file holds one line")
     animation = FuncAnimation(fig, update, frames=frames, blit=False)

@@ -23,7 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from .checks import check_choice, check_state
 from .directions import Directions
+from .options import DirType
 from .surface import Surface, save_surface
 
 __all__ = [
@@ -123,15 +125,11 @@ def load_li_directions(
     reference = dict(model.state_dict(keep_vars=True))
     states = []
     for axis, arrays in zip("xy", lists, strict=False):
-        names = _names(model, dir_type, len(arrays))
+        named = dict(zip(_names(model, dir_type, len(arrays)), arrays, strict=True))
+        check_state(named, reference, name=f"the {axis}direction tensors", missing=False)
         state = {}
-        for name, array in zip(names, arrays, strict=True):
+        for name, array in named.items():
             ref = reference[name]
-            if tuple(array.shape) != tuple(ref.shape):
-                raise ValueError(
-                    f"{axis}direction tensor for {name!r} has shape {tuple(array.shape)}, the "
-                    f"model's has {tuple(ref.shape)}"
-                )
             if ref.is_floating_point():
                 state[name] = torch.from_numpy(np.array(array)).to(ref.dtype)
         states.append(state)
@@ -242,33 +240,24 @@ def export_li_directions(
     from .storage.li import write_li_directions
 
     dir_type = dir_type or directions.settings.get("dir_type", "weights")
-    if dir_type == "weights":
+    if check_choice(dir_type, DirType, "dir_type") == "weights":
         reference = {n: p.detach() for n, p in model.named_parameters()}
-    elif dir_type == "states":
-        reference = {n: t.detach() for n, t in model.state_dict().items()}
+        hint = "; pass dir_type='states' for buffers"
     else:
-        raise ValueError(f"dir_type must be 'weights' or 'states', got {dir_type!r}")
+        reference = {n: t.detach() for n, t in model.state_dict().items()}
+        hint = ""
     lists = []
-    for direction in (directions.x, directions.y):
+    for axis, direction in (("x", directions.x), ("y", directions.y)):
         if direction is None:
             continue
-        unknown = set(direction) - set(reference)
-        if unknown:
-            raise ValueError(
-                f"the direction has {sorted(unknown)[:3]}, which are not among the model's "
-                f"{dir_type}; pass dir_type='states' for buffers"
-            )
+        check_state(direction, reference, name=f"the {axis} direction",
+                    against=f"the model's {dir_type}", missing=False, hint=hint)  # fmt: skip
         arrays = []
         for name, ref in reference.items():
             tensor = direction.get(name)
             if tensor is None:
                 arrays.append(np.zeros(tuple(ref.shape), dtype=ref.cpu().numpy().dtype))
                 continue
-            if tuple(tensor.shape) != tuple(ref.shape):
-                raise ValueError(
-                    f"direction {name!r} has shape {tuple(tensor.shape)}, the model's has "
-                    f"{tuple(ref.shape)}"
-                )
             arrays.append(tensor.detach().cpu().numpy())
         lists.append(arrays)
     write_li_directions(path, lists, overwrite=overwrite)

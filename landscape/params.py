@@ -371,9 +371,9 @@ def point_state(
     if len(coords) != len(directions):
         raise ValueError(f"expected {len(directions)} coordinates, got {len(coords)}")
     out = dict(base)
-    if j_end is not None:
+    end = None if ends is None or j_end is None else ends[j_end]
+    if j_end is not None and end is not None:  # end_index: the one direction with an end
         from_end, coef = lerp_coefficient(coords[j_end])
-        end = ends[j_end]  # type: ignore[index]
         check_state(end, directions[j_end], name="the end state", against="its direction",
                     unexpected=False)  # fmt: skip
         if from_end:

@@ -26,6 +26,7 @@ from torch import nn
 
 from .checks import check_count, renamed_keywords
 from .directions import random_directions
+from .options import IgnoreName, NormName
 from .surface import Surface, compute_surface
 
 __all__ = ["Hessian", "random_line", "random_plane"]
@@ -45,8 +46,8 @@ def random_line(
     *,
     distance: float = 1.0,
     num_points: int = 51,
-    norm: str = "filter",
-    ignore: str = "biasbn",
+    norm: NormName = "filter",
+    ignore: IgnoreName = "biasbn",
     seed: int = 0,
     **options: Any,
 ) -> Surface:
@@ -76,8 +77,8 @@ def random_plane(
     *,
     distance: float = 1.0,
     num_points: int = 51,
-    norm: str = "filter",
-    ignore: str = "biasbn",
+    norm: NormName = "filter",
+    ignore: IgnoreName = "biasbn",
     seed: int = 0,
     **options: Any,
 ) -> Surface:

@@ -277,7 +277,7 @@ class Tracker:
         """Every setting, with the loss, data fingerprint and model size after the first log."""
         return dict(self._settings)
 
-    def _start(self, model: nn.Module) -> None:
+    def _start(self, model: nn.Module) -> Objective:
         """The Objective and, with a path, the file (checked, and its last step read)."""
         objective = self._given or Objective(model, self.data, **self._options)
         if "accuracy" in self.measures and "accuracy" not in objective.names:
@@ -297,6 +297,7 @@ class Tracker:
             steps = prepare_tracking(self.path, self._settings, shapes)
             self._last = int(steps[-1]) if len(steps) else None
         self._objective = objective
+        return objective
 
     def log(self, model: nn.Module, step: int) -> dict[str, Any] | None:
         """Compute and record the measures at the model's current weights.
@@ -315,11 +316,10 @@ class Tracker:
             ValueError: at the first log, a file made with other settings, or
                 ``accuracy`` without a classification loss.
         """
-        if self._objective is None:
-            self._start(model)
+        objective = self._start(model) if self._objective is None else self._objective
         if step % self.every or (self._last is not None and step <= self._last):
             return None
-        here = self._objective.at(model.state_dict())
+        here = objective.at(model.state_dict())
         values, stderr = self._measure(here, step)
         if self.guard is not None:
             for name in self._thresholded():
@@ -370,7 +370,7 @@ class Tracker:
         if name in self._warm:
             settings["warm_start"] = self._warm[name]
         if name == "lambda_min":
-            return measure_hessian(here, quantity=name, progress=self.progress, **settings)
+            return measure_hessian(here, quantity="lambda_min", progress=self.progress, **settings)
         return sharpness(here, [name], progress=self.progress, **settings)[name]
 
     def _slice(self, here: Objective) -> np.ndarray:

@@ -27,6 +27,7 @@ from torch import nn
 from .directions.trajectory import run_states, trajectory_directions
 from .io import load_trajectory, save_trajectory
 from .limits import MAX_POINTS, check_limit
+from .options import IgnoreName
 from .params import tied_names
 from .results.trajectory import Trajectory
 from .surface import compute_surface
@@ -52,7 +53,7 @@ def trajectory_plane(
     y: Any = None,
     num_points: int = 21,
     margin: float = 0.25,
-    ignore: str = "biasbn",
+    ignore: IgnoreName = "biasbn",
     surface: bool = True,
     path: str | os.PathLike | None = None,
     overwrite: bool = False,
@@ -87,6 +88,7 @@ def trajectory_plane(
         raise ValueError(f"expected one step label per checkpoint ({len(states)}), got {steps!r}")
     final = objective.at(states[-1])
     directions, coords = trajectory_directions(states, ignore=ignore)
+    assert directions.y is not None  # trajectory_directions makes a plane
     true: dict[str, list[float]] = {name: [] for name in objective.names}
     for state in states:
         for name, value in objective(state).items():

@@ -162,3 +162,23 @@ def test_export_then_their_reader_order_round_trips(tmp_path, dir_type):
     back = load_li_directions(path, model, dir_type=dir_type)
     assert all(torch.equal(back.x[n], ours.x[n]) for n in ours.x)
     assert all(torch.equal(back.y[n], ours.y[n]) for n in ours.y)
+
+
+def test_shapes_and_names_that_do_not_fit_the_model_are_refused(tmp_path):
+    from landscape import random_directions
+
+    model = _model()
+    path = tmp_path / "d.h5"
+    tensors = _li_tensors(model, "weights", 0)
+    tensors[0] = tensors[0].T  # (3, 4) where the model has (4, 3)
+    _write_li_direction_file(path, [tensors])
+    with pytest.raises(ValueError, match=r"expected the xdirection tensors .* mis-shaped keys"):
+        load_li_directions(path, model)
+    ours = random_directions(model, dir_type="states", ignore="none", seed=1)
+    with pytest.raises(ValueError, match=r"expected the x direction .* dir_type='states'"):
+        export_li_directions(ours, model, tmp_path / "out.h5", dir_type="weights")
+    ours.x["0.weight"] = ours.x["0.weight"].T
+    with pytest.raises(ValueError, match=r"mis-shaped keys \(1\): 0.weight"):
+        export_li_directions(ours, model, tmp_path / "out.h5", dir_type="states")
+    with pytest.raises(ValueError, match="expected one of 'weights', 'states' for dir_type"):
+        export_li_directions(ours, model, tmp_path / "out.h5", dir_type="state")

@@ -115,6 +115,15 @@ def test_fitted_curve_barrier_is_a_fraction_of_the_line(digits_pair):
     assert set(connection.paths) == {"line", "bezier"}
 
 
+def test_end_states_that_do_not_fit_the_model_are_refused():
+    objective = Objective(_small(2), _data())
+    bad = {n: torch.zeros(2, *t.shape) for n, t in _small(1).state_dict().items()}
+    with pytest.raises(ValueError, match=r"expected end to match .* mis-shaped keys"):
+        connect_checkpoints(objective, _small(0), bad, curve="line", t=3)
+    with pytest.raises(TypeError, match="expected an nn.Module or a state_dict for start"):
+        fit_curve(objective, [1.0], _small(1), num_steps=1)
+
+
 def _bn_model(two: bool) -> nn.Module:
     torch_gen = torch.Generator().manual_seed(3)
     layers = [nn.Linear(3, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 2)]
@@ -179,8 +188,13 @@ def test_model_soup_is_the_uniform_average():
     assert soup["1.num_batches_tracked"].item() == 10
     with pytest.raises(ValueError, match="at least two"):
         model_soup(models[:1])
-    with pytest.raises(ValueError, match="names"):
+    with pytest.raises(
+        ValueError, match="expected checkpoint 1 to match .* checkpoint 0, got missing"
+    ):
         model_soup([models[0], {"x": torch.zeros(1)}])
+    bigger = {n: torch.zeros(2, *t.shape) for n, t in models[0].state_dict().items()}
+    with pytest.raises(ValueError, match="mis-shaped keys"):
+        model_soup([models[0], bigger])
 
 
 def test_paths_file_layout_and_round_trip(tmp_path):

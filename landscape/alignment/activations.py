@@ -94,7 +94,7 @@ def activation_correlations(
         scale = torch.outer(sd_a, sd_b)
         corr = torch.where(scale > 1e-12, cov / scale.clamp_min(1e-300), torch.zeros_like(cov))
         out[group] = out.get(group, 0) + corr.cpu().numpy()
-    counts = {}
+    counts: dict[str, int] = {}
     for group, _ in spec.nodes.values():
         counts[group] = counts.get(group, 0) + 1
     return {group: c / counts[group] for group, c in out.items()}
@@ -116,7 +116,7 @@ def activation_matching(
     """
     corr = activation_correlations(spec, model_a, model_b, data)
     perms = {g: torch.arange(n) for g, n in spec.sizes.items()}
-    in_heads = set()
+    in_heads: set[str] = set()
     for num, groups in spec.heads.values():  # whole heads, one head order for the groups
         in_heads.update(groups)
         if any(g in corr for g in groups):

@@ -44,17 +44,18 @@ def attention_call(tracer: _Tracer, node: fx.Node, m: nn.MultiheadAttention) -> 
     names = ("query", "key", "value")
     qkv = [node.args[i] if i < len(node.args) else node.kwargs.get(k) for i, k in enumerate(names)]
     infos = [tracer.info.get(x) if isinstance(x, fx.Node) else None for x in qkv]
-    if not all(isinstance(i, tuple) and i[1] in ("last", "any") for i in infos):
+    given = [i for i in infos if isinstance(i, tuple) and i[1] in ("last", "any")]
+    if len(given) != len(infos):
         return tracer.unknown(node, True)
     spaces = tracer.spaces
-    space = infos[0][0]
-    for info in infos[1:]:
+    space = given[0][0]
+    for info in given[1:]:
         space = spaces.union(space, info[0], f"module {node.target!r}")
     for n in tracer.tensors(node):
         info = tracer.info[n]
         if n not in qkv and isinstance(info, tuple) and not spaces.fixed[spaces.find(info[0])]:
             return tracer.unknown(node, True)  # a mask in permutable channels
-    name, width = node.target, m.embed_dim
+    name, width = str(node.target), m.embed_dim  # a call_module target: the module's name
     qk, v = spaces.new(f"{name}.qk", width), spaces.new(f"{name}.v", width)
     out = spaces.new(name, width)
     tracer.put(name, "in_proj_weight", [(qk, qk, v), space])
@@ -116,13 +117,15 @@ def attention_function(tracer: _Tracer, node: fx.Node, infos: list[Any]) -> Any:
         if split and layout[0] == "heads" and len(shape) == 3:
             return space, "last"
         return None
-    if method == "transpose" and split and sorted(node.args[1:3]) == [1, 2]:
+    if method == "transpose" and split and list(node.args[1:3]) in ([1, 2], [2, 1]):
         return space, ("heads_t" if layout[0] == "heads" else "heads", layout[1])
     if node.target is F.scaled_dot_product_attention and len(node.args) >= 3:
-        q, k, v = (tracer.info.get(n) for n in node.args[:3])
-        layouts = {i[1] if isinstance(i, tuple) else None for i in (q, k, v)}
-        if len(layouts) != 1 or not isinstance(next(iter(layouts)), tuple):
+        found = [tracer.info.get(n) if isinstance(n, fx.Node) else None for n in node.args[:3]]
+        qkv = [i for i in found if isinstance(i, tuple)]
+        layouts = {i[1] for i in qkv}
+        if len(qkv) != 3 or len(layouts) != 1 or not isinstance(next(iter(layouts)), tuple):
             return None
+        q, k, v = qkv
         (_, num), spaces = next(iter(layouts)), tracer.spaces
         for n in tracer.tensors(node):
             info = tracer.info[n]

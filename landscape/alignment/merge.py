@@ -91,9 +91,8 @@ def merge(
         if not t.is_floating_point():
             merged[name] = t.detach().clone()
             continue
-        acc = sum(
-            (wi / total) * s[name].detach().to(device=t.device, dtype=torch.float64)
-            for wi, s in zip(w, states, strict=True)
-        )
+        acc = torch.zeros(t.shape, dtype=torch.float64, device=t.device)
+        for wi, s in zip(w, states, strict=True):
+            acc = acc + (wi / total) * s[name].detach().to(device=t.device, dtype=torch.float64)
         merged[name] = acc.to(t.dtype)
     return merged

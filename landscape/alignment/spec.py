@@ -80,7 +80,7 @@ class PermutationSpec:
     def axes_of(self, group: str) -> list[tuple[str, int, int | None]]:
         """``(state name, axis, segment)`` of every axis (or segment of a packed axis, else
         ``None``) that ``group`` permutes."""
-        out = []
+        out: list[tuple[str, int, int | None]] = []
         for name, axes in self.axes.items():
             for i, g in enumerate(axes):
                 if g == group:
@@ -107,7 +107,7 @@ class _Tracer:
         self.modules = dict(model.named_modules())
         self.spaces = Spaces()
         self.info: dict[fx.Node, Any] = {}  # node -> (space, layout) | "meta" | "param"
-        self.slots: dict[str, list[int | None]] = {}  # state name -> space per axis
+        self.slots: dict[str, list[int | tuple[int, ...] | None]] = {}  # name -> space per axis
         self.layers: list[tuple[str, int, int]] = []
         self.pending: list[tuple[fx.Node, list[int], bool]] = []
         self.heads: dict[str, tuple[int, tuple[int, ...]]] = {}
@@ -117,7 +117,8 @@ class _Tracer:
     def tensors(self, node: fx.Node) -> list[fx.Node]:
         return [n for n in node.all_input_nodes if self.info.get(n) != "meta"]
 
-    def put(self, module: str, param: str, axes: list[int | None]) -> None:
+    def put(self, module: str, param: str, axes: list[int | tuple[int, ...] | None]) -> None:
+        """The spaces of a parameter's axes (a tuple: the segments of a packed axis)."""
         self.slots[f"{module}.{param}" if module else param] = axes
 
     def unknown(self, node: fx.Node, has_params: bool) -> tuple[int, str]:
@@ -164,7 +165,7 @@ class _Tracer:
         return self.call_function(node)
 
     def call_module(self, node: fx.Node, m: nn.Module) -> Any:
-        name = node.target
+        name = str(node.target)  # a call_module node's target is the module's name
         if isinstance(m, nn.MultiheadAttention):
             return attention_call(self, node, m)
         inputs = self.tensors(node)
@@ -359,7 +360,7 @@ class _Tracer:
             if kept:
                 heads[module] = (num, kept)
         params = frozenset(self.parameter_names)
-        return PermutationSpec(sizes, axes, params, layers, act, heads)  # type: ignore[arg-type]
+        return PermutationSpec(sizes, axes, params, layers, act, heads)
 
 
 def permutation_spec(model: nn.Module) -> PermutationSpec:

@@ -75,7 +75,7 @@ def weight_matching(
         for g in spec.sizes
     }
     in_heads = {g for _, members in spec.heads.values() for g in members}
-    units = [(g,) for g in spec.sizes if g not in in_heads]
+    units: list[tuple[str, ...]] = [(g,) for g in spec.sizes if g not in in_heads]
     units += [members for _, members in spec.heads.values()]
     num_heads = {members: num for num, members in spec.heads.values()}
     rng = np.random.default_rng(seed)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 from .data import digits_data, digits_mlp
@@ -16,7 +19,7 @@ def _demo_figures(surfaces: dict, label: str, out_dir: str) -> list[str]:
 
     from .. import plotting
 
-    draw = {
+    draw: dict[str, Callable[..., Any]] = {
         "line": plotting.plot_line,
         "contour": plotting.plot_contour,
         "contourf": plotting.plot_contourf,
@@ -84,17 +87,17 @@ def run_demo(
         save_checkpoint(model, f"{out_dir}/demo_{label}.pt")
         line_dirs = random_directions(model, num_directions=1, seed=seed)
         plane_dirs = random_directions(model, num_directions=2, seed=seed)
-        options = dict(progress=progress, attrs={"model": "digits-mlp", "data": "digits"})
+        attrs = {"model": "digits-mlp", "data": "digits"}
         surfaces[label] = {
-            "line": compute_surface(model, train, line_dirs, grid,
-                                    path=f"{out_dir}/demo_{label}_line.h5", **options),
-            "plane": compute_surface(model, train, plane_dirs, grid, grid,
-                                     path=f"{out_dir}/demo_{label}_plane.h5", **options),
+            "line": compute_surface(model, train, line_dirs, grid, progress=progress,
+                                    path=f"{out_dir}/demo_{label}_line.h5", attrs=attrs),
+            "plane": compute_surface(model, train, plane_dirs, grid, grid, progress=progress,
+                                     path=f"{out_dir}/demo_{label}_plane.h5", attrs=attrs),
         }  # fmt: skip
         _demo_figures(surfaces[label], label, out_dir)
 
     comparison = compare_checkpoints(
-        digits_mlp(), models, train, test_data=test, line=grid, seed=seed,
+        digits_mlp(), models, train, test_data=test, line=tuple(grid), seed=seed,
         path=f"{out_dir}/compare.h5", progress=progress,
     )  # fmt: skip
     planes = {label: s["plane"] for label, s in surfaces.items()}

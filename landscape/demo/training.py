@@ -10,7 +10,7 @@ import contextlib
 import copy
 import math
 from collections.abc import Iterator
-from typing import Literal
+from typing import Literal, TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -134,7 +134,8 @@ def train_classifier(
     n = len(inputs)
     size = n if batch_size is None else min(batch_size, n)
     per_epoch = math.ceil(n / size)
-    total = steps if steps is not None else epochs * per_epoch
+    total = steps if steps is not None else per_epoch * (epochs or 0)  # one of them: checked
+    opt: torch.optim.Optimizer
     if optimizer == "sgd":
         opt = torch.optim.SGD(
             trained.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay
@@ -167,9 +168,22 @@ def train_classifier(
     return trained.eval()
 
 
+class _Rates(TypedDict):
+    lr: float
+    momentum: float
+
+
+class Recipe(_Rates, total=False):
+    """Keyword arguments of :func:`train_classifier` that make a training recipe."""
+
+    batch_size: int | None
+    epochs: int
+    steps: int
+
+
 #: The demo's two training recipes (keyword arguments of :func:`train_classifier`), both on
 #: the digits MLP from the same initialisation and the training split.
-DEMO_RECIPES: dict[str, dict[str, object]] = {
+DEMO_RECIPES: dict[str, Recipe] = {
     "small-batch": {"batch_size": 16, "epochs": 30, "lr": 0.05, "momentum": 0.9},
     "large-batch": {"batch_size": None, "steps": 2500, "lr": 0.1, "momentum": 0.9},
 }

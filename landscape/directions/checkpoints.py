@@ -51,6 +51,7 @@ class CheckpointPlane(Result):
         """Coordinates ``(<s - origin, x>, <s - origin, y>)`` of states, float64 ``(n, 2)``
         (the closest point of the plane, the basis being orthonormal)."""
         names = list(self.directions.x)
+        assert self.directions.y is not None  # a checkpoint plane has two directions
         basis = [_flat(self.directions.x, names), _flat(self.directions.y, names)]
         centre = _flat(self.origin, names)
         rows = []
@@ -108,8 +109,8 @@ def checkpoint_plane(
     reference = model.state_dict()
     tied = tied_names(model)  # a tied tensor counts once, under its first name
     states: list[State] = []
-    for i, c in enumerate(checkpoints):
-        state = dict(c.state_dict() if isinstance(c, nn.Module) else c)
+    for i, given in enumerate(checkpoints):
+        state = dict(given.state_dict() if isinstance(given, nn.Module) else given)
         check_state(state, reference, name=f"checkpoint {i}", missing=False)
         states.append(merge_tied(state, tied))
     buffers = _floating_buffers(model, reference, tied)

@@ -71,15 +71,13 @@ def directions_from_file(
 
     Example:
         >>> import tempfile
-        >>> from torch import nn
-        >>> from landscape.directions import random_directions
-        >>> dirs = random_directions(nn.Linear(3, 2), seed=0)
-        >>> with tempfile.TemporaryDirectory() as tmp:
-        ...     save_directions(dirs, f"{tmp}/d.h5")
-        ...     line = directions_from_file(f"{tmp}/d.h5", num_directions=1)
         >>> import torch
-        >>> line.kind, line.y is None, torch.equal(line.x["weight"], dirs.x["weight"])
-        ('file', True, True)
+        >>> plane = Directions({"w": torch.ones(2)}, {"w": -torch.ones(2)}, kind="random")
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     save_directions(plane, f"{tmp}/plane.h5")
+        ...     line = directions_from_file(f"{tmp}/plane.h5", num_directions=1)
+        >>> line.kind, line.y is None, line.x["w"].tolist()
+        ('file', True, [1.0, 1.0])
     """
     num = None if num_directions is None else check_num_directions(num_directions)
     try:

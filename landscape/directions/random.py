@@ -125,9 +125,11 @@ def random_directions(
     state = _selected(model_or_state, full, params, dir_type)
     seed = check_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    options = dict(norm=norm, ignore=ignore, dir_type=dir_type)
-    x = random_direction(state, generator=generator, **options)
-    y = random_direction(state, generator=generator, **options) if num_directions == 2 else None
+    draws = [
+        random_direction(state, norm=norm, ignore=ignore, dir_type=dir_type, generator=generator)
+        for _ in range(num_directions)
+    ]
+    x, y = draws[0], (draws[1] if num_directions == 2 else None)
     if y is not None:
         y = _without_running_stats(y)
     if y is not None and orthogonalize:
@@ -138,7 +140,8 @@ def random_directions(
                 t = normalize_direction({name: t}, state, norm=norm, ignore=ignore)[name]
             y[name] = t
         y = _without_running_stats(y)
-    settings: dict[str, Any] = dict(options, seed=int(seed), orthogonalize=bool(orthogonalize))
+    settings: dict[str, Any] = dict(norm=norm, ignore=ignore, dir_type=dir_type)
+    settings.update(seed=int(seed), orthogonalize=bool(orthogonalize))
     if params is not None:  # only then, so that the settings of 0.1 files still match
         settings["params"] = selection_attr(list(x), full)
     directions = Directions(x, y, kind="random", settings=settings)
@@ -181,18 +184,24 @@ def random_plane(
         (True, 'layer')
     """
     y_norm = x_norm if y_norm is None else y_norm
-    options = dict(ignore=ignore, dir_type=dir_type)
     if check_num_directions(num_directions) == 1 or x_norm == y_norm:
         return random_directions(model_or_state, num_directions=num_directions, norm=x_norm,
-                                 seed=seed,
-                                 orthogonalize=orthogonalize, params=params,
-                                 **options)  # fmt: skip
+                                 ignore=ignore, dir_type=dir_type, seed=seed,
+                                 orthogonalize=orthogonalize, params=params)  # fmt: skip
     if orthogonalize:
         raise ValueError("expected one norm with orthogonalize, got x_norm != y_norm")
     generator = torch.Generator().manual_seed(check_seed(seed))  # the draws of random_directions
-    x = random_direction(model_or_state, norm=x_norm, generator=generator, params=params,
-                         **options)  # fmt: skip
-    y = random_direction(model_or_state, norm=y_norm, generator=generator, params=params,
-                         **options)  # fmt: skip
-    settings = dict(options, norm=x_norm, x_norm=x_norm, y_norm=y_norm, seed=seed)
+    x, y = (
+        random_direction(
+            model_or_state,
+            norm=norm,
+            ignore=ignore,
+            dir_type=dir_type,
+            generator=generator,
+            params=params,
+        )  # fmt: skip
+        for norm in (x_norm, y_norm)
+    )
+    settings = dict(ignore=ignore, dir_type=dir_type, norm=x_norm, x_norm=x_norm, y_norm=y_norm,
+                    seed=seed)  # fmt: skip
     return Directions(x, y, kind="random", settings=settings)

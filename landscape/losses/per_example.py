@@ -55,8 +55,14 @@ def chunked_cross_entropy(
     rows = max(1, CHUNK_BYTES // max(1, logits.shape[1:].numel() * dtype.itemsize))
     if rows >= len(logits):  # one piece, not split (the split's backward copies gradients)
         return _piece_sum(logits, targets, dtype)
-    pieces = zip(logits.split(rows), targets.split(rows), strict=True)
-    return sum(_piece_sum(z, t, dtype) for z, t in pieces)
+    sums = [
+        _piece_sum(z, t, dtype)
+        for z, t in zip(logits.split(rows), targets.split(rows), strict=True)
+    ]
+    total = sums[0]
+    for piece in sums[1:]:
+        total = total + piece
+    return total
 
 
 def _piece_sum(logits: torch.Tensor, targets: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -61,8 +61,8 @@ def _halves(obj: Any, n: int) -> tuple[Any, Any]:
         pairs = {k: _halves(v, n) for k, v in obj.items()}
         return {k: a for k, (a, _) in pairs.items()}, {k: b for k, (_, b) in pairs.items()}
     if isinstance(obj, (list, tuple)):
-        pairs = [_halves(v, n) for v in obj]
-        return type(obj)(a for a, _ in pairs), type(obj)(b for _, b in pairs)
+        halves = [_halves(v, n) for v in obj]
+        return type(obj)(a for a, _ in halves), type(obj)(b for _, b in halves)
     return obj, obj
 
 

@@ -70,7 +70,7 @@ def resolve_loss(loss: str | MetricFn) -> tuple[str, MetricFn]:
         return loss, LOSSES[loss]
     if isinstance(loss, nn.Module) and hasattr(loss, "reduction"):
         summing = copy.copy(loss)
-        summing.reduction = "sum"
+        summing.reduction = "sum"  # type: ignore[assignment]  # torch hints Module attributes as Tensor | Module
         return type(loss).__name__, summing
     if callable(loss):
         return getattr(loss, "__name__", type(loss).__name__), loss

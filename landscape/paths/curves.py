@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import nn
 
+from ..checks import check_state
 from ..results import Result
 from ..results.paths import PathResult
 
@@ -144,14 +145,12 @@ def _as_state(objective: Objective, value: nn.Module | Mapping[str, torch.Tensor
     if isinstance(value, nn.Module):
         value = value.state_dict()
     if not isinstance(value, Mapping):
-        raise TypeError(f"{what} must be an nn.Module or a state_dict, got {type(value).__name__}")
+        raise TypeError(
+            f"expected an nn.Module or a state_dict for {what}, got {type(value).__name__}"
+        )
+    check_state(value, objective.base_state, name=what, missing=False, unexpected=False)
     full = objective.full_state(value)
     out = {}
     for name, ref in objective.base_state.items():
-        t = full[name]
-        if tuple(t.shape) != tuple(ref.shape):
-            raise ValueError(
-                f"{what}: {name!r} has shape {tuple(t.shape)}, the model's has {tuple(ref.shape)}"
-            )
-        out[name] = t.detach().to(device=ref.device, dtype=ref.dtype, copy=True)
+        out[name] = full[name].detach().to(device=ref.device, dtype=ref.dtype, copy=True)
     return out

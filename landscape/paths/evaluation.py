@@ -112,7 +112,7 @@ def evaluate_path(
     """
     grid = _grid(t)
     if repair is not None:
-        repair = check_choice(repair, Repair, "repair")  # type: ignore[assignment]
+        repair = check_choice(repair, Repair, "repair")
         if bn_reestimate and repair == Repair.REPAIR:
             raise ValueError("expected bn_reestimate=True or repair='repair', got both")
     reset = bool(bn_reestimate) or repair == Repair.RESET_BN
@@ -181,17 +181,20 @@ def connect_checkpoints(
     """
     _check_kind(curve)
     a, b = _as_state(objective, start, "start"), _as_state(objective, end, "end")
-    options = {"bn_reestimate": bn_reestimate, "repair": repair}
+
+    def along(path: Curve) -> PathResult:
+        return evaluate_path(objective, path, t, bn_reestimate=bn_reestimate, repair=repair)
+
     unaligned = alignment = None
     if align is not None:
         method = check_choice(align, AlignMethod, "align")
-        unaligned = evaluate_path(objective, Curve("line", a, b, None, {}), t, **options)
+        unaligned = along(Curve("line", a, b, None, {}))
         alignment = align_states(
             objective.model, a, b, method=method, data=objective.batches(), seed=align_seed
         )
         b = alignment.state
         end = b
-    line_path = evaluate_path(objective, Curve("line", a, b, None, {}), t, **options)
+    line_path = along(Curve("line", a, b, None, {}))
     if alignment is not None and unaligned is not None:
         extra = {
             "align": alignment.method,
@@ -202,7 +205,7 @@ def connect_checkpoints(
     if curve == "line":
         return Connection(line_path, unaligned=unaligned, alignment=alignment)
     fitted = fit_curve(fit_objective or objective, start, end, kind=curve, **fit_options)
-    curve_path = evaluate_path(objective, fitted, t, **options)
+    curve_path = along(fitted)
     coords = _plane_coords(objective.model, fitted)
     if coords is not None:  # both paths drawn in the plane of (a, b, bend)
         line_path, curve_path = (

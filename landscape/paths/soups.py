@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from ..checks import check_state
+
 __all__ = ["model_soup"]
 
 
@@ -34,25 +36,16 @@ def model_soup(
     """
     states = [c.state_dict() if isinstance(c, nn.Module) else dict(c) for c in checkpoints]
     if len(states) < 2:
-        raise ValueError(f"a soup needs at least two checkpoints, got {len(states)}")
+        raise ValueError(f"expected at least two checkpoints for a soup, got {len(states)}")
     first = states[0]
     for i, state in enumerate(states[1:], start=1):
-        if set(state) != set(first):
-            raise ValueError(
-                f"checkpoint {i} differs from checkpoint 0 in names: only in {i} "
-                f"{sorted(set(state) - set(first))[:5]}, only in 0 "
-                f"{sorted(set(first) - set(state))[:5]}"
-            )
-        for name, t in state.items():
-            if tuple(t.shape) != tuple(first[name].shape):
-                raise ValueError(
-                    f"checkpoint {i}: {name!r} has shape {tuple(t.shape)}, checkpoint 0 has "
-                    f"{tuple(first[name].shape)}"
-                )
-    soup = {}
+        check_state(state, first, name=f"checkpoint {i}", against="checkpoint 0")
+    soup: dict[str, torch.Tensor] = {}
     for name, t in first.items():
         if t.is_floating_point():
-            total = sum(s[name].detach().to(device=t.device, dtype=torch.float64) for s in states)
+            total = torch.zeros(t.shape, dtype=torch.float64, device=t.device)
+            for s in states:
+                total = total + s[name].detach().to(device=t.device, dtype=torch.float64)
             soup[name] = (total / len(states)).to(t.dtype)
         else:
             soup[name] = t.detach().clone()

@@ -228,6 +228,16 @@ def draw_center_marker(ax: Axes, surface: Surface) -> None:
         ax.plot([0.0], [0.0], linestyle="none", label="checkpoint", zorder=5, **CENTER_STYLE)
 
 
+def label_plane(ax: Axes, surface: Surface, *, mark_center: bool) -> None:
+    """Name a plane's x and y axes after its directions; with ``mark_center``, mark the
+    checkpoint (see :func:`draw_center_marker`)."""
+    x_label, y_label = axis_labels(surface)
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
+    if mark_center:
+        draw_center_marker(ax, surface)
+
+
 def value_at_center(surface: Surface, z: np.ndarray) -> float:
     """``z`` (shape (nx, ny)) at ``(0, 0)``, bilinear between grid points; NaN off the grid."""
     if not center_on_grid(surface):

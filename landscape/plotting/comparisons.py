@@ -18,11 +18,10 @@ from landscape.surface import Surface
 
 from ._common import (
     add_colorbar,
-    axis_labels,
-    draw_center_marker,
     finite_or_nan,
     finite_values,
     get_ax,
+    label_plane,
     prepare_contours,
     use_log,
 )
@@ -207,13 +206,9 @@ def plot_contours_compare(
         x, y = np.asarray(surface.x, float), np.asarray(surface.y, float)
         draw = ax.contourf if filled else ax.contour
         last = draw(x, y, z, levels=lev, norm=norm, **kwargs)
-        x_label, y_label = axis_labels(surface)
-        ax.set_xlabel(x_label)
-        ax.set_ylabel(y_label)
+        label_plane(ax, surface, mark_center=mark_center)
         ax.set_title(str(label))
         ax.xaxis.set_major_locator(mticker.MaxNLocator(PANEL_X_TICKS))
-        if mark_center:
-            draw_center_marker(ax, surface)
     if colorbar and last is not None:
         add_colorbar(fig, last, panel_axes, metric)
     return fig

@@ -18,11 +18,11 @@ from ._common import (
     add_colorbar,
     axis_labels,
     check_surface,
-    draw_center_marker,
     extend_of,
     finite_or_nan,
     finite_values,
     get_ax,
+    label_plane,
     make_norm,
     metric_2d,
     prepare_2d,
@@ -54,11 +54,7 @@ def _heatmap(
     kwargs.setdefault("cmap", cmap)
     kwargs.setdefault("shading", "nearest")
     mesh = ax.pcolormesh(x, y, z, norm=make_norm(lo, hi, log_scale), **kwargs)
-    x_label, y_label = axis_labels(surface)
-    ax.set_xlabel(x_label)
-    ax.set_ylabel(y_label)
-    if mark_center:
-        draw_center_marker(ax, surface)
+    label_plane(ax, surface, mark_center=mark_center)
     if colorbar:
         add_colorbar(ax.figure, mesh, ax, colorbar_label, extend=extend_of(kept, lo, hi))
     return ax

@@ -21,10 +21,10 @@ from ._common import (
     add_colorbar,
     axis_labels,
     check_surface,
-    draw_center_marker,
     finite_or_nan,
     finite_values,
     get_ax,
+    label_plane,
     prepare_contours,
     use_log,
 )
@@ -175,11 +175,7 @@ def plot_contour(
         cs = ax.contour(x, y, z, levels=lev, norm=norm, **kwargs)
         if inline_labels:
             ax.clabel(cs, inline=True, fontsize="small", fmt="%.3g")
-    x_label, y_label = axis_labels(surface)
-    ax.set_xlabel(x_label)
-    ax.set_ylabel(y_label)
-    if mark_center:
-        draw_center_marker(ax, surface)
+    label_plane(ax, surface, mark_center=mark_center)
     if colorbar:
         add_colorbar(ax.figure, cs, ax, metric)
     return ax

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from enum import Enum
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -53,11 +52,6 @@ def check_seed(value: Any) -> int:
 def check_flag(name: str, value: Any) -> bool:
     """A bool: :func:`landscape.checks.check_flag`."""
     return checks.check_flag(value, name)
-
-
-def check_choice(name: str, value: Any, choices: type[Enum] | Sequence[str]) -> str:
-    """One of ``choices``: :func:`landscape.checks.check_choice`."""
-    return checks.check_choice(value, choices, name)
 
 
 def check_name(name: str, value: Any) -> str:

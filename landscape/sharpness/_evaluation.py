@@ -53,7 +53,11 @@ def shifted(weights: Mapping[str, torch.Tensor], delta: Mapping[str, torch.Tenso
 
 def dot(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """``<a, b>`` over every tensor, a float64 0-dim tensor on their device (not read)."""
-    return sum((a[n].to(torch.float64) * b[n].to(torch.float64)).sum() for n in a)
+    device = next((t.device for t in a.values()), None)
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    for n in a:
+        total = total + (a[n].to(torch.float64) * b[n].to(torch.float64)).sum()
+    return total
 
 
 def mean_loss(
@@ -117,7 +121,7 @@ def loss_and_grad(
     leaves = {n: w.detach().requires_grad_(True) for n, w in weights.items()}
     full = objective.full_state(leaves)
     total = torch.zeros((), dtype=torch.float64, device=objective.device)
-    count = 0  # an int, or a tensor of tokens
+    count: int | torch.Tensor = 0  # an int, or a tensor of tokens
     grads = {n: torch.zeros_like(w) for n, w in weights.items()}
     for batch in chunk:
         sums, n = objective.batch_sums(full, batch, with_metrics=False)
@@ -130,8 +134,8 @@ def loss_and_grad(
         total += sums["loss"].detach().to(torch.float64)
         count += n
     head = torch.stack([total, torch.as_tensor(count, dtype=torch.float64, device=total.device)])
-    parts = [head, *(g.reshape(-1).to(torch.float64) for g in grads.values())]
-    flat = objective.all_reduce(torch.cat([p.to(objective.device) for p in parts]))
+    pieces = [head, *(g.reshape(-1).to(torch.float64) for g in grads.values())]
+    flat = objective.all_reduce(torch.cat([p.to(objective.device) for p in pieces]))
     total, count = flat[0], flat[1]
     pieces = flat[2:].split([g.numel() for g in grads.values()])
     mean_grads = {

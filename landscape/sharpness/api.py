@@ -38,11 +38,8 @@ def sharpness(
         TypeError: a setting of the wrong type (``seed=1.5``, ``num_samples=True``).
 
     Example:
-        >>> import torch
-        >>> from torch import nn
-        >>> data = (torch.eye(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64))
-        >>> model = nn.Linear(2, 1, bias=False).double()
-        >>> out = sharpness(Objective(model, data, loss="mse"), ["worst_l2", "rise"], rho=0.1)
+        >>> from landscape.sharpness._example import example_objective
+        >>> out = sharpness(example_objective(), ["worst_l2", "rise"], rho=0.1)
         >>> sorted(out)
         ['rise', 'worst_l2']
     """

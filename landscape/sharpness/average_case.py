@@ -59,12 +59,8 @@ def measure_average_case(
         TypeError: a count or seed that is not an integer.
 
     Example:
-        >>> import torch
-        >>> from torch import nn
-        >>> from landscape.objective import Objective
-        >>> data = (torch.eye(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64))
-        >>> model = nn.Linear(2, 1, bias=False).double()
-        >>> measure_average_case(Objective(model, data, loss="mse"), num_samples=4).name
+        >>> from landscape.sharpness._example import example_objective
+        >>> measure_average_case(example_objective(), num_samples=4).name
         'avg_l2'
     """
     _checks.check_objective(objective)

@@ -23,6 +23,7 @@ from .._progress import progress_bar
 from ..hessian import HessianOperator, hessian_trace
 from ..linalg import lanczos_eigenpairs
 from ..objective import Objective
+from ..options import WhichName
 from ..params import ParamSelection
 from . import _checks
 from ._stats import LEVEL
@@ -31,7 +32,7 @@ from .result import SharpnessResult
 
 __all__ = ["measure_hessian", "normal_interval"]
 
-_WHICH = {"lambda_max": "LA", "lambda_min": "SA"}
+_WHICH: dict[str, WhichName] = {"lambda_max": "LA", "lambda_min": "SA"}
 
 
 def normal_interval(value: float, stderr: float, level: float = LEVEL) -> tuple[float, float]:
@@ -89,11 +90,8 @@ def measure_hessian(
             :class:`WarmStart`.
 
     Example:
-        >>> from torch import nn
-        >>> from landscape.objective import Objective
-        >>> data = (torch.eye(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64))
-        >>> model = nn.Linear(2, 1, bias=False).double()
-        >>> round(measure_hessian(Objective(model, data, loss="mse")).value, 6)
+        >>> from landscape.sharpness._example import example_objective
+        >>> round(measure_hessian(example_objective()).value, 6)
         1.0
     """
     _checks.check_objective(objective)

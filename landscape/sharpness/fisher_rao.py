@@ -42,12 +42,8 @@ def measure_fisher_rao(
         ValueError: the objective's batches are not ``(inputs, targets)`` tensors.
 
     Example:
-        >>> import torch
-        >>> from torch import nn
-        >>> from landscape.objective import Objective
-        >>> data = (torch.eye(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64))
-        >>> model = nn.Linear(2, 1, bias=False).double()
-        >>> measure_fisher_rao(Objective(model, data, loss="mse")).value > 0
+        >>> from landscape.sharpness._example import example_objective
+        >>> measure_fisher_rao(example_objective()).value > 0
         True
     """
     _checks.check_objective(objective)

@@ -93,12 +93,8 @@ def measure_keskar(
         TypeError: a count or seed that is not an integer.
 
     Example:
-        >>> import torch
-        >>> from torch import nn
-        >>> from landscape.objective import Objective
-        >>> data = (torch.eye(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64))
-        >>> model = nn.Linear(2, 1, bias=False).double()
-        >>> measure_keskar(Objective(model, data, loss="mse")).value > 0
+        >>> from landscape.sharpness._example import example_objective
+        >>> measure_keskar(example_objective()).value > 0
         True
     """
     _checks.check_objective(objective)

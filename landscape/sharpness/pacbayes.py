@@ -10,6 +10,7 @@ import numpy as np
 import scipy.optimize
 import torch
 
+from .. import checks
 from .._progress import progress_bar
 from .._provenance import provenance
 from ..objective import Objective
@@ -21,6 +22,9 @@ from ._stats import mean_and_stderr, mean_interval
 from .registry import register
 from .result import SharpnessResult
 
+Criterion = Literal["loss", "accuracy"]
+_CRITERIA: tuple[Criterion, ...] = ("loss", "accuracy")
+
 __all__ = ["measure_pacbayes"]
 
 Point = tuple[float, np.ndarray]  # (sigma, the per-draw rises at sigma)
@@ -31,7 +35,7 @@ def measure_pacbayes(
     *,
     magnitude_aware: bool = False,
     target: float = 0.1,
-    criterion: Literal["loss", "accuracy"] = "loss",
+    criterion: Criterion = "loss",
     eps: float = 1e-3,
     num_samples: int = 100,
     rtol: float = 1e-3,
@@ -89,12 +93,8 @@ def measure_pacbayes(
         RuntimeError: the estimate stays within the target for every ``sigma`` up to 2**40.
 
     Example:
-        >>> import torch
-        >>> from torch import nn
-        >>> from landscape.objective import Objective
-        >>> data = (torch.eye(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64))
-        >>> model = nn.Linear(2, 1, bias=False).double()
-        >>> result = measure_pacbayes(Objective(model, data, loss="mse"), num_samples=4)
+        >>> from landscape.sharpness._example import example_objective
+        >>> result = measure_pacbayes(example_objective(), num_samples=4)
         >>> result.extra["sigma"] > 0
         True
     """
@@ -106,7 +106,7 @@ def measure_pacbayes(
     rtol = _checks.check_positive("rtol", rtol)
     num_samples = _checks.check_count("num_samples", num_samples)
     seed = _checks.check_seed(seed)
-    criterion = _checks.check_choice("criterion", criterion, ("loss", "accuracy"))
+    criterion = checks.check_choice(criterion, _CRITERIA, "criterion")
     if criterion == "accuracy" and "accuracy" not in objective.names:
         raise ValueError(
             "expected an objective with accuracy for criterion='accuracy', got one with "

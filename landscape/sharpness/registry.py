@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from .. import options
+from .. import checks, options
 from ..options import values
 from ..results.sharpness import CONTRACT_ORDER
 from . import _checks
@@ -135,7 +135,7 @@ def _count(name: str) -> Callable[[Any], int]:
 
 
 def _choice(name: str, *choices: str) -> Callable[[Any], str]:
-    return lambda value: _checks.check_choice(name, value, choices)
+    return lambda value: checks.check_choice(value, choices, name)
 
 
 #: Every setting a measure can take, by name.

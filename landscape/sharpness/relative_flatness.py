@@ -56,11 +56,8 @@ def measure_relative_flatness(
         TypeError: ``layer`` is not a string.
 
     Example:
-        >>> import torch
-        >>> from landscape.objective import Objective
-        >>> data = (torch.eye(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64))
-        >>> model = nn.Linear(2, 1, bias=False).double()
-        >>> measure_relative_flatness(Objective(model, data, loss="mse")).value > 0
+        >>> from landscape.sharpness._example import example_objective
+        >>> measure_relative_flatness(example_objective()).value > 0
         True
     """
     _checks.check_objective(objective)

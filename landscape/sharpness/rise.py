@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from .. import options
+from .. import checks, options
 from .._progress import progress_bar
 from .._provenance import provenance
 from ..directions import random_direction
@@ -59,19 +59,15 @@ def measure_rise(
         TypeError: a count or seed that is not an integer.
 
     Example:
-        >>> import torch
-        >>> from torch import nn
-        >>> from landscape.objective import Objective
-        >>> data = (torch.eye(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64))
-        >>> model = nn.Linear(2, 1, bias=False).double()
-        >>> measure_rise(Objective(model, data, loss="mse"), num_samples=2).samples.shape
+        >>> from landscape.sharpness._example import example_objective
+        >>> measure_rise(example_objective(), num_samples=2).samples.shape
         (2,)
     """
     _checks.check_objective(objective)
     rho = _checks.check_positive("rho", DEFAULT_RHO["rise"] if rho is None else rho)
     num_samples = _checks.check_count("num_samples", num_samples)
-    norm = _checks.check_choice("norm", norm, options.Norm)
-    ignore = _checks.check_choice("ignore", ignore, options.Ignore)
+    norm = checks.check_choice(norm, options.Norm, "norm")
+    ignore = checks.check_choice(ignore, options.Ignore, "ignore")
     seed = _checks.check_seed(seed)
     weights = weights_of(objective, params)
 

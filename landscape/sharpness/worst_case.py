@@ -131,12 +131,8 @@ def measure_worst_case(
         TypeError: a count, flag or seed of the wrong type.
 
     Example:
-        >>> import torch
-        >>> from torch import nn
-        >>> from landscape.objective import Objective
-        >>> data = (torch.eye(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64))
-        >>> model = nn.Linear(2, 1, bias=False).double()
-        >>> result = measure_worst_case(Objective(model, data, loss="mse"), rho=0.1)
+        >>> from landscape.sharpness._example import example_objective
+        >>> result = measure_worst_case(example_objective(), rho=0.1)
         >>> result.name, result.value >= 0
         ('worst_l2', True)
     """

@@ -63,7 +63,7 @@ def is_disk_full(err: BaseException) -> bool:
     return errno_of(err) in (errno.ENOSPC, errno.EDQUOT)
 
 
-def write_error(err: BaseException, path: str | os.PathLike) -> Exception:
+def write_error(err: Exception, path: str | os.PathLike) -> Exception:
     """A one-line error for an OSError met while writing ``path``: a full disk, a folder
     that cannot be written, or ``err`` itself.
 
@@ -113,7 +113,7 @@ def check_space(path: str | os.PathLike, num_bytes: int) -> None:
         )
 
 
-def _size(num_bytes: int) -> str:
+def _size(num_bytes: float) -> str:
     for unit in ("bytes", "KiB", "MiB", "GiB"):
         if num_bytes < 1024 or unit == "GiB":
             return f"{num_bytes:.0f} {unit}" if unit == "bytes" else f"{num_bytes:.1f} {unit}"
@@ -255,11 +255,7 @@ class GuardedH5File(h5py.File):
         self.check()
 
     def close(self) -> None:
-        try:
-            if self.id.valid:
-                super().close()
-        finally:
-            self._guard.close()
+        self.discard()
         self.check()
 
     def discard(self) -> None:

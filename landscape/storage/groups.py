@@ -11,7 +11,7 @@ all of them or none. Each group records ``values_sha256``
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import h5py
@@ -39,6 +39,27 @@ def _fill_group(group: h5py.Group, arrays: Mapping[str, Any], attrs: Mapping[str
         group.attrs[key] = encode_attr(value)
     for key, value in arrays.items():
         group.create_dataset(key, data=np.asarray(value))
+
+
+def _taken(path: str, name: str) -> ValueError:
+    return ValueError(
+        f"{path} already has /{name}; pass overwrite=True (--overwrite) to replace it"
+    )
+
+
+def check_free(path: str | os.PathLike, names: Iterable[str], *, overwrite: bool) -> None:
+    """Refuse, before any work, groups ``names`` that the file at ``path`` already has
+    (unless ``overwrite``); :func:`write_groups` checks again while it writes.
+
+    Raises:
+        ValueError: a group exists and ``overwrite`` is false, or the file is foreign.
+    """
+    if overwrite or not os.path.exists(path):
+        return
+    with open_landscape_file(path) as f:
+        taken = [name for name in names if name in f]
+    if taken:
+        raise _taken(os.fspath(path), taken[0])
 
 
 def write_groups(
@@ -69,9 +90,7 @@ def write_groups(
     with rewrite_file(path, size=size) as f:
         taken = [name for name in groups if name in f]
         if taken and not overwrite:
-            raise ValueError(
-                f"{path} already has /{taken[0]}; pass overwrite=True (--overwrite) to replace it"
-            )
+            raise _taken(path, taken[0])
         if STAGING in f:  # left by a run of version 0.2 killed while saving
             del f[STAGING]
         for name in groups:

@@ -4,6 +4,7 @@ loads), and ``/hessian/blocks`` (curvature per block, new in 0.2)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -81,16 +82,15 @@ def save_hessian(
     results, path = result_and_path(results, path, "save_hessian")
     if path is None:
         raise TypeError("expected save_hessian(results, path), got no path")
-    given = {
-        "eigen": eigen, "trace": trace, "density": density, "extremes": extremes, "blocks": blocks,
-    }  # fmt: skip
-    for part, value in _parts(results).items():
-        if given[part] is not None:
+    given = HessianResults(eigen, trace, density, extremes, blocks)
+    parts = _parts(results)
+    for part in parts:
+        if getattr(given, part) is not None:
             raise ValueError(f"expected {part} once, got it in results and as {part}=")
-        given[part] = value
-    eigen, trace, density = given["eigen"], given["trace"], given["density"]
-    extremes, blocks = given["extremes"], given["blocks"]
-    if all(r is None for r in given.values()):
+    given = dataclasses.replace(given, **parts)
+    eigen, trace, density = given.eigen, given.trace, given.density
+    extremes, blocks = given.extremes, given.blocks
+    if all(r is None for r in (eigen, trace, density, extremes, blocks)):
         raise ValueError("nothing to save: give eigen=, trace=, density=, extremes= or blocks=")
     extra = dict(attrs or {})
     groups: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
@@ -130,8 +130,9 @@ def save_hessian(
     write_groups(path, groups, overwrite=overwrite)
 
 
-def _parts(results: HessianResults | Result | None) -> dict[str, Result]:
-    """``{part: result}`` of a HessianResults or of one of its parts."""
+def _parts(results: HessianResults | Result | None) -> dict[str, Any]:
+    """``{part: result}`` of a HessianResults or of one of its parts (each value of the
+    class ``PARTS`` names)."""
     if results is None:
         return {}
     if isinstance(results, HessianResults):
@@ -158,7 +159,7 @@ def _block_groups(
         "num_hvps": blocks.num_hvps,
         "blocks": list(blocks.values),
     }
-    groups = {_BLOCKS: ({}, group_attrs)}
+    groups: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {_BLOCKS: ({}, group_attrs)}
     for block, values in blocks.values.items():
         block_attrs = {
             **values,
@@ -231,9 +232,13 @@ def load_hessian(path: str | os.PathLike) -> HessianResults:
         )
     if (found := _read(path, _EXTREMES)) is not None:
         arrays, attrs = found
-        values = [attrs.pop(n) for n in ("lambda_max", "lambda_min", "ratio")]
+        lambda_max, lambda_min, ratio = (
+            attrs.pop(n) for n in ("lambda_max", "lambda_min", "ratio")
+        )
         num_hvps, converged = attrs.pop("num_hvps"), attrs.pop("converged")
-        extremes = ExtremeEigenvalues(*values, arrays["residuals"], num_hvps, converged, attrs)
+        extremes = ExtremeEigenvalues(
+            lambda_max, lambda_min, ratio, arrays["residuals"], num_hvps, converged, attrs
+        )
     if all(r is None for r in (eigen, trace, density, extremes, blocks)):
         raise KeyError(f"{os.fspath(path)} holds no Hessian results (no /hessian group)")
     return HessianResults(
@@ -257,8 +262,14 @@ register(Schema(
     "hessian", (HessianResults,), save_hessian, load_hessian, lambda f: "hessian" in f,
     parts=tuple(f"hessian.{p}" for p in PARTS),
 ))  # fmt: skip
+
+
+def _holds(group: str) -> Callable[[Any], bool]:
+    """Whether a file holds ``group``."""
+    return lambda f: group in f
+
+
 for _part, _cls in PARTS.items():
     register(Schema(
-        f"hessian.{_part}", (_cls,), save_hessian, _load_part(_part),
-        lambda f, group=f"hessian/{_part}": group in f,
+        f"hessian.{_part}", (_cls,), save_hessian, _load_part(_part), _holds(f"hessian/{_part}")
     ))  # fmt: skip

@@ -19,7 +19,7 @@ from typing import IO
 try:
     import fcntl
 except ImportError:  # Windows: no flock; HDF5's own file locking still refuses a 2nd writer
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]  # a module, or None off POSIX
 
 __all__ = ["covers", "flock", "holding", "replace"]
 
@@ -110,7 +110,8 @@ def replace(temporary: str, path: str | os.PathLike) -> None:
         os.close(fd)
         raise
     key = _key(path)
+    released: int | None = fd
     if key in _HELD:
-        fd, _HELD[key] = _HELD[key], fd
-    if fd is not None:
-        os.close(fd)
+        released, _HELD[key] = _HELD[key], fd
+    if released is not None:
+        os.close(released)

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..results.paths import PathResult
 from .files import open_landscape_file
-from .groups import read_group, write_groups
+from .groups import check_free, read_group, write_groups
 from .registry import Schema, register, result_and_path
 
 __all__ = ["load_paths", "save_paths"]
@@ -71,14 +71,7 @@ def save_paths(
         clash = set(result.settings) & _RESERVED
         if clash:
             raise ValueError(f"{kind}: settings use reserved names {sorted(clash)}")
-    if not overwrite and os.path.exists(path):
-        with open_landscape_file(path) as f:
-            taken = [k for k in results if f"paths/{k}" in f]
-        if taken:
-            raise ValueError(
-                f"{os.fspath(path)} already has /paths/{taken[0]}; "
-                "pass overwrite=True (--overwrite) to replace it"
-            )
+    check_free(path, [f"paths/{k}" for k in results], overwrite=overwrite)
     groups = {}
     for kind, result in results.items():
         group_attrs = {

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..results.sharpness import CONTRACT_ORDER, SharpnessResult
 from .files import open_landscape_file
-from .groups import read_group, write_groups
+from .groups import check_free, read_group, write_groups
 from .registry import Schema, register, result_and_path
 
 __all__ = ["load_sharpness", "save_sharpness"]
@@ -70,14 +70,7 @@ def save_sharpness(
     results, path = result_and_path(results, path, "save_sharpness")
     if isinstance(results, SharpnessResult):
         results = {results.name: results}
-    if not overwrite and os.path.exists(path):
-        with open_landscape_file(path) as f:
-            taken = [n for n in results if f"{group}/{n}" in f]
-        if taken:
-            raise ValueError(
-                f"{os.fspath(path)} already has /{group}/{taken[0]}; "
-                "pass overwrite=True (--overwrite) to replace it"
-            )
+    check_free(path, [f"{group}/{n}" for n in results], overwrite=overwrite)
     groups = sharpness_groups(results, group=group, attrs=attrs)
     write_groups(path, groups, overwrite=overwrite)
 
