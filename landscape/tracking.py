@@ -348,7 +348,7 @@ class Tracker:
                 values[name], stderr[name] = found.value, found.stderr
                 if "threshold" in found.extra:
                     values[f"{name}_threshold"] = found.extra["threshold"]
-        if "lambda_max" in self._thresholded():
+        if "lambda_max" in self._thresholded() and self.optimizer is not None:
             values["lambda_max_threshold"] = optimizer_threshold(self.optimizer)
         for name in self._thresholded():
             stderr[f"{name}_threshold"] = 0.0
