@@ -45,7 +45,7 @@ class _Check:
     def __init__(self, lanczos: _Lanczos, values: np.ndarray, capacity: int, margin: float):
         self.first, self.values, self.before, self.steps = lanczos.size - 1, values, None, 0
         self.capacity = capacity
-        close = np.diff(np.sort(values)).min() <= 100 * margin  # copies or a cluster
+        close = np.diff(np.sort(values)).min() <= 10 * margin  # copies or a cluster
         self.least = _CHECK_MAX if close else _CHECK_STEPS
 
     def passed(self, lanczos: _Lanczos, values: np.ndarray, margin: float, which: str):

@@ -159,7 +159,7 @@ def _solve(
                 break
             check = None  # it found more: go on, and check again once converged
         elif ok and k >= 2 and more:
-            group = _cluster(theta[idx], 100 * tol * norm)
+            group = _cluster(theta[idx], 10 * tol * norm)
             band = min(group + 1, k + 1) if group > 1 else 1
             if len(lanczos.pending) < band and k + 2 * band + 3 <= capacity:
                 while len(lanczos.pending) < band and lanczos.refill():
