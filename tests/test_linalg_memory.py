@@ -174,7 +174,8 @@ def test_top5_and_density_of_an_mlp_hessian_within_the_goal():
     # measured 27.6 here (the goal of 25 is not met yet at this scale: the operator, its
     # float64 twin and the 5 float64 eigenvectors returned take about 18 of it)
     assert live.peak_bytes <= 28 * model_bytes, live.peak_bytes / model_bytes
-    assert eigen.settings["memory_bound_bytes"] <= 25 * model_bytes + 2 * 2**24  # + the gathers
+    # the stated bound: 26 models (a float64 refinement's basis), and the gathers
+    assert eigen.settings["memory_bound_bytes"] <= 26 * model_bytes + 2 * 2**24
     with LiveVectors(n, least=64) as live:
         spectral_density(objective, num_probes=2, num_lanczos_steps=30, progress=False)
     assert live.peak_bytes <= (30 + 4) * model_bytes, live.peak_bytes / model_bytes
