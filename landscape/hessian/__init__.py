@@ -6,7 +6,7 @@ by the number of examples, whatever the batch sizes) with respect to the model's
 a fixed point. It is a symmetric operator for the solvers of :mod:`landscape.linalg`, which
 stop on what they promise, never on a relative change of an estimate:
 
-- :func:`hessian_eigenpairs` (``eigen.py``): block Lanczos with full reorthogonalization,
+- :func:`hessian_eigenpairs` (``eigen.py``): thick-restart Lanczos with full reorthogonalization,
   every returned pair verified with float64 Hessian-vector products (``converged`` is a
   float64 residual ``||H v - lambda v|| <= tol * ||H||``); also
   :func:`extreme_eigenvalues`, :func:`min_max_ratio` and :func:`hessian_directions`.

@@ -22,7 +22,7 @@ def spectral_density(
     objective: Objective | HessianOperator,
     *,
     num_probes: int = 10,
-    num_steps: int = 80,
+    num_lanczos_steps: int = 80,
     sigma: float = 0.01,
     sigma_units: SigmaUnits = "width",
     num_grid: int = 1000,
@@ -31,10 +31,11 @@ def spectral_density(
     params: ParamSelection = None,
     dtype: torch.dtype | None = None,
     progress: bool = True,
+    num_steps: int | None = None,
 ) -> DensityResult:
     """Eigenvalue density of the Hessian by stochastic Lanczos quadrature (Ghorbani et al.).
 
-    Each probe (random signs, unit norm) runs ``num_steps`` Lanczos steps with full
+    Each probe (random signs, unit norm) runs ``num_lanczos_steps`` Lanczos steps with full
     reorthogonalization (:func:`landscape.linalg.lanczos_quadrature`); the Ritz values
     ``theta_i`` and squared first components ``w_i`` of ``T``'s eigenvectors are a
     quadrature rule for that probe's spectral measure. The density is their average over
@@ -43,17 +44,18 @@ def spectral_density(
     (:func:`landscape.linalg.smoothed_density`). Its mean ``integral t rho(t) dt`` is a
     Hutchinson estimate of ``trace / n``.
 
-    Memory, in vectors of ``n`` (the number of weights) on the device: one probe's basis,
-    at most ``num_steps + 32`` in the operator's dtype (at least float32), freed before the
-    next probe's, and at most 6 more while a step runs (see
-    :func:`~landscape.linalg.lanczos_quadrature`); each HVP adds one float64 vector (the
-    sum over batches) and a batch's gradient graph, kept graphs at most
-    ``max_graph_bytes`` (see :class:`HessianOperator`).
+    Memory: ``settings["memory_bound_bytes"]`` (and ``"memory_bound_vectors"``, in copies
+    of the weights), the bound of :func:`~landscape.linalg.lanczos_quadrature`: one probe's
+    basis, ``num_lanczos_steps + 1`` vectors of ``n`` (the number of weights) in the
+    operator's dtype (at least float32), freed before the next probe's. Each HVP adds the
+    sum over batches (one float64 vector of ``n``, or one in the operator's dtype for data
+    in one batch) and a batch's gradient graph, kept graphs at most ``max_graph_bytes``
+    (see :class:`HessianOperator`).
 
     Args:
         objective: an Objective or a HessianOperator.
-        num_probes: number of random probes (``num_probes * num_steps`` HVPs).
-        num_steps: Lanczos steps per probe (fewer if a Krylov space is exhausted).
+        num_probes: number of random probes (``num_probes * num_lanczos_steps`` HVPs).
+        num_lanczos_steps: Lanczos steps per probe (fewer if a Krylov space is exhausted).
         sigma: Gaussian width: a fraction of the spectrum's width ``max(nodes) - min(nodes)``
             for ``sigma_units="width"``, in eigenvalue units for ``"absolute"``.
         num_grid: number of grid points; the grid spans the nodes plus ``5 sigma`` on each
@@ -61,14 +63,31 @@ def spectral_density(
         seed: seed of the probes.
         state, params, dtype: as in :class:`HessianOperator`.
         progress: show a tqdm bar of the HVPs (probes x steps).
+        num_steps: the old name of ``num_lanczos_steps``, still accepted (deprecated).
 
     Returns:
         a :class:`DensityResult` (NaN grid and density, with a warning, where an HVP is not
         finite).
 
     Raises:
-        ValueError: a non-positive count or sigma, or unknown ``sigma_units``.
+        ValueError: a non-positive count or sigma, unknown ``sigma_units``, or both
+            ``num_steps`` and ``num_lanczos_steps`` given.
+
+    Example:
+        >>> from torch import nn
+        >>> from landscape.objective import Objective
+        >>> x = torch.randn(20, 3, dtype=torch.float64)
+        >>> objective = Objective(nn.Linear(3, 1).double(), (x, x.sum(1)), loss="mse")
+        >>> density = spectral_density(objective, num_lanczos_steps=4, progress=False)
+        >>> density.nodes.shape
+        (10, 4)
     """
+    if num_steps is not None:
+        if num_lanczos_steps != 80:
+            raise ValueError("expected num_lanczos_steps or its old name num_steps, got both "
+                             f"({num_lanczos_steps} and {num_steps})")  # fmt: skip
+        num_lanczos_steps = num_steps
+    num_steps = num_lanczos_steps
     if num_probes < 1 or num_steps < 1 or num_grid < 2:
         raise ValueError(
             f"num_probes and num_steps must be >= 1 and num_grid >= 2, got {num_probes}, "
@@ -82,6 +101,7 @@ def spectral_density(
         )
     op = resolve_operator(objective, state, params, dtype)
     total = num_probes * num_steps
+    size = torch.empty((), dtype=op.dtype).element_size()
     with progress_bar(progress, desc="density", unit="HVP", total=total) as bar:
         rule = lanczos_quadrature(
             op, num_probes=num_probes, num_steps=num_steps, seed=seed, callback=bar.update
@@ -90,6 +110,8 @@ def spectral_density(
         **op.settings,
         "num_probes": num_probes,
         "num_steps": num_steps,
+        "memory_bound_bytes": rule.memory_bound_bytes,
+        "memory_bound_vectors": rule.memory_bound_bytes / (op.num_params * size),
         "sigma": sigma,
         "sigma_units": sigma_units,
         "num_grid": num_grid,

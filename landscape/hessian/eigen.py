@@ -21,10 +21,22 @@ from .results import EigenResult, ExtremeEigenvalues
 __all__ = ["hessian_eigenpairs", "extreme_eigenvalues", "min_max_ratio", "hessian_directions"]
 
 
+def _renamed(num_eigenpairs: int, k: int | None) -> int:
+    """``num_eigenpairs``, or the old name ``k`` when that was given instead (accepted
+    without a warning, as other modules of this package still pass it)."""
+    if k is None:
+        return num_eigenpairs
+    if num_eigenpairs != 5:
+        raise ValueError(
+            f"expected num_eigenpairs or its old name k, got both ({num_eigenpairs} and {k})"
+        )
+    return k
+
+
 def hessian_eigenpairs(
     objective: Objective | HessianOperator,
     *,
-    k: int = 5,
+    num_eigenpairs: int = 5,
     which: Which = "LA",
     tol: float | None = None,
     max_hvps: int = 500,
@@ -33,19 +45,24 @@ def hessian_eigenpairs(
     params: ParamSelection = None,
     dtype: torch.dtype | None = None,
     progress: bool = True,
+    k: int | None = None,
 ) -> EigenResult:
-    """``k`` eigenpairs of the Hessian by block Lanczos, every pair checked in float64.
+    """``num_eigenpairs`` eigenpairs of the Hessian by thick-restart Lanczos, every pair
+    checked in float64.
 
     The solver is :func:`landscape.linalg.lanczos_eigenpairs` on the
-    :class:`HessianOperator`: a Krylov space grown from a random block of ``k`` vectors (so
-    every copy of a repeated eigenvalue and every member of a tight cluster is found), until
-    every wanted Ritz pair has a residual estimate ``<= tol * ||H||`` (``||H||`` estimated
-    by the largest Ritz value in magnitude). The pairs are then verified with ``k`` explicit
-    float64 HVPs (a Rayleigh-Ritz step on their span): the eigenvalues reported are float64
-    Rayleigh quotients, the residuals float64 ``||H v - lambda v||``, and ``converged``
-    means every such residual is ``<= tol * ||H||``. Each eigenvalue is then within
-    ``tol * ||H||`` of an eigenvalue of the Hessian (within ``(tol * ||H||)**2 / gap``
-    when it is ``gap`` away from the rest of the spectrum).
+    :class:`HessianOperator`: a Krylov space grown from a random vector in a basis of at
+    most ``3 k + 5`` vectors (``k = num_eigenpairs``; restarted in place from its best Ritz
+    vectors when full), until every wanted Ritz pair has a residual estimate
+    ``<= tol * ||H||`` (``||H||`` estimated by the largest Ritz value in magnitude); a
+    final check from a fresh random vector (and a wider block where the wanted values
+    cluster) looks for copies a single vector cannot see. The pairs are then verified with
+    ``k`` explicit float64 HVPs: the eigenvalues reported are float64 Rayleigh quotients,
+    the residuals float64 ``||H v - lambda v||``, and ``converged`` means every such
+    residual is ``<= tol * ||H||``. Each eigenvalue is then within ``tol * ||H||`` of an
+    eigenvalue of the Hessian, and within ``(tol * ||H||)**2 / gap`` when it is ``gap``
+    away from the rest of the spectrum: the default ``tol=1e-4`` gives eigenvalues to about
+    ``1e-8 ||H||**2 / gap``.
 
     Precision: products are computed in ``dtype`` (default the model's). Lower-precision
     products are verified with the operator's float64 twin (:meth:`HessianOperator.float64`:
@@ -55,13 +72,13 @@ def hessian_eigenpairs(
     minimum float32 products can be off by ~1e-3 of ``||H||`` along the top eigenvector,
     which no tolerance on float32 residuals catches.
 
-    Memory, in vectors of ``n`` (the number of weights) on the device: the Krylov basis, at
-    most ``max_hvps + k + 31`` in the operator's dtype (at least float32: ``4 n`` or ``8 n``
-    bytes each), at most ``8 k`` more while a step or a check runs, and at most ``3 k``
-    float64 vectors for the verification (``k`` returned); a float64 refinement replaces the
-    basis by one of at most ``m + k + 31`` float64 vectors for its ``m`` HVPs (see
-    :func:`~landscape.linalg.lanczos_eigenpairs`). Each HVP adds one float64 vector (the
-    sum over batches) and a batch's gradient graph; kept graphs take at most
+    Memory, whatever ``max_hvps``: ``settings["memory_bound_bytes"]`` (and
+    ``"memory_bound_vectors"``, in copies of the weights), the solver's bound from
+    :func:`~landscape.linalg.lanczos_eigenpairs`: the basis, ``3 k + 5`` vectors of ``n``
+    (the number of weights) in the operator's dtype (at least float32), or the ``k``
+    returned float64 vectors and one product while verified, or a float64 refinement's
+    basis. Each HVP adds the sum over batches (one float64 vector of ``n``, or one in the
+    operator's dtype for data in one batch) and a batch's gradient graph; kept graphs take at most
     ``max_graph_bytes`` (see :class:`HessianOperator`). The float64 twin that verifies
     lower-precision products (:meth:`HessianOperator.float64`) adds float64 copies of the
     whole point (every tensor of the state, not only the ``n`` weights) and of the cached
@@ -70,7 +87,7 @@ def hessian_eigenpairs(
     Args:
         objective: an Objective, or a HessianOperator (then ``state``, ``params`` and
             ``dtype`` must be left out).
-        k: number of eigenpairs.
+        num_eigenpairs: number of eigenpairs.
         which: "LA" largest algebraic, "SA" smallest algebraic, "LM" largest magnitude,
             "BE" both ends (``k // 2`` smallest and the rest largest).
         tol: residual tolerance relative to ``||H||``; default 1e-8 for float64 products
@@ -80,23 +97,26 @@ def hessian_eigenpairs(
         seed: seed of the random start block.
         state, params, dtype: as in :class:`HessianOperator`.
         progress: show a tqdm bar of the HVPs (out of ``max_hvps``; most runs need fewer).
+        k: the old name of ``num_eigenpairs``, still accepted (deprecated).
 
     Returns:
         an :class:`EigenResult`. If an HVP is not finite (a point where the loss overflows),
         eigenvalues, vectors and residuals are NaN.
 
     Raises:
-        ValueError: ``k`` not in ``1..n``, ``max_hvps < 2 k``, ``tol`` negative, bad ``which``.
+        ValueError: ``num_eigenpairs`` not in ``1..n``, ``max_hvps < 2 num_eigenpairs``,
+            ``tol`` negative, bad ``which``, or both ``k`` and ``num_eigenpairs`` given.
 
     Example:
         >>> from torch import nn
         >>> from landscape.objective import Objective
         >>> x = torch.randn(20, 3, dtype=torch.float64)
         >>> objective = Objective(nn.Linear(3, 1).double(), (x, x.sum(1)), loss="mse")
-        >>> result = hessian_eigenpairs(objective, k=2)
+        >>> result = hessian_eigenpairs(objective, num_eigenpairs=2)
         >>> result.converged, result.eigenvectors.shape
         (True, (2, 4))
     """
+    k = _renamed(num_eigenpairs, k)
     op = resolve_operator(objective, state, params, dtype)
     n = op.num_params
     which = check_choice(which, options.Which, "which")
@@ -118,6 +138,8 @@ def hessian_eigenpairs(
         "seed": seed,
         "verify_dtype": pairs.settings["verify_dtype"],
         "num_hvps_float64": pairs.num_matvecs64,
+        "memory_bound_bytes": pairs.memory_bound_bytes,
+        "memory_bound_vectors": pairs.memory_bound_vectors,
     }
     values, residuals = pairs.values, pairs.residuals
     vectors = pairs.vectors.cpu().numpy()
@@ -179,7 +201,7 @@ def extreme_eigenvalues(
     """
     eigen = hessian_eigenpairs(
         objective,
-        k=2,
+        num_eigenpairs=2,
         which="BE",
         tol=tol,
         max_hvps=max_hvps,
@@ -262,7 +284,7 @@ def hessian_directions(
     """
     eigen = hessian_eigenpairs(
         objective,
-        k=2,
+        num_eigenpairs=2,
         which="LA",
         tol=tol,
         max_hvps=max_hvps,

@@ -84,7 +84,8 @@ class HessianOperator:
     (a product holds one graph at its peak anyway), so one batch costs one backward pass a
     product. ``max_graph_bytes=0`` keeps only that one. Graphs are kept only for cached
     data (``Objective(cache_data=True)``, the default). A product adds up the batches in
-    one float64 vector of ``n``; the host reads nothing during a product.
+    one float64 vector of ``n`` (for cached data in one batch on one rank, the product in
+    the operator's dtype is taken as it is); the host reads nothing during a product.
 
     Args:
         objective: the loss and data; its model is never changed.
@@ -290,9 +291,12 @@ class HessianOperator:
 
     def _hvp(self, vector: torch.Tensor) -> torch.Tensor:
         """``H @ vector`` for a flat vector in the operator's dtype, on its device; float64 out
-        (batches are accumulated in float64, like the objective's values)."""
+        (batches are accumulated in float64, like the objective's values), or the operator's
+        dtype for cached data in one batch on one rank (no float64 copy of the product)."""
         parts = list(unflatten(vector, self._weights, self.names).values())
-        total = torch.zeros(self.num_params, dtype=torch.float64, device=self.device)
+        one = self._data is not None and len(self._data) == 1 and not self.objective.shard_data
+        dtype = self.dtype if one else torch.float64  # one batch: nothing to add up
+        total = torch.zeros(self.num_params, dtype=dtype, device=self.device)
         for index, batch in enumerate(self._batches()):
             grads, kept = self._graph(index, batch)
             self._backward(grads, parts, total, retain=kept)

@@ -8,8 +8,8 @@ operator. An operator may also have a method ``float64()`` returning the same op
 computed in float64 (a matrix cast to float64, the Hessian of a float64 copy of the model):
 :func:`lanczos_eigenpairs` verifies what it returns with it.
 
-- :func:`lanczos_eigenpairs`: block Lanczos with full reorthogonalization; every returned
-  pair is checked with explicit products in float64.
+- :func:`lanczos_eigenpairs`: thick-restart Lanczos with full reorthogonalization in a
+  bounded basis; every returned pair is checked with explicit products in float64.
 - :func:`estimate_trace`: Hutchinson or Hutch++ with a standard error that covers.
 - :func:`lanczos_quadrature` and :func:`smoothed_density`: stochastic Lanczos quadrature
   (the spectral density of Ghorbani et al. 2019).
@@ -26,7 +26,8 @@ Example:
     >>> lanczos_eigenpairs(op, 2, which="LA").values  # both copies of 1 are found below 3
     array([3., 1.])
 
-Modules: :mod:`~landscape.linalg.operators`, :mod:`~landscape.linalg.lanczos`,
+Modules: :mod:`~landscape.linalg.operators`, :mod:`~landscape.linalg.lanczos` (with the
+private ``_krylov``, the basis and its restarts, and ``_copies``, the final check),
 :mod:`~landscape.linalg.trace`, :mod:`~landscape.linalg.quadrature`.
 """
 

@@ -1,14 +1,12 @@
-"""Block Lanczos eigenpairs with full reorthogonalization, verified in float64."""
+"""Thick-restart Lanczos eigenpairs in bounded memory, verified in float64."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import scipy.linalg
 import torch
 
 from .. import options
@@ -16,6 +14,8 @@ from .._seeding import seeded_generator
 from ..checks import check_choice
 from ..options import WhichName
 from ..results import Result
+from ._copies import _CHECK_STEPS, _Check, _cluster
+from ._krylov import _PIECE_BYTES, _Lanczos
 from .operators import (
     Callback,
     SymmetricOperator,
@@ -27,165 +27,6 @@ from .operators import (
 )
 
 Which = WhichName  # the Literal alias of landscape.options.Which
-
-
-_CHUNK = 32  # basis rows are stored in chunks, so memory grows with the steps actually taken
-_ETA = 1 / math.sqrt(2)  # DGKS: reorthogonalize again when a norm drops below this fraction
-
-
-class _BlockLanczos:
-    """Block Lanczos with full reorthogonalization.
-
-    Each product first loses its components along the current and the previous block (the
-    Lanczos recurrence), then one classical Gram-Schmidt pass over the whole basis, and a
-    second pass only where that pass took off more than ``1 - 1/sqrt(2)`` of the vector's
-    norm (the criterion of Daniel, Gragg, Kaufman and Stewart, 1976: after a pass that keeps
-    most of the norm, the vector is orthogonal to working precision). Measured against the
-    product's own norm the second pass would run at almost every step, as the recurrence
-    alone removes most of it.
-
-    The rows ``V`` of the basis are orthonormal; after the products of ``m`` rows,
-    ``A V_m^T = V^T T[:, :m]`` where ``T`` holds the Gram-Schmidt coefficients. ``T[:m, :m]``
-    (upper triangle, symmetrized) is the Rayleigh quotient ``V_m A V_m^T``, and the rows of
-    ``T`` below ``m`` give each Ritz pair's residual norm without another product. A block
-    that loses rank (an invariant subspace) is refilled with random vectors when there is a
-    generator (their coefficients are 0), and shrinks otherwise.
-
-    ``T`` is on the host by design (it is small, and scipy diagonalizes it), so each step
-    reads its coefficients and norms back from the device: a few transfers of ``block``
-    numbers per step (each a synchronization on CUDA), never one per entry of a vector.
-    """
-
-    def __init__(
-        self,
-        matvec: Callable[[torch.Tensor], torch.Tensor],
-        start: torch.Tensor,
-        *,
-        generator: torch.Generator | None = None,
-    ):
-        self._matvec = matvec
-        self._generator = generator
-        self.n = start.shape[1]
-        self.dtype, self.device = start.dtype, start.device
-        self._tiny = 1e-10 if self.dtype == torch.float64 else 1e-5
-        self._chunks: list[torch.Tensor] = []
-        self._T = np.zeros((0, 0))
-        self.size = 0  # rows in the basis
-        self.done = 0  # rows whose products are in T
-        self.finite = True
-        self._previous = 0  # first row of the previous block
-        for row in start:
-            w = self._project(row[None].clone())[0][0]
-            if not self._accept(w, float(row.norm()), None):
-                self._refill()
-
-    # -- the basis
-    def _rows(self, stop: int, start: int = 0) -> Iterator[tuple[int, torch.Tensor]]:
-        for i, chunk in enumerate(self._chunks):
-            lo = i * _CHUNK
-            if lo + _CHUNK <= start:
-                continue
-            if lo >= stop:
-                return
-            a, b = max(start - lo, 0), min(_CHUNK, stop - lo)
-            yield lo + a, chunk[a:b]
-
-    def _append(self, v: torch.Tensor) -> None:
-        if self.size % _CHUNK == 0:
-            self._chunks.append(v.new_empty(_CHUNK, self.n))
-        self._chunks[-1][self.size % _CHUNK] = v
-        self.size += 1
-        if self.size > len(self._T):
-            grown = np.zeros((2 * self.size + 8,) * 2)
-            grown[: len(self._T), : len(self._T)] = self._T
-            self._T = grown
-
-    def _project(
-        self, w: torch.Tensor, start: int = 0, local: int | None = None
-    ) -> tuple[torch.Tensor, np.ndarray]:
-        """Rows ``w`` made orthogonal to basis rows ``start:size``, and the coefficients
-        ``(size - start, len(w))`` taken off: first along rows ``local:size`` (when given),
-        then one or two classical Gram-Schmidt passes over them all."""
-        total = np.zeros((self.size - start, len(w)))
-        if self.size == start:
-            return w, total
-        if local is not None:
-            rows = torch.cat([r for _, r in self._rows(self.size, local)])
-            coef = rows @ w.T
-            w = w - coef.T @ rows
-            total[local - start :] += coef.double().cpu().numpy()
-        before = w.norm(dim=1)
-        for _ in range(2):
-            coef = torch.cat([rows @ w.T for _, rows in self._rows(self.size, start)])
-            for lo, rows in self._rows(self.size, start):
-                w = w - coef[lo - start : lo - start + len(rows)].T @ rows
-            total += coef.double().cpu().numpy()
-            after = w.norm(dim=1)
-            if not bool((after < _ETA * before).any()):
-                break
-            before = after
-        return w, total
-
-    def _accept(self, w: torch.Tensor, scale: float, column: int | None) -> bool:
-        norm = float(w.norm())
-        if not norm > self._tiny * scale or self.size >= self.n:
-            return False
-        self._append(w / norm)
-        if column is not None:
-            self._T[self.size - 1, column] = norm
-        return True
-
-    def _refill(self) -> None:
-        """A random row orthogonal to the basis, when there is a generator and room."""
-        if self._generator is None or self.size >= self.n:
-            return
-        for _ in range(3):
-            r = _normal((self.n,), self._generator, self.dtype, self.device)
-            w = self._project(r[None])[0][0]
-            if self._accept(w, float(r.norm()), None):
-                return
-
-    # -- steps
-    def step(self) -> bool:
-        """Products of the current block, the next block; False once nothing is left (an
-        invariant subspace without a generator, the whole space, or a non-finite product)."""
-        lo, hi = self.done, self.size
-        if lo == hi:
-            return False
-        block = torch.cat([rows for _, rows in self._rows(hi, lo)])
-        products = torch.empty_like(block)
-        for i in range(len(block)):
-            products[i] = self._matvec(block[i])
-        if not bool(torch.isfinite(products).all()):
-            self.finite = False
-            return False
-        scales = products.norm(dim=1).double().cpu().numpy()
-        w, coef = self._project(products, local=self._previous)
-        self._T[:hi, lo:hi] = coef
-        self.done, self._previous = hi, lo
-        for j in range(hi - lo):
-            row, new = self._project(w[j : j + 1], start=hi)
-            self._T[hi : self.size, lo + j] += new[:, 0]
-            if not self._accept(row[0], scales[j], lo + j):
-                self._refill()
-        return self.size > self.done
-
-    def ritz(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Ritz values (ascending), the eigenvectors of ``T`` (columns) and each pair's
-        residual norm ``||A x - theta x||`` from the Lanczos relation."""
-        m = self.done
-        upper = np.triu(self._T[:m, :m])
-        theta, vectors = scipy.linalg.eigh(upper + np.triu(upper, 1).T)
-        estimates = np.linalg.norm(self._T[m : self.size, :m] @ vectors, axis=0)
-        return theta, vectors, estimates
-
-    def combine(self, coefficients: np.ndarray) -> torch.Tensor:
-        """Rows ``coefficients[:, i]^T V``: the Ritz vectors for the given columns."""
-        coef = torch.as_tensor(coefficients.T, dtype=self.dtype, device=self.device)
-        out = coef.new_zeros(coef.shape[0], self.n)
-        for lo, rows in self._rows(self.done):
-            out += coef[:, lo : lo + len(rows)] @ rows
-        return out
 
 
 def _wanted(theta: np.ndarray, k: int, which: str) -> np.ndarray:
@@ -218,7 +59,11 @@ class Eigenpairs(Result):
         num_matvecs: products spent, in the operator's dtype and in float64 together.
         num_matvecs64: of those, products of the float64 operator (verification, refining).
         settings: ``k``, ``which``, ``tol``, ``max_matvecs``, ``seed``, ``block_size``,
-            ``refine``, the dtypes of the products and of the verification.
+            ``max_basis``, ``refine``, the dtypes of the products and of the verification.
+        memory_bound_bytes: the most bytes of vectors the solver held at once, whatever
+            ``max_matvecs`` (what the operator needs for a product not included).
+        memory_bound_vectors: the same in vectors of ``n`` entries of the operator's dtype
+            (for a Hessian: copies of the model's weights).
     """
 
     values: np.ndarray
@@ -229,84 +74,122 @@ class Eigenpairs(Result):
     num_matvecs: int
     num_matvecs64: int
     settings: dict[str, Any] = field(default_factory=dict)
+    memory_bound_bytes: int = 0
+    memory_bound_vectors: float = 0.0
 
 
 def _verify(
-    reference: _Products, vectors: torch.Tensor, which: str
+    reference: _Products, rows: list[torch.Tensor], which: str
 ) -> tuple[np.ndarray, torch.Tensor, np.ndarray]:
-    """Rayleigh-Ritz in float64 on the span of ``vectors``: values (wanted order), vectors
-    and explicit residual norms, all from ``len(vectors)`` float64 products. At most
-    ``3 len(vectors)`` float64 vectors are held at once (one block is returned)."""
-    basis = torch.linalg.qr(vectors.to(torch.float64).T).Q.T
-    products = torch.empty_like(basis)
-    for i in range(len(basis)):
-        products[i] = reference(basis[i])
-    small = (basis @ products.T).cpu().numpy()
-    mu, z = np.linalg.eigh((small + small.T) / 2)
-    order = _wanted(mu, len(mu), which)
-    rotation = torch.as_tensor(z[:, order].T, dtype=torch.float64, device=basis.device)
-    vectors = rotation @ basis
-    del basis
-    products = rotation @ products
-    values = mu[order]
-    shift = torch.as_tensor(values, dtype=torch.float64, device=vectors.device)[:, None]
-    residuals = products.sub_(shift * vectors).norm(dim=1).cpu().numpy()
-    return values, vectors, residuals
+    """``rows`` (emptied: each is freed once copied) as orthonormal float64 vectors, their
+    Rayleigh quotients and explicit residual norms from one float64 product each, in the
+    wanted order. Holds the ``k`` vectors and one product."""
+    k, n = len(rows), rows[0].numel()
+    vectors = torch.empty(k, n, dtype=torch.float64, device=rows[0].device)
+    for i in range(k):
+        vectors[i] = rows[i]
+        rows[i] = vectors[i]  # the working-dtype row is freed here
+    rows.clear()
+    for i in range(k):  # Gram-Schmidt twice, in float64 and in place
+        for _ in range(2 if i else 0):
+            vectors[i].addmv_(vectors[:i].T, vectors[:i] @ vectors[i], alpha=-1)
+        vectors[i] /= vectors[i].norm()
+    values, residuals = np.zeros(k), np.zeros(k)
+    for i in range(k):
+        product = reference(vectors[i]).to(torch.float64)
+        values[i] = float(torch.dot(vectors[i], product))
+        residuals[i] = float(product.sub_(vectors[i], alpha=values[i]).norm())
+        del product
+    ascending = np.argsort(values, kind="stable")
+    order = ascending[_wanted(values[ascending], k, which)]
+    where, at = list(range(k)), list(range(k))  # row of each vector, vector of each row
+    for i in range(k):  # permuted in place, one row at a time
+        j = where[order[i]]
+        if j != i:
+            row = vectors[i].clone()
+            vectors[i] = vectors[j]
+            vectors[j] = row
+            at[i], at[j] = at[j], at[i]
+            where[at[i]], where[at[j]] = i, j
+    return values[order], vectors, residuals[order]
 
 
 def _solve(
     products: _Products,
-    reference: _Products,
-    start: torch.Tensor,
+    start: list[torch.Tensor],
     generator: torch.Generator,
     k: int,
     which: str,
     tol: float,
     budget: int,
-) -> tuple[np.ndarray, torch.Tensor, np.ndarray, float, bool, bool] | None:
-    """One block Lanczos run with verification; ``None`` on a non-finite product, else
-    ``(values, vectors, residuals, norm, converged, stalled)``. With a separate float64
-    ``reference`` the pairs are also checked each time the basis doubles, and ``stalled``
-    says that lower-precision products cannot bring the float64 residuals down (the
-    Lanczos estimates say converged, or the residuals did not halve since the last check)."""
-    mixed = reference is not products
-
-    def spent() -> int:
-        return products.count + (reference.count if mixed else 0)
-
-    first = spent()
-    lanczos = _BlockLanczos(products, start, generator=generator)
-    b = len(start)
-    next_check, verify_at, last = k, 8 * b, math.inf
-    while True:
-        more = lanczos.step()
+    capacity: int,
+) -> tuple[list[torch.Tensor], float] | None:
+    """Thick-restart Lanczos from the rows ``start`` until the wanted Ritz pairs' estimates
+    are at most ``tol * norm`` (for ``k >= 2`` and a :class:`_Check` passed), they stop
+    improving near round-off, or ``budget`` products are spent. Returns the ``k`` Ritz
+    vectors (rows, wanted order) and the norm estimate, or ``None`` on a non-finite
+    product."""
+    first = products.count
+    lanczos = _Lanczos(products, start, generator=generator)
+    best, stalled, check, norm, hold = math.inf, 0, None, 0.0, 0
+    floor = math.sqrt(torch.finfo(start[0].dtype).eps)
+    while products.count - first < budget:
+        if lanczos.size >= capacity and capacity < lanczos.n:
+            check = None  # the check's rows join the rest: the run goes on with them
+            theta, vectors, _ = lanczos.ritz()
+            keep = _wanted(theta, k + (capacity - k - len(lanczos.pending)) // 2, which)
+            lanczos.restart(theta[keep], vectors[:, keep])
+        more = lanczos.step(lanczos.pending[-1] if check is not None else None)
         if not lanczos.finite:
             return None
-        room = budget - (spent() - first) >= b + k
-        if more and room and lanczos.done < next_check:
-            continue
-        theta, coefficients, estimates = lanczos.ritz()
+        theta, vectors, estimates = lanczos.ritz()
         idx = _wanted(theta, k, which)
         norm = float(np.abs(theta).max())
-        estimated = bool(estimates[idx].max() <= tol * norm)
-        scheduled = mixed and lanczos.done >= verify_at  # catches a stall above tol early
-        if more and room and not (estimated or scheduled):
-            next_check = lanczos.done + max(b, lanczos.done // 16)
-            continue
-        values, vectors, residuals = _verify(
-            reference, lanczos.combine(coefficients[:, idx]), which
-        )
-        if not np.isfinite(residuals).all():
-            return None
-        norm = max(norm, float(np.abs(values).max()))
-        converged = bool((residuals <= tol * norm).all())
-        room = budget - (spent() - first) >= b + k
-        if converged or not more or not room:
-            return values, vectors, residuals, norm, converged, False
-        if mixed and (estimated or residuals.max() > 0.5 * last):
-            return values, vectors, residuals, norm, converged, True
-        last, verify_at, next_check = residuals.max(), 2 * lanczos.done, lanczos.done + b
-        del vectors  # freed before the next check makes new ones
+        error = float(estimates[idx].max()) if len(idx) == k else math.inf
+        if error < 0.5 * best or error > floor * norm:  # stalls count near round-off only
+            best, stalled = min(best, error), 0
+        else:
+            stalled += 1
+        ok = error <= tol * norm
+        if check is not None:
+            passed = check.passed(lanczos, theta[idx], tol * norm, which)
+            if passed is None and more:
+                continue
+            if passed and ok:
+                break
+            check = None  # it found more: go on, and check again once converged
+        elif ok and k >= 2 and more:
+            group = _cluster(theta[idx], 10 * tol * norm)
+            band = min(group + 1, k + 1) if group > 1 else 1
+            if len(lanczos.pending) < band and k + 2 * band + 3 <= capacity:
+                while len(lanczos.pending) < band and lanczos.refill():
+                    pass  # a block as wide as the cluster, and one more, for a while
+                hold = products.count + 2 * capacity
+            elif products.count < hold:
+                continue
+            elif k + len(lanczos.pending) + _CHECK_STEPS < capacity:
+                lanczos.restart(theta[idx], vectors[:, idx])  # converged: room for the check
+                if not lanczos.refill():
+                    break
+                check = _Check(lanczos, theta[idx], capacity, tol * norm)
+            elif capacity < lanczos.n:
+                break  # else the basis grows to the whole space instead of a check
+        elif ok or not more or stalled >= capacity:
+            break
+    theta, vectors, _ = lanczos.ritz()
+    idx = _wanted(theta, k, which)
+    lanczos.restart(theta[idx], vectors[:, idx])
+    return lanczos.basis.rows[: len(idx)], norm
+
+
+def _memory_bound(n: int, k: int, capacity: int, work: int, refine_capacity: int) -> int:
+    """Bytes of vectors held at once: the basis (plus a random draw in float64), the
+    verification (the Ritz vectors and their float64 copies, then one product), and a
+    refinement's float64 basis and verification, whichever is largest."""
+    lanczos = (capacity * work + 8) * n
+    verify = max(k * (work + 8), 8 * (k + 1)) * n
+    refine = max(refine_capacity + 1, 2 * k) * 8 * n if refine_capacity else 0
+    return max(lanczos, verify, refine) + 2 * _PIECE_BYTES
 
 
 def lanczos_eigenpairs(
@@ -318,44 +201,41 @@ def lanczos_eigenpairs(
     max_matvecs: int = 500,
     seed: int | torch.Generator = 0,
     block_size: int | None = None,
+    max_basis: int | None = None,
     refine: bool = True,
     start: torch.Tensor | None = None,
     callback: Callback = None,
 ) -> Eigenpairs:
-    """``k`` eigenpairs of a symmetric operator by block Lanczos, verified in float64.
+    """``k`` eigenpairs of a symmetric operator by thick-restart Lanczos, verified in float64.
 
-    The Krylov space grows from a random block of ``block_size`` vectors (default ``k``)
-    until every wanted Ritz pair has a residual estimate ``<= tol * ||A||`` (``||A||``
-    estimated by the largest Ritz value in magnitude). A block of ``k`` vectors holds up to
-    ``k`` copies of a repeated eigenvalue and resolves clusters of up to ``k`` close ones at
-    the speed set by their distance to the rest of the spectrum, so no copy of a wanted
-    eigenvalue is skipped (a single vector sees one copy of each eigenvalue only). Block
-    Lanczos was chosen over restarts deflated against the converged vectors because a
-    restart can only show that nothing was missed by running to convergence once more,
-    every call; the block costs about twice the products of a single vector for ``k = 5``
-    on an MLP's Hessian and nothing extra for ``k = 1``. Within a cluster narrower than
-    ``tol * ||A||`` a returned vector may mix its members; each value is still within the
-    tolerance of an eigenvalue.
+    Lanczos with full reorthogonalization runs from a random vector (``block_size`` of
+    them) in a basis of at most ``max_basis`` vectors: when it is full, the basis is
+    replaced in place by its best Ritz vectors (a thick restart, Wu and Simon 2000), so the
+    memory does not grow with ``max_matvecs``. It stops once every wanted Ritz pair has a
+    residual estimate ``<= tol * ||A||`` (``||A||`` estimated by the largest Ritz value in
+    magnitude), checked after every product. A single vector sees one copy of each
+    eigenvalue, so for ``k >= 2`` the pairs are accepted only after 4 more products from a
+    random vector orthogonal to the basis leave them in place (a missed copy or member of
+    a cluster shows up there, and the run goes on with both vectors); ``block_size=k``
+    resolves up to ``k`` copies from the start, at about twice the products.
 
-    The pairs are then checked, never taken on trust: a Rayleigh-Ritz step on their span
-    with ``k`` explicit products of ``op.float64()`` (the operator itself when it has no
-    float64 version) gives the returned values, vectors and residuals, and ``converged``
-    means every such residual is ``<= tol * ||A||``; an eigenvalue is then within
-    ``tol * ||A||`` of an eigenvalue of ``A`` (within ``(tol * ||A||)**2 / gap`` when it is
-    ``gap`` away from the rest). When products in a lower precision stall above the
-    tolerance and ``refine`` is true, the run continues in float64 from the pairs found.
+    The pairs are then checked, never taken on trust: each Ritz vector, orthonormalized in
+    float64, gets one explicit product of ``op.float64()`` (the operator itself when it has
+    no float64 version): the returned values are those Rayleigh quotients, the residuals
+    ``||A v - lambda v||`` explicit, and ``converged`` means every residual is
+    ``<= tol * ||A||``. Accuracy: each eigenvalue is then within ``tol * ||A||`` of an
+    eigenvalue of ``A``, and within ``(tol * ||A||)**2 / gap`` when it is ``gap`` away from
+    the rest of the spectrum (so the default 1e-4 already gives about ``1e-8 ||A||**2 /
+    gap``). When the float64 residuals stay above the tolerance (lower-precision products
+    biased or stalled, or the estimates wrong) and ``refine`` is true, Lanczos continues in
+    float64 from the vectors found, in a basis of at most ``max(2 k + 2, max_basis // 2)``
+    float64 vectors, and checks again.
 
-    Memory, in vectors of ``n = size`` on the operator's device: the basis, at most
-    ``max_matvecs + block_size + 31`` in the working dtype (the operator's, at least
-    float32; allocated 32 at a time), and at most ``7 block_size + k`` more in that dtype
-    while a step or a check runs; the verification holds at most ``3 k`` float64 vectors
-    (``k`` are returned). A refinement runs in float64 throughout: its basis replaces the
-    first and holds at most ``m + k + 31`` float64 vectors for its ``m`` products (at most
-    what is left of ``max_matvecs``), with at most ``8 k`` more, and the ``k`` pairs found
-    first are kept (a float32 basis cannot refine: it holds residual directions only down
-    to about ``1e-5`` of a product). Besides: what the operator needs for a product (for
-    ``op.float64()`` a float64 copy of its input), and on the CPU random blocks are drawn
-    in float64 (``block_size`` vectors while drawn).
+    Memory: the result's ``memory_bound_bytes`` (see :func:`_memory_bound`): the basis,
+    ``max_basis`` vectors of ``n`` in the working dtype (the operator's, at least float32;
+    one tensor each, none allocated ahead), or ``k`` of them with ``k`` float64 copies while
+    verified, or a refinement's float64 basis; at most 32 MiB more for products with the
+    basis. Besides: what the operator needs for a product.
 
     Args:
         op: a :class:`SymmetricOperator`.
@@ -366,12 +246,12 @@ def lanczos_eigenpairs(
             and 1e-4 for lower precision.
         max_matvecs: budget of products, checks included; on running out the result has
             ``converged=False``.
-        seed: seed (or generator) of the random start block and refills.
-        block_size: vectors per block, at most ``size``; default ``k`` (or ``len(start)``).
-        refine: continue in float64 when lower-precision products stall.
+        seed: seed (or generator) of the random start and check vectors.
+        block_size: vectors started from, at most ``size``; default 1 (or ``len(start)``).
+        max_basis: vectors in the basis, default ``3 k + 5`` (more for a larger block).
+        refine: continue in float64 when the float64 residuals stay above the tolerance.
         start: the start block instead of random vectors, ``(n,)`` or ``(block_size, n)``
-            (a previous eigenvector, to warm-start a nearby problem: when it is close to
-            the wanted eigenvector a few products suffice).
+            (a previous eigenvector, to warm-start a nearby problem).
         callback: called with no argument after every product (a progress bar's
             ``update``, say).
 
@@ -380,7 +260,7 @@ def lanczos_eigenpairs(
 
     Raises:
         ValueError: ``k`` not in ``1..size``, ``max_matvecs < 2 k``, negative ``tol``,
-            bad ``which`` or ``block_size``.
+            bad ``which``, ``block_size`` or ``max_basis``.
         TypeError: ``op`` is not an operator.
 
     Example:
@@ -405,9 +285,14 @@ def lanczos_eigenpairs(
         block_size = len(start) if block_size is None else block_size
         if len(start) != block_size:
             raise ValueError(f"start has {len(start)} vectors, block_size is {block_size}")
-    block_size = k if block_size is None else block_size
+    block_size = 1 if block_size is None else block_size
     if not 1 <= block_size <= n:
         raise ValueError(f"block_size must be between 1 and {n}, got {block_size}")
+    least = k + 2 * block_size + 3
+    max_basis = max(3 * k + 5, least) if max_basis is None else max_basis
+    if max_basis < least:
+        raise ValueError(f"max_basis must be at least k + 2 block_size + 3 = {least}, "
+                         f"got {max_basis}")  # fmt: skip
     if tol is None:
         tol = 1e-8 if op.dtype == torch.float64 else 1e-4
     if tol < 0:
@@ -417,6 +302,8 @@ def lanczos_eigenpairs(
     products = _Products(op, work, callback)
     ref_op = _reference(op)
     reference = products if ref_op is op else _Products(ref_op, torch.float64, callback)
+    refine_basis = max_basis if reference is products else max(2 * k + 2, max_basis // 2)
+    refine_basis = refine_basis if refine else 0
     settings = {
         "k": k,
         "which": which,
@@ -424,24 +311,47 @@ def lanczos_eigenpairs(
         "max_matvecs": max_matvecs,
         "seed": seed if isinstance(seed, int) else None,
         "block_size": block_size,
+        "max_basis": max_basis,
         "refine": refine,
         "matvec_dtype": str(op.dtype).removeprefix("torch."),
         "verify_dtype": str(ref_op.dtype).removeprefix("torch."),
     }
+    size = torch.empty((), dtype=op.dtype).element_size()
+    bound = _memory_bound(n, k, min(max_basis, n), work.itemsize, min(refine_basis, n))
+    memory = {"memory_bound_bytes": bound, "memory_bound_vectors": bound / (n * size)}
     if start is None:
         start = _normal((block_size, n), generator, work, op.device)
-    start = start.to(op.device, work)
-    found = _solve(products, reference, start, generator, k, which, tol, max_matvecs)
-    left = max_matvecs - products.count - (reference.count if reference is not products else 0)
-    if found is not None and found[5] and refine and left >= 2 * k:
-        again = _solve(reference, reference, found[1], generator, k, which, tol, left)
-        if again is not None and (again[4] or again[2].max() < found[2].max()):
-            found = again
+    else:
+        start = start.to(op.device, work, copy=True)
+
+    def spent() -> int:
+        return products.count + (reference.count if reference is not products else 0)
+
+    found = _solve(
+        products, list(start), generator, k, which, tol, max_matvecs - k, min(max_basis, n)
+    )
+    del start
+    if found is not None:
+        values, vectors, residuals = _verify(reference, found[0], which)
+        norm = max(found[1], float(np.abs(values).max()))
+        left = max_matvecs - spent()
+        if residuals.max() > tol * norm and refine and left >= 3 * k and np.isfinite(norm):
+            again = _solve(
+                reference, list(vectors), generator, k, which, tol, left - k,
+                min(refine_basis, n),
+            )  # fmt: skip
+            del vectors
+            found = again if again is None else _verify(reference, again[0], which) + again[1:]
+            if found is not None:
+                values, vectors, residuals, norm = found
+                norm = max(norm, float(np.abs(values).max()))
     count64 = reference.count if reference is not products else 0
     total = products.count + count64
-    if found is None:
+    if found is None or not np.isfinite(residuals).all():
         nan = np.full(k, np.nan)
         vectors = torch.full((k, n), math.nan, dtype=torch.float64, device=op.device)
-        return Eigenpairs(nan, vectors, nan, math.nan, False, total, count64, settings)
-    values, vectors, residuals, norm, converged, _ = found
-    return Eigenpairs(values, vectors, residuals, norm, converged, total, count64, settings)
+        return Eigenpairs(nan, vectors, nan, math.nan, False, total, count64, settings, **memory)
+    converged = bool((residuals <= tol * norm).all())
+    return Eigenpairs(
+        values, vectors, residuals, norm, converged, total, count64, settings, **memory
+    )

@@ -12,7 +12,7 @@ import torch
 from .._seeding import seeded_generator
 from ..limits import MAX_DRAWS, check_limit
 from ..results import Result
-from .lanczos import _BlockLanczos
+from ._krylov import _PIECE_BYTES, _Lanczos
 from .operators import (
     Callback,
     SymmetricOperator,
@@ -37,6 +37,8 @@ class Quadrature(Result):
         num_matvecs: products spent.
         finite: every product was finite.
         settings: ``num_probes``, ``num_steps``, ``seed``.
+        memory_bound_bytes: the most bytes of vectors held at once (a probe's basis; what
+            the operator needs for a product not included).
     """
 
     nodes: np.ndarray
@@ -44,6 +46,7 @@ class Quadrature(Result):
     num_matvecs: int
     finite: bool
     settings: dict[str, Any] = field(default_factory=dict)
+    memory_bound_bytes: int = 0
 
 
 def lanczos_quadrature(
@@ -62,11 +65,12 @@ def lanczos_quadrature(
     measure, whose average over probes estimates the eigenvalue distribution
     ``(1/n) sum_j delta(t - lambda_j)``.
 
-    Memory, in vectors of ``n = size`` on the operator's device, in the working dtype (the
-    operator's, at least float32): one probe's basis, ``num_steps + 1`` vectors allocated
-    32 at a time (so at most ``num_steps + 32``; freed before the next probe's), and at
-    most 6 more while a step runs. Besides: what the operator needs for a product, and on
-    the CPU each probe is drawn in float64 (one vector while it is drawn).
+    Memory (``memory_bound_bytes``), in vectors of ``n = size`` on the operator's device,
+    in the working dtype (the operator's, at least float32): one probe's basis,
+    ``num_steps + 1`` vectors, one tensor each as the steps make them (freed before the next
+    probe's), and at most 32 MiB for products with the basis. Besides: what the operator
+    needs for a product, and on the CPU each probe is drawn in float64 (one vector while it
+    is drawn, before its basis exists).
 
     Args:
         op: a :class:`SymmetricOperator`.
@@ -101,21 +105,23 @@ def lanczos_quadrature(
         "num_steps": num_steps,
         "seed": seed if isinstance(seed, int) else None,
     }
+    rows = min(num_steps + 1, op.size)
+    bound = max(rows * work.itemsize, 8) * op.size + 2 * _PIECE_BYTES
     nodes = np.full((num_probes, num_steps), np.nan)
     weights = np.zeros((num_probes, num_steps))
     for p in range(num_probes):
-        lanczos = _BlockLanczos(products, _rademacher(op.size, generator, work, op.device)[None])
-        while lanczos.done < num_steps and lanczos.step():
+        lanczos = _Lanczos(products, [_rademacher(op.size, generator, work, op.device)])
+        while len(lanczos.multiplied) < num_steps and lanczos.step():
             pass
         if not lanczos.finite:
             nodes[:] = np.nan
             weights[:] = 0.0
-            return Quadrature(nodes, weights, products.count, False, settings)
+            return Quadrature(nodes, weights, products.count, False, settings, bound)
         theta, vectors, _ = lanczos.ritz()
         del lanczos  # this probe's basis is freed before the next one is built
         nodes[p, : len(theta)] = theta
         weights[p, : len(theta)] = vectors[0] ** 2
-    return Quadrature(nodes, weights, products.count, True, settings)
+    return Quadrature(nodes, weights, products.count, True, settings, bound)
 
 
 def smoothed_density(
