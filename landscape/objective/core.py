@@ -39,7 +39,7 @@ class Objective(Calling, Checks, Points):
             and the objective's values follow. A ``DistributedDataParallel`` wrapper is
             unwrapped; sharded layouts (FSDP, DTensor parameters, DeepSpeed ZeRO-3, a
             ``device_map`` over several devices) are refused (see
-            :mod:`~landscape.objective.layouts`).
+            ``landscape.objective.layouts``).
         data: a DataLoader, Dataset, ``(inputs, targets)`` tuple, iterable of batches
             (pairs, or mappings such as ``{"input_ids", "attention_mask", "labels"}``), or
             an :class:`~landscape.data.EvaluationData` already prepared (then used as it

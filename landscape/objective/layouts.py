@@ -15,7 +15,7 @@ Example:
     True
     >>> model.hf_device_map = {"a": 0, "b": 1}
     >>> layout_problem(model).split(";")[0]
-    'expected a model on one device, got a Hugging Face device_map over 2 devices'
+    'expected a model on one device, got a Hugging Face device_map over 2 devices (0, 1)'
 """
 
 from __future__ import annotations
