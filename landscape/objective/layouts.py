@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping
 
 import torch
@@ -33,19 +34,16 @@ WORKAROUND = (
 
 
 def _dtensor_type() -> type | None:
-    try:
-        from torch.distributed.tensor import DTensor
-    except ImportError:  # torch built without distributed
-        return None
-    return DTensor
+    """DTensor, if torch.distributed.tensor is loaded (no DTensor exists before: importing
+    it costs about a second, so it is never imported here)."""
+    return getattr(sys.modules.get("torch.distributed.tensor"), "DTensor", None)
 
 
 def _fsdp_types() -> tuple[type, ...]:
-    try:
-        from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
-    except ImportError:
-        return ()
-    return (FSDPModule, FullyShardedDataParallel)
+    """FSDP2's and FSDP1's module classes, among those loaded (see :func:`_dtensor_type`)."""
+    fsdp = sys.modules.get("torch.distributed.fsdp")
+    found = (getattr(fsdp, "FSDPModule", None), getattr(fsdp, "FullyShardedDataParallel", None))
+    return tuple(t for t in found if t is not None)
 
 
 def tensors_problem(named: Iterable[tuple[str, torch.Tensor]]) -> str | None:
