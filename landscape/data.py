@@ -222,7 +222,9 @@ class EvaluationData:
             ``False`` they are read from ``data`` and moved at every pass (for data that
             does not fit), and ``data`` must give the same batches every time.
         shard: under an initialized ``torch.distributed`` group of several ranks, keep
-            batches ``rank, rank + world_size, ...`` only. Without one it changes nothing.
+            batches ``rank, rank + world_size, ...`` only (every batch is still read and,
+            cached, hashed in the same pass, so the fingerprint is the whole data's).
+            Without one it changes nothing.
 
     Raises:
         ValueError: cached data without a single batch (on one rank).
@@ -251,7 +253,7 @@ class EvaluationData:
         self._source = as_batches(data, batch_size=batch_size)
         self.cached = bool(cache)
         self._sha256: str | None = None
-        self._batches = None
+        self._batches: list[Any] | None = None
         if self.cached and self.sharded:  # the whole data's fingerprint, in the one pass
             h = hashlib.sha256()
             self._batches = list(self._own(self._source, _feeder(h)))

@@ -51,7 +51,7 @@ def tensors_problem(named: Iterable[tuple[str, torch.Tensor]]) -> str | None:
     dtensor = _dtensor_type()
     for name, t in named:
         if dtensor is not None and isinstance(t, dtensor):
-            placements = ", ".join(type(p).__name__ for p in t.placements)
+            placements = ", ".join(type(p).__name__ for p in getattr(t, "placements", ()))
             return (
                 f"expected plain tensors, got {name!r} as a DTensor ({placements}: FSDP2 "
                 "fully_shard or tensor parallel); sharded models are not supported yet" + WORKAROUND
