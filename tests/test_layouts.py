@@ -1,4 +1,5 @@
-"""Sharded layouts refused up front (landscape.objective.layouts), and DDP unwrapped.
+"""Sharded layouts refused up front (landscape.objective.layouts), DDP unwrapped, and the
+Tracker's file written by rank 0 alone.
 
 DTensor and FSDP2 cases run on a one-rank gloo group inside this process (destroyed after
 each test); the two-rank cases, where today's values would be wrong, are in
@@ -11,8 +12,10 @@ import pytest
 import torch
 from torch import nn
 
+from landscape import tracking
 from landscape.evaluate import Objective
 from landscape.objective.layouts import layout_problem, unwrap
+from landscape.tracking import Tracker
 
 DATA = (torch.randn(6, 3, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1] * 3))
 
@@ -79,3 +82,19 @@ def test_data_parallel_unwrapped():
     objective = Objective(wrapped, DATA)
     assert objective.model is model
     assert objective.at(wrapped)() == Objective(model, DATA)()
+
+
+def test_tracker_unwraps_ddp(one_rank):
+    model = nn.Linear(3, 2)
+    ddp = nn.parallel.DistributedDataParallel(model)
+    logged = Tracker(DATA, measures=["loss", "lambda_max"]).log(ddp, 0)
+    assert logged == Tracker(DATA, measures=["loss", "lambda_max"]).log(model, 0)
+
+
+def test_tracker_on_other_ranks_keeps_its_logs_in_memory(tmp_path, monkeypatch):
+    monkeypatch.setattr(tracking, "rank", lambda: 1)
+    tracker = Tracker(DATA, path=tmp_path / "run.h5", every=2, measures=["loss"])
+    for step in range(3):
+        tracker.log(nn.Linear(3, 2), step)
+    assert not (tmp_path / "run.h5").exists()  # rank 0 alone writes
+    assert tracker.run.steps.tolist() == [0, 2]
