@@ -281,7 +281,7 @@ class Tracker:
         """Every setting, with the loss, data fingerprint and model size after the first log."""
         return dict(self._settings)
 
-    def _start(self, model: nn.Module) -> None:
+    def _start(self, model: nn.Module) -> Objective:
         """The Objective and, with a path, the file (checked, and its last step read)."""
         objective = self._given or Objective(model, self.data, **self._options)
         if "accuracy" in self.measures and "accuracy" not in objective.names:
@@ -303,6 +303,7 @@ class Tracker:
         if objective.shard_data:  # every rank logs: all skip the file's steps
             self._last = broadcast_object(self._last)
         self._objective = objective
+        return objective
 
     def log(self, model: nn.Module, step: int) -> dict[str, Any] | None:
         """Compute and record the measures at the model's current weights.
@@ -322,11 +323,10 @@ class Tracker:
                 ``accuracy`` without a classification loss.
         """
         model = unwrap(model)  # DDP: its module (DDP's own forward asserts)
-        if self._objective is None:
-            self._start(model)
+        objective = self._start(model) if self._objective is None else self._objective
         if step % self.every or (self._last is not None and step <= self._last):
             return None
-        here = self._objective.at(model.state_dict())
+        here = objective.at(model.state_dict())
         values, stderr = self._measure(here, step)
         if self.guard is not None:
             for name in self._thresholded():
@@ -355,7 +355,7 @@ class Tracker:
                 values[name], stderr[name] = found.value, found.stderr
                 if "threshold" in found.extra:
                     values[f"{name}_threshold"] = found.extra["threshold"]
-        if "lambda_max" in self._thresholded():
+        if "lambda_max" in self._thresholded() and self.optimizer is not None:
             values["lambda_max_threshold"] = optimizer_threshold(self.optimizer)
         for name in self._thresholded():
             stderr[f"{name}_threshold"] = 0.0
@@ -377,7 +377,7 @@ class Tracker:
         if name in self._warm:
             settings["warm_start"] = self._warm[name]
         if name == "lambda_min":
-            return measure_hessian(here, quantity=name, progress=self.progress, **settings)
+            return measure_hessian(here, quantity="lambda_min", progress=self.progress, **settings)
         return sharpness(here, [name], progress=self.progress, **settings)[name]
 
     def _slice(self, here: Objective) -> np.ndarray:
