@@ -69,7 +69,6 @@ from .checks import check_count
 from .directions import random_direction
 from .distributed import broadcast_object, rank
 from .objective import BatchLoss, Objective
-from .objective.layouts import unwrap
 from .optim import StabilityGuard, optimizer_threshold
 from .results import Result
 from .sharpness import MEASURES, SharpnessResult, WarmStart, check_settings, sharpness
@@ -322,11 +321,10 @@ class Tracker:
             ValueError: at the first log, a file made with other settings, or
                 ``accuracy`` without a classification loss.
         """
-        model = unwrap(model)  # DDP: its module (DDP's own forward asserts)
         objective = self._start(model) if self._objective is None else self._objective
         if step % self.every or (self._last is not None and step <= self._last):
             return None
-        here = objective.at(model.state_dict())
+        here = objective.at(model)  # DDP: its .module, unwrapped by at (and Objective)
         values, stderr = self._measure(here, step)
         if self.guard is not None:
             for name in self._thresholded():
