@@ -324,7 +324,7 @@ class Tracker:
         objective = self._start(model) if self._objective is None else self._objective
         if step % self.every or (self._last is not None and step <= self._last):
             return None
-        here = objective.at(model)  # DDP: its .module, unwrapped by at (and Objective)
+        here = objective.at(model.state_dict())
         values, stderr = self._measure(here, step)
         if self.guard is not None:
             for name in self._thresholded():

@@ -25,7 +25,7 @@ from ..losses import (
 from ..params import model_device_dtype, model_state, tied_names
 from .calling import BatchLoss, Calling, Precision, State
 from .checks import Checks
-from .layouts import check_layout, tensors_problem, unwrap
+from .layouts import check_layout, tensors_problem, unprefixed, unwrap
 from .points import Points
 from .workspace import Workspace
 
@@ -225,6 +225,7 @@ class Objective(Calling, Checks, Points):
             state = unwrap(state)
             check_layout(state)
             state = state.state_dict()
+        state = unprefixed(state, self.base_state)
         problem = tensors_problem(state.items())
         if problem:
             raise ValueError(problem)

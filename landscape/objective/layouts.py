@@ -21,7 +21,8 @@ Example:
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -111,3 +112,17 @@ def unwrap(model: nn.Module) -> nn.Module:
     while isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
         model = model.module
     return model
+
+
+def unprefixed(state: Mapping[str, Any], names: Container[str]) -> Mapping[str, Any]:
+    """``state`` without the ``module.`` prefix of a DDP model's state_dict, where every name
+    has it and none is among ``names`` (the model's); otherwise ``state`` as given.
+
+    Example:
+        >>> list(unprefixed({"module.weight": 1}, {"weight"}))
+        ['weight']
+    """
+    prefix = "module."
+    if state and all(k.startswith(prefix) and k not in names for k in state):
+        return {k[len(prefix) :]: v for k, v in state.items()}
+    return state
