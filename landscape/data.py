@@ -183,6 +183,14 @@ def fingerprint(batches: Iterable[Any]) -> str:
         (True, False)
     """
     h = hashlib.sha256()
+    feed = _feeder(h)
+    for batch in batches:
+        feed(batch)
+    return h.hexdigest()
+
+
+def _feeder(h: Any) -> Callable[[Any], None]:
+    """The function that adds one batch to the hash ``h`` (see :func:`fingerprint`)."""
 
     def feed(obj: Any) -> None:
         if isinstance(obj, torch.Tensor):
@@ -199,9 +207,7 @@ def fingerprint(batches: Iterable[Any]) -> str:
         else:
             h.update(repr(obj).encode())
 
-    for batch in batches:
-        feed(batch)
-    return h.hexdigest()
+    return feed
 
 
 class EvaluationData:
@@ -216,7 +222,9 @@ class EvaluationData:
             ``False`` they are read from ``data`` and moved at every pass (for data that
             does not fit), and ``data`` must give the same batches every time.
         shard: under an initialized ``torch.distributed`` group of several ranks, keep
-            batches ``rank, rank + world_size, ...`` only. Without one it changes nothing.
+            batches ``rank, rank + world_size, ...`` only (every batch is still read and,
+            cached, hashed in the same pass, so the fingerprint is the whole data's).
+            Without one it changes nothing.
 
     Raises:
         ValueError: cached data without a single batch (on one rank).
@@ -244,13 +252,23 @@ class EvaluationData:
         )
         self._source = as_batches(data, batch_size=batch_size)
         self.cached = bool(cache)
-        self._batches = list(self._own(self._source)) if self.cached else None
+        self._sha256: str | None = None
+        self._batches: list[Any] | None = None
+        if self.cached and self.sharded:  # the whole data's fingerprint, in the one pass
+            h = hashlib.sha256()
+            self._batches = list(self._own(self._source, _feeder(h)))
+            self._sha256 = h.hexdigest()
+        elif self.cached:
+            self._batches = list(self._own(self._source))
         if self._batches is not None and not self._batches and not self.sharded:
             raise ValueError("data is empty: expected at least one batch")
-        self._sha256: str | None = None
 
-    def _own(self, source: Iterable[Any]) -> Iterator[Any]:
+    def _own(
+        self, source: Iterable[Any], feed: Callable[[Any], None] | None = None
+    ) -> Iterator[Any]:
         for i, batch in enumerate(source):
+            if feed is not None:
+                feed(batch)
             if i % self._world == self._rank:
                 yield to_device(batch, self.device)
 
@@ -268,8 +286,9 @@ class EvaluationData:
         return sum(1 for _ in self)
 
     def sha256(self) -> str:
-        """The fingerprint (:func:`fingerprint`) of this rank's batches, computed on the first
-        call and kept."""
+        """The fingerprint (:func:`fingerprint`) of the whole data, computed on the first call
+        and kept: sharded, the same on every rank as in one process (all the batches are
+        hashed as they pass, in the caching pass, or read again from ``data`` uncached)."""
         if self._sha256 is None:
-            self._sha256 = fingerprint(self)
+            self._sha256 = fingerprint(self._source if self.sharded else self)
         return self._sha256

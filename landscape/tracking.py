@@ -50,7 +50,7 @@ and flushed. A run restarted with a new Tracker on the same file continues it: s
 the last one recorded are skipped, and a Tracker whose settings differ from the file's
 (measures, every, loss, data, lr, seeds, ...) is refused, naming each differing setting.
 A restarted run's first eigenvalues start Lanczos cold, so they agree with an unbroken
-run's to the Lanczos tolerance rather than bit for bit.
+run's to the Lanczos tolerance rather than bit for bit. Under torchrun only rank 0 writes.
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ from torch import nn
 
 from .checks import check_count
 from .directions import random_direction
+from .distributed import broadcast_object, rank
 from .objective import BatchLoss, Objective
 from .optim import StabilityGuard, optimizer_threshold
 from .results import Result
@@ -129,8 +130,8 @@ class Tracker:
         objective: instead of ``data`` and the loss options, an
             :class:`~landscape.objective.Objective` of the same architecture (its data,
             loss and options are used; each log re-points it at the model's weights).
-        path: landscape HDF5 file to append to (see the module docstring); ``None`` keeps
-            the logs in memory only.
+        path: landscape HDF5 file to append to (see the module docstring; rank 0 only,
+            other ranks keep theirs in memory); ``None`` keeps the logs in memory only.
         every: log steps that are multiples of ``every``.
         measures: names from :data:`TRACKED` or sharpness measure names.
         loss, loss_reduction, batch_loss, batch_size: as for
@@ -272,6 +273,8 @@ class Tracker:
         self._last: int | None = None
         self._rows: list[tuple[int, dict[str, Any], dict[str, float]]] = []
 
+    _writes = property(lambda self: self.path is not None and rank() == 0)  # rank 0 writes
+
     @property
     def settings(self) -> dict[str, Any]:
         """Every setting, with the loss, data fingerprint and model size after the first log."""
@@ -290,12 +293,14 @@ class Tracker:
             num_examples=objective.num_examples,
             num_params=sum(p.numel() for p in model.parameters()),
         )  # fmt: skip
-        if self.path is not None:
+        if self._writes:
             n = len(self._settings["slice_x"])
             shapes = {m: (n,) if m == "slice" else () for m in self.measures}
             shapes.update({f"{m}_threshold": () for m in self._thresholded()})
             steps = prepare_tracking(self.path, self._settings, shapes)
             self._last = int(steps[-1]) if len(steps) else None
+        if objective.shard_data:  # every rank logs: all skip the file's steps
+            self._last = broadcast_object(self._last)
         self._objective = objective
         return objective
 
@@ -304,7 +309,7 @@ class Tracker:
 
         Args:
             model: the model being trained (the same one, or one of the same architecture,
-                at every call); it is not changed.
+                at every call; DDP: its ``.module``); it is not changed.
             step: the training step; logged when a multiple of ``every`` and later than
                 the last step recorded.
 
@@ -325,7 +330,7 @@ class Tracker:
             for name in self._thresholded():
                 threshold = values[f"{name}_threshold"]
                 self.guard.update(name, values[name], threshold=threshold, step=step)
-        if self.path is not None:
+        if self._writes:
             append_tracking(self.path, step, values, stderr)
         else:
             self._rows.append((step, values, stderr))
@@ -382,7 +387,7 @@ class Tracker:
     @property
     def run(self) -> TrackingRun:
         """Everything recorded so far: the file's rows (all runs), or this tracker's."""
-        if self.path is not None and os.path.exists(self.path):
+        if self._writes and os.path.exists(self.path):
             return load_tracking(self.path)
         steps = np.array([r[0] for r in self._rows], dtype=np.int64)
         columns = [*self.measures, *(f"{m}_threshold" for m in self._thresholded())]

@@ -23,6 +23,7 @@ from landscape.evaluate import Objective
 from landscape.hessian import HessianOperator
 from landscape.sharpness import sharpness
 from landscape.surface import compute_surface, load_surface
+from landscape.tracking import Tracker, load_tracking
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 XS, YS = np.linspace(-1, 1, 7), np.linspace(-0.5, 1.0, 5)  # 35 points: 5 chunks of 8, non-square
@@ -108,6 +109,76 @@ def sharded_sharpness(shard: bool) -> dict[str, object]:
     return values
 
 
+def make_mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).double()
+
+
+def mlp_data() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(2)
+    return torch.randn(20, 4, generator=g).double(), torch.randint(0, 3, (20,), generator=g)
+
+
+def layout_errors() -> dict[str, str | None]:
+    """What each workflow says of an FSDP2 and a tensor-parallel model: the error, or None
+    where it computed (today: wrong values)."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.tensor.parallel import (
+        ColwiseParallel,
+        RowwiseParallel,
+        parallelize_module,
+    )
+
+    mesh = init_device_mesh("cpu", (distributed.world_size(),))
+    fsdp, tp = make_mlp(), make_mlp()
+    fully_shard(fsdp, mesh=mesh)
+    parallelize_module(tp, mesh, {"0": ColwiseParallel(), "2": RowwiseParallel()})
+    data, dirs = mlp_data(), random_directions(make_mlp(), seed=5)  # unsharded: same names
+    errors: dict[str, str | None] = {}
+    for layout, model in (("fsdp2", fsdp), ("tp", tp)):
+        runs = {
+            "objective": lambda model=model: Objective(model, data),
+            "surface": lambda model=model: compute_surface(
+                model, data, dirs, [0.0, 0.5], [0.5], progress=False
+            ),
+            "tracker": lambda model=model: Tracker(data, measures=["loss"]).log(model, 0),
+            "at": lambda model=model: Objective(make_mlp(), data).at(model.state_dict()),
+        }
+        for name, run in runs.items():
+            try:
+                run()
+                errors[f"{layout}_{name}"] = None
+            except ValueError as err:
+                errors[f"{layout}_{name}"] = str(err)
+    return errors
+
+
+def track(model: nn.Module, path, objective: Objective | None = None) -> None:
+    """Eleven steps of a deterministic "training" (the same on every rank), logged every 5."""
+    data = mlp_data() if objective is None else None
+    measures = ["loss", "trace"]  # trace: Hessian products summed over the ranks' shards
+    tracker = Tracker(data, objective=objective, path=path, every=5, measures=measures,
+                      num_probes=4, trace_every=5)  # fmt: skip
+    for step in range(11):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(0.97)
+        tracker.log(model, step)
+
+
+def tracking_files(out, me: int) -> None:
+    from torch.nn.parallel import DistributedDataParallel
+
+    track(DistributedDataParallel(make_mlp()), os.path.join(out, "ddp.h5"))
+    model = make_mlp()
+    sharded = Objective(model, mlp_data(), batch_size=3, shard_data=True)
+    track(model, os.path.join(out, "sharded.h5"), sharded)
+    uncached = Objective(model, mlp_data(), batch_size=3, shard_data=True, cache_data=False)
+    digests = [sharded.data_sha256(), uncached.data_sha256()]
+    torch.save(digests, os.path.join(out, f"sha_rank{me}.pt"))
+
+
 # ---------------------------------------------------------------- worker (under torchrun)
 def worker(task: str, out: str) -> None:
     distributed.init_from_env()
@@ -131,6 +202,10 @@ def worker(task: str, out: str) -> None:
         surface(os.path.join(out, "killed.h5"))
     elif task == "sharpness":
         torch.save(sharded_sharpness(True), os.path.join(out, f"sharpness_rank{me}.pt"))
+    elif task == "layouts":
+        torch.save(layout_errors(), os.path.join(out, f"layouts_rank{me}.pt"))
+    elif task == "tracking":
+        tracking_files(out, me)
     torch.distributed.destroy_process_group()
 
 
@@ -222,6 +297,39 @@ def test_sharpness_and_hessian_on_two_ranks_equal_one_process(tmp_path, one_thre
             assert value == pytest.approx(plain[name][0], rel=1e-10, abs=1e-12), name
             if samples is not None:
                 np.testing.assert_allclose(samples, plain[name][1], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.slow  # torchrun with two ranks: 17s on 2 busy cores
+def test_fsdp2_and_tensor_parallel_models_refused_by_every_workflow(tmp_path):
+    done = torchrun("layouts", tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for rank in (0, 1):
+        errors = torch.load(tmp_path / f"layouts_rank{rank}.pt", weights_only=False)
+        assert len(errors) == 8
+        for name, error in errors.items():
+            assert error is not None, f"{name} computed on a sharded model"
+            assert "\n" not in error and "full_state_dict=True" in error, error
+            assert ("FSDP" if name.startswith("fsdp2") else "DTensor") in error, error
+
+
+@pytest.mark.slow  # torchrun with two ranks: 23s on 2 busy cores
+def test_tracker_under_torchrun_writes_each_step_once_like_one_process(tmp_path):
+    done = torchrun("tracking", tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    single = tmp_path / "single.h5"
+    track(make_mlp(), single)
+    expected = load_tracking(single)
+    digest = Objective(make_mlp(), mlp_data(), batch_size=3).data_sha256()
+    assert expected.steps.tolist() == [0, 5, 10]
+    for name in ("ddp", "sharded"):
+        got = load_tracking(tmp_path / f"{name}.h5")
+        assert got.steps.tolist() == [0, 5, 10], name  # once each, not once per rank
+        sha256 = got.settings["data_sha256"]
+        assert sha256 == (expected.settings["data_sha256"] if name == "ddp" else digest)
+        for measure in ("loss", "trace"):
+            np.testing.assert_allclose(got.values[measure], expected.values[measure], rtol=1e-9)
+    for rank in (0, 1):  # the whole data's fingerprint, cached or not, on every rank
+        assert torch.load(tmp_path / f"sha_rank{rank}.pt") == [digest, digest]
 
 
 def test_shard_chunks_deal_every_point_once():

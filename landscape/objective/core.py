@@ -25,6 +25,7 @@ from ..losses import (
 from ..params import model_device_dtype, model_state, tied_names
 from .calling import BatchLoss, Calling, Precision, State
 from .checks import Checks
+from .layouts import check_layout, tensors_problem, unprefixed, unwrap
 from .points import Points
 from .workspace import Workspace
 
@@ -35,7 +36,10 @@ class Objective(Calling, Checks, Points):
     Args:
         model: the network; it is never modified. Its device and dtype are used. Its
             tensors are the :attr:`base_state` as they are (not copied): change the model
-            and the objective's values follow.
+            and the objective's values follow. A ``DistributedDataParallel`` wrapper is
+            unwrapped; sharded layouts (FSDP, DTensor parameters, DeepSpeed ZeRO-3, a
+            ``device_map`` over several devices) are refused (see
+            ``landscape.objective.layouts``).
         data: a DataLoader, Dataset, ``(inputs, targets)`` tuple, iterable of batches
             (pairs, or mappings such as ``{"input_ids", "attention_mask", "labels"}``), or
             an :class:`~landscape.data.EvaluationData` already prepared (then used as it
@@ -120,6 +124,8 @@ class Objective(Calling, Checks, Points):
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        model = unwrap(model)  # DDP: the module inside, not DDP's hooks
+        check_layout(model)  # sharded layouts: refused before any work
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise TypeError(f"seed must be an int, got {type(seed).__name__}")
         if not 0 <= seed < 2**63:
@@ -216,7 +222,13 @@ class Objective(Calling, Checks, Points):
             (0.0, True)
         """
         if isinstance(state, nn.Module):
+            state = unwrap(state)
+            check_layout(state)
             state = state.state_dict()
+        state = unprefixed(state, self.base_state)
+        problem = tensors_problem(state.items())
+        if problem:
+            raise ValueError(problem)
         full = self.full_state(state)  # checks the names
         base = {}
         for name, ref in self.base_state.items():
