@@ -114,11 +114,16 @@ CALLS = {
         _objective(m),
         [n for n in MEASURES if n not in EVAL_ONLY],
         num_samples=2,
+        optimizer=torch.optim.SGD(m.parameters(), lr=0.1),  # for preconditioned_sharpness
         progress=False,
     ),  # fmt: skip
     "sharpness_eval": lambda m: sharpness(
-        Objective(m, _data(), batch_size=4), list(MEASURES), num_samples=2, progress=False
-    ),
+        Objective(m, _data(), batch_size=4),
+        list(MEASURES),
+        num_samples=2,
+        progress=False,
+        optimizer=torch.optim.SGD(m.parameters(), lr=0.1),
+    ),  # fmt: skip
     "compare": lambda m: compare_checkpoints(
         m,
         {"a": m.state_dict()},

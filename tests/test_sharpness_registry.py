@@ -51,7 +51,8 @@ def test_registry_lists_the_contract_names_in_order():
     assert list(MEASURES) == [
         "lambda_max", "trace", "keskar", "worst_l2", "worst_linf", "adaptive_worst_l2",
         "adaptive_worst_linf", "avg_l2", "adaptive_avg_l2", "pacbayes", "pacbayes_mag",
-        "fisher_rao", "relative_flatness", "rise",
+        "fisher_rao", "relative_flatness", "rise", "preconditioned_sharpness", "batch_sharpness",
+        "gradient_share",
     ]  # fmt: skip
 
 

@@ -103,8 +103,8 @@ def preconditioned_sharpness(
 
     The Hessian is the objective's, over the weights the optimizer trains; a coupled weight
     decay ``c`` (Adam's, SGD's) adds ``c I`` to it, as the optimizer's gradient includes
-    ``c w``; AdamW's decoupled decay does not. Compare :attr:`~PreconditionedSharpness.value`
-    with :attr:`~PreconditionedSharpness.threshold` (38/lr for Adam with ``beta1 = 0.9``).
+    ``c w``; AdamW's decoupled decay does not. Compare the result's ``value``
+    with its ``threshold`` (38/lr for Adam with ``beta1 = 0.9``).
 
     Args:
         objective: the loss and data (the full batch, or the batch the user measures on).

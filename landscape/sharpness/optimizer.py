@@ -122,7 +122,6 @@ register(
     "batch_sharpness",
     measure_batch_sharpness,
     defaults={"lr": None, "max_batches": None, "seed": 0, "params": None},
-    sampled=True,
 )
 register(
     "gradient_share",
