@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import h5py
 import numpy as np
 import pytest
@@ -221,7 +223,9 @@ def test_connect_with_align_stores_both_barriers_and_the_permutations(tmp_path):
     assert plain.unaligned is None and plain.alignment is None
     assert "align" not in plain.line.settings and "repair" not in plain.line.settings
     connection = connect_checkpoints(objective, a, b, curve="line", t=5, align="weights")
-    assert connection.unaligned == plain.line  # the line as given, as before
+    assert connection.unaligned.kind == "unaligned"  # the line as given, as before
+    assert connection.unaligned == dataclasses.replace(plain.line, kind="unaligned")
+    assert list(connection.paths) == ["line", "unaligned"]
     assert connection.unaligned.barrier > 0
     assert connection.line.barrier == 0.0  # the aligned end is the start exactly
     assert np.array_equal(connection.line.loss, np.full(5, connection.line.loss[0]))
@@ -229,8 +233,13 @@ def test_connect_with_align_stores_both_barriers_and_the_permutations(tmp_path):
     assert settings["align"] == "weights"
     assert settings["barrier_unaligned"] == connection.unaligned.barrier
     assert settings["permutations"]["0"].tolist() == [2, 3, 5, 0, 4, 1]  # the inverse
-    save_paths(tmp_path / "p.h5", connection.paths)
-    assert load_paths(tmp_path / "p.h5")["line"] == connection.line
+    save_paths(connection.paths, tmp_path / "p.h5")
+    loaded = load_paths(tmp_path / "p.h5")
+    assert loaded["line"] == connection.line and loaded["unaligned"] == connection.unaligned
+    rebuilt = permute_state(b, spec, {g: torch.as_tensor(p) for g, p in
+                                      loaded["line"].settings["permutations"].items()})  # fmt: skip
+    for name, value in a.state_dict().items():  # the aligned end, rebuilt from the file
+        assert torch.equal(rebuilt[name], value)
     for name, value in a.state_dict().items():
         assert torch.equal(value, before[name])
 
@@ -243,5 +252,30 @@ def test_connect_with_align_and_a_fitted_curve_joins_the_aligned_end():
     )
     for name, value in connection.alignment.state.items():
         assert torch.equal(connection.fitted.end[name], value)
+    assert connection.curve.settings["align"] == "weights"
+    assert list(connection.paths) == ["line", "bezier", "unaligned"]
     with pytest.raises(ValueError, match="expected one of 'weights', 'activations' for align"):
         connect_checkpoints(objective, a, b, curve="line", align="weight")
+
+
+def test_plot_of_a_connection_draws_the_line_before_and_after_alignment(ax):
+    from landscape.alignment import permutation_spec
+    from landscape.alignment import permute_state as permute
+    from landscape.plotting import plot_paths
+
+    a = gaussian_mlp((3, 6, 2), seed=0)
+    b = permute(a.state_dict(), permutation_spec(a), {"0": torch.tensor([3, 5, 0, 1, 4, 2])})
+    objective = Objective(a, gaussian_data(20, 3, 2, seed=0))
+    connection = connect_checkpoints(objective, a, b, curve="line", t=5, align="weights")
+    plot_paths(connection, ax=ax)
+    drawn = {line.get_label(): line for line in ax.lines if not line.get_label().startswith("_")}
+    before = f"line before alignment (barrier {connection.unaligned.barrier:.3g})"
+    assert list(drawn) == ["line after alignment (barrier 0)", before]
+    np.testing.assert_array_equal(drawn[before].get_ydata(), connection.unaligned.loss)
+    assert drawn[before].get_linestyle() == "--"
+    plain = connect_checkpoints(objective, a, b, curve="line", t=5)
+    ax.clear()
+    plot_paths(plain, ax=ax)
+    assert [line.get_label() for line in ax.lines if not line.get_label().startswith("_")] == [
+        f"line (barrier {plain.line.barrier:.3g})"
+    ]

@@ -4,6 +4,7 @@ Axes-level, like the rest of :mod:`landscape.plotting`: each takes ``ax=None`` (
 axes then) and returns the Axes it drew on; nothing changes matplotlib's global settings.
 
 - :func:`plot_paths`: a metric along the straight line and the fitted curves, barrier marked;
+  after an alignment, the line before it (dashed) beside the lines after it;
 - :func:`plot_path_plane`: the curves in the plane of (a, b, bend), over a surface of it;
 - :func:`plot_trajectory`: a run on its PCA plane, each point labelled by its step, the
   axes labelled with their explained variance;
@@ -36,6 +37,13 @@ def _as_mapping(paths: Any) -> dict[str, Any]:
     return {p.kind: p for p in paths}
 
 
+def _path_label(kind: str, result: Any) -> str:
+    """``kind``, or which side of an alignment the path is on."""
+    if kind == "unaligned":
+        return "line before alignment"
+    return kind if result.settings.get("align") is None else f"{kind} after alignment"
+
+
 def plot_paths(
     paths: Any,
     metric: str = "loss",
@@ -55,7 +63,11 @@ def plot_paths(
         **kwargs: passed to ``Axes.plot``.
 
     Returns:
-        The Axes; one line per path, labelled by kind, in order.
+        The Axes; one line per path, labelled by kind, in order. After
+        :func:`~landscape.paths.connect_checkpoints` with ``align=``, the paths joining the
+        aligned end are labelled ``"<kind> after alignment"`` and the line between the
+        checkpoints as given (kind ``"unaligned"``) ``"line before alignment"``, dashed:
+        the barrier before and after alignment on one figure.
 
     Raises:
         ValueError: no paths, or a path without the metric.
@@ -77,10 +89,11 @@ def plot_paths(
     for kind, result in paths.items():
         if metric not in result.metrics:
             raise ValueError(f"path {kind!r} has no {metric!r}; it has {sorted(result.metrics)}")
-        label = kind
+        label = _path_label(kind, result)
         if metric == "loss" and mark_barrier:
-            label = f"{kind} (barrier {result.barrier:.3g})"
-        (drawn,) = ax.plot(result.t, result.metrics[metric], label=label, **kwargs)
+            label = f"{label} (barrier {result.barrier:.3g})"
+        style = {"linestyle": "--"} if kind == "unaligned" else {}
+        (drawn,) = ax.plot(result.t, result.metrics[metric], label=label, **{**style, **kwargs})
         if metric == "loss" and mark_barrier and np.isfinite(result.barrier_t):
             i = int(np.argmin(np.abs(result.t - result.barrier_t)))
             ax.plot([result.t[i]], [result.metrics[metric][i]], marker="v", linestyle="none",
