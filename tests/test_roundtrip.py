@@ -37,6 +37,8 @@ NOT_STORED = {
     "Eigenpairs": "returned inside EigenResult (kind 'hessian.eigen') by the workflows",
     "Alignment": "its permutations are stored with the aligned path (kind 'paths'); the "
     "aligned model is rebuilt from them",
+    "MergeResult": "its merged state is saved as a checkpoint (MergeResult.save); its losses "
+    "are a few numbers",
 }
 
 
