@@ -279,3 +279,35 @@ def test_plot_of_a_connection_draws_the_line_before_and_after_alignment(ax):
     assert [line.get_label() for line in ax.lines if not line.get_label().startswith("_")] == [
         f"line (barrier {plain.line.barrier:.3g})"
     ]
+
+
+def test_barrier_matrix_before_and_after_alignment_and_its_heat_map(ax):
+    from landscape.alignment import permutation_spec
+    from landscape.alignment import permute_state as permute
+    from landscape.paths import barrier_matrix
+    from landscape.plotting import plot_barrier_matrix
+
+    a, other = gaussian_mlp((3, 6, 2), seed=0), gaussian_mlp((3, 6, 2), seed=1)
+    b = permute(a.state_dict(), permutation_spec(a), {"0": torch.tensor([3, 5, 0, 1, 4, 2])})
+    objective = Objective(a, gaussian_data(20, 3, 2, seed=0))
+    found = barrier_matrix(objective, {"a": a, "b": b, "c": other}, align="weights", t=5)
+    assert found.labels == ["a", "b", "c"]
+    for i, j, (x, y) in ((0, 1, (a, b)), (0, 2, (a, other)), (1, 2, (b, other))):
+        pair = connect_checkpoints(objective, x, y, curve="line", t=5, align="weights")
+        assert found.before[i, j] == found.before[j, i] == pair.unaligned.barrier
+        assert found.after[i, j] == found.after[j, i] == pair.line.barrier
+    assert found.before[0, 1] > 0 and found.after[0, 1] == 0.0  # one basin, modulo symmetry
+    assert np.diag(found.before).tolist() == np.diag(found.after).tolist() == [0.0] * 3
+    assert found.settings == {"align": "weights", "repair": None, "num_points": 5, "seed": 0}
+    plain = barrier_matrix(objective, [a, b], t=5)
+    assert plain.labels == ["0", "1"] and plain.after is None
+    assert plain.before[0, 1] == found.before[0, 1]
+    plot_barrier_matrix(found, ax=ax)
+    np.testing.assert_array_equal(ax.images[0].get_array(), found.after)
+    assert [tick.get_text() for tick in ax.get_xticklabels()] == ["a", "b", "c"]
+    assert len(ax.texts) == 9 and ax.get_title() == "barrier after weights alignment"
+    ax.clear()
+    plot_barrier_matrix(found, ax=ax, which="before")
+    np.testing.assert_array_equal(ax.images[0].get_array(), found.before)
+    with pytest.raises(ValueError, match="at least two"):
+        barrier_matrix(objective, [a])

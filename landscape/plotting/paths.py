@@ -5,6 +5,7 @@ axes then) and returns the Axes it drew on; nothing changes matplotlib's global 
 
 - :func:`plot_paths`: a metric along the straight line and the fitted curves, barrier marked;
   after an alignment, the line before it (dashed) beside the lines after it;
+- :func:`plot_barrier_matrix`: the pairwise barriers of a set of checkpoints, a heat map;
 - :func:`plot_path_plane`: the curves in the plane of (a, b, bend), over a surface of it;
 - :func:`plot_trajectory`: a run on its PCA plane, each point labelled by its step, the
   axes labelled with their explained variance;
@@ -24,7 +25,13 @@ from ..surface import Surface
 from ._common import get_ax
 from .surfaces import plot_contour
 
-__all__ = ["plot_path_plane", "plot_paths", "plot_projection_error", "plot_trajectory"]
+__all__ = [
+    "plot_barrier_matrix",
+    "plot_path_plane",
+    "plot_paths",
+    "plot_projection_error",
+    "plot_trajectory",
+]
 
 
 def _as_mapping(paths: Any) -> dict[str, Any]:
@@ -101,6 +108,55 @@ def plot_paths(
     ax.set_xlabel("t (0: first checkpoint, 1: second)")
     ax.set_ylabel(metric)
     ax.legend()
+    return ax
+
+
+def plot_barrier_matrix(
+    matrix: Any,
+    ax: Axes | None = None,
+    *,
+    which: str = "after",
+    annotate: bool = True,
+    **kwargs: Any,
+) -> Axes:
+    """The pairwise barriers of :func:`landscape.paths.barrier_matrix` as a heat map, one
+    cell per pair, each cell's value written in it: which checkpoints share a basin.
+
+    Args:
+        matrix: a :class:`~landscape.paths.BarrierMatrix`.
+        ax: axes to draw on.
+        which: ``"after"`` (alignment; ``"before"`` when the matrix has none) or
+            ``"before"``.
+        annotate: write each barrier in its cell.
+        **kwargs: passed to ``Axes.imshow`` (``cmap``, ``vmin``, ``vmax``, ...).
+
+    Returns:
+        The Axes: ``ax.images[0]`` holds the matrix (its colour bar as ``.colorbar``),
+        ``ax.texts`` the values, the ticks the labels.
+
+    Raises:
+        ValueError: ``which`` not ``"after"`` or ``"before"``.
+    """
+    if which not in ("after", "before"):
+        raise ValueError(f"expected which='after' or 'before', got {which!r}")
+    ax = get_ax(ax)
+    values = matrix.after if which == "after" and matrix.after is not None else matrix.before
+    shown = "after" if values is matrix.after else "before"
+    values = np.asarray(values, dtype=float)
+    kwargs.setdefault("cmap", "viridis")
+    kwargs.setdefault("vmin", 0.0)
+    image = ax.imshow(values, **kwargs)
+    ax.figure.colorbar(image, ax=ax, label="loss barrier")
+    ticks = np.arange(len(matrix.labels))
+    ax.set_xticks(ticks, matrix.labels, rotation=45, ha="right")
+    ax.set_yticks(ticks, matrix.labels)
+    if annotate:
+        middle = np.nanmax(values) / 2 if np.isfinite(values).any() else 0.0
+        for (i, j), v in np.ndenumerate(values):
+            ax.text(j, i, f"{v:.2g}", ha="center", va="center", fontsize="small",
+                    color="black" if v > middle else "white")  # fmt: skip
+    method = matrix.settings.get("align")
+    ax.set_title(f"barrier after {method} alignment" if shown == "after" else "barrier as given")
     return ax
 
 
