@@ -63,10 +63,9 @@ def _average(states: Sequence[Mapping[str, torch.Tensor]], w: Sequence[float]) -
         if not t.is_floating_point():
             merged[name] = t.detach().clone()
             continue
-        acc = sum(
-            (wi / total) * s[name].detach().to(device=t.device, dtype=torch.float64)
-            for wi, s in zip(w, states, strict=True)
-        )
+        acc = torch.zeros(t.shape, dtype=torch.float64, device=t.device)
+        for wi, s in zip(w, states, strict=True):
+            acc += (wi / total) * s[name].detach().to(device=t.device, dtype=torch.float64)
         merged[name] = acc.to(t.dtype)
     return merged
 
@@ -132,14 +131,15 @@ def merge(
         raise ValueError(
             f"expected {len(states)} non-negative weights with a positive sum, got {weights!r}"
         )
-    template = model if model is not None else models[0]
-    if not isinstance(template, nn.Module) and (align is not None or data is not None):
+    first_model = models[0] if isinstance(models[0], nn.Module) else None
+    template = model if model is not None else first_model
+    if template is None and (align is not None or data is not None):
         raise TypeError("expected model= (the architecture) with state_dicts alone, got None")
     objective = None
-    if data is not None:
+    if data is not None and template is not None:
         objective = data if isinstance(data, Objective) else Objective(template, data, loss=loss)
     aligned = states
-    if align is not None:
+    if align is not None and template is not None:
         method = check_choice(align, AlignMethod, "align")
         spec = permutation_spec(template)
         batches = objective.batches() if objective is not None else None
@@ -162,7 +162,7 @@ def merge(
         losses = np.array([objective(s)["loss"] for s in states], dtype=np.float64)
         metrics = {k: float(v) for k, v in objective(merged).items()}
     built = None
-    if isinstance(template, nn.Module):
+    if template is not None:
         built = copy.deepcopy(template)
         built.load_state_dict(expand_tied(merged, tied_names(built)))
     return MergeResult(

@@ -181,7 +181,7 @@ def connect_checkpoints(
     """
     _check_kind(curve)
     a, b = _as_state(objective, start, "start"), _as_state(objective, end, "end")
-    options = {"bn_reestimate": bn_reestimate, "repair": repair}
+    options: dict[str, Any] = {"bn_reestimate": bn_reestimate, "repair": repair}
     unaligned = alignment = None
     if align is not None:
         method = check_choice(align, AlignMethod, "align")
