@@ -6,7 +6,8 @@ Weight matching (Ainsworth et al. 2023) permutes the second into the first one's
 without changing its function; REPAIR (Jordan et al. 2023) then rescales the units of every
 interpolated network to the interpolated statistics of the ends. Left: the loss along the
 line before alignment, after it, and after REPAIR. Right: the loss of a uniform average of
-the two (a merge) before and after alignment, beside the ends. Writes
+the two (``landscape.merge``, which measures it) before and after alignment, beside the
+ends; the aligned merge is saved as a checkpoint and loaded back. Writes
 figures/alignment.png.
 
 Run it:
@@ -21,6 +22,7 @@ residual layers (the permutations are derived from the ``torch.fx`` graph);
 """
 
 import os
+import tempfile
 
 import torch
 from matplotlib.figure import Figure
@@ -62,11 +64,13 @@ lines = {
 for label, path in lines.items():
     print(f"barrier {label}: {path.barrier:.4f}")
 
-merged = {
-    "merge": objective(ls.merge([a, b]))["loss"],
-    "aligned merge": objective(ls.merge([a, b], align="weights"))["loss"],
-}
-ends = plain.line.loss[0], plain.line.loss[-1]
+soup = ls.merge([a, b], data=objective)  # the average, its loss beside the ends
+aligned_soup = ls.merge([a, b], align="weights", data=objective)
+with tempfile.TemporaryDirectory() as tmp:  # a checkpoint file, loaded back
+    reloaded = ls.load_checkpoint(mlp(0), aligned_soup.save(os.path.join(tmp, "merged.pt")))
+assert objective(reloaded.state_dict())["loss"] == aligned_soup.loss
+merged = {"merge": soup.loss, "aligned merge": aligned_soup.loss}
+ends = tuple(soup.losses)
 print(f"loss of the ends {ends[0]:.4f}, {ends[1]:.4f}; " + ", ".join(
     f"{k} {v:.4f}" for k, v in merged.items()))  # fmt: skip
 

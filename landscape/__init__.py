@@ -28,7 +28,7 @@ from ._version import __version__ as __version__
 # in milliseconds; ``ls.compute_surface`` and ``from landscape import compute_surface``
 # work as before, and ``dir(landscape)`` lists them all.
 _SOURCES = {
-    ".alignment": ("Alignment", "align", "merge"),
+    ".alignment": ("Alignment", "MergeResult", "align", "merge"),
     ".checkpoint": ("file_sha256", "load_checkpoint", "load_state", "save_checkpoint"),
     ".compare": ("Comparison", "compare_checkpoints", "plot_comparison", "write_tables"),
     ".correlate": ("Correlation", "correlate", "write_correlation"),

@@ -398,11 +398,40 @@ def test_merge_of_a_model_and_its_permuted_copy_is_the_model_when_aligned():
     shuffled = permute_state(model.state_dict(), spec, _random_perms(spec, 4))
     merged = merge([model, shuffled], [0.25, 0.75], align="weights")
     for name, value in model.state_dict().items():
-        assert torch.allclose(merged[name], value, atol=1e-14)
+        assert torch.allclose(merged.state[name], value, atol=1e-14)
+    assert merged.align == "weights" and merged.weights.tolist() == [0.25, 0.75]
+    assert np.isnan(merged.loss) and np.isnan(merged.losses).all()  # no data: no losses
     plain = merge([model, shuffled])
-    assert not torch.allclose(plain["0.weight"], model.state_dict()["0.weight"])
+    assert not torch.allclose(plain.state["0.weight"], model.state_dict()["0.weight"])
     with pytest.raises(ValueError, match="expected 2 non-negative weights"):
         merge([model, shuffled], [1.0])
+
+
+def test_merge_reports_its_loss_beside_the_ends_and_saves_a_loadable_checkpoint(tmp_path):
+    from landscape import Objective, load_checkpoint
+
+    model = _random(_mlp, 0)
+    spec = permutation_spec(model)
+    shuffled = permute_state(model.state_dict(), spec, _random_perms(spec, 4))
+    other = _random(_mlp, 1)
+    data = (torch.randn(30, 5, dtype=torch.float64), torch.randint(0, 3, (30,)))
+    objective = Objective(model, data)
+    end_losses = [objective(s)["loss"] for s in (model.state_dict(), other.state_dict())]
+    merged = merge([model, other], [0.5, 0.5], data=data)  # the losses, measured
+    assert merged.losses.tolist() == end_losses
+    assert merged.loss == objective(merged.state)["loss"] == merged.metrics["loss"]
+    assert "accuracy" in merged.metrics
+    x = data[0]
+    assert torch.equal(merged.model(x), torch.func.functional_call(model, merged.state, (x,)))
+    aligned = merge([model, shuffled], align="activations", data=objective)
+    assert aligned.loss == pytest.approx(aligned.losses[0], abs=1e-12)  # the model itself
+    assert aligned.losses[0] == pytest.approx(aligned.losses[1], abs=1e-12)
+    path = merged.save(tmp_path / "merged.pt")
+    loaded = load_checkpoint(_random(_mlp, 2), path)
+    assert all(torch.equal(v, merged.state[n]) for n, v in loaded.state_dict().items())
+    assert objective(loaded.state_dict())["loss"] == merged.loss
+    with pytest.raises(TypeError, match="expected model="):
+        merge([model.state_dict(), other.state_dict()], data=data)
 
 
 def test_reset_bn_is_bn_reestimate():

@@ -92,3 +92,54 @@ def test_import_li_from_the_command_line(tmp_path, capsys):
     loaded = load_surface(out)
     np.testing.assert_array_equal(loaded["loss"], np.add.outer(x, 10 * y))
     np.testing.assert_array_equal(loaded["accuracy"], np.full((3, 2), 0.5))
+
+
+_PROJECT = """
+import torch
+from torch import nn
+
+
+def model():
+    return nn.Sequential(nn.Linear(3, 6), nn.Tanh(), nn.Linear(6, 2))
+
+
+def data():
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(24, 3, generator=g), torch.randint(0, 2, (24,), generator=g)
+"""
+
+
+def test_connect_with_align_and_repair_keeps_both_barriers_and_the_permutations(tmp_path, capsys):
+    from landscape.alignment import permutation_spec, permute_state
+
+    (tmp_path / "project.py").write_text(_PROJECT)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 6), torch.nn.Tanh(), torch.nn.Linear(6, 2))
+    shuffled = permute_state(  # the same function, its hidden units reordered
+        model.state_dict(), permutation_spec(model), {"0": torch.tensor([3, 5, 0, 1, 4, 2])}
+    )
+    a = save_checkpoint(model, tmp_path / "a.pt")
+    b = save_checkpoint(shuffled, tmp_path / "b.pt")
+    out = tmp_path / "c.h5"
+    args = ["connect", str(a), str(b), "--model", f"{tmp_path}/project.py:model", "--data",
+            f"{tmp_path}/project.py:data", "--curve", "line", "--num-points", "5",
+            "--align", "weights", "--repair", "repair", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "line" in printed and "unaligned" in printed
+    paths = load_paths(out)
+    assert list(paths) == ["line", "unaligned"]
+    line, before = paths["line"], paths["unaligned"]
+    assert line.barrier == 0.0 and before.barrier > 0  # the aligned end is the start
+    assert line.settings["barrier_unaligned"] == before.barrier
+    assert line.settings["align"] == "weights" and line.settings["repair"] == "repair"
+    assert line.settings["permutations"]["0"].tolist() == [2, 3, 5, 0, 4, 1]
+    assert main(args) == 0 and "complete" in capsys.readouterr().out  # the same command
+    assert main([*args[:-2], "--align", "activations", "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    both = [*args[:-2], "--bn-reestimate", "--overwrite", "--out", str(out)]
+    assert main(both) == 2
+    assert "expected --bn-reestimate or --repair repair, got both" in capsys.readouterr().err
+    figure = tmp_path / "c.png"
+    assert main(["plot", str(out), "--kind", "paths", "-o", str(figure)]) == 0
+    assert figure.stat().st_size > 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import h5py
 import numpy as np
 import pytest
@@ -235,7 +237,9 @@ def test_connect_with_align_stores_both_barriers_and_the_permutations(tmp_path):
     assert plain.unaligned is None and plain.alignment is None
     assert "align" not in plain.line.settings and "repair" not in plain.line.settings
     connection = connect_checkpoints(objective, a, b, curve="line", t=5, align="weights")
-    assert connection.unaligned == plain.line  # the line as given, as before
+    assert connection.unaligned.kind == "unaligned"  # the line as given, as before
+    assert connection.unaligned == dataclasses.replace(plain.line, kind="unaligned")
+    assert list(connection.paths) == ["line", "unaligned"]
     assert connection.unaligned.barrier > 0
     assert connection.line.barrier == 0.0  # the aligned end is the start exactly
     assert np.array_equal(connection.line.loss, np.full(5, connection.line.loss[0]))
@@ -243,8 +247,13 @@ def test_connect_with_align_stores_both_barriers_and_the_permutations(tmp_path):
     assert settings["align"] == "weights"
     assert settings["barrier_unaligned"] == connection.unaligned.barrier
     assert settings["permutations"]["0"].tolist() == [2, 3, 5, 0, 4, 1]  # the inverse
-    save_paths(tmp_path / "p.h5", connection.paths)
-    assert load_paths(tmp_path / "p.h5")["line"] == connection.line
+    save_paths(connection.paths, tmp_path / "p.h5")
+    loaded = load_paths(tmp_path / "p.h5")
+    assert loaded["line"] == connection.line and loaded["unaligned"] == connection.unaligned
+    rebuilt = permute_state(b, spec, {g: torch.as_tensor(p) for g, p in
+                                      loaded["line"].settings["permutations"].items()})  # fmt: skip
+    for name, value in a.state_dict().items():  # the aligned end, rebuilt from the file
+        assert torch.equal(rebuilt[name], value)
     for name, value in a.state_dict().items():
         assert torch.equal(value, before[name])
 
@@ -257,5 +266,62 @@ def test_connect_with_align_and_a_fitted_curve_joins_the_aligned_end():
     )
     for name, value in connection.alignment.state.items():
         assert torch.equal(connection.fitted.end[name], value)
+    assert connection.curve.settings["align"] == "weights"
+    assert list(connection.paths) == ["line", "bezier", "unaligned"]
     with pytest.raises(ValueError, match="expected one of 'weights', 'activations' for align"):
         connect_checkpoints(objective, a, b, curve="line", align="weight")
+
+
+def test_plot_of_a_connection_draws_the_line_before_and_after_alignment(ax):
+    from landscape.alignment import permutation_spec
+    from landscape.alignment import permute_state as permute
+    from landscape.plotting import plot_paths
+
+    a = gaussian_mlp((3, 6, 2), seed=0)
+    b = permute(a.state_dict(), permutation_spec(a), {"0": torch.tensor([3, 5, 0, 1, 4, 2])})
+    objective = Objective(a, gaussian_data(20, 3, 2, seed=0))
+    connection = connect_checkpoints(objective, a, b, curve="line", t=5, align="weights")
+    plot_paths(connection, ax=ax)
+    drawn = {line.get_label(): line for line in ax.lines if not line.get_label().startswith("_")}
+    before = f"line before alignment (barrier {connection.unaligned.barrier:.3g})"
+    assert list(drawn) == ["line after alignment (barrier 0)", before]
+    np.testing.assert_array_equal(drawn[before].get_ydata(), connection.unaligned.loss)
+    assert drawn[before].get_linestyle() == "--"
+    plain = connect_checkpoints(objective, a, b, curve="line", t=5)
+    ax.clear()
+    plot_paths(plain, ax=ax)
+    assert [line.get_label() for line in ax.lines if not line.get_label().startswith("_")] == [
+        f"line (barrier {plain.line.barrier:.3g})"
+    ]
+
+
+def test_barrier_matrix_before_and_after_alignment_and_its_heat_map(ax):
+    from landscape.alignment import permutation_spec
+    from landscape.alignment import permute_state as permute
+    from landscape.paths import barrier_matrix
+    from landscape.plotting import plot_barrier_matrix
+
+    a, other = gaussian_mlp((3, 6, 2), seed=0), gaussian_mlp((3, 6, 2), seed=1)
+    b = permute(a.state_dict(), permutation_spec(a), {"0": torch.tensor([3, 5, 0, 1, 4, 2])})
+    objective = Objective(a, gaussian_data(20, 3, 2, seed=0))
+    found = barrier_matrix(objective, {"a": a, "b": b, "c": other}, align="weights", t=5)
+    assert found.labels == ["a", "b", "c"]
+    for i, j, (x, y) in ((0, 1, (a, b)), (0, 2, (a, other)), (1, 2, (b, other))):
+        pair = connect_checkpoints(objective, x, y, curve="line", t=5, align="weights")
+        assert found.before[i, j] == found.before[j, i] == pair.unaligned.barrier
+        assert found.after[i, j] == found.after[j, i] == pair.line.barrier
+    assert found.before[0, 1] > 0 and found.after[0, 1] == 0.0  # one basin, modulo symmetry
+    assert np.diag(found.before).tolist() == np.diag(found.after).tolist() == [0.0] * 3
+    assert found.settings == {"align": "weights", "repair": None, "num_points": 5, "seed": 0}
+    plain = barrier_matrix(objective, [a, b], t=5)
+    assert plain.labels == ["0", "1"] and plain.after is None
+    assert plain.before[0, 1] == found.before[0, 1]
+    plot_barrier_matrix(found, ax=ax)
+    np.testing.assert_array_equal(ax.images[0].get_array(), found.after)
+    assert [tick.get_text() for tick in ax.get_xticklabels()] == ["a", "b", "c"]
+    assert len(ax.texts) == 9 and ax.get_title() == "barrier after weights alignment"
+    ax.clear()
+    plot_barrier_matrix(found, ax=ax, which="before")
+    np.testing.assert_array_equal(ax.images[0].get_array(), found.before)
+    with pytest.raises(ValueError, match="at least two"):
+        barrier_matrix(objective, [a])

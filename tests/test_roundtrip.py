@@ -37,6 +37,10 @@ NOT_STORED = {
     "Eigenpairs": "returned inside EigenResult (kind 'hessian.eigen') by the workflows",
     "Alignment": "its permutations are stored with the aligned path (kind 'paths'); the "
     "aligned model is rebuilt from them",
+    "BarrierMatrix": "a K x K table of barriers, each the barrier of a line that "
+    "connect_checkpoints gives (kind 'paths'); no file of its own yet",
+    "MergeResult": "its merged state is saved as a checkpoint (MergeResult.save); its losses "
+    "are a few numbers",
 }
 
 

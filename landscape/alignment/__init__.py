@@ -6,8 +6,9 @@ units; most of the loss barrier between them is an artefact of that symmetry.
 activation matching over permutation groups derived from the module graph
 (:func:`permutation_spec`); :class:`Repairer` corrects the variance collapse of the
 interpolated networks (REPAIR, Jordan et al. 2023); :func:`merge` averages aligned
-checkpoints. Barriers after alignment: :func:`landscape.paths.connect_checkpoints` with
-``align=`` and ``repair=``.
+checkpoints and measures the average's loss beside theirs (:class:`MergeResult`).
+Barriers after alignment: :func:`landscape.paths.connect_checkpoints` with ``align=`` and
+``repair=``.
 
 One module per job: ``spec`` (the groups, from ``torch.fx``), ``permute`` (applying
 permutations), ``weights`` and ``activations`` (the two matchings), ``align`` (the
@@ -16,7 +17,7 @@ result), ``repair`` (REPAIR) and ``merge``.
 
 from .activations import activation_correlations, activation_matching
 from .align import Alignment, align, align_states
-from .merge import merge
+from .merge import MergeResult, merge
 from .permute import identity_permutations, permute_state
 from .repair import Repairer
 from .spec import PermutationSpec, permutation_spec
@@ -24,6 +25,7 @@ from .weights import weight_matching, weight_objective
 
 __all__ = [
     "Alignment",
+    "MergeResult",
     "PermutationSpec",
     "Repairer",
     "activation_correlations",

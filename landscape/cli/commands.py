@@ -281,17 +281,22 @@ def cmd_connect(args: argparse.Namespace) -> None:
     from ..storage.paths import save_paths
 
     kinds = ["line"] + ([args.curve] if args.curve != "line" else [])
+    kinds += ["unaligned"] if args.align is not None else []
     todo = groups_to_compute(args, args.out, [f"paths/{k}" for k in kinds])
     if not todo:
         return
+    if args.bn_reestimate and args.repair == "repair":
+        raise UserError("expected --bn-reestimate or --repair repair, got both")
     objective = _checkpoint_objective(args, args.checkpoint_a)
     end = _model(args, args.checkpoint_b).state_dict()
     fit_objective = None
-    if args.bn_reestimate and not args.train_mode:  # fit with batch statistics (Garipov)
+    reset_bn = args.bn_reestimate or args.repair == "reset_bn"
+    if reset_bn and not args.train_mode:  # fit with batch statistics (Garipov)
         fit_objective = _checkpoint_objective(args, args.checkpoint_a, train_mode=True)
     connection = connect_checkpoints(
         objective, objective.base_state, end, curve=args.curve, t=args.num_points,
-        bn_reestimate=args.bn_reestimate, fit_objective=fit_objective,
+        bn_reestimate=args.bn_reestimate, repair=args.repair, align=args.align,
+        align_seed=args.seed, fit_objective=fit_objective,
         **({} if args.curve == "line" else
            {"num_steps": args.num_steps, "lr": args.lr, "seed": args.seed}),
     )  # fmt: skip

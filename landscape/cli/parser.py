@@ -258,6 +258,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=0.01, help="learning rate of the fit (Adam)")
     p.add_argument("--bn-reestimate", action="store_true",
                    help="recompute BatchNorm statistics at every point")  # fmt: skip
+    p.add_argument("--align", choices=values(options.AlignMethod), default=None,
+                   help="first permute CKPT_B's units into CKPT_A's frame (Git Re-Basin); "
+                   "the line as given goes to /paths/unaligned")  # fmt: skip
+    p.add_argument(
+        "--repair",
+        choices=values(options.Repair),
+        default=None,
+        help="at every point: reset_bn (as --bn-reestimate) or REPAIR's rescaling",
+    )
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--out", required=True, help="HDF5 file (results go to /paths/KIND)")
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")

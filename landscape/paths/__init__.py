@@ -21,13 +21,16 @@ running statistics at an interior point of a curve belong to neither end).
 permuting the second checkpoint's units into the first one's frame (the barrier before
 alignment kept in ``Connection.unaligned``, :mod:`landscape.alignment`) and ``repair=``
 (``"reset_bn"`` or REPAIR) at every point; :func:`model_soup` is the uniform average of
-several checkpoints (Wortsman et al. 2022).
+several checkpoints (Wortsman et al. 2022); :func:`barrier_matrix` gives the barrier
+between every pair of a set of checkpoints, before and after alignment.
 
 One module per job: ``curves`` (the curves and the results), ``fitting`` (:func:`fit_curve`),
 ``evaluation`` (:func:`evaluate_path`, :func:`loss_barrier`, :func:`connect_checkpoints`),
-``bn`` (:func:`reestimate_bn`) and ``soups`` (:func:`model_soup`).
+``bn`` (:func:`reestimate_bn`), ``soups`` (:func:`model_soup`) and ``barriers``
+(:func:`barrier_matrix`).
 """
 
+from .barriers import BarrierMatrix, barrier_matrix
 from .bn import reestimate_bn
 from .curves import CURVE_KINDS, Connection, Curve, CurveKind, PathResult
 from .evaluation import connect_checkpoints, evaluate_path, loss_barrier
@@ -35,11 +38,13 @@ from .fitting import fit_curve
 from .soups import model_soup
 
 __all__ = [
+    "BarrierMatrix",
     "CURVE_KINDS",
     "Connection",
     "Curve",
     "CurveKind",
     "PathResult",
+    "barrier_matrix",
     "connect_checkpoints",
     "evaluate_path",
     "fit_curve",

@@ -85,8 +85,9 @@ class Connection(Result):
         line: loss and barrier along the straight line.
         curve: the same along the fitted curve (``None`` when only the line was asked for).
         fitted: the fitted :class:`Curve` (``None`` likewise).
-        unaligned: with ``align=``, the straight line between the checkpoints as given
-            (its ``barrier`` is the barrier before alignment; ``line`` is after it).
+        unaligned: with ``align=``, the straight line between the checkpoints as given, of
+            kind ``"unaligned"`` (its ``barrier`` is the barrier before alignment; ``line``
+            is after it).
         alignment: with ``align=``, the :class:`landscape.alignment.Alignment` of the end.
     """
 
@@ -98,10 +99,14 @@ class Connection(Result):
 
     @property
     def paths(self) -> dict[str, PathResult]:
-        """``{kind: PathResult}`` for the line and the curve."""
+        """``{kind: PathResult}`` for the line, the curve and, with ``align=``, the line
+        before alignment (``"unaligned"``): what :func:`landscape.storage.paths.save_paths`
+        stores and :func:`landscape.plotting.plot_paths` draws on one figure."""
         out = {"line": self.line}
         if self.curve is not None:
             out[self.curve.kind] = self.curve
+        if self.unaligned is not None:
+            out[self.unaligned.kind] = self.unaligned
         return out
 
 

@@ -155,9 +155,9 @@ def connect_checkpoints(
     With ``align``, ``end`` is first permuted into ``start``'s frame
     (:func:`landscape.align`, on the objective's data for ``"activations"``); the line and
     the curve then join ``start`` to the aligned ``end``, and the line between the
-    checkpoints as given is kept in ``Connection.unaligned`` (evaluated with the same
-    ``repair``): the barrier before alignment is ``connection.unaligned.barrier``, after it
-    ``connection.line.barrier``.
+    checkpoints as given is kept in ``Connection.unaligned`` (kind ``"unaligned"``,
+    evaluated with the same ``repair``; also in ``Connection.paths``): the barrier before
+    alignment is ``connection.unaligned.barrier``, after it ``connection.line.barrier``.
 
     Args:
         objective: model and evaluation data.
@@ -174,8 +174,8 @@ def connect_checkpoints(
         A :class:`Connection`. With a fitted curve, each path's ``settings`` also hold
         ``plane_coords`` (float64 ``(3, 2)``: a, b and the bend in their plane, see
         :func:`landscape.planes.checkpoint_plane`) and ``xy`` (the path's points in that
-        plane), for drawing the curve over a surface of the plane. With ``align``, the
-        line's ``settings`` also hold ``align`` (the method), ``barrier_unaligned`` and
+        plane), for drawing the curve over a surface of the plane. With ``align``, both
+        paths' ``settings`` hold ``align`` (the method), the line's also ``barrier_unaligned`` and
         ``permutations`` (``{group: int64 array}``, enough to rebuild the aligned ``end``
         with :func:`landscape.alignment.permute_state`).
     """
@@ -188,7 +188,7 @@ def connect_checkpoints(
     unaligned = alignment = None
     if align is not None:
         method = check_choice(align, AlignMethod, "align")
-        unaligned = along(Curve("line", a, b, None, {}))
+        unaligned = dataclasses.replace(along(Curve("line", a, b, None, {})), kind="unaligned")
         alignment = align_states(
             objective.model, a, b, method=method, data=objective.batches(), seed=align_seed
         )
@@ -206,6 +206,10 @@ def connect_checkpoints(
         return Connection(line_path, unaligned=unaligned, alignment=alignment)
     fitted = fit_curve(fit_objective or objective, start, end, kind=curve, **fit_options)
     curve_path = along(fitted)
+    if alignment is not None:
+        curve_path = dataclasses.replace(
+            curve_path, settings={**curve_path.settings, "align": alignment.method}
+        )
     coords = _plane_coords(objective.model, fitted)
     if coords is not None:  # both paths drawn in the plane of (a, b, bend)
         line_path, curve_path = (

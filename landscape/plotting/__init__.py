@@ -2,7 +2,8 @@
 
 Axes-level functions (``plot_line``, ``plot_contour``, ``plot_contourf``, ``plot_heatmap``,
 ``plot_surface3d``, ``plot_convexity``, ``plot_spectral_density``, ``plot_eigenvalues``,
-``plot_block_curvature``, ``plot_lines_compare``, ``plot_tracking``) take ``ax=None`` (the
+``plot_block_curvature``, ``plot_lines_compare``, ``plot_tracking``,
+``plot_barrier_matrix``) take ``ax=None`` (the
 current axes is used then) and return the Axes they drew on. Figure-level helpers
 (``plot_contours_compare``, ``plot_measures``, ``plot_correlation``) lay out several axes and
 return the Figure. A colour bar, when drawn, is reachable as ``mappable.colorbar`` (the first
@@ -32,6 +33,7 @@ from ._common import DEFAULT_NUM_LEVELS as DEFAULT_NUM_LEVELS
 from ._common import LOG_SPAN as LOG_SPAN
 from .comparisons import STDERR_BARS as STDERR_BARS
 from .comparisons import plot_contours_compare, plot_lines_compare, plot_measures
+from .paths import plot_barrier_matrix as plot_barrier_matrix
 from .paths import plot_path_plane as plot_path_plane
 from .paths import plot_paths as plot_paths
 from .paths import plot_projection_error as plot_projection_error

@@ -4,6 +4,8 @@ Axes-level, like the rest of :mod:`landscape.plotting`: each takes ``ax=None`` (
 axes then) and returns the Axes it drew on; nothing changes matplotlib's global settings.
 
 - :func:`plot_paths`: a metric along the straight line and the fitted curves, barrier marked;
+  after an alignment, the line before it (dashed) beside the lines after it;
+- :func:`plot_barrier_matrix`: the pairwise barriers of a set of checkpoints, a heat map;
 - :func:`plot_path_plane`: the curves in the plane of (a, b, bend), over a surface of it;
 - :func:`plot_trajectory`: a run on its PCA plane, each point labelled by its step, the
   axes labelled with their explained variance;
@@ -23,7 +25,13 @@ from ..surface import Surface
 from ._common import get_ax
 from .surfaces import plot_contour
 
-__all__ = ["plot_path_plane", "plot_paths", "plot_projection_error", "plot_trajectory"]
+__all__ = [
+    "plot_barrier_matrix",
+    "plot_path_plane",
+    "plot_paths",
+    "plot_projection_error",
+    "plot_trajectory",
+]
 
 
 def _as_mapping(paths: Any) -> dict[str, Any]:
@@ -34,6 +42,13 @@ def _as_mapping(paths: Any) -> dict[str, Any]:
     if hasattr(paths, "kind"):  # one PathResult
         return {paths.kind: paths}
     return {p.kind: p for p in paths}
+
+
+def _path_label(kind: str, result: Any) -> str:
+    """``kind``, or which side of an alignment the path is on."""
+    if kind == "unaligned":
+        return "line before alignment"
+    return kind if result.settings.get("align") is None else f"{kind} after alignment"
 
 
 def plot_paths(
@@ -55,7 +70,11 @@ def plot_paths(
         **kwargs: passed to ``Axes.plot``.
 
     Returns:
-        The Axes; one line per path, labelled by kind, in order.
+        The Axes; one line per path, labelled by kind, in order. After
+        :func:`~landscape.paths.connect_checkpoints` with ``align=``, the paths joining the
+        aligned end are labelled ``"<kind> after alignment"`` and the line between the
+        checkpoints as given (kind ``"unaligned"``) ``"line before alignment"``, dashed:
+        the barrier before and after alignment on one figure.
 
     Raises:
         ValueError: no paths, or a path without the metric.
@@ -77,10 +96,11 @@ def plot_paths(
     for kind, result in paths.items():
         if metric not in result.metrics:
             raise ValueError(f"path {kind!r} has no {metric!r}; it has {sorted(result.metrics)}")
-        label = kind
+        label = _path_label(kind, result)
         if metric == "loss" and mark_barrier:
-            label = f"{kind} (barrier {result.barrier:.3g})"
-        (drawn,) = ax.plot(result.t, result.metrics[metric], label=label, **kwargs)
+            label = f"{label} (barrier {result.barrier:.3g})"
+        style = {"linestyle": "--"} if kind == "unaligned" else {}
+        (drawn,) = ax.plot(result.t, result.metrics[metric], label=label, **{**style, **kwargs})
         if metric == "loss" and mark_barrier and np.isfinite(result.barrier_t):
             i = int(np.argmin(np.abs(result.t - result.barrier_t)))
             ax.plot([result.t[i]], [result.metrics[metric][i]], marker="v", linestyle="none",
@@ -88,6 +108,55 @@ def plot_paths(
     ax.set_xlabel("t (0: first checkpoint, 1: second)")
     ax.set_ylabel(metric)
     ax.legend()
+    return ax
+
+
+def plot_barrier_matrix(
+    matrix: Any,
+    ax: Axes | None = None,
+    *,
+    which: str = "after",
+    annotate: bool = True,
+    **kwargs: Any,
+) -> Axes:
+    """The pairwise barriers of :func:`landscape.paths.barrier_matrix` as a heat map, one
+    cell per pair, each cell's value written in it: which checkpoints share a basin.
+
+    Args:
+        matrix: a :class:`~landscape.paths.BarrierMatrix`.
+        ax: axes to draw on.
+        which: ``"after"`` (alignment; ``"before"`` when the matrix has none) or
+            ``"before"``.
+        annotate: write each barrier in its cell.
+        **kwargs: passed to ``Axes.imshow`` (``cmap``, ``vmin``, ``vmax``, ...).
+
+    Returns:
+        The Axes: ``ax.images[0]`` holds the matrix (its colour bar as ``.colorbar``),
+        ``ax.texts`` the values, the ticks the labels.
+
+    Raises:
+        ValueError: ``which`` not ``"after"`` or ``"before"``.
+    """
+    if which not in ("after", "before"):
+        raise ValueError(f"expected which='after' or 'before', got {which!r}")
+    ax = get_ax(ax)
+    values = matrix.after if which == "after" and matrix.after is not None else matrix.before
+    shown = "after" if values is matrix.after else "before"
+    values = np.asarray(values, dtype=float)
+    kwargs.setdefault("cmap", "viridis")
+    kwargs.setdefault("vmin", 0.0)
+    image = ax.imshow(values, **kwargs)
+    ax.figure.colorbar(image, ax=ax, label="loss barrier")
+    ticks = np.arange(len(matrix.labels))
+    ax.set_xticks(ticks, matrix.labels, rotation=45, ha="right")
+    ax.set_yticks(ticks, matrix.labels)
+    if annotate:
+        middle = np.nanmax(values) / 2 if np.isfinite(values).any() else 0.0
+        for (i, j), v in np.ndenumerate(values):
+            ax.text(j, i, f"{v:.2g}", ha="center", va="center", fontsize="small",
+                    color="black" if v > middle else "white")  # fmt: skip
+    method = matrix.settings.get("align")
+    ax.set_title(f"barrier after {method} alignment" if shown == "after" else "barrier as given")
     return ax
 
 
