@@ -293,7 +293,7 @@ class Tracker:
             num_examples=objective.num_examples,
             num_params=sum(p.numel() for p in model.parameters()),
         )  # fmt: skip
-        if self._writes:
+        if self._writes and self.path is not None:
             n = len(self._settings["slice_x"])
             shapes = {m: (n,) if m == "slice" else () for m in self.measures}
             shapes.update({f"{m}_threshold": () for m in self._thresholded()})
@@ -330,7 +330,7 @@ class Tracker:
             for name in self._thresholded():
                 threshold = values[f"{name}_threshold"]
                 self.guard.update(name, values[name], threshold=threshold, step=step)
-        if self._writes:
+        if self._writes and self.path is not None:
             append_tracking(self.path, step, values, stderr)
         else:
             self._rows.append((step, values, stderr))
@@ -387,7 +387,7 @@ class Tracker:
     @property
     def run(self) -> TrackingRun:
         """Everything recorded so far: the file's rows (all runs), or this tracker's."""
-        if self._writes and os.path.exists(self.path):
+        if self._writes and self.path is not None and os.path.exists(self.path):
             return load_tracking(self.path)
         steps = np.array([r[0] for r in self._rows], dtype=np.int64)
         columns = [*self.measures, *(f"{m}_threshold" for m in self._thresholded())]
