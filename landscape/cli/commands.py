@@ -359,8 +359,6 @@ def _plot_paths_file(args: argparse.Namespace) -> None:
 
 
 def _plot_tracking_file(args: argparse.Namespace) -> None:
-    from matplotlib.figure import Figure
-
     from .. import plotting
     from ..tracking import load_tracking
 
@@ -370,21 +368,8 @@ def _plot_tracking_file(args: argparse.Namespace) -> None:
         raise UserError(
             f"{args.file} holds no tracking; log a run with landscape.Tracker"
         ) from None
-    # a measure's threshold is drawn on its panel, not on one of its own
-    measures = [
-        m for m in run.values
-        if not (m.endswith("_threshold") and m.removesuffix("_threshold") in run.values)
-    ]  # fmt: skip
-    cols = min(len(measures), 3)
-    rows = -(-len(measures) // cols)
-    fig = Figure(figsize=(3.6 * cols, 2.8 * rows), layout="constrained")
     with plotting.landscape_style():
-        axes = fig.subplots(rows, cols, squeeze=False).ravel()
-        for ax, measure in zip(axes, measures, strict=False):
-            plotting.plot_tracking(run, measure, ax)
-            ax.legend(loc="best")
-        for ax in axes[len(measures) :]:
-            ax.remove()
+        fig = plotting.plot_tracking_run(run)
         if args.title is not None:
             fig.suptitle(args.title)
         plotting.save_figure(fig, args.output)

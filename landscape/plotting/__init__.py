@@ -49,7 +49,7 @@ from .surfaces import (
     plot_line,
     plot_surface3d,
 )
-from .tracking import plot_correlation, plot_tracking
+from .tracking import plot_correlation, plot_tracking, plot_tracking_run
 
 __all__ = [
     "landscape_style",
@@ -67,5 +67,6 @@ __all__ = [
     "plot_spectral_density",
     "plot_surface3d",
     "plot_tracking",
+    "plot_tracking_run",
     "save_figure",
 ]

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from ._common import get_ax
 from .labels import measure_axis_label, measure_title
 
-__all__ = ["plot_correlation", "plot_tracking"]
+__all__ = ["plot_correlation", "plot_tracking", "plot_tracking_run"]
 
 
 def plot_tracking(run: Any, measure: str, ax: Axes | None = None, *, lr: float | None = None,
@@ -94,6 +94,30 @@ def plot_tracking(run: Any, measure: str, ax: Axes | None = None, *, lr: float |
     ax.set_xlabel("step")
     ax.set_ylabel(label)
     return ax
+
+
+def plot_tracking_run(run: Any, *, fig: Figure | None = None) -> Figure:
+    """Every measure of a run on a panel of its own (:func:`plot_tracking`), a measure's
+    logged threshold on the measure's panel.
+
+    Returns:
+        The Figure, one axes a measure, each with a legend.
+    """
+    measures = [
+        m for m in run.values
+        if not (m.endswith("_threshold") and m.removesuffix("_threshold") in run.values)
+    ]  # fmt: skip
+    cols = min(len(measures), 3)
+    rows = -(-len(measures) // cols)
+    if fig is None:
+        fig = Figure(figsize=(3.6 * cols, 2.8 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax, measure in zip(axes, measures, strict=False):
+        plot_tracking(run, measure, ax)
+        ax.legend(loc="best")
+    for ax in axes[len(measures) :]:
+        ax.remove()
+    return fig
 
 
 def plot_correlation(correlation: Any, *, fig: Figure | None = None) -> Figure:
