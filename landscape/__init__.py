@@ -87,6 +87,7 @@ _SOURCES = {
         "plot_spectral_density",
         "plot_surface3d",
         "plot_tracking",
+        "plot_tracking_run",
         "save_figure",
     ),
 }

@@ -28,6 +28,7 @@ PLOTTING_NAMES = [
     "plot_spectral_density",
     "plot_surface3d",
     "plot_tracking",
+    "plot_tracking_run",
     "save_figure",
 ]
 
