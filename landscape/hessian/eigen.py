@@ -170,6 +170,21 @@ def hessian_eigenpairs(
     )
 
 
+def _two(
+    objective: Objective | HessianOperator,
+    which: Which,
+    state: Mapping[str, torch.Tensor] | None,
+    params: ParamSelection,
+    dtype: torch.dtype | None,
+    options: dict,
+) -> EigenResult:
+    """Two eigenpairs at the ends ``which`` names, with the caller's options."""
+    return hessian_eigenpairs(
+        objective, num_eigenpairs=2, which=which, state=state, params=params, dtype=dtype,
+        **options,
+    )  # fmt: skip
+
+
 def extreme_eigenvalues(
     objective: Objective | HessianOperator,
     *,
@@ -199,18 +214,8 @@ def extreme_eigenvalues(
         >>> extreme_eigenvalues(objective).lambda_min > 0  # least squares is convex
         True
     """
-    eigen = hessian_eigenpairs(
-        objective,
-        num_eigenpairs=2,
-        which="BE",
-        tol=tol,
-        max_hvps=max_hvps,
-        seed=seed,
-        state=state,
-        params=params,
-        dtype=dtype,
-        progress=progress,
-    )
+    options = {"tol": tol, "max_hvps": max_hvps, "seed": seed, "progress": progress}
+    eigen = _two(objective, "BE", state, params, dtype, options)
     top, bottom = (float(v) for v in eigen.eigenvalues)
     return ExtremeEigenvalues(
         lambda_max=top,
@@ -282,16 +287,5 @@ def hessian_directions(
         ``[d_x, d_y]``, each ``{name: float64 CPU tensor}`` over the differentiated weights,
         unit norm together, orthogonal to each other.
     """
-    eigen = hessian_eigenpairs(
-        objective,
-        num_eigenpairs=2,
-        which="LA",
-        tol=tol,
-        max_hvps=max_hvps,
-        seed=seed,
-        state=state,
-        params=params,
-        dtype=dtype,
-        progress=progress,
-    )
-    return eigen.as_states()
+    options = {"tol": tol, "max_hvps": max_hvps, "seed": seed, "progress": progress}
+    return _two(objective, "LA", state, params, dtype, options).as_states()
