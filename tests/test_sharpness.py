@@ -321,6 +321,7 @@ def test_every_measure_leaves_the_model_unchanged(tmp_path):
         "num_probes": 9,
         "batch_size": 10,
         "num_ascent_steps": 5,
+        "optimizer": torch.optim.SGD(model.parameters(), lr=0.1),  # preconditioned_sharpness
     }
     results = sharpness(objective, list(MEASURES), **settings)
     assert list(results) == list(MEASURES)

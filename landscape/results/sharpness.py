@@ -28,6 +28,9 @@ CONTRACT_ORDER = (
     "fisher_rao",
     "relative_flatness",
     "rise",
+    "preconditioned_sharpness",
+    "batch_sharpness",
+    "gradient_share",
 )
 
 
