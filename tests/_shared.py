@@ -82,6 +82,8 @@ def dense_hessian(model: nn.Module, data) -> tuple[torch.Tensor, dict[str, np.nd
 
 #: The repository's root (for ``PYTHONPATH`` in subprocesses that run the command line).
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: Files the tests read (old-version files, Li et al. files): ``tests/data``.
+TEST_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 #: A user's model file for command-line tests: ``user.py:model`` and ``user.py:data``.
 USER_CODE = textwrap.dedent(
     """

@@ -10,7 +10,7 @@ for a tensor that is not selected. The values are those of one
 them), bit for bit: torch's CPU normal sampler fills a tensor 16 entries at a time, so a
 draw in pieces whose sizes are multiples of 16 (the last one at least 16) gives the same
 numbers and leaves the generator in the same state (checked by
-``tests/test_drawing.py::test_drawing_in_pieces_equals_one_draw``).
+``tests/directions/test_drawing.py::test_drawing_in_pieces_equals_one_draw``).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ cheap, and a low loss is a small number that float32 loses. Version 0.2's float3
 ``logsumexp(z) - z[y]`` cancels two numbers near ``z[y]``: on an MLP at a mean loss of 2e-4
 its relative error was 4.5e-4 and the change of the loss at 1e-3 along a direction was 2.4%
 off; at 8e-8 that change came out 0 (``F.cross_entropy`` in float32: 1.1% off). Float64
-cross-entropy of the same float32 logits is right to 3e-9 there (tests/test_losses.py).
+cross-entropy of the same float32 logits is right to 3e-9 there (tests/losses/test_losses.py).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import pytest
 import scipy.sparse.linalg
 import torch
 import torch.nn.functional as F
+from _shared import TEST_DATA
 from torch import nn
 from torch.func import functional_call
 
@@ -34,7 +35,7 @@ from landscape.linalg import SymmetricOperator
 from landscape.params import state_sha256
 
 f64 = torch.float64
-DATA = Path(__file__).parent / "data"
+DATA = Path(TEST_DATA)
 
 
 def seeded(model: nn.Module, seed: int) -> nn.Module:

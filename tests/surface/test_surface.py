@@ -9,14 +9,13 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from _shared import ROOT
 from torch import nn
 
 from landscape import storage
 from landscape.directions import Directions, random_directions
 from landscape.objective import Objective
 from landscape.surface import compute_surface, load_surface, parse_range
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class Quadratic(nn.Module):

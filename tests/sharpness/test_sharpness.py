@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from _shared import TEST_DATA
 from _sharpness_cases import DTYPE, closure_quadratic, linear_quadratic, spd
 from torch import nn
 
@@ -34,7 +35,7 @@ from landscape.sharpness import (
 )
 from landscape.sharpness._random import draw_like, generator_for, normal_draws
 
-DATA = os.path.join(os.path.dirname(__file__), "data")
+DATA = TEST_DATA
 
 
 def seeded(model: nn.Module, seed: int) -> nn.Module:

@@ -7,12 +7,12 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from _shared import ROOT
 
 from landscape.checkpoint import save_checkpoint
 from landscape.cli import main
 from landscape.surface import load_surface
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 USER_CODE = textwrap.dedent(
     """
     import torch

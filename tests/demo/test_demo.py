@@ -6,6 +6,7 @@ import os
 
 import pytest
 import torch
+from _shared import ROOT
 from torch import nn
 
 from landscape.demo import (
@@ -295,7 +296,7 @@ def test_readme_table_is_replaced_only_when_it_changes(tmp_path):
 
 
 def test_the_readme_has_the_demo_table_markers():
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = ROOT
     text = open(os.path.join(root, "README.md"), encoding="utf-8").read()
     assert all(marker in text for marker in README_TABLE_MARKERS)
 
@@ -317,7 +318,7 @@ def test_make_demo_writes_only_where_git_ignores():
     import shutil
     import subprocess
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = ROOT
     makefile = os.path.join(root, "Makefile")
     variables = dict(
         line.split(" ?= ", 1) for line in open(makefile, encoding="utf-8").read().splitlines()
@@ -358,7 +359,7 @@ def test_the_core_runs_without_scikit_learn_and_the_digits_say_what_to_install()
         "except RuntimeError as err:\n"
         "    print(err)\n"
     )
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = ROOT
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=120
     )

@@ -1,5 +1,5 @@
 """The storage layer: symmetric attributes, each way of writing a surface or directions read
-back equal (every registered kind: tests/test_roundtrip.py), every kind of bad file refused
+back equal (every registered kind: tests/storage/test_roundtrip.py), every kind of bad file refused
 with a message naming what is wrong, version 0.1 files still read."""
 
 import importlib.util
@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from _shared import TEST_DATA
 from torch import nn
 
 import landscape
@@ -19,7 +20,7 @@ from landscape.directions import load_directions, random_directions, save_direct
 from landscape.results import values_equal
 from landscape.surface import compute_surface, load_surface, save_surface
 
-DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+DATA = TEST_DATA
 
 # ---------------------------------------------------------------- attributes
 ATTR_VALUES = {
