@@ -1,0 +1,131 @@
+"""Spectral densities of the diagonal blocks ``H_bb`` on one grid, and the Jensen-Shannon
+distance between them (Zhang et al. 2024, "Why Transformers Need Adam: A Hessian
+Perspective": blocks of a transformer have unlike spectra, those of a CNN alike)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+
+import numpy as np
+from scipy.spatial.distance import jensenshannon
+
+from ..checks import check_count
+from ..linalg import SigmaUnits, SymmetricOperator, lanczos_quadrature, smoothed_density
+from ..linalg.operators import Callback
+from .results import DensityResult
+
+__all__ = ["block_densities", "js_distances"]
+
+
+def block_densities(
+    ops: Mapping[str, SymmetricOperator],
+    *,
+    num_probes: int = 10,
+    num_lanczos_steps: int = 80,
+    sigma: float = 0.01,
+    sigma_units: SigmaUnits = "width",
+    num_grid: int = 1000,
+    seed: int = 0,
+    callback: Callback = None,
+) -> dict[str, DensityResult]:
+    """The stochastic-Lanczos-quadrature density of each block's operator, on one grid.
+
+    Each operator (``H_bb``: the Hessian restricted to the block's weights, whose product is
+    the block of the full product with the probe zero outside ``b``) gets its quadrature
+    rules from :func:`~landscape.linalg.lanczos_quadrature` (random-sign probes, each with
+    ``num_lanczos_steps`` steps; every block the same ``seed``, so blocks with equal
+    matrices get equal densities). The densities are then smoothed with one Gaussian width
+    (``sigma`` a fraction of the spread of every block's nodes for ``sigma_units="width"``)
+    on one grid spanning every block's nodes plus ``5 sigma``, so they compare point by point.
+
+    Cost: ``num_probes * num_lanczos_steps`` products a block, each with its own operator.
+
+    Returns:
+        ``{block: DensityResult}`` with the common ``grid`` (settings: the options and
+        ``sigma_abs``); NaN densities, with a warning, for a block whose products were not
+        finite.
+
+    Example:
+        >>> import torch
+        >>> from landscape.linalg import dense_operator
+        >>> ops = {"a": dense_operator(torch.eye(2, dtype=torch.float64)),
+        ...        "b": dense_operator(2 * torch.eye(3, dtype=torch.float64))}
+        >>> found = block_densities(ops, num_probes=2, num_lanczos_steps=2, num_grid=50)
+        >>> bool((found["a"].grid == found["b"].grid).all()), float(found["b"].nodes[0, 0])
+        (True, 2.0)
+    """
+    check_count(num_probes, "num_probes")
+    check_count(num_lanczos_steps, "num_lanczos_steps")
+    check_count(num_grid, "num_grid", 2)
+    rules = {
+        block: lanczos_quadrature(
+            op, num_probes=num_probes, num_steps=num_lanczos_steps, seed=seed, callback=callback
+        )
+        for block, op in ops.items()
+    }
+    finite = [r.nodes[~np.isnan(r.nodes)] for r in rules.values() if r.finite]
+    found = np.concatenate(finite) if finite else np.zeros(0)
+    bad = [block for block, r in rules.items() if not r.finite]
+    if bad:
+        warnings.warn(f"a Hessian-vector product of blocks {bad} is not finite; their densities "
+                      "are NaN", RuntimeWarning, stacklevel=2)  # fmt: skip
+    settings = {
+        "num_probes": num_probes,
+        "num_steps": num_lanczos_steps,
+        "sigma": sigma,
+        "sigma_units": sigma_units,
+        "num_grid": num_grid,
+        "seed": seed,
+    }
+    ends = np.array([[found.min(), found.max()]]) if found.size else np.full((1, 2), np.nan)
+    out = {}
+    for block, rule in rules.items():
+        # the ends of every block's nodes, weighted 0, give each block the common grid
+        nodes = np.concatenate([rule.nodes, ends.repeat(len(rule.nodes), 0)], axis=1)
+        weights = np.concatenate([rule.weights, np.zeros((len(rule.nodes), 2))], axis=1)
+        grid, density, sigma_abs = smoothed_density(
+            nodes, weights, sigma=sigma, sigma_units=sigma_units, num_grid=num_grid
+        )
+        if not rule.finite:
+            density = np.full(num_grid, np.nan)
+        block_settings = {**settings, "sigma_abs": sigma_abs}
+        block_settings["memory_bound_bytes"] = rule.memory_bound_bytes
+        out[block] = DensityResult(
+            grid, density, rule.nodes, rule.weights, rule.num_matvecs, block_settings
+        )
+    return out
+
+
+def js_distances(densities: Mapping[str, DensityResult]) -> np.ndarray:
+    """The Jensen-Shannon distance between every two blocks' densities on their common grid.
+
+    Each density is read as a distribution on the grid's points (``p_i`` proportional to
+    the density at ``t_i``); the distance is ``sqrt(JS(p, q))`` with
+    ``JS = KL(p || m) / 2 + KL(q || m) / 2``, ``m = (p + q) / 2``, in bits (log base 2): 0 for
+    equal densities, 1 for densities with disjoint support, symmetric, a metric.
+
+    Returns:
+        ``(blocks, blocks)`` float64 matrix in the mapping's order; NaN rows and columns for
+        a NaN density.
+
+    Raises:
+        ValueError: the densities' grids differ.
+
+    Example:
+        >>> grid = np.linspace(0, 1, 3)
+        >>> d = {"a": DensityResult(grid, np.array([1.0, 0, 0]), None, None, 0),
+        ...      "b": DensityResult(grid, np.array([0, 0, 1.0]), None, None, 0)}
+        >>> js_distances(d)
+        array([[0., 1.],
+               [1., 0.]])
+    """
+    found = list(densities.values())
+    if any(not np.array_equal(d.grid, found[0].grid, equal_nan=True) for d in found):
+        raise ValueError("expected densities on one grid, got different grids")
+    out = np.full((len(found), len(found)), np.nan)
+    for i, p in enumerate(found):
+        for j, q in enumerate(found[: i + 1]):
+            if np.isfinite(p.density).all() and np.isfinite(q.density).all():
+                out[i, j] = out[j, i] = 0.0 if i == j else jensenshannon(p.density, q.density, 2)
+    return out
