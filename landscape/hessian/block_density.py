@@ -11,11 +11,17 @@ import numpy as np
 from scipy.spatial.distance import jensenshannon
 
 from ..checks import check_count
-from ..linalg import SigmaUnits, SymmetricOperator, lanczos_quadrature, smoothed_density
+from ..linalg import (
+    Quadrature,
+    SigmaUnits,
+    SymmetricOperator,
+    lanczos_quadrature,
+    smoothed_density,
+)
 from ..linalg.operators import Callback
 from .results import DensityResult
 
-__all__ = ["block_densities", "js_distances"]
+__all__ = ["block_densities", "common_densities", "js_distances"]
 
 
 def block_densities(
@@ -57,27 +63,36 @@ def block_densities(
     """
     check_count(num_probes, "num_probes")
     check_count(num_lanczos_steps, "num_lanczos_steps")
-    check_count(num_grid, "num_grid", 2)
     rules = {
         block: lanczos_quadrature(
             op, num_probes=num_probes, num_steps=num_lanczos_steps, seed=seed, callback=callback
         )
         for block, op in ops.items()
     }
+    return common_densities(rules, sigma=sigma, sigma_units=sigma_units, num_grid=num_grid)
+
+
+def common_densities(
+    rules: Mapping[str, Quadrature],
+    *,
+    sigma: float = 0.01,
+    sigma_units: SigmaUnits = "width",
+    num_grid: int = 1000,
+) -> dict[str, DensityResult]:
+    """Each block's quadrature rules smoothed into a density on the grid of them all (see
+    :func:`block_densities`), so that :func:`block_curvature` can free a block's operator
+    before the next block's is built.
+
+    Returns:
+        ``{block: DensityResult}``, as :func:`block_densities`.
+    """
+    check_count(num_grid, "num_grid", 2)
     finite = [r.nodes[~np.isnan(r.nodes)] for r in rules.values() if r.finite]
     found = np.concatenate(finite) if finite else np.zeros(0)
     bad = [block for block, r in rules.items() if not r.finite]
     if bad:
         warnings.warn(f"a Hessian-vector product of blocks {bad} is not finite; their densities "
                       "are NaN", RuntimeWarning, stacklevel=2)  # fmt: skip
-    settings = {
-        "num_probes": num_probes,
-        "num_steps": num_lanczos_steps,
-        "sigma": sigma,
-        "sigma_units": sigma_units,
-        "num_grid": num_grid,
-        "seed": seed,
-    }
     ends = np.array([[found.min(), found.max()]]) if found.size else np.full((1, 2), np.nan)
     out = {}
     for block, rule in rules.items():
@@ -89,10 +104,18 @@ def block_densities(
         )
         if not rule.finite:
             density = np.full(num_grid, np.nan)
-        block_settings = {**settings, "sigma_abs": sigma_abs}
-        block_settings["memory_bound_bytes"] = rule.memory_bound_bytes
+        settings = {
+            "num_probes": rule.settings["num_probes"],
+            "num_steps": rule.settings["num_steps"],
+            "sigma": sigma,
+            "sigma_units": sigma_units,
+            "num_grid": num_grid,
+            "seed": rule.settings["seed"],
+            "sigma_abs": sigma_abs,
+            "memory_bound_bytes": rule.memory_bound_bytes,
+        }
         out[block] = DensityResult(
-            grid, density, rule.nodes, rule.weights, rule.num_matvecs, block_settings
+            grid, density, rule.nodes, rule.weights, rule.num_matvecs, settings
         )
     return out
 

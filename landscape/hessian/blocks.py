@@ -15,10 +15,10 @@ from torch import nn
 
 from .._progress import progress_bar
 from ..checks import check_choice, check_count, check_flag
-from ..linalg import SigmaUnits, TraceMethod
+from ..linalg import Quadrature, SigmaUnits, TraceMethod, lanczos_quadrature
 from ..objective import Objective
 from ..params import ParamSelection, select_params, selection_attr
-from .block_density import block_densities, js_distances
+from .block_density import common_densities, js_distances
 from .block_offdiag import off_block_samples, off_block_share
 from .eigen import hessian_eigenpairs
 from .operator import HessianOperator
@@ -224,7 +224,7 @@ def block_curvature(
         if not sigma > 0:
             raise ValueError(f"expected sigma > 0, got {sigma}")
     values, converged, num_params = {}, {}, {}
-    ops: dict[str, HessianOperator] = {}
+    rules: dict[str, Quadrature] = {}
     settings: dict[str, Any] = {}
     num_hvps = 0
     for i, (block, names) in enumerate(found.items()):
@@ -245,8 +245,14 @@ def block_curvature(
         converged[block] = bool(eigen.converged)
         num_params[block] = op.num_params
         num_hvps += eigen.num_hvps + trace.num_hvps
-        if densities:
-            ops[block] = op
+        if densities:  # the rules now, the densities once every block's nodes are known
+            total = num_density_probes * num_lanczos_steps
+            with progress_bar(progress, desc=f"density {block}", unit="HVP", total=total) as bar:
+                rules[block] = lanczos_quadrature(
+                    op, num_probes=num_density_probes, num_steps=num_lanczos_steps, seed=seed,
+                    callback=bar.update,
+                )  # fmt: skip
+            num_hvps += rules[block].num_matvecs
         if i == 0:
             settings = {k: v for k, v in op.settings.items() if k not in _PER_BLOCK}
             settings.update(tol=eigen.settings["tol"], max_hvps=max_hvps)
@@ -266,17 +272,10 @@ def block_curvature(
         settings["num_off_block_probes"] = num_off_block_probes
         num_hvps += num_off_block_probes * len(found)
     if densities:
-        total = len(found) * num_density_probes * num_lanczos_steps
-        with progress_bar(progress, desc="block densities", unit="HVP", total=total) as bar:
-            spectra = block_densities(
-                ops, num_probes=num_density_probes, num_lanczos_steps=num_lanczos_steps,
-                sigma=sigma, sigma_units=sigma_units, num_grid=num_grid, seed=seed,
-                callback=bar.update,
-            )  # fmt: skip
+        spectra = common_densities(rules, sigma=sigma, sigma_units=sigma_units, num_grid=num_grid)
         extra.update(densities=spectra, js_distance=js_distances(spectra))
         settings.update(num_density_probes=num_density_probes, num_lanczos_steps=num_lanczos_steps,
                         sigma=sigma, sigma_units=sigma_units, num_grid=num_grid)  # fmt: skip
-        num_hvps += sum(d.num_hvps for d in spectra.values())
     return BlockCurvature(values, names_out, num_params, converged, num_hvps, settings, **extra)
 
 
