@@ -124,7 +124,7 @@ def js_distances(densities: Mapping[str, DensityResult]) -> np.ndarray:
     """The Jensen-Shannon distance between every two blocks' densities on their common grid.
 
     Each density is read as a distribution on the grid's points (``p_i`` proportional to
-    the density at ``t_i``); the distance is ``sqrt(JS(p, q))`` with
+    the density at ``t_i``, subnormal values taken as 0); the distance is ``sqrt(JS(p, q))`` with
     ``JS = KL(p || m) / 2 + KL(q || m) / 2``, ``m = (p + q) / 2``, in bits (log base 2): 0 for
     equal densities, 1 for densities with disjoint support, symmetric, a metric.
 
@@ -146,9 +146,11 @@ def js_distances(densities: Mapping[str, DensityResult]) -> np.ndarray:
     found = list(densities.values())
     if any(not np.array_equal(d.grid, found[0].grid, equal_nan=True) for d in found):
         raise ValueError("expected densities on one grid, got different grids")
+    # a Gaussian's far tail is subnormal, and half of the least one is 0: m = 0 < p, KL = inf
+    shown = [np.where(d.density < np.finfo(np.float64).tiny, 0.0, d.density) for d in found]
     out = np.full((len(found), len(found)), np.nan)
-    for i, p in enumerate(found):
-        for j, q in enumerate(found[: i + 1]):
-            if np.isfinite(p.density).all() and np.isfinite(q.density).all():
-                out[i, j] = out[j, i] = 0.0 if i == j else jensenshannon(p.density, q.density, 2)
+    for i, p in enumerate(shown):
+        for j, q in enumerate(shown[: i + 1]):
+            if np.isfinite(p).all() and np.isfinite(q).all():
+                out[i, j] = out[j, i] = 0.0 if i == j else jensenshannon(p, q, base=2)
     return out

@@ -6,6 +6,7 @@ Jensen-Shannon distances between them (:mod:`~landscape.hessian.block_density`).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -179,7 +180,8 @@ def block_curvature(
         num_probes, method: as in :func:`hessian_trace` (exact for blocks of at most
             ``num_probes // 3`` weights with Hutch++).
         tol, max_hvps: as in :func:`hessian_eigenpairs`.
-        seed: seeds the Lanczos start and the trace probes of every block.
+        seed: seeds the Lanczos start, the trace and density probes of every block (the
+            same draws in each), and the off-block probes (drawn block after block).
         state, dtype: as in :class:`HessianOperator`.
         progress: show a tqdm bar of each block's products.
         off_block, num_off_block_probes: estimate the off-block shares, with this many
@@ -211,7 +213,7 @@ def block_curvature(
     if off_block:
         check_count(num_off_block_probes, "num_off_block_probes")
         every = [n for names in found.values() for n in names]
-        shared = sorted({n for n in every if every.count(n) > 1})
+        shared = sorted(n for n, count in Counter(every).items() if count > 1)
         if shared:
             raise ValueError(
                 f"expected disjoint blocks for off_block=True, got blocks that share {shared}"

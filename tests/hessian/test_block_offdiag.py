@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from landscape import Objective
-from landscape.hessian import block_curvature, load_hessian, save_hessian
+from landscape.hessian import DensityResult, block_curvature, load_hessian, save_hessian
 from landscape.hessian.block_density import block_densities, js_distances
 from landscape.hessian.block_offdiag import off_block_samples, off_block_share
 from landscape.linalg import dense_operator
@@ -200,6 +200,10 @@ def test_js_distances_of_dense_blocks_are_a_bounded_symmetric_direct_computation
         assert js[i, j] == pytest.approx(direct_js(p, q), rel=1e-12)
     sigma = {d.settings["sigma_abs"] for d in found.values()}
     assert len(sigma) == 1  # one Gaussian width for every block
+    grid = np.arange(3.0)  # a subnormal tail: half of 5e-324 is 0, which made the distance inf
+    tails = {b: DensityResult(grid, np.array(d), None, None, 0)
+             for b, d in (("p", [1.0, 5e-324, 0.0]), ("q", [0.0, 0.0, 1.0]))}  # fmt: skip
+    assert js_distances(tails)[0, 1] == 1.0
 
 
 def test_stored_loaded_back_equal_and_plotted(computed, plain, tmp_path):
