@@ -74,6 +74,8 @@ _SOURCES = {
     ".plotting": (
         "landscape_style",
         "plot_block_curvature",
+        "plot_block_densities",
+        "plot_block_js_distance",
         "plot_contour",
         "plot_contourf",
         "plot_contours_compare",

@@ -2,7 +2,8 @@
 
 Axes-level functions (``plot_line``, ``plot_contour``, ``plot_contourf``, ``plot_heatmap``,
 ``plot_surface3d``, ``plot_convexity``, ``plot_spectral_density``, ``plot_eigenvalues``,
-``plot_block_curvature``, ``plot_lines_compare``, ``plot_tracking``,
+``plot_block_curvature``, ``plot_block_densities``, ``plot_block_js_distance``,
+``plot_lines_compare``, ``plot_tracking``,
 ``plot_barrier_matrix``) take ``ax=None`` (the
 current axes is used then) and return the Axes they drew on. Figure-level helpers
 (``plot_contours_compare``, ``plot_measures``, ``plot_correlation``) lay out several axes and
@@ -38,7 +39,13 @@ from .paths import plot_path_plane as plot_path_plane
 from .paths import plot_paths as plot_paths
 from .paths import plot_projection_error as plot_projection_error
 from .paths import plot_trajectory as plot_trajectory
-from .spectra import plot_block_curvature, plot_eigenvalues, plot_spectral_density
+from .spectra import (
+    plot_block_curvature,
+    plot_block_densities,
+    plot_block_js_distance,
+    plot_eigenvalues,
+    plot_spectral_density,
+)
 from .style import landscape_style, save_figure
 from .surfaces import CONVEXITY_LABEL as CONVEXITY_LABEL
 from .surfaces import (
@@ -54,6 +61,8 @@ from .tracking import plot_correlation, plot_tracking, plot_tracking_run
 __all__ = [
     "landscape_style",
     "plot_block_curvature",
+    "plot_block_densities",
+    "plot_block_js_distance",
     "plot_contour",
     "plot_contourf",
     "plot_contours_compare",

@@ -1,5 +1,5 @@
 """Figures of Hessian spectra: a spectral density on a log axis, eigenvalues as bars, the
-curvature of each block of weights."""
+curvature of each block of weights, the blocks' densities and the distances between them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,13 @@ from matplotlib.axes import Axes
 from ._common import finite_or_nan, finite_values, get_ax
 from .labels import measure_axis_label
 
-__all__ = ["plot_block_curvature", "plot_eigenvalues", "plot_spectral_density"]
+__all__ = [
+    "plot_block_curvature",
+    "plot_block_densities",
+    "plot_block_js_distance",
+    "plot_eigenvalues",
+    "plot_spectral_density",
+]
 
 
 def plot_spectral_density(
@@ -183,4 +189,115 @@ def plot_block_curvature(
     low, high = ax.get_ylim()  # room above the tallest bar for the legend
     ax.set_ylim(low, high * 6 if ax.get_yscale() == "log" else high + 0.35 * (high - low))
     ax.legend(loc="upper right")
+    return ax
+
+
+def _needs(result: Any, field: str, keyword: str) -> Any:
+    """``result.<field>``; ValueError saying which keyword computes it when it is ``None``."""
+    found = getattr(result, field, None)
+    if found is None:
+        raise ValueError(f"expected a BlockCurvature with {field}, got one without: compute it "
+                         f"with block_curvature(..., {keyword}=True)")  # fmt: skip
+    return found
+
+
+def plot_block_densities(
+    result: Any,
+    ax: Axes | None = None,
+    *,
+    floor: float | None = None,
+    **kwargs: Any,
+) -> Axes:
+    """Plot each block's spectral density (on their common grid) on a log y axis, one line a
+    block, the legend naming the blocks.
+
+    Args:
+        result: a :class:`~landscape.hessian.BlockCurvature` computed with ``densities=True``.
+        ax: axes to draw on; the current axes if None.
+        floor: as in :func:`plot_spectral_density`; default ``1e-8`` times the largest
+            finite density of any block.
+        **kwargs: passed to ``Axes.plot``.
+
+    Returns:
+        The Axes; ``ax.lines`` holds one line a block, in the order of the blocks (a block
+        with NaN densities is skipped).
+
+    Raises:
+        ValueError: the result has no densities, or none with a positive value.
+
+    Example:
+        >>> import matplotlib.pyplot as plt
+        >>> from landscape.hessian import BlockCurvature, DensityResult
+        >>> g = np.linspace(-1, 3, 40)
+        >>> d = {b: DensityResult(g, np.exp(-((g - m) ** 2)), None, None, 0)
+        ...      for b, m in (("a", 0.0), ("b", 2.0))}
+        >>> r = BlockCurvature({}, {}, {}, {}, 0, densities=d)
+        >>> fig, ax = plt.subplots()
+        >>> len(plot_block_densities(r, ax=ax).lines)
+        2
+        >>> plt.close(fig)
+    """
+    densities = _needs(result, "densities", "densities")
+    ax = get_ax(ax)
+    shown = {b: d for b, d in densities.items() if np.isfinite(d.density).all()}
+    top = max((float(np.max(d.density)) for d in shown.values()), default=0.0)
+    if top <= 0:
+        raise ValueError("expected a block density with a positive value, got none")
+    floor = 1e-8 * top if floor is None else floor
+    for block, d in shown.items():
+        plot_spectral_density(d.grid, d.density, ax, floor=floor, label=block, **kwargs)
+    ax.set_ylabel("density of the block's Hessian")
+    ax.legend(title="block")
+    return ax
+
+
+def plot_block_js_distance(
+    result: Any,
+    ax: Axes | None = None,
+    *,
+    annotate: bool = True,
+    **kwargs: Any,
+) -> Axes:
+    """The Jensen-Shannon distance between every two blocks' spectral densities as a heat
+    map (0: alike spectra, 1: disjoint ones; Zhang et al. 2024).
+
+    Args:
+        result: a :class:`~landscape.hessian.BlockCurvature` computed with ``densities=True``.
+        ax: axes to draw on; the current axes if None.
+        annotate: write each distance in its cell.
+        **kwargs: passed to ``Axes.imshow`` (``cmap``, ...; ``vmin=0``, ``vmax=1`` unless
+            given).
+
+    Returns:
+        The Axes: ``ax.images[0]`` holds the matrix (its colour bar as ``.colorbar``),
+        ``ax.texts`` the values, the ticks the blocks.
+
+    Raises:
+        ValueError: the result has no densities.
+
+    Example:
+        >>> import matplotlib.pyplot as plt
+        >>> from landscape.hessian import BlockCurvature
+        >>> r = BlockCurvature({"a": {}, "b": {}}, {}, {}, {}, 0,
+        ...                    js_distance=np.array([[0.0, 0.4], [0.4, 0.0]]))
+        >>> fig, ax = plt.subplots()
+        >>> plot_block_js_distance(r, ax=ax).images[0].get_array().max()
+        np.float64(0.4)
+        >>> plt.close(fig)
+    """
+    values = np.asarray(_needs(result, "js_distance", "densities"), dtype=float)
+    ax = get_ax(ax)
+    blocks = list(result.values)
+    kwargs.setdefault("cmap", "viridis")
+    kwargs.setdefault("vmin", 0.0)
+    kwargs.setdefault("vmax", 1.0)
+    image = ax.imshow(values, **kwargs)
+    ax.figure.colorbar(image, ax=ax, label="Jensen-Shannon distance of the spectra")
+    ticks = np.arange(len(blocks))
+    ax.set_xticks(ticks, blocks, rotation=45, ha="right")
+    ax.set_yticks(ticks, blocks)
+    if annotate:
+        for (i, j), v in np.ndenumerate(values):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize="small",
+                    color="black" if v > 0.5 else "white")  # fmt: skip
     return ax

@@ -145,6 +145,16 @@ class BlockCurvature(Result):
         converged: ``{block: whether lambda_max met its tolerance}``.
         num_hvps: Hessian-vector products spent, all blocks together.
         settings: every option and the provenance (``model``, ``checkpoint_sha256``, ...).
+        off_block_samples: ``{block: (num_probes, 2)}``, ``||H_{-b,b} v||^2`` and
+            ``||H_{:,b} v||^2`` per Gaussian probe ``v`` on the block (``None`` when not
+            computed); ``values[block]`` then also holds ``off_block_share``
+            (``||H_{-b,b}||_F / ||H_{:,b}||_F`` estimated) and ``off_block_stderr``.
+        off_block: ``{"share", "stderr"}`` of the whole Hessian over the blocks,
+            ``||H - blockdiag(H)||_F / ||H||_F`` estimated from the same samples.
+        densities: ``{block: DensityResult}``, the spectral density of each ``H_bb``, all
+            on one grid with one Gaussian width (``None`` when not computed).
+        js_distance: ``(blocks, blocks)``, the Jensen-Shannon distance (log base 2, in
+            ``[0, 1]``) between every two blocks' densities, in the order of ``values``.
     """
 
     values: dict[str, dict[str, float]]
@@ -153,6 +163,10 @@ class BlockCurvature(Result):
     converged: dict[str, bool]
     num_hvps: int
     settings: dict[str, Any] = field(default_factory=dict)
+    off_block_samples: dict[str, np.ndarray] | None = None
+    off_block: dict[str, float] | None = None
+    densities: dict[str, DensityResult] | None = None
+    js_distance: np.ndarray | None = None
 
     def __getitem__(self, block: str) -> dict[str, float]:
         try:
@@ -161,7 +175,8 @@ class BlockCurvature(Result):
             raise KeyError(f"no block {block!r}; the blocks are {list(self.values)}") from None
 
     def table(self) -> str:
-        """The blocks as a Markdown table: size, ``lambda_max`` and ``trace ± stderr``.
+        """The blocks as a Markdown table: size, ``lambda_max`` and ``trace ± stderr`` (and
+        the off-block share ``± stderr`` where it was computed).
 
         Example:
             >>> r = BlockCurvature({"fc": {"lambda_max": 2.0, "trace": 3.0, "trace_stderr": 0.0}},
@@ -171,11 +186,16 @@ class BlockCurvature(Result):
             |---|---|---|---|
             | fc | 4 | 2 | 3 |
         """
-        rows = ["| block | params | lambda_max | trace |", "|---|---|---|---|"]
+        share = self.off_block_samples is not None
+        rows = ["| block | params | lambda_max | trace |" + (" off-block share |" if share else "")]
+        rows.append("|---" * (5 if share else 4) + "|")
         for block, v in self.values.items():
             top = format_estimate(v["lambda_max"], None)
             trace = format_estimate(v["trace"], v["trace_stderr"])
-            rows.append(f"| {block} | {self.num_params[block]} | {top} | {trace} |")
+            row = f"| {block} | {self.num_params[block]} | {top} | {trace} |"
+            if share:
+                row += f" {format_estimate(v['off_block_share'], v['off_block_stderr'])} |"
+            rows.append(row)
         return "\n".join(rows)
 
     to_markdown = table

@@ -1,6 +1,7 @@
 """The Hessian schema: ``/hessian/eigen``, ``/hessian/extremes``, ``/hessian/trace`` and
 ``/hessian/density`` groups of a landscape file (the layout of version 0.1, which still
-loads), and ``/hessian/blocks`` (curvature per block, new in 0.2)."""
+loads), and ``/hessian/blocks`` (curvature per block, new in 0.2; off-block shares and
+densities per block new in 0.3)."""
 
 from __future__ import annotations
 
@@ -63,8 +64,12 @@ def save_hessian(
     ``/hessian/density`` (datasets ``grid``, ``density``, ``nodes``, ``weights``),
     ``/hessian/extremes`` (dataset ``residuals``; attrs ``lambda_max``, ``lambda_min``,
     ``ratio``), ``/hessian/blocks`` (attrs: the settings, ``num_hvps`` and ``blocks``, the
-    block names in order) with a group ``/hessian/blocks/<block>`` a block (attrs
-    ``lambda_max``, ``trace``, ``trace_stderr``, ``converged``, ``num_params``, ``names``);
+    block names in order; with off-block shares also ``off_block_share`` and
+    ``off_block_stderr`` of the whole Hessian, with densities the dataset ``js_distance``)
+    with a group ``/hessian/blocks/<block>`` a block (attrs ``lambda_max``, ``trace``,
+    ``trace_stderr``, ``converged``, ``num_params``, ``names``; with off-block shares also
+    ``off_block_share``, ``off_block_stderr`` and the dataset ``off_block_samples``; with
+    densities a group ``/hessian/blocks/<block>/density`` laid out as ``/hessian/density``);
     every group's attrs also hold ``num_hvps`` and every setting, provenance
     included (``model``, ``checkpoint_sha256``, ``data_sha256``, ``num_examples``,
     ``loss_name``, ...; ``eigen`` and ``extremes`` also ``converged``; ``eigen`` also
@@ -117,9 +122,7 @@ def save_hessian(
         arrays = {"samples": trace.samples}
         groups[_TRACE] = (arrays, group_attrs)
     if density is not None:
-        arrays = {k: getattr(density, k) for k in ("grid", "density", "nodes", "weights")}
-        group_attrs = {**density.settings, **extra, "num_hvps": density.num_hvps}
-        groups[_DENSITY] = (arrays, group_attrs)
+        groups[_DENSITY] = _density_group(density, extra)
     if extremes is not None:
         names = ("lambda_max", "lambda_min", "ratio", "num_hvps", "converged")
         group_attrs = {**extremes.settings, **extra, **{n: getattr(extremes, n) for n in names}}
@@ -146,6 +149,22 @@ def _parts(results: HessianResults | Result | None) -> dict[str, Any]:
     )
 
 
+def _density_group(
+    density: DensityResult, extra: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A density's ``(arrays, attrs)``, as :func:`write_groups` takes them."""
+    arrays = {k: getattr(density, k) for k in ("grid", "density", "nodes", "weights")}
+    return arrays, {**density.settings, **extra, "num_hvps": density.num_hvps}
+
+
+def _density_result(found: tuple[dict[str, np.ndarray], dict[str, Any]]) -> DensityResult:
+    """The density that :func:`_density_group` stored."""
+    arrays, attrs = found
+    num_hvps = attrs.pop("num_hvps")
+    grid, density, nodes, weights = (arrays[k] for k in ("grid", "density", "nodes", "weights"))
+    return DensityResult(grid, density, nodes, weights, num_hvps, attrs)
+
+
 def _block_groups(
     blocks: BlockCurvature, extra: dict[str, Any]
 ) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
@@ -159,7 +178,10 @@ def _block_groups(
         "num_hvps": blocks.num_hvps,
         "blocks": list(blocks.values),
     }
-    groups: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {_BLOCKS: ({}, group_attrs)}
+    if blocks.off_block is not None:
+        group_attrs.update({f"off_block_{k}": v for k, v in blocks.off_block.items()})
+    arrays = {} if blocks.js_distance is None else {"js_distance": blocks.js_distance}
+    groups: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {_BLOCKS: (arrays, group_attrs)}
     for block, values in blocks.values.items():
         block_attrs = {
             **values,
@@ -167,23 +189,40 @@ def _block_groups(
             "num_params": blocks.num_params[block],
             "names": list(blocks.names[block]),
         }
-        groups[f"{_BLOCKS}/{block}"] = ({}, block_attrs)
+        samples = blocks.off_block_samples
+        arrays = {} if samples is None else {"off_block_samples": samples[block]}
+        groups[f"{_BLOCKS}/{block}"] = (arrays, block_attrs)
+        if blocks.densities is not None:
+            groups[f"{_BLOCKS}/{block}/density"] = _density_group(blocks.densities[block], {})
     return groups
 
 
 def _load_blocks(path: str | os.PathLike) -> BlockCurvature | None:
     if (found := _read(path, _BLOCKS)) is None:
         return None
-    settings = found[1]
+    arrays, settings = found
     order, num_hvps = settings.pop("blocks"), settings.pop("num_hvps")
+    extra: dict[str, Any] = {}
+    if "off_block_share" in settings:  # new in 0.3, with the samples and each block's share
+        extra["off_block"] = {k: settings.pop(f"off_block_{k}") for k in ("share", "stderr")}
+        extra["off_block_samples"] = {}
+    if "js_distance" in arrays:  # new in 0.3, with each block's density
+        extra["js_distance"], extra["densities"] = arrays["js_distance"], {}
     values, names, num_params, converged = {}, {}, {}, {}
+    keys = ("lambda_max", "trace", "trace_stderr")
     for block in order:
-        attrs = read_group(path, f"{_BLOCKS}/{block}")[1]
+        block_arrays, attrs = read_group(path, f"{_BLOCKS}/{block}")
         names[block] = tuple(attrs.pop("names"))
         num_params[block] = attrs.pop("num_params")
         converged[block] = attrs.pop("converged")
-        values[block] = {k: attrs[k] for k in ("lambda_max", "trace", "trace_stderr")}
-    return BlockCurvature(values, names, num_params, converged, num_hvps, settings)
+        values[block] = {k: attrs[k] for k in keys}
+        if "off_block_samples" in extra:
+            extra["off_block_samples"][block] = block_arrays["off_block_samples"]
+            values[block].update({k: attrs[k] for k in ("off_block_share", "off_block_stderr")})
+        if "densities" in extra:
+            found = read_group(path, f"{_BLOCKS}/{block}/density")
+            extra["densities"][block] = _density_result(found)
+    return BlockCurvature(values, names, num_params, converged, num_hvps, settings, **extra)
 
 
 def _read(
@@ -225,11 +264,7 @@ def load_hessian(path: str | os.PathLike) -> HessianResults:
         method, num_hvps = attrs.pop("method"), attrs.pop("num_hvps")
         trace = TraceResult(value, stderr, num_hvps, method, arrays["samples"], attrs)
     if (found := _read(path, _DENSITY)) is not None:
-        arrays, attrs = found
-        num_hvps = attrs.pop("num_hvps")
-        density = DensityResult(
-            arrays["grid"], arrays["density"], arrays["nodes"], arrays["weights"], num_hvps, attrs
-        )
+        density = _density_result(found)
     if (found := _read(path, _EXTREMES)) is not None:
         arrays, attrs = found
         lambda_max, lambda_min, ratio = (

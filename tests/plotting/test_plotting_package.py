@@ -15,6 +15,8 @@ ROOT = Path(landscape.__file__).resolve().parents[1]
 PLOTTING_NAMES = [
     "landscape_style",
     "plot_block_curvature",
+    "plot_block_densities",
+    "plot_block_js_distance",
     "plot_contour",
     "plot_contourf",
     "plot_contours_compare",
