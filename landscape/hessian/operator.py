@@ -82,7 +82,7 @@ class HessianOperator:
     ||H v||`` is measured at construction against one exact product on the first batch
     (probe :data:`~landscape.hessian.products.PROBE_SEED`) and kept in :attr:`hvp_error`,
     or, where the exact product fails, a sentence saying why. Measured at the default step:
-    at most 1.6e-4 in float32 and 2.5e-10 in float64 on an MLP and a tiny GPT-2. ``"auto"``
+    at most 1.3e-4 in float32 and 2e-10 in float64 on an MLP and a tiny GPT-2. ``"auto"``
     tries that exact product: ``exact`` where it works, ``fd`` otherwise. Every result
     made with ``fd`` records ``hvp`` and ``hvp_error`` and widens its stated bounds by the
     error (see :func:`hessian_eigenpairs`, :func:`hessian_trace`,
