@@ -170,8 +170,8 @@ class DifferenceProducts:
     sum over the number of examples, ``e`` from :func:`difference_step`. The gradients are
     first-order (no graph kept, no double backward), computed at fresh copies ``w +- e v``
     of the weights: the model and the operator's point are never written. The model's
-    attention keeps the kernel the caller selected (see
-    :func:`landscape.objective.calling.first_order_only`)."""
+    attention keeps the kernel the caller selected (``first_order_only`` of
+    ``landscape.objective.calling``)."""
 
     name = "fd"
 
