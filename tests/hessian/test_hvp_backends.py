@@ -7,6 +7,7 @@ Gauss-Newton matrix equals it (zero residuals).
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from pathlib import Path
@@ -59,7 +60,7 @@ def gpt2() -> nn.Module:
 
 def gpt2_objective(model: nn.Module, dtype: torch.dtype) -> Objective:
     ids = torch.randint(0, V, (3, 8), generator=torch.Generator().manual_seed(0))
-    return Objective(model.to(dtype), [{"input_ids": ids}], loss="causal_lm")
+    return Objective(copy.deepcopy(model).to(dtype), [{"input_ids": ids}], loss="causal_lm")
 
 
 def objective_of(name: str, dtype: torch.dtype, gpt2: nn.Module) -> Objective:
@@ -158,12 +159,11 @@ def test_fd_runs_with_the_fused_attention_kernel_that_blocks_double_backward(gpt
     flash = "_scaled_dot_product_flash_attention_for_cpu"
     with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
         # positive control: this kernel has no double backward
-        ids = torch.randint(0, V, (1, 4))
-        out = gpt2(input_ids=ids).logits.sum()
-        (grad,) = torch.autograd.grad(out, gpt2.transformer.h[0].attn.c_attn.weight,
-                                      create_graph=True)  # fmt: skip
+        model, ids = objective.model, torch.randint(0, V, (1, 4))
+        weight = model.transformer.h[0].attn.c_attn.weight
+        (grad,) = torch.autograd.grad(model(input_ids=ids).logits.sum(), weight, create_graph=True)
         with pytest.raises(RuntimeError, match="not implemented"):
-            torch.autograd.grad(grad.sum(), gpt2.transformer.h[0].attn.c_attn.weight)
+            torch.autograd.grad(grad.sum(), weight)
         fd = HessianOperator(objective, hvp="fd")
         with _Recording() as seen:
             product = fd @ v
