@@ -15,6 +15,10 @@ __all__ = [
     "AlignMethodName",
     "DirType",
     "DirTypeName",
+    "Curvature",
+    "CurvatureName",
+    "HvpBackend",
+    "HvpBackendName",
     "Ignore",
     "IgnoreName",
     "Norm",
@@ -92,6 +96,27 @@ class Which(_Choice):
     """Both ends: ``k // 2`` smallest and the rest largest."""
 
 
+class HvpBackend(_Choice):
+    """How a Hessian-vector product is computed (see :mod:`landscape.hessian.products`)."""
+
+    EXACT = "exact"
+    """Double backward: exact to round-off; needs second derivatives of every operation."""
+    FD = "fd"
+    """Central difference of two gradients: first derivatives only (fused attention
+    kernels, ``torch.compile``), with a measured relative error."""
+    AUTO = "auto"
+    """``exact`` where double backward works on the first batch, ``fd`` otherwise."""
+
+
+class Curvature(_Choice):
+    """Which curvature matrix an operator applies."""
+
+    HESSIAN = "hessian"
+    """The Hessian of the mean loss."""
+    GGN = "ggn"
+    """The generalized Gauss-Newton matrix ``J^T H_out J`` (cross-entropy and MSE losses)."""
+
+
 class AlignMethod(_Choice):
     """How :func:`landscape.align` pairs the hidden units of two networks."""
 
@@ -116,6 +141,8 @@ IgnoreName = Literal["biasbn", "none"]
 DirTypeName = Literal["weights", "states"]
 PrecisionName = Literal["fp32", "tf32", "bf16"]
 WhichName = Literal["LA", "SA", "LM", "BE"]
+HvpBackendName = Literal["exact", "fd", "auto"]
+CurvatureName = Literal["hessian", "ggn"]
 AlignMethodName = Literal["weights", "activations"]
 RepairName = Literal["reset_bn", "repair"]
 

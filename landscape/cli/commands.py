@@ -159,17 +159,21 @@ def cmd_hessian(args: argparse.Namespace) -> None:
     objective = _objective(args)
     dtype = torch.float64 if args.float64 else None
     common = dict(seed=args.seed, dtype=dtype, progress=not args.quiet, params=args.params)
+    source = objective
+    hvp: Any = getattr(args, "hvp", "exact")  # absent unless given: files of 0.2 still resume
+    if hvp != "exact":
+        source = hessian.HessianOperator(objective, params=args.params, dtype=dtype, hvp=hvp)
+        _print(f"Hessian-vector products: {source.hvp} (relative error {source.hvp_error})")
+    one = dict(common, dtype=None, params=None) if source is not objective else common
     eigen = extremes = trace = density = blocks = None
     if "eigen" in todo:
-        eigen = hessian.hessian_eigenpairs(
-            objective, k=args.num_eigenpairs, which=args.which, **common
-        )
+        eigen = hessian.hessian_eigenpairs(source, k=args.num_eigenpairs, which=args.which, **one)
     if "extremes" in todo:
-        extremes = hessian.extreme_eigenvalues(objective, **common)
+        extremes = hessian.extreme_eigenvalues(source, **one)
     if "trace" in todo:
-        trace = hessian.hessian_trace(objective, num_probes=args.num_probes, **common)
+        trace = hessian.hessian_trace(source, num_probes=args.num_probes, **one)
     if "density" in todo:
-        density = hessian.spectral_density(objective, num_probes=args.density_probes, **common)
+        density = hessian.spectral_density(source, num_probes=args.density_probes, **one)
     if "blocks" in todo:
         blocks = hessian.block_curvature(objective, num_probes=args.num_probes, **common)
     if distributed.rank() == 0:

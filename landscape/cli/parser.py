@@ -190,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--density", action="store_true", help="also the spectral density (SLQ)")
     p.add_argument("--density-probes", type=int, default=10)
     p.add_argument("--float64", action="store_true", help="compute in float64")
+    p.add_argument("--hvp", choices=values(options.HvpBackend), default=argparse.SUPPRESS,
+                   help="Hessian-vector products: exact (double backward, the default), fd "
+                   "(central differences of gradients, with a measured error) or auto; "
+                   "--per-block stays exact")  # fmt: skip
     p.add_argument("--per-block", action="store_true",
                    help="also lambda_max and trace of each block's Hessian (layers, embeddings, "
                    "head)")  # fmt: skip

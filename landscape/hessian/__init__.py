@@ -1,10 +1,13 @@
-"""Hessian analysis: exact Hessian-vector products, eigenpairs, trace, spectral density.
+"""Hessian analysis: Hessian-vector products, eigenpairs, trace, spectral density.
 
 Everything is built on :class:`HessianOperator`, the Hessian of an
 :class:`~landscape.objective.Objective`'s exact mean loss (sum of per-batch loss sums divided
 by the number of examples, whatever the batch sizes) with respect to the model's weights, at
-a fixed point. It is a symmetric operator for the solvers of :mod:`landscape.linalg`, which
-stop on what they promise, never on a relative change of an estimate:
+a fixed point; its products are exact (double backward) or central differences of gradients
+with a measured error (``hvp="fd"``, ``products.py``), or Gauss-Newton products
+(``operator="ggn"``, ``ggn.py``). It is a symmetric operator for the solvers of
+:mod:`landscape.linalg`, which stop on what they promise, never on a relative change of an
+estimate:
 
 - :func:`hessian_eigenpairs` (``eigen.py``): thick-restart Lanczos with full reorthogonalization,
   every returned pair verified with float64 Hessian-vector products (``converged`` is a

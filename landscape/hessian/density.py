@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -51,6 +52,11 @@ def spectral_density(
     sum over batches (one float64 vector of ``n``, or one in the operator's dtype for data
     in one batch) and a batch's gradient graph, kept graphs at most ``max_graph_bytes``
     (see :class:`HessianOperator`).
+
+    Products of ``hvp="fd"`` (see :class:`HessianOperator`): the result records their
+    measured error ``delta`` (``hvp_error``) and ``settings["hvp_node_bound"]``,
+    ``delta * max |node|``: how far that error may move the nodes, when ``delta`` bounds
+    the products' error in every direction (NaN where it could not be measured).
 
     Args:
         objective: an Objective or a HessianOperator.
@@ -117,6 +123,11 @@ def spectral_density(
         "num_grid": num_grid,
         "seed": seed,
     }
+    fd: dict[str, Any] = {"hvp": op.hvp, "hvp_error": op.hvp_error}
+    if op.hvp == "fd":  # Weyl: ||H_fd - H|| <= delta ||H|| moves no eigenvalue further
+        delta = op.hvp_error
+        top = float(np.nanmax(np.abs(rule.nodes))) if rule.finite else float("nan")
+        settings["hvp_node_bound"] = float("nan") if isinstance(delta, str) else delta * top
     if not rule.finite:
         warnings.warn(
             "a Hessian-vector product is not finite; the density is NaN",
@@ -125,9 +136,11 @@ def spectral_density(
         )
         nan = np.full(num_grid, np.nan)
         settings["sigma_abs"] = float("nan")
-        return DensityResult(nan, nan.copy(), rule.nodes, rule.weights, rule.num_matvecs, settings)
+        return DensityResult(
+            nan, nan.copy(), rule.nodes, rule.weights, rule.num_matvecs, settings, **fd
+        )
     grid, density, sigma_abs = smoothed_density(
         rule.nodes, rule.weights, sigma=sigma, sigma_units=sigma_units, num_grid=num_grid
     )
     settings["sigma_abs"] = sigma_abs
-    return DensityResult(grid, density, rule.nodes, rule.weights, rule.num_matvecs, settings)
+    return DensityResult(grid, density, rule.nodes, rule.weights, rule.num_matvecs, settings, **fd)

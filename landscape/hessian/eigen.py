@@ -72,6 +72,13 @@ def hessian_eigenpairs(
     minimum float32 products can be off by ~1e-3 of ``||H||`` along the top eigenvector,
     which no tolerance on float32 residuals catches.
 
+    Products of ``hvp="fd"`` (see :class:`HessianOperator`): Lanczos runs to ``tol / 2``
+    and each float64 residual ``r`` is widened by the measured error ``delta`` of the
+    products that verified it (the float64 twin's for lower precision) to
+    ``r + delta (|lambda| + r)``, a bound on ``||H v - lambda v||``; ``converged`` means
+    those widened residuals are within ``tol * ||H||``, and is False (with a warning) where
+    ``delta`` could not be measured.
+
     Memory, whatever ``max_hvps``: ``settings["memory_bound_bytes"]`` (and
     ``"memory_bound_vectors"``, in copies of the weights), the solver's bound from
     :func:`~landscape.linalg.lanczos_eigenpairs`: the basis, ``3 k + 5`` vectors of ``n``
@@ -124,11 +131,16 @@ def hessian_eigenpairs(
         raise ValueError(f"k must be between 1 and the number of parameters {n}, got {k}")
     if max_hvps < 2 * k:
         raise ValueError(f"max_hvps must be at least 2 * k = {2 * k}, got {max_hvps}")
+    solver_tol = tol
+    if op.hvp == "fd":  # half the tolerance, the other half left to the products' error
+        tol = (1e-8 if op.dtype == torch.float64 else 1e-4) if tol is None else tol
+        solver_tol = tol / 2
     with progress_bar(progress, desc="eigenpairs", unit="HVP", total=max_hvps) as bar:
         pairs = lanczos_eigenpairs(
-            op, k, which=which, tol=tol, max_matvecs=max_hvps, seed=seed, callback=bar.update
-        )
-    tol = pairs.settings["tol"]
+            op, k, which=which, tol=solver_tol, max_matvecs=max_hvps, seed=seed,
+            callback=bar.update,
+        )  # fmt: skip
+    tol = pairs.settings["tol"] if tol is None else tol
     settings = {
         **op.settings,
         "k": k,
@@ -142,12 +154,23 @@ def hessian_eigenpairs(
         "memory_bound_vectors": pairs.memory_bound_vectors,
     }
     values, residuals = pairs.values, pairs.residuals
+    converged, error = pairs.converged, op.hvp_error
+    if op.hvp == "fd":
+        residuals, converged, error = _widened(op, values, residuals, tol * pairs.norm)
+        converged = converged and pairs.converged
     vectors = pairs.vectors.cpu().numpy()
     if np.isnan(values).any():
         warnings.warn(
             "a Hessian-vector product is not finite; returning NaN", RuntimeWarning, stacklevel=2
         )
-    elif not pairs.converged:
+    elif isinstance(error, str):
+        warnings.warn(
+            f"the error of the fd products is unknown ({error}); the eigenpairs are not "
+            "verified: converged=False",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    elif not converged:
         warnings.warn(
             f"Lanczos stopped after {pairs.num_matvecs} HVPs with float64 residuals up to "
             f"{residuals.max():.3g}, above tol * ||H|| = {tol * pairs.norm:.3g}; raise "
@@ -163,11 +186,28 @@ def hessian_eigenpairs(
         eigenvectors=vectors,
         residuals=residuals,
         num_hvps=pairs.num_matvecs,
-        converged=pairs.converged,
+        converged=converged,
         names=op.names,
         shapes=dict(op.shapes),
         settings=settings,
+        hvp=op.hvp,
+        hvp_error=error,
     )
+
+
+def _widened(
+    op: HessianOperator, values: np.ndarray, residuals: np.ndarray, bound: float
+) -> tuple[np.ndarray, bool, float | str]:
+    """Residuals of pairs verified with ``fd`` products, widened by their measured error
+    ``delta`` (of the products that verified them: the float64 twin's for lower precision):
+    ``||H v - lambda v|| <= r + delta ||H_fd v|| <= r + delta (|lambda| + r)``; whether all
+    are within ``bound``; and the error recorded (this operator's)."""
+    checker = op.float64() if op.dtype != torch.float64 else op
+    delta = checker.hvp_error
+    if isinstance(delta, str):
+        return residuals, False, op.hvp_error
+    wide = residuals + delta * (np.abs(values) + residuals)
+    return wide, bool(np.all(wide <= bound)), op.hvp_error
 
 
 def _two(
@@ -218,6 +258,8 @@ def extreme_eigenvalues(
     eigen = _two(objective, "BE", state, params, dtype, options)
     top, bottom = (float(v) for v in eigen.eigenvalues)
     return ExtremeEigenvalues(
+        hvp=eigen.hvp,
+        hvp_error=eigen.hvp_error,
         lambda_max=top,
         lambda_min=bottom,
         ratio=abs(bottom / top) if top != 0 else math.nan,

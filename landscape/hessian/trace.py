@@ -45,6 +45,12 @@ def hessian_trace(
     ``max_graph_bytes`` (see :class:`HessianOperator`). The host reads the sums once, after
     the last probe.
 
+    Products of ``hvp="fd"`` (see :class:`HessianOperator`): the result records their
+    measured error ``hvp_error`` and ``settings["hvp_bias_bound"]``, a bound on what that
+    error adds to the estimate (``delta`` times the sum over the exact quadratic forms and
+    the mean over the random ones of ``||x|| ||H_fd x||``; NaN where ``delta`` could not be
+    measured), to be added to the sampling error ``stderr``.
+
     Args:
         objective: an Objective or a HessianOperator.
         num_probes: HVP budget (Hutch++ uses fewer if its sketch would exceed ``n``).
@@ -70,15 +76,49 @@ def hessian_trace(
         True
     """
     op = resolve_operator(objective, state, params, dtype)
+    recorded = _Recorded(op) if op.hvp == "fd" else op
     with progress_bar(progress, desc="trace", unit="HVP", total=num_probes) as bar:
         estimate = estimate_trace(
-            op, num_probes=num_probes, method=method, seed=seed, callback=bar.update
+            recorded, num_probes=num_probes, method=method, seed=seed, callback=bar.update
         )
+    settings = {**op.settings, "num_probes": num_probes, "seed": seed}
+    if isinstance(recorded, _Recorded):
+        settings["hvp_bias_bound"] = recorded.bias_bound(estimate.settings["num_sketch"])
     return TraceResult(
         value=estimate.value,
         stderr=estimate.stderr,
         num_hvps=estimate.num_matvecs,
         method=method,
         samples=estimate.samples,
-        settings={**op.settings, "num_probes": num_probes, "seed": seed},
+        settings=settings,
+        hvp=op.hvp,
+        hvp_error=op.hvp_error,
     )
+
+
+class _Recorded:
+    """An operator that records ``||x|| ||A x||`` for each product (on the device)."""
+
+    def __init__(self, op: HessianOperator):
+        self.op, self.size, self.dtype, self.device = op, op.size, op.dtype, op.device
+        self.norms: list[torch.Tensor] = []
+
+    def matvec(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.op.matvec(x)
+        norm = torch.linalg.vector_norm
+        self.norms.append(norm(x.to(torch.float64)) * norm(y.to(torch.float64)))
+        return y
+
+    __matmul__ = matvec
+
+    def bias_bound(self, num_sketch: int) -> float:
+        """``delta (sum_q ||q|| ||H q|| + mean_g ||P g|| ||H P g||)``: each quadratic form
+        ``x^T H_fd x`` is within ``delta ||x|| ||H x||`` of ``x^T H x`` for products of
+        relative error ``delta`` (the sketch ``H S`` only chooses the subspace, and any
+        subspace gives an unbiased estimate); NaN where ``delta`` is unknown."""
+        delta = self.op.hvp_error
+        if isinstance(delta, str) or not self.norms:
+            return float("nan")
+        norms = torch.stack(self.norms).cpu().numpy()
+        forms, rest = norms[num_sketch : 2 * num_sketch], norms[2 * num_sketch :]
+        return float(delta * (forms.sum() + (rest.mean() if len(rest) else 0.0)))

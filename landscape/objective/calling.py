@@ -6,6 +6,7 @@ restored afterwards; a batch's sums from the outputs (:meth:`Objective.output_su
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
@@ -124,11 +125,26 @@ def _set_generator_states(states: list[torch.Tensor], device: torch.device) -> N
         torch.cuda.set_rng_state(states[1], device)
 
 
+_FIRST_ORDER = contextvars.ContextVar("landscape_first_order", default=False)
+
+
+@contextlib.contextmanager
+def first_order_only() -> Iterator[None]:
+    """A block whose gradients are never differentiated again (finite-difference
+    Hessian-vector products): the model's attention keeps the kernel the caller selected."""
+    token = _FIRST_ORDER.set(True)
+    try:
+        yield
+    finally:
+        _FIRST_ORDER.reset(token)
+
+
 def _attention_for_gradients() -> contextlib.AbstractContextManager:
     """``scaled_dot_product_attention`` through its math kernel while gradients are being
     recorded: the fused kernels (flash, memory-efficient) have no second derivative, and
-    Hessian-vector products need one. Without gradients nothing changes."""
-    if sdpa_kernel is None or not torch.is_grad_enabled():
+    Hessian-vector products need one. Without gradients, or inside
+    :func:`first_order_only`, nothing changes."""
+    if sdpa_kernel is None or not torch.is_grad_enabled() or _FIRST_ORDER.get():
         return contextlib.nullcontext()
     return sdpa_kernel(SDPBackend.MATH)
 
@@ -248,6 +264,20 @@ class Calling:
         targets = split_batch(batch, self.label_keys)[1]
         sums = self.output_sums(self._call(state, batch), targets, with_metrics=with_metrics)
         return dict(zip(self.names, sums, strict=False)), self._count_fn(targets)
+
+    def batch_outputs(self, state: State, batch: Any) -> tuple[torch.Tensor, Any]:
+        """A batch's predictions (what the loss takes, see :func:`prediction`, in the
+        model's dtype) and targets, by calling the model at ``state`` as
+        :meth:`batch_sums` does (Gauss-Newton products differentiate the two apart).
+
+        Raises:
+            ValueError: the objective has a ``batch_loss`` closure (no outputs to take).
+        """
+        if self.batch_loss is not None:
+            raise ValueError("expected an objective with a loss, got a batch_loss closure")
+        targets = split_batch(batch, self.label_keys)[1]
+        outputs: torch.Tensor = upcast(prediction(self._call(state, batch)), self.dtype)
+        return outputs, targets
 
     # -- values through the private copy
     def _seeded_if_drawing(self, run: Callable[[bool], T]) -> T:

@@ -13,6 +13,7 @@ import torch
 from .base import Result, format_estimate
 
 __all__ = [
+    "HVP_FIELDS",
     "EigenResult",
     "ExtremeEigenvalues",
     "TraceResult",
@@ -20,6 +21,15 @@ __all__ = [
     "HessianResults",
     "BlockCurvature",
 ]
+
+
+#: The fields that say how the Hessian-vector products of a result were computed (stored as
+#: attrs of the same names; files written before them load with the defaults):
+#: ``hvp``, the backend (``"exact"``, double backward, or ``"fd"``, central differences of
+#: gradients; see :class:`~landscape.hessian.HessianOperator`), and ``hvp_error``, the
+#: measured relative error ``||H_fd v - H v|| / ||H v||`` of the products on one probe
+#: (0.0 for ``exact``), or a sentence saying why it could not be measured.
+HVP_FIELDS = ("hvp", "hvp_error")
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,6 +49,9 @@ class EigenResult(Result):
             :func:`~landscape.hessian.hessian_eigenpairs`).
         names: the differentiated weights; shapes: their shapes.
         settings: every option and the operator's settings (dtype, point fingerprint, ...).
+        hvp, hvp_error: see :data:`HVP_FIELDS`; with ``fd`` products the residuals are
+            widened by the error of the products that verified them (see
+            :func:`~landscape.hessian.hessian_eigenpairs`).
     """
 
     eigenvalues: np.ndarray
@@ -49,6 +62,8 @@ class EigenResult(Result):
     names: tuple[str, ...]
     shapes: dict[str, tuple[int, ...]]
     settings: dict[str, Any] = field(default_factory=dict)
+    hvp: str = "exact"
+    hvp_error: float | str = 0.0
 
     def as_state(self, i: int) -> dict[str, torch.Tensor]:
         """Eigenvector ``i`` as a state ``{name: float64 CPU tensor}`` shaped like the weights."""
@@ -72,7 +87,7 @@ class ExtremeEigenvalues(Result):
         lambda_max, lambda_min: the extreme eigenvalues.
         ratio: ``|lambda_min / lambda_max|`` (NaN if ``lambda_max`` is 0).
         residuals: explicit float64 residual norms of the two eigenpairs, ``(max, min)``.
-        num_hvps, converged, settings: as in :class:`EigenResult`.
+        num_hvps, converged, settings, hvp, hvp_error: as in :class:`EigenResult`.
     """
 
     lambda_max: float
@@ -82,6 +97,8 @@ class ExtremeEigenvalues(Result):
     num_hvps: int
     converged: bool
     settings: dict[str, Any] = field(default_factory=dict)
+    hvp: str = "exact"
+    hvp_error: float | str = 0.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -98,7 +115,10 @@ class TraceResult(Result):
         samples: for Hutchinson, ``z^T H z`` per probe; for Hutch++, the exact trace on the
             sketched subspace plus ``g^T P H P g`` per residual probe (``P`` projects out the
             sketch), so that the mean is the Hutch++ estimate.
-        settings: every option and the operator's settings.
+        settings: every option and the operator's settings; with ``fd`` products also
+            ``hvp_bias_bound``, a bound on what their error adds to the estimate (see
+            :func:`~landscape.hessian.hessian_trace`).
+        hvp, hvp_error: see :data:`HVP_FIELDS`.
     """
 
     value: float
@@ -107,6 +127,8 @@ class TraceResult(Result):
     method: str
     samples: np.ndarray
     settings: dict[str, Any] = field(default_factory=dict)
+    hvp: str = "exact"
+    hvp_error: float | str = 0.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -120,7 +142,10 @@ class DensityResult(Result):
             exhausted early.
         weights: quadrature weights for ``nodes`` (0 where NaN); each row sums to 1.
         num_hvps: Hessian-vector products spent.
-        settings: every option (``sigma_abs`` is the Gaussian width used) and the operator's.
+        settings: every option (``sigma_abs`` is the Gaussian width used) and the operator's;
+            with ``fd`` products also ``hvp_node_bound``, a bound on how far their error
+            moves the nodes (see :func:`~landscape.hessian.spectral_density`).
+        hvp, hvp_error: see :data:`HVP_FIELDS`.
     """
 
     grid: np.ndarray
@@ -129,6 +154,8 @@ class DensityResult(Result):
     weights: np.ndarray
     num_hvps: int
     settings: dict[str, Any] = field(default_factory=dict)
+    hvp: str = "exact"
+    hvp_error: float | str = 0.0
 
 
 @dataclass(frozen=True, eq=False)

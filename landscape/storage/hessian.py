@@ -14,6 +14,7 @@ import numpy as np
 
 from ..results.base import Result
 from ..results.hessian import (
+    HVP_FIELDS,
     BlockCurvature,
     DensityResult,
     EigenResult,
@@ -63,8 +64,10 @@ def save_hessian(
     ``/hessian/trace`` (dataset ``samples``; attrs ``value``, ``stderr``, ``method``),
     ``/hessian/density`` (datasets ``grid``, ``density``, ``nodes``, ``weights``),
     ``/hessian/extremes`` (dataset ``residuals``; attrs ``lambda_max``, ``lambda_min``,
-    ``ratio``), ``/hessian/blocks`` (attrs: the settings, ``num_hvps`` and ``blocks``, the
-    block names in order; with off-block shares also ``off_block_share`` and
+    ``ratio``; and each of these four ``hvp`` and ``hvp_error``, see
+    :data:`~landscape.results.hessian.HVP_FIELDS`), ``/hessian/blocks`` (attrs: the
+    settings, ``num_hvps`` and ``blocks``, the block names in order; with off-block shares
+    also ``off_block_share`` and
     ``off_block_stderr`` of the whole Hessian, with densities the dataset ``js_distance``)
     with a group ``/hessian/blocks/<block>`` a block (attrs ``lambda_max``, ``trace``,
     ``trace_stderr``, ``converged``, ``num_params``, ``names``; with off-block shares also
@@ -108,6 +111,7 @@ def save_hessian(
             "converged": eigen.converged,
             "names": list(eigen.names),
             "shapes": {n: list(s) for n, s in eigen.shapes.items()},
+            **_hvp_attrs(eigen),
         }
         groups[_EIGEN] = (arrays, group_attrs)
     if trace is not None:
@@ -118,6 +122,7 @@ def save_hessian(
             "stderr": trace.stderr,
             "method": trace.method,
             "num_hvps": trace.num_hvps,
+            **_hvp_attrs(trace),
         }
         arrays = {"samples": trace.samples}
         groups[_TRACE] = (arrays, group_attrs)
@@ -125,12 +130,28 @@ def save_hessian(
         groups[_DENSITY] = _density_group(density, extra)
     if extremes is not None:
         names = ("lambda_max", "lambda_min", "ratio", "num_hvps", "converged")
-        group_attrs = {**extremes.settings, **extra, **{n: getattr(extremes, n) for n in names}}
+        group_attrs = {
+            **extremes.settings,
+            **extra,
+            **{n: getattr(extremes, n) for n in names},
+            **_hvp_attrs(extremes),
+        }
         arrays = {"residuals": extremes.residuals}
         groups[_EXTREMES] = (arrays, group_attrs)
     if blocks is not None:
         groups.update(_block_groups(blocks, extra))
     write_groups(path, groups, overwrite=overwrite)
+
+
+def _hvp_attrs(result: Result) -> dict[str, Any]:
+    """The attrs of :data:`~landscape.results.hessian.HVP_FIELDS`."""
+    return {name: getattr(result, name) for name in HVP_FIELDS}
+
+
+def _pop_hvp(attrs: dict[str, Any]) -> dict[str, Any]:
+    """The :data:`~landscape.results.hessian.HVP_FIELDS` popped from a group's attrs (none
+    in files written before them: the result keeps its defaults, exact products)."""
+    return {name: attrs.pop(name) for name in HVP_FIELDS if name in attrs}
 
 
 def _parts(results: HessianResults | Result | None) -> dict[str, Any]:
@@ -154,15 +175,17 @@ def _density_group(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """A density's ``(arrays, attrs)``, as :func:`write_groups` takes them."""
     arrays = {k: getattr(density, k) for k in ("grid", "density", "nodes", "weights")}
-    return arrays, {**density.settings, **extra, "num_hvps": density.num_hvps}
+    attrs = {**density.settings, **extra, "num_hvps": density.num_hvps, **_hvp_attrs(density)}
+    return arrays, attrs
 
 
 def _density_result(found: tuple[dict[str, np.ndarray], dict[str, Any]]) -> DensityResult:
     """The density that :func:`_density_group` stored."""
     arrays, attrs = found
     num_hvps = attrs.pop("num_hvps")
+    hvp = _pop_hvp(attrs)
     grid, density, nodes, weights = (arrays[k] for k in ("grid", "density", "nodes", "weights"))
-    return DensityResult(grid, density, nodes, weights, num_hvps, attrs)
+    return DensityResult(grid, density, nodes, weights, num_hvps, attrs, **hvp)
 
 
 def _block_groups(
@@ -248,6 +271,7 @@ def load_hessian(path: str | os.PathLike) -> HessianResults:
         names = tuple(attrs.pop("names"))
         shapes = {n: tuple(s) for n, s in attrs.pop("shapes").items()}
         num_hvps, converged = attrs.pop("num_hvps"), attrs.pop("converged")
+        hvp = _pop_hvp(attrs)
         eigen = EigenResult(
             arrays["eigenvalues"],
             arrays["eigenvectors"],
@@ -257,12 +281,14 @@ def load_hessian(path: str | os.PathLike) -> HessianResults:
             names,
             shapes,
             attrs,
+            **hvp,
         )
     if (found := _read(path, _TRACE)) is not None:
         arrays, attrs = found
         value, stderr = attrs.pop("value"), attrs.pop("stderr")
         method, num_hvps = attrs.pop("method"), attrs.pop("num_hvps")
-        trace = TraceResult(value, stderr, num_hvps, method, arrays["samples"], attrs)
+        hvp = _pop_hvp(attrs)
+        trace = TraceResult(value, stderr, num_hvps, method, arrays["samples"], attrs, **hvp)
     if (found := _read(path, _DENSITY)) is not None:
         density = _density_result(found)
     if (found := _read(path, _EXTREMES)) is not None:
@@ -271,8 +297,9 @@ def load_hessian(path: str | os.PathLike) -> HessianResults:
             attrs.pop(n) for n in ("lambda_max", "lambda_min", "ratio")
         )
         num_hvps, converged = attrs.pop("num_hvps"), attrs.pop("converged")
+        hvp = _pop_hvp(attrs)
         extremes = ExtremeEigenvalues(
-            lambda_max, lambda_min, ratio, arrays["residuals"], num_hvps, converged, attrs
+            lambda_max, lambda_min, ratio, arrays["residuals"], num_hvps, converged, attrs, **hvp
         )
     if all(r is None for r in (eigen, trace, density, extremes, blocks)):
         raise KeyError(f"{os.fspath(path)} holds no Hessian results (no /hessian group)")
