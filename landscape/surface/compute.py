@@ -242,6 +242,9 @@ def _compute(
     if path is not None:
         # Rank 0 alone touches the file; the others learn what is done (or what failed).
         outcome: Any = None
+        if objective.sharded:
+            raise ValueError(f"expected path=None with a model sharded by {objective.sharded} "
+                             "(its file would store the directions whole), got a path")  # fmt: skip
         if leader:
             try:
                 outcome, writer = open_surface_file(path, xs, ys, names, directions, run, overwrite)
@@ -259,8 +262,10 @@ def _compute(
     pending = np.flatnonzero(~computed.reshape(-1))
     chunk = k * max(1, -(-MIN_CHUNK // k))
     world = distributed.world_size()
-    mine = distributed.shard_chunks(pending.tolist(), chunk)
-    num_rounds = -(-len(pending) // (chunk * world))
+    # a sharded model's forward is collective: every rank evaluates every point
+    dealt, me = (1, 0) if objective.sharded else (world, None)
+    mine = distributed.shard_chunks(pending.tolist(), chunk, world=dealt, rank_=me)
+    num_rounds = -(-len(pending) // (chunk * dealt))
     try:
         buffered: list[int] = []
         last_write = time.monotonic()
@@ -272,7 +277,11 @@ def _compute(
                 if flats
                 else None
             )
-            gathered = distributed.gather_objects((flats, result))
+            gathered = (
+                [(flats, result)]  # a sharded model's: rank 0 holds them all
+                if objective.sharded
+                else distributed.gather_objects((flats, result))
+            )
             if not leader:
                 continue
             for rank_flats, rank_result in gathered:
