@@ -45,7 +45,7 @@ def placement_problem(name: str, t: torch.Tensor) -> str | None:
         if type(p) not in (Shard, Replicate):
             return (
                 f"expected DTensor placements Shard(dim) or Replicate(), got {name!r} placed "
-                f"{p} (FSDP2 and tensor parallel on one mesh, or a pending reduction); "
+                f"{p!r} (FSDP2 and tensor parallel on one mesh, or a pending reduction); "
                 "gather it into an unsharded model first: model.load_state_dict("
                 "get_model_state_dict(sharded, options=StateDictOptions(full_state_dict=True)))"
             )

@@ -217,7 +217,8 @@ class Objective(Calling, Checks, Points):
         architecture, as a state_dict or a model), cast to the model's devices and dtypes
         (tensors that need no cast are used as they are, not copied); names it lacks keep
         this objective's values. Nothing is deep-copied, moved or fingerprinted again, so
-        one Objective serves many checkpoints.
+        one Objective serves many checkpoints. A sharded model's Objective takes only the
+        model's own state (its ``state_dict()``, as a Tracker logs): it returns itself.
 
         Raises:
             ValueError: names the model lacks, or shapes that differ.
@@ -229,8 +230,11 @@ class Objective(Calling, Checks, Points):
             >>> objective.at(zero)()["loss"], objective.at(zero).data is objective.data
             (0.0, True)
         """
-        if self.sharded:
-            raise ValueError(not_at_base(self.sharded))
+        if self.sharded:  # only at the model's own state (a Tracker's model.state_dict())
+            own = unwrap(state).state_dict() if isinstance(state, nn.Module) else state
+            if not is_base(self, own):
+                raise ValueError(not_at_base(self.sharded))
+            return self
         if isinstance(state, nn.Module):
             state = unwrap(state)
             check_layout(state)

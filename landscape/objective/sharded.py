@@ -98,11 +98,21 @@ def check_options(objective: Any) -> None:
 
 
 def is_base(objective: Any, state: Mapping[str, torch.Tensor] | None) -> bool:
-    """Whether ``state`` is the objective's base state (None, or its own tensors)."""
+    """Whether ``state`` is the objective's base state: None, its own tensors, or tensors
+    sharing their pieces' memory (``model.state_dict()`` of the model itself)."""
     if state is None:
         return True
     base = objective.base_state
-    return all(base.get(n) is t for n, t in merge_tied(state, objective._tied).items())
+
+    def same(t: torch.Tensor, b: torch.Tensor | None) -> bool:
+        if t is b:
+            return True
+        if b is None or is_dtensor(t) != is_dtensor(b) or t.shape != b.shape:
+            return False
+        p, q = local(t), local(b)
+        return (p.data_ptr(), p.stride(), p.dtype) == (q.data_ptr(), q.stride(), q.dtype)
+
+    return all(same(t, base.get(n)) for n, t in merge_tied(state, objective._tied).items())
 
 
 def call_at_base(objective: Any, state: Mapping[str, torch.Tensor], batch: Any) -> Any:
