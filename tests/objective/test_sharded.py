@@ -99,6 +99,10 @@ def refusals(model: nn.Module) -> dict[str, object]:
             errors[name] = str(err)
     handle.remove()
     errors["forward_calls"] = len(calls)
+    try:
+        Objective(model, mlp_data(), shard_data=True)
+    except ValueError as err:
+        errors["shard_data"] = str(err)
     return errors
 
 
@@ -139,7 +143,7 @@ def test_fsdp2_and_tensor_parallel_surfaces_equal_the_unsharded_model(tmp_path):
     done = torchrun("values", tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     plain = values(make_mlp())
-    assert np.ptp(plain["plane"]["loss"]) > 0.01 # the points differ: a moved model counts
+    assert np.ptp(plain["plane"]["loss"]) > 0.01  # the points differ: a moved model counts
     for rank in (0, 1):
         got = torch.load(tmp_path / f"values_rank{rank}.pt", weights_only=False)
         for layout in ("fsdp2", "tp"):
@@ -154,11 +158,71 @@ def test_fsdp2_and_tensor_parallel_surfaces_equal_the_unsharded_model(tmp_path):
             assert got[f"{layout}_training"] is True, layout
             refused = got[f"{layout}_refusals"]
             assert refused.pop("forward_calls") == 0, layout  # refused before any work
+            assert "expected shard_data=False" in refused.pop("shard_data", ""), layout
             for name, error in refused.items():
                 assert error is not None, f"{layout} {name} computed"
                 assert "\n" not in error and "full_state_dict=True" in error, error
                 expected = "the model's own state" if name == "call_moved" else layout.upper()
                 assert expected.replace("TP", "tensor parallel") in error, error
+
+
+@pytest.fixture
+def one_rank(tmp_path):
+    """A one-rank gloo group and a one-device CPU mesh, destroyed after the test."""
+    dist = pytest.importorskip("torch.distributed")
+    if not dist.is_available() or dist.is_initialized():
+        pytest.skip("needs torch.distributed and no group already")
+    dist.init_process_group("gloo", store=dist.FileStore(str(tmp_path / "store"), 1), rank=0,
+                            world_size=1)  # fmt: skip
+    from torch.distributed.device_mesh import init_device_mesh
+
+    try:
+        yield init_device_mesh("cpu", (1,))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_fsdp2_on_one_rank_equals_the_unsharded_model_and_leaves_it_as_it_was(one_rank):
+    model = sharded_models()["fsdp2"]
+    model.train()
+    before = pieces(model)
+    got, plain = values(model), values(make_mlp())
+    assert pieces(model).keys() == before.keys()
+    assert all(torch.equal(t, before[n]) for n, t in pieces(model).items())
+    assert model.training and all(m.training for m in model.modules())
+    assert got["centre"] == plain["centre"]
+    for kind in ("plane", "line"):
+        for name, expected in plain[kind].items():
+            np.testing.assert_allclose(got[kind][name], expected, rtol=1e-12, atol=1e-14)
+
+
+def test_sharded_directions_are_laid_out_like_the_parameters(one_rank):
+    from torch.distributed.tensor import DTensor
+
+    tp = sharded_models()["tp"]
+    dirs = random_directions(tp, seed=5)
+    plain = random_directions(make_mlp(), seed=5)
+    for name, d in dirs.x.items():
+        assert isinstance(d, DTensor) and d.placements == tp.get_parameter(name).placements
+        torch.testing.assert_close(d.full_tensor(), plain.x[name], rtol=1e-14, atol=0)
+    assert dirs.cosine == pytest.approx(plain.cosine, rel=1e-12)
+
+
+def test_options_a_sharded_model_cannot_take_refused_in_one_line(one_rank, tmp_path):
+    model = sharded_models()["fsdp2"]
+    objective = Objective(model, mlp_data())
+    dirs = random_directions(model, seed=5)
+    refused = {
+        "train_mode=False": lambda: Objective(model, mlp_data(), train_mode=True),
+        "path=None": lambda: compute_surface(objective, dirs, [0.5], path=tmp_path / "s.h5"),
+        "no interpolation end": lambda: objective.evaluate_points(
+            objective.base_state, [dirs.x], [[0.5]], ends=[dirs.x]
+        ),
+    }
+    for expected, run in refused.items():
+        with pytest.raises(ValueError, match=f"expected {expected}.*FSDP2") as caught:
+            run()
+        assert "\n" not in str(caught.value)
 
 
 if __name__ == "__main__":
