@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import math
 import sys
 from collections.abc import Callable, Mapping
 
@@ -117,7 +118,8 @@ def normalize_sharded_(d: torch.Tensor, w: torch.Tensor, norm: str, ignore: str)
         piece.mul_(weights)
     elif norm in ("filter", "layer"):
         whole = norm == "layer" or d.dim() <= 1
-        rows = piece.view(1, -1) if whole else piece.view(piece.shape[0], -1)
+        shape = (1, piece.numel()) if whole else (piece.shape[0], math.prod(piece.shape[1:]))
+        rows = piece.view(shape)  # explicit: an empty piece (uneven shards) has no -1
         w_rows = weights.reshape(rows.shape)
         dims = _reduced_dims(d, whole)
         rows.mul_(_ratio(_row_norms(w_rows, d, dims), _row_norms(rows, d, dims))[:, None])
