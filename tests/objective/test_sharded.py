@@ -76,7 +76,10 @@ def sharded_models() -> dict[str, nn.Module]:
 def refusals(model: nn.Module) -> dict[str, object]:
     """What the functional_call paths say of a sharded model, and how many forward passes
     they ran first."""
+    from landscape.directions import directional_curvature
     from landscape.hessian import HessianOperator
+    from landscape.optim import loss_gradient
+    from landscape.paths import fit_curve
     from landscape.sharpness import sharpness
 
     objective = Objective(model, mlp_data(), batch_size=7)
@@ -89,6 +92,9 @@ def refusals(model: nn.Module) -> dict[str, object]:
         "batch_sums": lambda: objective.batch_sums(objective.full_state(moved), batch),
         "hessian": lambda: HessianOperator(objective),
         "sharpness": lambda: sharpness(objective, ["avg_l2"], num_samples=2),
+        "path": lambda: fit_curve(objective, model, model, kind="bezier", num_steps=2),
+        "gradient": lambda: loss_gradient(objective),
+        "curvature": lambda: directional_curvature(objective, dict(objective.base_state)),
         "call_moved": lambda: objective(moved),
     }
     for name, run in runs.items():
