@@ -213,6 +213,8 @@ def _compute(
 ) -> Surface:
     """The surface of checked arguments (see :func:`compute_surface`)."""
     names = objective.names + (("convexity",) if convexity else ())
+    if convexity:
+        objective.check_differentiable()  # its Hessian: a sharded model refused before any work
     base = objective.base_state
     selected = select_params(objective.model, params, "states")
     # an end that came with an interpolation direction applies where the line starts here

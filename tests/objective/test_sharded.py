@@ -27,6 +27,13 @@ from landscape.surface import compute_surface
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 XS, YS = [-0.6, 0.0, 0.45], [-0.3, 0.8]  # points away from the centre, and the centre
 LINE = [-1.0, -0.25, 0.5, 1.5]
+# direction options beside the default (filter norm): reductions over the mesh differ
+DIRECTION_OPTIONS = {
+    "orthogonalize": {"orthogonalize": True},
+    "layer": {"norm": "layer"},
+    "weight": {"norm": "weight"},
+    "ignore_none": {"ignore": "none"},
+}
 
 
 def make_mlp() -> nn.Module:
@@ -46,6 +53,20 @@ def values(model: nn.Module, directions: Directions | None = None) -> dict[str, 
     plane = compute_surface(objective, dirs, XS, YS, progress=False)
     line = compute_surface(objective, Directions(dirs.x), LINE, progress=False)
     return {"centre": objective()["loss"], "plane": plane.metrics, "line": line.metrics}
+
+
+def drawn(model: nn.Module) -> dict[str, dict[str, torch.Tensor]]:
+    """Both directions of every option in :data:`DIRECTION_OPTIONS`, whole."""
+    from landscape.shards import is_dtensor
+
+    out = {}
+    for key, options in DIRECTION_OPTIONS.items():
+        dirs = random_directions(model, seed=3, **options)
+        for axis, d in (("x", dirs.x), ("y", dirs.y)):
+            out[f"{key}_{axis}"] = {
+                n: t.full_tensor() if is_dtensor(t) else t for n, t in d.items()
+            }
+    return out
 
 
 def pieces(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -83,6 +104,7 @@ def refusals(model: nn.Module) -> dict[str, object]:
     from landscape.sharpness import sharpness
 
     objective = Objective(model, mlp_data(), batch_size=7)
+    dirs = random_directions(model, seed=5)
     calls = []
     handle = model.register_forward_pre_hook(lambda *args: calls.append(1))
     moved = {n: t + 1.0 for n, t in objective.base_state.items()}  # what returned the base's
@@ -95,6 +117,7 @@ def refusals(model: nn.Module) -> dict[str, object]:
         "path": lambda: fit_curve(objective, model, model, kind="bezier", num_steps=2),
         "gradient": lambda: loss_gradient(objective),
         "curvature": lambda: directional_curvature(objective, dict(objective.base_state)),
+        "convexity": lambda: compute_surface(objective, dirs, [0.5], convexity=True),
         "call_moved": lambda: objective(moved),
     }
     for name, run in runs.items():
@@ -127,6 +150,7 @@ def worker(task: str, out: str) -> None:
         results[f"{layout}_unchanged"] = all(torch.equal(before[n], after[n]) for n in before)
         results[f"{layout}_training"] = model.training
         results[f"{layout}_refusals"] = refusals(model)
+        results[f"{layout}_directions"] = drawn(model)
     torch.save(results, os.path.join(out, f"{task}_rank{me}.pt"))
     torch.distributed.destroy_process_group()
 
@@ -148,7 +172,7 @@ def torchrun(task: str, out, nproc: int = 2) -> subprocess.CompletedProcess:
 def test_fsdp2_and_tensor_parallel_surfaces_equal_the_unsharded_model(tmp_path):
     done = torchrun("values", tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    plain = values(make_mlp())
+    plain, directions = values(make_mlp()), drawn(make_mlp())
     assert np.ptp(plain["plane"]["loss"]) > 0.01  # the points differ: a moved model counts
     for rank in (0, 1):
         got = torch.load(tmp_path / f"values_rank{rank}.pt", weights_only=False)
@@ -161,6 +185,9 @@ def test_fsdp2_and_tensor_parallel_surfaces_equal_the_unsharded_model(tmp_path):
                             got[case][kind][name], expected, rtol=1e-10, atol=1e-12
                         )
             assert got[f"{layout}_unchanged"], layout  # local shards bit for bit
+            for key, expected in directions.items():
+                for name, t in got[f"{layout}_directions"][key].items():
+                    torch.testing.assert_close(t, expected[name], rtol=1e-12, atol=1e-15)
             assert got[f"{layout}_training"] is True, layout
             refused = got[f"{layout}_refusals"]
             assert refused.pop("forward_calls") == 0, layout  # refused before any work
