@@ -30,11 +30,12 @@ from torch import nn
 
 from ..shards import is_dtensor, placement_problem
 
-WORKAROUND = (
-    "; gather it into an unsharded model first: model.load_state_dict(torch.distributed."
+GATHER = (
+    "gather it into an unsharded model first: model.load_state_dict(torch.distributed."
     "checkpoint.state_dict.get_model_state_dict(sharded, options=StateDictOptions("
     "full_state_dict=True)))"
 )
+WORKAROUND = "; " + GATHER
 
 
 def _fsdp1_type() -> type | None:

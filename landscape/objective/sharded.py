@@ -30,12 +30,7 @@ from torch import nn
 from ..data import call_model, split_batch
 from ..params import merge_tied
 from ..shards import is_dtensor, local, local_like
-
-WORKAROUND = (
-    "gather it into an unsharded model first: model.load_state_dict(torch.distributed."
-    "checkpoint.state_dict.get_model_state_dict(sharded, options=StateDictOptions("
-    "full_state_dict=True)))"
-)
+from .layouts import GATHER
 
 
 def fsdp2_modules(model: nn.Module) -> list[nn.Module]:
@@ -70,7 +65,7 @@ def not_differentiable(layout: str) -> str:
         "expected a model that torch.func.functional_call can evaluate, got a model sharded "
         f"by {layout} (DTensor parameters, whose forward puts its own shards back): the Hessian, "
         "sharpness, paths and other differentiable evaluations are not supported on "
-        f"sharded models yet (surfaces are); {WORKAROUND}, or use the finite-difference "
+        f"sharded models yet (surfaces are); {GATHER}, or use the finite-difference "
         "Hessian-vector products of issue 21 once available"
     )
 
@@ -78,7 +73,7 @@ def not_differentiable(layout: str) -> str:
 def not_at_base(layout: str) -> str:
     return (
         f"expected the model's own state with a model sharded by {layout} (it is evaluated "
-        f"in place), got another state; {WORKAROUND} to evaluate other states"
+        f"in place), got another state; {GATHER} to evaluate other states"
     )
 
 
@@ -152,7 +147,7 @@ def points_in_place(
         raise ValueError(not_at_base(layout))
     if ends is not None and any(e is not None for e in ends):
         raise ValueError(f"expected no interpolation end with a model sharded by {layout}, "
-                         f"got one; {WORKAROUND}")  # fmt: skip
+                         f"got one; {GATHER}")  # fmt: skip
     model = objective.model
     reshard(model)
     live = dict(model.named_parameters())
