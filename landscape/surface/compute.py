@@ -215,6 +215,9 @@ def _compute(
     names = objective.names + (("convexity",) if convexity else ())
     if convexity:
         objective.check_differentiable()  # its Hessian: a sharded model refused before any work
+    if objective.sharded and path is not None:
+        raise ValueError(f"expected path=None with a model sharded by {objective.sharded} "
+                         "(its file would store the directions whole), got a path")  # fmt: skip
     base = objective.base_state
     selected = select_params(objective.model, params, "states")
     # an end that came with an interpolation direction applies where the line starts here
@@ -244,9 +247,6 @@ def _compute(
     if path is not None:
         # Rank 0 alone touches the file; the others learn what is done (or what failed).
         outcome: Any = None
-        if objective.sharded:
-            raise ValueError(f"expected path=None with a model sharded by {objective.sharded} "
-                             "(its file would store the directions whole), got a path")  # fmt: skip
         if leader:
             try:
                 outcome, writer = open_surface_file(path, xs, ys, names, directions, run, overwrite)
