@@ -6,9 +6,9 @@ Supported placements, on each dimension of a device mesh: ``Shard(dim)`` and
 sharded or replicated, and all-reduced (sum of squares) over the mesh dimensions that
 shard another dim (``Shard(1)``: RowwiseParallel's weight); a whole-tensor norm or a dot
 product is all-reduced over every sharding mesh dimension. ``Partial`` and strided shards
-(FSDP2 and tensor parallel on one mesh) are refused by :func:`placement_problem`.
+(FSDP2 and tensor parallel on one mesh) are refused by ``placement_problem``.
 
-Nothing here gathers a whole tensor: only :func:`draw_sharded` holds one tensor's full
+Nothing here gathers a whole tensor: only ``draw_sharded`` holds one tensor's full
 draft (one tensor at a time), so that every rank draws the same numbers as one process.
 
 Example:

@@ -90,7 +90,7 @@ def draw_tensor(
     a draft in float32 (or ``w``'s dtype if wider), filled in pieces and normalized in
     place; the only other memory is one float64 piece (and ``w`` cast to float32 when it
     is narrower). A DTensor ``w`` gets a DTensor laid out like it (see
-    :func:`landscape.shards.draw_sharded`)."""
+    ``landscape.shards.draw_sharded``)."""
     if shards.is_dtensor(w):
         return shards.draw_sharded(w, lambda out: fill_normal(out, generator), norm, ignore)
     work = torch.promote_types(w.dtype, torch.float32)

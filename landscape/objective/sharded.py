@@ -4,7 +4,7 @@ own local shards, in place, and the paths that cannot run on them refused up fro
 A point ``w + x d1 + y d2`` of a model whose parameters are DTensors is written into each
 DTensor's local tensor (this rank's piece, the storage that FSDP2 all-gathers from and
 that tensor-parallel kernels read), with the directions' pieces laid out like the
-parameters (:func:`landscape.shards.local_like`), and the model itself is called, in eval
+parameters (``landscape.shards.local_like``), and the model itself is called, in eval
 mode, on every rank with the same data (its forward is collective). Each point is formed
 with the roundings of the unsharded path (each product rounded, then added in order), so
 the values equal the unsharded model's. The model's pieces are copied once (the perturbed
