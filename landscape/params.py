@@ -17,6 +17,8 @@ from torch import nn
 from ._hashing import state_sha256
 from .checks import check_state
 from .options import DirTypeName
+from .shards import dot64 as shard_dot64
+from .shards import is_dtensor
 
 DirType = DirTypeName  # the Literal alias of landscape.options.DirType
 
@@ -281,7 +283,10 @@ def state_dot(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> f
     total = 0.0
     for name, t in a.items():
         if name in b and t.is_floating_point():
-            total += float((t.double() * b[name].double()).sum())
+            if is_dtensor(t):  # a sharded model's: pieces' dots reduced over the mesh
+                total += shard_dot64(t, b[name])
+            else:
+                total += float((t.double() * b[name].double()).sum())
     return total
 
 

@@ -91,6 +91,7 @@ def directional_curvature(objective: Objective, direction: Mapping[str, torch.Te
         >>> directional_curvature(objective, {"weight": torch.ones(1, 1)})  # 2 * mean(x^2)
         5.0
     """
+    objective.check_differentiable()  # a sharded model: refused before any work
     base = objective.base_state
     check_state(direction, base, name="the direction", missing=False)
     moved = {

@@ -19,6 +19,8 @@ from collections.abc import Iterator
 
 import torch
 
+from .. import shards
+
 _PIECE = 2**20  # float64 entries drawn at a time (8 MiB); a multiple of 16
 _BLOCK = 16  # torch's CPU normal sampler works in blocks of 16 entries
 
@@ -64,6 +66,8 @@ def _ratio(weight_norm: torch.Tensor, direction_norm: torch.Tensor) -> torch.Ten
 def normalize_(d: torch.Tensor, w: torch.Tensor, norm: str, ignore: str) -> torch.Tensor:
     """Normalize a contiguous ``d`` to the weights ``w`` (same shape and dtype) in place,
     as :func:`landscape.directions.normalize_direction` does; returns ``d``."""
+    if shards.is_dtensor(d):  # a sharded model's: norms reduced over the mesh
+        return shards.normalize_sharded_(d, w, norm, ignore)
     if d.dim() <= 1:
         if ignore == "biasbn":
             return d.zero_()
@@ -85,7 +89,10 @@ def draw_tensor(
     """The normalized Gaussian direction of one tensor ``w``, in ``w``'s dtype and device:
     a draft in float32 (or ``w``'s dtype if wider), filled in pieces and normalized in
     place; the only other memory is one float64 piece (and ``w`` cast to float32 when it
-    is narrower)."""
+    is narrower). A DTensor ``w`` gets a DTensor laid out like it (see
+    ``landscape.shards.draw_sharded``)."""
+    if shards.is_dtensor(w):
+        return shards.draw_sharded(w, lambda out: fill_normal(out, generator), norm, ignore)
     work = torch.promote_types(w.dtype, torch.float32)
     draft = torch.empty(w.shape, dtype=work, device=w.device)
     fill_normal(draft, generator)
@@ -95,6 +102,8 @@ def draw_tensor(
 
 def dot64(a: torch.Tensor, b: torch.Tensor, *, piece: int | None = None) -> float:
     """``<a, b>`` in float64, ``piece`` entries at a time (no float64 copy of either)."""
+    if shards.is_dtensor(a):  # a sharded model's: reduced over the mesh
+        return shards.dot64(a, b)
     a, b = a.detach().reshape(-1), b.detach().reshape(-1)
     piece = _PIECE if piece is None else piece
     total = 0.0

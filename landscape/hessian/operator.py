@@ -160,6 +160,7 @@ class HessianOperator:
             raise TypeError(
                 f"objective must be a landscape Objective, got {type(objective).__name__}"
             )
+        objective.check_differentiable()  # a sharded model: refused before any work
         if isinstance(max_graph_bytes, bool) or not isinstance(max_graph_bytes, int):
             raise TypeError(f"max_graph_bytes must be an int, got {max_graph_bytes!r}")
         if max_graph_bytes < 0:

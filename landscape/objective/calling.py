@@ -24,6 +24,7 @@ from ..checks import check_choice
 from ..data import call_model, split_batch
 from ..options import PrecisionName, values
 from ..params import merge_tied
+from .sharded import call_at_base, not_differentiable
 
 BatchLoss = Callable[[nn.Module, Any], tuple[torch.Tensor, int]]
 State = Mapping[str, torch.Tensor]
@@ -236,7 +237,17 @@ class Calling:
             finally:
                 work.entered = False
 
+    def check_differentiable(self) -> None:
+        """Refuse, before any work, a model that ``functional_call`` cannot evaluate at
+        another state: a sharded one (FSDP2, tensor parallel; see
+        :mod:`landscape.objective.sharded`). Called by :meth:`batch_sums`, the Hessian and
+        the sharpness measures."""
+        if self.sharded:
+            raise ValueError(not_differentiable(self.sharded))
+
     def _call(self, state: State, batch: Any) -> Any:
+        if self.sharded:  # the model itself, at its own state, without gradients
+            return call_at_base(self, state, batch)
         if self.train_mode and self._extra_buffers:  # the model may write them: give it copies
             state = {**{n: b.clone() for n, b in self._extra_buffers.items()}, **state}
         with self._evaluating(), _attention_for_gradients(), _seeded(self.seed, self.device):
@@ -256,8 +267,10 @@ class Calling:
         ``state`` must be complete (see :meth:`full_state`); its tensors may require
         gradients (the Hessian and the sharpness measures differentiate these sums). The
         count is an int, or for the token losses a 0-dim tensor on the device (added up
-        without a sync; read it once at the end).
+        without a sync; read it once at the end). A sharded model is refused (see
+        :meth:`check_differentiable`).
         """
+        self.check_differentiable()
         if self.batch_loss is not None:
             loss_sum, count = self._call(state, batch)
             return {"loss": loss_sum}, int(count)

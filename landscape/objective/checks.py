@@ -14,6 +14,7 @@ from .. import distributed
 from .._finite import nonfinite_problem
 from ..data import split_batch
 from ..losses import LossReduction, MetricFn, declared_reduction, detect_reduction
+from ..shards import local
 from .calling import prediction, upcast
 from .points import vmap_unsupported
 
@@ -24,8 +25,9 @@ class Checks:
     def _check_finite(self) -> None:
         """Refuse NaN or inf in the base state or this rank's first batch (all ranks)."""
         batch = next(iter(self.data), None)
-        problem = nonfinite_problem(self.base_state, buffers=self._buffer_names, batch=batch)
-        if self.shard_data:
+        state = {n: local(t) for n, t in self.base_state.items()}  # a sharded model's pieces
+        problem = nonfinite_problem(state, buffers=self._buffer_names, batch=batch)
+        if self.shard_data or self.sharded:
             problem = next((p for p in distributed.all_gather_objects(problem) if p), None)
         if problem:
             raise ValueError(problem)

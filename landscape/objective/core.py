@@ -27,6 +27,7 @@ from .calling import BatchLoss, Calling, Precision, State
 from .checks import Checks
 from .layouts import check_layout, tensors_problem, unprefixed, unwrap
 from .points import Points
+from .sharded import check_options, is_base, not_at_base, points_in_place, reshard, sharded_layout
 from .workspace import Workspace
 
 
@@ -126,6 +127,9 @@ class Objective(Calling, Checks, Points):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
         model = unwrap(model)  # DDP: the module inside, not DDP's hooks
         check_layout(model)  # sharded layouts: refused before any work
+        self.sharded = sharded_layout(model)  # "FSDP2", "tensor parallel" or None
+        if self.sharded:
+            reshard(model)  # its own parameters (FSDP2's root keeps gathered ones)
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise TypeError(f"seed must be an int, got {type(seed).__name__}")
         if not 0 <= seed < 2**63:
@@ -182,6 +186,8 @@ class Objective(Calling, Checks, Points):
             )  # fmt: skip
         self.cache_data = self.data.cached
         self.shard_data = self.data.sharded
+        if self.sharded:
+            check_options(self)
         self.base_state: dict[str, torch.Tensor] = model_state(model, "states", copy=False)
         self._tied = tied_names(model)
         self._buffer_names = [n for n, _ in model.named_buffers() if n in self.base_state]
@@ -189,7 +195,9 @@ class Objective(Calling, Checks, Points):
         self._extra_buffers = {n: b for n, b in model.named_buffers() if n not in self.base_state}
         self._num_examples: int | None = None
         self._work = Workspace(model, self.train_mode)
-        self._work.vmap_ok = batch_loss is None
+        self._work.vmap_ok = batch_loss is None and not self.sharded
+        if self.sharded:
+            self._work.module = model  # evaluated in place, never copied
         self.allow_nonfinite = bool(allow_nonfinite)
         if not self.allow_nonfinite:
             self._check_finite()
@@ -209,7 +217,8 @@ class Objective(Calling, Checks, Points):
         architecture, as a state_dict or a model), cast to the model's devices and dtypes
         (tensors that need no cast are used as they are, not copied); names it lacks keep
         this objective's values. Nothing is deep-copied, moved or fingerprinted again, so
-        one Objective serves many checkpoints.
+        one Objective serves many checkpoints. A sharded model's Objective takes only the
+        model's own state (its ``state_dict()``, as a Tracker logs): it returns itself.
 
         Raises:
             ValueError: names the model lacks, or shapes that differ.
@@ -221,6 +230,11 @@ class Objective(Calling, Checks, Points):
             >>> objective.at(zero)()["loss"], objective.at(zero).data is objective.data
             (0.0, True)
         """
+        if self.sharded:  # only at the model's own state (a Tracker's model.state_dict())
+            own = unwrap(state).state_dict() if isinstance(state, nn.Module) else state
+            if not is_base(self, own):
+                raise ValueError(not_at_base(self.sharded))
+            return self
         if isinstance(state, nn.Module):
             state = unwrap(state)
             check_layout(state)
@@ -318,6 +332,12 @@ class Objective(Calling, Checks, Points):
                 read from the device (a sync on a GPU), for callers that evaluate many
                 times and read once. Token counts are then not checked for zero.
         """
+        if self.sharded:
+            if not is_base(self, state):
+                raise ValueError(not_at_base(self.sharded))
+            at = points_in_place(self, None, [], np.zeros((1, 0)), batches=batches,
+                                 on_device=on_device)  # fmt: skip
+            return {n: v[0] if on_device else float(v[0]) for n, v in at.items()}
         work = self._work
         work.ensure()
         work.bind(self.full_state(state))

@@ -1,11 +1,12 @@
 """Model layouts an :class:`~landscape.objective.Objective` refuses up front, and DDP unwrapping.
 
-The Objective evaluates a private module through ``torch.func.functional_call`` with the
-whole state on one device. Parameters split across ranks or devices break that silently:
-FSDP's pre-forward unshard puts its own parameters back (the checkpoint's value at a moved
-point), a tensor-parallel module mixes local shards and full tensors. Until such layouts
-are supported they are refused at construction, in one line naming the layout and the
-workaround: gather the full state dict and load it into an unsharded model.
+A model whose parameters are DTensors (FSDP2 ``fully_shard``, tensor parallel through
+``parallelize_module``), placed ``Shard(dim)`` or ``Replicate()`` on each mesh dimension,
+is evaluated in place (see :mod:`landscape.objective.sharded`). Refused at construction,
+in one line naming the layout and the workaround (gather the full state dict and load it
+into an unsharded model): other DTensor placements (``Partial``, strided shards),
+FSDP1's ``FullyShardedDataParallel`` (its hooks put their own parameters back), DeepSpeed
+ZeRO-3 partitioned parameters and a Hugging Face ``device_map`` over several devices.
 
 Example:
     >>> from torch import nn
@@ -27,52 +28,57 @@ from typing import Any
 import torch
 from torch import nn
 
-WORKAROUND = (
-    "; gather it into an unsharded model first: model.load_state_dict(torch.distributed."
+from ..shards import is_dtensor, placement_problem
+
+GATHER = (
+    "gather it into an unsharded model first: model.load_state_dict(torch.distributed."
     "checkpoint.state_dict.get_model_state_dict(sharded, options=StateDictOptions("
     "full_state_dict=True)))"
 )
+WORKAROUND = "; " + GATHER
 
 
-def _dtensor_type() -> type | None:
-    """DTensor, if torch.distributed.tensor is loaded (no DTensor exists before: importing
-    it costs about a second, so it is never imported here)."""
-    return getattr(sys.modules.get("torch.distributed.tensor"), "DTensor", None)
+def _fsdp1_type() -> type | None:
+    """FSDP1's module class, if loaded (never imported here: it costs about a second)."""
+    return getattr(sys.modules.get("torch.distributed.fsdp"), "FullyShardedDataParallel", None)
 
 
-def _fsdp_types() -> tuple[type, ...]:
-    """FSDP2's and FSDP1's module classes, among those loaded (see :func:`_dtensor_type`)."""
-    fsdp = sys.modules.get("torch.distributed.fsdp")
-    found = (getattr(fsdp, "FSDPModule", None), getattr(fsdp, "FullyShardedDataParallel", None))
-    return tuple(t for t in found if t is not None)
+def _zero3_problem(name: str, t: torch.Tensor) -> str | None:
+    if hasattr(t, "ds_id") or hasattr(t, "ds_numel"):
+        return (
+            f"expected plain tensors, got {name!r} as a DeepSpeed ZeRO-3 partitioned "
+            "parameter; ZeRO-3 models are not supported yet; gather it into an unsharded "
+            "model first (DeepSpeed's zero_to_fp32 state dict, loaded with "
+            "model.load_state_dict)"
+        )
+    return None
 
 
 def tensors_problem(named: Iterable[tuple[str, torch.Tensor]]) -> str | None:
-    """A line naming the first sharded tensor (DTensor, DeepSpeed ZeRO-3 placeholder), or None."""
-    dtensor = _dtensor_type()
+    """A line naming the first sharded tensor (DTensor, DeepSpeed ZeRO-3 placeholder) of a
+    state given to :meth:`~landscape.objective.Objective.at`, or None."""
     for name, t in named:
-        if dtensor is not None and isinstance(t, dtensor):
+        if is_dtensor(t):
             placements = ", ".join(type(p).__name__ for p in getattr(t, "placements", ()))
             return (
                 f"expected plain tensors, got {name!r} as a DTensor ({placements}: FSDP2 "
-                "fully_shard or tensor parallel); sharded models are not supported yet" + WORKAROUND
+                "fully_shard or tensor parallel); a sharded state cannot be loaded with "
+                ".at() yet: evaluate the sharded model itself (Objective(sharded, data))"
+                + WORKAROUND
             )
-        if hasattr(t, "ds_id") or hasattr(t, "ds_numel"):
-            return (
-                f"expected plain tensors, got {name!r} as a DeepSpeed ZeRO-3 partitioned "
-                "parameter; ZeRO-3 models are not supported yet; gather it into an unsharded "
-                "model first (DeepSpeed's zero_to_fp32 state dict, loaded with "
-                "model.load_state_dict)"
-            )
+        problem = _zero3_problem(name, t)
+        if problem:
+            return problem
     return None
 
 
 def layout_problem(model: nn.Module) -> str | None:
     """A line naming a layout the Objective cannot evaluate exactly, or None.
 
-    Refused: parameters or buffers that are DTensors (FSDP2, tensor/sequence parallel),
-    modules wrapped by FSDP (hooks that put their own parameters back), DeepSpeed ZeRO-3
-    partitioned parameters, and a Hugging Face ``hf_device_map`` over several devices.
+    Refused: DTensors placed other than ``Shard(dim)``/``Replicate()``, modules wrapped by
+    FSDP1 (hooks that put their own parameters back), DeepSpeed ZeRO-3 partitioned
+    parameters, and a Hugging Face ``hf_device_map`` over several devices. FSDP2 and
+    tensor-parallel models pass (evaluated in place, :mod:`landscape.objective.sharded`).
     """
     device_map = getattr(model, "hf_device_map", None)
     if isinstance(device_map, Mapping):
@@ -84,15 +90,19 @@ def layout_problem(model: nn.Module) -> str | None:
                 "not supported yet; load the model on one device (device_map=None, or "
                 "a single device)"
             )
-    fsdp = _fsdp_types()
+    fsdp1 = _fsdp1_type()
     for name, module in model.named_modules():
-        if fsdp and isinstance(module, fsdp):
+        if fsdp1 is not None and isinstance(module, fsdp1):
             return (
-                f"expected a model without FSDP, got {name or 'the model'!r} wrapped by "
+                f"expected a model without FSDP1, got {name or 'the model'!r} wrapped by "
                 f"{type(module).__name__} (its hooks put their own parameters back); "
-                "sharded models are not supported yet" + WORKAROUND
+                "FSDP1 models are not supported (FSDP2's fully_shard is)" + WORKAROUND
             )
-    return tensors_problem([*model.named_parameters(), *model.named_buffers()])
+    for name, t in [*model.named_parameters(), *model.named_buffers()]:
+        problem = placement_problem(name, t) if is_dtensor(t) else _zero3_problem(name, t)
+        if problem:
+            return problem
+    return None
 
 
 def check_layout(model: nn.Module) -> None:

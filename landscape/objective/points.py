@@ -20,6 +20,7 @@ from ..checks import check_state
 from ..data import split_batch
 from ..params import end_index, merge_tied
 from .calling import State, _functional_call
+from .sharded import points_in_place
 from .workspace import PointPlan
 
 # Largest K the automatic choice makes; beyond it launches are already large.
@@ -169,8 +170,8 @@ class Points:
         The automatic choice on CUDA runs one forward pass on the first batch to measure
         its activation memory (it resets the device's peak-memory statistics).
         """
-        if self.points_per_pass is not None:
-            return self.points_per_pass
+        if self.points_per_pass is not None or self.sharded:
+            return 1 if self.sharded else self.points_per_pass
         work = self._work
         if work.auto_points is None:
             if not work.vmap_ok or self.device.type != "cuda":
@@ -309,6 +310,9 @@ class Points:
                 its end minus the base.
         """
         coords = np.asarray(coords, dtype=np.float64).reshape(len(coords), len(directions))
+        if self.sharded and len(coords):  # written into the model's own shards
+            return points_in_place(self, base, list(directions), coords, ends=ends,
+                                   on_device=on_device)  # fmt: skip
         if len(coords) == 0:
             empty = torch.empty(0, dtype=torch.float64, device=self.device)
             return {name: empty if on_device else np.empty(0) for name in self.names}

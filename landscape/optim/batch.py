@@ -26,6 +26,7 @@ __all__ = ["batch_sharpness", "gradient_alignment", "loss_gradient"]
 
 
 def _leaves(objective: Objective, state, params: ParamSelection):
+    objective.check_differentiable()  # a sharded model: refused before any work
     point = objective.full_state(state)
     names = select_params(objective.model, params)
     leaves = {n: point[n].detach().clone().requires_grad_(True) for n in names}

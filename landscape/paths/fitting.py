@@ -60,6 +60,7 @@ def fit_curve(
             checkpoints that do not fit the model.
     """
     _check_kind(kind)
+    objective.check_differentiable()  # a sharded model: refused before any work
     if optimizer not in ("adam", "sgd"):
         raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
     if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 0:

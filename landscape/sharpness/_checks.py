@@ -14,9 +14,11 @@ from ..objective import Objective
 
 
 def check_objective(objective: Any) -> None:
-    """Raise ``TypeError`` unless ``objective`` is a landscape Objective."""
+    """Raise ``TypeError`` unless ``objective`` is a landscape Objective, ``ValueError`` for
+    one of a sharded model (before any work: see ``Objective.check_differentiable``)."""
     if not isinstance(objective, Objective):
         raise TypeError(f"expected a landscape Objective, got {type(objective).__name__}")
+    objective.check_differentiable()
 
 
 def check_positive(name: str, value: Any) -> float:

@@ -213,6 +213,11 @@ def _compute(
 ) -> Surface:
     """The surface of checked arguments (see :func:`compute_surface`)."""
     names = objective.names + (("convexity",) if convexity else ())
+    if convexity:
+        objective.check_differentiable()  # its Hessian: a sharded model refused before any work
+    if objective.sharded and path is not None:
+        raise ValueError(f"expected path=None with a model sharded by {objective.sharded} "
+                         "(its file would store the directions whole), got a path")  # fmt: skip
     base = objective.base_state
     selected = select_params(objective.model, params, "states")
     # an end that came with an interpolation direction applies where the line starts here
@@ -259,8 +264,10 @@ def _compute(
     pending = np.flatnonzero(~computed.reshape(-1))
     chunk = k * max(1, -(-MIN_CHUNK // k))
     world = distributed.world_size()
-    mine = distributed.shard_chunks(pending.tolist(), chunk)
-    num_rounds = -(-len(pending) // (chunk * world))
+    # a sharded model's forward is collective: every rank evaluates every point
+    dealt, me = (1, 0) if objective.sharded else (world, None)
+    mine = distributed.shard_chunks(pending.tolist(), chunk, world=dealt, rank_=me)
+    num_rounds = -(-len(pending) // (chunk * dealt))
     try:
         buffered: list[int] = []
         last_write = time.monotonic()
@@ -272,7 +279,11 @@ def _compute(
                 if flats
                 else None
             )
-            gathered = distributed.gather_objects((flats, result))
+            gathered: list[Any] = (
+                [(flats, result)]  # a sharded model's: rank 0 holds them all
+                if objective.sharded
+                else distributed.gather_objects((flats, result))
+            )
             if not leader:
                 continue
             for rank_flats, rank_result in gathered:

@@ -15,7 +15,8 @@ from .._fingerprint import classes_sha256, model_probe
 from .._provenance import model_sha256
 from ..directions import Directions
 from ..objective import Objective
-from ..params import selection_attr, state_sha256
+from ..params import selection_attr
+from ..shards import state_sha256  # a sharded model's: its pieces, every rank's
 
 
 def check_direction(direction: Mapping[str, torch.Tensor], base: Mapping[str, torch.Tensor]):

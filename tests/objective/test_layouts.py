@@ -2,11 +2,12 @@
 Tracker's file written by rank 0 alone.
 
 DTensor and FSDP2 cases run on a one-rank gloo group inside this process (destroyed after
-each test); the two-rank cases, where today's values would be wrong, are in
-tests/test_distributed.py.
+each test); the two-rank cases are in tests/objective/test_sharded.py.
 """
 
 from __future__ import annotations
+
+import copy
 
 import pytest
 import torch
@@ -36,29 +37,33 @@ def one_rank(tmp_path):
         dist.destroy_process_group()
 
 
-def test_fsdp2_model_refused_at_construction(one_rank):
+def test_fsdp2_model_evaluated_in_place_and_batch_sums_refused(one_rank):
     from torch.distributed.fsdp import fully_shard
 
+    torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    expected = Objective(copy.deepcopy(model), DATA)()
     fully_shard(model, mesh=one_rank)
-    with pytest.raises(ValueError, match=r"FSDP.*full_state_dict=True"):
-        Objective(model, DATA)
+    objective = Objective(model, DATA)
+    assert objective() == expected
+    with pytest.raises(ValueError, match=r"sharded by FSDP2.*full_state_dict=True"):
+        objective.batch_sums(objective.base_state, next(objective.batches()))
 
 
-def test_dtensor_parameters_and_states_refused(one_rank):
-    from torch.distributed.tensor import Replicate, distribute_tensor
+def test_dtensor_placements_other_than_shard_or_replicate_refused(one_rank):
+    from torch.distributed.tensor import DTensor, Partial, Replicate, distribute_tensor
 
     model = nn.Linear(3, 2)
     plain = Objective(nn.Linear(3, 2), DATA)
-    model.weight = nn.Parameter(distribute_tensor(model.weight.detach(), one_rank, [Replicate()]))
-    with pytest.raises(
-        ValueError, match=r"'weight' as a DTensor \(Replicate.*get_model_state_dict"
-    ):
-        Objective(model, DATA)
+    weight = model.weight.detach()
+    model.weight = nn.Parameter(distribute_tensor(weight, one_rank, [Replicate()]))
     with pytest.raises(ValueError, match="DTensor"):  # a sharded checkpoint for .at()
         plain.at(model.state_dict())
     with pytest.raises(ValueError, match="DTensor"):
         plain.at(model)
+    model.weight = nn.Parameter(DTensor.from_local(weight, one_rank, [Partial()]))
+    with pytest.raises(ValueError, match=r"'weight' placed Partial.*get_model_state_dict"):
+        Objective(model, DATA)
 
 
 def test_zero3_and_device_map_refused():
