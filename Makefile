@@ -28,12 +28,13 @@ demo-check: demo
 readme-table: $(VENV)/.installed
 	$(VENV)/bin/landscape demo --out figures --readme README.md
 
+# One pytest worker per core (at most 4): the suite's 6-minute budget is for 2 cores.
 test: $(VENV)/.installed lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --maxprocesses 4
 
 # The edit loop: the suite without the tests marked slow (make test runs them all).
 test-fast: $(VENV)/.installed
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n auto --maxprocesses 4 -m "not slow"
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check landscape tests examples benchmarks docs

@@ -1,9 +1,14 @@
 """Shared fixtures of the tests. References and builders are plain functions in ``_shared.py``.
 
-Nothing is computed at import; matplotlib is imported only by the tests that draw.
+Nothing is computed at import; matplotlib is imported only by the tests that draw. Under
+pytest-xdist (``make test`` runs ``-n auto``) each worker gets its share of the cores, for
+torch and for the interpreters the tests start, and the slow tests are dealt first so that
+none of them is left running alone at the end.
 """
 
 from __future__ import annotations
+
+import os
 
 import pytest
 from _shared import NO_DEMO_EXTRA, has_demo_extra, loads_digits
@@ -16,8 +21,20 @@ def _needs_demo_extra(item: pytest.Item) -> bool:
     return test is not None and any(loads_digits(example.source) for example in test.examples)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # the interpreters that tests start
+        torch.set_num_threads(threads)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``demo`` and doctests that load the digits skip without scikit-learn."""
+    """The slow tests first (a stable sort); tests marked ``demo`` and doctests that load
+    the digits skip without scikit-learn."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
     if has_demo_extra():
         return
     skip = pytest.mark.skip(reason=NO_DEMO_EXTRA)

@@ -92,6 +92,8 @@ def _objective(model: nn.Module, **options) -> Objective:
 
 
 EVAL_ONLY = ("fisher_rao", "relative_flatness")
+#: Tiny budgets: these calls check plumbing (the model left as it was), not values.
+PLUMBING_BUDGETS = dict(max_hvps=20, num_probes=4, num_ascent_steps=2)
 CALLS = {
     "objective": lambda m: _objective(m)(),
     "surface": lambda m: compute_surface(
@@ -114,6 +116,7 @@ CALLS = {
         _objective(m),
         [n for n in MEASURES if n not in EVAL_ONLY],
         num_samples=2,
+        **PLUMBING_BUDGETS,
         optimizer=torch.optim.SGD(m.parameters(), lr=0.1),  # for preconditioned_sharpness
         progress=False,
     ),  # fmt: skip
@@ -121,6 +124,7 @@ CALLS = {
         Objective(m, _data(), batch_size=4),
         list(MEASURES),
         num_samples=2,
+        **PLUMBING_BUDGETS,
         progress=False,
         optimizer=torch.optim.SGD(m.parameters(), lr=0.1),
     ),  # fmt: skip
