@@ -15,11 +15,9 @@ from ..limits import MAX_DRAWS, check_limit
 from ..results import format_estimate
 from ._common import (
     UserError,
-    _check_checkpoint,
     _check_out,
     _checkpoint_objective,
     _data,
-    _device,
     _holding_out,
     _loss_options,
     _measure_settings,
@@ -32,6 +30,7 @@ from ._common import (
     resolve_callable,
 )
 from ._resume import command_identity, groups_to_compute
+from .compare import cmd_compare  # noqa: F401  (found here by the parser's _command)
 
 
 def cmd_surface(args: argparse.Namespace) -> None:
@@ -221,34 +220,6 @@ def cmd_sharpness(args: argparse.Namespace) -> None:
     for name, result in results.items():
         _print(f"{name:<22} {format_estimate(result.value, result.stderr)}")
     _warn_nonfinite("sharpness", {name: result.value for name, result in results.items()})
-
-
-def cmd_compare(args: argparse.Namespace) -> None:
-    from ..compare import DEFAULT_MEASURES, compare_checkpoints, plot_comparison, write_tables
-    from ..surface import parse_range
-
-    build = resolve_callable(args.model, demo_module.BUILTIN_MODELS, "--model")
-    for checkpoint in args.checkpoints:
-        _check_checkpoint(checkpoint)
-    labels = [os.path.splitext(os.path.basename(c))[0] for c in args.checkpoints]
-    if len(set(labels)) != len(labels):
-        labels = list(args.checkpoints)
-    x = parse_range(args.x).tolist()
-    os.makedirs(args.out, exist_ok=True)
-    _check_out(args, os.path.join(args.out, "compare.h5"))
-    comparison = compare_checkpoints(
-        build().to(_device(args.device)), dict(zip(labels, args.checkpoints, strict=True)),
-        _data(args.data), test_data=_data(args.test_data) if args.test_data else None,
-        measures=args.metric or DEFAULT_MEASURES, line=x, num_directions=args.num_directions,
-        plane=None if args.y is None else (x, parse_range(args.y).tolist()), seed=args.seed,
-        **_loss_options(args), batch_size=args.batch_size,
-        path=os.path.join(args.out, "compare.h5"), overwrite=args.overwrite,
-        progress=not args.quiet, allow_nonfinite=args.allow_nonfinite,
-        **_measure_settings(args),
-    )  # fmt: skip
-    write_tables(comparison, args.out)
-    plot_comparison(comparison, args.out)
-    print(comparison.to_markdown())
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
