@@ -159,22 +159,29 @@ def cmd_hessian(args: argparse.Namespace) -> None:
     dtype = torch.float64 if args.float64 else None
     common = dict(seed=args.seed, dtype=dtype, progress=not args.quiet, params=args.params)
     eigen = extremes = trace = density = blocks = None
+
+    def save(**part: Any) -> None:  # each result as it comes: a kill loses the job in flight
+        if distributed.rank() == 0:
+            hessian.save_hessian(path=args.out, overwrite=args.overwrite, attrs=_recorded(args),
+                                 **part)  # fmt: skip
+
     if "eigen" in todo:
         eigen = hessian.hessian_eigenpairs(
             objective, k=args.num_eigenpairs, which=args.which, **common
         )
+        save(eigen=eigen)
     if "extremes" in todo:
         extremes = hessian.extreme_eigenvalues(objective, **common)
+        save(extremes=extremes)
     if "trace" in todo:
         trace = hessian.hessian_trace(objective, num_probes=args.num_probes, **common)
+        save(trace=trace)
     if "density" in todo:
         density = hessian.spectral_density(objective, num_probes=args.density_probes, **common)
+        save(density=density)
     if "blocks" in todo:
         blocks = hessian.block_curvature(objective, num_probes=args.num_probes, **common)
-    if distributed.rank() == 0:
-        hessian.save_hessian(path=args.out, eigen=eigen, trace=trace, density=density,
-                             extremes=extremes, blocks=blocks, overwrite=args.overwrite,
-                             attrs=_recorded(args))  # fmt: skip
+        save(blocks=blocks)
     if eigen is not None:
         values = ", ".join(f"{v:.6g}" for v in eigen.eigenvalues)
         _print(f"eigenvalues ({args.which}): {values}  [max residual {eigen.residuals.max():.2g}]")
@@ -206,17 +213,23 @@ def _recorded(args: argparse.Namespace) -> dict[str, str]:
 def cmd_sharpness(args: argparse.Namespace) -> None:
     from ..compare import DEFAULT_MEASURES
     from ..sharpness import save_sharpness, sharpness
+    from ..sharpness.registry import route_settings
 
     names = args.metric or list(DEFAULT_MEASURES)
     todo = groups_to_compute(args, args.out, [f"sharpness/{name}" for name in names])
     if not todo:
         return
     names = [name.removeprefix("sharpness/") for name in todo]
+    # every name and setting checked before any work, then one measure at a time, each
+    # saved as it comes: a kill loses at most the measure in flight
+    routed = route_settings(names, {"seed": args.seed, **_measure_settings(args)})
     objective = _objective(args)
-    results = sharpness(objective, names, seed=args.seed, progress=not args.quiet,
-                        **_measure_settings(args))  # fmt: skip
-    if distributed.rank() == 0:
-        save_sharpness(results, args.out, overwrite=args.overwrite, attrs=_recorded(args))
+    results = {}
+    for name, options in routed.items():
+        results[name] = sharpness(objective, [name], progress=not args.quiet, **options)[name]
+        if distributed.rank() == 0:
+            save_sharpness(results[name], args.out, overwrite=args.overwrite,
+                           attrs=_recorded(args))  # fmt: skip
     for name, result in results.items():
         _print(f"{name:<22} {format_estimate(result.value, result.stderr)}")
     _warn_nonfinite("sharpness", {name: result.value for name, result in results.items()})
