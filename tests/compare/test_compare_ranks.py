@@ -60,7 +60,7 @@ def one_thread():
     torch.set_num_threads(saved)
 
 
-@pytest.mark.slow  # torchrun with two ranks and a one-process run: about 40 s on 2 busy cores
+@pytest.mark.slow  # torchrun with two ranks and a one-process run: 16 s (40 s on a loaded machine)
 def test_compare_on_two_ranks_writes_the_one_process_file(project, one_thread):
     extra = ("--barriers", "--align", "weights", "--barrier-points", "3")
     assert main(compare_args(project, project / "single", *extra)) == 0
@@ -97,7 +97,7 @@ def loss(outputs, targets):
 """
 
 
-@pytest.mark.slow  # torchrun with two ranks: about 20 s on 2 busy cores (mostly start-up)
+@pytest.mark.slow  # torchrun with two ranks: 7 s (20 s on a loaded machine), mostly start-up
 def test_an_error_on_rank_1_is_printed_with_its_rank(project):
     (project / "failing.py").write_text(LOSS)
     loss = ["--loss", f"{project}/failing.py:loss", "--loss-reduction", "sum"]
