@@ -252,9 +252,7 @@ def compare_checkpoints(
         matrix = None
         if barriers:
             wanted = {"align": align, "repair": repair, "num_points": barrier_points, "seed": seed}
-            matrix = distributed.on_leader(
-                lambda: _barriers(objective, states, path, wanted, by_itself)
-            )
+            matrix = _barriers(objective, states, path, wanted, dealt=world > 1)
     ordered = [(label, found[label]) for label in states]
     return Comparison(
         {label: f[1] for label, f in ordered}, {label: f[2] for label, f in ordered},
@@ -269,31 +267,55 @@ def _barriers(
     states: Mapping[str, Any],
     path: str | os.PathLike | None,
     settings: dict[str, Any],
-    by_itself: Any,
+    *,
+    dealt: bool,
 ) -> BarrierMatrix:
-    """The pairwise barrier matrix (rank 0): read back from ``path`` when it holds one of
-    these checkpoints and ``settings`` (align, repair, num_points, seed), else computed
-    and written."""
-    if path is not None:
-        stored = read_compare_barriers(path)
-        if stored is not None:
-            arrays, attrs = stored
-            if list(attrs["labels"]) == list(states) and all(
-                same_attr(attrs.get(k), v) for k, v in settings.items()
-            ):
-                return BarrierMatrix(list(states), arrays["before"], arrays.get("after"),
-                                     {k: attrs.get(k) for k in settings})  # fmt: skip
-    with by_itself():
-        matrix = barrier_matrix(objective, states, align=settings["align"],
-                                repair=settings["repair"], t=settings["num_points"],
-                                seed=settings["seed"])  # fmt: skip
-    if path is not None:
-        arrays = {
-            "before": matrix.before,
-            **({} if matrix.after is None else {"after": matrix.after}),
-        }
+    """The pairwise barrier matrix: read back from ``path`` when it holds one of these
+    checkpoints and ``settings`` (align, repair, num_points, seed), else computed (by rank
+    0 alone where the checkpoints are dealt; by every rank together for a sharded
+    objective) and written by rank 0."""
+    stored = (
+        None if path is None else distributed.on_leader(lambda: _stored(path, states, settings))
+    )
+    if stored is not None:
+        return stored
+
+    def compute() -> BarrierMatrix:
+        return barrier_matrix(objective, states, align=settings["align"],
+                              repair=settings["repair"], t=settings["num_points"],
+                              seed=settings["seed"])  # fmt: skip
+
+    if dealt:
+
+        def alone() -> BarrierMatrix:
+            with distributed.alone():
+                return compute()
+
+        matrix = distributed.on_leader(alone)
+    else:
+        matrix = compute()
+    if path is not None and distributed.rank() == 0:
+        arrays = {"before": matrix.before}
+        if matrix.after is not None:
+            arrays["after"] = matrix.after
         write_compare_barriers(path, arrays, {"labels": list(states), **matrix.settings})
     return matrix
+
+
+def _stored(
+    path: str | os.PathLike, states: Mapping[str, Any], settings: dict[str, Any]
+) -> BarrierMatrix | None:
+    """The file's barrier matrix if it was made for these labels and settings."""
+    stored = read_compare_barriers(path)
+    if stored is None:
+        return None
+    arrays, attrs = stored
+    if list(attrs["labels"]) != list(states):
+        return None
+    if not all(same_attr(attrs.get(k), v) for k, v in settings.items()):
+        return None
+    return BarrierMatrix(list(states), arrays["before"], arrays.get("after"),
+                         {k: attrs.get(k) for k in settings})  # fmt: skip
 
 
 # (checkpoint_sha256, evaluation, measures, line, plane or None) of one checkpoint
