@@ -11,8 +11,11 @@ group (``gloo`` on CPU, ``nccl`` on CUDA) and returns this rank's device
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
-from collections.abc import Sequence
+import pickle
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import torch
@@ -30,7 +33,13 @@ __all__ = [
     "gather_objects",
     "all_gather_objects",
     "all_reduce_sum",
+    "alone",
+    "on_leader",
+    "share_errors",
 ]
+
+# inside alone(): this rank works by itself, as rank 0 of 1
+_ALONE: contextvars.ContextVar[bool] = contextvars.ContextVar("landscape_alone", default=False)
 
 
 def is_distributed() -> bool:
@@ -40,12 +49,30 @@ def is_distributed() -> bool:
 
 def rank() -> int:
     """This process's rank, 0 without a process group."""
-    return dist.get_rank() if is_distributed() else 0
+    return dist.get_rank() if is_distributed() and not _ALONE.get() else 0
 
 
 def world_size() -> int:
-    """The number of ranks, 1 without a process group."""
-    return dist.get_world_size() if is_distributed() else 1
+    """The number of ranks, 1 without a process group (or inside :func:`alone`)."""
+    return dist.get_world_size() if is_distributed() and not _ALONE.get() else 1
+
+
+@contextlib.contextmanager
+def alone() -> Iterator[None]:
+    """Within the block this rank works by itself: :func:`rank` is 0 and :func:`world_size`
+    1, so the helpers here make no collective call (work dealt whole to one rank, such as
+    one checkpoint of a comparison, is computed as one process computes it).
+
+    Example:
+        >>> with alone():
+        ...     (rank(), world_size())
+        (0, 1)
+    """
+    token = _ALONE.set(True)
+    try:
+        yield
+    finally:
+        _ALONE.reset(token)
 
 
 def init_from_env(backend: str | None = None) -> torch.device:
@@ -133,3 +160,57 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     if world_size() > 1:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
+
+
+def _sendable(err: BaseException) -> BaseException:
+    """``err`` if it survives pickling (as a broadcast sends it), else a RuntimeError with
+    its message."""
+    try:
+        pickle.loads(pickle.dumps(err))
+        return err
+    except Exception:  # an exception type that cannot be rebuilt from its args
+        return RuntimeError(str(err))
+
+
+def share_errors(error: BaseException | None) -> None:
+    """Raise, on every rank, the error of the first rank that had one (collective).
+
+    Every rank calls it with its own outcome (``None``: no error). The raised exception
+    carries ``landscape_rank``, the rank it came from, so that a front end reports it once
+    (on rank 0) and names that rank. Without a process group, ``error`` is raised as it is.
+
+    Raises:
+        Exception: the first rank's error (by rank), on every rank.
+    """
+    found = all_gather_objects(None if error is None else _sendable(error))
+    for source, err in enumerate(found):
+        if err is not None:
+            if source == rank() and error is not None:
+                err = error  # the original, with its traceback
+            if world_size() > 1:
+                err.landscape_rank = source
+            raise err
+
+
+def on_leader(fn: Callable[[], T]) -> T:
+    """``fn()`` run on rank 0 alone; its result (picklable), or its error, on every rank.
+
+    Example:
+        >>> on_leader(lambda: 3)
+        3
+    """
+    outcome: Any = None
+    error: BaseException | None = None
+    if rank() == 0:
+        try:
+            outcome = fn()
+        except Exception as err:  # sent to every rank, raised there below
+            error = err
+    shared = broadcast_object((outcome, None if error is None else _sendable(error)))
+    if rank() != 0:  # rank 0 keeps its own (an error with its traceback)
+        outcome, error = shared
+    if error is not None:
+        if world_size() > 1:
+            error.landscape_rank = 0  # type: ignore[attr-defined]
+        raise error
+    return outcome

@@ -89,6 +89,12 @@ def _rank() -> int:
     return distributed.rank() if distributed is not None else 0
 
 
+def _where(rank: int) -> str:
+    """`` on rank N`` under torchrun (more than one rank), else nothing."""
+    distributed = sys.modules.get("landscape.distributed")
+    return f" on rank {rank}" if distributed is not None and distributed.world_size() > 1 else ""
+
+
 def _is_user_error(err: Exception) -> bool:
     expected: tuple[type[Exception], ...] = (ValueError, TypeError, KeyError, OSError, RuntimeError)
     common = sys.modules.get(f"{__name__}._common")  # not imported: no UserError was raised
@@ -156,13 +162,20 @@ def _run(argv: Sequence[str], *, starting: bool) -> int:
             print(_interrupted_line(args.command), file=sys.stderr)
         return 130
     except Exception as err:  # one line for the user; --debug shows the traceback
-        if debug:
-            traceback.print_exc()
-        elif _rank() == 0:
-            internal = not _is_user_error(err)
-            hint = " (an internal error: rerun with --debug for the traceback)" if internal else ""
-            print(f"landscape {args.command}: error: {_message(err, args)}{hint}",
-                  file=sys.stderr)  # fmt: skip
+        # printed by the rank that had it (an error shared with every rank, once: torchrun
+        # may stop the others before they print); under torchrun the line names the rank
+        source = getattr(err, "landscape_rank", None)
+        if source is None or source == _rank():
+            if debug:
+                traceback.print_exc()
+            else:
+                internal = not _is_user_error(err)
+                hint = (
+                    " (an internal error: rerun with --debug for the traceback)" if internal else ""
+                )
+                where = _where(_rank() if source is None else source)
+                print(f"landscape {args.command}: error{where}: {_message(err, args)}{hint}",
+                      file=sys.stderr)  # fmt: skip
         return getattr(err, "exit_status", 2)  # 1 for a full disk: not the user's mistake
     finally:
         if launched:

@@ -15,11 +15,9 @@ from ..limits import MAX_DRAWS, check_limit
 from ..results import format_estimate
 from ._common import (
     UserError,
-    _check_checkpoint,
     _check_out,
     _checkpoint_objective,
     _data,
-    _device,
     _holding_out,
     _loss_options,
     _measure_settings,
@@ -32,6 +30,7 @@ from ._common import (
     resolve_callable,
 )
 from ._resume import command_identity, groups_to_compute
+from .compare import cmd_compare  # noqa: F401  (found here by the parser's _command)
 
 
 def cmd_surface(args: argparse.Namespace) -> None:
@@ -166,20 +165,27 @@ def cmd_hessian(args: argparse.Namespace) -> None:
         _print(f"Hessian-vector products: {source.hvp} (relative error {source.hvp_error})")
     one = dict(common, dtype=None, params=None) if source is not objective else common
     eigen = extremes = trace = density = blocks = None
+
+    def save(**part: Any) -> None:  # each result as it comes: a kill loses the job in flight
+        if distributed.rank() == 0:
+            hessian.save_hessian(path=args.out, overwrite=args.overwrite, attrs=_recorded(args),
+                                 **part)  # fmt: skip
+
     if "eigen" in todo:
         eigen = hessian.hessian_eigenpairs(source, k=args.num_eigenpairs, which=args.which, **one)
+        save(eigen=eigen)
     if "extremes" in todo:
         extremes = hessian.extreme_eigenvalues(source, **one)
+        save(extremes=extremes)
     if "trace" in todo:
         trace = hessian.hessian_trace(source, num_probes=args.num_probes, **one)
+        save(trace=trace)
     if "density" in todo:
         density = hessian.spectral_density(source, num_probes=args.density_probes, **one)
+        save(density=density)
     if "blocks" in todo:
         blocks = hessian.block_curvature(objective, num_probes=args.num_probes, **common)
-    if distributed.rank() == 0:
-        hessian.save_hessian(path=args.out, eigen=eigen, trace=trace, density=density,
-                             extremes=extremes, blocks=blocks, overwrite=args.overwrite,
-                             attrs=_recorded(args))  # fmt: skip
+        save(blocks=blocks)
     if eigen is not None:
         values = ", ".join(f"{v:.6g}" for v in eigen.eigenvalues)
         _print(f"eigenvalues ({args.which}): {values}  [max residual {eigen.residuals.max():.2g}]")
@@ -211,48 +217,26 @@ def _recorded(args: argparse.Namespace) -> dict[str, str]:
 def cmd_sharpness(args: argparse.Namespace) -> None:
     from ..compare import DEFAULT_MEASURES
     from ..sharpness import save_sharpness, sharpness
+    from ..sharpness.registry import route_settings
 
     names = args.metric or list(DEFAULT_MEASURES)
     todo = groups_to_compute(args, args.out, [f"sharpness/{name}" for name in names])
     if not todo:
         return
     names = [name.removeprefix("sharpness/") for name in todo]
+    # every name and setting checked before any work, then one measure at a time, each
+    # saved as it comes: a kill loses at most the measure in flight
+    routed = route_settings(names, {"seed": args.seed, **_measure_settings(args)})
     objective = _objective(args)
-    results = sharpness(objective, names, seed=args.seed, progress=not args.quiet,
-                        **_measure_settings(args))  # fmt: skip
-    if distributed.rank() == 0:
-        save_sharpness(results, args.out, overwrite=args.overwrite, attrs=_recorded(args))
+    results = {}
+    for name, options in routed.items():
+        results[name] = sharpness(objective, [name], progress=not args.quiet, **options)[name]
+        if distributed.rank() == 0:
+            save_sharpness(results[name], args.out, overwrite=args.overwrite,
+                           attrs=_recorded(args))  # fmt: skip
     for name, result in results.items():
         _print(f"{name:<22} {format_estimate(result.value, result.stderr)}")
     _warn_nonfinite("sharpness", {name: result.value for name, result in results.items()})
-
-
-def cmd_compare(args: argparse.Namespace) -> None:
-    from ..compare import DEFAULT_MEASURES, compare_checkpoints, plot_comparison, write_tables
-    from ..surface import parse_range
-
-    build = resolve_callable(args.model, demo_module.BUILTIN_MODELS, "--model")
-    for checkpoint in args.checkpoints:
-        _check_checkpoint(checkpoint)
-    labels = [os.path.splitext(os.path.basename(c))[0] for c in args.checkpoints]
-    if len(set(labels)) != len(labels):
-        labels = list(args.checkpoints)
-    x = parse_range(args.x).tolist()
-    os.makedirs(args.out, exist_ok=True)
-    _check_out(args, os.path.join(args.out, "compare.h5"))
-    comparison = compare_checkpoints(
-        build().to(_device(args.device)), dict(zip(labels, args.checkpoints, strict=True)),
-        _data(args.data), test_data=_data(args.test_data) if args.test_data else None,
-        measures=args.metric or DEFAULT_MEASURES, line=x, num_directions=args.num_directions,
-        plane=None if args.y is None else (x, parse_range(args.y).tolist()), seed=args.seed,
-        **_loss_options(args), batch_size=args.batch_size,
-        path=os.path.join(args.out, "compare.h5"), overwrite=args.overwrite,
-        progress=not args.quiet, allow_nonfinite=args.allow_nonfinite,
-        **_measure_settings(args),
-    )  # fmt: skip
-    write_tables(comparison, args.out)
-    plot_comparison(comparison, args.out)
-    print(comparison.to_markdown())
 
 
 def cmd_demo(args: argparse.Namespace) -> None:

@@ -217,6 +217,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--x", default="-1:1:21", help="START:STOP:NUM of the lines")
     p.add_argument("--y", default=None, help="START:STOP:NUM: also a plane (x by y)")
     p.add_argument("--num-directions", type=_count, default=3, help="direction seeds per line")
+    p.add_argument("--barriers", action="store_true",
+                   help="also the loss barrier between every pair of checkpoints, stored in "
+                   "/barriers and drawn as compare_barriers.png")  # fmt: skip
+    p.add_argument("--align", choices=values(options.AlignMethod), default=None,
+                   help="the barriers also after permuting each pair into one frame "
+                   "(implies --barriers)")  # fmt: skip
+    p.add_argument("--repair", choices=values(options.Repair), default=None,
+                   help="at every point of the barriers' lines: reset_bn or REPAIR's "
+                   "rescaling (implies --barriers)")  # fmt: skip
+    p.add_argument("--barrier-points", type=_count, default=11,
+                   help="points along each line between two checkpoints")  # fmt: skip
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=_command("compare"))
 

@@ -2,11 +2,17 @@
 
 Example (needs ``pip install landscape[hf]``)::
 
-    tracker = landscape.Tracker(batches, path="run.h5", every=50, loss="causal_lm")
-    trainer = Trainer(model, args, train_dataset=train, callbacks=[TrackerCallback(tracker)])
+    callback = TrackerCallback(data=batches, path="run.h5", every=50, loss="causal_lm",
+                               measures=["loss", "preconditioned_sharpness"])
+    trainer = Trainer(model, args, train_dataset=train, callbacks=[callback])
     trainer.train()
 
-Dict batches and ``ModelOutput`` outputs work as they are (see
+Given ``data=`` and the Tracker's options, the callback builds its Tracker when training
+starts, with the Trainer's optimizer (so ``preconditioned_sharpness``, ``batch_sharpness``
+and the ``<measure>_threshold`` columns work) and the ``guard`` given; a ready
+:class:`~landscape.Tracker` works too. Under ``torchrun`` or ``accelerate launch`` rank 0
+alone computes and writes (every rank when the Tracker's objective shards the data), and
+each step is recorded once. Dict batches and ``ModelOutput`` outputs work as they are (see
 :class:`~landscape.objective.Objective`); ``loss="causal_lm"`` is the exact mean over every
 next token of the batches.
 """
@@ -15,26 +21,57 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from transformers import TrainerCallback
 
+from ..optim import StabilityGuard
 from ..tracking import Tracker
+from ._common import TrackerLogging
 
 __all__ = ["TrackerCallback"]
 
 
 class TrackerCallback(TrainerCallback):
-    """Logs ``tracker`` at the start of training (step ``state.global_step``) and after
-    every optimizer step, with the Trainer's step count; the model is not changed.
+    """Logs a Tracker at the start of training (step ``state.global_step``) and after
+    every optimizer step, with the Trainer's step count; the model is not changed. The
+    first log waits for the first step where ``preconditioned_sharpness`` meets an
+    optimizer without state (Adam's preconditioner exists after its first step).
 
     Args:
-        tracker: the :class:`~landscape.Tracker` to log.
+        tracker: the :class:`~landscape.Tracker` to log; or leave it out and give
+            ``data``.
+        data: the data of a Tracker built when training starts, with ``optimizer``
+            (default: the Trainer's), ``guard`` and ``**tracker_options``.
+        optimizer: the optimizer the Tracker reads (default: the Trainer's).
+        guard: a :class:`~landscape.optim.StabilityGuard` given every measure and its
+            threshold after each log (on every rank, with rank 0's values).
+        **tracker_options: the Tracker's other options (``path``, ``every``, ``measures``,
+            ``loss``, ...).
+
+    Raises:
+        ValueError: both or neither of ``tracker`` and ``data``, or options beside a
+            ``tracker``.
     """
 
-    def __init__(self, tracker: Tracker):
-        self.tracker = tracker
+    def __init__(
+        self,
+        tracker: Tracker | None = None,
+        *,
+        data: Any = None,
+        optimizer: torch.optim.Optimizer | None = None,
+        guard: StabilityGuard | None = None,
+        **tracker_options: Any,
+    ):
+        self._logging = TrackerLogging(tracker, data, optimizer, guard, tracker_options)
+
+    @property
+    def tracker(self) -> Tracker | None:
+        """The Tracker (``None`` until training starts when it is built from ``data``)."""
+        return self._logging.tracker
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs):
-        self.tracker.log(model, state.global_step)
+        self._logging.start(kwargs.get("optimizer"))
+        self._logging.log_start(model, state.global_step)
 
     def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs):
-        self.tracker.log(model, state.global_step)
+        self._logging.log(model, state.global_step)

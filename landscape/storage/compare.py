@@ -9,6 +9,9 @@ Layout (the same as version 0.1 wrote, so its files still load and resume)::
     /compare/<label>/sharpness one group per measure (landscape.storage.sharpness)
     /compare/<label>/line      x, metrics (num_directions, nx); attrs of the surface
     /compare/<label>/plane     x, y, metrics (nx, ny); attrs of the surface
+    /barriers                  before (K, K) and, after alignment, after (K, K): the
+                               pairwise loss barriers; attrs labels, align, repair,
+                               num_points, seed
 
 A label's groups and its ``complete`` mark are written in one commit (a copy of the file
 renamed into place); a label marked complete that lacks a group it should have is
@@ -40,6 +43,8 @@ __all__ = [
     "prepare_compare_file",
     "read_compare_label",
     "read_compare_results",
+    "read_compare_barriers",
+    "write_compare_barriers",
     "write_compare_label",
 ]
 
@@ -187,3 +192,19 @@ def read_compare_results(
         evaluation, measures, _ = read_compare_label(path, label, checkpoint_sha256=sha)
         results[label] = (evaluation, measures)
     return settings, results
+
+
+def write_compare_barriers(
+    path: str | os.PathLike, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any]
+) -> None:
+    """Write (or replace) the pairwise barrier matrix ``/barriers`` in one commit."""
+    write_groups(path, {"barriers": (arrays, attrs)}, overwrite=True)
+
+
+def read_compare_barriers(path: str | os.PathLike) -> SurfaceArrays | None:
+    """``(arrays, attrs)`` of ``/barriers`` as :func:`write_compare_barriers` wrote them,
+    or ``None`` where the file has none."""
+    with open_landscape_file(path) as f:
+        if "barriers" not in f:
+            return None
+    return read_group(path, "barriers")
