@@ -134,7 +134,8 @@ def test_a_comparison_file_of_version_0_1_resumes(tmp_path, monkeypatch):
     import shutil
     import sys
 
-    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+    from _shared import TEST_DATA as here
+
     sys.path.insert(0, here)
     try:
         from make_compare_v0_1 import SETTINGS, models_and_data
