@@ -97,7 +97,7 @@ def test_tracker_unwraps_ddp(one_rank):
 
 
 def test_tracker_on_other_ranks_keeps_its_logs_in_memory(tmp_path, monkeypatch):
-    monkeypatch.setattr(tracking, "rank", lambda: 1)
+    monkeypatch.setattr(tracking.tracker, "rank", lambda: 1)
     tracker = Tracker(DATA, path=tmp_path / "run.h5", every=2, measures=["loss"])
     for step in range(3):
         tracker.log(nn.Linear(3, 2), step)
