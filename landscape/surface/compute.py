@@ -180,7 +180,7 @@ def compute_surface(
     check_size(len(xs) * (1 if ys is None else len(ys)))
     if not isinstance(objective, Objective):
         objective = Objective(objective, data, **options)
-    if store_directions and is_recipe(directions.x):
+    if store_directions and any(is_recipe(d) for d in (directions.x, directions.y)):
         directions = stored_directions(directions)
     return _compute(objective, directions, xs, ys, path=path, overwrite=overwrite, attrs=attrs,
                     write_interval=write_interval, progress=progress, convexity=convexity,
@@ -272,7 +272,7 @@ def _compute(
 
     grids = np.meshgrid(xs, *(() if ys is None else (ys,)), indexing="ij")
     all_coords = np.stack([g.reshape(-1) for g in grids], axis=1)
-    recipe = RecipePoints(base, used) if is_recipe(directions.x) else None
+    recipe = RecipePoints(base, used) if all(is_recipe(d) for d in used) else None
     pending = np.flatnonzero(~computed.reshape(-1))
     chunk = k * max(1, -(-MIN_CHUNK // k))
     world = distributed.world_size()

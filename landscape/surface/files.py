@@ -62,7 +62,7 @@ def open_surface_file(
             raise
         return (stored, computed), writer
     used = (directions.x,) if ys is None else (directions.x, directions.y)
-    if is_recipe(directions.x):  # the recipe is in the settings; the values are made again
+    if all(is_recipe(d) for d in used):  # the recipe is in the settings; made again
         used = ()
     writer = storage.create_surface_file(
         path, x=xs, y=ys, names=names, directions=used, attrs=identity,

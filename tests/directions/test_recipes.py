@@ -10,7 +10,7 @@ from torch import nn
 
 import landscape.directions.recipes as recipes
 from landscape import Objective, compute_surface, load_surface, random_directions
-from landscape.directions import RecipeDirection, stored_directions
+from landscape.directions import Directions, RecipeDirection, stored_directions
 
 
 def _model(dtype=torch.float32):
@@ -209,3 +209,14 @@ def test_the_command_line_draws_recipes_with_recipe(tmp_path):
                                [-1.0, 0.0, 1.0], [-1.0, 0.0, 1.0], progress=False)  # fmt: skip
     np.testing.assert_allclose(load_surface(out)["loss"], expected["loss"], rtol=1e-12)
     assert main(args) == 0  # the same command again: resumed, nothing to do
+
+
+def test_a_recipe_beside_a_stored_direction_is_read_as_a_mapping():
+    model, data = _mlp()
+    objective = Objective(model, data)
+    recipe = random_directions(model, seed=1, stored=False)
+    mixed = Directions(recipe.x, dict(recipe.y), kind="custom")
+    held = stored_directions(recipe)
+    a = compute_surface(objective, mixed, [0.0, 1.0], [-1.0, 1.0], progress=False)
+    b = compute_surface(objective, held, [0.0, 1.0], [-1.0, 1.0], progress=False)
+    assert np.array_equal(a["loss"], b["loss"])
