@@ -15,7 +15,10 @@ ResNet-56-sized CIFAR network, each selection runs in a fresh process:
   MB and over the model's size, and the same for one evaluation at the checkpoint (its
   activations, logits and loss temporaries, beyond what the allocator kept from the
   first evaluation). One perturbed copy of the selection is what the design allows, plus
-  a scratch piece of at most 16 MiB.
+  a scratch piece of at most 16 MiB;
+- ``drawing: peak extra``: the same while the directions are drawn (for recipe
+  directions, ``random_directions(..., stored=False)``, only their cosine is computed:
+  they hold no values, and the surface makes them again block by block at every point).
 
 Usage: ``python benchmarks/bench_memory.py [--threads 1] [--out benchmarks/results_memory.md]``
 (about 3 minutes on one CPU thread). With ``--device cuda`` the peak is
@@ -33,11 +36,13 @@ import subprocess
 import sys
 import time
 
-CONFIGS = {
-    "gpt2-full": ("gpt2", None),
-    "gpt2-lora": ("gpt2", "*.lora_*"),
-    "resnet56-full": ("resnet56", None),
-    "resnet56-fc": ("resnet56", "fc.*"),
+CONFIGS = {  # model, selection, stored directions (False: recipes, made again at each point)
+    "gpt2-full": ("gpt2", None, True),
+    "gpt2-lora": ("gpt2", "*.lora_*", True),
+    "gpt2-full-recipe": ("gpt2", None, False),
+    "gpt2-lora-recipe": ("gpt2", "*.lora_*", False),
+    "resnet56-full": ("resnet56", None, True),
+    "resnet56-fc": ("resnet56", "fc.*", True),
 }
 
 
@@ -116,15 +121,21 @@ def measure(name: str, device_name: str, rounds: int) -> dict:
     from landscape.data import call_model, split_batch
 
     device = torch.device(device_name)
-    kind, params = CONFIGS[name]
+    kind, params, stored = CONFIGS[name]
     model, data, loss, batch_size = (_gpt2 if kind == "gpt2" else _resnet56)(device)
     unique = {t.data_ptr(): t for t in model.state_dict().values()}  # a tied tensor once
     model_bytes = sum(t.numel() * t.element_size() for t in unique.values())
-    directions = random_directions(model, seed=0, params=params)
-    selected = sum(t.numel() for t in directions.x.values())
-    direction_bytes = sum(
-        t.numel() * t.element_size() for d in (directions.x, directions.y) for t in d.values()
-    )
+    random_directions(model, seed=1, params=params, stored=stored)  # lazy set-up not counted
+    before = _reset_peak(device)
+    directions = random_directions(model, seed=0, params=params, stored=stored)
+    draw_peak = _peak(device) - before
+    weights = getattr(directions.x, "weights", directions.x)  # a recipe's: the selection
+    selected = sum(t.numel() for t in weights.values())
+    direction_bytes = 0
+    if stored:
+        direction_bytes = sum(
+            t.numel() * t.element_size() for d in (directions.x, directions.y) for t in d.values()
+        )
     objective = Objective(model, data, loss=loss, batch_size=batch_size)
     objective()  # data on the device, lazy set-up done
 
@@ -165,6 +176,7 @@ def measure(name: str, device_name: str, rounds: int) -> dict:
         "ratio": per_point / forward,
         "loss_ratio": per_point / with_loss,
         "extra_mb": peak / 2**20,
+        "draw_mb": draw_peak / 2**20,
         "evaluation_mb": evaluation_peak / 2**20,
         "extra_over_model": peak / model_bytes,
     }
@@ -202,8 +214,9 @@ def main() -> None:
         "",
         "| model, selection | parameters | selected | model MB | directions MB | bare fwd ms | "
         "surface ms/pt | ms/pt / bare | ms/pt / (fwd+loss) | evaluation: peak extra MB | "
-        "surface: peak extra MB | surface / model | (surface - evaluation) / model |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "surface: peak extra MB | surface / model | (surface - evaluation) / model | "
+        "drawing: peak extra MB | (directions + surface - evaluation) / model |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
@@ -211,7 +224,9 @@ def main() -> None:
             f"{r['model_mb']:.0f} | {r['directions_mb']:.1f} | {r['bare_ms']:.0f} | "
             f"{r['point_ms']:.0f} | {r['ratio']:.2f} | {r['loss_ratio']:.2f} | "
             f"{r['evaluation_mb']:.0f} | {r['extra_mb']:.0f} | {r['extra_over_model']:.3f} | "
-            f"{(r['extra_mb'] - r['evaluation_mb']) / r['model_mb']:.3f} |"
+            f"{(r['extra_mb'] - r['evaluation_mb']) / r['model_mb']:.3f} | "
+            f"{r['draw_mb']:.0f} | "
+            f"{(r['directions_mb'] + r['extra_mb'] - r['evaluation_mb']) / r['model_mb']:.3f} |"
         )
     with open(args.out, "w") as f:
         f.write("\n".join(lines) + "\n")

@@ -137,6 +137,14 @@ def _random_directions(args: argparse.Namespace, model: nn.Module, num_direction
     x_norm, y_norm = args.x_norm or args.norm, args.y_norm or args.norm
     if num_directions == 2 and x_norm != y_norm and args.orthogonalize:
         raise UserError("--orthogonalize needs one normalization; drop --x-norm/--y-norm")
+    if getattr(args, "recipe", False):
+        from ..directions import random_directions
+
+        if x_norm != y_norm or args.orthogonalize:
+            raise UserError("--recipe takes one --norm and no --orthogonalize")
+        return random_directions(model, num_directions=num_directions, norm=x_norm,
+                                 ignore=args.ignore, dir_type=args.dir_type, seed=args.seed,
+                                 params=args.params, stored=False)  # fmt: skip
     return random_plane(model, num_directions=num_directions, x_norm=x_norm, y_norm=y_norm,
                         ignore=args.ignore, dir_type=args.dir_type, seed=args.seed,
                         orthogonalize=args.orthogonalize, params=args.params)  # fmt: skip

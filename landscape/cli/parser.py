@@ -166,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: states for --directions interp (BatchNorm stats too), "
                    "else weights")  # fmt: skip
     p.add_argument("--orthogonalize", action="store_true")
+    p.add_argument("--recipe", action="store_true",
+                   help="random directions that are never stored: made again from the seed "
+                   "at every point (memory: one perturbed copy of what moves)")  # fmt: skip
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace a file made by another run")
     p.add_argument("--precision", choices=values(options.Precision), default="fp32")

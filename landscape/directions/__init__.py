@@ -6,7 +6,8 @@ Gaussian), :mod:`.interpolation` (``end - start``, exact at the end), :mod:`.pca
 trajectory, projection), :mod:`.hessian` (top eigenvectors), :mod:`.curvature` (the plane
 of the extreme eigenvectors, and the curvature a random plane shows), :mod:`.checkpoints`
 (the plane through three checkpoints), :mod:`.files` (save, the one loader, directions from
-a file); :mod:`.drawing` draws and normalizes random tensors in pieces.
+a file); :mod:`.drawing` draws and normalizes random tensors in pieces; :mod:`.recipes` makes
+directions that are never stored (``random_directions(..., stored=False)``).
 
 A direction is a state: a mapping from parameter (or buffer) names to tensors of the
 same shapes. Normalization follows Li et al. (2018), per tensor with ``dim > 1``
@@ -46,6 +47,7 @@ from .normalization import (  # noqa: F401  (NORMS, IGNORES: as in 0.2)
 )
 from .pca import pca_directions, project_states
 from .random import random_direction, random_directions, random_plane
+from .recipes import RecipeDirection, stored_directions
 
 __all__ = [
     "Directions",
@@ -65,6 +67,8 @@ __all__ = [
     "hessian_plane",
     "interpolation_directions",
     "random_plane",
+    "RecipeDirection",
+    "stored_directions",
     "CheckpointPlane",
     "checkpoint_plane",
     "ChanceCurvature",

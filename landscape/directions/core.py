@@ -44,8 +44,8 @@ class Directions(Result):
             ``Directions(interpolation_direction(a, b))`` is exact at both ends.
     """
 
-    x: State
-    y: State | None = None
+    x: Mapping[str, torch.Tensor]  # a state, or a RecipeDirection that makes its values
+    y: Mapping[str, torch.Tensor] | None = None
     kind: str = "custom"
     settings: dict[str, Any] = field(default_factory=dict)
     x_end: State | None = field(default=None, compare=False, repr=False)
@@ -79,10 +79,7 @@ class Interpolation(dict):
 def _cosine(x: Mapping[str, torch.Tensor], y: Mapping[str, torch.Tensor]) -> float:
     """``<x, y> / (|x| |y|)`` over the shared floating tensors, in float64, one pass."""
     xy = xx = yy = 0.0
-    for name, a in x.items():
-        b = y.get(name)
-        if b is None or not a.is_floating_point():
-            continue
+    for a, b in _pairs(x, y):
         xy += dot64(a, b)  # in pieces: no float64 copy of a whole tensor
         xx += dot64(a, a)
         yy += dot64(b, b)
@@ -127,3 +124,19 @@ def _selected(
         return state
     keep = set(select_params(model_or_state, params, dir_type))
     return {n: t for n, t in state.items() if n in keep or not t.is_floating_point()}
+
+
+def _pairs(x: Mapping[str, torch.Tensor], y: Mapping[str, torch.Tensor]):
+    """The floating tensors of ``x`` and ``y`` under the same names, in pairs; for two
+    recipe directions (see :mod:`.recipes`) block by block, so no whole tensor is made."""
+    blocks = getattr(x, "blocks", None), getattr(y, "blocks", None)
+    for name in x:
+        if name not in y:
+            continue
+        if blocks[0] is not None and blocks[1] is not None:
+            for (_, _, a), (_, _, b) in zip(blocks[0](name), blocks[1](name), strict=True):
+                yield a, b
+            continue
+        a, b = x[name], y[name]
+        if a.is_floating_point():
+            yield a, b

@@ -21,7 +21,7 @@ import torch
 
 from .. import shards
 
-_PIECE = 2**20  # float64 entries drawn at a time (8 MiB); a multiple of 16
+_PIECE = 2**18  # float64 entries drawn or read at a time (2 MiB); a multiple of 16
 _BLOCK = 16  # torch's CPU normal sampler works in blocks of 16 entries
 
 
@@ -64,8 +64,9 @@ def _ratio(weight_norm: torch.Tensor, direction_norm: torch.Tensor) -> torch.Ten
 
 
 def normalize_(d: torch.Tensor, w: torch.Tensor, norm: str, ignore: str) -> torch.Tensor:
-    """Normalize a contiguous ``d`` to the weights ``w`` (same shape and dtype) in place,
-    as :func:`landscape.directions.normalize_direction` does; returns ``d``."""
+    """Normalize a contiguous ``d`` to the weights ``w`` (same shape; the dtype of ``d`` or
+    a narrower one, read a block of filters at a time in ``d``'s dtype: no copy of ``w``)
+    in place, as :func:`landscape.directions.normalize_direction` does; returns ``d``."""
     if shards.is_dtensor(d):  # a sharded model's: norms reduced over the mesh
         return shards.normalize_sharded_(d, w, norm, ignore)
     if d.dim() <= 1:
@@ -74,13 +75,32 @@ def normalize_(d: torch.Tensor, w: torch.Tensor, norm: str, ignore: str) -> torc
         normalize_(d.view(1, -1), w.reshape(1, -1), norm, ignore)  # one filter
         return d
     if norm == "weight":
-        d.mul_(w)
+        d.mul_(w)  # w read in d's dtype as it goes
     elif norm == "layer":
-        d.mul_(_ratio(w.norm(), d.norm()))
+        d.mul_(_ratio(_weight_norms(w.reshape(1, -1), d.dtype)[0], d.norm()))
     elif norm == "filter":
         rows = d.view(d.shape[0], -1)
-        rows.mul_(_ratio(w.reshape(w.shape[0], -1).norm(dim=1), rows.norm(dim=1))[:, None])
+        weight = _weight_norms(w.reshape(w.shape[0], -1), d.dtype)
+        rows.mul_(_ratio(weight, rows.norm(dim=1))[:, None])
     return d
+
+
+def _weight_norms(rows: torch.Tensor, work: torch.dtype) -> torch.Tensor:
+    """The norm of each row of the weights in ``work`` (the same values as
+    ``rows.to(work).norm(dim=1)``): rows of ``work`` are read in place, narrower ones cast
+    a block of rows at a time (a one-row tensor in float64 pieces)."""
+    if rows.dtype == work:
+        return rows.norm(dim=1)
+    if rows.shape[0] == 1:  # one filter: its sum of squares in float64 pieces
+        total = sum(dot64(rows[0, lo:hi], rows[0, lo:hi]) for lo, hi in pieces(rows.shape[1]))
+        return torch.tensor([total**0.5], dtype=work, device=rows.device)
+    step = max(2, _PIECE // max(1, rows.shape[1]))  # at least two rows: reduced row by row
+    parts = []
+    for lo in range(0, rows.shape[0], step):
+        hi = min(rows.shape[0], lo + step)
+        start = min(lo, hi - 2)  # a last block of one row is read with the row before it
+        parts.append(rows[start:hi].to(work).norm(dim=1)[lo - start :])
+    return torch.cat(parts)
 
 
 def draw_tensor(
@@ -88,15 +108,15 @@ def draw_tensor(
 ) -> torch.Tensor:
     """The normalized Gaussian direction of one tensor ``w``, in ``w``'s dtype and device:
     a draft in float32 (or ``w``'s dtype if wider), filled in pieces and normalized in
-    place; the only other memory is one float64 piece (and ``w`` cast to float32 when it
-    is narrower). A DTensor ``w`` gets a DTensor laid out like it (see
+    place; the only other memory is one float64 piece (``w`` is read a block of filters
+    at a time, never cast whole). A DTensor ``w`` gets a DTensor laid out like it (see
     ``landscape.shards.draw_sharded``)."""
     if shards.is_dtensor(w):
         return shards.draw_sharded(w, lambda out: fill_normal(out, generator), norm, ignore)
     work = torch.promote_types(w.dtype, torch.float32)
     draft = torch.empty(w.shape, dtype=work, device=w.device)
     fill_normal(draft, generator)
-    normalize_(draft, w.detach().to(work), norm, ignore)
+    normalize_(draft, w.detach(), norm, ignore)
     return draft.to(w.dtype)
 
 

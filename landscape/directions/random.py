@@ -22,11 +22,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import shards
 from ..checks import check_seed, renamed_keywords
 from ..params import DirType, ParamSelection, selection_attr, state_dot
 from .core import Directions, State, _as_state, _selected, check_num_directions
 from .drawing import draw_tensor, skip_normal
 from .normalization import Ignore, Norm, _check_options, is_running_stat, normalize_direction
+from .recipes import RecipeDirection
 
 __all__ = ["random_direction", "random_directions", "random_plane"]
 
@@ -101,6 +103,7 @@ def random_directions(
     seed: int = 0,
     orthogonalize: bool = False,
     params: ParamSelection = None,
+    stored: bool = True,
 ) -> Directions:
     """One or two normalized random directions (Li et al. 2018), reproducible from ``seed``.
 
@@ -113,6 +116,13 @@ def random_directions(
     directions hold the selected tensors only, and ``settings["params"]`` their names.
     ``num_directions`` is 1 (a line) or 2 (a plane); ``num=`` is its old name (deprecated).
 
+    With ``stored=False`` the directions are recipes (see
+    :mod:`landscape.directions.recipes`): no values are held, each tensor is made again
+    from ``(seed, axis, name, chunk)`` whenever it is read, in the weights' dtype and on
+    their device, so a surface over them costs one perturbed copy of what moves and a
+    scratch block (other values than the stored draws of the same seed; no
+    ``orthogonalize``). ``settings`` then record ``stored=False`` and the generator.
+
     Example:
         >>> dirs = random_directions(nn.Linear(4, 3), seed=0, orthogonalize=True)
         >>> abs(dirs.cosine) < 0.5
@@ -124,6 +134,9 @@ def random_directions(
     full = _as_state(model_or_state, dir_type)
     state = _selected(model_or_state, full, params, dir_type)
     seed = check_seed(seed)
+    if not stored:
+        return _recipe_directions(full, state, num_directions, norm, ignore, dir_type, seed,
+                                  orthogonalize, params)  # fmt: skip
     generator = torch.Generator().manual_seed(seed)
     draws = [
         random_direction(state, norm=norm, ignore=ignore, dir_type=dir_type, generator=generator)
@@ -148,6 +161,44 @@ def random_directions(
     if y is not None:
         settings["cosine"] = directions.cosine
     return directions
+
+
+def _recipe_directions(
+    full: State,
+    state: State,
+    num_directions: int,
+    norm: Norm,
+    ignore: Ignore,
+    dir_type: DirType,
+    seed: int,
+    orthogonalize: bool,
+    params: ParamSelection,
+) -> Directions:
+    """The directions of ``random_directions(..., stored=False)``: recipes."""
+    _check_options(norm, ignore)
+    if orthogonalize:
+        raise ValueError("expected stored=True with orthogonalize=True (it needs the values)")
+    sharded = [n for n, t in state.items() if shards.is_dtensor(t)]
+    if sharded:
+        raise ValueError(
+            f"expected stored=True for a sharded model (recipes are made for whole tensors), "
+            f"got DTensor parameters such as {sharded[0]!r}"
+        )
+    x, y = (RecipeDirection(state, seed=seed, axis=axis, norm=norm, ignore=ignore)
+            for axis in range(2))  # fmt: skip
+    settings: dict[str, Any] = dict(norm=norm, ignore=ignore, dir_type=dir_type)
+    settings.update(seed=int(seed), orthogonalize=False)
+    if params is not None:
+        settings["params"] = selection_attr(list(x), full)
+    settings.update(stored=False, **{k: v for k, v in x.recipe().items() if k in _RECIPE_KEYS})
+    directions = Directions(x, y if num_directions == 2 else None, kind="random",
+                            settings=settings)  # fmt: skip
+    if directions.y is not None:
+        settings["cosine"] = directions.cosine
+    return directions
+
+
+_RECIPE_KEYS = ("generator", "chunk", "device")
 
 
 def _without_running_stats(direction: State) -> State:

@@ -18,11 +18,13 @@ from torch import nn
 from .. import distributed
 from .._progress import progress_bar
 from ..directions import Directions
+from ..directions.recipes import is_recipe, stored_directions
 from ..objective import Objective
 from ..params import ParamSelection, point_state, select_params
 from .files import open_surface_file
 from .grid import check_size, coordinates
 from .identity import check_direction, identity, restricted, starts_at
+from .recipe_points import RecipePoints, evaluate_recipe_points
 from .result import Surface
 
 MIN_CHUNK = 8  # points per call of Objective.evaluate_points
@@ -70,6 +72,7 @@ def compute_surface(
     params: ParamSelection = None,
     allow_nonfinite: bool = False,
     model: nn.Module | None = None,
+    store_directions: bool | None = None,
 ) -> Surface:
     """Evaluate the loss and metrics on a line (``y=None``) or a plane around a checkpoint.
 
@@ -107,6 +110,17 @@ def compute_surface(
             weights and buffers): the directions' other entries are dropped. Recorded as
             the attribute ``params`` (``"all"`` or the names), part of a resume's identity.
         model: the 0.2 keyword name of the first argument (deprecated alias).
+        store_directions: store the directions' tensors in the file (``None``, the
+            default: stored directions are, recipe directions from
+            ``random_directions(..., stored=False)`` are not: the file records their
+            recipe in ``/directions`` settings and a resume makes them again). ``True``
+            with recipes makes and holds both directions first (Li et al.-style reuse of
+            the file's directions), at the memory of stored directions.
+
+    With recipe directions (``random_directions(..., stored=False)``) every point is
+    formed tensor by tensor from values made again (see
+    :mod:`landscape.surface.recipe_points`) and evaluated alone: the extra memory is one
+    perturbed copy of what moves plus a scratch block.
 
     Under an initialized ``torch.distributed`` process group (e.g. from
     :func:`landscape.distributed.init_from_env` under ``torchrun``), every rank calls
@@ -166,6 +180,8 @@ def compute_surface(
     check_size(len(xs) * (1 if ys is None else len(ys)))
     if not isinstance(objective, Objective):
         objective = Objective(objective, data, **options)
+    if store_directions and any(is_recipe(d) for d in (directions.x, directions.y)):
+        directions = stored_directions(directions)
     return _compute(objective, directions, xs, ys, path=path, overwrite=overwrite, attrs=attrs,
                     write_interval=write_interval, progress=progress, convexity=convexity,
                     params=params)  # fmt: skip
@@ -261,6 +277,7 @@ def _compute(
 
     grids = np.meshgrid(xs, *(() if ys is None else (ys,)), indexing="ij")
     all_coords = np.stack([g.reshape(-1) for g in grids], axis=1)
+    recipe = RecipePoints(base, used) if all(is_recipe(d) for d in used) else None
     pending = np.flatnonzero(~computed.reshape(-1))
     chunk = k * max(1, -(-MIN_CHUNK // k))
     world = distributed.world_size()
@@ -274,11 +291,11 @@ def _compute(
         bar = progress_bar(progress, desc="surface", unit="pt", total=len(pending))
         for round_ in range(num_rounds):
             flats = mine[round_] if round_ < len(mine) else []
-            result = (
-                _evaluate(objective, base, used, all_coords[flats], convexity, ends)
-                if flats
-                else None
-            )
+            result = None
+            if flats and recipe is not None:
+                result = evaluate_recipe_points(objective, recipe, all_coords[flats], convexity)
+            elif flats:
+                result = _evaluate(objective, base, used, all_coords[flats], convexity, ends)
             gathered: list[Any] = (
                 [(flats, result)]  # a sharded model's: rank 0 holds them all
                 if objective.sharded

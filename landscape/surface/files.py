@@ -11,6 +11,7 @@ import numpy as np
 from .. import storage
 from .._fingerprint import FINGERPRINT_ATTRS, probe_problem
 from ..directions import Directions
+from ..directions.recipes import is_recipe
 from .result import Surface
 
 # Identity attributes added after 0.1, with the value every older file was made with.
@@ -61,6 +62,8 @@ def open_surface_file(
             raise
         return (stored, computed), writer
     used = (directions.x,) if ys is None else (directions.x, directions.y)
+    if all(is_recipe(d) for d in used):  # the recipe is in the settings; made again
+        used = ()
     writer = storage.create_surface_file(
         path, x=xs, y=ys, names=names, directions=used, attrs=identity,
         direction_kind=directions.kind, direction_settings=directions.settings, writer=True,

@@ -6,6 +6,8 @@ must match.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +16,7 @@ import torch
 from .._fingerprint import classes_sha256, model_probe
 from .._provenance import model_sha256
 from ..directions import Directions
+from ..directions.recipes import is_recipe
 from ..objective import Objective
 from ..params import selection_attr
 from ..shards import state_sha256  # a sharded model's: its pieces, every rank's
@@ -21,12 +24,13 @@ from ..shards import state_sha256  # a sharded model's: its pieces, every rank's
 
 def check_direction(direction: Mapping[str, torch.Tensor], base: Mapping[str, torch.Tensor]):
     """Refuse a direction with a name or a shape the model's state does not have."""
-    for name, tensor in direction.items():
+    for name in direction:  # a recipe's shapes are read without making its values
         if name not in base:
             raise ValueError(f"direction has {name!r}, which the model's state lacks")
-        if tuple(tensor.shape) != tuple(base[name].shape):
+        shape = direction.shape(name) if is_recipe(direction) else direction[name].shape
+        if tuple(shape) != tuple(base[name].shape):
             raise ValueError(
-                f"direction {name!r} has shape {tuple(tensor.shape)}, "
+                f"direction {name!r} has shape {tuple(shape)}, "
                 f"the model's has {tuple(base[name].shape)}"
             )
 
@@ -38,8 +42,12 @@ def restricted(directions: Directions, keep: set[str]) -> Directions:
         ValueError: the directions move none of them.
     """
 
-    def cut(state: Mapping[str, torch.Tensor] | None) -> dict[str, torch.Tensor] | None:
-        return None if state is None else {n: t for n, t in state.items() if n in keep}
+    def cut(state: Mapping[str, torch.Tensor] | None) -> Mapping[str, torch.Tensor] | None:
+        if state is None:
+            return None
+        if is_recipe(state):
+            return state.restricted(keep)
+        return {n: t for n, t in state.items() if n in keep}
 
     x = cut(directions.x)
     if not x or (directions.y is not None and not cut(directions.y)):
@@ -79,6 +87,17 @@ def axis_labels(directions: Directions) -> tuple[str, str]:
     return f"{directions.kind} direction x{note}", f"{directions.kind} direction y{note}"
 
 
+def directions_sha256(used: tuple[Mapping[str, torch.Tensor], ...]) -> str:
+    """The fingerprint of the directions: of their tensors, or of the recipes (their
+    settings and names; the weights they follow are the checkpoint's fingerprint)."""
+    recipes = [d for d in used if is_recipe(d)]
+    if used and len(recipes) == len(used):
+        text = json.dumps([[d.recipe(), list(d)] for d in recipes], sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+    named = {f"{axis}/{n}": t for axis, d in zip("xy", used, strict=False) for n, t in d.items()}
+    return state_sha256(named)
+
+
 def identity(
     objective: Objective,
     directions: Directions,
@@ -93,7 +112,6 @@ def identity(
     base = objective.base_state
     x_label, y_label = axis_labels(directions)
     sha = objective.data_sha256  # a method since 0.2, an attribute in 0.1
-    named = {f"{axis}/{n}": t for axis, d in zip("xy", used, strict=False) for n, t in d.items()}
     found: dict[str, Any] = {
         "model": type(objective.model).__qualname__,
         "model_sha256": model_sha256(objective.model),
@@ -111,7 +129,7 @@ def identity(
         "precision": objective.precision,
         "points_per_pass": points_per_pass,
         "directions": directions.kind,
-        "directions_sha256": state_sha256(named),
+        "directions_sha256": directions_sha256(used),
         "norm": directions.settings.get("norm", "none"),
         "ignore": directions.settings.get("ignore", "none"),
         "dir_type": directions.settings.get("dir_type", "weights"),

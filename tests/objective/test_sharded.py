@@ -256,6 +256,8 @@ def test_options_a_sharded_model_cannot_take_refused_in_one_line(one_rank, tmp_p
         with pytest.raises(ValueError, match=f"expected {expected}.*FSDP2") as caught:
             run()
         assert "\n" not in str(caught.value)
+    with pytest.raises(ValueError, match="expected stored=True for a sharded model"):
+        random_directions(model, seed=5, stored=False)
 
 
 if __name__ == "__main__":
