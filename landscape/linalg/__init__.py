@@ -34,7 +34,7 @@ private ``_krylov``, the basis and its restarts, and ``_copies``, the final chec
 from .lanczos import Eigenpairs, lanczos_eigenpairs
 from .lanczos import Which as Which
 from .operators import MatvecOperator, SymmetricOperator, dense_operator
-from .quadrature import Quadrature, lanczos_quadrature, smoothed_density
+from .quadrature import Quadrature, lanczos_quadrature, quadrature_bound, smoothed_density
 from .quadrature import SigmaUnits as SigmaUnits
 from .trace import TraceEstimate, estimate_trace
 from .trace import TraceMethod as TraceMethod
@@ -50,4 +50,5 @@ __all__ = [
     "estimate_trace",
     "lanczos_quadrature",
     "smoothed_density",
+    "quadrature_bound",
 ]
