@@ -35,12 +35,12 @@ private ``_krylov``, the basis and its restarts, and ``_copies``, the final chec
 :mod:`~landscape.linalg.trace`, :mod:`~landscape.linalg.quadrature`.
 """
 
-from .lanczos import Eigenpairs, lanczos_eigenpairs
+from .lanczos import Eigenpairs, eigenpairs_bound, lanczos_eigenpairs
 from .lanczos import Which as Which
 from .operators import MatvecOperator, SymmetricOperator, dense_operator
 from .quadrature import Quadrature, lanczos_quadrature, quadrature_bound, smoothed_density
 from .quadrature import SigmaUnits as SigmaUnits
-from .trace import TraceEstimate, estimate_trace
+from .trace import TraceEstimate, estimate_trace, trace_bound
 from .trace import TraceMethod as TraceMethod
 from .two_pass import two_pass_bound, two_pass_eigenpairs
 
@@ -58,4 +58,6 @@ __all__ = [
     "quadrature_bound",
     "two_pass_eigenpairs",
     "two_pass_bound",
+    "eigenpairs_bound",
+    "trace_bound",
 ]
