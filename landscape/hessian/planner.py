@@ -59,19 +59,19 @@ class Plan:
         Example:
             >>> print(plan_job("trace", 10**6, 4, num_probes=9, max_memory=2**30).table())
             trace: n = 1000000, 4-byte entries, max_memory 1.07 GB
-              strategy            bytes     HVPs  fits
-            * hutch++           0.055 GB        9  yes
-              hutchinson        0.044 GB        9  yes
+              strategy              bytes     HVPs  fits
+            * hutch++            0.056 GB        9  yes
+              hutchinson         0.032 GB        9  yes
         """
         lines = [
             f"{self.job}: n = {self.n}, {self.itemsize}-byte entries, "
             f"max_memory {self.max_memory / 1e9:.3g} GB",
-            f"  {'strategy':<16}{'bytes':>9}{'HVPs':>9}  fits",
+            f"  {'strategy':<16}{'bytes':>11}{'HVPs':>9}  fits",
         ]
         for row in self.rows:
             mark = "*" if row.name == self.choice else " "
             fits = "yes" if row.fits else "no"
-            lines.append(f"{mark} {row.name:<16}{row.bytes / 1e9:>6.3f} GB{row.hvps:>9}  {fits}")
+            lines.append(f"{mark} {row.name:<16}{row.bytes / 1e9:>8.3f} GB{row.hvps:>9}  {fits}")
         return "\n".join(lines)
 
 
@@ -166,7 +166,7 @@ def plan_job(
         >>> plan = plan_job("density", 10**8, 2, max_memory=10**10, num_probes=10,
         ...                 num_steps=80)
         >>> plan.choice, plan.bound_bytes
-        ('three-term', 2000000000)
+        ('three-term', 1200000000)
     """
     if job not in STRATEGIES:
         raise ValueError(f"expected a job in {sorted(STRATEGIES)}, got {job!r}")
