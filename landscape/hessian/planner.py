@@ -98,12 +98,12 @@ def available_memory(device: torch.device | str) -> int:
 def hvp_bytes(op) -> int:
     """An estimate of the bytes a Hessian-vector product of ``op`` needs besides the
     solver's vectors: the sum over batches (one float64 vector), a gradient and its
-    product in the operator's dtype, and the graphs the operator keeps
-    (``graph_bytes``, when it has it); a product's own graph is not known before it runs.
-    """
-    n = op.size
+    product in the operator's dtype. Not counted: the gradient graphs (those a
+    :class:`~landscape.hessian.HessianOperator` keeps, at most its ``max_graph_bytes``,
+    and one batch's), which are not known before a product runs; the estimate depends only
+    on ``n`` and the dtype, so that a result's ``planned_bytes`` is reproducible."""
     size = torch.empty((), dtype=op.dtype).element_size()
-    return n * (8 + 2 * size) + int(getattr(op, "graph_bytes", 0))
+    return op.size * (8 + 2 * size)
 
 
 def _bytes(job: str, name: str, n: int, itemsize: int, settings: dict) -> tuple[int, int]:

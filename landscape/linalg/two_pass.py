@@ -88,6 +88,9 @@ def _settled(alpha, beta, k, which, tol, norm, eps, held):
     scale = max(norm, float(np.abs(theta).max()))
     kept = np.flatnonzero(keep)
     own = kept[_wanted(theta[kept], k, which)]  # this run's wanted, in wanted order
+    if len(held) >= k:  # a later run: its outermost values bound the rest (interlacing)
+        ends = [kept[-1]] if which == "LA" else [kept[0]] if which == "SA" else kept[[0, -1]]
+        own = own[np.isin(own, ends)]
     done = bool((estimates[own] <= tol * scale).all()) or beta[-1] == 0
     picks = own[_select(held, theta[own], k, which, tol * scale)[1]]
     return done, picks, theta, vectors
