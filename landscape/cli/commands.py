@@ -144,6 +144,28 @@ def cmd_info(args: argparse.Namespace) -> None:
     print(describe_file(args.file))
 
 
+def _print_plans(args: argparse.Namespace) -> None:
+    """``hessian --plan``: each job's plan for the model's selected weights, nothing computed."""
+    from ..hessian.planner import available_memory, plan_job
+    from ..params import model_device_dtype, select_params
+
+    model = _model(args, args.checkpoint)
+    device, dtype = model_device_dtype(model)
+    weights = dict(model.named_parameters())
+    n = sum(weights[name].numel() for name in select_params(model, args.params))
+    size = 8 if args.float64 else torch.empty((), dtype=dtype).element_size()
+    cap = available_memory(device) if args.max_memory is None else args.max_memory
+    hvp = n * (8 + 2 * size)
+    jobs = {"eigenpairs": {"k": args.num_eigenpairs, "max_hvps": 500}}
+    if args.trace:
+        jobs["trace"] = {"num_probes": args.num_probes}
+    if args.density:
+        jobs["density"] = {"num_probes": args.density_probes, "num_steps": 80}
+    for job, settings in jobs.items():
+        plan = plan_job(job, n, size, max_memory=cap, hvp=hvp, refuse=False, **settings)
+        _print(plan.table())
+
+
 @_holding_out
 def cmd_hessian(args: argparse.Namespace) -> None:
     from .. import hessian
@@ -152,6 +174,9 @@ def cmd_hessian(args: argparse.Namespace) -> None:
     wanted += ["blocks"] * args.per_block
     check_limit("trace probes", args.num_probes, MAX_DRAWS)  # before any work
     check_limit("density probes", args.density_probes, MAX_DRAWS)
+    if args.plan:
+        _print_plans(args)
+        return
     todo = groups_to_compute(args, args.out, [f"hessian/{name}" for name in wanted])
     if not todo:
         return
@@ -162,14 +187,18 @@ def cmd_hessian(args: argparse.Namespace) -> None:
     eigen = extremes = trace = density = blocks = None
     if "eigen" in todo:
         eigen = hessian.hessian_eigenpairs(
-            objective, k=args.num_eigenpairs, which=args.which, **common
-        )
+            objective, k=args.num_eigenpairs, which=args.which, max_memory=args.max_memory,
+            **common,
+        )  # fmt: skip
     if "extremes" in todo:
         extremes = hessian.extreme_eigenvalues(objective, **common)
+    cap = {"max_memory": args.max_memory}
     if "trace" in todo:
-        trace = hessian.hessian_trace(objective, num_probes=args.num_probes, **common)
+        trace = hessian.hessian_trace(objective, num_probes=args.num_probes, **common, **cap)
     if "density" in todo:
-        density = hessian.spectral_density(objective, num_probes=args.density_probes, **common)
+        density = hessian.spectral_density(
+            objective, num_probes=args.density_probes, **common, **cap
+        )
     if "blocks" in todo:
         blocks = hessian.block_curvature(objective, num_probes=args.num_probes, **common)
     if distributed.rank() == 0:

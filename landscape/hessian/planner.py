@@ -58,21 +58,29 @@ class Plan:
 
         Example:
             >>> print(plan_job("trace", 10**6, 4, num_probes=9, max_memory=2**30).table())
-            trace: n = 1000000, 4-byte entries, max_memory 1.07 GB
+            trace: n = 1000000, 4-byte entries, max_memory 1.074 GB
               strategy              bytes     HVPs  fits
-            * hutch++            0.056 GB        9  yes
-              hutchinson         0.032 GB        9  yes
+            * hutch++               56 MB        9  yes
+              hutchinson            32 MB        9  yes
         """
         lines = [
             f"{self.job}: n = {self.n}, {self.itemsize}-byte entries, "
-            f"max_memory {self.max_memory / 1e9:.3g} GB",
+            f"max_memory {_human(self.max_memory)}",
             f"  {'strategy':<16}{'bytes':>11}{'HVPs':>9}  fits",
         ]
         for row in self.rows:
             mark = "*" if row.name == self.choice else " "
             fits = "yes" if row.fits else "no"
-            lines.append(f"{mark} {row.name:<16}{row.bytes / 1e9:>8.3f} GB{row.hvps:>9}  {fits}")
+            lines.append(f"{mark} {row.name:<16}{_human(row.bytes):>11}{row.hvps:>9}  {fits}")
         return "\n".join(lines)
+
+
+def _human(count: float) -> str:
+    """Bytes in the largest unit (of kB, MB, GB, TB) that keeps the number at least 1."""
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= size:
+            return f"{count / size:.4g} {unit}"
+    return f"{int(count)} B"
 
 
 def available_memory(device: torch.device | str) -> int:
@@ -131,6 +139,7 @@ def plan_job(
     max_memory: int,
     hvp: int = 0,
     strategy: str = "auto",
+    refuse: bool = True,
     **settings,
 ) -> Plan:
     """The bytes each strategy of ``job`` needs for ``n`` entries of ``itemsize`` bytes,
@@ -153,6 +162,7 @@ def plan_job(
         max_memory: the cap in bytes.
         hvp: bytes one product needs besides the solver's vectors.
         strategy: "auto", or one of the job's strategies.
+        refuse: raise when nothing fits; else the plan has ``choice=""`` (for a table).
 
     Returns:
         a :class:`Plan`.
@@ -179,11 +189,13 @@ def plan_job(
         rows.append(Strategy(name, need + hvp, hvps, need + hvp <= max_memory))
     wanted = [r for r in rows if r.name == strategy] if strategy != "auto" else rows
     fitting = [r for r in wanted if r.fits and (strategy != "auto" or r.name not in _AUTO_SKIPS)]
+    if not fitting and not refuse:
+        return Plan(job, tuple(rows), "", 0, max_memory, n, itemsize)
     if not fitting:
-        needs = ", ".join(f"{r.name} needs {r.bytes / 1e9:.3g} GB" for r in wanted)
+        needs = ", ".join(f"{r.name} needs {_human(r.bytes)}" for r in wanted)
         raise RuntimeError(
-            f"expected a {job} strategy that fits in max_memory = {max_memory / 1e9:.3g} GB, "
-            f"got none: {needs} (n = {n}, {itemsize}-byte entries, HVP {hvp / 1e9:.3g} GB)"
+            f"expected a strategy for {job} that fits in max_memory = {_human(max_memory)}, "
+            f"got none: {needs} (n = {n}, {itemsize}-byte entries, HVP {_human(hvp)})"
         )
     chosen = fitting[0]
     return Plan(job, tuple(rows), chosen.name, chosen.bytes, max_memory, n, itemsize)

@@ -88,7 +88,7 @@ def test_auto_prefers_the_reference_and_falls_back_to_what_fits():
     assert plan_job("density", 10**6, 4, max_memory=2**40, **steps).choice == "reorthogonalize"
     assert plan_job("density", 10**6, 4, max_memory=10**8, **steps).choice == "three-term"
     assert plan_job("trace", 10**6, 4, max_memory=10**8, num_probes=99).choice == "hutchinson"
-    with pytest.raises(RuntimeError, match=r"two-pass needs .* GB.*n = 1000000"):
+    with pytest.raises(RuntimeError, match=r"two-pass needs .* MB.*n = 1000000"):
         plan_job("eigenpairs", 10**6, 4, max_memory=10**6, **k)
     with pytest.raises(ValueError, match="strategy"):
         plan_job("eigenpairs", 10, 4, max_memory=10**6, strategy="lobpcg", **k)
