@@ -14,9 +14,8 @@ from .._seeding import seeded_generator
 from ..checks import check_choice
 from ..options import WhichName
 from ..results import Result
-from . import _krylov
 from ._copies import _CHECK_STEPS, _Check, _cluster
-from ._krylov import _Lanczos
+from ._krylov import _PIECE_BYTES, _Lanczos
 from .operators import (
     Callback,
     SymmetricOperator,
@@ -190,7 +189,7 @@ def _memory_bound(n: int, k: int, capacity: int, work: int, refine_capacity: int
     lanczos = (capacity * work + 8) * n
     verify = max(k * (work + 8), 8 * (k + 1)) * n
     refine = max(refine_capacity + 1, 2 * k) * 8 * n if refine_capacity else 0
-    return max(lanczos, verify, refine) + 2 * _krylov._PIECE_BYTES
+    return max(lanczos, verify, refine) + 2 * _PIECE_BYTES
 
 
 def eigenpairs_bound(

@@ -12,8 +12,7 @@ import torch
 from .._seeding import seeded_generator
 from ..limits import MAX_DRAWS, check_limit
 from ..results import Result
-from . import _krylov
-from ._krylov import _Lanczos
+from ._krylov import _PIECE_BYTES, _Lanczos
 from ._three_term import _ghosts, _three_term, _tridiagonal
 from .operators import (
     Callback,
@@ -67,7 +66,7 @@ def quadrature_bound(n: int, num_steps: int, itemsize: int, reorthogonalize: boo
     """
     if not reorthogonalize:
         return max(3 * itemsize, 8) * n
-    return max(min(num_steps + 1, n) * itemsize, 8) * n + 2 * _krylov._PIECE_BYTES
+    return max(min(num_steps + 1, n) * itemsize, 8) * n + 2 * _PIECE_BYTES
 
 
 def _plain_rule(products: _Products, probe: torch.Tensor, num_steps: int, eps: float):

@@ -21,8 +21,10 @@ from landscape.hessian.planner import available_memory, plan_job
 from landscape.linalg import (
     _krylov,
     estimate_trace,
+    lanczos,
     lanczos_eigenpairs,
     lanczos_quadrature,
+    quadrature,
     two_pass_eigenpairs,
 )
 
@@ -32,8 +34,9 @@ TWIN = 2 * 8 * N  # its float64 twin's product: the input cast, the output
 
 @pytest.fixture(autouse=True)
 def small_gathers(monkeypatch):
-    """Products with the basis gather 8 KiB at a time (the solvers' bounds read it too)."""
-    monkeypatch.setattr(_krylov, "_PIECE_BYTES", 2**13)
+    """Products with the basis gather 8 KiB at a time, and the bounds count that."""
+    for module in (_krylov, lanczos, quadrature):
+        monkeypatch.setattr(module, "_PIECE_BYTES", 2**13)
 
 
 def measured(call) -> tuple[int, object]:
@@ -121,7 +124,7 @@ def test_a_job_that_fits_nowhere_is_refused_before_the_first_hvp():
 def test_the_hessian_jobs_record_their_plan_and_give_the_reference_answers():
     op = HessianOperator(mlp())
     n = op.size
-    small = 40 * 8 * n  # fits two-pass and a three-term density, not their references
+    small = 30 * 8 * n  # fits two-pass and a three-term density, not their references
     auto = hessian_eigenpairs(op, num_eigenpairs=2, progress=False)
     two = hessian_eigenpairs(op, num_eigenpairs=2, max_memory=small, progress=False)
     assert auto.settings["strategy"] == "thick-restart" and "max_memory" not in auto.settings
