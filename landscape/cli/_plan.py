@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from types import SimpleNamespace
 
 import torch
 
@@ -11,7 +12,7 @@ from ._common import _model, _print
 
 def print_plans(args: argparse.Namespace) -> None:
     """``hessian --plan``: each job's plan for the model's selected weights, nothing computed."""
-    from ..hessian.planner import available_memory, plan_job
+    from ..hessian.planner import available_memory, hvp_bytes, plan_job
     from ..params import model_device_dtype, select_params
 
     model = _model(args, args.checkpoint)
@@ -20,7 +21,7 @@ def print_plans(args: argparse.Namespace) -> None:
     n = sum(weights[name].numel() for name in select_params(model, args.params))
     size = 8 if args.float64 else torch.empty((), dtype=dtype).element_size()
     cap = available_memory(device) if args.max_memory is None else args.max_memory
-    hvp = n * (8 + 2 * size)
+    hvp = hvp_bytes(SimpleNamespace(size=n, dtype=torch.float64 if args.float64 else dtype))
     jobs = {"eigenpairs": {"k": args.num_eigenpairs, "max_hvps": 500}}
     if args.trace:
         jobs["trace"] = {"num_probes": args.num_probes}
