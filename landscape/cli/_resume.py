@@ -19,8 +19,9 @@ from ._common import UserError, _print
 # builder_sha256, set on args once the model is built (recorded beside, by _sources)
 _NOT_IDENTITY = frozenset(
     {"func", "command", "out", "overwrite", "quiet", "debug", "device", "metric", "trace",
-     "density", "per_block", "curve", "builder_sha256"}
+     "density", "per_block", "curve", "builder_sha256", "plan"}
 )  # fmt: skip
+_NEW_OPTIONAL = frozenset({"max_memory"})  # left out while unset: older files still resume
 
 
 def command_identity(args: argparse.Namespace) -> str:
@@ -30,7 +31,11 @@ def command_identity(args: argparse.Namespace) -> str:
         >>> command_identity(argparse.Namespace(seed=0, out="a.h5", rho=None))
         '{"rho": null, "seed": 0}'
     """
-    found = {k: v for k, v in vars(args).items() if k not in _NOT_IDENTITY}
+    found = {
+        k: v
+        for k, v in vars(args).items()
+        if k not in _NOT_IDENTITY and not (k in _NEW_OPTIONAL and v is None)
+    }
     return json.dumps(found, sort_keys=True, default=str)
 
 

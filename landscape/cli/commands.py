@@ -151,6 +151,11 @@ def cmd_hessian(args: argparse.Namespace) -> None:
     wanted += ["blocks"] * args.per_block
     check_limit("trace probes", args.num_probes, MAX_DRAWS)  # before any work
     check_limit("density probes", args.density_probes, MAX_DRAWS)
+    if args.plan:
+        from ._plan import print_plans
+
+        print_plans(args)
+        return
     todo = groups_to_compute(args, args.out, [f"hessian/{name}" for name in wanted])
     if not todo:
         return
@@ -172,16 +177,19 @@ def cmd_hessian(args: argparse.Namespace) -> None:
                                  **part)  # fmt: skip
 
     if "eigen" in todo:
-        eigen = hessian.hessian_eigenpairs(source, k=args.num_eigenpairs, which=args.which, **one)
+        eigen = hessian.hessian_eigenpairs(
+            source, k=args.num_eigenpairs, which=args.which, max_memory=args.max_memory, **one
+        )
         save(eigen=eigen)
     if "extremes" in todo:
         extremes = hessian.extreme_eigenvalues(source, **one)
         save(extremes=extremes)
+    cap = {"max_memory": args.max_memory}
     if "trace" in todo:
-        trace = hessian.hessian_trace(source, num_probes=args.num_probes, **one)
+        trace = hessian.hessian_trace(source, num_probes=args.num_probes, **one, **cap)
         save(trace=trace)
     if "density" in todo:
-        density = hessian.spectral_density(source, num_probes=args.density_probes, **one)
+        density = hessian.spectral_density(source, num_probes=args.density_probes, **one, **cap)
         save(density=density)
     if "blocks" in todo:
         blocks = hessian.block_curvature(objective, num_probes=args.num_probes, **common)

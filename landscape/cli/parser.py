@@ -97,6 +97,17 @@ def _seed(text: str) -> int:
     return value
 
 
+def _bytes(text: str) -> int:
+    """A positive number of bytes, ``8e9`` or ``8000000000``."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 1 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"expected a positive number of bytes, got {text!r}")
+    return int(value)
+
+
 def _count(text: str) -> int:
     """A positive integer."""
     try:
@@ -202,6 +213,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "head)")  # fmt: skip
     _add_params_option(p)
     p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--max-memory", type=_bytes, default=None,
+                   help="bytes the solvers may hold (default: the device's free memory); "
+                   "a job that fits nowhere is refused before any HVP")  # fmt: skip
+    p.add_argument(
+        "--plan",
+        action="store_true",
+        help="print each job's memory plan and exit, computing nothing",
+    )
     p.add_argument("--out", required=True, help="HDF5 file (results go to /hessian)")
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     p.set_defaults(func=_command("hessian"))

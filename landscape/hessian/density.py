@@ -14,6 +14,7 @@ from ..limits import MAX_DRAWS, MAX_POINTS, check_limit
 from ..linalg import SigmaUnits, lanczos_quadrature, smoothed_density
 from ..objective import Objective
 from .operator import HessianOperator, ParamSelection, resolve_operator
+from .planner import plan_for, plan_settings
 from .results import DensityResult
 
 __all__ = ["spectral_density"]
@@ -33,6 +34,8 @@ def spectral_density(
     dtype: torch.dtype | None = None,
     progress: bool = True,
     num_steps: int | None = None,
+    reorthogonalize: bool | None = None,
+    max_memory: int | None = None,
 ) -> DensityResult:
     """Eigenvalue density of the Hessian by stochastic Lanczos quadrature (Ghorbani et al.).
 
@@ -53,6 +56,16 @@ def spectral_density(
     in one batch) and a batch's gradient graph, kept graphs at most ``max_graph_bytes``
     (see :class:`HessianOperator`).
 
+    Reorthogonalization: by default (``reorthogonalize=None``) the planner
+    (:mod:`~landscape.hessian.planner`) keeps full reorthogonalization, the reference,
+    while its basis fits in ``max_memory``, and otherwise runs the three-term recurrence
+    in three vectors a probe (``settings["strategy"]`` is "reorthogonalize" or
+    "three-term"); ``True`` or ``False`` chooses, and a choice that does not fit is refused
+    before the first HVP. Without reorthogonalization converged outer eigenvalues come back
+    as ghost copies that share their weight, so the density stays a Gauss rule for a
+    measure close to the probe's (see :func:`~landscape.linalg.lanczos_quadrature`);
+    ``settings["num_ghosts"]`` counts the copies.
+
     Products of ``hvp="fd"`` (see :class:`HessianOperator`): the result records their
     measured error ``delta`` (``hvp_error``) and ``settings["hvp_node_bound"]``,
     ``delta * max |node|``: how far that error may move the nodes, when ``delta`` bounds
@@ -70,6 +83,9 @@ def spectral_density(
         state, params, dtype: as in :class:`HessianOperator`.
         progress: show a tqdm bar of the HVPs (probes x steps).
         num_steps: the old name of ``num_lanczos_steps``, still accepted (deprecated).
+        reorthogonalize: ``None`` (planned), ``True`` (full) or ``False`` (three-term).
+        max_memory: bytes the job may hold; default the device's free memory (the host's
+            available memory on the CPU).
 
     Returns:
         a :class:`DensityResult` (NaN grid and density, with a warning, where an HVP is not
@@ -78,6 +94,7 @@ def spectral_density(
     Raises:
         ValueError: a non-positive count or sigma, unknown ``sigma_units``, or both
             ``num_steps`` and ``num_lanczos_steps`` given.
+        RuntimeError: the density does not fit in ``max_memory`` (before any HVP).
 
     Example:
         >>> from torch import nn
@@ -108,10 +125,14 @@ def spectral_density(
     op = resolve_operator(objective, state, params, dtype)
     total = num_probes * num_steps
     size = torch.empty((), dtype=op.dtype).element_size()
+    strategy = {None: "auto", True: "reorthogonalize", False: "three-term"}[reorthogonalize]
+    plan = plan_for(op, "density", max_memory, strategy, num_probes=num_probes,
+                    num_steps=num_steps)  # fmt: skip
     with progress_bar(progress, desc="density", unit="HVP", total=total) as bar:
         rule = lanczos_quadrature(
-            op, num_probes=num_probes, num_steps=num_steps, seed=seed, callback=bar.update
-        )
+            op, num_probes=num_probes, num_steps=num_steps, seed=seed, callback=bar.update,
+            reorthogonalize=plan.choice == "reorthogonalize",
+        )  # fmt: skip
     settings = {
         **op.settings,
         "num_probes": num_probes,
@@ -122,6 +143,8 @@ def spectral_density(
         "sigma_units": sigma_units,
         "num_grid": num_grid,
         "seed": seed,
+        "num_ghosts": rule.num_ghosts,
+        **plan_settings(plan, max_memory),
     }
     fd: dict[str, Any] = {"hvp": op.hvp, "hvp_error": op.hvp_error}
     if op.hvp == "fd":  # Weyl: ||H_fd - H|| <= delta ||H|| moves no eigenvalue further

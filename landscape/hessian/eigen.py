@@ -13,9 +13,10 @@ import torch
 from .. import options
 from .._progress import progress_bar
 from ..checks import check_choice
-from ..linalg import Which, lanczos_eigenpairs
+from ..linalg import Which, lanczos_eigenpairs, two_pass_eigenpairs
 from ..objective import Objective
 from .operator import HessianOperator, ParamSelection, resolve_operator
+from .planner import plan_for, plan_settings
 from .results import EigenResult, ExtremeEigenvalues
 
 __all__ = ["hessian_eigenpairs", "extreme_eigenvalues", "min_max_ratio", "hessian_directions"]
@@ -46,6 +47,8 @@ def hessian_eigenpairs(
     dtype: torch.dtype | None = None,
     progress: bool = True,
     k: int | None = None,
+    strategy: str = "auto",
+    max_memory: int | None = None,
 ) -> EigenResult:
     """``num_eigenpairs`` eigenpairs of the Hessian by thick-restart Lanczos, every pair
     checked in float64.
@@ -91,6 +94,14 @@ def hessian_eigenpairs(
     whole point (every tensor of the state, not only the ``n`` weights) and of the cached
     data's floating tensors, and graphs of its own within the same budget.
 
+    Strategy (:mod:`~landscape.hessian.planner`): before the first HVP the planner works
+    out the bytes of each strategy ("thick-restart", the above; "two-pass",
+    :func:`~landscape.linalg.two_pass_eigenpairs` in ``k + 4`` vectors at about twice the
+    HVPs or more; "full-basis", a basis of ``max_hvps`` vectors, only when asked for) and
+    takes the first that fits in ``max_memory``, or refuses with the numbers.
+    ``settings["strategy"]`` and ``settings["planned_bytes"]`` record the choice and its
+    bound (the solver's vectors and an estimate of one HVP's).
+
     Args:
         objective: an Objective, or a HessianOperator (then ``state``, ``params`` and
             ``dtype`` must be left out).
@@ -105,6 +116,9 @@ def hessian_eigenpairs(
         state, params, dtype: as in :class:`HessianOperator`.
         progress: show a tqdm bar of the HVPs (out of ``max_hvps``; most runs need fewer).
         k: the old name of ``num_eigenpairs``, still accepted (deprecated).
+        strategy: "auto", "thick-restart", "two-pass" or "full-basis".
+        max_memory: bytes the job may hold; default the device's free memory (the host's
+            available memory on the CPU).
 
     Returns:
         an :class:`EigenResult`. If an HVP is not finite (a point where the loss overflows),
@@ -112,7 +126,9 @@ def hessian_eigenpairs(
 
     Raises:
         ValueError: ``num_eigenpairs`` not in ``1..n``, ``max_hvps < 2 num_eigenpairs``,
-            ``tol`` negative, bad ``which``, or both ``k`` and ``num_eigenpairs`` given.
+            ``tol`` negative, bad ``which`` or ``strategy``, or both ``k`` and
+            ``num_eigenpairs`` given.
+        RuntimeError: no strategy fits in ``max_memory`` (before any HVP).
 
     Example:
         >>> from torch import nn
@@ -131,15 +147,18 @@ def hessian_eigenpairs(
         raise ValueError(f"k must be between 1 and the number of parameters {n}, got {k}")
     if max_hvps < 2 * k:
         raise ValueError(f"max_hvps must be at least 2 * k = {2 * k}, got {max_hvps}")
+    plan = plan_for(op, "eigenpairs", max_memory, strategy, k=k, max_hvps=max_hvps)
     solver_tol = tol
     if op.hvp == "fd":  # half the tolerance, the other half left to the products' error
         tol = (1e-8 if op.dtype == torch.float64 else 1e-4) if tol is None else tol
         solver_tol = tol / 2
+    solve = {"which": which, "tol": solver_tol, "max_matvecs": max_hvps, "seed": seed}
     with progress_bar(progress, desc="eigenpairs", unit="HVP", total=max_hvps) as bar:
-        pairs = lanczos_eigenpairs(
-            op, k, which=which, tol=solver_tol, max_matvecs=max_hvps, seed=seed,
-            callback=bar.update,
-        )  # fmt: skip
+        if plan.choice == "two-pass":
+            pairs = two_pass_eigenpairs(op, k, callback=bar.update, **solve)
+        else:
+            basis = max(min(max_hvps, n), k + 5) if plan.choice == "full-basis" else None
+            pairs = lanczos_eigenpairs(op, k, max_basis=basis, callback=bar.update, **solve)
     tol = pairs.settings["tol"] if tol is None else tol
     settings = {
         **op.settings,
@@ -152,6 +171,7 @@ def hessian_eigenpairs(
         "num_hvps_float64": pairs.num_matvecs64,
         "memory_bound_bytes": pairs.memory_bound_bytes,
         "memory_bound_vectors": pairs.memory_bound_vectors,
+        **plan_settings(plan, max_memory),
     }
     values, residuals = pairs.values, pairs.residuals
     converged, error = pairs.converged, op.hvp_error

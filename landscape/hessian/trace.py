@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Literal
 
 import torch
 
@@ -10,6 +11,7 @@ from .._progress import progress_bar
 from ..linalg import TraceMethod, estimate_trace
 from ..objective import Objective
 from .operator import HessianOperator, ParamSelection, resolve_operator
+from .planner import plan_for, plan_settings
 from .results import TraceResult
 
 __all__ = ["hessian_trace"]
@@ -19,12 +21,13 @@ def hessian_trace(
     objective: Objective | HessianOperator,
     *,
     num_probes: int = 99,
-    method: TraceMethod = "hutch++",
+    method: TraceMethod | Literal["auto"] = "auto",
     seed: int = 0,
     state: Mapping[str, torch.Tensor] | None = None,
     params: ParamSelection = None,
     dtype: torch.dtype | None = None,
     progress: bool = True,
+    max_memory: int | None = None,
 ) -> TraceResult:
     """Trace of the Hessian with a fixed number of random-sign probes and a standard error.
 
@@ -54,7 +57,11 @@ def hessian_trace(
     Args:
         objective: an Objective or a HessianOperator.
         num_probes: HVP budget (Hutch++ uses fewer if its sketch would exceed ``n``).
-        method: "hutch++" or "hutchinson".
+        method: "hutch++", "hutchinson", or "auto" (the default): Hutch++ when its sketch
+            fits in ``max_memory``, else Hutchinson (:mod:`~landscape.hessian.planner`;
+            ``settings["strategy"]`` and ``settings["planned_bytes"]`` record it).
+        max_memory: bytes the job may hold; default the device's free memory (the host's
+            available memory on the CPU).
         seed: seed of the probes.
         state, params, dtype: as in :class:`HessianOperator`.
         progress: show a tqdm bar of the HVPs.
@@ -65,6 +72,7 @@ def hessian_trace(
     Raises:
         ValueError: unknown method, or too few probes (2 for Hutchinson, 4 for Hutch++:
             a standard error needs two residual probes).
+        RuntimeError: the method does not fit in ``max_memory`` (before any HVP).
 
     Example:
         >>> from torch import nn
@@ -75,11 +83,17 @@ def hessian_trace(
         >>> abs(hessian_trace(objective, num_probes=12).value - float(exact)) < 1e-10
         True
     """
+    if method not in ("auto", "hutch++", "hutchinson"):
+        raise ValueError(f"expected method 'auto', 'hutch++' or 'hutchinson', got {method!r}")
     op = resolve_operator(objective, state, params, dtype)
+    plan = plan_for(op, "trace", max_memory, method, num_probes=num_probes)
+    chosen: Literal["hutch++", "hutchinson"] = (
+        "hutch++" if plan.choice == "hutch++" else "hutchinson"
+    )
     recorded = _Recorded(op) if op.hvp == "fd" else op
     with progress_bar(progress, desc="trace", unit="HVP", total=num_probes) as bar:
         estimate = estimate_trace(
-            recorded, num_probes=num_probes, method=method, seed=seed, callback=bar.update
+            recorded, num_probes=num_probes, method=chosen, seed=seed, callback=bar.update
         )
     settings = {**op.settings, "num_probes": num_probes, "seed": seed}
     if isinstance(recorded, _Recorded):
@@ -90,7 +104,7 @@ def hessian_trace(
         num_hvps=estimate.num_matvecs,
         method=method,
         samples=estimate.samples,
-        settings=settings,
+        settings={**settings, **plan_settings(plan, max_memory)},
         hvp=op.hvp,
         hvp_error=op.hvp_error,
     )

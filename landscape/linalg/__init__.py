@@ -10,6 +10,9 @@ computed in float64 (a matrix cast to float64, the Hessian of a float64 copy of 
 
 - :func:`lanczos_eigenpairs`: thick-restart Lanczos with full reorthogonalization in a
   bounded basis; every returned pair is checked with explicit products in float64.
+- :func:`two_pass_eigenpairs`: two-pass Lanczos in ``k + 3`` vectors (three-term
+  recurrence, ghosts told apart by the Cullum-Willoughby test, the basis regenerated to
+  form the Ritz vectors), verified the same way.
 - :func:`estimate_trace`: Hutchinson or Hutch++ with a standard error that covers.
 - :func:`lanczos_quadrature` and :func:`smoothed_density`: stochastic Lanczos quadrature
   (the spectral density of Ghorbani et al. 2019).
@@ -28,16 +31,18 @@ Example:
 
 Modules: :mod:`~landscape.linalg.operators`, :mod:`~landscape.linalg.lanczos` (with the
 private ``_krylov``, the basis and its restarts, and ``_copies``, the final check),
+:mod:`~landscape.linalg.two_pass` (with ``_three_term``, the plain recurrence),
 :mod:`~landscape.linalg.trace`, :mod:`~landscape.linalg.quadrature`.
 """
 
-from .lanczos import Eigenpairs, lanczos_eigenpairs
+from .lanczos import Eigenpairs, eigenpairs_bound, lanczos_eigenpairs
 from .lanczos import Which as Which
 from .operators import MatvecOperator, SymmetricOperator, dense_operator
-from .quadrature import Quadrature, lanczos_quadrature, smoothed_density
+from .quadrature import Quadrature, lanczos_quadrature, quadrature_bound, smoothed_density
 from .quadrature import SigmaUnits as SigmaUnits
-from .trace import TraceEstimate, estimate_trace
+from .trace import TraceEstimate, estimate_trace, trace_bound
 from .trace import TraceMethod as TraceMethod
+from .two_pass import two_pass_bound, two_pass_eigenpairs
 
 __all__ = [
     "SymmetricOperator",
@@ -50,4 +55,9 @@ __all__ = [
     "estimate_trace",
     "lanczos_quadrature",
     "smoothed_density",
+    "quadrature_bound",
+    "two_pass_eigenpairs",
+    "two_pass_bound",
+    "eigenpairs_bound",
+    "trace_bound",
 ]

@@ -192,6 +192,23 @@ def _memory_bound(n: int, k: int, capacity: int, work: int, refine_capacity: int
     return max(lanczos, verify, refine) + 2 * _PIECE_BYTES
 
 
+def eigenpairs_bound(
+    n: int, k: int, itemsize: int, *, max_basis: int | None = None, twin: bool = True
+) -> int:
+    """The ``memory_bound_bytes`` :func:`lanczos_eigenpairs` states for ``n``, ``k``, the
+    operator's ``itemsize`` and ``max_basis`` (default ``3 k + 5``), one start vector and
+    ``refine=True``; ``twin``: the operator has a separate float64 version.
+
+    Example:
+        >>> eigenpairs_bound(10**6, 5, 4)  # a float64 refinement's 13 rows, and 32 MiB
+        137554432
+    """
+    work = 8 if itemsize >= 8 else 4
+    basis = 3 * k + 5 if max_basis is None else max_basis
+    refine = max(2 * k + 2, basis // 2) if twin and work != 8 else basis
+    return _memory_bound(n, k, min(basis, n), work, min(refine, n))
+
+
 def lanczos_eigenpairs(
     op: SymmetricOperator,
     k: int,

@@ -13,6 +13,7 @@ from .._seeding import seeded_generator
 from ..limits import MAX_DRAWS, check_limit
 from ..results import Result
 from ._krylov import _PIECE_BYTES, _Lanczos
+from ._three_term import _ghosts, _three_term, _tridiagonal
 from .operators import (
     Callback,
     SymmetricOperator,
@@ -36,9 +37,13 @@ class Quadrature(Result):
             sums to 1, and ``sum_i w_i f(theta_i)`` estimates ``z^T f(A) z / z^T z``.
         num_matvecs: products spent.
         finite: every product was finite.
-        settings: ``num_probes``, ``num_steps``, ``seed``.
-        memory_bound_bytes: the most bytes of vectors held at once (a probe's basis; what
-            the operator needs for a product not included).
+        settings: ``num_probes``, ``num_steps``, ``seed``, ``reorthogonalize``.
+        memory_bound_bytes: the most bytes of vectors held at once (a probe's basis, or
+            three vectors without reorthogonalization; what the operator needs for a
+            product not included).
+        num_ghosts: without reorthogonalization, the Ritz values over all probes that the
+            Cullum-Willoughby test finds to be ghost copies of another (they stay in the
+            rule: each copy carries part of its eigenvalue's weight); 0 with it.
     """
 
     nodes: np.ndarray
@@ -47,6 +52,31 @@ class Quadrature(Result):
     finite: bool
     settings: dict[str, Any] = field(default_factory=dict)
     memory_bound_bytes: int = 0
+    num_ghosts: int = 0
+
+
+def quadrature_bound(n: int, num_steps: int, itemsize: int, reorthogonalize: bool = True) -> int:
+    """Bytes of vectors :func:`lanczos_quadrature` holds at once: with reorthogonalization
+    ``min(num_steps + 1, n)`` rows of ``itemsize`` bytes each (and 32 MiB for products with
+    the basis), without it three; either way at least a float64 draw of a probe.
+
+    Example:
+        >>> quadrature_bound(1000, 80, 4, reorthogonalize=False)
+        12000
+    """
+    if not reorthogonalize:
+        return max(3 * itemsize, 8) * n
+    return max(min(num_steps + 1, n) * itemsize, 8) * n + 2 * _PIECE_BYTES
+
+
+def _plain_rule(products: _Products, probe: torch.Tensor, num_steps: int, eps: float):
+    """One probe's Gauss rule by three-term Lanczos: ``(nodes, weights, ghosts)`` or None
+    on a non-finite product."""
+    alpha, beta, finite = _three_term(products, probe, num_steps)
+    if not finite:
+        return None
+    theta, vectors = _tridiagonal(alpha, beta)
+    return theta, vectors[0] ** 2, int(_ghosts(alpha, beta, eps)[1].sum())
 
 
 def lanczos_quadrature(
@@ -55,6 +85,7 @@ def lanczos_quadrature(
     num_probes: int = 10,
     num_steps: int = 80,
     seed: int | torch.Generator = 0,
+    reorthogonalize: bool = True,
     callback: Callback = None,
 ) -> Quadrature:
     """Gauss quadrature rules for the spectral measure of random-sign probes.
@@ -65,10 +96,21 @@ def lanczos_quadrature(
     measure, whose average over probes estimates the eigenvalue distribution
     ``(1/n) sum_j delta(t - lambda_j)``.
 
-    Memory (``memory_bound_bytes``), in vectors of ``n = size`` on the operator's device,
-    in the working dtype (the operator's, at least float32): one probe's basis,
-    ``num_steps + 1`` vectors, one tensor each as the steps make them (freed before the next
-    probe's), and at most 32 MiB for products with the basis. Besides: what the operator
+    ``reorthogonalize=False`` runs the plain three-term recurrence instead, holding three
+    vectors a probe whatever ``num_steps``. Its basis loses orthogonality as Ritz values
+    converge, and converged outer eigenvalues reappear as ghost copies; for a density this
+    does no harm: finite-precision Lanczos is exact Lanczos on a measure whose mass sits in
+    tiny intervals around the eigenvalues (Greenbaum 1989), so the copies share their
+    eigenvalue's weight and the rule's low moments stay those of the probe's measure
+    (Knizhnerman 1996). Ghosts are counted (``num_ghosts``, by the Cullum-Willoughby test)
+    and left in the rule. Use the reorthogonalized rule as the reference, and where single
+    Ritz values matter (eigenvalues: :func:`~landscape.linalg.two_pass_eigenpairs`).
+
+    Memory (``memory_bound_bytes``, :func:`quadrature_bound`), in vectors of ``n = size``
+    on the operator's device, in the working dtype (the operator's, at least float32): one
+    probe's basis, ``num_steps + 1`` vectors, one tensor each as the steps make them (freed
+    before the next probe's), and at most 32 MiB for products with the basis; three vectors
+    without reorthogonalization. Besides: what the operator
     needs for a product, and on the CPU each probe is drawn in float64 (one vector while it
     is drawn, before its basis exists).
 
@@ -77,6 +119,7 @@ def lanczos_quadrature(
         num_probes: number of probes (``num_probes * num_steps`` products at most).
         num_steps: Lanczos steps per probe (fewer if a Krylov space is exhausted).
         seed: seed (or generator) of the probes.
+        reorthogonalize: full reorthogonalization (the reference), or three vectors a probe.
         callback: called with no argument after every product.
 
     Returns:
@@ -104,12 +147,25 @@ def lanczos_quadrature(
         "num_probes": num_probes,
         "num_steps": num_steps,
         "seed": seed if isinstance(seed, int) else None,
+        "reorthogonalize": bool(reorthogonalize),
     }
-    rows = min(num_steps + 1, op.size)
-    bound = max(rows * work.itemsize, 8) * op.size + 2 * _PIECE_BYTES
+    bound = quadrature_bound(op.size, num_steps, work.itemsize, reorthogonalize)
     nodes = np.full((num_probes, num_steps), np.nan)
     weights = np.zeros((num_probes, num_steps))
+    eps, ghosts = torch.finfo(work).eps, 0
     for p in range(num_probes):
+        if not reorthogonalize:
+            probe = _rademacher(op.size, generator, work, op.device)
+            rule = _plain_rule(products, probe, num_steps, eps)
+            del probe
+            if rule is None:
+                nodes[:] = np.nan
+                weights[:] = 0.0
+                return Quadrature(nodes, weights, products.count, False, settings, bound, ghosts)
+            m = len(rule[0])
+            nodes[p, :m], weights[p, :m] = rule[0], rule[1]
+            ghosts += rule[2]
+            continue
         lanczos = _Lanczos(products, [_rademacher(op.size, generator, work, op.device)])
         while len(lanczos.multiplied) < num_steps and lanczos.step():
             pass
@@ -121,7 +177,7 @@ def lanczos_quadrature(
         del lanczos  # this probe's basis is freed before the next one is built
         nodes[p, : len(theta)] = theta
         weights[p, : len(theta)] = vectors[0] ** 2
-    return Quadrature(nodes, weights, products.count, True, settings, bound)
+    return Quadrature(nodes, weights, products.count, True, settings, bound, ghosts)
 
 
 def smoothed_density(

@@ -48,6 +48,21 @@ class TraceEstimate(Result):
     settings: dict[str, Any] = field(default_factory=dict)
 
 
+def trace_bound(n: int, num_probes: int, method: str, itemsize: int) -> int:
+    """Bytes of vectors :func:`estimate_trace` holds at once (what the operator needs for
+    a product not included): Hutch++'s sketch and its factorization, ``2 s + 6`` vectors in
+    the working dtype for ``s = min(num_probes // 3, n)``, or 6 for Hutchinson, and a
+    float64 draw.
+
+    Example:
+        >>> trace_bound(1000, 99, "hutch++", 4)  # 72 float32 vectors and a float64 one
+        296000
+    """
+    work = 8 if itemsize >= 8 else 4
+    sketch = min(num_probes // 3, n) if method == "hutch++" else 0
+    return ((2 * sketch + 6) * work + 8) * n
+
+
 def estimate_trace(
     op: SymmetricOperator,
     *,
