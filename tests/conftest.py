@@ -58,3 +58,14 @@ def ax(figures_closed_rc_unchanged):
     import matplotlib.pyplot as plt
 
     return plt.figure().add_subplot()
+
+
+@pytest.fixture
+def small_pieces(monkeypatch):
+    """Dot products cast pieces of 100 entries to float64, so that a float64 copy of a whole
+    vector would show; products with the basis gather 8 KiB at a time, as they gather 16 MiB
+    of a large model's vectors."""
+    from landscape.linalg import _krylov, operators
+
+    monkeypatch.setattr(operators, "_PIECE", 100)
+    monkeypatch.setattr(_krylov, "_PIECE_BYTES", 2**13)  # gathers stay below n entries

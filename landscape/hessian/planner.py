@@ -147,10 +147,11 @@ def plan_job(
     """The bytes each strategy of ``job`` needs for ``n`` entries of ``itemsize`` bytes,
     and the first that fits under ``max_memory`` (or ``strategy`` itself, checked).
 
-    Bytes: the bound the solver states for its vectors (:func:`~landscape.linalg.
-    eigenpairs_bound` for "thick-restart" and "full-basis" (a basis of ``max_hvps``
-    vectors), :func:`~landscape.linalg.two_pass_bound`, :func:`~landscape.linalg.
-    trace_bound`, :func:`~landscape.linalg.quadrature_bound`) plus ``hvp``, the bytes one
+    Bytes: the bound the solver states for its vectors
+    (:func:`~landscape.linalg.eigenpairs_bound` for "thick-restart" and "full-basis" (a
+    basis of ``max_hvps`` vectors), :func:`~landscape.linalg.two_pass_bound`,
+    :func:`~landscape.linalg.trace_bound`, :func:`~landscape.linalg.quadrature_bound`)
+    plus ``hvp``, the bytes one
     product needs (:func:`hvp_bytes` for a Hessian). Preferred first: thick restart (about
     the products of a full basis in ``3 k + 5`` vectors), two-pass (``k + 4`` vectors,
     about twice the products or more); Hutch++ (far fewer probes for a given error on a

@@ -102,7 +102,7 @@ def hessian_trace(
         value=estimate.value,
         stderr=estimate.stderr,
         num_hvps=estimate.num_matvecs,
-        method=method,
+        method=chosen,
         samples=estimate.samples,
         settings={**settings, **plan_settings(plan, max_memory)},
         hvp=op.hvp,

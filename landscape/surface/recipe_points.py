@@ -5,7 +5,7 @@ Each point is formed as :func:`landscape.params.point_state` forms it (``(base +
 d_0) + c_1 d_1``, each product rounded, zero coefficients skipped), block of filters by
 block of filters: the directions' values of a block are made, used and freed, so the
 memory is the perturbed copy of the moving tensors and a few blocks (see
-:data:`landscape.directions.recipes.BLOCK`), never a whole direction. The point is then
+``landscape.directions.recipes.BLOCK``), never a whole direction. The point is then
 evaluated by the :class:`~landscape.objective.Objective` at that state.
 """
 

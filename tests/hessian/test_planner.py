@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_linalg_memory import LiveVectors, N, diagonal
-from test_linalg_memory import small_pieces as small_pieces  # noqa: F401 (autouse)
+from _live_vectors import LiveVectors, N, diagonal
 from torch import nn
 
 from landscape.evaluate import Objective
@@ -27,6 +26,8 @@ from landscape.linalg import (
     quadrature,
     two_pass_eigenpairs,
 )
+
+pytestmark = pytest.mark.usefixtures("small_pieces")
 
 PRODUCT = 4 * N  # a float32 product of the diagonal operator
 TWIN = 2 * 8 * N  # its float64 twin's product: the input cast, the output
