@@ -40,9 +40,9 @@ torch.manual_seed(0)  # the model's initialization
 config = GPT2Config(vocab_size=30, n_positions=LENGTH, n_embd=32, n_layer=4, n_head=2,
                     bos_token_id=0, eos_token_id=0, attn_implementation="eager")  # fmt: skip
 model = GPT2LMHeadModel(config)
-train_batches, eval_batches = counting_batches(2048, 0), counting_batches(128, 1)
+train_batches, eval_batches = counting_batches(2048, 0), counting_batches(32 if QUICK else 128, 1)
 optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-for step in range(60 if QUICK else 400):
+for step in range(20 if QUICK else 400):
     loss = model(**train_batches[step % len(train_batches)]).loss
     optimizer.zero_grad()
     loss.backward()
@@ -51,7 +51,8 @@ model.eval()
 
 objective = Objective(model, eval_batches, loss="causal_lm")
 print(f"loss {objective()['loss']:.4f} over {objective.num_examples} tokens")
-result = block_curvature(objective, num_probes=12 if QUICK else 30, progress=False)
+budget = dict(num_probes=6, max_hvps=40) if QUICK else dict(num_probes=30)
+result = block_curvature(objective, **budget, progress=False)
 print(result.table())
 
 with landscape_style():

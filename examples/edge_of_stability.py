@@ -53,7 +53,7 @@ def gradient_descent(loss: str, lr: float, num_steps: int, every: int, path: str
     return load_tracking(path)
 
 
-num_steps = 150 if QUICK else 4000
+num_steps = 60 if QUICK else 4000
 every = 10 if QUICK else 20
 runs = {}
 with tempfile.TemporaryDirectory() as tmp:

@@ -36,7 +36,7 @@ for _ in range(5 if QUICK else 10):
 
 path = os.path.join(FIGURES, "trajectory.h5")
 trajectory_plane(Objective(model, data), run, steps=[25 * (k + 1) for k in range(len(run))],
-                 num_points=9 if QUICK else 31, path=path, overwrite=True)  # fmt: skip
+                 num_points=5 if QUICK else 31, path=path, overwrite=True)  # fmt: skip
 
 for written in (
     export_vts(path, os.path.join(FIGURES, "trajectory.vts")),

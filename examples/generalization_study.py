@@ -38,7 +38,7 @@ for lr, batch_size, weight_decay in itertools.product(*grid.values()):
     label = f"lr{lr:g}-b{batch_size}-wd{weight_decay:g}"
     checkpoints[label] = train_classifier(
         digits_mlp(seed=0), train, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
-        steps=100 if QUICK else 1500, seed=0, progress=False,
+        steps=50 if QUICK else 1500, seed=0, progress=False,
     ).state_dict()  # fmt: skip
     hparams[label] = {"lr": lr, "batch_size": batch_size, "weight_decay": weight_decay}
 
@@ -47,7 +47,7 @@ with tempfile.TemporaryDirectory() as tmp:
     comparison = compare_checkpoints(
         digits_mlp(), checkpoints, train, test_data=test, measures=measures, line=[0.0],
         num_directions=1, path=f"{tmp}/compare.h5", progress=False,
-        num_samples=10 if QUICK else 50,
+        num_samples=5 if QUICK else 50,
     )  # fmt: skip
     found = correlate(f"{tmp}/compare.h5", hparams, num_bootstrap=2000, seed=0)
 

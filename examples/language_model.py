@@ -88,7 +88,7 @@ model = GPT2LMHeadModel(config)
 num, num_eval = (128, 64) if QUICK else (1024, 256)
 pretrain, pretrain_eval = counting_batches((1, 2), num, 0), counting_batches((1, 2), num_eval, 1)
 finetune, finetune_eval = counting_batches((3,), num, 2), counting_batches((3,), num_eval, 3)
-train(model, pretrain, 60 if QUICK else 600, lr=3e-3)
+train(model, pretrain, 20 if QUICK else 600, lr=3e-3)
 
 # LoRA on every block's attention and MLP input projections; everything else frozen
 model.requires_grad_(False)
@@ -96,7 +96,7 @@ for block in model.transformer.h:
     block.attn.c_attn = LoRA(block.attn.c_attn)
     block.mlp.c_fc = LoRA(block.mlp.c_fc)
 before = Objective(model, finetune_eval, loss="causal_lm")()
-train(model, finetune, 40 if QUICK else 400, lr=3e-3)
+train(model, finetune, 15 if QUICK else 400, lr=3e-3)
 
 objective = Objective(model, finetune_eval, loss="causal_lm")
 centre = objective()
@@ -108,7 +108,7 @@ print(f"fine-tuning loss {before['loss']:.4f} -> {centre['loss']:.4f} (accuracy 
 
 # two random directions over the LoRA tensors only, filter-normalized
 directions = random_directions(model, seed=0, params="*.lora_*")
-n = 7 if QUICK else 21
+n = 5 if QUICK else 21
 xs = ys = np.linspace(-1.0, 1.0, n)
 surface = compute_surface(objective, directions, xs, ys, progress=False)
 old_task = compute_surface(Objective(model, pretrain_eval, loss="causal_lm"), directions, xs, ys,

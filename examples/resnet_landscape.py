@@ -32,7 +32,7 @@ FIGURES = os.environ.get(
     "LANDSCAPE_FIGURES", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "figures")
 )
 
-num_train, epochs, num_eval, n = (256, 2, 64, 5) if QUICK else (1024, 10, 256, 21)
+num_train, epochs, num_eval, n = (128, 1, 32, 3) if QUICK else (1024, 10, 256, 21)
 train = cifar_like(num_train, seed=1, signal=0.3)
 model = train_classifier(
     cifar_resnet(20), train, lr=0.05, batch_size=64, epochs=epochs, progress=False

@@ -30,7 +30,7 @@ QUICK = os.environ.get("LANDSCAPE_QUICK") == "1"
 FIGURES = os.environ.get(
     "LANDSCAPE_FIGURES", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "figures")
 )
-STEPS, BATCH, LR, RHO = (60 if QUICK else 1500), 32, 1e-3, 0.05
+STEPS, BATCH, LR, RHO = (30 if QUICK else 1500), 32, 1e-3, 0.05
 train, test = digits_data("train"), digits_data("test")
 
 
@@ -80,10 +80,10 @@ comparison = ls.compare_checkpoints(
     train,
     test_data=test,
     measures=["lambda_max", "trace", "avg_l2"],
-    line=np.linspace(-1, 1, 11 if QUICK else 31),
+    line=np.linspace(-1, 1, 7 if QUICK else 31),
     num_directions=2 if QUICK else 5,
-    num_probes=20 if QUICK else 99,
-    num_samples=10 if QUICK else 100,
+    num_probes=10 if QUICK else 99,
+    num_samples=5 if QUICK else 100,
     progress=False,
 )
 preconditioned = {

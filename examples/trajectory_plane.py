@@ -33,14 +33,14 @@ data = digits_data("train")
 
 # a run: full-batch SGD from one initialisation, a checkpoint after every leg
 model, run, steps = digits_mlp(seed=0), [], []
-for leg in range(6 if QUICK else 12):
+for leg in range(4 if QUICK else 12):
     model = train_classifier(model, data, lr=0.1, steps=25, progress=False)
     run.append({n: t.detach().clone() for n, t in model.state_dict().items()})
     steps.append(25 * (leg + 1))
 
 # the plane around the final checkpoint, the path on it, the true vs projected losses
 trajectory = trajectory_plane(Objective(model, data), run, steps=steps,
-                              num_points=9 if QUICK else 25)  # fmt: skip
+                              num_points=5 if QUICK else 25)  # fmt: skip
 
 with landscape_style():
     fig = Figure(figsize=(8, 3.4), layout="constrained")
