@@ -12,6 +12,50 @@ from .. import distributed
 from ..optim import StabilityGuard
 from ..tracking import Tracker
 
+_CALLBACK_ARGS = """
+
+    Args:
+        tracker: the :class:`~landscape.Tracker` to log; or leave it out and give
+            ``data``.
+        data: the data of a Tracker built when training starts, with ``optimizer``
+            (default: {default}), ``guard`` and ``**tracker_options``.
+        optimizer: the optimizer the Tracker reads (default: {default}).
+        guard: a :class:`~landscape.optim.StabilityGuard` given every measure and its
+            threshold after each log (on every rank, with rank 0's values).
+        **tracker_options: the Tracker's other options (``path``, ``every``, ``measures``,
+            ``loss``, ...).
+
+    Raises:
+        ValueError: both or neither of ``tracker`` and ``data``, or options beside a
+            ``tracker``.
+    """
+
+
+def callback_doc(summary: str, *, default: str) -> str:
+    """A callback's docstring: its ``summary`` and the Args both share, with ``default``
+    naming the framework's optimizer."""
+    return summary + _CALLBACK_ARGS.format(default=default)
+
+
+class CallbackBase:
+    """The constructor and ``tracker`` of both callbacks (documented by :func:`callback_doc`)."""
+
+    def __init__(
+        self,
+        tracker: Tracker | None = None,
+        *,
+        data: Any = None,
+        optimizer: torch.optim.Optimizer | None = None,
+        guard: StabilityGuard | None = None,
+        **tracker_options: Any,
+    ):
+        self._logging = TrackerLogging(tracker, data, optimizer, guard, tracker_options)
+
+    @property
+    def tracker(self) -> Tracker | None:
+        """The Tracker (``None`` until training starts when it is built from ``data``)."""
+        return self._logging.tracker
+
 
 class TrackerLogging:
     """The Tracker of a callback and how a step is logged under torchrun.

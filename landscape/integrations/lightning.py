@@ -19,53 +19,21 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from ..optim import StabilityGuard
-from ..tracking import Tracker
-from ._common import TrackerLogging
+from ._common import CallbackBase, callback_doc
 
 __all__ = ["TrackerCallback"]
 
 
-class TrackerCallback(Callback):
-    """Logs a Tracker at the start of training (step ``trainer.global_step``) and after
+class TrackerCallback(CallbackBase, Callback):
+    __doc__ = callback_doc(
+        """Logs a Tracker at the start of training (step ``trainer.global_step``) and after
     every training batch, with the trainer's optimizer-step count; the module is not
     changed. The first log waits for the first step where ``preconditioned_sharpness``
-    meets an optimizer without state (Adam's preconditioner exists after its first step).
-
-    Args:
-        tracker: the :class:`~landscape.Tracker` to log; or leave it out and give
-            ``data``.
-        data: the data of a Tracker built when training starts, with ``optimizer``
-            (default: ``trainer.optimizers[0]``), ``guard`` and ``**tracker_options``.
-        optimizer: the optimizer the Tracker reads (default: the trainer's first).
-        guard: a :class:`~landscape.optim.StabilityGuard` given every measure and its
-            threshold after each log (on every rank, with rank 0's values).
-        **tracker_options: the Tracker's other options (``path``, ``every``, ``measures``,
-            ``loss``, ...).
-
-    Raises:
-        ValueError: both or neither of ``tracker`` and ``data``, or options beside a
-            ``tracker``.
-    """
-
-    def __init__(
-        self,
-        tracker: Tracker | None = None,
-        *,
-        data: Any = None,
-        optimizer: torch.optim.Optimizer | None = None,
-        guard: StabilityGuard | None = None,
-        **tracker_options: Any,
-    ):
-        self._logging = TrackerLogging(tracker, data, optimizer, guard, tracker_options)
-
-    @property
-    def tracker(self) -> Tracker | None:
-        """The Tracker (``None`` until training starts when it is built from ``data``)."""
-        return self._logging.tracker
+    meets an optimizer without state (Adam's preconditioner exists after its first step).""",
+        default="``trainer.optimizers[0]``",
+    )
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._logging.start(trainer.optimizers[0] if trainer.optimizers else None)

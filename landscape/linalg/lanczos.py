@@ -182,6 +182,23 @@ def _solve(
     return lanczos.basis.rows[: len(idx)], norm
 
 
+def _solver_inputs(
+    op: SymmetricOperator, tol: float | None, seed: int | torch.Generator, callback: Callback
+) -> tuple[float, torch.Generator, _Products, _Products]:
+    """What both eigensolvers start from: ``tol`` (default by dtype, checked), the
+    generator, the products in the working dtype and those of the float64 reference (the
+    same object when the operator is its own reference)."""
+    if tol is None:
+        tol = 1e-8 if op.dtype == torch.float64 else 1e-4
+    if tol < 0:
+        raise ValueError(f"tol must be non-negative, got {tol}")
+    generator = seed if isinstance(seed, torch.Generator) else seeded_generator(seed, op.device)
+    products = _Products(op, _work_dtype(op.dtype), callback)
+    ref_op = _reference(op)
+    reference = products if ref_op is op else _Products(ref_op, torch.float64, callback)
+    return tol, generator, products, reference
+
+
 def _memory_bound(n: int, k: int, capacity: int, work: int, refine_capacity: int) -> int:
     """Bytes of vectors held at once: the basis (plus a random draw in float64), the
     verification (the Ritz vectors and their float64 copies, then one product), and a
@@ -310,15 +327,8 @@ def lanczos_eigenpairs(
     if max_basis < least:
         raise ValueError(f"max_basis must be at least k + 2 block_size + 3 = {least}, "
                          f"got {max_basis}")  # fmt: skip
-    if tol is None:
-        tol = 1e-8 if op.dtype == torch.float64 else 1e-4
-    if tol < 0:
-        raise ValueError(f"tol must be non-negative, got {tol}")
-    generator = seed if isinstance(seed, torch.Generator) else seeded_generator(seed, op.device)
-    work = _work_dtype(op.dtype)
-    products = _Products(op, work, callback)
-    ref_op = _reference(op)
-    reference = products if ref_op is op else _Products(ref_op, torch.float64, callback)
+    tol, generator, products, reference = _solver_inputs(op, tol, seed, callback)
+    work, ref_op = products.work, reference.op
     refine_basis = max_basis if reference is products else max(2 * k + 2, max_basis // 2)
     refine_basis = refine_basis if refine else 0
     settings = {

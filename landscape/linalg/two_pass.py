@@ -9,18 +9,15 @@ import numpy as np
 import torch
 
 from .. import options
-from .._seeding import seeded_generator
 from ..checks import check_choice
 from ._three_term import _ghosts, _three_term, _tridiagonal
-from .lanczos import Eigenpairs, Which, _verify, _wanted
+from .lanczos import Eigenpairs, Which, _solver_inputs, _verify, _wanted
 from .operators import (
     Callback,
     SymmetricOperator,
     _check_operator,
     _normal,
     _Products,
-    _reference,
-    _work_dtype,
 )
 
 _CHECK_EVERY = 0.1  # pass 1 looks at its Ritz values after this fraction more steps
@@ -185,15 +182,8 @@ def two_pass_eigenpairs(
         raise ValueError(f"k must be between 1 and the operator size {n}, got {k}")
     if max_matvecs < 4 * k:
         raise ValueError(f"max_matvecs must be at least 4 k = {4 * k}, got {max_matvecs}")
-    if tol is None:
-        tol = 1e-8 if op.dtype == torch.float64 else 1e-4
-    if tol < 0:
-        raise ValueError(f"tol must be non-negative, got {tol}")
-    generator = seed if isinstance(seed, torch.Generator) else seeded_generator(seed, op.device)
-    work = _work_dtype(op.dtype)
-    products = _Products(op, work, callback)
-    ref_op = _reference(op)
-    reference = products if ref_op is op else _Products(ref_op, torch.float64, callback)
+    tol, generator, products, reference = _solver_inputs(op, tol, seed, callback)
+    work, ref_op = products.work, reference.op
     bound = two_pass_bound(n, k, work.itemsize)
     size = torch.empty((), dtype=op.dtype).element_size()
     settings = {
