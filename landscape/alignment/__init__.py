@@ -10,7 +10,8 @@ checkpoints and measures the average's loss beside theirs (:class:`MergeResult`)
 Barriers after alignment: :func:`landscape.paths.connect_checkpoints` with ``align=`` and
 ``repair=``.
 
-One module per job: ``spec`` (the groups, from ``torch.fx``), ``permute`` (applying
+One module per job: ``spec`` (the groups, from ``torch.fx``; ``gpt2`` for Hugging Face
+GPT-2, written by hand), ``permute`` (applying
 permutations), ``weights`` and ``activations`` (the two matchings), ``align`` (the
 result), ``repair`` (REPAIR) and ``merge``.
 """

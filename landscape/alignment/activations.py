@@ -63,7 +63,13 @@ def activation_correlations(
     """``{group: corr}``: ``corr[i, j]``, the correlation between unit ``i`` of ``a`` and
     unit ``j`` of ``b``, averaged over the group's activations (a unit that never varies
     correlates 0)."""
-    graphs = [fx.symbolic_trace(copy.deepcopy(m).eval()) for m in (model_a, model_b)]
+    try:
+        graphs = [fx.symbolic_trace(copy.deepcopy(m).eval()) for m in (model_a, model_b)]
+    except Exception as exc:  # fx raises many types (Hugging Face GPT-2, for one)
+        raise ValueError(
+            f"expected a model torch.fx can trace for activation matching (use "
+            f"method='weights'), got {type(model_a).__name__}, which it cannot trace"
+        ) from exc
     recorders = [_Recorder(g, spec.nodes) for g in graphs]
     sums: dict[str, list] = {}
     device = next((p.device for p in model_a.parameters()), torch.device("cpu"))

@@ -20,6 +20,9 @@ finds them by tracing the model and following every tensor's channel space:
   (:mod:`landscape.alignment.attention`);
 - the model's inputs, its buffers and its outputs are fixed (never permuted).
 
+Hugging Face GPT-2, which ``torch.fx`` cannot trace, has a hand-written spec instead
+(:mod:`landscape.alignment.gpt2`: MLP units and heads; no activations or REPAIR layers).
+
 Anything else that reads a permutable space is refused, naming the module, unless it has
 no parameters and no layer reads its result (a softmax on the logits): then the space is
 fixed. A refusal happens before any matching.
@@ -42,6 +45,7 @@ from torch import fx, nn
 
 from . import ops
 from .attention import Outputs, attention_call, attention_function
+from .gpt2 import gpt2_axes
 from .spaces import Spaces
 
 __all__ = ["PermutationSpec", "permutation_spec"]
@@ -364,7 +368,9 @@ class _Tracer:
 
 
 def permutation_spec(model: nn.Module) -> PermutationSpec:
-    """The permutation groups of ``model``, derived from its ``torch.fx`` graph.
+    """The permutation groups of ``model``, derived from its ``torch.fx`` graph (for a
+    Hugging Face ``GPT2Model`` or ``GPT2LMHeadModel`` that fx refuses, from
+    :func:`~landscape.alignment.gpt2.gpt2_axes`).
 
     Args:
         model: the network (not changed; traced symbolically, not run).
@@ -376,4 +382,12 @@ def permutation_spec(model: nn.Module) -> PermutationSpec:
         ValueError: ``torch.fx`` cannot trace the model, or a module or operation reads
             permutable channels in a way whose symmetry is unknown (the message names it).
     """
-    return _Tracer(model).run()
+    try:
+        return _Tracer(model).run()
+    except ValueError:
+        found = gpt2_axes(model)
+        if found is None:
+            raise
+    sizes, axes, heads = found
+    params = frozenset(n for n, _ in model.named_parameters(remove_duplicate=False))
+    return PermutationSpec(sizes, axes, params, (), {}, heads)
