@@ -155,8 +155,8 @@ class _Recorded:
         delta = self.op.hvp_error
         if dealt:  # no sketch: the mean of the norms over the ranks
             zero = torch.zeros((), dtype=torch.float64, device=self.device)
-            total = torch.stack([sum(self.norms, zero), zero + len(self.norms)])
-            total = distributed.all_reduce_sum(total).cpu().numpy()
+            local = torch.stack([sum(self.norms, zero), zero + len(self.norms)])
+            total = distributed.all_reduce_sum(local).cpu().numpy()
             return float("nan") if isinstance(delta, str) else float(delta * total[0] / total[1])
         if isinstance(delta, str) or not self.norms:
             return float("nan")

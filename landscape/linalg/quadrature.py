@@ -196,11 +196,11 @@ def lanczos_quadrature(
     count = products.count
     if world > 1:  # one collective: the rules (0 in the other ranks' rows) and the counts
         mine = (np.arange(num_probes) % world == me)[:, None]
-        local = [np.where(mine, nodes, 0.0).ravel(), weights.ravel(), [count, ghosts, finite]]
-        packed = torch.from_numpy(np.concatenate(local)).to(op.device)
-        host = distributed.all_reduce_sum(packed).cpu().numpy()
-        nodes, weights = host[: nodes.size].reshape(nodes.shape), host[nodes.size : -3]
-        weights = weights.reshape(nodes.shape)
+        tally = np.array([count, ghosts, finite], dtype=np.float64)
+        local = np.concatenate([np.where(mine, nodes, 0.0).ravel(), weights.ravel(), tally])
+        host = distributed.all_reduce_sum(torch.from_numpy(local).to(op.device)).cpu().numpy()
+        size = nodes.size
+        nodes[:], weights[:] = host[:size].reshape(nodes.shape), host[size:-3].reshape(nodes.shape)
         count, ghosts, finite = int(host[-3]), int(host[-2]), bool(host[-1] == world)
     if not finite:
         nodes[:] = np.nan
