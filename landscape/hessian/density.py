@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import distributed
 from .._progress import progress_bar
 from ..limits import MAX_DRAWS, MAX_POINTS, check_limit
 from ..linalg import SigmaUnits, lanczos_quadrature, smoothed_density
@@ -16,6 +17,7 @@ from ..objective import Objective
 from .operator import HessianOperator, ParamSelection, resolve_operator
 from .planner import plan_for, plan_settings
 from .results import DensityResult
+from .trace import probes_dealt
 
 __all__ = ["spectral_density"]
 
@@ -65,6 +67,13 @@ def spectral_density(
     as ghost copies that share their weight, so the density stays a Gauss rule for a
     measure close to the probe's (see :func:`~landscape.linalg.lanczos_quadrature`);
     ``settings["num_ghosts"]`` counts the copies.
+
+    Ranks: under ``torchrun`` with an objective that does not shard its data (each rank
+    holds all of it, so a product needs no collective), the probes are dealt across the
+    ranks, probe ``p`` to rank ``p % world_size``, each drawn as one process draws it, and
+    the rules gathered by one all-reduce at the end: every rank returns the one-process
+    result after ``1 / world_size`` of the HVPs (``settings["ranks"]``). With
+    ``shard_data=True`` every rank runs every probe, its products all-reduced.
 
     Products of ``hvp="fd"`` (see :class:`HessianOperator`): the result records their
     measured error ``delta`` (``hvp_error``) and ``settings["hvp_node_bound"]``,
@@ -123,15 +132,17 @@ def spectral_density(
             f"sigma must be > 0 with sigma_units 'width' or 'absolute', got {sigma} {sigma_units!r}"
         )
     op = resolve_operator(objective, state, params, dtype)
-    total = num_probes * num_steps
     size = torch.empty((), dtype=op.dtype).element_size()
     strategy = {None: "auto", True: "reorthogonalize", False: "three-term"}[reorthogonalize]
     plan = plan_for(op, "density", max_memory, strategy, num_probes=num_probes,
                     num_steps=num_steps)  # fmt: skip
-    with progress_bar(progress, desc="density", unit="HVP", total=total) as bar:
+    dealt = probes_dealt(op)
+    ranks = distributed.world_size() if dealt else 1
+    mine = len(range(distributed.rank() if dealt else 0, num_probes, ranks)) * num_steps
+    with progress_bar(progress, desc="density", unit="HVP", total=mine) as bar:
         rule = lanczos_quadrature(
             op, num_probes=num_probes, num_steps=num_steps, seed=seed, callback=bar.update,
-            reorthogonalize=plan.choice == "reorthogonalize",
+            reorthogonalize=plan.choice == "reorthogonalize", deal_probes=dealt,
         )  # fmt: skip
     settings = {
         **op.settings,
@@ -144,6 +155,7 @@ def spectral_density(
         "num_grid": num_grid,
         "seed": seed,
         "num_ghosts": rule.num_ghosts,
+        "ranks": ranks,
         **plan_settings(plan, max_memory),
     }
     fd: dict[str, Any] = {"hvp": op.hvp, "hvp_error": op.hvp_error}

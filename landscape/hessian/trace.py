@@ -7,6 +7,7 @@ from typing import Literal
 
 import torch
 
+from .. import distributed
 from .._progress import progress_bar
 from ..linalg import TraceMethod, estimate_trace
 from ..objective import Objective
@@ -54,6 +55,14 @@ def hessian_trace(
     the mean over the random ones of ``||x|| ||H_fd x||``; NaN where ``delta`` could not be
     measured), to be added to the sampling error ``stderr``.
 
+    Ranks: under ``torchrun`` with an objective that does not shard its data (each rank
+    holds all of it, so a product needs no collective), Hutchinson's probes are dealt
+    across the ranks, probe ``i`` to rank ``i % world_size``, each drawn as one process
+    draws it, and gathered by one all-reduce at the end: every rank returns the
+    one-process result after ``1 / world_size`` of the HVPs (``settings["ranks"]``).
+    Hutch++ is not dealt (its sketch is shared by every probe), nor are the probes of an
+    objective with ``shard_data=True`` (every rank makes every product, all-reduced).
+
     Args:
         objective: an Objective or a HessianOperator.
         num_probes: HVP budget (Hutch++ uses fewer if its sketch would exceed ``n``).
@@ -91,13 +100,17 @@ def hessian_trace(
         "hutch++" if plan.choice == "hutch++" else "hutchinson"
     )
     recorded = _Recorded(op) if op.hvp == "fd" else op
-    with progress_bar(progress, desc="trace", unit="HVP", total=num_probes) as bar:
+    dealt = chosen == "hutchinson" and probes_dealt(op)
+    ranks = distributed.world_size() if dealt else 1
+    mine = len(range(distributed.rank() if dealt else 0, num_probes, ranks))
+    with progress_bar(progress, desc="trace", unit="HVP", total=mine) as bar:
         estimate = estimate_trace(
-            recorded, num_probes=num_probes, method=chosen, seed=seed, callback=bar.update
-        )
-    settings = {**op.settings, "num_probes": num_probes, "seed": seed}
+            recorded, num_probes=num_probes, method=chosen, seed=seed, callback=bar.update,
+            deal_probes=dealt,
+        )  # fmt: skip
+    settings = {**op.settings, "num_probes": num_probes, "seed": seed, "ranks": ranks}
     if isinstance(recorded, _Recorded):
-        settings["hvp_bias_bound"] = recorded.bias_bound(estimate.settings["num_sketch"])
+        settings["hvp_bias_bound"] = recorded.bias_bound(estimate.settings["num_sketch"], dealt)
     return TraceResult(
         value=estimate.value,
         stderr=estimate.stderr,
@@ -108,6 +121,13 @@ def hessian_trace(
         hvp=op.hvp,
         hvp_error=op.hvp_error,
     )
+
+
+def probes_dealt(op: HessianOperator) -> bool:
+    """Whether the probes of a Hutchinson trace or a density are dealt across the ranks:
+    under a process group of several ranks, with products local to each rank (the data not
+    sharded)."""
+    return distributed.world_size() > 1 and not op.objective.shard_data
 
 
 class _Recorded:
@@ -125,12 +145,19 @@ class _Recorded:
 
     __matmul__ = matvec
 
-    def bias_bound(self, num_sketch: int) -> float:
+    def bias_bound(self, num_sketch: int, dealt: bool = False) -> float:
         """``delta (sum_q ||q|| ||H q|| + mean_g ||P g|| ||H P g||)``: each quadratic form
         ``x^T H_fd x`` is within ``delta ||x|| ||H x||`` of ``x^T H x`` for products of
         relative error ``delta`` (the sketch ``H S`` only chooses the subspace, and any
-        subspace gives an unbiased estimate); NaN where ``delta`` is unknown."""
+        subspace gives an unbiased estimate); NaN where ``delta`` is unknown. ``dealt``
+        (Hutchinson's probes across the ranks): the mean over every rank's probes (a
+        collective)."""
         delta = self.op.hvp_error
+        if dealt:  # no sketch: the mean of the norms over the ranks
+            zero = torch.zeros((), dtype=torch.float64, device=self.device)
+            local = torch.stack([sum(self.norms, zero), zero + len(self.norms)])
+            total = distributed.all_reduce_sum(local).cpu().numpy()
+            return float("nan") if isinstance(delta, str) else float(delta * total[0] / total[1])
         if isinstance(delta, str) or not self.norms:
             return float("nan")
         norms = torch.stack(self.norms).cpu().numpy()

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from .. import distributed
 from .._seeding import seeded_generator
 from ..limits import MAX_DRAWS, check_limit
 from ..results import Result
@@ -37,7 +38,8 @@ class Quadrature(Result):
             sums to 1, and ``sum_i w_i f(theta_i)`` estimates ``z^T f(A) z / z^T z``.
         num_matvecs: products spent.
         finite: every product was finite.
-        settings: ``num_probes``, ``num_steps``, ``seed``, ``reorthogonalize``.
+        settings: ``num_probes``, ``num_steps``, ``seed``, ``reorthogonalize``, ``ranks``
+            (the ranks the probes were dealt to, 1 when they were not).
         memory_bound_bytes: the most bytes of vectors held at once (a probe's basis, or
             three vectors without reorthogonalization; what the operator needs for a
             product not included).
@@ -79,6 +81,18 @@ def _plain_rule(products: _Products, probe: torch.Tensor, num_steps: int, eps: f
     return theta, vectors[0] ** 2, int(_ghosts(alpha, beta, eps)[1].sum())
 
 
+def _full_rule(products: _Products, start: list[torch.Tensor], num_steps: int):
+    """One probe's Gauss rule by Lanczos with full reorthogonalization: ``(nodes, weights,
+    0)`` or None on a non-finite product (the basis is freed on return)."""
+    lanczos = _Lanczos(products, start)
+    while len(lanczos.multiplied) < num_steps and lanczos.step():
+        pass
+    if not lanczos.finite:
+        return None
+    theta, vectors, _ = lanczos.ritz()
+    return theta, vectors[0] ** 2, 0
+
+
 def lanczos_quadrature(
     op: SymmetricOperator,
     *,
@@ -87,6 +101,7 @@ def lanczos_quadrature(
     seed: int | torch.Generator = 0,
     reorthogonalize: bool = True,
     callback: Callback = None,
+    deal_probes: bool = False,
 ) -> Quadrature:
     """Gauss quadrature rules for the spectral measure of random-sign probes.
 
@@ -114,6 +129,13 @@ def lanczos_quadrature(
     needs for a product, and on the CPU each probe is drawn in float64 (one vector while it
     is drawn, before its basis exists).
 
+    Dealt probes (``deal_probes=True`` under a ``torch.distributed`` group): probe ``p``
+    runs on rank ``p % world_size`` alone, drawn as one process draws it (every rank draws
+    every probe from the seed's stream and skips the others'), so the operator's products
+    must be local to the rank (no collective inside). One all-reduce at the end brings
+    every rank all the rules, the product count and the ghosts: the one-process result,
+    exactly. Without a group the flag changes nothing.
+
     Args:
         op: a :class:`SymmetricOperator`.
         num_probes: number of probes (``num_probes * num_steps`` products at most).
@@ -121,6 +143,7 @@ def lanczos_quadrature(
         seed: seed (or generator) of the probes.
         reorthogonalize: full reorthogonalization (the reference), or three vectors a probe.
         callback: called with no argument after every product.
+        deal_probes: deal the probes across the ranks (see above).
 
     Returns:
         a :class:`Quadrature`.
@@ -140,6 +163,7 @@ def lanczos_quadrature(
         raise ValueError(f"num_probes and num_steps must be >= 1, got {num_probes} and {num_steps}")
     check_limit("quadrature probes", num_probes, MAX_DRAWS)
     check_limit("Lanczos steps", num_steps, MAX_DRAWS)
+    me, world = (distributed.rank(), distributed.world_size()) if deal_probes else (0, 1)
     generator = seed if isinstance(seed, torch.Generator) else seeded_generator(seed, op.device)
     work = _work_dtype(op.dtype)
     products = _Products(op, work, callback)
@@ -148,36 +172,40 @@ def lanczos_quadrature(
         "num_steps": num_steps,
         "seed": seed if isinstance(seed, int) else None,
         "reorthogonalize": bool(reorthogonalize),
+        "ranks": world,
     }
     bound = quadrature_bound(op.size, num_steps, work.itemsize, reorthogonalize)
     nodes = np.full((num_probes, num_steps), np.nan)
     weights = np.zeros((num_probes, num_steps))
-    eps, ghosts = torch.finfo(work).eps, 0
+    eps, ghosts, finite = torch.finfo(work).eps, 0, True
     for p in range(num_probes):
-        if not reorthogonalize:
-            probe = _rademacher(op.size, generator, work, op.device)
-            rule = _plain_rule(products, probe, num_steps, eps)
-            del probe
-            if rule is None:
-                nodes[:] = np.nan
-                weights[:] = 0.0
-                return Quadrature(nodes, weights, products.count, False, settings, bound, ghosts)
-            m = len(rule[0])
-            nodes[p, :m], weights[p, :m] = rule[0], rule[1]
-            ghosts += rule[2]
-            continue
-        lanczos = _Lanczos(products, [_rademacher(op.size, generator, work, op.device)])
-        while len(lanczos.multiplied) < num_steps and lanczos.step():
-            pass
-        if not lanczos.finite:
-            nodes[:] = np.nan
-            weights[:] = 0.0
-            return Quadrature(nodes, weights, products.count, False, settings, bound)
-        theta, vectors, _ = lanczos.ritz()
-        del lanczos  # this probe's basis is freed before the next one is built
-        nodes[p, : len(theta)] = theta
-        weights[p, : len(theta)] = vectors[0] ** 2
-    return Quadrature(nodes, weights, products.count, True, settings, bound, ghosts)
+        start = [_rademacher(op.size, generator, work, op.device)]
+        if p % world != me:
+            continue  # drawn all the same: the stream stays the one-process run's
+        if reorthogonalize:
+            rule = _full_rule(products, start, num_steps)
+        else:
+            rule = _plain_rule(products, start.pop(), num_steps, eps)
+        del start
+        if rule is None:
+            finite = False
+            break
+        m = len(rule[0])
+        nodes[p, :m], weights[p, :m] = rule[0], rule[1]
+        ghosts += rule[2]
+    count = products.count
+    if world > 1:  # one collective: the rules (0 in the other ranks' rows) and the counts
+        mine = (np.arange(num_probes) % world == me)[:, None]
+        tally = np.array([count, ghosts, finite], dtype=np.float64)
+        local = np.concatenate([np.where(mine, nodes, 0.0).ravel(), weights.ravel(), tally])
+        host = distributed.all_reduce_sum(torch.from_numpy(local).to(op.device)).cpu().numpy()
+        size = nodes.size
+        nodes[:], weights[:] = host[:size].reshape(nodes.shape), host[size:-3].reshape(nodes.shape)
+        count, ghosts, finite = int(host[-3]), int(host[-2]), bool(host[-1] == world)
+    if not finite:
+        nodes[:] = np.nan
+        weights[:] = 0.0
+    return Quadrature(nodes, weights, count, finite, settings, bound, ghosts)
 
 
 def smoothed_density(

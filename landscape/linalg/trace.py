@@ -9,6 +9,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from .. import distributed
 from .._seeding import seeded_generator
 from ..limits import MAX_DRAWS, check_limit
 from ..results import Result
@@ -37,7 +38,8 @@ class TraceEstimate(Result):
             their mean.
         num_matvecs: products spent.
         method: "hutchinson" or "hutch++".
-        settings: ``num_probes``, ``method``, ``seed``, ``num_sketch``, ``num_residual``.
+        settings: ``num_probes``, ``method``, ``seed``, ``num_sketch``, ``num_residual``,
+            ``ranks`` (the ranks the probes were dealt to, 1 when they were not).
     """
 
     value: float
@@ -70,6 +72,7 @@ def estimate_trace(
     method: TraceMethod = "hutch++",
     seed: int | torch.Generator = 0,
     callback: Callback = None,
+    deal_probes: bool = False,
 ) -> TraceEstimate:
     """Trace of a symmetric operator from random-sign probes, with a standard error.
 
@@ -97,19 +100,30 @@ def estimate_trace(
     needs for a product, and on the CPU each probe is drawn in float64 (one vector while
     it is drawn).
 
+    Dealt probes (``deal_probes=True`` under a ``torch.distributed`` group, Hutchinson
+    only): probe ``i`` is multiplied on rank ``i % world_size`` alone, drawn as one process
+    draws it (every rank draws every probe from the seed's stream and skips the others'),
+    so the operator's products must be local to the rank (no collective inside). One
+    all-reduce at the end sums the forms (each at its index), the diagonal estimates and
+    the product counts: every rank returns the one-process result (the error to round-off
+    of the diagonal's sum; the all-reduce holds two float64 vectors of ``n`` more). Without
+    a group the flag changes nothing.
+
     Args:
         op: a :class:`SymmetricOperator`.
         num_probes: product budget (Hutch++ uses fewer if its sketch would exceed ``n``).
         method: "hutch++" or "hutchinson".
         seed: seed (or generator) of the probes.
         callback: called with no argument after every product.
+        deal_probes: deal the probes across the ranks (see above).
 
     Returns:
         a :class:`TraceEstimate`; NaN value and error if a product is not finite.
 
     Raises:
-        ValueError: unknown method, or too few probes (2 for Hutchinson, 4 for Hutch++:
-            the error needs two random probes).
+        ValueError: unknown method, too few probes (2 for Hutchinson, 4 for Hutch++: the
+            error needs two random probes), or Hutch++ with ``deal_probes`` (its sketch
+            is shared by every probe).
         TypeError: ``op`` is not an operator.
 
     Example:
@@ -132,6 +146,9 @@ def estimate_trace(
         num_sketch, num_rest = min(num_probes // 3, n), num_probes - 2 * (num_probes // 3)
     else:
         raise ValueError(f"method must be 'hutchinson' or 'hutch++', got {method!r}")
+    if deal_probes and method != "hutchinson":
+        raise ValueError(f"expected method 'hutchinson' with deal_probes=True, got {method!r}")
+    me, world = (distributed.rank(), distributed.world_size()) if deal_probes else (0, 1)
     generator = seed if isinstance(seed, torch.Generator) else seeded_generator(seed, op.device)
     work = _work_dtype(op.dtype)
     products = _Products(op, work, callback)
@@ -141,6 +158,7 @@ def estimate_trace(
         "seed": seed if isinstance(seed, int) else None,
         "num_sketch": num_sketch,
         "num_residual": num_rest,
+        "ranks": world,
     }
 
     def result(value: float, stderr: float, samples: np.ndarray) -> TraceEstimate:
@@ -166,12 +184,14 @@ def estimate_trace(
         if len(basis) == n:  # the sketch is the whole space: the trace is exact
             value = float(exact)
             return result(value, 0.0, np.full(num_rest, value))
-    forms = torch.empty(num_rest, dtype=torch.float64, device=device)
+    forms = torch.zeros(num_rest, dtype=torch.float64, device=device)
     diag_sum = torch.zeros(n, dtype=work, device=device)
     diag_squares = torch.zeros((), dtype=torch.float64, device=device)
     frobenius = torch.zeros((), dtype=torch.float64, device=device)
     for i in range(num_rest):
         g = _rademacher(n, generator, work, device)
+        if i % world != me:
+            continue  # drawn all the same: the stream stays the one-process run's
         pg = g if basis is None else g - basis.T @ (basis @ g)
         mg = products(pg)
         forms[i] = _dot64(pg, mg)
@@ -181,6 +201,13 @@ def estimate_trace(
         diag_sum += d
         diag_squares += _dot64(d, d)
         frobenius += _dot64(mg, mg)
+    if world > 1:  # one collective: forms (0 off this rank), sums, counts, the diagonal
+        count = torch.tensor([products.count], dtype=torch.float64, device=device)
+        parts = [forms, diag_squares[None], frobenius[None], count, diag_sum.to(torch.float64)]
+        packed = distributed.all_reduce_sum(torch.cat(parts))
+        forms, diag_squares, frobenius = packed[:num_rest], packed[num_rest], packed[num_rest + 1]
+        products.count = int(packed[num_rest + 2])
+        diag_sum = packed[num_rest + 3 :]
     sums = torch.stack([exact, _dot64(diag_sum, diag_sum), diag_squares, frobenius])
     host = torch.cat([forms, sums]).cpu().numpy()
     samples = host[:num_rest]
