@@ -100,7 +100,7 @@ def hessian_trace(
         "hutch++" if plan.choice == "hutch++" else "hutchinson"
     )
     recorded = _Recorded(op) if op.hvp == "fd" else op
-    dealt = chosen == "hutchinson" and probes_dealt(op)
+    dealt = probes_dealt(op) and chosen == "hutchinson"  # every rank joins
     ranks = distributed.world_size() if dealt else 1
     mine = len(range(distributed.rank() if dealt else 0, num_probes, ranks))
     with progress_bar(progress, desc="trace", unit="HVP", total=mine) as bar:
@@ -126,8 +126,14 @@ def hessian_trace(
 def probes_dealt(op: HessianOperator) -> bool:
     """Whether the probes of a Hutchinson trace or a density are dealt across the ranks:
     under a process group of several ranks, with products local to each rank (the data not
-    sharded)."""
-    return distributed.world_size() > 1 and not op.objective.shard_data
+    sharded), and the same operator on every rank (the fingerprints of the point, the
+    weights and the data agree; else each rank computes its own operator's answer, as one
+    process would). Every rank must call it (one small collective)."""
+    if distributed.world_size() < 2 or op.objective.shard_data:
+        return False
+    keys = ("checkpoint_sha256", "state_sha256", "data_sha256")
+    mine = tuple(op.settings.get(key) for key in keys)
+    return all(theirs == mine for theirs in distributed.all_gather_objects(mine))
 
 
 class _Recorded:

@@ -23,16 +23,17 @@ from landscape.objective import Objective
 PROBES, DENSITY_PROBES, STEPS = 7, 3, 5  # 7 probes: 4 on rank 0, 3 on rank 1
 
 
-def objective(shard: bool = False) -> Objective:
+def objective(shard: bool = False, data_seed: int = 2) -> Objective:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).double()
-    g = torch.Generator().manual_seed(2)
+    g = torch.Generator().manual_seed(data_seed)
     data = torch.randn(20, 4, generator=g).double(), torch.randint(0, 3, (20,), generator=g)
     return Objective(model, data, batch_size=5, shard_data=shard)
 
 
-def jobs() -> dict[str, tuple[object, int]]:
-    """Each job's result and the HVPs this rank made for it."""
+def jobs(rank: int = 0) -> dict[str, tuple[object, int]]:
+    """Each job's result and the HVPs this rank made for it; "own_data" on data of this
+    rank's own (``rank``), which are not dealt: each rank computes its own answer."""
     out: dict[str, tuple[object, int]] = {}
     runs = {
         "hutchinson": (False, "exact", lambda op: hessian_trace(
@@ -49,8 +50,10 @@ def jobs() -> dict[str, tuple[object, int]]:
         "sharded": (True, "exact", lambda op: hessian_trace(
             op, num_probes=PROBES, method="hutchinson", seed=3, progress=False)),
     }  # fmt: skip
+    runs["own_data"] = runs["hutchinson"]
     for name, (shard, hvp, run) in runs.items():
-        op = HessianOperator(objective(shard), hvp=hvp)
+        data_seed = 2 + rank if name == "own_data" else 2
+        op = HessianOperator(objective(shard, data_seed), hvp=hvp)
         before = op.num_hvps
         result = run(op)
         out[name] = (result, op.num_hvps - before)
@@ -81,15 +84,17 @@ def test_probes_dealt_across_two_ranks_equal_one_process(tmp_path, one_thread):
     done = torchrun(os.path.abspath(__file__), str(tmp_path))
     assert done.returncode == 0, done.stderr[-3000:]
     single = {name: fields(result) for name, (result, _) in jobs().items()}
+    own = [fields(jobs(rank)["own_data"][0]) for rank in (0, 1)]  # each rank's data alone
     counts = {0: {}, 1: {}}
     for rank in (0, 1):
         got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=False)
+        single["own_data"] = own[rank]
         for name, expected in single.items():
             result, counts[rank][name] = got[name]
             assert expected["ranks"] == 1, name
             for key, value in expected.items():
                 if key == "ranks":
-                    dealt = name not in ("hutch++", "sharded")
+                    dealt = name not in ("hutch++", "sharded", "own_data")
                     assert result[key] == (2 if dealt else 1), name
                 elif name == "sharded" or key in ("stderr", "bias"):  # sums in another order
                     np.testing.assert_allclose(result[key], value, rtol=1e-12, err_msg=name)
@@ -99,7 +104,8 @@ def test_probes_dealt_across_two_ranks_equal_one_process(tmp_path, one_thread):
         assert (counts[0][name], counts[1][name]) == (4, 3), name
     for name in ("density", "three_term"):
         assert (counts[0][name], counts[1][name]) == (2 * STEPS, STEPS), name
-    for name, total in (("hutch++", 9), ("sharded", PROBES)):  # every rank, every product
+    assert own[0]["value"] != own[1]["value"]  # other data, another answer on each rank
+    for name, total in (("hutch++", 9), ("sharded", PROBES), ("own_data", PROBES)):
         assert counts[0][name] == counts[1][name] == total, name
     assert single["hutchinson"]["num_hvps"] == PROBES  # the total, on every rank
 
@@ -115,6 +121,6 @@ def test_hutch_plus_plus_is_not_dealt():
 if __name__ == "__main__":
     distributed.init_from_env()
     me = distributed.rank()
-    done = {name: (fields(result), count) for name, (result, count) in jobs().items()}
+    done = {name: (fields(result), count) for name, (result, count) in jobs(me).items()}
     torch.save(done, os.path.join(sys.argv[1], f"rank{me}.pt"))
     torch.distributed.destroy_process_group()
