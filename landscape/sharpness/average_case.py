@@ -14,6 +14,7 @@ from . import _checks
 from ._evaluation import State, losses_at, mean_loss, selection_setting, weights_of
 from ._guards import check_mean_rise
 from ._random import normal_draws
+from ._recipe_noise import PerturbedCopy, losses_at_states, noise_direction
 from ._stats import mean_and_stderr, mean_interval
 from .registry import DEFAULT_RHO, register
 from .result import SharpnessResult
@@ -30,6 +31,7 @@ def measure_average_case(
     seed: int = 0,
     params: ParamSelection = None,
     progress: bool = True,
+    stored: bool = True,
 ) -> SharpnessResult:
     """Average-case sharpness ``E_{delta ~ N(0, rho^2 diag(c^2))} L(w + delta) - L(w)``.
 
@@ -46,6 +48,11 @@ def measure_average_case(
         params: perturb only these weights (names, glob patterns, a predicate or
             ``"trainable"``, see :func:`landscape.params.select_names`); the others stay.
         progress: show a tqdm bar of the draws.
+        stored: ``False`` makes draw ``i`` from the recipe ``(seed, i, name, chunk)``
+            block by block into one perturbed copy (:mod:`._recipe_noise`): no whole draw
+            or scale is held beside the weights; other numbers than the stored draws of
+            the same seed, evaluated one at a time. Recorded as ``settings["stored"]``
+            when ``False``.
 
     Returns:
         A :class:`SharpnessResult` named ``"avg_l2"`` or ``"adaptive_avg_l2"`` with the
@@ -69,16 +76,16 @@ def measure_average_case(
     rho = _checks.check_positive("rho", DEFAULT_RHO[name] if rho is None else rho)
     num_samples = _checks.check_count("num_samples", num_samples)
     seed = _checks.check_seed(seed)
+    stored = _checks.check_flag("stored", stored)
     weights = weights_of(objective, params)
-    scales = {n: rho * (w.abs() if adaptive else torch.ones_like(w)) for n, w in weights.items()}
-
-    def deltas() -> Iterator[State]:
-        for z in normal_draws(weights, seed, num_samples):
-            yield {n: scales[n] * t for n, t in z.items()}
-
     base = mean_loss(objective, weights)
     with progress_bar(progress, desc=name, unit="sample", total=num_samples) as bar:
-        samples = losses_at(objective, weights, deltas(), callback=bar.update) - base
+        draws = (weights, rho, adaptive, seed, num_samples)
+        if stored:
+            losses = losses_at(objective, weights, _deltas(*draws), callback=bar.update)
+        else:
+            losses = losses_at_states(objective, _recipe_states(*draws), callback=bar.update)
+        samples = losses - base
     value, stderr = mean_and_stderr(samples)
     check_mean_rise(name, value, stderr)
     settings = {
@@ -87,10 +94,28 @@ def measure_average_case(
         "rho": rho,
         "num_samples": num_samples,
         "seed": seed,
+        **({} if stored else {"stored": False}),
     }
     return SharpnessResult(
         name, value, stderr, settings, {"loss": base}, samples, mean_interval(samples)
     )
+
+
+def _deltas(
+    weights: State, rho: float, adaptive: bool, seed: int, num_samples: int
+) -> Iterator[State]:
+    scales = {n: rho * (w.abs() if adaptive else torch.ones_like(w)) for n, w in weights.items()}
+    for z in normal_draws(weights, seed, num_samples):
+        yield {n: scales[n] * t for n, t in z.items()}
+
+
+def _recipe_states(
+    weights: State, rho: float, adaptive: bool, seed: int, num_samples: int
+) -> Iterator[State]:
+    copy = PerturbedCopy(weights)
+    for i in range(num_samples):
+        z = noise_direction(weights, seed, i)
+        yield copy.write(z, (lambda w: rho * w.abs()) if adaptive else (lambda w: rho))
 
 
 for _adaptive in (False, True):
@@ -98,6 +123,6 @@ for _adaptive in (False, True):
         "adaptive_avg_l2" if _adaptive else "avg_l2",
         measure_average_case,
         fixed={"adaptive": _adaptive},
-        defaults={"rho": None, "num_samples": 100, "seed": 0, "params": None},
+        defaults={"rho": None, "num_samples": 100, "seed": 0, "params": None, "stored": True},
         sampled=True,
     )

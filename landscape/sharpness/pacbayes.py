@@ -18,6 +18,7 @@ from ..params import ParamSelection
 from . import _checks
 from ._evaluation import State, losses_at, mean_loss, selection_setting, weights_of
 from ._random import normal_draws
+from ._recipe_noise import PerturbedCopy, Scale, losses_at_states, noise_direction
 from ._stats import mean_and_stderr, mean_interval
 from .registry import register
 from .result import SharpnessResult
@@ -42,6 +43,7 @@ def measure_pacbayes(
     seed: int = 0,
     params: ParamSelection = None,
     progress: bool = True,
+    stored: bool = True,
 ) -> SharpnessResult:
     """PAC-Bayes flatness (Jiang et al. 2020): ``1 / sigma^2`` for the largest tolerable ``sigma``.
 
@@ -78,6 +80,9 @@ def measure_pacbayes(
             ``"trainable"``, see :func:`landscape.params.select_names`); the others stay.
         progress: show a tqdm bar of the noise levels (how many a search needs is not known
             in advance, so it shows a count and a rate, no ETA).
+        stored: ``False`` makes draw ``i`` from the recipe ``(seed, i, name, chunk)``
+            block by block into one perturbed copy, again at each noise level (see
+            :func:`~landscape.sharpness.measure_average_case`); recorded when ``False``.
 
     Returns:
         A :class:`SharpnessResult` named ``"pacbayes"`` or ``"pacbayes_mag"`` with value
@@ -106,6 +111,7 @@ def measure_pacbayes(
     rtol = _checks.check_positive("rtol", rtol)
     num_samples = _checks.check_count("num_samples", num_samples)
     seed = _checks.check_seed(seed)
+    stored = _checks.check_flag("stored", stored)
     criterion = checks.check_choice(criterion, _CRITERIA, "criterion")
     if criterion == "accuracy" and "accuracy" not in objective.names:
         raise ValueError(
@@ -118,10 +124,22 @@ def measure_pacbayes(
     levels = 0
     bar = progress_bar(progress, desc=name, unit="level")
 
+    def scale(sigma: float) -> Scale:
+        if magnitude_aware:
+            return lambda w: torch.sqrt(sigma**2 * w**2 + eps**2)
+        return lambda w: sigma
+
+    def recipe_states(sigma: float) -> Iterator[State]:
+        copy = PerturbedCopy(weights)
+        for i in range(num_samples):
+            yield copy.write(noise_direction(weights, seed, i), scale(sigma))
+
     def rises(sigma: float) -> np.ndarray:
         nonlocal levels
         levels += 1
         bar.update()
+        if not stored:
+            return sign * (losses_at_states(objective, recipe_states(sigma), criterion) - base)
 
         def deltas() -> Iterator[State]:
             for z in normal_draws(weights, seed, num_samples):
@@ -142,6 +160,7 @@ def measure_pacbayes(
         "num_samples": num_samples,
         "rtol": rtol,
         "seed": seed,
+        **({} if stored else {"stored": False}),
     }
     if magnitude_aware:
         settings["eps"] = eps
@@ -291,6 +310,7 @@ for _mag in (False, True):
             "rtol": 1e-3,
             "seed": 0,
             "params": None,
+            "stored": True,
         },
         sampled=True,
     )

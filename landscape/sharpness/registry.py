@@ -173,6 +173,11 @@ SETTINGS: dict[str, Setting] = {
         Setting("ignore", _choice("ignore", *values(options.Ignore)), "rise: 1-D tensors"),
         Setting("layer", _optional(lambda v: _checks.check_name("layer", v)), "a 2-D weight"),
         Setting("params", _optional(_checks.check_selection), "the weights perturbed"),
+        Setting(
+            "stored",
+            lambda v: _checks.check_flag("stored", v),
+            "False: noise and rise directions made again from recipes, never held whole",
+        ),
         Setting("optimizer", _optional(check_optimizer), "an optimizer or a diagonal P"),
         Setting("lr", _optional(_positive("lr")), "learning rate, for 2 / lr"),
         Setting("num_eigenpairs", _count("num_eigenpairs"), "top eigenvectors spanned"),

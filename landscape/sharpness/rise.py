@@ -8,12 +8,14 @@ from .. import checks, options
 from .._progress import progress_bar
 from .._provenance import provenance
 from ..directions import random_direction
+from ..directions.recipes import RecipeDirection
 from ..objective import Objective
 from ..options import IgnoreName, NormName
 from ..params import ParamSelection
 from . import _checks
 from ._evaluation import State, losses_at, mean_loss, selection_setting, weights_of
 from ._guards import check_mean_rise
+from ._recipe_noise import PerturbedCopy, losses_at_states
 from ._stats import mean_and_stderr, mean_interval
 from .registry import DEFAULT_RHO, register
 from .result import SharpnessResult
@@ -31,6 +33,7 @@ def measure_rise(
     seed: int = 0,
     params: ParamSelection = None,
     progress: bool = True,
+    stored: bool = True,
 ) -> SharpnessResult:
     """Rise of the loss at distance ``rho`` along normalized random directions.
 
@@ -47,6 +50,10 @@ def measure_rise(
         params: perturb only these weights (names, glob patterns, a predicate or
             ``"trainable"``, see :func:`landscape.params.select_names`); the others stay.
         progress: show a tqdm bar of the directions.
+        stored: ``False`` makes direction ``i`` the recipe of ``seed + i``
+            (``random_directions(..., seed=seed + i, stored=False).x``), written block by
+            block into one perturbed copy: no whole direction is held beside the weights;
+            other numbers than the stored directions. Recorded when ``False``.
 
     Returns:
         A :class:`SharpnessResult` named ``"rise"``: mean over directions, its standard error
@@ -69,6 +76,7 @@ def measure_rise(
     norm = checks.check_choice(norm, options.Norm, "norm")
     ignore = checks.check_choice(ignore, options.Ignore, "ignore")
     seed = _checks.check_seed(seed)
+    stored = _checks.check_flag("stored", stored)
     weights = weights_of(objective, params)
 
     def deltas() -> Iterator[State]:
@@ -76,9 +84,19 @@ def measure_rise(
             d = random_direction(weights, norm=norm, ignore=ignore, seed=seed + i)
             yield {n: rho * t for n, t in d.items()}
 
+    def recipe_states() -> Iterator[State]:
+        copy = PerturbedCopy(weights)
+        for i in range(num_samples):
+            d = RecipeDirection(weights, seed=seed + i, axis=0, norm=norm, ignore=ignore)
+            yield copy.write(d, lambda w: rho)
+
     base = mean_loss(objective, weights)
     with progress_bar(progress, desc="rise", unit="sample", total=num_samples) as bar:
-        samples = losses_at(objective, weights, deltas(), callback=bar.update) - base
+        if stored:
+            losses = losses_at(objective, weights, deltas(), callback=bar.update)
+        else:
+            losses = losses_at_states(objective, recipe_states(), callback=bar.update)
+        samples = losses - base
     value, stderr = mean_and_stderr(samples)
     check_mean_rise("rise", value, stderr)
     settings = {
@@ -89,6 +107,7 @@ def measure_rise(
         "norm": norm,
         "ignore": ignore,
         "seed": seed,
+        **({} if stored else {"stored": False}),
     }
     return SharpnessResult(
         "rise", value, stderr, settings, {"loss": base}, samples, mean_interval(samples)
@@ -105,6 +124,7 @@ register(
         "ignore": "biasbn",
         "seed": 0,
         "params": None,
+        "stored": True,
     },
     sampled=True,
 )
