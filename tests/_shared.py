@@ -6,7 +6,10 @@ Nothing here computes at import: every model, data set and Hessian is built when
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import subprocess
+import sys
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -147,3 +150,53 @@ def user_project(folder: Path, *, delay: float | None = None) -> nn.Module:
     model = namespace["model"]()
     save_checkpoint(model, folder / "a.pt")
     return model
+
+
+#: The start of a script that measures resident memory on Linux: ``reset()`` starts a new
+#: peak and returns the memory now, ``peak()`` is the peak since; a 34M-parameter MLP's
+#: tests build on it (run it with :func:`resident_peak_run`).
+PEAK_SCRIPT = textwrap.dedent(
+    """
+    import json, resource, sys
+    import torch
+    from torch import nn
+    from landscape import Objective, compute_surface, random_directions
+
+    def reset():  # a new peak from here (Linux); returns the resident memory now
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize()
+
+    def peak():
+        line = next(line for line in open("/proc/self/status") if line.startswith("VmHWM"))
+        return int(line.split()[1]) * 1024
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    """
+)
+
+#: :data:`PEAK_SCRIPT` and a 34M-parameter MLP with its ``objective`` evaluated once,
+#: ``params`` from ``sys.argv[1]`` ("full" or the last layer), ``start = reset()`` taken.
+MLP_PEAK_SCRIPT = PEAK_SCRIPT + textwrap.dedent(
+    """
+    width = 4096  # 33.6M parameters, 134 MB; the hidden layers are 4096 x 4096
+    model = nn.Sequential(nn.Linear(width, width), nn.Tanh(), nn.Linear(width, width),
+                          nn.Tanh(), nn.Linear(width, 10))
+    data = (torch.randn(32, width), torch.randint(0, 10, (32,)))
+    params = None if sys.argv[1] == "full" else "4.*"
+    objective = Objective(model, data)
+    objective()  # a first evaluation: torch's lazy set-up is not counted
+    start = reset()
+    """
+)
+
+
+def resident_peak_run(script: str, *args: str) -> dict:
+    """Run ``script`` (which prints one JSON line last) in a fresh interpreter. glibc keeps
+    freed blocks below its (moving) mmap threshold resident: every block over 64 KiB is
+    returned at once, so that the peak measures what the library holds."""
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True,
+                         check=True, env=env)  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])

@@ -1,15 +1,13 @@
 """Memory that scales with what moves: no copy of the model, one perturbed copy of the
 selected tensors, directions in the parameters' own dtype."""
 
-import json
-import os
-import subprocess
 import sys
 import textwrap
 
 import numpy as np
 import pytest
 import torch
+from _shared import MLP_PEAK_SCRIPT, resident_peak_run
 from torch import nn
 
 from landscape import Objective, compute_surface, random_directions
@@ -106,32 +104,8 @@ def test_half_precision_models_get_directions_in_their_dtype(dtype):
         assert torch.equal(t, before[name]), name
 
 
-_MEASURE = textwrap.dedent(
+_MEASURE = MLP_PEAK_SCRIPT + textwrap.dedent(
     """
-    import json, resource, sys
-    import torch
-    from torch import nn
-    from landscape import Objective, compute_surface, random_directions
-
-    def reset():  # a new peak from here (Linux); returns the resident memory now
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize()
-
-    def peak():
-        line = next(line for line in open("/proc/self/status") if line.startswith("VmHWM"))
-        return int(line.split()[1]) * 1024
-
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    width = 4096  # 33.6M parameters, 134 MB; the hidden layers are 4096 x 4096
-    model = nn.Sequential(nn.Linear(width, width), nn.Tanh(), nn.Linear(width, width),
-                          nn.Tanh(), nn.Linear(width, 10))
-    data = (torch.randn(32, width), torch.randint(0, 10, (32,)))
-    params = None if sys.argv[1] == "full" else "4.*"
-    objective = Objective(model, data)
-    objective()  # a first evaluation: torch's lazy set-up is not counted
-    start = reset()
     directions = random_directions(model, seed=0, params=params)
     drawing = peak()
     before_surface = reset()
@@ -161,14 +135,8 @@ def test_peak_extra_memory_is_the_directions_and_one_copy_of_what_moves(
     copy of the largest tensor, unselected, to fingerprint the checkpoint). 0.1 held five
     copies while evaluating (a deep copy, a flat base, a flat copy of each direction and a
     flat scratch)."""
-    # glibc keeps freed blocks below its (moving) mmap threshold resident, so the peak of the
-    # same run read 3.0x-3.7x; returning every block over 64 KiB at once measures what the
-    # library holds (3.14x in five of five runs).
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
-    out = subprocess.run(
-        [sys.executable, "-c", _MEASURE, selection],
-        capture_output=True, text=True, check=True, env=env,
-    )  # fmt: skip
-    measured = json.loads(out.stdout.strip().splitlines()[-1])
+    # without the mmap threshold of resident_peak_run the peak of the same run read
+    # 3.0x-3.7x (3.14x in five of five runs with it)
+    measured = resident_peak_run(_MEASURE, selection)
     assert measured["total"] < total_bound, (selection, measured)
     assert measured["surface"] < surface_bound, (selection, measured)

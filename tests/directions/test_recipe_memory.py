@@ -2,45 +2,14 @@
 one perturbed copy of what moves and a scratch block; drawing a stored direction of a
 bfloat16 model costs one tensor's float32 draft above the direction itself."""
 
-import json
-import os
-import subprocess
 import sys
 import textwrap
 
 import pytest
+from _shared import MLP_PEAK_SCRIPT, PEAK_SCRIPT, resident_peak_run
 
-_HEADER = textwrap.dedent(
+_SURFACE = MLP_PEAK_SCRIPT + textwrap.dedent(
     """
-    import json, resource, sys
-    import torch
-    from torch import nn
-    from landscape import Objective, compute_surface, random_directions
-
-    def reset():  # a new peak from here (Linux); returns the resident memory now
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize()
-
-    def peak():
-        line = next(line for line in open("/proc/self/status") if line.startswith("VmHWM"))
-        return int(line.split()[1]) * 1024
-
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    """
-)
-
-_SURFACE = _HEADER + textwrap.dedent(
-    """
-    width = 4096  # 33.6M parameters, 134 MB; the hidden layers are 4096 x 4096
-    model = nn.Sequential(nn.Linear(width, width), nn.Tanh(), nn.Linear(width, width),
-                          nn.Tanh(), nn.Linear(width, 10))
-    data = (torch.randn(32, width), torch.randint(0, 10, (32,)))
-    params = None if sys.argv[1] == "full" else "4.*"
-    objective = Objective(model, data)
-    objective()  # a first evaluation: torch's lazy set-up is not counted
-    start = reset()
     directions = random_directions(model, seed=0, params=params, stored=False)
     compute_surface(objective, directions, [-1.0, 0.0, 1.0], [-1.0, 0.0, 1.0], params=params,
                     progress=False)
@@ -49,7 +18,7 @@ _SURFACE = _HEADER + textwrap.dedent(
     """
 )
 
-_DRAW = _HEADER + textwrap.dedent(
+_DRAW = PEAK_SCRIPT + textwrap.dedent(
     """
     from landscape.directions import random_direction
     width = 4096  # two 4096 x 4096 bfloat16 layers: 67 MB, a float32 draft of one 67 MB
@@ -62,16 +31,6 @@ _DRAW = _HEADER + textwrap.dedent(
     """
 )
 
-# glibc keeps freed blocks below its (moving) mmap threshold resident: return every block
-# over 64 KiB at once, so that the peak measures what the library holds.
-_ENV = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
-
-
-def _measure(script, *args):
-    out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True,
-                         check=True, env=_ENV)  # fmt: skip
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
 
 @pytest.mark.slow  # a 34M-parameter model, its directions made again 18 times: 13 s on 2 cores
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
@@ -81,7 +40,7 @@ def test_a_recipe_surface_costs_one_copy_of_what_moves(selection, bound):
     recipe directions and a 3 x 3 surface over them: the perturbed copy of what moves and a
     few scratch blocks of 2**18 entries; 1.06x and 0.019x measured (stored directions:
     3.13x and 0.036x, tests/test_memory.py)."""
-    measured = _measure(_SURFACE, selection)
+    measured = resident_peak_run(_SURFACE, selection)
     assert measured["total"] < bound, (selection, measured)
 
 
@@ -90,5 +49,5 @@ def test_drawing_a_bf16_direction_costs_one_float32_draft_above_it():
     """One stored direction of a bfloat16 model: its draft (float32, one tensor at a time)
     above the direction, no float32 copy of the weights: 1.07 drafts measured (1.56 before,
     a float32 copy of the weights and 8 MiB float64 pieces)."""
-    measured = _measure(_DRAW)
+    measured = resident_peak_run(_DRAW)
     assert measured["above_direction"] < 1.25, measured

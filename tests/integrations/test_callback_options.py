@@ -9,16 +9,11 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from _tiny_trainer import TinyDictModel, dict_batch_loss, dict_examples, tiny_data
 from torch import nn
 
 from landscape import Tracker, load_tracking
 from landscape.optim import StabilityGuard
-
-
-def tiny_data(n=16):
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(n, 4, generator=g)
-    return x, (x[:, 0] > 0).long()
 
 
 def test_huggingface_callback_passes_the_trainers_adam_and_a_guard(tmp_path):
@@ -26,22 +21,9 @@ def test_huggingface_callback_passes_the_trainers_adam_and_a_guard(tmp_path):
     pytest.importorskip("accelerate")  # the Trainer needs it
     from landscape.integrations.huggingface import TrackerCallback
 
-    class Tiny(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.linear = nn.Linear(4, 2)
-
-        def forward(self, x, labels=None):
-            logits = self.linear(x)
-            loss = None if labels is None else nn.functional.cross_entropy(logits, labels)
-            return {"loss": loss, "logits": logits}
-
+    Tiny, batch_loss = TinyDictModel, dict_batch_loss
     x, y = tiny_data()
-    train = [{"x": x[i], "labels": y[i]} for i in range(len(y))]
-
-    def batch_loss(model, batch):
-        logits = model(batch["x"])["logits"]
-        return nn.functional.cross_entropy(logits, batch["labels"], reduction="sum"), len(logits)
+    train = dict_examples(x, y)
 
     fired = []
     guard = StabilityGuard(fraction=1e-9, patience=1, action=lambda *a, **k: fired.append(a))
