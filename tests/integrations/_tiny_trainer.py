@@ -35,3 +35,23 @@ def dict_batch_loss(model, batch):
     """The summed cross-entropy of a dict batch, and its size."""
     logits = model(batch["x"])["logits"]
     return nn.functional.cross_entropy(logits, batch["labels"], reduction="sum"), len(logits)
+
+
+def lightning_module(lightning, momentum: float = 0.0) -> type:
+    """A LightningModule class of the linear classifier, trained by SGD (lr 0.1)."""
+
+    class Tiny(lightning.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.linear(x)
+
+        def training_step(self, batch, batch_idx):
+            return nn.functional.cross_entropy(self(batch[0]), batch[1])
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1, momentum=momentum)
+
+    return Tiny

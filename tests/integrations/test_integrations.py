@@ -7,7 +7,13 @@ import sys
 
 import pytest
 import torch
-from _tiny_trainer import TinyDictModel, dict_batch_loss, dict_examples, tiny_data
+from _tiny_trainer import (
+    TinyDictModel,
+    dict_batch_loss,
+    dict_examples,
+    lightning_module,
+    tiny_data,
+)
 from torch import nn
 
 from landscape import Tracker, load_tracking
@@ -51,19 +57,7 @@ def test_lightning_callback_logs_every_step(tmp_path):
     lightning = pytest.importorskip("lightning.pytorch")
     from landscape.integrations.lightning import TrackerCallback
 
-    class Tiny(lightning.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.linear = nn.Linear(4, 2)
-
-        def forward(self, x):
-            return self.linear(x)
-
-        def training_step(self, batch, batch_idx):
-            return nn.functional.cross_entropy(self(batch[0]), batch[1])
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.1)
+    Tiny = lightning_module(lightning)
 
     x, y = tiny_data()
     torch.manual_seed(0)
