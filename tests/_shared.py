@@ -200,3 +200,25 @@ def resident_peak_run(script: str, *args: str) -> dict:
     out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True,
                          check=True, env=env)  # fmt: skip
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def one_line_error(capsys, expected: str) -> str:
+    """The command's error output: one line holding ``expected``, no traceback."""
+    err = capsys.readouterr().err.strip()
+    assert expected in err, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err and "internal" not in err, err
+    return err
+
+
+def held_by_a_writer(path) -> bool:
+    """Whether a process holds ``path``'s exclusive lock (POSIX ``flock``)."""
+    import fcntl
+
+    try:
+        with open(path, "rb") as handle:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except FileNotFoundError:
+        return False
+    except BlockingIOError:
+        return True
+    return False

@@ -5,7 +5,6 @@ interrupted, or in one line saying what is wrong; never a traceback or a mixed r
 """
 
 import errno
-import fcntl
 import os
 import signal
 import subprocess
@@ -17,7 +16,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from _shared import ROOT, user_project
+from _shared import ROOT, held_by_a_writer, one_line_error, user_project
 
 from landscape import storage
 from landscape.cli import main
@@ -66,24 +65,6 @@ def spawn(args, script=None):
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
     head = ["-c", script] if script else ["-m", "landscape"]
     return subprocess.Popen([sys.executable, *head, *args], env=env, stderr=subprocess.PIPE)
-
-
-def one_line_error(capsys, expected):
-    err = capsys.readouterr().err.strip()
-    assert expected in err, err
-    assert len(err.splitlines()) == 1 and "Traceback" not in err and "internal" not in err, err
-    return err
-
-
-def held_by_a_writer(path):
-    try:
-        with open(path, "rb") as handle:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except FileNotFoundError:
-        return False
-    except BlockingIOError:
-        return True
-    return False
 
 
 # ---------------------------------------------------------------- kills

@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from _shared import ROOT, user_project
+from _shared import ROOT, held_by_a_writer, one_line_error, user_project
 
 from landscape.checkpoint import save_checkpoint
 from landscape.cli import main
@@ -41,26 +41,6 @@ def common(project, *checkpoint):
 def compare_args(project, out, *extra):
     return ["compare", *common(project), str(project / "a.pt"), str(project / "b.pt"),
             "--out", str(out), "--metric", "fisher_rao", "--x=-1:1:3", *extra]  # fmt: skip
-
-
-def one_line_error(capsys, expected):
-    err = capsys.readouterr().err.strip()
-    assert expected in err, err
-    assert len(err.splitlines()) == 1 and "Traceback" not in err and "internal" not in err, err
-    return err
-
-
-def held_by_a_writer(path):
-    import fcntl
-
-    try:
-        with open(path, "rb") as handle:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except FileNotFoundError:
-        return False
-    except BlockingIOError:
-        return True
-    return False
 
 
 # ---------------------------------------------------------------- user files
