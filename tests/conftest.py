@@ -60,6 +60,17 @@ def ax(figures_closed_rc_unchanged):
     return plt.figure().add_subplot()
 
 
+@pytest.fixture(scope="session")
+def zygote():
+    """One interpreter with torch, scipy, matplotlib and the library imported, that forks a
+    fresh-looking interpreter per script (the examples, the README blocks): see ``_zygote``."""
+    from _shared import ROOT
+    from _zygote import Zygote
+
+    with Zygote(dict(os.environ, PYTHONPATH=str(ROOT))) as server:
+        yield server
+
+
 @pytest.fixture
 def small_pieces(monkeypatch):
     """Dot products cast pieces of 100 entries to float64, so that a float64 copy of a whole

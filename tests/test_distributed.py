@@ -8,6 +8,7 @@ This file is also the worker: ``torchrun ... tests/test_distributed.py TASK OUTD
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -183,12 +184,7 @@ def tracking_files(out, me: int) -> None:
 def worker(task: str, out: str) -> None:
     distributed.init_from_env()
     me = distributed.rank()
-    if task == "grid":
-        for k in (1, 3):
-            result = surface(os.path.join(out, f"k{k}.h5"), points_per_pass=k)
-            np.savez(os.path.join(out, f"k{k}_rank{me}.npz"), **result.metrics)
-        torch.save(sharded_values(True), os.path.join(out, f"sharded_rank{me}.pt"))
-    elif task == "kill":
+    if task == "kill":
         original = Objective.evaluate_points
         calls = []
 
@@ -200,12 +196,16 @@ def worker(task: str, out: str) -> None:
 
         Objective.evaluate_points = dying
         surface(os.path.join(out, "killed.h5"))
-    elif task == "sharpness":
+    elif task == "clean":  # the tasks that end cleanly, in one launch
+        for k in (1, 3):
+            result = surface(os.path.join(out, f"k{k}.h5"), points_per_pass=k)
+            np.savez(os.path.join(out, f"k{k}_rank{me}.npz"), **result.metrics)
+        torch.save(sharded_values(True), os.path.join(out, f"sharded_rank{me}.pt"))
         torch.save(sharded_sharpness(True), os.path.join(out, f"sharpness_rank{me}.pt"))
-    elif task == "layouts":
         torch.save(layout_errors(), os.path.join(out, f"layouts_rank{me}.pt"))
-    elif task == "tracking":
         tracking_files(out, me)
+    else:
+        raise ValueError(f"expected the task 'kill' or 'clean', got {task!r}")
     torch.distributed.destroy_process_group()
 
 
@@ -231,6 +231,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(scope="session")
+def two_ranks(tmp_path_factory):
+    """The folder of one torchrun launch of the tasks that end cleanly (grid, sharpness,
+    layouts, tracking), made once and shared by the pytest-xdist workers: each launch costs
+    three interpreters' imports and a process group."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the session's folder, above each worker's
+    out = shared / "two_ranks"
+    with open(shared / "two_ranks.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / "returncode").exists():
+            out.mkdir(exist_ok=True)
+            done = torchrun("clean", out)
+            (out / "stderr").write_text(done.stderr)
+            (out / "returncode").write_text(str(done.returncode))
+    assert (out / "returncode").read_text() == "0", (out / "stderr").read_text()[-3000:]
+    return out
+
+
 @pytest.fixture
 def one_thread():
     """Reference runs with the workers' thread count, so float32 kernels match bit for bit."""
@@ -241,26 +261,24 @@ def one_thread():
 
 
 # ---------------------------------------------------------------- tests
-@pytest.mark.slow  # torchrun with two ranks: 18s on 2 busy cores
-def test_two_ranks_equal_one_process_exactly(tmp_path, one_thread):
-    done = torchrun("grid", tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
+@pytest.mark.slow  # torchrun with two ranks (all clean tasks): 35s on 2 busy cores
+def test_two_ranks_equal_one_process_exactly(two_ranks, tmp_path, one_thread):
     for k in (1, 3):
         single = surface(tmp_path / f"single_k{k}.h5", points_per_pass=k)
-        stored = load_surface(tmp_path / f"k{k}.h5")
+        stored = load_surface(two_ranks / f"k{k}.h5")
         assert stored.attrs["num_computed"] == XS.size * YS.size
         for name, expected in single.metrics.items():
             np.testing.assert_array_equal(stored.metrics[name], expected)
             for rank in (0, 1):  # every rank returns the complete surface
-                got = np.load(tmp_path / f"k{k}_rank{rank}.npz")[name]
+                got = np.load(two_ranks / f"k{k}_rank{rank}.npz")[name]
                 np.testing.assert_array_equal(got, expected)
     # K = 1 and K = 3 agree to float32 rounding (batched kernels sum in another order).
-    k1, k3 = load_surface(tmp_path / "k1.h5"), load_surface(tmp_path / "k3.h5")
+    k1, k3 = load_surface(two_ranks / "k1.h5"), load_surface(two_ranks / "k3.h5")
     np.testing.assert_allclose(k3["loss"], k1["loss"], rtol=1e-5)
     # Data split across ranks: the same values as all the data on one rank.
     plain = sharded_values(False)
     for rank in (0, 1):
-        got = torch.load(tmp_path / f"sharded_rank{rank}.pt", weights_only=False)
+        got = torch.load(two_ranks / f"sharded_rank{rank}.pt", weights_only=False)
         assert got["n"] == plain["n"] == 70
         for name, value in plain["call"].items():
             assert got["call"][name] == pytest.approx(value, rel=1e-12, abs=1e-12)
@@ -283,14 +301,12 @@ def test_killed_on_one_rank_resumes_with_another_number_of_ranks(tmp_path, one_t
         np.testing.assert_array_equal(load_surface(path).metrics[name], expected)
 
 
-@pytest.mark.slow  # torchrun with two ranks: 35s on 2 busy cores
-def test_sharpness_and_hessian_on_two_ranks_equal_one_process(tmp_path, one_thread):
-    done = torchrun("sharpness", tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
+@pytest.mark.slow  # the clean tasks' torchrun, if first
+def test_sharpness_and_hessian_on_two_ranks_equal_one_process(two_ranks, one_thread):
     plain = sharded_sharpness(False)
     assert len(plain["m_sharpness"][1]) == 5  # 70 examples in batches of 16, across ranks
     for rank in (0, 1):
-        got = torch.load(tmp_path / f"sharpness_rank{rank}.pt", weights_only=False)
+        got = torch.load(two_ranks / f"sharpness_rank{rank}.pt", weights_only=False)
         assert set(got) == set(plain)
         torch.testing.assert_close(got.pop("hvp"), plain["hvp"], rtol=1e-10, atol=1e-12)
         for name, (value, samples) in got.items():
@@ -299,14 +315,12 @@ def test_sharpness_and_hessian_on_two_ranks_equal_one_process(tmp_path, one_thre
                 np.testing.assert_allclose(samples, plain[name][1], rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.slow  # torchrun with two ranks: 17s on 2 busy cores
-def test_fsdp2_and_tensor_parallel_models_evaluated_and_sharded_states_refused_by_at(tmp_path):
+@pytest.mark.slow  # the clean tasks' torchrun, if first
+def test_fsdp2_and_tensor_parallel_models_evaluated_and_sharded_states_refused_by_at(two_ranks):
     """Surfaces, Objective and Tracker evaluate sharded models (their values are checked in
     tests/objective/test_sharded.py); a sharded state cannot be loaded with .at()."""
-    done = torchrun("layouts", tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
     for rank in (0, 1):
-        errors = torch.load(tmp_path / f"layouts_rank{rank}.pt", weights_only=False)
+        errors = torch.load(two_ranks / f"layouts_rank{rank}.pt", weights_only=False)
         assert len(errors) == 8
         for name, error in errors.items():
             if not name.endswith("_at"):
@@ -317,24 +331,22 @@ def test_fsdp2_and_tensor_parallel_models_evaluated_and_sharded_states_refused_b
             assert "DTensor" in error, error
 
 
-@pytest.mark.slow  # torchrun with two ranks: 23s on 2 busy cores
-def test_tracker_under_torchrun_writes_each_step_once_like_one_process(tmp_path):
-    done = torchrun("tracking", tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
+@pytest.mark.slow  # the clean tasks' torchrun, if first
+def test_tracker_under_torchrun_writes_each_step_once_like_one_process(two_ranks, tmp_path):
     single = tmp_path / "single.h5"
     track(make_mlp(), single)
     expected = load_tracking(single)
     digest = Objective(make_mlp(), mlp_data(), batch_size=3).data_sha256()
     assert expected.steps.tolist() == [0, 5, 10]
     for name in ("ddp", "sharded"):
-        got = load_tracking(tmp_path / f"{name}.h5")
+        got = load_tracking(two_ranks / f"{name}.h5")
         assert got.steps.tolist() == [0, 5, 10], name  # once each, not once per rank
         sha256 = got.settings["data_sha256"]
         assert sha256 == (expected.settings["data_sha256"] if name == "ddp" else digest)
         for measure in ("loss", "trace"):
             np.testing.assert_allclose(got.values[measure], expected.values[measure], rtol=1e-9)
     for rank in (0, 1):  # the whole data's fingerprint, cached or not, on every rank
-        assert torch.load(tmp_path / f"sha_rank{rank}.pt") == [digest, digest]
+        assert torch.load(two_ranks / f"sha_rank{rank}.pt") == [digest, digest]
 
 
 def test_shard_chunks_deal_every_point_once():

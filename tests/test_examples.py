@@ -1,7 +1,8 @@
 """Every example runs in quick mode and writes the figures its docstring names.
 
 The examples are found when the tests are collected, so a new one is tested without being
-listed here. Each runs in a fresh interpreter with ``LANDSCAPE_QUICK=1`` and writes into a
+listed here. Each runs as in a fresh interpreter (forked from one with the imports done: see
+``_zygote``) with ``LANDSCAPE_QUICK=1`` and writes into a
 temporary ``LANDSCAPE_FIGURES`` folder, never into the repository's ``figures/``.
 """
 
@@ -10,8 +11,6 @@ import importlib.metadata
 import importlib.util
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -45,7 +44,7 @@ def _needed_modules(example: Path) -> set[str]:
 
 @pytest.mark.slow  # each example in a fresh interpreter: 16-42s on 2 busy cores
 @pytest.mark.parametrize("example", EXAMPLES, ids=[e.stem for e in EXAMPLES])
-def test_example_runs_quickly_and_writes_its_figures(example, tmp_path):
+def test_example_runs_quickly_and_writes_its_figures(example, tmp_path, zygote):
     source = example.read_text(encoding="utf-8")
     assert "LANDSCAPE_FIGURES" in source, (
         f"{example.name} must write into os.environ.get('LANDSCAPE_FIGURES', <figures/>)"
@@ -61,10 +60,7 @@ def test_example_runs_quickly_and_writes_its_figures(example, tmp_path):
     out = tmp_path / "figures"
     env = dict(os.environ, LANDSCAPE_QUICK="1", LANDSCAPE_FIGURES=str(out), MPLBACKEND="Agg",
                OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))  # fmt: skip
-    result = subprocess.run(
-        [sys.executable, str(example)], cwd=tmp_path, env=env, capture_output=True, text=True,
-        timeout=300,
-    )  # fmt: skip
+    result = zygote.run(path=str(example), cwd=str(tmp_path), env=env, timeout=300)
     assert result.returncode == 0, f"{example.name} failed:\n{result.stderr[-3000:]}"
     for name in figures:
         path = out / name

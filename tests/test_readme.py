@@ -1,9 +1,8 @@
-"""Every Python block of the README runs on its own in a fresh interpreter."""
+"""Every Python block of the README runs on its own, as in a fresh interpreter (forked from
+one with the imports done: see ``_zygote``)."""
 
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 from _shared import NO_DEMO_EXTRA, has_demo_extra, loads_digits
@@ -22,15 +21,12 @@ def test_the_readme_has_python_blocks():
 
 
 @pytest.mark.parametrize("index", range(len(readme_blocks())))
-def test_readme_block_runs_alone(index, tmp_path):
+def test_readme_block_runs_alone(index, tmp_path, zygote):
     code = readme_blocks()[index]
     if loads_digits(code) and not has_demo_extra():
         pytest.skip(NO_DEMO_EXTRA)
     env = dict(os.environ, MPLBACKEND="Agg", PYTHONPATH=ROOT)
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
-        timeout=300,
-    )  # fmt: skip
+    result = zygote.run(code=code, cwd=str(tmp_path), env=env, timeout=300)
     assert result.returncode == 0, f"README block {index} failed:\n{code}\n{result.stderr[-2000:]}"
 
 
