@@ -278,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
              "blocks", "trajectory", "paths", "tracking")  # fmt: skip
     p.add_argument("--kind", choices=kinds, default="contour",
                    help="density, eigenvalues and blocks (the curvature of each block, from "
-                   "hessian --per-block) are for Hessian files, trajectory and paths "
+                   "hessian --per-block, and its density with --block-density) are for "
+                   "Hessian files, trajectory and paths "
                    "for those of landscape trajectory and connect, tracking for a "
                    "Tracker's file")  # fmt: skip
     p.add_argument("--metric", default="loss")
