@@ -2,7 +2,8 @@
 
 Each result group written by the command line records the options that shape its values
 (``command``: every option but the output, the flags that choose which groups to make,
-and the display options). The same command on a finished file then exits 0 saying so,
+and the display options; an option that shapes one group alone, such as ``--off-block``,
+only in that group). The same command on a finished file then exits 0 saying so,
 and on a partial one computes only the groups that are missing; a group made by another
 command (or by version 0.2, which recorded none) is refused unless ``--overwrite``.
 """
@@ -21,20 +22,34 @@ _NOT_IDENTITY = frozenset(
     {"func", "command", "out", "overwrite", "quiet", "debug", "device", "metric", "trace",
      "density", "per_block", "curve", "builder_sha256", "plan"}
 )  # fmt: skip
-_NEW_OPTIONAL = frozenset({"max_memory"})  # left out while unset: older files still resume
+# options that shape one group's values alone: recorded in that group's identity only (a
+# rerun that adds --off-block still reuses /hessian/eigen)
+_GROUP_ONLY = {
+    name: "hessian/blocks"
+    for name in ("off_block", "off_block_probes", "block_density", "block_density_probes",
+                 "block_lanczos_steps")
+}  # fmt: skip
+# left out while unset: older files still resume
+_NEW_OPTIONAL = frozenset({"max_memory", *_GROUP_ONLY})
 
 
-def command_identity(args: argparse.Namespace) -> str:
-    """The options of ``args`` that shape a result's values, as one string.
+def command_identity(args: argparse.Namespace, group: str | None = None) -> str:
+    """The options of ``args`` that shape the values of ``group`` (a result group, e.g.
+    ``"hessian/blocks"``; ``None`` for the options that shape every group), as one string.
 
     Example:
         >>> command_identity(argparse.Namespace(seed=0, out="a.h5", rho=None))
         '{"rho": null, "seed": 0}'
+        >>> args = argparse.Namespace(seed=0, off_block=True, off_block_probes=50)
+        >>> command_identity(args), command_identity(args, "hessian/blocks")
+        ('{"seed": 0}', '{"off_block": true, "off_block_probes": 50, "seed": 0}')
     """
     found = {
         k: v
         for k, v in vars(args).items()
-        if k not in _NOT_IDENTITY and not (k in _NEW_OPTIONAL and v is None)
+        if k not in _NOT_IDENTITY
+        and not (k in _NEW_OPTIONAL and v is None)
+        and _GROUP_ONLY.get(k, group) == group
     }
     return json.dumps(found, sort_keys=True, default=str)
 
@@ -56,13 +71,12 @@ def groups_to_compute(args: argparse.Namespace, path: str, groups: list[str]) ->
     check_space(path, (os.path.getsize(path) if os.path.exists(path) else 0) + OVERHEAD_BYTES)
     if args.overwrite or not os.path.exists(path):
         return list(groups)
-    identity = command_identity(args)
     missing = []
     with open_landscape_file(path) as f:
         for name in groups:
             if name not in f:
                 missing.append(name)
-            elif decode_attr(f[name].attrs.get("command")) != identity:
+            elif decode_attr(f[name].attrs.get("command")) != command_identity(args, name):
                 raise UserError(
                     f"{path} already has /{name} from another command; pass --overwrite "
                     "to replace it"

@@ -29,6 +29,7 @@ from ._common import (
     _warn_nonfinite,
     resolve_callable,
 )
+from ._plots import plot_hessian_file, plot_paths_file, plot_tracking_file
 from ._resume import command_identity, groups_to_compute
 from .compare import cmd_compare  # noqa: F401  (found here by the parser's _command)
 
@@ -70,11 +71,11 @@ def cmd_plot(args: argparse.Namespace) -> None:
     from ..surface import load_surface
 
     if args.kind in ("density", "eigenvalues", "blocks"):
-        return _plot_hessian(args)
+        return plot_hessian_file(args)
     if args.kind in ("trajectory", "paths"):
-        return _plot_paths_file(args)
+        return plot_paths_file(args)
     if args.kind == "tracking":
-        return _plot_tracking_file(args)
+        return plot_tracking_file(args)
     surface = load_surface(args.file)
     if args.kind != "line" and not surface.is_2d:
         raise UserError(f"{args.file} holds a line; use --kind line")
@@ -107,36 +108,6 @@ def cmd_plot(args: argparse.Namespace) -> None:
     print(args.output)
 
 
-def _plot_hessian(args: argparse.Namespace) -> None:
-    from matplotlib.figure import Figure
-
-    from .. import plotting
-    from ..hessian import load_hessian
-
-    results = load_hessian(args.file)
-    fig = Figure(figsize=(5, 4), layout="constrained")
-    with plotting.landscape_style():
-        if args.kind == "density":
-            if results.density is None:
-                raise UserError(f"{args.file} has no spectral density; run hessian --density")
-            plotting.plot_spectral_density(
-                results.density.grid, results.density.density, fig.add_subplot()
-            )
-        elif args.kind == "blocks":
-            if results.blocks is None:
-                raise UserError(f"{args.file} has no curvature per block; run hessian --per-block")
-            fig.set_figwidth(max(5.0, 2.0 + 0.5 * len(results.blocks.values)))
-            plotting.plot_block_curvature(results.blocks, fig.add_subplot(), log=args.log)
-        else:
-            if results.eigen is None:
-                raise UserError(f"{args.file} has no eigenvalues")
-            plotting.plot_eigenvalues(results.eigen.eigenvalues, fig.add_subplot())
-        if args.title is not None:
-            fig.axes[0].set_title(args.title)
-        plotting.save_figure(fig, args.output)
-    print(args.output)
-
-
 def cmd_info(args: argparse.Namespace) -> None:
     from ..storage import describe_file
 
@@ -151,6 +122,7 @@ def cmd_hessian(args: argparse.Namespace) -> None:
     wanted += ["blocks"] * args.per_block
     check_limit("trace probes", args.num_probes, MAX_DRAWS)  # before any work
     check_limit("density probes", args.density_probes, MAX_DRAWS)
+    block_options = _block_options(args)
     if args.plan:
         from ._plan import print_plans
 
@@ -173,8 +145,9 @@ def cmd_hessian(args: argparse.Namespace) -> None:
 
     def save(**part: Any) -> None:  # each result as it comes: a kill loses the job in flight
         if distributed.rank() == 0:
-            hessian.save_hessian(path=args.out, overwrite=args.overwrite, attrs=_recorded(args),
-                                 **part)  # fmt: skip
+            (name,) = part
+            hessian.save_hessian(path=args.out, overwrite=args.overwrite, **part,
+                                 attrs=_recorded(args, f"hessian/{name}"))  # fmt: skip
 
     if "eigen" in todo:
         eigen = hessian.hessian_eigenpairs(
@@ -192,7 +165,9 @@ def cmd_hessian(args: argparse.Namespace) -> None:
         density = hessian.spectral_density(source, num_probes=args.density_probes, **one, **cap)
         save(density=density)
     if "blocks" in todo:
-        blocks = hessian.block_curvature(objective, num_probes=args.num_probes, **common)
+        blocks = hessian.block_curvature(
+            objective, num_probes=args.num_probes, **common, **block_options
+        )
         save(blocks=blocks)
     if eigen is not None:
         values = ", ".join(f"{v:.6g}" for v in eigen.eigenvalues)
@@ -204,6 +179,9 @@ def cmd_hessian(args: argparse.Namespace) -> None:
         _print(f"trace {format_estimate(trace.value, trace.stderr)} ({trace.method})")
     if blocks is not None:
         _print(blocks.table())
+        if blocks.off_block is not None:
+            share = format_estimate(blocks.off_block["share"], blocks.off_block["stderr"])
+            _print(f"off-block share of the whole Hessian: {share}")
     _print(args.out)
     # of what this run computed (a rerun computes only what is missing)
     found: dict[str, Any] = {}
@@ -216,9 +194,40 @@ def cmd_hessian(args: argparse.Namespace) -> None:
     _warn_nonfinite("hessian", found)
 
 
-def _recorded(args: argparse.Namespace) -> dict[str, str]:
+# --per-block's counts: {option: (the flag it needs, block_curvature's keyword, its default)}
+_BLOCK_COUNTS = {
+    "off_block_probes": ("off_block", "num_off_block_probes", 50),
+    "block_density_probes": ("block_density", "num_density_probes", 10),
+    "block_lanczos_steps": ("block_density", "num_lanczos_steps", 80),
+}
+
+
+def _block_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``block_curvature``'s keywords from ``--off-block``, ``--block-density`` and their
+    counts, checked before any work (each needs its flag, the flags ``--per-block``). The
+    counts of a flag given are set on ``args`` (their defaults where not given), so that
+    ``--off-block`` and ``--off-block --off-block-probes 50`` are one command to a rerun."""
+    needs = {"off_block": "per_block", "block_density": "per_block"}
+    needs.update({option: flag for option, (flag, _, _) in _BLOCK_COUNTS.items()})
+    for option, flag in needs.items():
+        if getattr(args, option) is not None and not getattr(args, flag):
+            flag, given = (f"--{name.replace('_', '-')}" for name in (flag, option))
+            raise UserError(f"expected {flag} with {given}, got {given} without {flag}")
+    found = {"off_block": bool(args.off_block), "densities": bool(args.block_density)}
+    for option, (flag, keyword, default) in _BLOCK_COUNTS.items():
+        if getattr(args, flag):
+            if getattr(args, option) is None:
+                setattr(args, option, default)
+            found[keyword] = getattr(args, option)
+    for option in _BLOCK_COUNTS:
+        if getattr(args, option) is not None:
+            check_limit(option.replace("_", " "), getattr(args, option), MAX_DRAWS)
+    return found
+
+
+def _recorded(args: argparse.Namespace, group: str | None = None) -> dict[str, str]:
     """What a result group records of the command that made it (see ``_resume``)."""
-    return {**_sources(args), "command": command_identity(args)}
+    return {**_sources(args), "command": command_identity(args, group)}
 
 
 @_holding_out
@@ -319,57 +328,6 @@ def cmd_import_li(args: argparse.Namespace) -> None:
                         out=args.out, overwrite=args.overwrite)  # fmt: skip
     shape = " x ".join(str(len(a)) for a in (surface.x, surface.y) if a is not None)
     print(f"{args.out}: {shape} grid, metrics {', '.join(surface.metrics)}")
-
-
-def _plot_paths_file(args: argparse.Namespace) -> None:
-    from matplotlib.figure import Figure
-
-    from .. import plotting
-
-    fig = Figure(figsize=(9, 3.6) if args.kind == "trajectory" else (5, 4), layout="constrained")
-    with plotting.landscape_style():
-        if args.kind == "trajectory":
-            from ..trajectory import load_trajectory
-
-            try:
-                trajectory = load_trajectory(args.file)
-            except KeyError:
-                raise UserError(
-                    f"{args.file} holds no trajectory; run landscape trajectory"
-                ) from None
-            left, right = fig.subplots(1, 2, width_ratios=(3, 2))
-            plotting.plot_trajectory(trajectory, args.metric, left)
-            plotting.plot_projection_error(trajectory, args.metric, right)
-            ax = left
-        else:
-            from ..storage.paths import load_paths
-
-            paths = load_paths(args.file)
-            if not paths:
-                raise UserError(f"{args.file} holds no paths; run landscape connect")
-            ax = plotting.plot_paths(paths, args.metric, fig.add_subplot())
-        if args.title is not None:
-            ax.set_title(args.title)
-        plotting.save_figure(fig, args.output)
-    print(args.output)
-
-
-def _plot_tracking_file(args: argparse.Namespace) -> None:
-    from .. import plotting
-    from ..tracking import load_tracking
-
-    try:
-        run = load_tracking(args.file)
-    except KeyError:
-        raise UserError(
-            f"{args.file} holds no tracking; log a run with landscape.Tracker"
-        ) from None
-    with plotting.landscape_style():
-        fig = plotting.plot_tracking_run(run)
-        if args.title is not None:
-            fig.suptitle(args.title)
-        plotting.save_figure(fig, args.output)
-    print(args.output)
 
 
 def cmd_correlate(args: argparse.Namespace) -> None:

@@ -86,6 +86,24 @@ def _add_params_option(p: argparse.ArgumentParser) -> None:
                    "'transformer.h.3.*'), or 'trainable' (default: all)")  # fmt: skip
 
 
+def _add_block_options(p: argparse.ArgumentParser) -> None:
+    """``hessian --per-block``'s extras, all ``None`` unless given: a file made without
+    them records none of them, and still resumes (see ``_resume``)."""
+    p.add_argument("--off-block", action="store_true", default=None,
+                   help="with --per-block: also each block's off-block share "
+                   "||H_{-b,b}||_F / ||H_{:,b}||_F and the whole Hessian's, with standard "
+                   "errors")  # fmt: skip
+    p.add_argument("--off-block-probes", type=_count, default=None, metavar="N",
+                   help="Gaussian probes a block for --off-block (default 50)")  # fmt: skip
+    p.add_argument("--block-density", action="store_true", default=None,
+                   help="with --per-block: also each block's spectral density (SLQ) and the "
+                   "Jensen-Shannon distance between every two blocks' densities")  # fmt: skip
+    p.add_argument("--block-density-probes", type=_count, default=None, metavar="N",
+                   help="probes a block for --block-density (default 10)")  # fmt: skip
+    p.add_argument("--block-lanczos-steps", type=_count, default=None, metavar="N",
+                   help="Lanczos steps a probe for --block-density (default 80)")  # fmt: skip
+
+
 def _seed(text: str) -> int:
     """``--seed``: an integer in 0 .. 2**63 - 1."""
     try:
@@ -211,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-block", action="store_true",
                    help="also lambda_max and trace of each block's Hessian (layers, embeddings, "
                    "head)")  # fmt: skip
+    _add_block_options(p)
     _add_params_option(p)
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--max-memory", type=_bytes, default=None,
@@ -259,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
              "blocks", "trajectory", "paths", "tracking")  # fmt: skip
     p.add_argument("--kind", choices=kinds, default="contour",
                    help="density, eigenvalues and blocks (the curvature of each block, from "
-                   "hessian --per-block) are for Hessian files, trajectory and paths "
+                   "hessian --per-block, and its density with --block-density) are for "
+                   "Hessian files, trajectory and paths "
                    "for those of landscape trajectory and connect, tracking for a "
                    "Tracker's file")  # fmt: skip
     p.add_argument("--metric", default="loss")
