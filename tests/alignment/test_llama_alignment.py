@@ -10,7 +10,9 @@ import copy
 import pytest
 import torch
 
+import landscape as ls
 from landscape.alignment import align, permutation_spec, permute_state
+from landscape.paths import connect_checkpoints
 
 transformers = pytest.importorskip("transformers")
 
@@ -116,6 +118,20 @@ def test_weight_matching_recovers_a_permuted_llama_exactly_and_leaves_b_unchange
         assert (result.state[name] - value).abs().max() < 1e-12, name
     assert (_out(result.model) - _out(a)).abs().max() < 1e-10
     assert all(torch.equal(v, before[k]) for k, v in moved.state_dict().items())
+
+
+def test_aligning_a_permuted_llama_removes_the_barrier_to_it():
+    a = _llama(0)
+    moved = _moved(a, _random_perms(permutation_spec(a), seed=3))
+    ids = _ids(1)
+    labels = ids.clone()
+    labels[:, 1:] = _out(a, ids)[:, :-1].argmax(-1)  # a's own next-token predictions
+    objective = ls.Objective(a, [(ids, labels)], loss="causal_lm")
+    connection = connect_checkpoints(objective, a, moved, curve="line", t=5, align="weights")
+    before, after = connection.unaligned.barrier, connection.line.barrier
+    print(f"Llama and its permuted copy: barrier {before:.3g} -> aligned {after:.3g}")
+    assert before > 0.1
+    assert abs(after) < 1e-8
 
 
 def _rows(model, perm_of_rows):
