@@ -10,8 +10,9 @@ checkpoints and measures the average's loss beside theirs (:class:`MergeResult`)
 Barriers after alignment: :func:`landscape.paths.connect_checkpoints` with ``align=`` and
 ``repair=``.
 
-One module per job: ``spec`` (the groups, from ``torch.fx``; ``gpt2`` for Hugging Face
-GPT-2, written by hand), ``permute`` (applying
+One module per job: ``spec`` (the groups, from ``torch.fx``; ``gpt2`` and ``llama`` for
+Hugging Face GPT-2 and Llama, written by hand; ``repeated`` for grouped-query attention's
+shared heads), ``permute`` (applying
 permutations), ``weights`` and ``activations`` (the two matchings), ``align`` (the
 result), ``repair`` (REPAIR) and ``merge``.
 """

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 import torch
 
+from .repeated import Repeated, gather, spread
 from .spec import PermutationSpec
 
 __all__ = ["identity_permutations", "permute_state", "take"]
@@ -71,6 +72,11 @@ def permute_state(
                     ],
                     axis,
                 )
+            elif isinstance(group, Repeated):  # every copy of the units alike
+                if group.group in perms:
+                    t = gather(
+                        take(spread(t, axis, group), axis + 1, perms[group.group]), axis, group
+                    )
             elif group in perms:
                 t = take(t, axis, perms[group])
         out[name] = t

@@ -20,8 +20,9 @@ finds them by tracing the model and following every tensor's channel space:
   (:mod:`landscape.alignment.attention`);
 - the model's inputs, its buffers and its outputs are fixed (never permuted).
 
-Hugging Face GPT-2, which ``torch.fx`` cannot trace, has a hand-written spec instead
-(:mod:`landscape.alignment.gpt2`: MLP units and heads; no activations or REPAIR layers).
+Hugging Face GPT-2 and Llama, which ``torch.fx`` cannot trace, have hand-written specs
+(:mod:`~landscape.alignment.gpt2`, :mod:`~landscape.alignment.llama`: MLP units and
+heads; no activations or REPAIR layers).
 
 Anything else that reads a permutable space is refused, naming the module, unless it has
 no parameters and no layer reads its result (a softmax on the logits): then the space is
@@ -46,6 +47,8 @@ from torch import fx, nn
 from . import ops
 from .attention import Outputs, attention_call, attention_function
 from .gpt2 import gpt2_axes
+from .llama import llama_axes
+from .repeated import Repeated
 from .spaces import Spaces
 
 __all__ = ["PermutationSpec", "permutation_spec"]
@@ -62,7 +65,8 @@ class PermutationSpec:
             names appear each. A permuted axis longer than its group holds blocks of equal
             size, one per unit (a linear layer after ``flatten`` of a conv map). An axis
             that packs several projections (attention's ``in_proj_weight``) holds a tuple:
-            one group (or None) per equal segment.
+            one group (or None) per equal segment; one read by several copies of a group's
+            units (grouped-query attention), a :class:`~.repeated.Repeated`.
         parameters: the state names that are parameters (the rest are buffers).
         layers: ``(module name, group, channel dim)`` of the linear and conv layers whose
             outputs are permutable units, in graph order (where REPAIR rescales).
@@ -87,7 +91,7 @@ class PermutationSpec:
         out: list[tuple[str, int, int | None]] = []
         for name, axes in self.axes.items():
             for i, g in enumerate(axes):
-                if g == group:
+                if g == group or isinstance(g, Repeated) and g.group == group:
                     out.append((name, i, None))
                 elif isinstance(g, tuple):
                     out += [(name, i, j) for j, h in enumerate(g) if h == group]
@@ -369,8 +373,9 @@ class _Tracer:
 
 def permutation_spec(model: nn.Module) -> PermutationSpec:
     """The permutation groups of ``model``, derived from its ``torch.fx`` graph (for a
-    Hugging Face ``GPT2Model`` or ``GPT2LMHeadModel`` that fx refuses, from
-    :func:`~landscape.alignment.gpt2.gpt2_axes`).
+    Hugging Face GPT-2 or Llama that fx refuses, from
+    :func:`~landscape.alignment.gpt2.gpt2_axes` or
+    :func:`~landscape.alignment.llama.llama_axes`).
 
     Args:
         model: the network (not changed; traced symbolically, not run).
@@ -385,7 +390,7 @@ def permutation_spec(model: nn.Module) -> PermutationSpec:
     try:
         return _Tracer(model).run()
     except ValueError:
-        found = gpt2_axes(model)
+        found = gpt2_axes(model) or llama_axes(model)
         if found is None:
             raise
     sizes, axes, heads = found

@@ -20,6 +20,7 @@ from scipy.optimize import linear_sum_assignment
 
 from .attention import match_heads
 from .permute import identity_permutations, permute_state
+from .repeated import Repeated, spread
 from .spec import PermutationSpec
 
 __all__ = ["weight_matching", "weight_objective"]
@@ -113,5 +114,11 @@ def _cost(spec, a, b, perms, group, axes) -> np.ndarray:
         if segment is not None:
             count = len(spec.axes[name][axis])
             ta, tb = ta.chunk(count, axis)[segment], tb.chunk(count, axis)[segment]
+        entry = spec.axes[name][axis]
+        if isinstance(entry, Repeated):  # the units of every copy, side by side
+            ta, tb = (
+                spread(ta, axis, entry).movedim(axis, -1),
+                spread(tb, axis, entry).movedim(axis, -1),
+            )
         cost += _rows(ta, axis, n).cpu() @ _rows(tb, axis, n).cpu().T
     return cost.numpy()
