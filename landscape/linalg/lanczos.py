@@ -271,7 +271,8 @@ def lanczos_eigenpairs(
     ``max_basis`` vectors of ``n`` in the working dtype (the operator's, at least float32;
     one tensor each, none allocated ahead), or ``k`` of them with ``k`` float64 copies while
     verified, or a refinement's float64 basis; at most 32 MiB more for products with the
-    basis. Besides: what the operator needs for a product.
+    basis. Besides: what the operator needs for a product. Split vectors (an operator with
+    a ``space``): rows of this rank's pieces, dot products and norms through the space.
 
     Args:
         op: a :class:`SymmetricOperator`.

@@ -111,6 +111,9 @@ def estimate_trace(
     of the diagonal's sum; the all-reduce holds two float64 vectors of ``n`` more). Without
     a group the flag changes nothing.
 
+    Split vectors (an operator with a ``space``, a sharded model's Hessian): Hutchinson
+    only, probes drawn by the space, the sums all-reduced once at the end.
+
     Args:
         op: a :class:`SymmetricOperator`.
         num_probes: product budget (Hutch++ uses fewer if its sketch would exceed ``n``).
