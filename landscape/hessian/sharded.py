@@ -39,7 +39,7 @@ from ..linalg.operators import _normal, _rademacher
 from ..objective import Objective
 from ..objective.calling import first_order_only
 from ..objective.layouts import GATHER
-from ..objective.sharded import is_base, loss_in_place, not_at_base, reshard
+from ..objective.sharded import fsdp2_modules, is_base, loss_in_place, not_at_base, reshard
 from ..params import ParamSelection, select_params, selection_attr
 from ..shards import is_dtensor, local, local_like, state_sha256
 from .products import PROBE_SEED, step_scale
@@ -50,7 +50,15 @@ __all__ = ["ShardedHessianOperator", "Pieces"]
 class Pieces:
     """The vectors of a :class:`ShardedHessianOperator`: this rank's pieces of the weights
     (the ``space`` the solvers of :mod:`landscape.linalg` consult; see
-    :class:`~landscape.linalg.operators.Whole`)."""
+    :class:`~landscape.linalg.operators.Whole`). Plain tensors are their own pieces
+    (``group`` is then not used by the draws).
+
+    Example:
+        >>> pieces = Pieces([torch.zeros(2, 3), torch.zeros(4)], group=None)
+        >>> signs = pieces.rademacher(torch.Generator(), torch.float64, "cpu")
+        >>> pieces.size, pieces.dim, signs.abs().sum().item()
+        (10, 10, 10.0)
+    """
 
     def __init__(self, params: list[Any], group: Any):
         self.params, self.group = params, group
@@ -192,7 +200,8 @@ class ShardedHessianOperator:
         return self.num_params
 
     def _check_placements(self) -> Any:
-        """The process group of the mesh every selected weight is sharded over."""
+        """The process group of the mesh every selected weight is sharded over (FSDP2's
+        gradients averaged over it: the default divide factor)."""
         from torch.distributed.tensor import Shard
 
         meshes = set()
@@ -208,7 +217,17 @@ class ShardedHessianOperator:
             meshes.add(p.device_mesh)
         if len(meshes) != 1:
             raise ValueError(f"expected the weights on one device mesh, got {len(meshes)}")
-        return meshes.pop().get_group()
+        mesh = meshes.pop()
+        for module in fsdp2_modules(self.objective.model):  # FSDP2's private state: a guard
+            state = cast(Any, module)._get_fsdp_state()
+            for group in getattr(state, "_fsdp_param_groups", []):
+                factor = getattr(group, "gradient_divide_factor", None)
+                if factor is not None and factor != mesh.size():
+                    raise ValueError(
+                        f"expected FSDP2's gradients averaged over the {mesh.size()} ranks, "
+                        f"got a gradient divide factor of {factor}"
+                    )
+        return mesh.get_group()
 
     @torch.no_grad()
     def _loss_sums(self) -> tuple[float, int]:

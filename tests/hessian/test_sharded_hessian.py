@@ -97,6 +97,8 @@ def worker(out: str) -> None:
     trace = hessian_trace(obj, hvp="fd", num_probes=PROBES, seed=SEED, progress=False)
     after = pieces(model)
     tp = parallelize_module(make_mlp(), mesh, {"0": ColwiseParallel(), "2": RowwiseParallel()})
+    summed = fully_shard(make_mlp(), mesh=mesh)
+    summed.set_gradient_divide_factor(1.0)  # gradients summed over the ranks, not averaged
     refusals = {}
     for name, run in {
         "eigen_exact": lambda: hessian_eigenpairs(obj, num_eigenpairs=K, progress=False),
@@ -104,6 +106,7 @@ def worker(out: str) -> None:
         "operator": lambda: HessianOperator(obj, hvp="auto"),
         "hutch++": lambda: hessian_trace(obj, hvp="fd", method="hutch++", progress=False),
         "tp": lambda: hessian_eigenpairs(objective(tp), hvp="fd", progress=False),
+        "summed": lambda: hessian_trace(objective(summed), hvp="fd", progress=False),
     }.items():
         try:
             run()
@@ -185,6 +188,7 @@ def test_fsdp2_model_left_bit_for_bit_and_exact_products_refused(ranks):
         assert "expected an operator with whole vectors" in refused["hutch++"]
         assert "got one sharded by tensor parallel" in refused["tp"]
         assert "full_state_dict=True" in refused["tp"] and "\n" not in refused["tp"]
+        assert "expected FSDP2's gradients averaged over the 2 ranks" in refused["summed"]
 
 
 def test_solvers_that_hold_whole_vectors_refuse_split_ones():
