@@ -50,7 +50,7 @@ __all__ = ["ShardedHessianOperator", "Pieces"]
 class Pieces:
     """The vectors of a :class:`ShardedHessianOperator`: this rank's pieces of the weights
     (the ``space`` the solvers of :mod:`landscape.linalg` consult; see
-    :class:`~landscape.linalg.operators.Whole`). Plain tensors are their own pieces
+    ``landscape.linalg.operators.Whole``). Plain tensors are their own pieces
     (``group`` is then not used by the draws).
 
     Example:
@@ -132,11 +132,12 @@ class ShardedHessianOperator:
 
     Attributes:
         names: the weights; shapes: their local pieces' shapes (this rank's).
-        num_params, size: the whole number of weights; space: the pieces (:class:`Pieces`).
-        num_examples, loss, num_hvps, hvp ("fd"), hvp_error, operator ("hessian"),
-        graph_bytes (0), device, dtype, settings: as in
-        :class:`~landscape.hessian.HessianOperator` (``settings["layout"]`` and
-        ``settings["ranks"]`` added).
+        num_params, size: the whole number of weights.
+        space: the pieces (:class:`Pieces`).
+        num_examples, loss, num_hvps, hvp_error, device, dtype, settings: as in
+            :class:`~landscape.hessian.HessianOperator` (``settings["layout"]`` and
+            ``settings["ranks"]`` added); ``hvp`` is ``"fd"``, ``operator`` is
+            ``"hessian"`` and ``graph_bytes`` 0.
 
     Raises:
         ValueError: a model not sharded by FSDP2, another state or dtype, a selected

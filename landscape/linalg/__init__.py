@@ -7,7 +7,7 @@ here is tested on plain matrices; :class:`~landscape.hessian.HessianOperator` is
 operator. An operator may also have a method ``float64()`` returning the same operator
 computed in float64 (a matrix cast to float64, the Hessian of a float64 copy of the model):
 :func:`lanczos_eigenpairs` verifies what it returns with it. And it may have a ``space``
-(see :class:`~landscape.linalg.operators.Whole`, the default): vectors split into pieces over
+(see ``landscape.linalg.operators.Whole``, the default): vectors split into pieces over
 ranks (a sharded model's Hessian), whose dot products, norms and random draws
 :func:`lanczos_eigenpairs` and :func:`estimate_trace` (Hutchinson) route through it; the
 other solvers refuse such an operator.
