@@ -11,14 +11,15 @@ import torch
 from torch import nn
 
 from .objective import Objective
-from .params import state_sha256
+from .shards import state_sha256  # a sharded model's: every rank's pieces
 
 
 def provenance(
     objective: Objective, state: Mapping[str, torch.Tensor] | None = None
 ) -> dict[str, Any]:
     """The model's class name, the fingerprint of the point (``checkpoint_sha256``, of the
-    full state as :func:`~landscape.params.state_sha256` gives it; default the objective's
+    full state as :func:`~landscape.params.state_sha256` gives it, or for a sharded model
+    :func:`landscape.shards.state_sha256` of every rank's pieces; default the objective's
     base state), the data's (``data_sha256``, ``num_examples``) and how the loss is taken
     (``loss_name``, ``train_mode``, ``precision``, and in train mode the ``objective_seed``
     of the model's random draws)."""

@@ -16,6 +16,10 @@ estimate:
 - :func:`hessian_trace` (``trace.py``): Hutchinson or Hutch++ with a fixed number of probes
   and a standard error that covers.
 - :func:`spectral_density` (``density.py``): stochastic Lanczos quadrature.
+- :class:`ShardedHessianOperator` (``sharded.py``): a model sharded by FSDP2, on each
+  rank's local shards (finite differences by the model's own backward; the solvers' dot
+  products all-reduced): what ``hvp="fd"`` gives :func:`hessian_eigenpairs` and
+  :func:`hessian_trace` for such a model.
 - :func:`block_curvature` (``blocks.py``): the top eigenvalue and trace of each diagonal
   block ``H_bb`` (a transformer layer, the embeddings, the head, ...).
 - :func:`save_hessian` and :func:`load_hessian` (:mod:`landscape.storage.hessian`): the
@@ -42,10 +46,12 @@ from .results import (
     HessianResults,
     TraceResult,
 )
+from .sharded import ShardedHessianOperator
 from .trace import hessian_trace
 
 __all__ = [
     "HessianOperator",
+    "ShardedHessianOperator",
     "EigenResult",
     "ExtremeEigenvalues",
     "TraceResult",

@@ -18,6 +18,7 @@ from ..objective import Objective
 from .operator import HessianOperator, ParamSelection, resolve_operator
 from .planner import plan_for, plan_settings
 from .results import EigenResult, ExtremeEigenvalues
+from .sharded import ShardedHessianOperator
 
 __all__ = ["hessian_eigenpairs", "extreme_eigenvalues", "min_max_ratio", "hessian_directions"]
 
@@ -35,7 +36,7 @@ def _renamed(num_eigenpairs: int, k: int | None) -> int:
 
 
 def hessian_eigenpairs(
-    objective: Objective | HessianOperator,
+    objective: Objective | HessianOperator | ShardedHessianOperator,
     *,
     num_eigenpairs: int = 5,
     which: Which = "LA",
@@ -49,6 +50,7 @@ def hessian_eigenpairs(
     k: int | None = None,
     strategy: str = "auto",
     max_memory: int | None = None,
+    hvp: options.HvpBackendName | None = None,
 ) -> EigenResult:
     """``num_eigenpairs`` eigenpairs of the Hessian by thick-restart Lanczos, every pair
     checked in float64.
@@ -119,6 +121,12 @@ def hessian_eigenpairs(
         strategy: "auto", "thick-restart", "two-pass" or "full-basis".
         max_memory: bytes the job may hold; default the device's free memory (the host's
             available memory on the CPU).
+        hvp: the products of the operator built from an Objective (see
+            :class:`HessianOperator`; default ``"exact"``). A model sharded by FSDP2 takes
+            ``"fd"`` (or ``"auto"``): a :class:`ShardedHessianOperator` on each rank's local
+            shards, collective, every dot product over the ranks (call it on every rank);
+            the eigenvectors are then this rank's pieces (``shapes`` the pieces'), the
+            strategy thick-restart or full-basis.
 
     Returns:
         an :class:`EigenResult`. If an HVP is not finite (a point where the loss overflows),
@@ -140,7 +148,7 @@ def hessian_eigenpairs(
         (True, (2, 4))
     """
     k = _renamed(num_eigenpairs, k)
-    op = resolve_operator(objective, state, params, dtype)
+    op = resolve_operator(objective, state, params, dtype, hvp)
     n = op.num_params
     which = check_choice(which, options.Which, "which")
     if not 1 <= k <= n:
@@ -148,6 +156,9 @@ def hessian_eigenpairs(
     if max_hvps < 2 * k:
         raise ValueError(f"max_hvps must be at least 2 * k = {2 * k}, got {max_hvps}")
     plan = plan_for(op, "eigenpairs", max_memory, strategy, k=k, max_hvps=max_hvps)
+    if isinstance(op, ShardedHessianOperator) and plan.choice == "two-pass":
+        raise ValueError("expected strategy 'thick-restart' or 'full-basis' with a sharded "
+                         "model, got 'two-pass' (it holds whole vectors)")  # fmt: skip
     solver_tol = tol
     if op.hvp == "fd":  # half the tolerance, the other half left to the products' error
         tol = (1e-8 if op.dtype == torch.float64 else 1e-4) if tol is None else tol
@@ -199,7 +210,10 @@ def hessian_eigenpairs(
             stacklevel=2,
         )
     if np.isfinite(vectors).all():
-        signs = np.sign(vectors[np.arange(k), np.abs(vectors).argmax(axis=1)])
+        if isinstance(op, ShardedHessianOperator):  # the whole rows' largest entries
+            signs = op.signs(vectors)
+        else:
+            signs = np.sign(vectors[np.arange(k), np.abs(vectors).argmax(axis=1)])
         vectors = vectors * signs[:, None]
     return EigenResult(
         eigenvalues=values,

@@ -25,6 +25,7 @@ from ..params import (
 )
 from .ggn import GaussNewtonProducts
 from .products import DifferenceProducts, ExactProducts, exact_or_reason, measure_error
+from .sharded import ShardedHessianOperator, refusal
 
 #: Default budget for the autograd graphs kept between products (see HessianOperator).
 GRAPH_BYTES = 2**30
@@ -160,7 +161,8 @@ class HessianOperator:
             raise TypeError(
                 f"objective must be a landscape Objective, got {type(objective).__name__}"
             )
-        objective.check_differentiable()  # a sharded model: refused before any work
+        if objective.sharded:  # refused before any work: see ShardedHessianOperator
+            raise ValueError(refusal(objective.sharded, hvp))
         if isinstance(max_graph_bytes, bool) or not isinstance(max_graph_bytes, int):
             raise TypeError(f"max_graph_bytes must be an int, got {max_graph_bytes!r}")
         if max_graph_bytes < 0:
@@ -367,20 +369,27 @@ class HessianOperator:
 
 
 def resolve_operator(
-    source: Objective | HessianOperator,
+    source: Objective | HessianOperator | ShardedHessianOperator,
     state: Mapping[str, torch.Tensor] | None,
     params: ParamSelection,
     dtype: torch.dtype | None,
-) -> HessianOperator:
-    """``source`` itself (a HessianOperator) or the Hessian of an Objective at ``state``
-    (``dtype=None``: the model's dtype)."""
-    if isinstance(source, HessianOperator):
-        if state is not None or params is not None or dtype is not None:
+    hvp: options.HvpBackendName | None = None,
+) -> HessianOperator | ShardedHessianOperator:
+    """``source`` itself (an operator) or the Hessian of an Objective at ``state``
+    (``dtype=None``: the model's dtype; ``hvp=None``: ``"exact"``). An FSDP2 model's
+    Objective with ``hvp="fd"`` or ``"auto"`` gets a :class:`ShardedHessianOperator`
+    (``"auto"`` cannot pick ``exact`` there); with ``"exact"`` it is refused."""
+    if isinstance(source, (HessianOperator, ShardedHessianOperator)):
+        if state is not None or params is not None or dtype is not None or hvp is not None:
             raise ValueError(
-                "state, params and dtype are fixed when a HessianOperator is built; give them to "
-                "HessianOperator(...) or pass the Objective instead"
+                "state, params, dtype and hvp are fixed when a HessianOperator is built; give "
+                "them to HessianOperator(...) or pass the Objective instead"
             )
         return source
     if isinstance(source, Objective):
-        return HessianOperator(source, state=state, params=params, dtype=dtype)
+        backend = check_choice("exact" if hvp is None else hvp, options.HvpBackend, "hvp")
+        if source.sharded == "FSDP2" and backend != "exact":
+            return ShardedHessianOperator(source, state=state, params=params, dtype=dtype)
+        chosen = cast(options.HvpBackendName, backend)
+        return HessianOperator(source, state=state, params=params, dtype=dtype, hvp=chosen)
     raise TypeError(f"expected an Objective or a HessianOperator, got {type(source).__name__}")

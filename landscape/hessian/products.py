@@ -28,6 +28,7 @@ __all__ = [
     "ExactProducts",
     "DifferenceProducts",
     "difference_step",
+    "step_scale",
     "STEP_FRACTION",
     "exact_or_reason",
     "measure_error",
@@ -150,6 +151,16 @@ class ExactProducts:
 STEP_FRACTION = 0.25
 
 
+def step_scale(dtype: torch.dtype, weight_norm: float) -> float:
+    """``e ||v||`` of :func:`difference_step`: ``STEP_FRACTION * cbrt(eps) * max(||w||, 1)``.
+
+    Example:
+        >>> round(step_scale(torch.float64, 0.5) / 2.0 ** (-52 / 3), 12)  # max(0.5, 1) = 1
+        0.25
+    """
+    return STEP_FRACTION * torch.finfo(dtype).eps ** (1 / 3) * max(weight_norm, 1.0)
+
+
 def difference_step(dtype: torch.dtype, weight_norm: float, vector: torch.Tensor) -> torch.Tensor:
     """The step ``e`` of a central difference along ``vector``: ``STEP_FRACTION * cbrt(eps)
     * max(||w||, 1) / ||v||`` (``eps`` the machine epsilon of ``dtype``), a 0-dim tensor on
@@ -160,7 +171,7 @@ def difference_step(dtype: torch.dtype, weight_norm: float, vector: torch.Tensor
         >>> round(float(e) / 2.0 ** (-52 / 3) / STEP_FRACTION, 6)  # 4 / 5
         0.8
     """
-    scale = STEP_FRACTION * torch.finfo(dtype).eps ** (1 / 3) * max(weight_norm, 1.0)
+    scale = step_scale(dtype, weight_norm)
     norm = torch.linalg.vector_norm(vector.to(torch.float64))
     return (scale / norm).to(vector.dtype)
 

@@ -7,19 +7,20 @@ from typing import Literal
 
 import torch
 
-from .. import distributed
+from .. import distributed, options
 from .._progress import progress_bar
 from ..linalg import TraceMethod, estimate_trace
 from ..objective import Objective
 from .operator import HessianOperator, ParamSelection, resolve_operator
 from .planner import plan_for, plan_settings
 from .results import TraceResult
+from .sharded import ShardedHessianOperator
 
 __all__ = ["hessian_trace"]
 
 
 def hessian_trace(
-    objective: Objective | HessianOperator,
+    objective: Objective | HessianOperator | ShardedHessianOperator,
     *,
     num_probes: int = 99,
     method: TraceMethod | Literal["auto"] = "auto",
@@ -29,6 +30,7 @@ def hessian_trace(
     dtype: torch.dtype | None = None,
     progress: bool = True,
     max_memory: int | None = None,
+    hvp: options.HvpBackendName | None = None,
 ) -> TraceResult:
     """Trace of the Hessian with a fixed number of random-sign probes and a standard error.
 
@@ -74,6 +76,12 @@ def hessian_trace(
         seed: seed of the probes.
         state, params, dtype: as in :class:`HessianOperator`.
         progress: show a tqdm bar of the HVPs.
+        hvp: the products of the operator built from an Objective (see
+            :class:`HessianOperator`; default ``"exact"``). A model sharded by FSDP2 takes
+            ``"fd"`` (or ``"auto"``): a :class:`ShardedHessianOperator` on each rank's local
+            shards, collective (call it on every rank), with Hutchinson's probes drawn
+            parameter by parameter (the same whole probes on any number of ranks);
+            Hutch++ is refused there (its sketch is factored whole).
 
     Returns:
         a :class:`TraceResult` (NaN value and error where an HVP is not finite).
@@ -94,7 +102,9 @@ def hessian_trace(
     """
     if method not in ("auto", "hutch++", "hutchinson"):
         raise ValueError(f"expected method 'auto', 'hutch++' or 'hutchinson', got {method!r}")
-    op = resolve_operator(objective, state, params, dtype)
+    op = resolve_operator(objective, state, params, dtype, hvp)
+    if isinstance(op, ShardedHessianOperator) and method == "auto":
+        method = "hutchinson"  # Hutch++'s sketch is factored whole
     plan = plan_for(op, "trace", max_memory, method, num_probes=num_probes)
     chosen: Literal["hutch++", "hutchinson"] = (
         "hutch++" if plan.choice == "hutch++" else "hutchinson"
@@ -123,14 +133,14 @@ def hessian_trace(
     )
 
 
-def probes_dealt(op: HessianOperator) -> bool:
+def probes_dealt(op: HessianOperator | ShardedHessianOperator) -> bool:
     """Whether the probes of a Hutchinson trace or a density are dealt across the ranks:
     under a process group of several ranks, with products local to each rank (the data not
     sharded), and the same operator on every rank (the fingerprints of the point, the
     weights and the data agree; else each rank computes its own operator's answer, as one
     process would). Every rank must call it (one small collective)."""
-    if distributed.world_size() < 2 or op.objective.shard_data:
-        return False
+    if distributed.world_size() < 2 or op.objective.shard_data or op.objective.sharded:
+        return False  # products collective: every rank makes every one
     keys = ("checkpoint_sha256", "state_sha256", "data_sha256")
     mine = tuple(op.settings.get(key) for key in keys)
     return all(theirs == mine for theirs in distributed.all_gather_objects(mine))
@@ -139,12 +149,16 @@ def probes_dealt(op: HessianOperator) -> bool:
 class _Recorded:
     """An operator that records ``||x|| ||A x||`` for each product (on the device)."""
 
-    def __init__(self, op: HessianOperator):
+    def __init__(self, op: HessianOperator | ShardedHessianOperator):
         self.op, self.size, self.dtype, self.device = op, op.size, op.dtype, op.device
+        self.space = getattr(op, "space", None)  # a sharded model's pieces
         self.norms: list[torch.Tensor] = []
 
     def matvec(self, x: torch.Tensor) -> torch.Tensor:
         y = self.op.matvec(x)
+        if self.space is not None:  # the whole vectors' norms
+            self.norms.append(torch.tensor(self.space.norm(x) * self.space.norm(y)))
+            return y
         norm = torch.linalg.vector_norm
         self.norms.append(norm(x.to(torch.float64)) * norm(y.to(torch.float64)))
         return y

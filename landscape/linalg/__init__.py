@@ -6,7 +6,11 @@ product ``A @ x`` of the same kind out), a ``size`` and a ``dtype`` and ``device
 here is tested on plain matrices; :class:`~landscape.hessian.HessianOperator` is another such
 operator. An operator may also have a method ``float64()`` returning the same operator
 computed in float64 (a matrix cast to float64, the Hessian of a float64 copy of the model):
-:func:`lanczos_eigenpairs` verifies what it returns with it.
+:func:`lanczos_eigenpairs` verifies what it returns with it. And it may have a ``space``
+(see ``landscape.linalg.operators.Whole``, the default): vectors split into pieces over
+ranks (a sharded model's Hessian), whose dot products, norms and random draws
+:func:`lanczos_eigenpairs` and :func:`estimate_trace` (Hutchinson) route through it; the
+other solvers refuse such an operator.
 
 - :func:`lanczos_eigenpairs`: thick-restart Lanczos with full reorthogonalization in a
   bounded basis; every returned pair is checked with explicit products in float64.

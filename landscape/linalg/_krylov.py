@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import scipy.linalg
 import torch
 
-from .operators import _normal
+from .operators import Whole
 
 _PIECE_BYTES = 2**24  # rows are gathered 16 MiB at a time for a product with the basis
 _ETA = 1 / math.sqrt(2)  # DGKS: orthogonalize again when a norm drops below this fraction
@@ -20,8 +21,14 @@ class _Basis:
     ahead; products with many rows run over column pieces gathered into one small matrix
     (at most ``_PIECE_BYTES``) at a time."""
 
-    def __init__(self, n: int, dtype: torch.dtype, device: torch.device):
-        self.n, self.dtype, self.device = n, dtype, device
+    def __init__(
+        self,
+        n: int,
+        dtype: torch.dtype,
+        device: torch.device,
+        reduce: Callable[[torch.Tensor], torch.Tensor] = Whole.reduce,
+    ):
+        self.n, self.dtype, self.device, self.reduce = n, dtype, device, reduce
         self.rows: list[torch.Tensor] = []
 
     def _pieces(self, count: int) -> Iterator[slice]:
@@ -41,6 +48,7 @@ class _Basis:
             return coef
         for piece in self._pieces(len(index)):
             coef += self._gather(index, piece) @ w[piece]
+        coef = self.reduce(coef)  # summed over the pieces of split vectors
         for piece in self._pieces(len(index)):
             w[piece].addmv_(self._gather(index, piece).T, coef, alpha=-1)
         return coef
@@ -84,18 +92,20 @@ class _Lanczos:
         start: list[torch.Tensor],
         *,
         generator: torch.Generator | None = None,
+        space: Any = None,
     ):
         self._matvec, self._generator = matvec, generator
-        self.n = start[0].shape[0]
+        self.space = Whole(start[0].shape[0]) if space is None else space
+        self.n = self.space.dim  # the whole vectors' length (rows hold space.size entries)
         self.dtype, self.device = start[0].dtype, start[0].device
-        self.basis = _Basis(self.n, self.dtype, self.device)
+        self.basis = _Basis(self.space.size, self.dtype, self.device, self.space.reduce)
         self._tiny = 1e-10 if self.dtype == torch.float64 else 1e-5
         self.T = np.zeros((0, 0))
         self.done: list[bool] = []
         self.finite = True
         self._arrow = 0  # rows kept by the last restart: coupled to the next product
         for row in start:
-            scale = float(row.norm())
+            scale = self.space.norm(row)
             self._orthogonalize(row, list(range(self.size)))
             if not self._accept(row, scale, None):
                 self.refill()
@@ -119,18 +129,18 @@ class _Lanczos:
             return total
         if local:
             total[local] += self.basis.project(w, local).double().cpu().numpy()
-        before = float(w.norm())
+        before = self.space.norm(w)
         every = list(range(self.size))
         for _ in range(2):
             total += self.basis.project(w, every).double().cpu().numpy()
-            after = float(w.norm())
+            after = self.space.norm(w)
             if not after < _ETA * before:
                 break
             before = after
         return total
 
     def _accept(self, w: torch.Tensor, scale: float, column: int | None) -> bool:
-        norm = float(w.norm())
+        norm = self.space.norm(w)
         if not norm > self._tiny * scale or self.size >= self.n:
             return False
         self.basis.rows.append(w.div_(norm))
@@ -148,8 +158,8 @@ class _Lanczos:
         if self._generator is None or self.size >= self.n:
             return False
         for _ in range(3):
-            r = _normal((self.n,), self._generator, self.dtype, self.device)
-            scale = float(r.norm())
+            r = self.space.normal(None, self._generator, self.dtype, self.device)
+            scale = self.space.norm(r)
             self._orthogonalize(r, [])
             if self._accept(r, scale, None):
                 return True
@@ -166,7 +176,7 @@ class _Lanczos:
         w = self._matvec(x)
         if w.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
             w = w.clone()  # an operator that returns its input (the identity)
-        scale = float(w.norm())  # NaN or inf exactly when an entry is (or it overflows)
+        scale = self.space.norm(w)  # NaN or inf exactly when an entry is (or it overflows)
         if not math.isfinite(scale):
             self.finite = False
             return False

@@ -20,10 +20,10 @@ from .operators import (
     Callback,
     SymmetricOperator,
     _check_operator,
-    _normal,
     _Products,
     _reference,
     _work_dtype,
+    space_of,
 )
 
 Which = WhichName  # the Literal alias of landscape.options.Which
@@ -83,7 +83,9 @@ def _verify(
 ) -> tuple[np.ndarray, torch.Tensor, np.ndarray]:
     """``rows`` (emptied: each is freed once copied) as orthonormal float64 vectors, their
     Rayleigh quotients and explicit residual norms from one float64 product each, in the
-    wanted order. Holds the ``k`` vectors and one product."""
+    wanted order (dot products and norms through the operator's space). Holds the ``k``
+    vectors and one product."""
+    space = space_of(reference.op)
     k, n = len(rows), rows[0].numel()
     vectors = torch.empty(k, n, dtype=torch.float64, device=rows[0].device)
     for i in range(k):
@@ -92,13 +94,13 @@ def _verify(
     rows.clear()
     for i in range(k):  # Gram-Schmidt twice, in float64 and in place
         for _ in range(2 if i else 0):
-            vectors[i].addmv_(vectors[:i].T, vectors[:i] @ vectors[i], alpha=-1)
-        vectors[i] /= vectors[i].norm()
+            vectors[i].addmv_(vectors[:i].T, space.reduce(vectors[:i] @ vectors[i]), alpha=-1)
+        vectors[i] /= space.norm(vectors[i])
     values, residuals = np.zeros(k), np.zeros(k)
     for i in range(k):
         product = reference(vectors[i]).to(torch.float64)
-        values[i] = float(torch.dot(vectors[i], product))
-        residuals[i] = float(product.sub_(vectors[i], alpha=values[i]).norm())
+        values[i] = float(space.reduce(torch.dot(vectors[i], product)))
+        residuals[i] = space.norm(product.sub_(vectors[i], alpha=values[i]))
         del product
     ascending = np.argsort(values, kind="stable")
     order = ascending[_wanted(values[ascending], k, which)]
@@ -130,7 +132,7 @@ def _solve(
     vectors (rows, wanted order) and the norm estimate, or ``None`` on a non-finite
     product."""
     first = products.count
-    lanczos = _Lanczos(products, start, generator=generator)
+    lanczos = _Lanczos(products, start, generator=generator, space=space_of(products.op))
     best, stalled, check, norm, hold = math.inf, 0, None, 0.0, 0
     floor = math.sqrt(torch.finfo(start[0].dtype).eps)
     while products.count - first < budget:
@@ -269,7 +271,8 @@ def lanczos_eigenpairs(
     ``max_basis`` vectors of ``n`` in the working dtype (the operator's, at least float32;
     one tensor each, none allocated ahead), or ``k`` of them with ``k`` float64 copies while
     verified, or a refinement's float64 basis; at most 32 MiB more for products with the
-    basis. Besides: what the operator needs for a product.
+    basis. Besides: what the operator needs for a product. Split vectors (an operator with
+    a ``space``): rows of this rank's pieces, dot products and norms through the space.
 
     Args:
         op: a :class:`SymmetricOperator`.
@@ -305,7 +308,8 @@ def lanczos_eigenpairs(
         (array([1., 2.]), True)
     """
     _check_operator(op)
-    n = op.size
+    n, space = op.size, space_of(op)
+    m = space.size  # entries held here (n unless the vectors are split over ranks)
     which = check_choice(which, options.Which, "which")
     if not 1 <= k <= n:
         raise ValueError(f"k must be between 1 and the operator size {n}, got {k}")
@@ -313,8 +317,8 @@ def lanczos_eigenpairs(
         raise ValueError(f"max_matvecs must be at least 2 * k = {2 * k}, got {max_matvecs}")
     if start is not None:
         start = start.reshape(1, -1) if start.dim() == 1 else start
-        if start.dim() != 2 or start.shape[1] != n:
-            raise ValueError(f"start must have shape (n,) or (block_size, n) with n = {n}, "
+        if start.dim() != 2 or start.shape[1] != m:
+            raise ValueError(f"start must have shape (n,) or (block_size, n) with n = {m}, "
                              f"got {tuple(start.shape)}")  # fmt: skip
         block_size = len(start) if block_size is None else block_size
         if len(start) != block_size:
@@ -344,10 +348,10 @@ def lanczos_eigenpairs(
         "verify_dtype": str(ref_op.dtype).removeprefix("torch."),
     }
     size = torch.empty((), dtype=op.dtype).element_size()
-    bound = _memory_bound(n, k, min(max_basis, n), work.itemsize, min(refine_basis, n))
-    memory = {"memory_bound_bytes": bound, "memory_bound_vectors": bound / (n * size)}
+    bound = _memory_bound(m, k, min(max_basis, n), work.itemsize, min(refine_basis, n))
+    memory = {"memory_bound_bytes": bound, "memory_bound_vectors": bound / (m * size)}
     if start is None:
-        start = _normal((block_size, n), generator, work, op.device)
+        start = space.normal(block_size, generator, work, op.device)
     else:
         start = start.to(op.device, work, copy=True)
 
@@ -376,7 +380,7 @@ def lanczos_eigenpairs(
     total = products.count + count64
     if found is None or not np.isfinite(residuals).all():
         nan = np.full(k, np.nan)
-        vectors = torch.full((k, n), math.nan, dtype=torch.float64, device=op.device)
+        vectors = torch.full((k, m), math.nan, dtype=torch.float64, device=op.device)
         return Eigenpairs(nan, vectors, nan, math.nan, False, total, count64, settings, **memory)
     converged = bool((residuals <= tol * norm).all())
     return Eigenpairs(

@@ -154,6 +154,59 @@ class _Products:
         return out
 
 
+class Whole:
+    """How the solvers treat an operator's vectors: whole, on this process (every operator's,
+    unless it has an attribute ``space`` saying otherwise, such as the Hessian of a sharded
+    model, whose vectors are this rank's pieces of the parameters).
+
+    A ``space`` has ``size`` (entries of a vector held here), ``dim`` (entries of the whole
+    vector), ``reduce(partial)`` (partial dot products, a tensor, summed over the pieces),
+    ``norm(x)`` (the whole vector's norm, a float) and the random draws ``normal(rows,
+    generator, dtype, device)`` (``rows`` vectors, or one 1-D vector for ``None``) and
+    ``rademacher(generator, dtype, device)``. Solvers that take a split space route every
+    dot product and norm through it; the others refuse one (:func:`_check_whole`).
+
+    Example:
+        >>> Whole(3).norm(torch.tensor([3.0, 4.0, 0.0]))
+        5.0
+    """
+
+    def __init__(self, n: int):
+        self.size = self.dim = n
+
+    @staticmethod
+    def reduce(partial: torch.Tensor) -> torch.Tensor:
+        return partial
+
+    @staticmethod
+    def norm(x: torch.Tensor) -> float:
+        return float(x.norm())
+
+    def normal(self, rows: int | None, generator: torch.Generator, dtype: torch.dtype, device):
+        shape = (self.size,) if rows is None else (rows, self.size)
+        return _normal(shape, generator, dtype, device)
+
+    def rademacher(self, generator: torch.Generator, dtype: torch.dtype, device) -> torch.Tensor:
+        return _rademacher(self.size, generator, dtype, device)
+
+
+def space_of(op: Any) -> Any:
+    """``op.space`` where the operator has one, else :class:`Whole` vectors of ``op.size``."""
+    space = getattr(op, "space", None)
+    return Whole(op.size) if space is None else space
+
+
+def _check_whole(op: Any, solver: str) -> None:
+    """Refuse an operator whose vectors are split into pieces (``op.space``) in a solver
+    that holds whole vectors."""
+    if getattr(op, "space", None) is not None:
+        raise ValueError(
+            f"expected an operator with whole vectors for {solver}, got one whose vectors are "
+            "split over ranks (a sharded model's Hessian); use lanczos_eigenpairs or "
+            "estimate_trace(method='hutchinson')"
+        )
+
+
 def _rademacher(n: int, generator: torch.Generator, dtype: torch.dtype, device) -> torch.Tensor:
     """A vector of random signs, drawn on the generator's device (:mod:`landscape._seeding`)."""
     draw = draw_dtype(generator, dtype)

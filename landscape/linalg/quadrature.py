@@ -19,6 +19,7 @@ from .operators import (
     Callback,
     SymmetricOperator,
     _check_operator,
+    _check_whole,
     _Products,
     _rademacher,
     _work_dtype,
@@ -159,6 +160,7 @@ def lanczos_quadrature(
         (array([[1., 2., 3.]]), array([[0.333333, 0.333333, 0.333333]]))
     """
     _check_operator(op)
+    _check_whole(op, "Lanczos quadrature")
     if num_probes < 1 or num_steps < 1:
         raise ValueError(f"num_probes and num_steps must be >= 1, got {num_probes} and {num_steps}")
     check_limit("quadrature probes", num_probes, MAX_DRAWS)

@@ -17,10 +17,12 @@ from .operators import (
     Callback,
     SymmetricOperator,
     _check_operator,
+    _check_whole,
     _dot64,
     _Products,
     _rademacher,
     _work_dtype,
+    space_of,
 )
 
 TraceMethod = Literal["hutchinson", "hutch++"]
@@ -109,6 +111,9 @@ def estimate_trace(
     of the diagonal's sum; the all-reduce holds two float64 vectors of ``n`` more). Without
     a group the flag changes nothing.
 
+    Split vectors (an operator with a ``space``, a sharded model's Hessian): Hutchinson
+    only, probes drawn by the space, the sums all-reduced once at the end.
+
     Args:
         op: a :class:`SymmetricOperator`.
         num_probes: product budget (Hutch++ uses fewer if its sketch would exceed ``n``).
@@ -134,7 +139,7 @@ def estimate_trace(
         (10.0, 0.0)
     """
     _check_operator(op)
-    n = op.size
+    n, space = op.size, space_of(op)
     check_limit("trace probes", num_probes, MAX_DRAWS)
     if method == "hutchinson":
         if num_probes < 2:
@@ -148,6 +153,8 @@ def estimate_trace(
         raise ValueError(f"method must be 'hutchinson' or 'hutch++', got {method!r}")
     if deal_probes and method != "hutchinson":
         raise ValueError(f"expected method 'hutchinson' with deal_probes=True, got {method!r}")
+    if method != "hutchinson" or deal_probes:
+        _check_whole(op, f"method {method!r}" + (" with deal_probes=True" if deal_probes else ""))
     me, world = (distributed.rank(), distributed.world_size()) if deal_probes else (0, 1)
     generator = seed if isinstance(seed, torch.Generator) else seeded_generator(seed, op.device)
     work = _work_dtype(op.dtype)
@@ -185,11 +192,11 @@ def estimate_trace(
             value = float(exact)
             return result(value, 0.0, np.full(num_rest, value))
     forms = torch.zeros(num_rest, dtype=torch.float64, device=device)
-    diag_sum = torch.zeros(n, dtype=work, device=device)
+    diag_sum = torch.zeros(space.size, dtype=work, device=device)
     diag_squares = torch.zeros((), dtype=torch.float64, device=device)
     frobenius = torch.zeros((), dtype=torch.float64, device=device)
     for i in range(num_rest):
-        g = _rademacher(n, generator, work, device)
+        g = space.rademacher(generator, work, device)
         if i % world != me:
             continue  # drawn all the same: the stream stays the one-process run's
         pg = g if basis is None else g - basis.T @ (basis @ g)
@@ -209,7 +216,7 @@ def estimate_trace(
         products.count = int(packed[num_rest + 2])
         diag_sum = packed[num_rest + 3 :]
     sums = torch.stack([exact, _dot64(diag_sum, diag_sum), diag_squares, frobenius])
-    host = torch.cat([forms, sums]).cpu().numpy()
+    host = space.reduce(torch.cat([forms, sums])).cpu().numpy()  # split vectors: summed
     samples = host[:num_rest]
     exact, squares, diag_squares, frobenius = (float(v) for v in host[num_rest:])
     if not np.isfinite(samples).all():

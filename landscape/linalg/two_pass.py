@@ -16,6 +16,7 @@ from .operators import (
     Callback,
     SymmetricOperator,
     _check_operator,
+    _check_whole,
     _normal,
     _Products,
 )
@@ -176,6 +177,7 @@ def two_pass_eigenpairs(
         array([3., 1.])
     """
     _check_operator(op)
+    _check_whole(op, "two-pass Lanczos")
     n = op.size
     which = check_choice(which, options.Which, "which")
     if not 1 <= k <= n:

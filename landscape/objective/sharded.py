@@ -65,8 +65,8 @@ def not_differentiable(layout: str) -> str:
         "expected a model that torch.func.functional_call can evaluate, got a model sharded "
         f"by {layout} (DTensor parameters, whose forward puts its own shards back): the Hessian, "
         "sharpness, paths and other differentiable evaluations are not supported on "
-        f"sharded models yet (surfaces are); {GATHER}, or use the finite-difference "
-        "Hessian-vector products of issue 21 once available"
+        f"sharded models yet (surfaces are, and with FSDP2 hessian_eigenpairs and "
+        f"hessian_trace with hvp='fd'); {GATHER}"
     )
 
 
@@ -123,6 +123,22 @@ def call_at_base(objective: Any, state: Mapping[str, torch.Tensor], batch: Any) 
         if objective.batch_loss is not None:
             return objective.batch_loss(model, batch)
         return call_model(model, split_batch(batch, objective.label_keys)[0])
+
+
+def loss_in_place(objective: Any, batch: Any) -> tuple[torch.Tensor, int | torch.Tensor]:
+    """A batch's loss sum and example count from the model itself at its own state, with
+    gradients where they are enabled (the finite-difference HVPs of
+    :mod:`landscape.hessian.sharded` perturb the local shards in place and call this);
+    the model's mode and the precision set for the call."""
+    model = objective.model
+    reshard(model)
+    with objective._evaluating():
+        if objective.batch_loss is not None:
+            loss_sum, count = objective.batch_loss(model, batch)
+            return torch.as_tensor(loss_sum).reshape(()), int(count)
+        inputs, targets = split_batch(batch, objective.label_keys)
+        sums = objective.output_sums(call_model(model, inputs), targets, with_metrics=False)
+        return sums[0], objective._count_fn(targets)
 
 
 @torch.no_grad()
