@@ -19,7 +19,7 @@ import os
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import h5py
 
@@ -167,6 +167,17 @@ def load(path: str | os.PathLike, kind: str | None = None) -> Any:
             )
         kind = found[0]
     return schema(kind).read(path)
+
+
+_R = TypeVar("_R")
+
+
+@overload
+def result_and_path(first: Any, second: Any, function: str) -> tuple[Any, Any]: ...
+@overload
+def result_and_path(
+    first: Any, second: Any, function: str, *, keyed: tuple[type[_R], str]
+) -> tuple[Mapping[str, _R], Any]: ...
 
 
 def result_and_path(
