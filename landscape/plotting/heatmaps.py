@@ -38,24 +38,23 @@ def _heatmap(
     surface: Surface,
     metric: str,
     ax: Axes | None,
+    colorbar_label: str | None,
     *,
     log: bool | None,
-    colorbar: bool,
-    colorbar_label: str,
     vmin: float | None,
     vmax: float | None,
-    mark_center: bool,
-    cmap: str,
+    mark_center: bool = True,
     **kwargs: Any,
 ) -> Axes:
+    """The heatmap of both public functions; a colour bar with ``colorbar_label`` unless it
+    is None; ``kwargs`` go to ``Axes.pcolormesh``."""
     ax = get_ax(ax)
     (z,), kept, log_scale, lo, hi = prepare_2d([surface], metric, log=log, vmin=vmin, vmax=vmax)
     x, y = np.asarray(surface.x, dtype=float), np.asarray(surface.y, dtype=float)
-    kwargs.setdefault("cmap", cmap)
     kwargs.setdefault("shading", "nearest")
     mesh = ax.pcolormesh(x, y, z, norm=make_norm(lo, hi, log_scale), **kwargs)
     label_plane(ax, surface, mark_center=mark_center)
-    if colorbar:
+    if colorbar_label is not None:
         add_colorbar(ax.figure, mesh, ax, colorbar_label, extend=extend_of(kept, lo, hi))
     return ax
 
@@ -101,19 +100,11 @@ def plot_heatmap(
         (4, 5)
         >>> plt.close(fig)
     """
+    label = metric if colorbar else None
     return _heatmap(
-        surface,
-        metric,
-        ax,
-        log=log,
-        colorbar=colorbar,
-        colorbar_label=metric,
-        vmin=vmin,
-        vmax=vmax,
-        mark_center=mark_center,
-        cmap=cmap,
-        **kwargs,
-    )
+        surface, metric, ax, label, log=log, vmin=vmin, vmax=vmax, mark_center=mark_center,
+        cmap=cmap, **kwargs
+    )  # fmt: skip
 
 
 def plot_convexity(
@@ -175,16 +166,5 @@ def plot_convexity(
     if log:
         positive = finite[finite > 0]
         vmin = min(float(positive.min()), vmax / 10) if positive.size else None
-    return _heatmap(
-        surface,
-        metric,
-        ax,
-        log=log,
-        colorbar=colorbar,
-        colorbar_label=CONVEXITY_LABEL,
-        vmin=vmin,
-        vmax=vmax,
-        mark_center=kwargs.pop("mark_center", True),
-        cmap=cmap,
-        **kwargs,
-    )
+    label = CONVEXITY_LABEL if colorbar else None
+    return _heatmap(surface, metric, ax, label, log=log, vmin=vmin, vmax=vmax, cmap=cmap, **kwargs)

@@ -60,9 +60,7 @@ def save_paths(
         ...     load_paths(f"{tmp}/p.h5")["line"] == line
         True
     """
-    results, path = result_and_path(results, path, "save_paths")
-    if isinstance(results, PathResult):
-        results = {results.kind: results}
+    results, path = result_and_path(results, path, "save_paths", keyed=(PathResult, "kind"))
     for kind, result in results.items():
         if kind != result.kind:
             raise ValueError(f"results[{kind!r}] holds a {result.kind!r} path; key it by its kind")

@@ -19,7 +19,7 @@ import os
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import h5py
 
@@ -169,9 +169,25 @@ def load(path: str | os.PathLike, kind: str | None = None) -> Any:
     return schema(kind).read(path)
 
 
-def result_and_path(first: Any, second: Any, function: str) -> tuple[Any, Any]:
+_R = TypeVar("_R")
+
+
+@overload
+def result_and_path(first: Any, second: Any, function: str) -> tuple[Any, Any]: ...
+@overload
+def result_and_path(
+    first: Any, second: Any, function: str, *, keyed: tuple[type[_R], str]
+) -> tuple[Mapping[str, _R], Any]: ...
+
+
+def result_and_path(
+    first: Any, second: Any, function: str, *, keyed: tuple[type, str] | None = None
+) -> tuple[Any, Any]:
     """``(result, path)`` from a call's first two arguments, in the documented order
     ``(result, path)`` or the old ``(path, result)`` (with a DeprecationWarning).
+
+    ``keyed=(cls, attribute)``, for a kind saved as a mapping: a lone ``cls`` result comes
+    back as ``{result.<attribute>: result}``.
 
     Example:
         >>> import warnings
@@ -185,5 +201,7 @@ def result_and_path(first: Any, second: Any, function: str) -> tuple[Any, Any]:
             DeprecationWarning,
             stacklevel=3,
         )
-        return second, first
+        first, second = second, first
+    if keyed is not None and isinstance(first, keyed[0]):
+        first = {getattr(first, keyed[1]): first}
     return first, second

@@ -67,9 +67,9 @@ def save_sharpness(
         ...     load_sharpness(f"{tmp}/s.h5")["rise"] == result
         True
     """
-    results, path = result_and_path(results, path, "save_sharpness")
-    if isinstance(results, SharpnessResult):
-        results = {results.name: results}
+    results, path = result_and_path(
+        results, path, "save_sharpness", keyed=(SharpnessResult, "name")
+    )
     check_free(path, [f"{group}/{n}" for n in results], overwrite=overwrite)
     groups = sharpness_groups(results, group=group, attrs=attrs)
     write_groups(path, groups, overwrite=overwrite)
