@@ -66,11 +66,13 @@ class Zygote:
 
     def run(
         self, *, cwd: str, env: dict[str, str], timeout: float, path: str | None = None,
-        code: str | None = None,
+        code: str | None = None, args: tuple[str, ...] = (),
     ) -> Finished:  # fmt: skip
-        """Run the script at ``path``, or the source ``code`` as ``python -c`` would."""
+        """Run the script at ``path`` with ``args``, or the source ``code`` as ``python -c``
+        would."""
         out, err = os.path.join(cwd, ".zygote.out"), os.path.join(cwd, ".zygote.err")
-        request = {"path": path, "code": code, "cwd": cwd, "env": env, "out": out, "err": err}
+        request = {"path": path, "code": code, "args": list(args), "cwd": cwd, "env": env,
+                   "out": out, "err": err}  # fmt: skip
         self._server.stdin.write(json.dumps(request) + "\n")
         pid = int(self._line(timeout=60))
         try:
@@ -120,11 +122,11 @@ def _child(request: dict) -> None:
     status = 0
     try:
         if request["path"]:
-            sys.argv = [request["path"]]
+            sys.argv = [request["path"], *request["args"]]
             sys.path[0] = os.path.dirname(os.path.abspath(request["path"]))
             runpy.run_path(request["path"], run_name="__main__")
         else:
-            sys.argv = ["-c"]
+            sys.argv = ["-c", *request["args"]]
             sys.path[0] = ""
             module = type(sys)("__main__")
             sys.modules["__main__"] = module

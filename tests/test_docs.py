@@ -1,8 +1,6 @@
 """The documentation builds offline with every warning an error (``make docs``)."""
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,12 +11,10 @@ pytest.importorskip("myst_parser")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_docs_build_without_warnings(tmp_path):
+def test_docs_build_without_warnings(tmp_path, zygote):
     env = dict(os.environ, MPLBACKEND="Agg", PYTHONPATH=str(ROOT))
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "docs" / "build.py"), str(tmp_path)],
-        env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    build = str(ROOT / "docs" / "build.py")
+    result = zygote.run(path=build, args=(str(tmp_path),), cwd=str(tmp_path), env=env, timeout=600)
     assert result.returncode == 0, f"the docs build failed:\n{result.stderr[-5000:]}"
     html = tmp_path / "html"
     gallery = (html / "gallery.html").read_text(encoding="utf-8")
