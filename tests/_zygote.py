@@ -17,9 +17,11 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 
 PRELOAD = (
@@ -48,6 +50,7 @@ class Zygote:
     """
 
     def __init__(self, env: dict[str, str]):
+        self._outputs = tempfile.mkdtemp(prefix="zygote-")  # the children's stdout and stderr
         self._server = subprocess.Popen(
             [sys.executable, __file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             env={**env, "MPLBACKEND": "Agg"}, text=True, bufsize=1,
@@ -63,6 +66,7 @@ class Zygote:
         if self._server.poll() is None:
             self._server.stdin.close()
             self._server.wait(timeout=30)
+        shutil.rmtree(self._outputs, ignore_errors=True)
 
     def run(
         self, *, cwd: str, env: dict[str, str], timeout: float, path: str | None = None,
@@ -70,7 +74,7 @@ class Zygote:
     ) -> Finished:  # fmt: skip
         """Run the script at ``path`` with ``args``, or the source ``code`` as ``python -c``
         would."""
-        out, err = os.path.join(cwd, ".zygote.out"), os.path.join(cwd, ".zygote.err")
+        out, err = os.path.join(self._outputs, "out"), os.path.join(self._outputs, "err")
         request = {"path": path, "code": code, "args": list(args), "cwd": cwd, "env": env,
                    "out": out, "err": err}  # fmt: skip
         self._server.stdin.write(json.dumps(request) + "\n")
@@ -96,6 +100,21 @@ class Zygote:
         if not line:
             raise RuntimeError(f"the zygote server died (exit {self._server.wait()})")
         return line
+
+
+_SHARED: list[Zygote] = []
+
+
+def shared_zygote() -> Zygote:
+    """This process's zygote, started at the first call with this process's environment
+    (and the repository on ``PYTHONPATH``), closed when the process exits."""
+    if not _SHARED:
+        import atexit
+
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        _SHARED.append(Zygote(dict(os.environ, PYTHONPATH=root)))
+        atexit.register(_SHARED[0].close)
+    return _SHARED[0]
 
 
 def _child(request: dict) -> None:

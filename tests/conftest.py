@@ -64,11 +64,9 @@ def ax(figures_closed_rc_unchanged):
 def zygote():
     """One interpreter with torch, scipy, matplotlib and the library imported, that forks a
     fresh-looking interpreter per script (the examples, the README blocks): see ``_zygote``."""
-    from _shared import ROOT
-    from _zygote import Zygote
+    from _zygote import shared_zygote
 
-    with Zygote(dict(os.environ, PYTHONPATH=str(ROOT))) as server:
-        yield server
+    return shared_zygote()
 
 
 @pytest.fixture

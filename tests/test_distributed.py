@@ -8,14 +8,14 @@ This file is also the worker: ``torchrun ... tests/test_distributed.py TASK OUTD
 
 from __future__ import annotations
 
-import fcntl
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
+from _torchrun import launch_once
+from _torchrun import torchrun as run_ranks
 from torch import nn
 
 from landscape import distributed
@@ -26,7 +26,6 @@ from landscape.sharpness import sharpness
 from landscape.surface import compute_surface, load_surface
 from landscape.tracking import Tracker, load_tracking
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 XS, YS = np.linspace(-1, 1, 7), np.linspace(-0.5, 1.0, 5)  # 35 points: 5 chunks of 8, non-square
 KILL_AFTER = 1  # rounds a rank completes before the simulated crash
 SHARPNESS = [
@@ -209,46 +208,21 @@ def worker(task: str, out: str) -> None:
     torch.distributed.destroy_process_group()
 
 
-def torchrun(task: str, out, nproc: int = 2) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT, MASTER_ADDR="127.0.0.1")
-    env.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc)]
-    command += ["--master-addr", "127.0.0.1", "--master-port", str(_free_port())]
-    command += ["--monitor-interval", "0.1", os.path.abspath(__file__), task, str(out)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+def torchrun(task: str, out):
+    """This file as the worker of ``task`` on 2 ranks; the finished launcher."""
+    done = run_ranks(os.path.abspath(__file__), task, str(out))
     if done.returncode != 0 and "terminate called without an active exception" in done.stderr:
         # A rank aborted in C++ (seen once in about 35 runs of the sharpness task, never
         # twice in a row): run the task once more; a failure that repeats still fails.
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        done = run_ranks(os.path.abspath(__file__), task, str(out))
     return done
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
 def two_ranks(tmp_path_factory):
     """The folder of one torchrun launch of the tasks that end cleanly (grid, sharpness,
-    layouts, tracking), made once and shared by the pytest-xdist workers: each launch costs
-    three interpreters' imports and a process group."""
-    shared = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        shared = shared.parent  # the session's folder, above each worker's
-    out = shared / "two_ranks"
-    with open(shared / "two_ranks.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (out / "returncode").exists():
-            out.mkdir(exist_ok=True)
-            done = torchrun("clean", out)
-            (out / "stderr").write_text(done.stderr)
-            (out / "returncode").write_text(str(done.returncode))
-    assert (out / "returncode").read_text() == "0", (out / "stderr").read_text()[-3000:]
-    return out
+    layouts, tracking), shared by the pytest-xdist workers."""
+    return launch_once(tmp_path_factory, "two_ranks", lambda out: torchrun("clean", out))
 
 
 @pytest.fixture

@@ -4,8 +4,9 @@ Under two gloo ranks, the top-3 eigenpairs and a Hutchinson trace equal the dens
 Hessian's of the unsharded model, the model's shards and gradients are left bit for bit,
 and exact products are refused in one line.
 
-One torchrun launch for the whole file (a module fixture); this file is also the worker:
-``torchrun ... tests/hessian/test_sharded_hessian.py OUTDIR``.
+One torchrun launch for the whole file (a session fixture shared by the pytest-xdist
+workers); this file is also the worker: ``torchrun ... tests/hessian/test_sharded_hessian.py
+OUTDIR``.
 """
 
 from __future__ import annotations
@@ -125,14 +126,16 @@ def worker(out: str) -> None:
 
 
 # ---------------------------------------------------------------- tests
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def ranks(tmp_path_factory) -> list[dict]:
-    """Both ranks' results from one torchrun launch."""
-    from _torchrun import torchrun  # tests/ is on the path under pytest, not in the worker
+    """Both ranks' results from one torchrun launch, shared by the pytest-xdist workers."""
+    from _torchrun import launch_once, torchrun  # on the path under pytest, not in the worker
 
-    out = tmp_path_factory.mktemp("sharded_hessian")
-    done = torchrun(os.path.abspath(__file__), str(out))
-    assert done.returncode == 0, done.stderr[-3000:]
+    out = launch_once(
+        tmp_path_factory,
+        "sharded_hessian",
+        lambda out: torchrun(os.path.abspath(__file__), str(out)),
+    )
     return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
 
 
