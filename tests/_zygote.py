@@ -68,29 +68,23 @@ class Zygote:
             self._server.wait(timeout=30)
         shutil.rmtree(self._outputs, ignore_errors=True)
 
-    def run(
-        self, *, cwd: str, env: dict[str, str], timeout: float, path: str | None = None,
+    def run(self, *, timeout: float, **script) -> Finished:
+        """Run a script (the keywords of :meth:`start`) and wait for it, at most ``timeout``
+        seconds (then it is killed and ``subprocess.TimeoutExpired`` raised)."""
+        return self.start(**script).wait(timeout)
+
+    def start(
+        self, *, cwd: str, env: dict[str, str], path: str | None = None,
         code: str | None = None, args: tuple[str, ...] = (),
-    ) -> Finished:  # fmt: skip
-        """Run the script at ``path`` with ``args``, or the source ``code`` as ``python -c``
-        would."""
+    ) -> Child:  # fmt: skip
+        """Start the script at ``path`` with ``args``, or the source ``code`` as ``python -c``
+        would, in ``cwd`` with the environment ``env``. One child at a time: wait for it
+        before the next start."""
         out, err = os.path.join(self._outputs, "out"), os.path.join(self._outputs, "err")
         request = {"path": path, "code": code, "args": list(args), "cwd": cwd, "env": env,
                    "out": out, "err": err}  # fmt: skip
         self._server.stdin.write(json.dumps(request) + "\n")
-        pid = int(self._line(timeout=60))
-        try:
-            status = int(self._line(timeout=timeout))
-        except TimeoutError:
-            os.kill(pid, signal.SIGKILL)
-            self._line(timeout=60)
-            raise subprocess.TimeoutExpired(path or "-c", timeout) from None
-        texts = []
-        for name in (out, err):
-            with open(name, encoding="utf-8", errors="replace") as f:
-                texts.append(f.read())
-            os.remove(name)
-        return Finished(status, *texts)
+        return Child(self, int(self._line(timeout=60)), path or "-c", (out, err))
 
     def _line(self, timeout: float) -> str:
         ready, _, _ = select.select([self._server.stdout], [], [], timeout)
@@ -100,6 +94,32 @@ class Zygote:
         if not line:
             raise RuntimeError(f"the zygote server died (exit {self._server.wait()})")
         return line
+
+
+@dataclass
+class Child:
+    """A script started by :meth:`Zygote.start`: its ``pid``, and :meth:`wait` for its end."""
+
+    zygote: Zygote
+    pid: int
+    name: str
+    outputs: tuple[str, str]
+
+    def wait(self, timeout: float) -> Finished:
+        """The finished script; past ``timeout`` seconds it is killed and
+        ``subprocess.TimeoutExpired`` raised."""
+        try:
+            status = int(self.zygote._line(timeout=timeout))
+        except TimeoutError:
+            os.kill(self.pid, signal.SIGKILL)
+            self.zygote._line(timeout=60)
+            raise subprocess.TimeoutExpired(self.name, timeout) from None
+        texts = []
+        for name in self.outputs:
+            with open(name, encoding="utf-8", errors="replace") as f:
+                texts.append(f.read())
+            os.remove(name)
+        return Finished(status, *texts)
 
 
 _SHARED: list[Zygote] = []
