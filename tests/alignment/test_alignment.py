@@ -23,15 +23,6 @@ from landscape.paths import connect_checkpoints, evaluate_path
 from landscape.paths.curves import Curve
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matrices: one thread is fastest (and two loaded cores are slowest)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ---------------------------------------------------------------- models
 class _Block(nn.Module):
     def __init__(self, c: int):

@@ -16,14 +16,6 @@ from landscape.paths import connect_checkpoints
 transformers = pytest.importorskip("transformers")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _gpt2(seed: int, head: bool = True) -> torch.nn.Module:
     """A tiny float64 GPT-2 (2 blocks, 2 heads of 8, MLP of 64) with weights large enough
     (std 0.3) that a permutation's midpoint visibly changes the loss."""

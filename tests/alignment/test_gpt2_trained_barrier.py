@@ -24,14 +24,6 @@ transformers = pytest.importorskip("transformers")
 VOCAB, LENGTH = 11, 6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _sequences(n: int, generator: torch.Generator) -> torch.Tensor:
     """Arithmetic sequences modulo ``VOCAB`` (a random start and step): each token after
     the second follows from the two before it, so predicting it needs attention."""

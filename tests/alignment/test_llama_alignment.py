@@ -17,14 +17,6 @@ from landscape.paths import connect_checkpoints
 transformers = pytest.importorskip("transformers")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _llama(seed: int, head: bool = True, kv_heads: int = 2, bias: bool = False):
     """A tiny float64 Llama: 2 layers, hidden 16, 4 query heads of 4 dims (2 rotary pairs)
     over ``kv_heads`` key/value heads, MLP of 24, weights of std 0.3."""
