@@ -60,6 +60,18 @@ def ax(figures_closed_rc_unchanged):
     return plt.figure().add_subplot()
 
 
+@pytest.fixture(scope="module")
+def one_thread_per_module():
+    """Torch on one thread for a module of tiny matrices (one thread is fastest there, and
+    two loaded cores are slowest): ``pytestmark = pytest.mark.usefixtures(...)``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def zygote():
     """One interpreter with torch, scipy, matplotlib and the library imported, that forks a

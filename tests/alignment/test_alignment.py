@@ -22,6 +22,8 @@ from landscape.alignment import (
 from landscape.paths import connect_checkpoints, evaluate_path
 from landscape.paths.curves import Curve
 
+pytestmark = pytest.mark.usefixtures("one_thread_per_module")
+
 
 # ---------------------------------------------------------------- models
 class _Block(nn.Module):

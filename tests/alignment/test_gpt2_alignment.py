@@ -13,6 +13,8 @@ import landscape as ls
 from landscape.alignment import align, permutation_spec, permute_state
 from landscape.paths import connect_checkpoints
 
+pytestmark = pytest.mark.usefixtures("one_thread_per_module")
+
 transformers = pytest.importorskip("transformers")
 
 

@@ -19,6 +19,8 @@ import torch
 import landscape as ls
 from landscape.paths import connect_checkpoints
 
+pytestmark = pytest.mark.usefixtures("one_thread_per_module")
+
 transformers = pytest.importorskip("transformers")
 
 VOCAB, LENGTH = 11, 6
