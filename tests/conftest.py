@@ -60,16 +60,27 @@ def ax(figures_closed_rc_unchanged):
     return plt.figure().add_subplot()
 
 
-@pytest.fixture(scope="module")
-def one_thread_per_module():
-    """Torch on one thread for a module of tiny matrices (one thread is fastest there, and
-    two loaded cores are slowest): ``pytestmark = pytest.mark.usefixtures(...)``."""
+def _torch_on_one_thread():
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for a test: tiny matrices (one thread is fastest, and two loaded
+    cores are slowest), or a reference run with the torchrun ranks' thread count, so that
+    float32 kernels match bit for bit."""
+    yield from _torch_on_one_thread()
+
+
+@pytest.fixture(scope="module")
+def one_thread_per_module():
+    """:func:`one_thread` for a whole module: ``pytestmark = pytest.mark.usefixtures(...)``."""
+    yield from _torch_on_one_thread()
 
 
 @pytest.fixture(scope="session")

@@ -228,15 +228,6 @@ def two_ranks(tmp_path_factory):
     return launch_once(tmp_path_factory, "two_ranks", lambda out: torchrun("clean", out))
 
 
-@pytest.fixture
-def one_thread():
-    """Reference runs with the workers' thread count, so float32 kernels match bit for bit."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
 # ---------------------------------------------------------------- tests
 @pytest.mark.slow  # torchrun with two ranks (all clean tasks): 35s on 2 busy cores
 def test_two_ranks_equal_one_process_exactly(two_ranks, tmp_path, one_thread):

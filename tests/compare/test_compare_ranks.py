@@ -51,15 +51,6 @@ def contents(path) -> dict[str, object]:
     return found
 
 
-@pytest.fixture
-def one_thread():
-    """The reference run with the ranks' thread count, so that kernels match bit for bit."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
 @pytest.mark.slow  # torchrun with two ranks and a one-process run: 16 s (40 s on a loaded machine)
 def test_compare_on_two_ranks_writes_the_one_process_file(project, one_thread):
     extra = ("--barriers", "--align", "weights", "--barrier-points", "3")

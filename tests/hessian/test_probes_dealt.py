@@ -68,15 +68,6 @@ def fields(result) -> dict[str, object]:
     return {**found, "ranks": result.settings["ranks"]}
 
 
-@pytest.fixture
-def one_thread():
-    """Reference runs with the workers' thread count."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
 @pytest.mark.slow  # one torchrun launch with two ranks, and the references: 20 s on 2 busy cores
 def test_probes_dealt_across_two_ranks_equal_one_process(tmp_path, one_thread):
     from _torchrun import torchrun  # tests/ is on the path under pytest, not in the worker

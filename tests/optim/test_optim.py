@@ -287,15 +287,6 @@ def _digits_mse(n: int = 500):
     return x, nn.functional.one_hot(torch.tensor(digits.target[:n]), 10).float()
 
 
-@pytest.fixture
-def one_thread():
-    # small matrices: one thread is several times faster than two on a loaded machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _adam_run(lr: float, guard: StabilityGuard, num_steps: int = 800):
     """Full-batch Adam (beta1 0.9) on 500 digits, MSE, a 64-20-20-10 tanh MLP, tracked every
     50 steps of the second half with the optimizer and the guard; the run."""
