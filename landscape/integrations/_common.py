@@ -116,9 +116,10 @@ class TrackerLogging:
 
     def log(self, model: nn.Module, step: int) -> dict[str, Any] | None:
         """One log of ``step``: on rank 0 alone (it alone writes; every rank's guard gets
-        its values), or on every rank when the Tracker's data are sharded."""
+        its values), or on every rank when the log is collective (the Tracker's data or
+        the model sharded: :meth:`~landscape.tracking.Tracker.collective`)."""
         tracker = self.tracker if self.tracker is not None else self.start(None)
-        if tracker.shards_data or distributed.world_size() == 1:
+        if tracker.collective(model) or distributed.world_size() == 1:
             return tracker.log(model, step)
         values = tracker.log(model, step) if distributed.rank() == 0 else None
         if tracker.guard is not None:  # the same decision on every rank (one lr for DDP)

@@ -11,10 +11,10 @@ Given ``data=`` and the Tracker's options, the callback builds its Tracker when 
 starts, with the Trainer's optimizer (so ``preconditioned_sharpness``, ``batch_sharpness``
 and the ``<measure>_threshold`` columns work) and the ``guard`` given; a ready
 :class:`~landscape.Tracker` works too. Under ``torchrun`` or ``accelerate launch`` rank 0
-alone computes and writes (every rank when the Tracker's objective shards the data), and
-each step is recorded once. Dict batches and ``ModelOutput`` outputs work as they are (see
-:class:`~landscape.objective.Objective`); ``loss="causal_lm"`` is the exact mean over every
-next token of the batches.
+alone computes and writes (every rank when the log is collective: the Tracker's data or the
+model sharded), and each step is recorded once. Dict batches and ``ModelOutput`` outputs
+work as they are (see :class:`~landscape.objective.Objective`); ``loss="causal_lm"`` is the
+exact mean over every next token of the batches.
 """
 
 from __future__ import annotations

@@ -10,9 +10,10 @@ Example (needs ``pip install landscape[lightning]``)::
 Given ``data=`` and the Tracker's options, the callback builds its Tracker when training
 starts, with the trainer's first optimizer (``trainer.optimizers[0]``) and the ``guard``
 given; a ready :class:`~landscape.Tracker` works too. Under ``torchrun`` (a DDP strategy)
-rank 0 alone computes and writes (every rank when the Tracker's objective shards the data),
-and each step is recorded once. The LightningModule itself is tracked: its ``forward`` must
-give what the tracker's loss takes (or give the tracker a ``batch_loss`` closure).
+rank 0 alone computes and writes (every rank when the log is collective: the Tracker's data
+or the model sharded), and each step is recorded once. The LightningModule itself is
+tracked: its ``forward`` must give what the tracker's loss takes (or give the tracker a
+``batch_loss`` closure).
 """
 
 from __future__ import annotations

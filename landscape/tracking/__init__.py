@@ -50,7 +50,9 @@ and flushed. A run restarted with a new Tracker on the same file continues it: s
 the last one recorded are skipped, and a Tracker whose settings differ from the file's
 (measures, every, loss, data, lr, seeds, ...) is refused, naming each differing setting.
 A restarted run's first eigenvalues start Lanczos cold, so they agree with an unbroken
-run's to the Lanczos tolerance rather than bit for bit. Under torchrun only rank 0 writes.
+run's to the Lanczos tolerance rather than bit for bit. Under torchrun only rank 0 writes;
+a log is collective only when the data or the model are sharded
+(:meth:`Tracker.collective`), else rank 0 may log alone.
 """
 
 from .run import TrackingRun, load_tracking

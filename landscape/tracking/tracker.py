@@ -14,8 +14,9 @@ from torch import nn
 
 from ..checks import check_count
 from ..directions import random_direction
-from ..distributed import broadcast_object, rank
+from ..distributed import alone, broadcast_object, rank
 from ..objective import BatchLoss, Objective
+from ..objective.sharded import sharded_layout
 from ..optim import StabilityGuard, optimizer_threshold
 from ..sharpness import MEASURES, SharpnessResult, WarmStart, check_settings, sharpness
 from ..sharpness.curvature import measure_hessian
@@ -196,10 +197,22 @@ class Tracker:
 
     @property
     def shards_data(self) -> bool:
-        """Whether its objective keeps a share of the data on each rank: then every rank
-        must call :meth:`log` (the measures are sums over all ranks); else one rank may
-        log alone (rank 0: it alone writes)."""
+        """Whether its objective keeps a share of the data on each rank (then :meth:`log`
+        is collective; see :meth:`collective`)."""
         return self._given is not None and self._given.shard_data
+
+    def collective(self, model: nn.Module) -> bool:
+        """Whether :meth:`log` of ``model`` is collective under torchrun: every rank must
+        call it at the same steps when the objective shards the data or the model is
+        sharded (FSDP2, tensor parallel): its measures are sums over the ranks. Else each
+        rank that calls it computes every measure alone, with no collective, so one rank
+        may log by itself (rank 0 alone writes the file).
+
+        Example:
+            >>> Tracker((torch.randn(4, 2), torch.randn(4, 1))).collective(nn.Linear(2, 1))
+            False
+        """
+        return self.shards_data or sharded_layout(model) is not None
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -225,8 +238,8 @@ class Tracker:
             shapes.update({f"{m}_threshold": () for m in self._thresholded()})
             steps = prepare_tracking(self.path, self._settings, shapes)
             self._last = int(steps[-1]) if len(steps) else None
-        if objective.shard_data:  # every rank logs: all skip the file's steps
-            self._last = broadcast_object(self._last)
+        if objective.shard_data or objective.sharded:  # every rank logs: all skip the
+            self._last = broadcast_object(self._last)  # steps the file holds
         self._objective = objective
         return objective
 
@@ -251,7 +264,11 @@ class Tracker:
         if step % self.every or (self._last is not None and step <= self._last):
             return None
         here = objective.at(model.state_dict())
-        values, stderr = self._measure(here, step)
+        if objective.shard_data or objective.sharded:
+            values, stderr = self._measure(here, step)
+        else:  # no collective (such as dealing the trace's probes): rank 0 may log alone
+            with alone():
+                values, stderr = self._measure(here, step)
         if self.guard is not None:
             for name in self._thresholded():
                 threshold = values[f"{name}_threshold"]
