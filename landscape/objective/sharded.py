@@ -65,8 +65,9 @@ def not_differentiable(layout: str) -> str:
         "expected a model that torch.func.functional_call can evaluate, got a model sharded "
         f"by {layout} (DTensor parameters, whose forward puts its own shards back): the Hessian, "
         "sharpness, paths and other differentiable evaluations are not supported on "
-        f"sharded models yet (surfaces are, and with FSDP2 hessian_eigenpairs and "
-        f"hessian_trace with hvp='fd'); {GATHER}"
+        f"sharded models yet (surfaces are, and with FSDP2 hessian_eigenpairs, "
+        f"hessian_trace and the sharpness measures lambda_max and trace with hvp='fd'); "
+        f"{GATHER}"
     )
 
 

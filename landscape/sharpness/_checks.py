@@ -13,12 +13,14 @@ from ..limits import MAX_DRAWS, check_limit
 from ..objective import Objective
 
 
-def check_objective(objective: Any) -> None:
+def check_objective(objective: Any, sharded: bool = False) -> None:
     """Raise ``TypeError`` unless ``objective`` is a landscape Objective, ``ValueError`` for
-    one of a sharded model (before any work: see ``Objective.check_differentiable``)."""
+    one of a sharded model (before any work: see ``Objective.check_differentiable``) unless
+    ``sharded`` (the measure takes it)."""
     if not isinstance(objective, Objective):
         raise TypeError(f"expected a landscape Objective, got {type(objective).__name__}")
-    objective.check_differentiable()
+    if not sharded:
+        objective.check_differentiable()
 
 
 def check_positive(name: str, value: Any) -> float:

@@ -43,8 +43,10 @@ def sharpness(
         >>> sorted(out)
         ['rise', 'worst_l2']
     """
-    _checks.check_objective(objective)
     routed = route_settings(names, settings)
+    sharded = getattr(objective, "sharded", None)  # not an Objective: refused next
+    takes_sharded = sharded == "FSDP2" and set(routed) <= {"lambda_max", "trace"}
+    _checks.check_objective(objective, sharded=takes_sharded)  # before any measure runs
     results = {}
     for name, options in routed.items():
         measure = MEASURES[name]

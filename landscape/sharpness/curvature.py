@@ -20,10 +20,12 @@ import scipy.stats
 import torch
 
 from .._progress import progress_bar
-from ..hessian import HessianOperator, hessian_trace
+from ..hessian import hessian_trace
+from ..hessian.operator import HessianOperator, resolve_operator
+from ..hessian.sharded import ShardedHessianOperator
 from ..linalg import lanczos_eigenpairs
 from ..objective import Objective
-from ..options import WhichName
+from ..options import HvpBackendName, WhichName
 from ..params import ParamSelection
 from . import _checks
 from ._stats import LEVEL
@@ -56,6 +58,7 @@ def measure_hessian(
     tol: float | None = None,
     max_hvps: int = 500,
     warm_start: WarmStart | None = None,
+    hvp: HvpBackendName | None = None,
     progress: bool = True,
 ) -> SharpnessResult:
     """The top eigenvalue (Lanczos) or the trace (Hutch++) of the Hessian of the mean loss.
@@ -74,6 +77,11 @@ def measure_hessian(
             :func:`landscape.hessian.hessian_eigenpairs`); each eigenvalue is then
             within ``tol * ||H||`` of an eigenvalue of the Hessian.
         warm_start: a :class:`WarmStart` to start from and to update (eigenvalues only).
+        hvp: the Hessian-vector products (see :class:`landscape.hessian.HessianOperator`;
+            default ``"exact"``). A model sharded by FSDP2 takes ``"fd"``: its products
+            on each rank's local shards, collective (call on every rank), the trace then by
+            Hutchinson (``settings["method"]``); ``settings["hvp"]`` and
+            ``settings["hvp_error"]`` record them.
         progress: show a tqdm bar of the Hessian-vector products.
 
     Returns:
@@ -94,24 +102,24 @@ def measure_hessian(
         >>> round(measure_hessian(example_objective()).value, 6)
         1.0
     """
-    _checks.check_objective(objective)
+    _checks.check_objective(objective, sharded=getattr(objective, "sharded", None) == "FSDP2")
     seed = _checks.check_seed(seed)
-    if quantity in _WHICH:
-        return _eigenvalue(objective, quantity, seed, params, tol, max_hvps, warm_start, progress)
-    if quantity != "trace":
+    if quantity not in (*_WHICH, "trace"):
         raise ValueError(
             f"expected quantity 'lambda_max', 'lambda_min' or 'trace', got {quantity!r}"
         )
+    op = resolve_operator(objective, None, params, None, hvp)  # refuses what cannot run
+    if quantity in _WHICH:
+        return _eigenvalue(op, quantity, seed, tol, max_hvps, warm_start, progress)
     num_probes = _checks.check_count("num_probes", num_probes)
     tr = hessian_trace(
-        objective,
+        op,
         num_probes=num_probes,
-        method="hutch++",
+        method="hutchinson" if isinstance(op, ShardedHessianOperator) else "hutch++",
         seed=seed,
-        params=params,
         progress=progress,
     )
-    settings = {**_plain(tr.settings), "method": tr.method}
+    settings = {**_plain(tr.settings), "method": tr.method, **_products(op)}
     value, stderr = float(tr.value), float(tr.stderr)
     return SharpnessResult(
         "trace", value, stderr, settings, {"num_hvps": float(tr.num_hvps)}, tr.samples,
@@ -120,10 +128,9 @@ def measure_hessian(
 
 
 def _eigenvalue(
-    objective: Objective,
+    op: HessianOperator | ShardedHessianOperator,
     quantity: str,
     seed: int,
-    params: ParamSelection,
     tol: float | None,
     max_hvps: int,
     warm_start: WarmStart | None,
@@ -136,7 +143,6 @@ def _eigenvalue(
     max_hvps = _checks.check_count("max_hvps", max_hvps)
     if warm_start is not None:
         check_warm_start(warm_start)
-    op = HessianOperator(objective, params=params)
     start = None if warm_start is None else warm_start.vector
     if start is not None and start.numel() != op.size:
         start = None
@@ -166,6 +172,7 @@ def _eigenvalue(
         **_plain(op.settings), "k": 1, "which": _WHICH[quantity], "tol": pairs.settings["tol"],
         "max_hvps": max_hvps, "seed": seed, "verify_dtype": pairs.settings["verify_dtype"],
         "num_hvps_float64": pairs.num_matvecs64, "warm_start": start is not None,
+        **_products(op),
     }  # fmt: skip
     extra = {
         "residual": residual,
@@ -173,6 +180,12 @@ def _eigenvalue(
         "num_hvps": float(pairs.num_matvecs),
     }
     return SharpnessResult(quantity, value, 0.0, settings, extra)
+
+
+def _products(op: HessianOperator | ShardedHessianOperator) -> dict[str, Any]:
+    """Products other than exact: their backend and measured relative error (a reason
+    where it could not be measured), as settings (none for exact ones, as in 0.2)."""
+    return {} if op.hvp == "exact" else {"hvp": op.hvp, "hvp_error": op.hvp_error}
 
 
 def _plain(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -189,12 +202,19 @@ register(
     "lambda_max",
     measure_hessian,
     fixed={"quantity": "lambda_max"},
-    defaults={"seed": 0, "params": None, "tol": None, "max_hvps": 500, "warm_start": None},
+    defaults={
+        "seed": 0,
+        "params": None,
+        "tol": None,
+        "max_hvps": 500,
+        "warm_start": None,
+        "hvp": None,
+    },  # fmt: skip
 )
 register(
     "trace",
     measure_hessian,
     fixed={"quantity": "trace"},
-    defaults={"num_probes": 99, "seed": 0, "params": None},
+    defaults={"num_probes": 99, "seed": 0, "params": None, "hvp": None},
     sampled=True,
 )

@@ -169,6 +169,11 @@ SETTINGS: dict[str, Setting] = {
         Setting("tol", _optional(_positive("tol")), "Lanczos tolerance, relative to ||H||"),
         Setting("max_hvps", _count("max_hvps"), "Lanczos budget of Hessian-vector products"),
         Setting("warm_start", _optional(check_warm_start), "Lanczos from the last eigenvector"),
+        Setting(
+            "hvp",
+            _optional(_choice("hvp", *values(options.HvpBackend))),
+            "Hessian-vector products: exact, fd (FSDP2 models) or auto",
+        ),
         Setting("norm", _choice("norm", *values(options.Norm)), "rise directions"),
         Setting("ignore", _choice("ignore", *values(options.Ignore)), "rise: 1-D tensors"),
         Setting("layer", _optional(lambda v: _checks.check_name("layer", v)), "a 2-D weight"),

@@ -25,6 +25,8 @@ from landscape.hessian import HessianOperator, hessian_eigenpairs, hessian_trace
 from landscape.hessian.sharded import Pieces
 from landscape.linalg import MatvecOperator, estimate_trace, two_pass_eigenpairs
 from landscape.objective import Objective
+from landscape.sharpness import sharpness
+from landscape.tracking import Tracker
 
 K, PROBES, SEED = 3, 6, 3
 # fd products in float64: relative error about 7e-11 (hvp_error); measured: eigenvalues
@@ -96,6 +98,10 @@ def worker(out: str) -> None:
     obj = objective(model)
     eigen = hessian_eigenpairs(obj, num_eigenpairs=K, hvp="fd", progress=False)
     trace = hessian_trace(obj, hvp="fd", num_probes=PROBES, seed=SEED, progress=False)
+    measured = sharpness(obj, ["lambda_max", "trace"], hvp="fd", num_probes=PROBES, seed=SEED,
+                         progress=False)  # fmt: skip
+    tracker = Tracker(objective=obj, measures=["loss", "lambda_max"], hvp="fd")
+    logged = [tracker.log(model, step) for step in range(2)]  # the second warm-started
     after = pieces(model)
     tp = parallelize_module(make_mlp(), mesh, {"0": ColwiseParallel(), "2": RowwiseParallel()})
     summed = fully_shard(make_mlp(), mesh=mesh)
@@ -108,6 +114,8 @@ def worker(out: str) -> None:
         "hutch++": lambda: hessian_trace(obj, hvp="fd", method="hutch++", progress=False),
         "tp": lambda: hessian_eigenpairs(objective(tp), hvp="fd", progress=False),
         "summed": lambda: hessian_trace(objective(summed), hvp="fd", progress=False),
+        "sharpness_exact": lambda: sharpness(obj, ["lambda_max"], progress=False),
+        "sharpness_rise": lambda: sharpness(obj, ["trace", "rise"], hvp="fd", progress=False),
     }.items():
         try:
             run()
@@ -117,6 +125,8 @@ def worker(out: str) -> None:
     results = {
         "eigen": eigen,
         "trace": trace,
+        "sharpness": measured,
+        "logged": logged,
         "unchanged": {n: torch.equal(t, after[n]) for n, t in before.items()},
         "training": model.training and all(m.training for m in model.modules()),
         "refusals": refusals,
@@ -192,6 +202,34 @@ def test_fsdp2_model_left_bit_for_bit_and_exact_products_refused(ranks):
         assert "got one sharded by tensor parallel" in refused["tp"]
         assert "full_state_dict=True" in refused["tp"] and "\n" not in refused["tp"]
         assert "expected FSDP2's gradients averaged over the 2 ranks" in refused["summed"]
+
+
+@pytest.mark.slow
+def test_fsdp2_sharpness_and_tracker_curvature_with_fd_products(ranks):
+    """``sharpness(..., hvp="fd")``'s lambda_max and trace, and a Tracker's lambda_max,
+    equal the dense Hessian's; the other measures and exact products are refused."""
+    hessian, _, shapes = dense_hessian()
+    top = float(torch.linalg.eigvalsh(hessian)[-1])
+    draws = Pieces([torch.empty(s, dtype=torch.float64) for s in shapes], group=None)
+    g = torch.Generator().manual_seed(SEED)
+    forms = [float(z @ hessian @ z) for z in (draws.rademacher(g, torch.float64, "cpu")
+                                              for _ in range(PROBES))]  # fmt: skip
+    x, y = data()
+    with torch.no_grad():
+        loss = float(nn.functional.cross_entropy(make_mlp()(x), y))
+    for got in ranks:
+        lam, trace = got["sharpness"]["lambda_max"], got["sharpness"]["trace"]
+        assert lam.value == pytest.approx(top, rel=RTOL) and lam.extra["converged"] == 1.0
+        assert lam.settings["hvp"] == "fd" and lam.settings["hvp_error"] < 1e-7
+        assert trace.settings["method"] == "hutchinson" and trace.settings["hvp"] == "fd"
+        np.testing.assert_allclose(trace.samples, forms, rtol=RTOL)
+        for log in got["logged"]:
+            assert log["lambda_max"] == pytest.approx(top, rel=RTOL)
+            assert log["loss"] == pytest.approx(loss, rel=1e-12)
+        refused = got["refusals"]
+        assert "expected hvp='fd' with a model sharded by FSDP2" in refused["sharpness_exact"]
+        assert "functional_call" in refused["sharpness_rise"], refused["sharpness_rise"]
+        assert "lambda_max and trace with hvp='fd'" in refused["sharpness_rise"]
 
 
 def test_solvers_that_hold_whole_vectors_refuse_split_ones():
