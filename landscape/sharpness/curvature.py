@@ -19,9 +19,11 @@ from typing import Any, Literal
 import scipy.stats
 import torch
 
+from .. import checks
 from .._progress import progress_bar
 from ..hessian import hessian_trace
 from ..hessian.operator import HessianOperator, resolve_operator
+from ..hessian.planner import plan_for, plan_settings
 from ..hessian.sharded import ShardedHessianOperator
 from ..linalg import lanczos_eigenpairs
 from ..objective import Objective
@@ -59,6 +61,7 @@ def measure_hessian(
     max_hvps: int = 500,
     warm_start: WarmStart | None = None,
     hvp: HvpBackendName | None = None,
+    max_memory: int | None = None,
     progress: bool = True,
 ) -> SharpnessResult:
     """The top eigenvalue (Lanczos) or the trace (Hutch++) of the Hessian of the mean loss.
@@ -82,6 +85,11 @@ def measure_hessian(
             on each rank's local shards, collective (call on every rank), the trace then by
             Hutchinson (``settings["method"]``); ``settings["hvp"]`` and
             ``settings["hvp_error"]`` record them.
+        max_memory: bytes the solver may hold (default: the device's free memory; see
+            :mod:`landscape.hessian.planner`): the trace is Hutch++ where its sketch fits,
+            else Hutchinson; an eigenvalue whose thick-restart basis does not fit is
+            refused before any product. ``settings["strategy"]`` and
+            ``settings["planned_bytes"]`` record the plan.
         progress: show a tqdm bar of the Hessian-vector products.
 
     Returns:
@@ -109,15 +117,18 @@ def measure_hessian(
             f"expected quantity 'lambda_max', 'lambda_min' or 'trace', got {quantity!r}"
         )
     op = resolve_operator(objective, None, params, None, hvp)  # refuses what cannot run
+    if max_memory is not None:
+        max_memory = checks.check_count(max_memory, "max_memory")  # bytes: no draw limit
     if quantity in _WHICH:
-        return _eigenvalue(op, quantity, seed, tol, max_hvps, warm_start, progress)
+        return _eigenvalue(op, quantity, seed, tol, max_hvps, warm_start, max_memory, progress)
     num_probes = _checks.check_count("num_probes", num_probes)
     tr = hessian_trace(
         op,
         num_probes=num_probes,
-        method="hutchinson" if isinstance(op, ShardedHessianOperator) else "hutch++",
+        method="hutchinson" if isinstance(op, ShardedHessianOperator) else "auto",
         seed=seed,
         progress=progress,
+        max_memory=max_memory,
     )
     settings = {**_plain(tr.settings), "method": tr.method, **_products(op)}
     value, stderr = float(tr.value), float(tr.stderr)
@@ -134,6 +145,7 @@ def _eigenvalue(
     tol: float | None,
     max_hvps: int,
     warm_start: WarmStart | None,
+    max_memory: int | None,
     progress: bool,
 ) -> SharpnessResult:
     """One extreme eigenvalue by single-vector Lanczos, from ``warm_start`` if it has a
@@ -143,6 +155,7 @@ def _eigenvalue(
     max_hvps = _checks.check_count("max_hvps", max_hvps)
     if warm_start is not None:
         check_warm_start(warm_start)
+    plan = plan_for(op, "eigenpairs", max_memory, "thick-restart", k=1, max_hvps=max_hvps)
     start = None if warm_start is None else warm_start.vector
     if start is not None and start.numel() != op.size:
         start = None
@@ -172,7 +185,7 @@ def _eigenvalue(
         **_plain(op.settings), "k": 1, "which": _WHICH[quantity], "tol": pairs.settings["tol"],
         "max_hvps": max_hvps, "seed": seed, "verify_dtype": pairs.settings["verify_dtype"],
         "num_hvps_float64": pairs.num_matvecs64, "warm_start": start is not None,
-        **_products(op),
+        **_products(op), **plan_settings(plan, max_memory),
     }  # fmt: skip
     extra = {
         "residual": residual,
@@ -209,12 +222,13 @@ register(
         "max_hvps": 500,
         "warm_start": None,
         "hvp": None,
-    },  # fmt: skip
+        "max_memory": None,
+    },
 )
 register(
     "trace",
     measure_hessian,
     fixed={"quantity": "trace"},
-    defaults={"num_probes": 99, "seed": 0, "params": None, "hvp": None},
+    defaults={"num_probes": 99, "seed": 0, "params": None, "hvp": None, "max_memory": None},
     sampled=True,
 )

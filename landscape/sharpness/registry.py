@@ -174,6 +174,11 @@ SETTINGS: dict[str, Setting] = {
             _optional(_choice("hvp", *values(options.HvpBackend))),
             "Hessian-vector products: exact, fd (FSDP2 models) or auto",
         ),
+        Setting(
+            "max_memory",
+            _optional(lambda v: checks.check_count(v, "max_memory")),  # bytes: no draw limit
+            "bytes a Hessian solver may hold",
+        ),
         Setting("norm", _choice("norm", *values(options.Norm)), "rise directions"),
         Setting("ignore", _choice("ignore", *values(options.Ignore)), "rise: 1-D tensors"),
         Setting("layer", _optional(lambda v: _checks.check_name("layer", v)), "a 2-D weight"),
