@@ -166,7 +166,7 @@ def cmd_hessian(args: argparse.Namespace) -> None:
         save(density=density)
     if "blocks" in todo:
         blocks = hessian.block_curvature(
-            objective, num_probes=args.num_probes, **common, **block_options
+            objective, num_probes=args.num_probes, **common, **block_options, **cap
         )
         save(blocks=blocks)
     if eigen is not None:

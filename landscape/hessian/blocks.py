@@ -18,9 +18,10 @@ from .._progress import progress_bar
 from ..checks import check_choice, check_count, check_flag
 from ..linalg import Quadrature, SigmaUnits, TraceMethod, lanczos_quadrature
 from ..objective import Objective
-from ..params import ParamSelection, select_params, selection_attr
+from ..params import ParamSelection, model_device_dtype, select_params, selection_attr
 from .block_density import common_densities, js_distances
 from .block_offdiag import off_block_samples, off_block_share
+from .block_plan import plan_blocks
 from .eigen import hessian_eigenpairs
 from .operator import HessianOperator
 from .results import BlockCurvature
@@ -141,6 +142,7 @@ def block_curvature(
     sigma: float = 0.01,
     sigma_units: SigmaUnits = "width",
     num_grid: int = 1000,
+    max_memory: int | None = None,
 ) -> BlockCurvature:
     """The top eigenvalue and the trace of each block's diagonal Hessian block ``H_bb``;
     optionally how much of the Hessian lies off the blocks, and each block's spectrum.
@@ -188,6 +190,11 @@ def block_curvature(
             Gaussian probes a block (seeded by ``seed``).
         densities, num_density_probes, num_lanczos_steps, sigma, sigma_units, num_grid:
             estimate each block's spectral density and the distances between them.
+        max_memory: bytes each job may hold (default: the device's free memory). Every
+            job is planned before any product (:func:`~landscape.hessian.block_plan.
+            plan_blocks`): a job that fits nowhere is refused in one line with the
+            numbers; the densities are three-term Lanczos where the reorthogonalized basis
+            does not fit (``settings["density_strategy"]``).
 
     Returns:
         a :class:`BlockCurvature` (``off_block_samples``, ``off_block``, ``densities`` and
@@ -197,6 +204,7 @@ def block_curvature(
         ValueError: a pattern that matches no weight, no block left, a block name with '/',
             overlapping blocks with ``off_block=True``, a count below 1.
         TypeError: ``blocks`` of another type, a flag that is not a bool.
+        RuntimeError: a job that fits in ``max_memory`` with no strategy (before any HVP).
 
     Example:
         >>> x = torch.randn(20, 3, dtype=torch.float64)
@@ -225,6 +233,16 @@ def block_curvature(
         check_choice(sigma_units, ("width", "absolute"), "sigma_units")
         if not sigma > 0:
             raise ValueError(f"expected sigma > 0, got {sigma}")
+    if max_memory is not None:
+        max_memory = check_count(max_memory, "max_memory")
+    device, model_dtype = model_device_dtype(objective.model)
+    weights = dict(objective.model.named_parameters())
+    plans = plan_blocks(
+        {block: sum(weights[n].numel() for n in names) for block, names in found.items()},
+        dtype or model_dtype, device, max_memory, max_hvps=max_hvps, num_probes=num_probes,
+        method=method, density=(num_density_probes, num_lanczos_steps) if densities else None,
+        num_off_block_probes=num_off_block_probes if off_block else None,
+    )  # fmt: skip
     values, converged, num_params = {}, {}, {}
     rules: dict[str, Quadrature] = {}
     settings: dict[str, Any] = {}
@@ -234,11 +252,13 @@ def block_curvature(
             objective, state=state, params=names, dtype=dtype, check_deterministic=i == 0
         )
         eigen = hessian_eigenpairs(
-            op, k=1, which="LA", tol=tol, max_hvps=max_hvps, seed=seed, progress=progress
-        )
+            op, k=1, which="LA", tol=tol, max_hvps=max_hvps, seed=seed, progress=progress,
+            max_memory=max_memory,
+        )  # fmt: skip
         trace = hessian_trace(
-            op, num_probes=num_probes, method=method, seed=seed, progress=progress
-        )
+            op, num_probes=num_probes, method=method, seed=seed, progress=progress,
+            max_memory=max_memory,
+        )  # fmt: skip
         values[block] = {
             "lambda_max": float(eigen.eigenvalues[0]),
             "trace": float(trace.value),
@@ -253,12 +273,15 @@ def block_curvature(
                 rules[block] = lanczos_quadrature(
                     op, num_probes=num_density_probes, num_steps=num_lanczos_steps, seed=seed,
                     callback=bar.update,
+                    reorthogonalize=plans["density"].choice == "reorthogonalize",
                 )  # fmt: skip
             num_hvps += rules[block].num_matvecs
         if i == 0:
             settings = {k: v for k, v in op.settings.items() if k not in _PER_BLOCK}
             settings.update(tol=eigen.settings["tol"], max_hvps=max_hvps)
     settings.update(num_probes=num_probes, method=method, seed=seed)
+    if max_memory is not None:
+        settings["max_memory"] = max_memory
     if params is not None:
         used = [n for names in found.values() for n in names]
         settings["params"] = selection_attr(used, dict(objective.model.named_parameters()))
@@ -277,7 +300,8 @@ def block_curvature(
         spectra = common_densities(rules, sigma=sigma, sigma_units=sigma_units, num_grid=num_grid)
         extra.update(densities=spectra, js_distance=js_distances(spectra))
         settings.update(num_density_probes=num_density_probes, num_lanczos_steps=num_lanczos_steps,
-                        sigma=sigma, sigma_units=sigma_units, num_grid=num_grid)  # fmt: skip
+                        sigma=sigma, sigma_units=sigma_units, num_grid=num_grid,
+                        density_strategy=plans["density"].choice)  # fmt: skip
     return BlockCurvature(values, names_out, num_params, converged, num_hvps, settings, **extra)
 
 
