@@ -28,7 +28,7 @@ RoPE acts on the projected queries and keys, not on the residual stream.
 By default it stays in place, as before the option was added; a ``LlamaModel`` keeps it
 in place always, since its output is the residual stream itself (a model's outputs are
 never permuted). Hugging Face's ``LlamaRMSNorm`` takes the mean square in float32 whatever
-the model's dtype, so a permuted float64 Llama agrees with the original to about 1e-7,
+the model's dtype, so a permuted float64 Llama agrees with the original to a few 1e-6,
 not to float64 rounding (the order of that float32 sum changes).
 
 Example:
