@@ -6,8 +6,8 @@ permuted copy exactly.
 
 ``LlamaRMSNorm`` takes its mean square in float32 whatever the model's dtype, so a
 residual permutation (which reorders that float32 sum) keeps a float64 Llama's logits to
-a few 1e-6 only (tried: 3.4e-6 and 4.3e-6); with the norm computed in the input dtype (``float64_norms``) they agree
-to 1e-10, which shows the symmetry is exact."""
+a few 1e-6 only (tried: 3.4e-6 and 4.3e-6); with the norm computed in the input dtype
+(``float64_norms``) they agree to 1e-10, which shows the symmetry is exact."""
 
 from __future__ import annotations
 
