@@ -11,10 +11,10 @@ Barriers after alignment: :func:`landscape.paths.connect_checkpoints` with ``ali
 ``repair=``.
 
 One module per job: ``spec`` (the groups, from ``torch.fx``; ``gpt2`` and ``llama`` for
-Hugging Face GPT-2 and Llama, written by hand; ``repeated`` for grouped-query attention's
-shared heads), ``permute`` (applying
-permutations), ``weights`` and ``activations`` (the two matchings), ``align`` (the
-result), ``repair`` (REPAIR) and ``merge``.
+Hugging Face GPT-2 and Llama, written by hand, with ``residual`` for their residual stream's
+group (opt-in, ``residual=True``); ``repeated`` for grouped-query attention's shared heads),
+``permute`` (applying permutations), ``weights`` and ``activations`` (the two matchings),
+``align`` (the result), ``repair`` (REPAIR) and ``merge``.
 """
 
 from .activations import activation_correlations, activation_matching

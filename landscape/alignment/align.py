@@ -69,14 +69,16 @@ def align_states(
     spec: PermutationSpec | None = None,
     max_iter: int = 100,
     seed: int = 0,
+    residual: bool = False,
 ) -> Alignment:
     """:func:`align` on two states of the architecture of ``model`` (``model`` itself only
-    gives the module graph; ``Alignment.model`` is ``None``)."""
+    gives the module graph; ``Alignment.model`` is ``None``; ``residual`` is used only
+    when ``spec`` is not given)."""
     method = check_choice(method, AlignMethod, "method")
     seed = check_seed(seed)
     if method == AlignMethod.ACTIVATIONS and data is None:
         raise ValueError("expected data= for method='activations', got None")
-    spec = spec if spec is not None else permutation_spec(model)
+    spec = spec if spec is not None else permutation_spec(model, residual=residual)
     state_a, state_b = dict(state_a), dict(state_b)
     identity = identity_permutations(spec)
     if method == AlignMethod.WEIGHTS:
@@ -99,6 +101,7 @@ def align(
     data: Any = None,
     max_iter: int = 100,
     seed: int = 0,
+    residual: bool = False,
 ) -> Alignment:
     """``model_b`` with its hidden units permuted into ``model_a``'s frame (Git Re-Basin).
 
@@ -115,6 +118,9 @@ def align(
             accepts).
         max_iter: most sweeps of weight matching.
         seed: the order in which weight matching visits the groups.
+        residual: for Hugging Face GPT-2 and Llama, permute the residual stream too (group
+            ``"residual"``; opt-in: the default reproduces alignments made before it was
+            added). Other models' residual streams follow from their graph, always permuted.
 
     Returns:
         An :class:`Alignment`: ``.model`` (a new module, or ``None`` when ``model_b`` is a
@@ -147,6 +153,7 @@ def align(
         data=data,
         max_iter=max_iter,
         seed=seed,
+        residual=residual,
     )
     if not isinstance(model_b, nn.Module):
         return result

@@ -15,12 +15,24 @@ Each decoder layer has hidden units that can be reordered without changing the f
 Left out: the query/key dimensions within a head are not permuted, because rotary
 embeddings turn pair ``(i, i + d/2)`` at its own frequency, so moving a pair, even as a
 unit, changes the function (only pairs of equal frequency could trade places, and
-Llama's are distinct); the query heads of one group keep their order within it. The
-residual stream is not permuted (as for GPT-2) and the RMSNorm weights do not move. A
-layer with any other parameter is refused, naming it.
+Llama's are distinct); the query heads of one group keep their order within it. A layer
+with any other parameter is refused, naming it.
+
+With ``residual=True`` (opt-in), the residual stream (the hidden dimensions) is one more
+group, ``"residual"``, shared by every layer: the columns of ``embed_tokens``, every
+RMSNorm's weight (``input_layernorm``, ``post_attention_layernorm``, the final ``norm``: the
+root mean square does not depend on the order of the features), the input columns of
+``q_proj``, ``k_proj``, ``v_proj``, ``gate_proj`` and ``up_proj``, the output rows (and
+biases) of ``o_proj`` and ``down_proj``, and the columns of ``lm_head`` (tied or not).
+RoPE acts on the projected queries and keys, not on the residual stream.
+By default it stays in place, as before the option was added; a ``LlamaModel`` keeps it
+in place always, since its output is the residual stream itself (a model's outputs are
+never permuted). Hugging Face's ``LlamaRMSNorm`` takes the mean square in float32 whatever
+the model's dtype, so a permuted float64 Llama agrees with the original to a few 1e-6,
+not to float64 rounding (the order of that float32 sum changes).
 
 Example:
-    >>> from transformers import LlamaConfig, LlamaModel
+    >>> from transformers import LlamaConfig, LlamaForCausalLM, LlamaModel
     >>> config = LlamaConfig(vocab_size=10, hidden_size=8, intermediate_size=12,
     ...     num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2)
     >>> sizes, axes, heads = llama_axes(LlamaModel(config))
@@ -30,6 +42,11 @@ Example:
     (None, Repeated(group='layers.0.self_attn.v', heads=2, repeat=2))
     >>> heads["layers.0.self_attn"]
     (2, ('layers.0.self_attn.qk', 'layers.0.self_attn.v'))
+    >>> sizes, axes, heads = llama_axes(LlamaForCausalLM(config), residual=True)
+    >>> sizes["residual"], axes["model.norm.weight"], axes["lm_head.weight"]
+    (8, ('residual',), (None, 'residual'))
+    >>> axes["model.layers.0.self_attn.o_proj.weight"][0]
+    'residual'
 """
 
 from __future__ import annotations
@@ -39,6 +56,7 @@ from typing import Any
 from torch import nn
 
 from .repeated import Repeated
+from .residual import RESIDUAL, complete
 
 __all__ = ["llama_axes"]
 
@@ -52,22 +70,31 @@ _KNOWN = {
 
 
 def llama_axes(
-    model: nn.Module,
+    model: nn.Module, *, residual: bool = False
 ) -> (
     tuple[dict[str, int], dict[str, tuple[Any, ...]], dict[str, tuple[int, tuple[str, ...]]]] | None
 ):
     """``(sizes, axes, heads)`` of a Hugging Face ``LlamaModel`` or ``LlamaForCausalLM``, in
     the form of :class:`~landscape.alignment.PermutationSpec`; ``None`` for any other model.
 
+    Args:
+        model: the network (not changed).
+        residual: permute the residual stream (group ``"residual"``) too (a
+            ``LlamaForCausalLM`` only).
+
     Raises:
         ValueError: a decoder layer with a parameter other than the seven projections (and
-            their biases) and the two RMSNorm weights (the message names it).
+            their biases) and the two RMSNorm weights, or with ``residual=True`` a parameter
+            outside the layers other than ``embed_tokens``, ``norm`` and ``lm_head`` (the
+            message names it).
     """
     kind = type(model).__name__
     if kind not in _CLASSES:
         return None
     body, prefix = (model, "") if kind == "LlamaModel" else (model.model, "model.")
-    sizes: dict[str, int] = {}
+    residual = residual and bool(prefix)  # a LlamaModel outputs the residual stream
+    r = RESIDUAL if residual else None
+    sizes: dict[str, int] = {RESIDUAL: int(body.embed_tokens.embedding_dim)} if residual else {}
     axes: dict[str, tuple[Any, ...]] = {}
     heads: dict[str, tuple[int, tuple[str, ...]]] = {}
     for i, layer in enumerate(body.layers):  # type: ignore[union-attr, arg-type]
@@ -82,17 +109,27 @@ def llama_axes(
         mlp, attn = f"{name}.mlp", f"{name}.self_attn"
         sizes[mlp] = int(layer.mlp.up_proj.out_features)
         for proj in ("gate_proj", "up_proj"):
-            axes[f"{mlp}.{proj}.weight"] = (mlp, None)
+            axes[f"{mlp}.{proj}.weight"] = (mlp, r)
             axes[f"{mlp}.{proj}.bias"] = (mlp,)
-        axes[f"{mlp}.down_proj.weight"] = (None, mlp)
+        axes[f"{mlp}.down_proj.weight"] = (r, mlp)
         qk, v = f"{attn}.qk", f"{attn}.v"
         num_kv = int(layer.self_attn.config.num_key_value_heads)
         repeat = int(layer.self_attn.num_key_value_groups)
         sizes[qk], sizes[v] = num_kv, int(layer.self_attn.v_proj.out_features)
         for proj, group in (("q_proj", qk), ("k_proj", qk), ("v_proj", v)):
-            axes[f"{attn}.{proj}.weight"] = (group, None)
+            axes[f"{attn}.{proj}.weight"] = (group, r)
             axes[f"{attn}.{proj}.bias"] = (group,)
-        axes[f"{attn}.o_proj.weight"] = (None, Repeated(v, num_kv, repeat) if repeat > 1 else v)
+        axes[f"{attn}.o_proj.weight"] = (r, Repeated(v, num_kv, repeat) if repeat > 1 else v)
         heads[attn] = (num_kv, (qk, v))
+        if residual:
+            for p in ("input_layernorm.weight", "post_attention_layernorm.weight"):
+                axes[f"{name}.{p}"] = (r,)
+            axes[f"{attn}.o_proj.bias"] = axes[f"{mlp}.down_proj.bias"] = (r,)
+    if residual:
+        axes[f"{prefix}embed_tokens.weight"] = (None, r)
+        axes[f"{prefix}norm.weight"] = (r,)
+        axes["lm_head.weight"] = (None, r)  # tied to embed_tokens or not: its columns
     names = {n for n, _ in model.named_parameters(remove_duplicate=False)}
+    if residual:
+        complete(kind, axes, names)
     return sizes, {k: a for k, a in axes.items() if k in names}, heads

@@ -79,6 +79,7 @@ def merge(
     loss: Any = "cross_entropy",
     model: nn.Module | None = None,
     seed: int = 0,
+    residual: bool = False,
 ) -> MergeResult:
     """The weighted average of checkpoints (a model soup, Wortsman et al. 2022), after
     permuting every one into the first one's frame when ``align`` is given (Ainsworth et
@@ -103,6 +104,8 @@ def merge(
         model: the architecture, when ``models`` holds only state_dicts (default: the first
             model).
         seed: weight matching's order of the groups.
+        residual: with ``align``, permute the residual stream of a Hugging Face GPT-2 or
+            Llama too (as in :func:`landscape.align`).
 
     Returns:
         A :class:`MergeResult`: ``.state`` (load it with ``model.load_state_dict``),
@@ -141,7 +144,7 @@ def merge(
     aligned = states
     if align is not None and template is not None:
         method = check_choice(align, AlignMethod, "align")
-        spec = permutation_spec(template)
+        spec = permutation_spec(template, residual=residual)
         batches = objective.batches() if objective is not None else None
         aligned = [states[0]] + [
             align_states(

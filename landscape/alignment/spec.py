@@ -6,8 +6,7 @@ set of units that must move together is a *permutation group*; :func:`permutatio
 finds them by tracing the model and following every tensor's channel space:
 
 - ``Linear`` and ``Conv`` (``groups=1`` or depthwise) open a new space for their outputs
-  and read their input's space in their weight's axis 1; ``Embedding`` opens one in its
-  weight's axis 1;
+  and read their input's in their weight's axis 1; ``Embedding`` opens one in its axis 1;
 - ``BatchNorm``, ``LayerNorm`` and ``RMSNorm`` (over the channel dimension) carry their
   parameters and running statistics with their input's channels;
 - elementwise functions, dropout and pooling keep the space; ``flatten`` of a conv map
@@ -16,17 +15,15 @@ finds them by tracing the model and following every tensor's channel space:
   across blocks; gated units, as in SwiGLU, too); a tied weight makes its uses one;
 - ``nn.MultiheadAttention``, and attention written with ``view`` to heads, ``transpose``
   and ``F.scaled_dot_product_attention``, are permuted by whole heads, with the query/key
-  and the value dimensions of each head permuted apart
-  (:mod:`landscape.alignment.attention`);
+  and the value dimensions of each head permuted apart (:mod:`~.attention`);
 - the model's inputs, its buffers and its outputs are fixed (never permuted).
 
-Hugging Face GPT-2 and Llama, which ``torch.fx`` cannot trace, have hand-written specs
-(:mod:`~landscape.alignment.gpt2`, :mod:`~landscape.alignment.llama`: MLP units and
-heads; no activations or REPAIR layers).
+Hugging Face GPT-2 and Llama, which fx cannot trace, have hand-written specs (:mod:`~.gpt2`,
+:mod:`~.llama`: MLP units, heads, the residual stream with ``residual=True``; no REPAIR).
 
-Anything else that reads a permutable space is refused, naming the module, unless it has
-no parameters and no layer reads its result (a softmax on the logits): then the space is
-fixed. A refusal happens before any matching.
+Anything else that reads a permutable space is refused before any matching, naming the
+module, unless it has no parameters and no layer reads its result (a softmax on the
+logits): then the space is fixed.
 
 Example:
     >>> from torch import nn
@@ -49,6 +46,7 @@ from .attention import Outputs, attention_call, attention_function
 from .gpt2 import gpt2_axes
 from .llama import llama_axes
 from .repeated import Repeated
+from .residual import RESIDUAL
 from .spaces import Spaces
 
 __all__ = ["PermutationSpec", "permutation_spec"]
@@ -76,6 +74,7 @@ class PermutationSpec:
             units permuted by whole heads, one permutation of the heads shared by all the
             groups (query/key dimensions, value dimensions), and within each head one
             permutation per group.
+        first: groups weight matching visits first (a residual stream its embedding pins).
     """
 
     sizes: dict[str, int]
@@ -84,6 +83,7 @@ class PermutationSpec:
     layers: tuple[tuple[str, str, int], ...]
     nodes: dict[str, tuple[str, int]]
     heads: dict[str, tuple[int, tuple[str, ...]]] = field(default_factory=dict)
+    first: tuple[str, ...] = ()
 
     def axes_of(self, group: str) -> list[tuple[str, int, int | None]]:
         """``(state name, axis, segment)`` of every axis (or segment of a packed axis, else
@@ -371,14 +371,15 @@ class _Tracer:
         return PermutationSpec(sizes, axes, params, layers, act, heads)
 
 
-def permutation_spec(model: nn.Module) -> PermutationSpec:
-    """The permutation groups of ``model``, derived from its ``torch.fx`` graph (for a
-    Hugging Face GPT-2 or Llama that fx refuses, from
-    :func:`~landscape.alignment.gpt2.gpt2_axes` or
-    :func:`~landscape.alignment.llama.llama_axes`).
+def permutation_spec(model: nn.Module, *, residual: bool = False) -> PermutationSpec:
+    """The permutation groups of ``model``, from its ``torch.fx`` graph (for Hugging Face
+    GPT-2 and Llama, which fx refuses, :func:`~.gpt2.gpt2_axes`, :func:`~.llama.llama_axes`).
 
     Args:
         model: the network (not changed; traced symbolically, not run).
+        residual: for GPT-2 and Llama, permute the residual stream too (group
+            ``"residual"``; opt-in, the default gives their specs of before). A traced
+            model's residual stream follows from its graph (``x + y``), always permuted.
 
     Returns:
         A :class:`PermutationSpec`.
@@ -390,9 +391,10 @@ def permutation_spec(model: nn.Module) -> PermutationSpec:
     try:
         return _Tracer(model).run()
     except ValueError:
-        found = gpt2_axes(model) or llama_axes(model)
+        found = gpt2_axes(model, residual=residual) or llama_axes(model, residual=residual)
         if found is None:
             raise
     sizes, axes, heads = found
     params = frozenset(n for n, _ in model.named_parameters(remove_duplicate=False))
-    return PermutationSpec(sizes, axes, params, (), {}, heads)
+    first = (RESIDUAL,) if RESIDUAL in sizes else ()
+    return PermutationSpec(sizes, axes, params, (), {}, heads, first)

@@ -6,8 +6,11 @@ assignment: ``max_perm sum_i C[i, perm[i]]`` with ``C = sum_(w, axis) A_w B_w^T`
 ``A_w`` is ``a``'s tensor ``w`` with ``axis`` first (one row per unit) and ``B_w`` is
 ``b``'s with the other groups' current permutations applied;
 ``scipy.optimize.linear_sum_assignment`` solves it exactly. The groups are visited in a
-seeded random order until a whole sweep improves nothing. The groups of one attention
-module are solved together, by whole heads (:func:`~landscape.alignment.attention.match_heads`).
+seeded random order until a whole sweep improves nothing (the first sweep starts with the
+spec's ``first`` groups: a residual stream, which the embedding pins whatever the other
+groups' order; visited late, it can stay stuck at a worse optimum). The groups of one
+attention module are solved together, by whole heads
+(:func:`~landscape.alignment.attention.match_heads`).
 """
 
 from __future__ import annotations
@@ -80,9 +83,11 @@ def weight_matching(
     units += [members for _, members in spec.heads.values()]
     num_heads = {members: num for num, members in spec.heads.values()}
     rng = np.random.default_rng(seed)
-    for _ in range(max_iter):
+    lead = [j for j, members in enumerate(units) if members[0] in spec.first]
+    for sweep in range(max_iter):
         improved = False
-        for j in rng.permutation(len(units)):
+        order = [int(j) for j in rng.permutation(len(units))]
+        for j in (lead + [j for j in order if j not in lead]) if sweep == 0 else order:
             members = units[j]
             costs = [_cost(spec, a, b, perms, g, axes[g]) for g in members]
             if members in num_heads:
