@@ -74,7 +74,8 @@ def gpt2_axes(
     )
     residual = residual and bool(prefix)  # a GPT2Model outputs the residual stream
     r = RESIDUAL if residual else None
-    sizes: dict[str, int] = {RESIDUAL: int(body.wte.weight.shape[1])} if residual else {}
+    width = int(body.wte.weight.shape[1])  # type: ignore[union-attr, index]
+    sizes: dict[str, int] = {RESIDUAL: width} if residual else {}
     axes: dict[str, tuple[Any, ...]] = {}
     heads: dict[str, tuple[int, tuple[str, ...]]] = {}
     for i, block in enumerate(body.h):  # type: ignore[union-attr, arg-type]

@@ -94,7 +94,8 @@ def llama_axes(
     body, prefix = (model, "") if kind == "LlamaModel" else (model.model, "model.")
     residual = residual and bool(prefix)  # a LlamaModel outputs the residual stream
     r = RESIDUAL if residual else None
-    sizes: dict[str, int] = {RESIDUAL: int(body.embed_tokens.embedding_dim)} if residual else {}
+    width = int(body.embed_tokens.embedding_dim)  # type: ignore[union-attr, arg-type]
+    sizes: dict[str, int] = {RESIDUAL: width} if residual else {}
     axes: dict[str, tuple[Any, ...]] = {}
     heads: dict[str, tuple[int, tuple[str, ...]]] = {}
     for i, layer in enumerate(body.layers):  # type: ignore[union-attr, arg-type]
