@@ -89,6 +89,33 @@ def _reduced_dims(t: Any, whole: bool) -> list[int]:
     return [i for i, p in enumerate(t.placements) if isinstance(p, Shard) and (whole or p.dim)]
 
 
+def row_piece(name: str, t: Any) -> tuple[int, str | None]:
+    """For the DTensor ``t``: the index, in ``t``'s flattened (row-major) order, of its
+    local piece's first entry, which with ``Shard(0)`` and ``Replicate()`` placements is a
+    stretch of whole rows (or of a 1-D tensor); a line naming what is not supported
+    instead (another placement, a mesh of several dimensions) as ``(0, line)``."""
+    from torch.distributed.tensor import Replicate, Shard
+    from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+
+    if (
+        t.device_mesh.ndim != 1
+        or type(t.placements[0]) not in (Shard, Replicate)
+        or (isinstance(t.placements[0], Shard) and t.placements[0].dim != 0)
+    ):
+        return 0, (
+            f"expected DTensors placed Shard(0) or Replicate() on a one-dimensional mesh "
+            f"(FSDP2, ColwiseParallel), got {name!r} placed {tuple(t.placements)!r}"
+        )
+    _, offset = compute_local_shape_and_global_offset(t.shape, t.device_mesh, t.placements)
+    return (offset[0] * math.prod(t.shape[1:]) if t.dim() else 0), None
+
+
+def sum_over_pieces(x: torch.Tensor, t: Any) -> torch.Tensor:
+    """``x``, a sum over this rank's piece of ``t``, summed over the ranks whose pieces
+    make ``t`` (in place; ``x`` itself for a plain tensor)."""
+    return _sum_over(x, t, _reduced_dims(t, whole=True))
+
+
 def _sum_over(x: torch.Tensor, t: Any, dims: list[int]) -> torch.Tensor:
     for i in dims:
         dist.all_reduce(x, group=t.device_mesh.get_group(i))

@@ -191,6 +191,52 @@ def lone_and_resumed_logs(out, me: int) -> None:
     torch.save({"lone": lone, "agreed": agreed}, os.path.join(out, f"lone_rank{me}.pt"))
 
 
+def recipe_surfaces(out, me: int) -> None:
+    """Surface files of an FSDP2 and a tensor-parallel model over recipe directions (made
+    again on each rank's pieces, never stored), each computed and then run again (which
+    reads the file); a row-parallel weight's recipe refused."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.tensor import Replicate
+    from torch.distributed.tensor.parallel import (
+        ColwiseParallel,
+        RowwiseParallel,
+        parallelize_module,
+    )
+
+    mesh = init_device_mesh("cpu", (distributed.world_size(),))
+    fsdp2, tp, rowwise = make_mlp(), make_mlp(), make_mlp()
+    fully_shard(fsdp2, mesh=mesh)
+    parallelize_module(tp, mesh, {"0": ColwiseParallel(output_layouts=Replicate())})
+    parallelize_module(rowwise, mesh, {"0": ColwiseParallel(), "2": RowwiseParallel()})
+    found: dict[str, object] = {}
+    calls = []
+    original = Objective.evaluate_points
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    for name, model in (("fsdp2", fsdp2), ("tp", tp)):
+        path = os.path.join(out, f"recipe_{name}.h5")
+        first = compute_surface(model, mlp_data(), random_directions(model, seed=5, stored=False),
+                                *RECIPE_GRID, path=path, progress=False)  # fmt: skip
+        Objective.evaluate_points = counted
+        again = compute_surface(model, mlp_data(), random_directions(model, seed=5, stored=False),
+                                *RECIPE_GRID, path=path, progress=False)  # fmt: skip
+        Objective.evaluate_points = original
+        found[name] = (first.metrics["loss"], again.metrics["loss"], len(calls))
+    try:
+        random_directions(rowwise, stored=False)
+        found["rowwise"] = None
+    except ValueError as err:
+        found["rowwise"] = str(err)
+    torch.save(found, os.path.join(out, f"recipes_rank{me}.pt"))
+
+
+RECIPE_GRID = ([-0.5, 0.0, 0.5, 1.0], [-1.0, 0.5])
+
+
 def tracking_files(out, me: int) -> None:
     from torch.nn.parallel import DistributedDataParallel
 
@@ -227,6 +273,7 @@ def worker(task: str, out: str) -> None:
         torch.save(sharded_sharpness(True), os.path.join(out, f"sharpness_rank{me}.pt"))
         tracking_files(out, me)
         lone_and_resumed_logs(out, me)
+        recipe_surfaces(out, me)
         # a launch retried after a C++ abort (see torchrun below) runs again in this folder,
         # where the tracking files exist: before every rank skipped a file's steps alike,
         # that put the ranks out of step (seen once)
@@ -357,6 +404,27 @@ def test_tracker_logs_on_one_rank_alone_and_reruns_skip_on_every_rank(two_ranks,
     fsdp2 = load_tracking(two_ranks / "fsdp2.h5")
     assert fsdp2.steps.tolist() == [0, 5, 10]  # written once, by the first run
     assert load_tracking(two_ranks / "ddp.h5").steps.tolist() == [0, 5, 10]
+
+
+@pytest.mark.slow  # the clean tasks' torchrun, if first
+def test_sharded_models_surface_files_over_recipe_directions(two_ranks, tmp_path):
+    """FSDP2 and tensor-parallel surfaces over recipe directions equal one process's, their
+    files hold the same directions fingerprint, and a rerun reads the file (no point
+    evaluated); a weight sharded along its columns cannot take a recipe."""
+    single = compute_surface(make_mlp(), mlp_data(), random_directions(make_mlp(), seed=5,
+                             stored=False), *RECIPE_GRID, path=tmp_path / "one.h5",
+                             progress=False)  # fmt: skip
+    digest = load_surface(tmp_path / "one.h5").attrs["directions_sha256"]
+    for rank in (0, 1):
+        found = torch.load(two_ranks / f"recipes_rank{rank}.pt", weights_only=False)
+        for name in ("fsdp2", "tp"):
+            first, again, calls = found[name]
+            np.testing.assert_allclose(first, single.metrics["loss"], rtol=1e-13, atol=0)
+            np.testing.assert_array_equal(again, first)
+            assert calls == 0, name  # the rerun found every point in the file
+        assert "expected DTensors placed Shard(0) or Replicate()" in found["rowwise"]
+    for name in ("fsdp2", "tp"):
+        assert load_surface(two_ranks / f"recipe_{name}.h5").attrs["directions_sha256"] == digest
 
 
 def test_shard_chunks_deal_every_point_once():

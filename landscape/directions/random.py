@@ -22,7 +22,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import shards
 from ..checks import check_seed, renamed_keywords
 from ..params import DirType, ParamSelection, selection_attr, state_dot
 from .core import Directions, State, _as_state, _selected, check_num_directions
@@ -178,12 +177,6 @@ def _recipe_directions(
     _check_options(norm, ignore)
     if orthogonalize:
         raise ValueError("expected stored=True with orthogonalize=True (it needs the values)")
-    sharded = [n for n, t in state.items() if shards.is_dtensor(t)]
-    if sharded:
-        raise ValueError(
-            f"expected stored=True for a sharded model (recipes are made for whole tensors), "
-            f"got DTensor parameters such as {sharded[0]!r}"
-        )
     x, y = (RecipeDirection(state, seed=seed, axis=axis, norm=norm, ignore=ignore)
             for axis in range(2))  # fmt: skip
     settings: dict[str, Any] = dict(norm=norm, ignore=ignore, dir_type=dir_type)

@@ -32,6 +32,7 @@ from typing import Any, TypeGuard, cast
 
 import torch
 
+from .. import shards
 from .core import Directions
 from .drawing import _ratio
 from .normalization import is_running_stat
@@ -87,6 +88,13 @@ class RecipeDirection(Mapping):
     ``d[name]`` is the whole tensor (in the weights' dtype and device); :meth:`rows` a
     stretch of filters; :meth:`blocks` the tensor in blocks of at most :data:`BLOCK`
     entries (whole filters), what a surface reads so that no whole tensor is made.
+
+    Weights that are DTensors placed ``Shard(0)`` or ``Replicate()`` on a one-dimensional
+    mesh (FSDP2, ``ColwiseParallel``) get DTensors laid out like them: each rank makes only
+    its piece, the same values as those entries of the unsharded direction (the whole
+    tensor's norms, for ``norm="layer"`` and 1-D filters, summed over the ranks: a
+    collective, so every rank must ask for the same tensors); :meth:`rows` and
+    :meth:`blocks` count this rank's rows.
     """
 
     def __init__(
@@ -100,6 +108,13 @@ class RecipeDirection(Mapping):
     ):
         self.weights = {n: t.detach() for n, t in weights.items() if t.is_floating_point()}
         self.seed, self.axis, self.norm, self.ignore = int(seed), int(axis), norm, ignore
+        self._starts: dict[str, int] = {}  # a DTensor's piece: its first entry's index
+        for name, t in self.weights.items():
+            if shards.is_dtensor(t):
+                start, problem = shards.row_piece(name, t)
+                if problem is not None:
+                    raise ValueError(problem)
+                self._starts[name] = start
 
     def recipe(self) -> dict[str, Any]:
         """What makes the values, besides the weights: recorded in a surface file."""
@@ -128,11 +143,30 @@ class RecipeDirection(Mapping):
 
     def __getitem__(self, name: str) -> torch.Tensor:
         w = self.weights[name]
-        out = torch.empty_like(w, memory_format=torch.contiguous_format)
-        rows = out.view(_num_rows(w), -1)
+        out = torch.empty_like(shards.local(w), memory_format=torch.contiguous_format)
+        rows = out.view(self._local_rows(name).shape)
         for lo, hi, block in self.blocks(name):
             rows[lo:hi] = block
-        return out
+        if name not in self._starts:
+            return out
+        from torch.distributed.tensor import DTensor
+
+        like = cast(DTensor, w)
+        return DTensor.from_local(out, like.device_mesh, like.placements, run_check=False,
+                                  shape=w.shape, stride=w.stride())  # fmt: skip
+
+    def _local_rows(self, name: str) -> torch.Tensor:
+        """This rank's piece of the weights as rows (filters; a 1-D piece as one row)."""
+        w = self.weights[name]
+        piece = shards.local(w)
+        return piece.reshape(piece.shape[0] if w.dim() > 1 else 1, -1)
+
+    def _whole_norm(self, name: str) -> bool:
+        """Whether the tensor's direction is scaled by whole-tensor norms: ``norm="layer"``,
+        or one filter (1-D) whose entries lie on several ranks."""
+        w = self.weights[name]
+        return self.norm == "layer" or (self.norm == "filter" and w.dim() <= 1
+                                        and name in self._starts)  # fmt: skip
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, RecipeDirection):
@@ -158,10 +192,10 @@ class RecipeDirection(Mapping):
         """``(lo, hi, values)``: filters ``lo:hi`` of tensor ``name`` as a ``(hi - lo, -1)``
         tensor in the weights' dtype, block after block (at most :data:`BLOCK` entries
         each, or one filter)."""
-        w = self.weights[name]
-        n = _num_rows(w)
-        step = max(1, BLOCK // max(1, w.numel() // max(n, 1)))
-        scale = self._layer_scale(name) if self._drawn(name) and self.norm == "layer" else None
+        rows = self._local_rows(name)
+        n = rows.shape[0]
+        step = max(1, BLOCK // max(1, rows.shape[1]))
+        scale = self._layer_scale(name) if self._drawn(name) and self._whole_norm(name) else None
         for lo in range(0, n, step):
             hi = min(n, lo + step)
             yield lo, hi, self._rows(name, lo, hi, scale)
@@ -170,9 +204,10 @@ class RecipeDirection(Mapping):
         """Filters ``lo:hi`` of tensor ``name`` (rows of dim 0; a tensor with ``dim <= 1``
         is one filter), shaped as those rows of the weights."""
         w = self.weights[name]
-        scale = self._layer_scale(name) if self._drawn(name) and self.norm == "layer" else None
+        scale = self._layer_scale(name) if self._drawn(name) and self._whole_norm(name) else None
         values = self._rows(name, lo, hi, scale)
-        return values.view(hi - lo, *w.shape[1:]) if w.dim() > 1 else values.view(w.shape)
+        piece = shards.local(w)
+        return values.view(hi - lo, *w.shape[1:]) if w.dim() > 1 else values.view(piece.shape)
 
     def _drawn(self, name: str) -> bool:
         """Whether the tensor's direction is Gaussian (not zero, not the buffer itself)."""
@@ -182,39 +217,45 @@ class RecipeDirection(Mapping):
 
     def _rows(self, name: str, lo: int, hi: int, scale: torch.Tensor | None) -> torch.Tensor:
         w = self.weights[name]
-        w_rows = w.reshape(_num_rows(w), -1)[lo:hi]
+        w_rows = self._local_rows(name)[lo:hi]
         if not self._drawn(name):
             if is_running_stat(name) and self.ignore == "none" and self.axis == 0:
                 return w_rows.clone()
             return torch.zeros_like(w_rows)
         work = torch.promote_types(w.dtype, torch.float32)
-        width = w_rows.shape[1]
-        d = raw_entries(name, w.numel(), lo * width, hi * width, seed=self.seed,
-                        axis=self.axis, device=w.device, dtype=work)  # fmt: skip
+        width, start = w_rows.shape[1], self._starts.get(name, 0)
+        d = raw_entries(name, w.numel(), start + lo * width, start + hi * width,
+                        seed=self.seed, axis=self.axis, device=w_rows.device,
+                        dtype=work)  # fmt: skip
         d = d.view(hi - lo, width)
         if self.norm == "weight":
             d.mul_(w_rows)
-        elif self.norm == "layer":
-            d.mul_(cast(torch.Tensor, scale))  # given for norm="layer"
+        elif self._whole_norm(name):
+            d.mul_(cast(torch.Tensor, scale))  # given for whole-tensor norms
         elif self.norm == "filter":
             d.mul_(_ratio(_row_norms(w_rows.to(work)), _row_norms(d))[:, None])
         return d.to(w.dtype)
 
     def _layer_scale(self, name: str) -> torch.Tensor:
-        """``|w| / |raw|`` of a whole tensor, both norms of float64 sums over blocks."""
+        """``|w| / |raw|`` of a whole tensor, both norms of float64 sums over blocks (and,
+        for a DTensor, over the ranks' pieces)."""
         w = self.weights[name]
         work = torch.promote_types(w.dtype, torch.float32)
-        flat, numel = w.reshape(-1), w.numel()
+        flat, numel = shards.local(w).reshape(-1), w.numel()
+        start = self._starts.get(name, 0)
         raw = weight = 0.0
-        for lo in range(0, numel, BLOCK):
-            hi = min(numel, lo + BLOCK)
-            d = raw_entries(name, numel, lo, hi, seed=self.seed, axis=self.axis,
-                            device=w.device, dtype=work)  # fmt: skip
+        for lo in range(0, flat.numel(), BLOCK):
+            hi = min(flat.numel(), lo + BLOCK)
+            d = raw_entries(name, numel, start + lo, start + hi, seed=self.seed,
+                            axis=self.axis, device=flat.device, dtype=work)  # fmt: skip
             raw += float(torch.dot(d.double(), d.double()))
             part = flat[lo:hi].double()
             weight += float(torch.dot(part, part))
+        if name in self._starts:
+            sums = torch.tensor([raw, weight], dtype=torch.float64, device=flat.device)
+            raw, weight = shards.sum_over_pieces(sums, w).tolist()
         ratio = 0.0 if raw == 0 else (weight / raw) ** 0.5
-        return torch.tensor(ratio, dtype=work, device=w.device)
+        return torch.tensor(ratio, dtype=work, device=flat.device)
 
 
 def _num_rows(w: torch.Tensor) -> int:

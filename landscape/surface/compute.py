@@ -231,9 +231,16 @@ def _compute(
     names = objective.names + (("convexity",) if convexity else ())
     if convexity:
         objective.check_differentiable()  # its Hessian: a sharded model refused before any work
-    if objective.sharded and path is not None:
-        raise ValueError(f"expected path=None with a model sharded by {objective.sharded} "
-                         "(its file would store the directions whole), got a path")  # fmt: skip
+    if (
+        objective.sharded
+        and path is not None
+        and not all(is_recipe(d) for d in (directions.x, directions.y) if d is not None)
+    ):
+        raise ValueError(
+            f"expected recipe directions (random_directions(model, stored=False)) for a file "
+            f"of a model sharded by {objective.sharded} (it stores a recipe, never whole "
+            "directions), got stored directions with a path"
+        )
     base = objective.base_state
     selected = select_params(objective.model, params, "states")
     # an end that came with an interpolation direction applies where the line starts here
@@ -277,7 +284,12 @@ def _compute(
 
     grids = np.meshgrid(xs, *(() if ys is None else (ys,)), indexing="ij")
     all_coords = np.stack([g.reshape(-1) for g in grids], axis=1)
-    recipe = RecipePoints(base, used) if all(is_recipe(d) for d in used) else None
+    # recipes into a perturbed copy; a sharded model's points are written into its shards
+    recipe = (
+        RecipePoints(base, used)
+        if all(is_recipe(d) for d in used) and not objective.sharded
+        else None
+    )
     pending = np.flatnonzero(~computed.reshape(-1))
     chunk = k * max(1, -(-MIN_CHUNK // k))
     world = distributed.world_size()

@@ -247,7 +247,9 @@ def test_options_a_sharded_model_cannot_take_refused_in_one_line(one_rank, tmp_p
     dirs = random_directions(model, seed=5)
     refused = {
         "train_mode=False": lambda: Objective(model, mlp_data(), train_mode=True),
-        "path=None": lambda: compute_surface(objective, dirs, [0.5], path=tmp_path / "s.h5"),
+        "recipe directions": lambda: compute_surface(
+            objective, dirs, [0.5], path=tmp_path / "s.h5"
+        ),  # fmt: skip
         "no interpolation end": lambda: objective.evaluate_points(
             objective.base_state, [dirs.x], [[0.5]], ends=[dirs.x]
         ),
@@ -256,8 +258,19 @@ def test_options_a_sharded_model_cannot_take_refused_in_one_line(one_rank, tmp_p
         with pytest.raises(ValueError, match=f"expected {expected}.*FSDP2") as caught:
             run()
         assert "\n" not in str(caught.value)
-    with pytest.raises(ValueError, match="expected stored=True for a sharded model"):
-        random_directions(model, seed=5, stored=False)
+    with pytest.raises(ValueError, match=r"expected DTensors placed Shard\(0\) or Replicate"):
+        random_directions(sharded_models()["tp"], seed=5, stored=False)  # a row-parallel weight
+
+
+def test_recipe_directions_of_a_sharded_model_are_made_on_its_pieces(one_rank):
+    model = sharded_models()["fsdp2"]
+    for norm, ignore in (("filter", "biasbn"), ("layer", "none"), ("filter", "none")):
+        recipes = random_directions(model, seed=5, norm=norm, ignore=ignore, stored=False)
+        plain = random_directions(make_mlp(), seed=5, norm=norm, ignore=ignore, stored=False)
+        for got, expected in ((recipes.x, plain.x), (recipes.y, plain.y)):
+            for name in expected:
+                torch.testing.assert_close(got[name].full_tensor(), expected[name], rtol=1e-14,
+                                           atol=1e-16)  # fmt: skip
 
 
 if __name__ == "__main__":
