@@ -17,6 +17,7 @@ import time
 
 import pytest
 import torch
+from test_gpt2_trained_barrier import _sequences, _trained
 
 import landscape as ls
 from landscape.alignment import align
@@ -24,43 +25,11 @@ from landscape.paths import connect_checkpoints
 
 pytestmark = pytest.mark.usefixtures("one_thread_per_module")
 
-transformers = pytest.importorskip("transformers")
-
-VOCAB, LENGTH = 11, 6
-
-
-def _sequences(n: int, generator: torch.Generator) -> torch.Tensor:
-    """Arithmetic sequences modulo ``VOCAB`` (a random start and step)."""
-    start = torch.randint(0, VOCAB, (n, 1), generator=generator)
-    step = torch.randint(1, 4, (n, 1), generator=generator)
-    return (start + step * torch.arange(LENGTH)) % VOCAB
-
-
-def _trained(seed: int, steps: int = 200) -> torch.nn.Module:
-    """A 1-block GPT-2 (2 heads of 8, MLP of 64, tied head, no dropout) drawn from
-    ``seed``, every parameter trained for ``steps`` Adam steps."""
-    config = transformers.GPT2Config(
-        vocab_size=VOCAB, n_positions=LENGTH, n_embd=16, n_layer=1, n_head=2, bos_token_id=0,
-        eos_token_id=0, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-        attn_implementation="eager",
-    )  # fmt: skip
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = transformers.GPT2LMHeadModel(config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(steps):
-        ids = _sequences(32, g)
-        optimizer.zero_grad()
-        model(ids, labels=ids).loss.backward()
-        optimizer.step()
-    return model.double().eval()
-
 
 @pytest.mark.slow  # two GPT-2s trained for 200 steps: 4-10 s on 2 loaded cores
 def test_the_residual_stream_lowers_the_aligned_barrier_between_two_trained_gpt2s():
     clock = time.perf_counter()
-    a, b = _trained(2), _trained(3)
+    a, b = _trained(2, shared=False), _trained(3, shared=False)
     ids = _sequences(256, torch.Generator().manual_seed(99))
     objective = ls.Objective(a, [(ids, ids)], loss="causal_lm")
     connection = connect_checkpoints(objective, a, b, curve="line", t=11, align="weights")

@@ -34,9 +34,10 @@ def _sequences(n: int, generator: torch.Generator) -> torch.Tensor:
     return (start + step * torch.arange(LENGTH)) % VOCAB
 
 
-def _trained(seed: int, steps: int = 200) -> torch.nn.Module:
-    """A 1-block GPT-2 (2 heads of 8, MLP of 64, no dropout) after ``steps`` Adam steps,
-    its blocks drawn from ``seed``, its embeddings shared (seed 100) and frozen."""
+def _trained(seed: int, steps: int = 200, shared: bool = True) -> torch.nn.Module:
+    """A 1-block GPT-2 (2 heads of 8, MLP of 64, tied head, no dropout) after ``steps``
+    Adam steps, drawn from ``seed``; ``shared``: its embeddings shared (seed 100) and
+    frozen, else trained too."""
     config = transformers.GPT2Config(
         vocab_size=VOCAB, n_positions=LENGTH, n_embd=16, n_layer=1, n_head=2, bos_token_id=0,
         eos_token_id=0, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
@@ -44,13 +45,13 @@ def _trained(seed: int, steps: int = 200) -> torch.nn.Module:
     )  # fmt: skip
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(100)
-        shared = transformers.GPT2Model(config)
+        embeddings = transformers.GPT2Model(config)
         torch.manual_seed(seed)
         model = transformers.GPT2LMHeadModel(config)
-    for name in ("wte", "wpe"):
+    for name in ("wte", "wpe") if shared else ():
         weight = getattr(model.transformer, name).weight
         with torch.no_grad():
-            weight.copy_(getattr(shared, name).weight)
+            weight.copy_(getattr(embeddings, name).weight)
         weight.requires_grad_(False)  # the tied lm_head too
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     g = torch.Generator().manual_seed(seed)
