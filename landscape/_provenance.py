@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .objective import Objective
+from .objective.sharded import compute_dtypes
 from .shards import state_sha256  # a sharded model's: every rank's pieces
 
 
@@ -22,8 +23,14 @@ def provenance(
     :func:`landscape.shards.state_sha256` of every rank's pieces; default the objective's
     base state), the data's (``data_sha256``, ``num_examples``) and how the loss is taken
     (``loss_name``, ``train_mode``, ``precision``, and in train mode the ``objective_seed``
-    of the model's random draws)."""
-    seeded = {"objective_seed": objective.seed} if objective.train_mode else {}
+    of the model's random draws); for a sharded model its ``layout`` and, where FSDP2
+    computes in another dtype (a ``MixedPrecisionPolicy``), ``compute_dtype``."""
+    seeded: dict[str, Any] = {"objective_seed": objective.seed} if objective.train_mode else {}
+    if objective.sharded:
+        seeded["layout"] = objective.sharded
+        dtypes = compute_dtypes(objective.model)
+        if dtypes:
+            seeded["compute_dtype"] = ",".join(dtypes)
     return {
         "model": type(objective.model).__qualname__,
         "checkpoint_sha256": state_sha256(objective.full_state(state)),

@@ -231,7 +231,24 @@ def recipe_surfaces(out, me: int) -> None:
         found["rowwise"] = None
     except ValueError as err:
         found["rowwise"] = str(err)
+    found["compute_dtype"] = compute_dtypes_recorded(mesh, fsdp2)
     torch.save(found, os.path.join(out, f"recipes_rank{me}.pt"))
+
+
+def compute_dtypes_recorded(mesh, fsdp2: nn.Module) -> tuple:
+    """What a surface and the provenance of a result record of FSDP2's mixed precision
+    (bfloat16 forward of float64 weights), and of a model without it."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    from landscape._provenance import provenance
+
+    mixed = make_mlp()
+    fully_shard(mixed, mesh=mesh, mp_policy=MixedPrecisionPolicy(param_dtype=torch.bfloat16))
+    surface = compute_surface(mixed, mlp_data(), random_directions(mixed, seed=5), [0.5],
+                              progress=False)  # fmt: skip
+    recorded = [provenance(Objective(m, mlp_data())) for m in (mixed, fsdp2)]
+    return (surface.attrs.get("compute_dtype"), recorded[0].get("compute_dtype"),
+            recorded[1].get("compute_dtype"), recorded[1]["layout"])  # fmt: skip
 
 
 RECIPE_GRID = ([-0.5, 0.0, 0.5, 1.0], [-1.0, 0.5])
@@ -423,6 +440,7 @@ def test_sharded_models_surface_files_over_recipe_directions(two_ranks, tmp_path
             np.testing.assert_array_equal(again, first)
             assert calls == 0, name  # the rerun found every point in the file
         assert "expected DTensors placed Shard(0) or Replicate()" in found["rowwise"]
+        assert found["compute_dtype"] == ("bfloat16", "bfloat16", None, "FSDP2")
     for name in ("fsdp2", "tp"):
         assert load_surface(two_ranks / f"recipe_{name}.h5").attrs["directions_sha256"] == digest
 

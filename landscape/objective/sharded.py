@@ -39,6 +39,24 @@ def fsdp2_modules(model: nn.Module) -> list[nn.Module]:
     return [] if fsdp is None else [m for m in model.modules() if isinstance(m, fsdp)]
 
 
+def compute_dtypes(model: nn.Module) -> list[str]:
+    """The dtypes FSDP2 casts the weights to for the forward (its ``MixedPrecisionPolicy``
+    ``param_dtype``), where a ``fully_shard`` call set one: the model then computes in
+    them, not in its parameters' dtype.
+
+    Example:
+        >>> compute_dtypes(nn.Linear(2, 1))
+        []
+    """
+    found = set()
+    for module in fsdp2_modules(model):
+        group = getattr(module._get_fsdp_state(), "_fsdp_param_group", None)  # type: ignore[operator]
+        dtype = getattr(getattr(group, "mp_policy", None), "param_dtype", None)
+        if dtype is not None:
+            found.add(str(dtype).removeprefix("torch."))
+    return sorted(found)
+
+
 def sharded_layout(model: nn.Module) -> str | None:
     """``"FSDP2"``, ``"tensor parallel"`` (DTensor parameters without FSDP2), or None.
 

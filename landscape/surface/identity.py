@@ -18,6 +18,7 @@ from .._provenance import model_sha256
 from ..directions import Directions
 from ..directions.recipes import is_recipe
 from ..objective import Objective
+from ..objective.sharded import compute_dtypes
 from ..params import selection_attr
 from ..shards import state_sha256  # a sharded model's: its pieces, every rank's
 
@@ -112,6 +113,7 @@ def identity(
     base = objective.base_state
     x_label, y_label = axis_labels(directions)
     sha = objective.data_sha256  # a method since 0.2, an attribute in 0.1
+    dtypes = compute_dtypes(objective.model) if getattr(objective, "sharded", None) else []
     found: dict[str, Any] = {
         "model": type(objective.model).__qualname__,
         "model_sha256": model_sha256(objective.model),
@@ -127,6 +129,8 @@ def identity(
         "train_mode": objective.train_mode,
         **({"objective_seed": objective.seed} if objective.train_mode else {}),
         "precision": objective.precision,
+        # FSDP2's mixed precision: the forward computes in these dtypes
+        **({"compute_dtype": ",".join(dtypes)} if dtypes else {}),
         "points_per_pass": points_per_pass,
         "directions": directions.kind,
         "directions_sha256": directions_sha256(used),
