@@ -91,20 +91,17 @@ def _reduced_dims(t: Any, whole: bool) -> list[int]:
 
 def row_piece(name: str, t: Any) -> tuple[int, str | None]:
     """For the DTensor ``t``: the index, in ``t``'s flattened (row-major) order, of its
-    local piece's first entry, which with ``Shard(0)`` and ``Replicate()`` placements is a
-    stretch of whole rows (or of a 1-D tensor); a line naming what is not supported
-    instead (another placement, a mesh of several dimensions) as ``(0, line)``."""
+    local piece's first entry, which with ``Shard(0)`` and ``Replicate()`` placements (on
+    each dimension of the mesh: FSDP2, HSDP, ``ColwiseParallel``) is a stretch of whole
+    rows (or of a 1-D tensor); a line naming what is not supported instead (another
+    placement) as ``(0, line)``."""
     from torch.distributed.tensor import Replicate, Shard
     from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
 
-    if (
-        t.device_mesh.ndim != 1
-        or type(t.placements[0]) not in (Shard, Replicate)
-        or (isinstance(t.placements[0], Shard) and t.placements[0].dim != 0)
-    ):
+    if not all(type(p) is Replicate or (type(p) is Shard and p.dim == 0) for p in t.placements):
         return 0, (
-            f"expected DTensors placed Shard(0) or Replicate() on a one-dimensional mesh "
-            f"(FSDP2, ColwiseParallel), got {name!r} placed {tuple(t.placements)!r}"
+            f"expected DTensors placed Shard(0) or Replicate() on every mesh dimension "
+            f"(FSDP2, HSDP, ColwiseParallel), got {name!r} placed {tuple(t.placements)!r}"
         )
     _, offset = compute_local_shape_and_global_offset(t.shape, t.device_mesh, t.placements)
     return (offset[0] * math.prod(t.shape[1:]) if t.dim() else 0), None

@@ -232,6 +232,12 @@ def recipe_surfaces(out, me: int) -> None:
     except ValueError as err:
         found["rowwise"] = str(err)
     found["compute_dtype"] = compute_dtypes_recorded(mesh, fsdp2)
+    for shape in ((2, 1), (1, 2)):  # HSDP: replicated over one mesh dim, sharded over the other
+        hsdp = make_mlp()
+        fully_shard(hsdp, mesh=init_device_mesh("cpu", shape, mesh_dim_names=("rep", "shard")))
+        dirs = random_directions(hsdp, seed=5, stored=False, **WHOLE_NORMS)
+        surface = compute_surface(hsdp, mlp_data(), dirs, *RECIPE_GRID, progress=False)
+        found[f"hsdp{shape}"] = surface.metrics["loss"]
     torch.save(found, os.path.join(out, f"recipes_rank{me}.pt"))
 
 
@@ -252,6 +258,7 @@ def compute_dtypes_recorded(mesh, fsdp2: nn.Module) -> tuple:
 
 
 RECIPE_GRID = ([-0.5, 0.0, 0.5, 1.0], [-1.0, 0.5])
+WHOLE_NORMS = {"norm": "layer", "ignore": "none"}  # norms summed over the shards
 
 
 def tracking_files(out, me: int) -> None:
@@ -432,6 +439,8 @@ def test_sharded_models_surface_files_over_recipe_directions(two_ranks, tmp_path
                              stored=False), *RECIPE_GRID, path=tmp_path / "one.h5",
                              progress=False)  # fmt: skip
     digest = load_surface(tmp_path / "one.h5").attrs["directions_sha256"]
+    recipes = random_directions(make_mlp(), seed=5, stored=False, **WHOLE_NORMS)
+    layer = compute_surface(make_mlp(), mlp_data(), recipes, *RECIPE_GRID, progress=False)
     for rank in (0, 1):
         found = torch.load(two_ranks / f"recipes_rank{rank}.pt", weights_only=False)
         for name in ("fsdp2", "tp"):
@@ -439,8 +448,10 @@ def test_sharded_models_surface_files_over_recipe_directions(two_ranks, tmp_path
             np.testing.assert_allclose(first, single.metrics["loss"], rtol=1e-13, atol=0)
             np.testing.assert_array_equal(again, first)
             assert calls == 0, name  # the rerun found every point in the file
-        assert "expected DTensors placed Shard(0) or Replicate()" in found["rowwise"]
+        assert "expected DTensors placed Shard(0) or Replicate() on every" in found["rowwise"]
         assert found["compute_dtype"] == ("bfloat16", "bfloat16", None, "FSDP2")
+        for shape in ((2, 1), (1, 2)):
+            np.testing.assert_allclose(found[f"hsdp{shape}"], layer.metrics["loss"], rtol=1e-13)
     for name in ("fsdp2", "tp"):
         assert load_surface(two_ranks / f"recipe_{name}.h5").attrs["directions_sha256"] == digest
 

@@ -191,10 +191,10 @@ def block_curvature(
         densities, num_density_probes, num_lanczos_steps, sigma, sigma_units, num_grid:
             estimate each block's spectral density and the distances between them.
         max_memory: bytes each job may hold (default: the device's free memory). Every
-            job is planned before any product (:func:`~landscape.hessian.block_plan.
-            plan_blocks`): a job that fits nowhere is refused in one line with the
-            numbers; the densities are three-term Lanczos where the reorthogonalized basis
-            does not fit (``settings["density_strategy"]``).
+            job is planned before any product
+            (:func:`~landscape.hessian.block_plan.plan_blocks`): a job that fits nowhere is
+            refused in one line with the numbers; the densities are three-term Lanczos
+            where the reorthogonalized basis does not fit (``settings["density_strategy"]``).
 
     Returns:
         a :class:`BlockCurvature` (``off_block_samples``, ``off_block``, ``densities`` and
