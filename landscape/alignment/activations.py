@@ -91,11 +91,17 @@ def _traced(spec: PermutationSpec, models: list[nn.Module]) -> tuple[dict[Any, A
 
 
 def _hooked(probes: list[Probe], models: list[nn.Module]) -> tuple[dict[Any, Any], Any]:
-    """As :func:`_traced`, for a hand-written spec: its probes, recorded with hooks."""
-    copies = [copy.deepcopy(m).eval() for m in models]
+    """As :func:`_traced`, for a hand-written spec: its probes, recorded with hooks on the
+    models themselves (no copy of a large model), in eval mode, their modes restored."""
 
     def run(i: int, inputs: Any) -> dict[int, torch.Tensor]:
-        return dict(enumerate(record(copies[i], probes, inputs)))
+        modes = [(m, m.training) for m in models[i].modules()]
+        models[i].eval()
+        try:
+            return dict(enumerate(record(models[i], probes, inputs)))
+        finally:
+            for m, mode in modes:
+                m.training = mode
 
     return {k: (p.group, p.width) for k, p in enumerate(probes)}, run
 

@@ -22,7 +22,8 @@ not). By default it stays in place, as before the option was added; a ``GPT2Mode
 keeps it in place always, since its output is the residual stream itself (a model's
 outputs are never permuted). Cross-attention
 (``add_cross_attention``) is refused, and so is, with ``residual=True``, any parameter
-not listed here.
+not listed here. For activation matching, :func:`gpt2_probes` says where each group's
+units show in the activations (recorded by forward hooks: fx cannot run the model).
 
 Example:
     >>> from transformers import GPT2Config, GPT2LMHeadModel

@@ -29,7 +29,9 @@ By default it stays in place, as before the option was added; a ``LlamaModel`` k
 in place always, since its output is the residual stream itself (a model's outputs are
 never permuted). Hugging Face's ``LlamaRMSNorm`` takes the mean square in float32 whatever
 the model's dtype, so a permuted float64 Llama agrees with the original to a few 1e-6,
-not to float64 rounding (the order of that float32 sum changes).
+not to float64 rounding (the order of that float32 sum changes). For activation
+matching, :func:`llama_probes` says where each group's units show in the activations
+(recorded by forward hooks).
 
 Example:
     >>> from transformers import LlamaConfig, LlamaForCausalLM, LlamaModel

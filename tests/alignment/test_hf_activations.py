@@ -182,3 +182,17 @@ def test_activation_matching_of_two_independent_models_keeps_b_s_function():
         found = align(a, b, method="activations", data=_batches(vocab), residual=True)
         assert (_out(found.model, ids) - _out(b, ids)).abs().max() < 1e-10
         assert found.objective_after > found.objective_before
+
+
+def test_activation_correlations_leave_the_models_as_they_were():
+    from landscape.alignment import activation_correlations
+
+    a, b = _gpt2(), _permuted(_gpt2(), False)
+    a.train()
+    states = [copy.deepcopy(m.state_dict()) for m in (a, b)]
+    corr = activation_correlations(permutation_spec(a), a, b, _batches(30))
+    assert a.training and all(m.training for m in a.modules()) and not b.training
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in (*a.modules(), *b.modules()))
+    for model, state in zip((a, b), states, strict=True):
+        assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    assert set(corr) == set(permutation_spec(a).sizes)
