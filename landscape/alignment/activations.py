@@ -71,8 +71,8 @@ def _units(x: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def _traced(spec: PermutationSpec, models: list[nn.Module]) -> tuple[dict[Any, Any], Any]:
-    """``({key: (group, width)}, record)`` of a model ``torch.fx`` traces: the graph nodes
-    of ``spec.nodes``; ``record(i, inputs)``: ``{key: (samples, units)}`` of model ``i``."""
+    """``({key: (group, width)}, run)`` of a model ``torch.fx`` traces: the graph nodes
+    of ``spec.nodes``; ``run(i, inputs)``: ``{key: (samples, units)}`` of model ``i``."""
     try:
         graphs = [fx.symbolic_trace(copy.deepcopy(m).eval()) for m in models]
     except Exception as exc:  # fx raises many types
