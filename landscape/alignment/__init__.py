@@ -12,7 +12,8 @@ Barriers after alignment: :func:`landscape.paths.connect_checkpoints` with ``ali
 
 One module per job: ``spec`` (the groups, from ``torch.fx``; ``gpt2`` and ``llama`` for
 Hugging Face GPT-2 and Llama, written by hand, with ``residual`` for their residual stream's
-group (opt-in, ``residual=True``); ``repeated`` for grouped-query attention's shared heads),
+group (opt-in, ``residual=True``); ``repeated`` for grouped-query attention's shared heads;
+``probes`` for where their groups' activations are recorded, by forward hooks),
 ``permute`` (applying permutations), ``weights`` and ``activations`` (the two matchings),
 ``align`` (the result), ``repair`` (REPAIR) and ``merge``.
 """

@@ -10,6 +10,16 @@ a sample), accumulated in float64 over the batches, and
 are paired by whole heads (:func:`~landscape.alignment.attention.match_heads`). Groups
 whose activations the graph does not show (the query/key and value dimensions inside
 ``nn.MultiheadAttention``) keep the identity: align those by weights.
+
+Hugging Face GPT-2 and Llama, which ``torch.fx`` cannot trace, are recorded with forward
+hooks (:mod:`~.probes`) where their hand-written specs' groups show: the MLP units at the
+input of ``c_proj`` / ``down_proj``; the value dimensions (and heads) at the input of
+``attn.c_proj`` / ``o_proj`` (under grouped-query attention each query head's copy one
+more sample); the query/key dimensions in the outputs of the query and key projections
+(Llama's key/value heads as wholes: two heads correlate by the mean correlation of their
+like dimensions, which rotary embeddings keep in place); the residual stream
+(``residual=True``) at the embeddings and every block's output. Every group is matched
+from activations; none falls back to weights.
 """
 
 from __future__ import annotations
@@ -25,6 +35,10 @@ from torch import fx, nn
 
 from ..data import as_batches, split_batch, to_device
 from .attention import match_heads
+from .gpt2 import gpt2_probes
+from .llama import llama_probes
+from .probes import Probe, per_unit, record
+from .residual import RESIDUAL
 from .spec import PermutationSpec
 
 __all__ = ["activation_correlations", "activation_matching"]
@@ -56,32 +70,66 @@ def _units(x: torch.Tensor, dim: int) -> torch.Tensor:
     return x.detach().to(torch.float64).movedim(dim, -1).reshape(-1, x.shape[dim])
 
 
+def _traced(spec: PermutationSpec, models: list[nn.Module]) -> tuple[dict[Any, Any], Any]:
+    """``({key: (group, width)}, run)`` of a model ``torch.fx`` traces: the graph nodes
+    of ``spec.nodes``; ``run(i, inputs)``: ``{key: (samples, units)}`` of model ``i``."""
+    try:
+        graphs = [fx.symbolic_trace(copy.deepcopy(m).eval()) for m in models]
+    except Exception as exc:  # fx raises many types
+        raise ValueError(
+            f"expected a model torch.fx can trace for activation matching (use "
+            f"method='weights'), got {type(models[0]).__name__}, which it cannot trace"
+        ) from exc
+    recorders = [_Recorder(g, spec.nodes) for g in graphs]
+
+    def run(i: int, inputs: Any) -> dict[str, torch.Tensor]:
+        recorders[i].kept = {}
+        recorders[i].run(*_args(graphs[i].graph, inputs))
+        return {n: _units(recorders[i].kept[n], dim) for n, (_, dim) in spec.nodes.items()}
+
+    return {n: (group, 1) for n, (group, _) in spec.nodes.items()}, run
+
+
+def _hooked(probes: list[Probe], models: list[nn.Module]) -> tuple[dict[Any, Any], Any]:
+    """As :func:`_traced`, for a hand-written spec: its probes, recorded with hooks on the
+    models themselves (no copy of a large model), in eval mode, their modes restored."""
+
+    def run(i: int, inputs: Any) -> dict[int, torch.Tensor]:
+        modes = [(m, m.training) for m in models[i].modules()]
+        models[i].eval()
+        try:
+            return dict(enumerate(record(models[i], probes, inputs)))
+        finally:
+            for m, mode in modes:
+                m.training = mode
+
+    return {k: (p.group, p.width) for k, p in enumerate(probes)}, run
+
+
 @torch.no_grad()
 def activation_correlations(
     spec: PermutationSpec, model_a: nn.Module, model_b: nn.Module, data: Any
 ) -> dict[str, np.ndarray]:
     """``{group: corr}``: ``corr[i, j]``, the correlation between unit ``i`` of ``a`` and
     unit ``j`` of ``b``, averaged over the group's activations (a unit that never varies
-    correlates 0)."""
-    try:
-        graphs = [fx.symbolic_trace(copy.deepcopy(m).eval()) for m in (model_a, model_b)]
-    except Exception as exc:  # fx raises many types (Hugging Face GPT-2, for one)
-        raise ValueError(
-            f"expected a model torch.fx can trace for activation matching (use "
-            f"method='weights'), got {type(model_a).__name__}, which it cannot trace"
-        ) from exc
-    recorders = [_Recorder(g, spec.nodes) for g in graphs]
-    sums: dict[str, list] = {}
+    correlates 0). Hugging Face GPT-2 and Llama are recorded with forward hooks at the
+    probes of their hand-written specs (:func:`~.gpt2.gpt2_probes`,
+    :func:`~.llama.llama_probes`), other models at the graph nodes of ``spec.nodes``."""
+    residual = RESIDUAL in spec.sizes
+    probes = gpt2_probes(model_a, residual=residual) or llama_probes(model_a, residual=residual)
+    models = [model_a, model_b]
+    if probes is None:
+        keys, run = _traced(spec, models)
+    else:
+        keys, run = _hooked([p for p in probes if p.group in spec.sizes], models)
+    sums: dict[Any, list] = {}
     device = next((p.device for p in model_a.parameters()), torch.device("cpu"))
     for batch in as_batches(data):
         inputs = to_device(split_batch(batch)[0], device)
-        for recorder, gm in zip(recorders, graphs, strict=True):
-            recorder.kept = {}
-            recorder.run(*_args(gm.graph, inputs))
-        for node, (_, dim) in spec.nodes.items():
-            xa = _units(recorders[0].kept[node], dim)
-            xb = _units(recorders[1].kept[node], dim)
-            acc = sums.setdefault(node, [0, 0.0, 0.0, 0.0, 0.0, 0.0])
+        found_a, found_b = run(0, inputs), run(1, inputs)
+        for key in keys:
+            xa, xb = found_a[key], found_b[key]
+            acc = sums.setdefault(key, [0, 0.0, 0.0, 0.0, 0.0, 0.0])
             acc[0] += len(xa)
             acc[1] = acc[1] + xa.sum(0)
             acc[2] = acc[2] + xb.sum(0)
@@ -91,17 +139,16 @@ def activation_correlations(
     if not sums:
         raise ValueError("expected data with at least one batch for activation matching, got none")
     out: dict[str, np.ndarray] = {}
-    for node, (group, _) in spec.nodes.items():
-        count, sa, sb, saa, sbb, sab = sums[node]
+    counts: dict[str, int] = {}
+    for key, (group, width) in keys.items():
+        count, sa, sb, saa, sbb, sab = sums[key]
         ma, mb = sa / count, sb / count
         cov = sab / count - torch.outer(ma, mb)
         sd_a = (saa / count - ma**2).clamp_min(0).sqrt()
         sd_b = (sbb / count - mb**2).clamp_min(0).sqrt()
         scale = torch.outer(sd_a, sd_b)
         corr = torch.where(scale > 1e-12, cov / scale.clamp_min(1e-300), torch.zeros_like(cov))
-        out[group] = out.get(group, 0) + corr.cpu().numpy()
-    counts: dict[str, int] = {}
-    for group, _ in spec.nodes.values():
+        out[group] = out.get(group, 0) + per_unit(corr, width).cpu().numpy()
         counts[group] = counts.get(group, 0) + 1
     return {group: c / counts[group] for group, c in out.items()}
 

@@ -113,7 +113,8 @@ def align(
         model_a: the reference model.
         model_b: a model of the same architecture, or its ``state_dict`` (not changed).
         method: ``"weights"`` (weight matching, no data needed) or ``"activations"``
-            (correlation of the activations over ``data``).
+            (correlation of the activations over ``data``; traced by ``torch.fx``, or for
+            Hugging Face GPT-2 and Llama recorded by forward hooks).
         data: batches for ``"activations"`` (any form :func:`landscape.data.as_batches`
             accepts).
         max_iter: most sweeps of weight matching.

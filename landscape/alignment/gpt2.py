@@ -22,7 +22,8 @@ not). By default it stays in place, as before the option was added; a ``GPT2Mode
 keeps it in place always, since its output is the residual stream itself (a model's
 outputs are never permuted). Cross-attention
 (``add_cross_attention``) is refused, and so is, with ``residual=True``, any parameter
-not listed here.
+not listed here. For activation matching, :func:`gpt2_probes` says where each group's
+units show in the activations (recorded by forward hooks: fx cannot run the model).
 
 Example:
     >>> from transformers import GPT2Config, GPT2LMHeadModel
@@ -43,9 +44,10 @@ from typing import Any
 
 from torch import nn
 
+from .probes import Probe
 from .residual import RESIDUAL, complete
 
-__all__ = ["gpt2_axes"]
+__all__ = ["gpt2_axes", "gpt2_probes"]
 
 _CLASSES = ("GPT2Model", "GPT2LMHeadModel")
 
@@ -112,3 +114,41 @@ def gpt2_axes(
     if residual:
         complete(type(model).__name__, axes, names)
     return sizes, {k: a for k, a in axes.items() if k in names}, heads
+
+
+def gpt2_probes(model: nn.Module, *, residual: bool = False) -> list[Probe] | None:
+    """Where the groups of :func:`gpt2_axes` show in the activations (for activation
+    matching, :mod:`~.probes`); ``None`` for any other model.
+
+    The MLP units at the input of ``mlp.c_proj``; the query/key dimensions in the query
+    and the key thirds of ``attn.c_attn``'s output; the value dimensions, heads
+    concatenated, at the input of ``attn.c_proj``; with ``residual=True`` (a
+    ``GPT2LMHeadModel``), the residual stream at the output of ``drop`` (the embeddings)
+    and of every block.
+
+    Example:
+        >>> from transformers import GPT2Config, GPT2LMHeadModel
+        >>> net = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=10))
+        >>> [(p.module, p.group, p.segment) for p in gpt2_probes(net)][1]
+        ('transformer.h.0.attn.c_attn', 'transformer.h.0.attn.qk', (0, 8))
+    """
+    if type(model).__name__ not in _CLASSES:
+        return None
+    body, prefix = (
+        (model, "") if type(model).__name__ == "GPT2Model" else (model.transformer, "transformer.")
+    )
+    residual = residual and bool(prefix)
+    probes = [Probe(f"{prefix}drop", RESIDUAL, output=True)] if residual else []
+    for i, block in enumerate(body.h):  # type: ignore[union-attr, arg-type]
+        name = f"{prefix}h.{i}"
+        mlp, attn = f"{name}.mlp", f"{name}.attn"
+        width = int(block.attn.c_proj.weight.shape[0])
+        probes += [
+            Probe(f"{mlp}.c_proj", f"{mlp}.c_fc"),
+            Probe(f"{attn}.c_attn", f"{attn}.qk", output=True, segment=(0, width)),
+            Probe(f"{attn}.c_attn", f"{attn}.qk", output=True, segment=(width, 2 * width)),
+            Probe(f"{attn}.c_proj", f"{attn}.v"),
+        ]
+        if residual:
+            probes.append(Probe(name, RESIDUAL, output=True))
+    return probes

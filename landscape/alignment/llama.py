@@ -29,7 +29,9 @@ By default it stays in place, as before the option was added; a ``LlamaModel`` k
 in place always, since its output is the residual stream itself (a model's outputs are
 never permuted). Hugging Face's ``LlamaRMSNorm`` takes the mean square in float32 whatever
 the model's dtype, so a permuted float64 Llama agrees with the original to a few 1e-6,
-not to float64 rounding (the order of that float32 sum changes).
+not to float64 rounding (the order of that float32 sum changes). For activation
+matching, :func:`llama_probes` says where each group's units show in the activations
+(recorded by forward hooks).
 
 Example:
     >>> from transformers import LlamaConfig, LlamaForCausalLM, LlamaModel
@@ -55,10 +57,11 @@ from typing import Any
 
 from torch import nn
 
+from .probes import Probe
 from .repeated import Repeated
 from .residual import RESIDUAL, complete
 
-__all__ = ["llama_axes"]
+__all__ = ["llama_axes", "llama_probes"]
 
 _CLASSES = ("LlamaModel", "LlamaForCausalLM")
 _KNOWN = {
@@ -134,3 +137,56 @@ def llama_axes(
     if residual:
         complete(kind, axes, names)
     return sizes, {k: a for k, a in axes.items() if k in names}, heads
+
+
+def llama_probes(model: nn.Module, *, residual: bool = False) -> list[Probe] | None:
+    """Where the groups of :func:`llama_axes` show in the activations (for activation
+    matching, :mod:`~.probes`); ``None`` for any other model.
+
+    The MLP units at the input of ``mlp.down_proj``; the key/value heads (group ``qk``) in
+    the outputs of ``q_proj`` and ``k_proj``, each head a unit of its query heads' (or its
+    own) dimensions, matched dimension by dimension (rotary embeddings keep them in place);
+    the value dimensions at the input of ``o_proj``, each query head reading a key/value
+    head one more sample of its units; with ``residual=True`` (a ``LlamaForCausalLM``),
+    the residual stream at the output of ``embed_tokens`` and of every layer.
+
+    Example:
+        >>> from transformers import LlamaConfig, LlamaModel
+        >>> config = LlamaConfig(vocab_size=10, hidden_size=8, intermediate_size=12,
+        ...     num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2)
+        >>> [(p.module, p.width) for p in llama_probes(LlamaModel(config))][1:3]
+        [('layers.0.self_attn.q_proj', 4), ('layers.0.self_attn.k_proj', 2)]
+    """
+    kind = type(model).__name__
+    if kind not in _CLASSES:
+        return None
+    body, prefix = (model, "") if kind == "LlamaModel" else (model.model, "model.")
+    residual = residual and bool(prefix)
+    probes = [Probe(f"{prefix}embed_tokens", RESIDUAL, output=True)] if residual else []
+    for i, layer in enumerate(body.layers):  # type: ignore[union-attr, arg-type]
+        name = f"{prefix}layers.{i}"
+        mlp, attn = f"{name}.mlp", f"{name}.self_attn"
+        num_kv = int(layer.self_attn.config.num_key_value_heads)
+        repeat = int(layer.self_attn.num_key_value_groups)
+        v = f"{attn}.v"
+        probes += [
+            Probe(f"{mlp}.down_proj", mlp),
+            Probe(
+                f"{attn}.q_proj",
+                f"{attn}.qk",
+                True,
+                width=layer.self_attn.q_proj.out_features // num_kv,
+            ),
+            Probe(
+                f"{attn}.k_proj",
+                f"{attn}.qk",
+                True,
+                width=layer.self_attn.k_proj.out_features // num_kv,
+            ),
+            Probe(
+                f"{attn}.o_proj", v, repeated=Repeated(v, num_kv, repeat) if repeat > 1 else None
+            ),
+        ]
+        if residual:
+            probes.append(Probe(name, RESIDUAL, output=True))
+    return probes

@@ -19,7 +19,7 @@ finds them by tracing the model and following every tensor's channel space:
 - the model's inputs, its buffers and its outputs are fixed (never permuted).
 
 Hugging Face GPT-2 and Llama, which fx cannot trace, have hand-written specs (:mod:`~.gpt2`,
-:mod:`~.llama`: MLP units, heads, the residual stream with ``residual=True``; no REPAIR).
+:mod:`~.llama`; activations recorded by hooks at :mod:`~.probes`; no REPAIR).
 
 Anything else that reads a permutable space is refused before any matching, naming the
 module, unless it has no parameters and no layer reads its result (a softmax on the

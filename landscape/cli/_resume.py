@@ -30,7 +30,7 @@ _GROUP_ONLY = {
                  "block_lanczos_steps")
 }  # fmt: skip
 # left out while unset: older files still resume
-_NEW_OPTIONAL = frozenset({"max_memory", *_GROUP_ONLY})
+_NEW_OPTIONAL = frozenset({"max_memory", "residual", *_GROUP_ONLY})
 
 
 def command_identity(args: argparse.Namespace, group: str | None = None) -> str:

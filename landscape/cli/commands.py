@@ -285,6 +285,8 @@ def cmd_connect(args: argparse.Namespace) -> None:
     from ..paths import connect_checkpoints
     from ..storage.paths import save_paths
 
+    if args.residual and args.align is None:
+        raise UserError("expected --residual with --align, got --residual alone")
     kinds = ["line"] + ([args.curve] if args.curve != "line" else [])
     kinds += ["unaligned"] if args.align is not None else []
     todo = groups_to_compute(args, args.out, [f"paths/{k}" for k in kinds])
@@ -301,7 +303,7 @@ def cmd_connect(args: argparse.Namespace) -> None:
     connection = connect_checkpoints(
         objective, objective.base_state, end, curve=args.curve, t=args.num_points,
         bn_reestimate=args.bn_reestimate, repair=args.repair, align=args.align,
-        align_seed=args.seed, fit_objective=fit_objective,
+        align_seed=args.seed, residual=bool(args.residual), fit_objective=fit_objective,
         **({} if args.curve == "line" else
            {"num_steps": args.num_steps, "lr": args.lr, "seed": args.seed}),
     )  # fmt: skip

@@ -318,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--align", choices=values(options.AlignMethod), default=None,
                    help="first permute CKPT_B's units into CKPT_A's frame (Git Re-Basin); "
                    "the line as given goes to /paths/unaligned")  # fmt: skip
+    p.add_argument("--residual", action="store_true", default=None,
+                   help="with --align, for Hugging Face GPT-2 and Llama: permute the "
+                   "residual stream too")  # fmt: skip
     p.add_argument(
         "--repair",
         choices=values(options.Repair),

@@ -33,7 +33,8 @@ class BarrierMatrix(Result):
             (symmetric, 0 on the diagonal).
         after: float64 ``(K, K)``: the barrier after permuting the column's checkpoint into
             the row's frame, mirrored from the upper triangle; ``None`` without ``align``.
-        settings: ``align``, ``repair``, ``num_points`` and ``seed``.
+        settings: ``align``, ``repair``, ``num_points`` and ``seed`` (and ``residual``
+            when set).
     """
 
     labels: list[str]
@@ -50,6 +51,7 @@ def barrier_matrix(
     repair: RepairName | None = None,
     t: Any = 11,
     seed: int = 0,
+    residual: bool = False,
 ) -> BarrierMatrix:
     """The straight-line barrier between every pair of checkpoints, before and (with
     ``align``) after alignment: pairs in one basin have a barrier near 0.
@@ -66,6 +68,8 @@ def barrier_matrix(
         repair: ``None``, ``"reset_bn"`` or ``"repair"`` at every point of every line.
         t: points per line, or increasing values from 0 to 1 (as in :func:`evaluate_path`).
         seed: weight matching's order of the groups.
+        residual: with ``align``, for Hugging Face GPT-2 and Llama, permute the residual
+            stream too (:func:`landscape.align`; in ``settings`` only when ``True``).
 
     Returns:
         A :class:`BarrierMatrix`; draw it with
@@ -97,7 +101,7 @@ def barrier_matrix(
         for j in range(i + 1, k):
             found = connect_checkpoints(
                 objective, states[i], states[j], curve="line", t=t, repair=repair,
-                align=align, align_seed=seed,
+                align=align, align_seed=seed, residual=residual,
             )  # fmt: skip
             given = found.line if found.unaligned is None else found.unaligned
             before[i, j] = before[j, i] = given.barrier
@@ -108,5 +112,6 @@ def barrier_matrix(
         "repair": None if repair is None else str(repair),
         "num_points": len(found.line.t),
         "seed": seed,
+        **({"residual": True} if residual else {}),
     }
     return BarrierMatrix(labels, before, after, settings)

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..alignment import Repairer, align_states
-from ..checks import check_choice
+from ..checks import check_choice, check_flag
 from ..limits import MAX_POINTS, check_limit
 from ..options import AlignMethod, AlignMethodName, Repair, RepairName
 from .bn import _BatchNormEstimator
@@ -146,6 +146,7 @@ def connect_checkpoints(
     repair: RepairName | None = None,
     align: AlignMethodName | None = None,
     align_seed: int = 0,
+    residual: bool = False,
     fit_objective: Objective | None = None,
     **fit_options: Any,
 ) -> Connection:
@@ -166,6 +167,9 @@ def connect_checkpoints(
         t, bn_reestimate, repair: as in :func:`evaluate_path`.
         align: ``None``, ``"weights"`` or ``"activations"``.
         align_seed: weight matching's order of the groups.
+        residual: with ``align``, for Hugging Face GPT-2 and Llama, permute the residual
+            stream too (as in :func:`landscape.align`; recorded in the settings only when
+            ``True``).
         fit_objective: the objective the curve is fitted on (default ``objective``), e.g.
             one in train mode for a BatchNorm network.
         **fit_options: options of :func:`fit_curve` (``num_steps``, ``lr``, ``seed``, ...).
@@ -175,9 +179,10 @@ def connect_checkpoints(
         ``plane_coords`` (float64 ``(3, 2)``: a, b and the bend in their plane, see
         :func:`landscape.planes.checkpoint_plane`) and ``xy`` (the path's points in that
         plane), for drawing the curve over a surface of the plane. With ``align``, both
-        paths' ``settings`` hold ``align`` (the method), the line's also ``barrier_unaligned`` and
-        ``permutations`` (``{group: int64 array}``, enough to rebuild the aligned ``end``
-        with :func:`landscape.alignment.permute_state`).
+        paths' ``settings`` hold ``align`` (the method) and, when set, ``residual``; the
+        line's also ``barrier_unaligned`` and ``permutations`` (``{group: int64 array}``,
+        enough to rebuild the aligned ``end`` with
+        :func:`landscape.alignment.permute_state`).
     """
     _check_kind(curve)
     a, b = _as_state(objective, start, "start"), _as_state(objective, end, "end")
@@ -186,18 +191,22 @@ def connect_checkpoints(
         return evaluate_path(objective, path, t, bn_reestimate=bn_reestimate, repair=repair)
 
     unaligned = alignment = None
+    residual = check_flag(residual, "residual")
+    tag = {"residual": True} if residual else {}  # absent when False: older settings alike
     if align is not None:
         method = check_choice(align, AlignMethod, "align")
         unaligned = dataclasses.replace(along(Curve("line", a, b, None, {})), kind="unaligned")
         alignment = align_states(
-            objective.model, a, b, method=method, data=objective.batches(), seed=align_seed
-        )
+            objective.model, a, b, method=method, data=objective.batches(), seed=align_seed,
+            residual=residual,
+        )  # fmt: skip
         b = alignment.state
         end = b
     line_path = along(Curve("line", a, b, None, {}))
     if alignment is not None and unaligned is not None:
         extra = {
             "align": alignment.method,
+            **tag,
             "barrier_unaligned": unaligned.barrier,
             "permutations": {g: p.numpy() for g, p in alignment.permutations.items()},
         }
@@ -208,7 +217,7 @@ def connect_checkpoints(
     curve_path = along(fitted)
     if alignment is not None:
         curve_path = dataclasses.replace(
-            curve_path, settings={**curve_path.settings, "align": alignment.method}
+            curve_path, settings={**curve_path.settings, "align": alignment.method, **tag}
         )
     coords = _plane_coords(objective.model, fitted)
     if coords is not None:  # both paths drawn in the plane of (a, b, bend)
