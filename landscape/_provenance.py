@@ -15,18 +15,22 @@ from .shards import state_sha256  # a sharded model's: every rank's pieces
 
 
 def provenance(
-    objective: Objective, state: Mapping[str, torch.Tensor] | None = None
+    objective: Objective,
+    state: Mapping[str, torch.Tensor] | None = None,
+    *,
+    checkpoint: bool = True,
 ) -> dict[str, Any]:
     """The model's class name, the fingerprint of the point (``checkpoint_sha256``, of the
     full state as :func:`~landscape.params.state_sha256` gives it, or for a sharded model
     :func:`landscape.shards.state_sha256` of every rank's pieces; default the objective's
     base state), the data's (``data_sha256``, ``num_examples``) and how the loss is taken
     (``loss_name``, ``train_mode``, ``precision``, and in train mode the ``objective_seed``
-    of the model's random draws)."""
+    of the model's random draws). ``checkpoint=False`` leaves ``checkpoint_sha256`` out
+    (a pass over every weight; for a caller that records the point otherwise)."""
     seeded = {"objective_seed": objective.seed} if objective.train_mode else {}
     return {
         "model": type(objective.model).__qualname__,
-        "checkpoint_sha256": state_sha256(objective.full_state(state)),
+        **({"checkpoint_sha256": state_sha256(objective.full_state(state))} if checkpoint else {}),
         "data_sha256": objective.data_sha256(),
         "num_examples": objective.num_examples,
         "loss_name": objective.loss_name,

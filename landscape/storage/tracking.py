@@ -11,7 +11,9 @@ Layout (in any landscape file; a new file is ``format = "landscape.results"``)::
 
 Datasets grow by one row a log, each log a copy of the file renamed into place. ``steps``
 is written last: a row is recorded once its step is, and rows past ``len(steps)`` (from a
-process killed mid-write) are dropped when the file is opened again.
+process killed mid-write) are dropped when the file is opened again. A column that a
+file made by an older version lacks (the eigenvalues' ``<measure>_residual``) is added
+when a run continues it, NaN for the rows before.
 """
 
 from __future__ import annotations
@@ -81,10 +83,27 @@ def prepare_tracking(
                 for dataset in group[kind].values():
                     if len(dataset) > len(steps):
                         dataset.resize(len(steps), axis=0)
+            _add_columns(group, shapes, len(steps))
             return steps[()]
         _create(f, settings, shapes)
         f.flush()
     return np.zeros(0, dtype=np.int64)
+
+
+def _add_columns(group: h5py.Group, shapes: Mapping[str, tuple[int, ...]], n: int) -> None:
+    """Columns of ``shapes`` that an older file lacks (a residual column, say), NaN for
+    its ``n`` rows, appended to ``measure_names``."""
+    names = list(decode_attrs(group.attrs)["measure_names"])
+    for name, shape in shapes.items():
+        if name in names:
+            continue
+        kinds = ("values", "stderr") if shape == () else ("values",)
+        for kind in kinds:
+            _dataset(group[kind], name, np.zeros(shape))
+            group[kind][name].resize(n, axis=0)
+            group[kind][name][...] = np.nan
+        names.append(name)
+    group.attrs["measure_names"] = encode_attr(names)
 
 
 def _create(
