@@ -34,21 +34,23 @@ Errors: ``lambda_max`` and ``lambda_min`` are logged with their residual
 ``||H v - lambda v||`` (``v`` the unit eigenvector found), the column
 ``<measure>_residual``: an eigenvalue of the Hessian lies within it of the value, and
 within ``residual**2 / gap`` when the eigenvalue is ``gap`` away from the rest of the
-spectrum. Lanczos stops at a residual of ``tol * ||H||``: by default 1e-2 for float32 and
-lower models (tracking: the eigenvalue then within about ``1e-4 ||H||**2 / gap``; on the
-digits MLP below 1e-4 relative, the logged residual about 3e-3 of the value) and 1e-8 for
-float64 ones (a ``RuntimeWarning`` says when Lanczos stopped above it). The residual comes
-from one explicit product with the eigenvector, in float64 at the steps that are
-multiples of ``verify_every`` (default every 10th log) and at every log of a float64 or
-lower-precision model, else in float32 (round-off about ``1e-6 ||H||``, far below the
-tolerance; no float64 copy of the model and data). Each trace carries its standard error
-in ``stderr`` (``value +- 1.96 stderr`` covers the trace in about 95% of seeds); the
-other measures carry theirs (0 for exact values, the eigenvalues included: their error is
-the residual). Cost, on the demo's digits MLP (``benchmarks/bench_tracking.py``, in steps
-of its small-batch training): a warm log of ``loss`` and ``lambda_max`` about 38 (5.5
-Hessian-vector products; 0.2's defaults: about 70), 53 with the float64 check at every
-log, 47 with ``tol=1e-3``; the trace at its default cadence adds about 15 a log on
-average (30 products every 10th log, standard error about 9% of the value).
+spectrum. Lanczos stops at a residual of ``tol * ||H||``: by default, for ``lambda_max``
+of float32 and lower models, 1e-2 (tracking: the eigenvalue then within about
+``1e-4 ||H||**2 / gap``; on the digits MLP below 1e-4 relative, the logged residual about
+3e-3 of the value), for their ``lambda_min`` (often among close eigenvalues near 0) 1e-4,
+and 1e-8 for float64 models (a ``RuntimeWarning`` says when Lanczos stopped above it). The
+residual comes from one explicit product with the eigenvector, in float64 at the steps
+that are multiples of ``verify_every`` (default every 10th log) and at every log of a
+float64 or lower-precision model, else in float32 (its round-off ``1e-7 ||H||`` on the
+digits MLP, far below the tolerance; no float64 copy of the model and data). Each trace
+carries its standard error in ``stderr`` (``value +- 1.96 stderr`` covers the trace in
+about 95% of seeds); the other measures carry theirs (0 for exact values, the eigenvalues
+included: their error is the residual). Cost, on the demo's digits MLP
+(``benchmarks/bench_tracking.py``, in steps of its small-batch training): a warm log of
+``loss`` and ``lambda_max`` about 38 (5.5 Hessian-vector products; 0.2's defaults: about
+70), 53 with the float64 check at every log, 47 with ``tol=1e-3``; the trace at its
+default cadence adds about 15 a log on average (30 products every 10th log, standard error
+about 9% of the value).
 
 Each log builds one Hessian operator for its eigenvalues (the loss is checked to be
 deterministic at the first log only, the weights are not fingerprinted: the step names

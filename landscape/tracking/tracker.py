@@ -33,9 +33,10 @@ TRACE_EVERY = 10
 #: Default Hutch++ products of the trace at each of its logs.
 NUM_PROBES = 30
 
-#: Default Lanczos tolerance of ``lambda_max`` and ``lambda_min`` for models below
-#: float64: residual at most ``TOL * ||H||``, the eigenvalue's error about its square over
-#: the gap (float64 models: 1e-8, as ``landscape.sharpness.measure_hessian``).
+#: Default Lanczos tolerance of ``lambda_max`` for models below float64: residual at most
+#: ``TOL * ||H||``, the eigenvalue's error about its square over the gap (float64 models:
+#: 1e-8; ``lambda_min``, often among close eigenvalues near 0: 1e-4, as
+#: ``landscape.sharpness.measure_hessian``).
 TOL = 1e-2
 
 #: Default cadence of the float64 check of the eigenvalues, in logs:
@@ -78,14 +79,15 @@ class Tracker:
         trace_every: compute ``trace`` at the steps that are multiples of this (a
             multiple of ``every``; default ``10 * every``); NaN at the other logs.
         tol, max_hvps: Lanczos tolerance (relative to ``||H||``; default :data:`TOL`,
-            1e-2, for float32 and lower models, 1e-8 for float64 ones) and product
-            budget for each eigenvalue; each eigenvalue is logged with its residual
+            1e-2, for ``lambda_max`` of float32 and lower models, else 1e-4, and 1e-8 for
+            float64 ones) and product budget for each eigenvalue; each eigenvalue is
+            logged with its residual
             ``||H v - lambda v||`` as ``<measure>_residual``.
         verify_every: compute that residual with a float64 product at the steps that are
             multiples of this (a multiple of ``every``; default ``10 * every``), and with
-            one of the model's float32 at the others (round-off about ``1e-6 ||H||``; no
-            float64 copy of the model and data). Float64 and lower-precision models are
-            checked in float64 at every log.
+            one in float32 at the others (its round-off: ``1e-7 ||H||`` on the digits
+            MLP; no float64 copy of the model and data). Float64 and lower-precision
+            models are checked in float64 at every log.
         warm_start: start Lanczos from the previous log's eigenvector.
         slice_x: coordinates of the slice.
         progress: show progress bars inside :meth:`log` (off: a training loop's own
@@ -339,10 +341,11 @@ class Tracker:
 
     def _eigenvalue(self, op: HessianOperator, name: str, float64: bool) -> SharpnessResult:
         """``name`` of ``op`` by the registry measure's Lanczos, with this tracker's
-        settings (``tol``: :data:`TOL` below float64) and warm start, its residual
-        checked in float64 or (``float64=False``, a float32 model) in float32."""
+        settings (``tol``: :data:`TOL` for ``lambda_max`` below float64) and warm start,
+        its residual checked in float64 or (``float64=False``, a float32 model) in float32."""
         settings = self._routed[name]
-        tol = settings.get("tol", None if op.dtype == torch.float64 else TOL)
+        tracking = name == "lambda_max" and op.dtype != torch.float64
+        tol = settings.get("tol", TOL if tracking else None)
         return extreme_eigenvalue(
             op, name, settings["seed"], tol, settings["max_hvps"], self._warm.get(name),
             self.progress, float64,

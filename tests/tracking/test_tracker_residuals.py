@@ -158,3 +158,11 @@ def test_the_run_plot_draws_no_panel_for_a_residual():
         tracker.log(model, s)
     fig = plot_tracking_run(tracker.run, fig=Figure())
     assert [ax.get_ylabel() != "" for ax in fig.axes] == [True, True]
+
+
+def test_lambda_min_keeps_the_lanczos_default_tolerance():
+    """Near 0 a residual of 1e-2 ||H|| could exceed lambda_min itself: 1e-4 there."""
+    data, model = make_data(), make_model()
+    logged = Tracker(data, measures=["lambda_min"], max_hvps=60).log(model, 0)
+    top = float(torch.linalg.eigvalsh(float64_hessian(model, data))[-1])
+    assert logged["lambda_min_residual"] <= 1e-4 * top
