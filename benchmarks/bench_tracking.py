@@ -41,11 +41,12 @@ from landscape.hessian import HessianOperator
 from landscape.linalg import lanczos_eigenpairs
 from landscape.objective import Objective
 
-#: (label, Tracker keywords); "trace_every" and "verify_every" are left out where the
-#: Tracker lacks them, "file" logs into an HDF5 file (``path``).
+#: (label, Tracker keywords); "trace_every" is left out where the Tracker lacks it, rows
+#: with "verify_every" or "write_every" too; "file" logs into an HDF5 file (``path``).
 CONFIGS = [
     ("default measures (loss, lambda_max)", {}),
     ("defaults, logged into a file", {"file": True}),
+    ("defaults, into a file 10 logs at a time", {"file": True, "write_every": 10}),
     ("loss, lambda_max, cold Lanczos", {"warm_start": False}),
     ("loss, lambda_max, tol=1e-3", {"tol": 1e-3}),
     ("loss, lambda_max, float64 check every log", {"verify_every": 1}),
@@ -131,9 +132,9 @@ def main() -> None:
             if "trace_every" not in options and "trace" in options.get("measures", ()):
                 continue  # an older Tracker traces at every log: that is the 0.2 row
             options = {k: v for k, v in options.items() if k != "trace_every"}
-        if "verify_every" not in known:
-            if options.pop("verify_every", None) is not None:
-                continue  # an older Tracker checks in float64 at every log
+        if "verify_every" not in known or "write_every" not in known:
+            if "verify_every" in options or "write_every" in options:
+                continue  # an older Tracker checks in float64 and writes at every log
         found.append((label, Config(start, x, y, options, folder)))
     for step in range(1, args.rounds + 1):  # interleaved: every configuration each round
         for _, config in found:

@@ -19,7 +19,7 @@ when a run continues it, NaN for the rows before.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import h5py
@@ -32,6 +32,7 @@ GROUP = "tracking"
 
 __all__ = [
     "append_tracking",
+    "append_tracking_rows",
     "prepare_tracking",
     "read_tracking",
     "save_tracking",
@@ -186,17 +187,34 @@ def append_tracking(
     Raises:
         ValueError: names other than the file's measures.
     """
+    append_tracking_rows(path, [(step, values, stderr)])
+
+
+def append_tracking_rows(
+    path: str | os.PathLike,
+    rows: Sequence[tuple[int, Mapping[str, Any], Mapping[str, float]]],
+) -> None:
+    """Append logged steps ``(step, values, stderr)`` in one commit (one rewrite of the
+    file); flushed.
+
+    Raises:
+        ValueError: names other than the file's measures.
+    """
+    if not rows:
+        return
     with rewrite_file(path) as f:
         group = f[GROUP]
         names = decode_attrs(group.attrs)["measure_names"]
-        if set(values) != set(names):
-            raise ValueError(f"expected values for {names}, got {sorted(values)}")
-        n = len(group["steps"])
-        rows = [(group["values"][k], v) for k, v in values.items()]
-        rows += [(group["stderr"][k], v) for k, v in stderr.items()]
-        for dataset, value in [*rows, (group["steps"], step)]:  # steps last: the commit
-            dataset.resize(n + 1, axis=0)
-            dataset[n] = value
+        for _, values, _ in rows:
+            if set(values) != set(names):
+                raise ValueError(f"expected values for {names}, got {sorted(values)}")
+        n, m = len(group["steps"]), len(rows)
+        columns = [(group["values"][k], [r[1][k] for r in rows]) for k in rows[0][1]]
+        columns += [(group["stderr"][k], [r[2][k] for r in rows]) for k in rows[0][2]]
+        columns.append((group["steps"], [r[0] for r in rows]))  # steps last: the commit
+        for dataset, column in columns:
+            dataset.resize(n + m, axis=0)
+            dataset[n:] = np.asarray(column, dtype=dataset.dtype)
         f.flush()
 
 

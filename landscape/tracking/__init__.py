@@ -64,7 +64,9 @@ is only read: its parameters, buffers, gradients and train/eval flags are the sa
 :meth:`Tracker.log`, and nothing is printed unless ``progress=True``.
 
 With ``path``, each log is appended to ``/tracking`` (:mod:`landscape.storage.tracking`)
-and flushed. A run restarted with a new Tracker on the same file continues it: steps up to
+and flushed, or ``write_every`` logs at a time (each append rewrites a copy of the file,
+so that a kill never leaves half a row; :meth:`Tracker.flush`, :attr:`Tracker.run` and
+the training callbacks at the end of training write the logs held). A run restarted with a new Tracker on the same file continues it: steps up to
 the last one recorded are skipped, and a Tracker whose settings differ from the file's
 (measures, every, loss, data, lr, seeds, ...) is refused, naming each differing setting.
 A restarted run's first eigenvalues start Lanczos cold, so they agree with an unbroken

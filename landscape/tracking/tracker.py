@@ -20,7 +20,7 @@ from ..objective import BatchLoss, Objective
 from ..optim import StabilityGuard, optimizer_threshold
 from ..sharpness import MEASURES, SharpnessResult, WarmStart, check_settings, sharpness
 from ..sharpness.curvature import extreme_eigenvalue
-from ..storage.tracking import append_tracking, prepare_tracking
+from ..storage.tracking import append_tracking_rows, prepare_tracking
 from .run import TrackingRun, load_tracking
 
 #: The tracker's own measures (``lambda_max`` and ``trace`` are the sharpness measures of
@@ -65,6 +65,9 @@ class Tracker:
             loss and options are used; each log re-points it at the model's weights).
         path: landscape HDF5 file to append to (see the module docstring; rank 0 only,
             other ranks keep theirs in memory); ``None`` keeps the logs in memory only.
+        write_every: with ``path``, append the logs to the file this many at a time (one
+            rewrite of the file for all; a killed run loses at most ``write_every - 1``
+            logs); :meth:`flush` and :attr:`run` write those held now.
         every: log steps that are multiples of ``every``.
         measures: names from :data:`TRACKED` or sharpness measure names.
         loss, loss_reduction, batch_loss, batch_size: as for
@@ -121,6 +124,7 @@ class Tracker:
         *,
         objective: Objective | None = None,
         path: str | os.PathLike | None = None,
+        write_every: int = 1,
         every: int = 1,
         measures: Sequence[str] = ("loss", "lambda_max"),
         loss: Any = None,
@@ -200,9 +204,8 @@ class Tracker:
         self.optimizer, self.guard = optimizer, guard
         self._warm = {m: WarmStart() for m in ("lambda_max", "lambda_min") if warm_start}
         self.data = data if objective is None else objective.data
-        self.path, self.every, self.measures = path, every, measures
-        self.trace_every, self.progress = trace_every, bool(progress)
-        self.verify_every = verify_every
+        self.path, self.every, self.measures, self.progress = path, every, measures, bool(progress)
+        self.trace_every, self.verify_every = trace_every, verify_every
         self._settings: dict[str, Any] = {
             "measures": measures, "every": every, "lr": lr, "seed": seed,
             "num_probes": num_probes, "tol": tol, "max_hvps": max_hvps,
@@ -219,6 +222,8 @@ class Tracker:
         self._objective: Objective | None = None
         self._last: int | None = None
         self._checked = False  # whether the loss was found deterministic (first log)
+        self.write_every = check_count(write_every, "write_every")
+        self._pending: list[tuple[int, dict[str, Any], dict[str, float]]] = []  # to write
         self._rows: list[tuple[int, dict[str, Any], dict[str, float]]] = []
 
     _writes = property(lambda self: self.path is not None and rank() == 0)  # rank 0 writes
@@ -287,7 +292,9 @@ class Tracker:
                 threshold = values[f"{name}_threshold"]
                 self.guard.update(name, values[name], threshold=threshold, step=step)
         if self._writes and self.path is not None:
-            append_tracking(self.path, step, values, stderr)
+            self._pending.append((step, values, stderr))
+            if len(self._pending) >= self.write_every:
+                self.flush()
         else:
             self._rows.append((step, values, stderr))
         self._last = step
@@ -369,10 +376,19 @@ class Tracker:
         x = np.asarray(self._settings["slice_x"])
         return here.evaluate_points(here.base_state, [direction], x[:, None])["loss"]
 
+    def flush(self) -> None:
+        """Append the logs held for ``write_every`` to the file now (nothing without
+        ``path``, or on ranks other than 0)."""
+        if self._pending and self._writes and self.path is not None:
+            append_tracking_rows(self.path, self._pending)
+        self._pending = []
+
     @property
     def run(self) -> TrackingRun:
-        """Everything recorded so far: the file's rows (all runs), or this tracker's."""
+        """Everything recorded so far: the file's rows (all runs; those held are written
+        first), or this tracker's."""
         if self._writes and self.path is not None and os.path.exists(self.path):
+            self.flush()
             return load_tracking(self.path)
         steps = np.array([r[0] for r in self._rows], dtype=np.int64)
         columns = [*self.measures, *(f"{m}_threshold" for m in self._thresholded()),
