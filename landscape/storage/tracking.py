@@ -9,11 +9,12 @@ Layout (in any landscape file; a new file is ``format = "landscape.results"``)::
                               computed (the trace between its logs, see trace_every)
     /tracking/stderr/<name>   float64 (n,), 0 for an exact value (absent for the slice)
 
-Datasets grow by one row a log, each log a copy of the file renamed into place. ``steps``
-is written last: a row is recorded once its step is, and rows past ``len(steps)`` (from a
-process killed mid-write) are dropped when the file is opened again. A column that a
-file made by an older version lacks (the eigenvalues' ``<measure>_residual``) is added
-when a run continues it, NaN for the rows before.
+Datasets grow by one row a log (or a few, see ``append_tracking_rows``), each append a
+copy of the file renamed into place. ``steps`` is written last: a row is recorded once its
+step is, and rows past ``len(steps)`` (from a process killed mid-write) are dropped when
+the file is opened again. A column that a file made by an older version lacks (the
+eigenvalues' ``<measure>_residual``) is added when a run continues it, NaN for the rows
+before.
 """
 
 from __future__ import annotations
