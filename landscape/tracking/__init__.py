@@ -47,10 +47,10 @@ carries its standard error in ``stderr`` (``value +- 1.96 stderr`` covers the tr
 about 95% of seeds); the other measures carry theirs (0 for exact values, the eigenvalues
 included: their error is the residual). Cost, on the demo's digits MLP
 (``benchmarks/bench_tracking.py``, in steps of its small-batch training): a warm log of
-``loss`` and ``lambda_max`` about 38 (5.5 Hessian-vector products; 0.2's defaults: about
-70), 53 with the float64 check at every log, 47 with ``tol=1e-3``; the trace at its
-default cadence adds about 15 a log on average (30 products every 10th log, standard error
-about 9% of the value).
+``loss`` and ``lambda_max`` 35-38 (5.5 Hessian-vector products; 0.2's defaults: 69-73),
+50-53 with the float64 check at every log, 44-47 with ``tol=1e-3``, 43-45 into a file
+(36-37 with ``write_every=10``); the trace at its default cadence adds about 13 a log on
+average (30 products every 10th log, standard error about 9% of the value).
 
 Each log builds one Hessian operator for its eigenvalues (the loss is checked to be
 deterministic at the first log only, the weights are not fingerprinted: the step names
@@ -65,14 +65,14 @@ is only read: its parameters, buffers, gradients and train/eval flags are the sa
 
 With ``path``, each log is appended to ``/tracking`` (:mod:`landscape.storage.tracking`)
 and flushed, or ``write_every`` logs at a time (each append rewrites a copy of the file,
-so that a kill never leaves half a row; :meth:`Tracker.flush`, :attr:`Tracker.run` and
-the training callbacks at the end of training write the logs held). A run restarted with a new Tracker on the same file continues it: steps up to
-the last one recorded are skipped, and a Tracker whose settings differ from the file's
-(measures, every, loss, data, lr, seeds, ...) is refused, naming each differing setting.
-A restarted run's first eigenvalues start Lanczos cold, so they agree with an unbroken
-run's to the Lanczos tolerance rather than bit for bit. A file written before the residual
-columns is read as it is, and a run continuing it adds them (NaN for the earlier rows).
-Under torchrun only rank 0 writes.
+so that a kill never leaves half a row; :meth:`Tracker.flush`, :attr:`Tracker.run` and the
+training callbacks at the end of training write the logs held). A run restarted with a new
+Tracker on the same file continues it: steps up to the last one recorded are skipped, and
+a Tracker whose settings differ from the file's (measures, every, loss, data, lr, seeds,
+...) is refused, naming each differing setting. A restarted run's first eigenvalues start
+Lanczos cold, so they agree with an unbroken run's to the Lanczos tolerance rather than
+bit for bit. A file written before the residual columns is read as it is, and a run
+continuing it adds them (NaN for the earlier rows). Under torchrun only rank 0 writes.
 """
 
 from .run import TrackingRun, load_tracking
