@@ -84,8 +84,7 @@ class Tracker:
         tol, max_hvps: Lanczos tolerance (relative to ``||H||``; default :data:`TOL`,
             1e-2, for ``lambda_max`` of float32 and lower models, else 1e-4, and 1e-8 for
             float64 ones) and product budget for each eigenvalue; each eigenvalue is
-            logged with its residual
-            ``||H v - lambda v||`` as ``<measure>_residual``.
+            logged with its residual ``||H v - lambda v||`` as ``<measure>_residual``.
         verify_every: compute that residual with a float64 product at the steps that are
             multiples of this (a multiple of ``every``; default ``10 * every``), and with
             one in float32 at the others (its round-off: ``1e-7 ||H||`` on the digits
