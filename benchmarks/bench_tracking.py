@@ -3,13 +3,17 @@
 The model is the demo's digits MLP (float32, 8970 weights) on the 1442 training digits; a
 training step is one step of the demo's small-batch recipe (16 examples, SGD with momentum
 0.9, lr 0.05), the loop a Tracker is meant to sit in. After one epoch of warm-up, each
-round takes one training step and one log (``every=1``), both timed in CPU seconds; the
-cost of a configuration is its mean log over the rounds (so a trace every 10th log is
-paid once in 10) divided by the median training step of all rounds of all configurations. Each
-configuration gets its own copy of the warmed-up model and the same training steps.
+round takes, for every configuration in turn (interleaved, so a change of the machine's
+load falls on all alike), one training step and one log (``every=1``), both timed in CPU
+seconds; the cost of a configuration is its mean log over the rounds (so a trace every
+10th log is paid once in 10) divided by the median training step of all rounds of all
+configurations. Each configuration gets its own copy of the warmed-up model and the same
+training steps. ``HVPs / log``: Hessian-vector products per log (float32 and float64).
 
 Errors, at the last log's weights: ``lambda_max`` against a float64 Lanczos run to
-``tol=1e-10`` (relative), and the trace's stated standard error relative to its value.
+``tol=1e-10`` (relative), the residual the Tracker stored with it (``lambda_max_residual``,
+relative to the value: a bound on the error), and the trace's stated standard error
+relative to its value.
 
 Run: ``PYTHONPATH=. python benchmarks/bench_tracking.py [--threads N] [--rounds N] [--out F]``;
 prints a Markdown table and writes it to ``benchmarks/results_tracking.md`` (or ``F``).
@@ -21,7 +25,9 @@ from __future__ import annotations
 import argparse
 import copy
 import inspect
+import os
 import platform
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,17 +41,35 @@ from landscape.hessian import HessianOperator
 from landscape.linalg import lanczos_eigenpairs
 from landscape.objective import Objective
 
-#: (label, Tracker keywords); "trace_every" is left out where the Tracker lacks it.
+#: (label, Tracker keywords); "trace_every" is left out where the Tracker lacks it, rows
+#: with "verify_every" or "write_every" too; "file" logs into an HDF5 file (``path``).
 CONFIGS = [
     ("default measures (loss, lambda_max)", {}),
+    ("defaults, logged into a file", {"file": True}),
+    ("defaults, into a file 10 logs at a time", {"file": True, "write_every": 10}),
     ("loss, lambda_max, cold Lanczos", {"warm_start": False}),
-    ("loss, lambda_max, tol=1e-2", {"tol": 1e-2}),
+    ("loss, lambda_max, tol=1e-3", {"tol": 1e-3}),
+    ("loss, lambda_max, float64 check every log", {"verify_every": 1}),
+    ("loss, lambda_max, tol=1e-4, float64 every log (before)", {"tol": 1e-4, "verify_every": 1}),
     ("lambda_max + trace, defaults", {"measures": ["lambda_max", "trace"]}),
     (
         "lambda_max + trace, 30 probes every log (0.2)",
         {"measures": ["lambda_max", "trace"], "num_probes": 30, "trace_every": 1},
     ),
 ]
+
+
+class Counter:
+    """Counts the Hessian-vector products while on (wraps ``HessianOperator._hvp``)."""
+
+    def __init__(self):
+        self.count, self.on, plain = 0, False, HessianOperator._hvp
+
+        def counted(op, vector):
+            self.count += self.on
+            return plain(op, vector)
+
+        HessianOperator._hvp = counted
 
 
 def train_step(model, optimizer, x, y, generator):
@@ -55,21 +79,30 @@ def train_step(model, optimizer, x, y, generator):
     optimizer.step()
 
 
-def run_config(start, x, y, rounds, options):
-    model = copy.deepcopy(start)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    generator = torch.Generator().manual_seed(1)
-    tracker = Tracker((x, y), **options)
-    tracker.log(model, 0)  # the first log (cold start, data to the device) is not counted
-    logs, steps = [], []
-    for step in range(1, rounds + 1):
+class Config:
+    """One configuration's model, optimizer, training draws, Tracker and timings."""
+
+    def __init__(self, start, x, y, options, folder):
+        self.model, self.x, self.y = copy.deepcopy(start), x, y
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.05, momentum=0.9)
+        self.generator = torch.Generator().manual_seed(1)
+        options = dict(options)
+        if options.pop("file", False):
+            options["path"] = os.path.join(folder, f"run{id(self)}.h5")
+        self.tracker = Tracker((x, y), **options)
+        self.tracker.log(self.model, 0)  # the first log (cold, data moved) is not counted
+        self.logs, self.steps, self.hvps = [], [], []
+
+    def round(self, step, counter):
         t = time.process_time()
-        train_step(model, optimizer, x, y, generator)
-        steps.append(time.process_time() - t)
+        train_step(self.model, self.optimizer, self.x, self.y, self.generator)
+        self.steps.append(time.process_time() - t)
+        counter.count, counter.on = 0, True
         t = time.process_time()
-        tracker.log(model, step)
-        logs.append(time.process_time() - t)
-    return model, tracker.run, np.array(logs), np.array(steps)
+        self.tracker.log(self.model, step)
+        self.logs.append(time.process_time() - t)
+        counter.on = False
+        self.hvps.append(counter.count)
 
 
 def lambda_max_error(model, x, y, logged):
@@ -92,18 +125,28 @@ def main() -> None:
     for _ in range(len(x) // 16):  # one epoch of warm-up
         train_step(start, optimizer, x, y, generator)
     known = inspect.signature(Tracker).parameters
+    counter, folder = Counter(), tempfile.mkdtemp()
     found = []
     for label, options in CONFIGS:
         if "trace_every" not in known:
             if "trace_every" not in options and "trace" in options.get("measures", ()):
                 continue  # an older Tracker traces at every log: that is the 0.2 row
             options = {k: v for k, v in options.items() if k != "trace_every"}
-        found.append((label, *run_config(start, x, y, args.rounds, options)))
+        if "verify_every" not in known or "write_every" not in known:
+            if "verify_every" in options or "write_every" in options:
+                continue  # an older Tracker checks in float64 and writes at every log
+        found.append((label, Config(start, x, y, options, folder)))
+    for step in range(1, args.rounds + 1):  # interleaved: every configuration each round
+        for _, config in found:
+            config.round(step, counter)
     # one training step for every row: the median over all rounds of all configurations
-    step = float(np.median(np.concatenate([f[4] for f in found])))
+    step = float(np.median(np.concatenate([c.steps for _, c in found])))
     rows = []
-    for label, model, run, logs, _ in found:
-        error = lambda_max_error(model, x, y, run.values["lambda_max"][-1])
+    for label, config in found:
+        run, logs = config.tracker.run, np.array(config.logs)
+        value = run.values["lambda_max"][-1]
+        error = lambda_max_error(config.model, x, y, value)
+        bound = run.values.get("lambda_max_residual", np.full(1, np.nan))[-1] / abs(value)
         trace = "-"
         if "trace" in run.values:
             done = np.isfinite(run.values["trace"])
@@ -111,18 +154,22 @@ def main() -> None:
             trace = f"{np.median(relative):.1%}"
         rows.append(
             f"| {label} | {logs.mean() * 1e3:.1f} | **{logs.mean() / step:.0f}** | "
-            f"{np.median(logs) / step:.0f} | {logs.max() / step:.0f} | {error:.1e} | {trace} |"
+            f"{np.median(logs) / step:.0f} | {logs.max() / step:.0f} | "
+            f"{np.mean(config.hvps):.1f} | {error:.1e} | {bound:.1e} | {trace} |"
         )
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     table = "\n".join(
         [
             f"landscape {__version__}, torch {torch.__version__}, "
             f"{platform.processor() or platform.machine()}, {args.threads} thread(s), "
-            f"{args.rounds} logs after one at step 0; CPU time. Training step (median of "
-            f"all rounds): {step * 1e3:.3f} ms.",
+            f"{args.rounds} interleaved rounds after one log at step 0; CPU time; load "
+            f"average {load:.1f} on {os.cpu_count()} cores at the end. Training step "
+            f"(median of all rounds): {step * 1e3:.3f} ms.",
             "",
             "| configuration | log ms (mean) | **mean log / step** | median log / step | "
-            "slowest log / step | lambda_max rel. error | trace stderr / value |",
-            "|---|---|---|---|---|---|---|",
+            "slowest log / step | HVPs / log | lambda_max rel. error | stored residual / "
+            "value | trace stderr / value |",
+            "|---|---|---|---|---|---|---|---|---|",
             *rows,
         ]
     )

@@ -16,7 +16,10 @@ from .shards import state_sha256  # a sharded model's: every rank's pieces
 
 
 def provenance(
-    objective: Objective, state: Mapping[str, torch.Tensor] | None = None
+    objective: Objective,
+    state: Mapping[str, torch.Tensor] | None = None,
+    *,
+    checkpoint: bool = True,
 ) -> dict[str, Any]:
     """The model's class name, the fingerprint of the point (``checkpoint_sha256``, of the
     full state as :func:`~landscape.params.state_sha256` gives it, or for a sharded model
@@ -24,7 +27,9 @@ def provenance(
     base state), the data's (``data_sha256``, ``num_examples``) and how the loss is taken
     (``loss_name``, ``train_mode``, ``precision``, and in train mode the ``objective_seed``
     of the model's random draws); for a sharded model its ``layout`` and, where FSDP2
-    computes in another dtype (a ``MixedPrecisionPolicy``), ``compute_dtype``."""
+    computes in another dtype (a ``MixedPrecisionPolicy``), ``compute_dtype``.
+    ``checkpoint=False`` leaves ``checkpoint_sha256`` out (a pass over every weight; for a
+    caller that records the point otherwise)."""
     seeded: dict[str, Any] = {"objective_seed": objective.seed} if objective.train_mode else {}
     if objective.sharded:
         seeded["layout"] = objective.sharded
@@ -33,7 +38,7 @@ def provenance(
             seeded["compute_dtype"] = ",".join(dtypes)
     return {
         "model": type(objective.model).__qualname__,
-        "checkpoint_sha256": state_sha256(objective.full_state(state)),
+        **({"checkpoint_sha256": state_sha256(objective.full_state(state))} if checkpoint else {}),
         "data_sha256": objective.data_sha256(),
         "num_examples": objective.num_examples,
         "loss_name": objective.loss_name,

@@ -115,6 +115,9 @@ class HessianOperator:
         max_graph_bytes: budget for the graphs kept between products (default 1 GiB).
         hvp: ``"exact"``, ``"fd"`` or ``"auto"`` (see above).
         operator: ``"hessian"`` (default) or ``"ggn"`` (see above).
+        fingerprint: put the point's fingerprints (``checkpoint_sha256``, ``state_sha256``:
+            a pass over the weights each) in :attr:`settings`; ``False`` for a caller that
+            records the point otherwise (a Tracker, at every log).
 
     Attributes:
         names, shapes, num_params: the differentiated weights (flat vectors follow ``names``).
@@ -156,6 +159,7 @@ class HessianOperator:
         max_graph_bytes: int = GRAPH_BYTES,
         hvp: options.HvpBackendName = "exact",
         operator: options.CurvatureName = "hessian",
+        fingerprint: bool = True,
     ):
         if not isinstance(objective, Objective):
             raise TypeError(
@@ -181,7 +185,7 @@ class HessianOperator:
         self.dtype = objective.dtype if dtype is None else dtype
         if not (isinstance(self.dtype, torch.dtype) and self.dtype.is_floating_point):
             raise TypeError(f"dtype must be a floating dtype, got {self.dtype}")
-        self.max_graph_bytes = max_graph_bytes
+        self.max_graph_bytes, self._fingerprint = max_graph_bytes, bool(fingerprint)
         self._source = objective.full_state(state)  # references, for a float64 twin
         try:
             self.names: tuple[str, ...] = tuple(select_params(objective.model, params))
@@ -220,12 +224,12 @@ class HessianOperator:
         self.loss = float(self.objective.all_reduce(sums.sum())) / self.num_examples
         self._choose_products()
         self.settings: dict[str, Any] = {
-            **provenance(objective, state),
+            **provenance(objective, state, checkpoint=self._fingerprint),
             "dtype": str(self.dtype).removeprefix("torch."),
             "device": str(self.device),
             "num_params": self.num_params,
             "num_examples": self.num_examples,
-            "state_sha256": state_sha256(self._weights),
+            **({"state_sha256": state_sha256(self._weights)} if self._fingerprint else {}),
         }
         if params is not None:  # only then, so that the settings of 0.1 files still match
             every = dict(objective.model.named_parameters())
@@ -352,6 +356,7 @@ class HessianOperator:
                 max_graph_bytes=self.max_graph_bytes,
                 hvp=self.hvp,
                 operator=self.operator,
+                fingerprint=self._fingerprint,
             )
         return self._twin
 

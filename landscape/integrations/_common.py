@@ -114,6 +114,11 @@ class TrackerLogging:
             return None
         return self.log(model, step)
 
+    def flush(self) -> None:
+        """The logs the Tracker holds for its ``write_every``, written at the end of training."""
+        if self.tracker is not None:
+            self.tracker.flush()
+
     def log(self, model: nn.Module, step: int) -> dict[str, Any] | None:
         """One log of ``step``: on rank 0 alone (it alone writes; every rank's guard gets
         its values), or on every rank when the log is collective (the Tracker's data or

@@ -43,3 +43,6 @@ class TrackerCallback(CallbackBase, TrainerCallback):
 
     def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs):
         self._logging.log(model, state.global_step)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs):
+        self._logging.flush()

@@ -44,3 +44,6 @@ class TrackerCallback(CallbackBase, Callback):
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         self._logging.log(pl_module, trainer.global_step)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._logging.flush()

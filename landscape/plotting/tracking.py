@@ -98,14 +98,15 @@ def plot_tracking(run: Any, measure: str, ax: Axes | None = None, *, lr: float |
 
 def plot_tracking_run(run: Any, *, fig: Figure | None = None) -> Figure:
     """Every measure of a run on a panel of its own (:func:`plot_tracking`), a measure's
-    logged threshold on the measure's panel.
+    logged threshold on the measure's panel (an eigenvalue's residual column: on none).
 
     Returns:
         The Figure, one axes a measure, each with a legend.
     """
-    measures = [
+    measures = [  # a threshold on its measure's panel; a residual (error bound) on none
         m for m in run.values
-        if not (m.endswith("_threshold") and m.removesuffix("_threshold") in run.values)
+        if not any(m.endswith(end) and m.removesuffix(end) in run.values
+                   for end in ("_threshold", "_residual"))
     ]  # fmt: skip
     cols = min(len(measures), 3)
     rows = -(-len(measures) // cols)

@@ -25,7 +25,7 @@ from ..hessian import hessian_trace
 from ..hessian.operator import HessianOperator, resolve_operator
 from ..hessian.planner import plan_for, plan_settings
 from ..hessian.sharded import ShardedHessianOperator
-from ..linalg import lanczos_eigenpairs
+from ..linalg import MatvecOperator, lanczos_eigenpairs
 from ..objective import Objective
 from ..options import HvpBackendName, WhichName
 from ..params import ParamSelection
@@ -34,7 +34,7 @@ from ._stats import LEVEL
 from .registry import WarmStart, check_warm_start, register
 from .result import SharpnessResult
 
-__all__ = ["measure_hessian", "normal_interval"]
+__all__ = ["extreme_eigenvalue", "measure_hessian", "normal_interval"]
 
 _WHICH: dict[str, WhichName] = {"lambda_max": "LA", "lambda_min": "SA"}
 
@@ -148,20 +148,43 @@ def _eigenvalue(
     max_memory: int | None,
     progress: bool,
 ) -> SharpnessResult:
-    """One extreme eigenvalue by single-vector Lanczos, from ``warm_start`` if it has a
-    vector of the right size, verified in float64 (see :func:`measure_hessian`)."""
+    """One extreme eigenvalue of the operator, planned (see :func:`extreme_eigenvalue`)."""
     if tol is not None:
         tol = _checks.check_positive("tol", tol)
     max_hvps = _checks.check_count("max_hvps", max_hvps)
     if warm_start is not None:
         check_warm_start(warm_start)
     plan = plan_for(op, "eigenpairs", max_memory, "thick-restart", k=1, max_hvps=max_hvps)
+    found = extreme_eigenvalue(op, quantity, seed, tol, max_hvps, warm_start, progress)
+    found.settings.update(plan_settings(plan, max_memory))
+    return found
+
+
+def extreme_eigenvalue(
+    op: HessianOperator | ShardedHessianOperator,
+    quantity: str,
+    seed: int,
+    tol: float | None,
+    max_hvps: int,
+    warm_start: WarmStart | None,
+    progress: bool,
+    float64: bool = True,
+) -> SharpnessResult:
+    """``lambda_max`` or ``lambda_min`` of ``op`` by single-vector Lanczos, from
+    ``warm_start`` if it has a vector of the right size, verified in float64 (see
+    :func:`measure_hessian`; the settings checked by the caller). The Tracker calls it
+    with an operator it builds once a log. ``float64=False`` for a float32 ``op``: the
+    residual is checked with one explicit product in float32 instead (no float64 copy of
+    the model and data; round-off ``1e-7 ||H||`` on the digits MLP)."""
     start = None if warm_start is None else warm_start.vector
     if start is not None and start.numel() != op.size:
         start = None
+    solved: Any = op
+    if not float64 and op.dtype == torch.float32 and isinstance(op, HessianOperator):
+        solved = MatvecOperator(op.matvec, op.size, op.dtype, op.device)  # checked in float32
     with progress_bar(progress, desc=quantity, unit="HVP", total=max_hvps) as bar:
         pairs = lanczos_eigenpairs(
-            op, 1, which=_WHICH[quantity], tol=tol, max_matvecs=max_hvps, seed=seed,
+            solved, 1, which=_WHICH[quantity], tol=tol, max_matvecs=max_hvps, seed=seed,
             start=start, callback=bar.update,
         )  # fmt: skip
     value, residual = float(pairs.values[0]), float(pairs.residuals[0])
@@ -169,15 +192,15 @@ def _eigenvalue(
         warnings.warn(
             f"{quantity}: a Hessian-vector product is not finite; returning NaN",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
     elif not pairs.converged:
         warnings.warn(
-            f"{quantity}: Lanczos stopped after {pairs.num_matvecs} HVPs with a float64 "
-            f"residual of {residual:.3g}, above tol * ||H|| = "
+            f"{quantity}: Lanczos stopped after {pairs.num_matvecs} HVPs with a "
+            f"{pairs.settings['verify_dtype']} residual of {residual:.3g}, above tol * ||H|| = "
             f"{pairs.settings['tol'] * pairs.norm:.3g}; raise max_hvps, or tol",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
     if warm_start is not None and bool(torch.isfinite(pairs.vectors).all()):
         warm_start.vector = pairs.vectors[0]
@@ -185,7 +208,7 @@ def _eigenvalue(
         **_plain(op.settings), "k": 1, "which": _WHICH[quantity], "tol": pairs.settings["tol"],
         "max_hvps": max_hvps, "seed": seed, "verify_dtype": pairs.settings["verify_dtype"],
         "num_hvps_float64": pairs.num_matvecs64, "warm_start": start is not None,
-        **_products(op), **plan_settings(plan, max_memory),
+        **_products(op),
     }  # fmt: skip
     extra = {
         "residual": residual,

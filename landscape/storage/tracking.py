@@ -9,15 +9,18 @@ Layout (in any landscape file; a new file is ``format = "landscape.results"``)::
                               computed (the trace between its logs, see trace_every)
     /tracking/stderr/<name>   float64 (n,), 0 for an exact value (absent for the slice)
 
-Datasets grow by one row a log, each log a copy of the file renamed into place. ``steps``
-is written last: a row is recorded once its step is, and rows past ``len(steps)`` (from a
-process killed mid-write) are dropped when the file is opened again.
+Datasets grow by one row a log (or a few, see ``append_tracking_rows``), each append a
+copy of the file renamed into place. ``steps`` is written last: a row is recorded once its
+step is, and rows past ``len(steps)`` (from a process killed mid-write) are dropped when
+the file is opened again. A column that a file made by an older version lacks (the
+eigenvalues' ``<measure>_residual``) is added when a run continues it, NaN for the rows
+before.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import h5py
@@ -30,6 +33,7 @@ GROUP = "tracking"
 
 __all__ = [
     "append_tracking",
+    "append_tracking_rows",
     "prepare_tracking",
     "read_tracking",
     "save_tracking",
@@ -81,10 +85,27 @@ def prepare_tracking(
                 for dataset in group[kind].values():
                     if len(dataset) > len(steps):
                         dataset.resize(len(steps), axis=0)
+            _add_columns(group, shapes, len(steps))
             return steps[()]
         _create(f, settings, shapes)
         f.flush()
     return np.zeros(0, dtype=np.int64)
+
+
+def _add_columns(group: h5py.Group, shapes: Mapping[str, tuple[int, ...]], n: int) -> None:
+    """Columns of ``shapes`` that an older file lacks (a residual column, say), NaN for
+    its ``n`` rows, appended to ``measure_names``."""
+    names = list(decode_attrs(group.attrs)["measure_names"])
+    for name, shape in shapes.items():
+        if name in names:
+            continue
+        kinds = ("values", "stderr") if shape == () else ("values",)
+        for kind in kinds:
+            _dataset(group[kind], name, np.zeros(shape))
+            group[kind][name].resize(n, axis=0)
+            group[kind][name][...] = np.nan
+        names.append(name)
+    group.attrs["measure_names"] = encode_attr(names)
 
 
 def _create(
@@ -167,17 +188,34 @@ def append_tracking(
     Raises:
         ValueError: names other than the file's measures.
     """
+    append_tracking_rows(path, [(step, values, stderr)])
+
+
+def append_tracking_rows(
+    path: str | os.PathLike,
+    rows: Sequence[tuple[int, Mapping[str, Any], Mapping[str, float]]],
+) -> None:
+    """Append logged steps ``(step, values, stderr)`` in one commit (one rewrite of the
+    file); flushed.
+
+    Raises:
+        ValueError: names other than the file's measures.
+    """
+    if not rows:
+        return
     with rewrite_file(path) as f:
         group = f[GROUP]
         names = decode_attrs(group.attrs)["measure_names"]
-        if set(values) != set(names):
-            raise ValueError(f"expected values for {names}, got {sorted(values)}")
-        n = len(group["steps"])
-        rows = [(group["values"][k], v) for k, v in values.items()]
-        rows += [(group["stderr"][k], v) for k, v in stderr.items()]
-        for dataset, value in [*rows, (group["steps"], step)]:  # steps last: the commit
-            dataset.resize(n + 1, axis=0)
-            dataset[n] = value
+        for _, values, _ in rows:
+            if set(values) != set(names):
+                raise ValueError(f"expected values for {names}, got {sorted(values)}")
+        n, m = len(group["steps"]), len(rows)
+        columns = [(group["values"][k], [r[1][k] for r in rows]) for k in rows[0][1]]
+        columns += [(group["stderr"][k], [r[2][k] for r in rows]) for k in rows[0][2]]
+        columns.append((group["steps"], [r[0] for r in rows]))  # steps last: the commit
+        for dataset, column in columns:
+            dataset.resize(n + m, axis=0)
+            dataset[n:] = np.asarray(column, dtype=dataset.dtype)
         f.flush()
 
 

@@ -22,7 +22,9 @@ class TrackingRun(Result):
     Attributes:
         steps: int array ``(n,)`` of the logged steps, increasing.
         values: ``{measure: array}``, ``(n,)`` per measure, ``(n, len(slice_x))`` for the
-            slice (coordinates in ``settings["slice_x"]``).
+            slice (coordinates in ``settings["slice_x"]``); beside ``lambda_max`` and
+            ``lambda_min`` their residuals ``<measure>_residual`` (NaN in rows of files
+            written before them), beside thresholded measures ``<measure>_threshold``.
         stderr: ``{measure: array (n,)}`` standard errors, 0 for exact values (no slice).
         settings: every setting of the Tracker (``lr`` among them when it was given).
     """

@@ -15,12 +15,16 @@ from torch import nn
 from ..checks import check_count
 from ..directions import random_direction
 from ..distributed import alone, broadcast_object, rank
+from ..hessian import HessianOperator
+from ..hessian.operator import resolve_operator
+from ..hessian.planner import plan_for
+from ..hessian.sharded import ShardedHessianOperator
 from ..objective import BatchLoss, Objective
 from ..objective.sharded import sharded_layout
 from ..optim import StabilityGuard, optimizer_threshold
 from ..sharpness import MEASURES, SharpnessResult, WarmStart, check_settings, sharpness
-from ..sharpness.curvature import measure_hessian
-from ..storage.tracking import append_tracking, prepare_tracking
+from ..sharpness.curvature import extreme_eigenvalue
+from ..storage.tracking import append_tracking_rows, prepare_tracking
 from .run import TrackingRun, load_tracking
 
 #: The tracker's own measures (``lambda_max`` and ``trace`` are the sharpness measures of
@@ -32,6 +36,19 @@ TRACE_EVERY = 10
 
 #: Default Hutch++ products of the trace at each of its logs.
 NUM_PROBES = 30
+
+#: Default Lanczos tolerance of ``lambda_max`` for models below float64: residual at most
+#: ``TOL * ||H||``, the eigenvalue's error about its square over the gap (float64 models:
+#: 1e-8; ``lambda_min``, often among close eigenvalues near 0: 1e-4, as
+#: ``landscape.sharpness.measure_hessian``).
+TOL = 1e-2
+
+#: Default cadence of the float64 check of the eigenvalues, in logs:
+#: ``verify_every = VERIFY_EVERY * every``.
+VERIFY_EVERY = 10
+
+#: The eigenvalue measures, each logged with its residual ``<measure>_residual``.
+EIGENVALUES = ("lambda_max", "lambda_min")
 
 __all__ = ["TRACKED", "Tracker"]
 
@@ -52,6 +69,9 @@ class Tracker:
             loss and options are used; each log re-points it at the model's weights).
         path: landscape HDF5 file to append to (see the module docstring; rank 0 only,
             other ranks keep theirs in memory); ``None`` keeps the logs in memory only.
+        write_every: with ``path``, append the logs to the file this many at a time (one
+            rewrite of the file for all; a killed run loses at most ``write_every - 1``
+            logs); :meth:`flush` and :attr:`run` write those held now.
         every: log steps that are multiples of ``every``.
         measures: names from :data:`TRACKED` or sharpness measure names.
         loss, loss_reduction, batch_loss, batch_size: as for
@@ -65,8 +85,15 @@ class Tracker:
         num_probes: Hutch++ products of ``trace`` at each of its logs.
         trace_every: compute ``trace`` at the steps that are multiples of this (a
             multiple of ``every``; default ``10 * every``); NaN at the other logs.
-        tol, max_hvps: Lanczos tolerance (relative to ``||H||``; default 1e-8 for float64
-            models, 1e-4 otherwise) and product budget for each eigenvalue.
+        tol, max_hvps: Lanczos tolerance (relative to ``||H||``; default :data:`TOL`,
+            1e-2, for ``lambda_max`` of float32 and lower models, else 1e-4, and 1e-8 for
+            float64 ones) and product budget for each eigenvalue; each eigenvalue is
+            logged with its residual ``||H v - lambda v||`` as ``<measure>_residual``.
+        verify_every: compute that residual with a float64 product at the steps that are
+            multiples of this (a multiple of ``every``; default ``10 * every``), and with
+            one in float32 at the others (its round-off: ``1e-7 ||H||`` on the digits
+            MLP; no float64 copy of the model and data). Float64 and lower-precision
+            models are checked in float64 at every log.
         warm_start: start Lanczos from the previous log's eigenvector.
         slice_x: coordinates of the slice.
         progress: show progress bars inside :meth:`log` (off: a training loop's own
@@ -100,6 +127,7 @@ class Tracker:
         *,
         objective: Objective | None = None,
         path: str | os.PathLike | None = None,
+        write_every: int = 1,
         every: int = 1,
         measures: Sequence[str] = ("loss", "lambda_max"),
         loss: Any = None,
@@ -110,6 +138,7 @@ class Tracker:
         seed: int = 0,
         num_probes: int = NUM_PROBES,
         trace_every: int | None = None,
+        verify_every: int | None = None,
         tol: float | None = None,
         max_hvps: int = 300,
         warm_start: bool = True,
@@ -131,9 +160,11 @@ class Tracker:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be a positive int, got {every!r}")
         trace_every = TRACE_EVERY * every if trace_every is None else trace_every
-        if check_count(trace_every, "trace_every") % every:
-            raise ValueError(f"expected trace_every a multiple of every ({every}), got "
-                             f"{trace_every}")  # fmt: skip
+        verify_every = VERIFY_EVERY * every if verify_every is None else verify_every
+        for name, cadence in (("trace_every", trace_every), ("verify_every", verify_every)):
+            if check_count(cadence, name) % every:
+                raise ValueError(f"expected {name} a multiple of every ({every}), got "
+                                 f"{cadence}")  # fmt: skip
         options = {"loss": loss, "loss_reduction": loss_reduction,
                    "batch_loss": batch_loss, "batch_size": batch_size}  # fmt: skip
         self._options = {k: v for k, v in options.items() if v is not None}
@@ -176,8 +207,8 @@ class Tracker:
         self.optimizer, self.guard = optimizer, guard
         self._warm = {m: WarmStart() for m in ("lambda_max", "lambda_min") if warm_start}
         self.data = data if objective is None else objective.data
-        self.path, self.every, self.measures = path, every, measures
-        self.trace_every, self.progress = trace_every, bool(progress)
+        self.path, self.every, self.measures, self.progress = path, every, measures, bool(progress)
+        self.trace_every, self.verify_every = trace_every, verify_every
         self._settings: dict[str, Any] = {
             "measures": measures, "every": every, "lr": lr, "seed": seed,
             "num_probes": num_probes, "tol": tol, "max_hvps": max_hvps,
@@ -186,11 +217,16 @@ class Tracker:
             # recorded where it differs from version 0.2's trace at every log, so that
             # 0.2 files continue with trace_every=every
             **({"trace_every": trace_every} if trace_every != every else {}),
+            # recorded where it is not the default (0.2 files continue with it)
+            **({"verify_every": verify_every} if verify_every != VERIFY_EVERY * every else {}),
             **measure_settings,
         }  # fmt: skip
         self._given = objective
         self._objective: Objective | None = None
         self._last: int | None = None
+        self._checked = False  # whether the loss was found deterministic (first log)
+        self.write_every = check_count(write_every, "write_every")
+        self._pending: list[tuple[int, dict[str, Any], dict[str, float]]] = []  # to write
         self._rows: list[tuple[int, dict[str, Any], dict[str, float]]] = []
 
     _writes = property(lambda self: self.path is not None and rank() == 0)  # rank 0 writes
@@ -236,6 +272,7 @@ class Tracker:
             n = len(self._settings["slice_x"])
             shapes = {m: (n,) if m == "slice" else () for m in self.measures}
             shapes.update({f"{m}_threshold": () for m in self._thresholded()})
+            shapes.update({f"{m}_residual": () for m in self._eigenvalues()})
             steps = prepare_tracking(self.path, self._settings, shapes)
             self._last = int(steps[-1]) if len(steps) else None
         if objective.shard_data or objective.sharded:  # every rank logs: all skip the
@@ -274,7 +311,9 @@ class Tracker:
                 threshold = values[f"{name}_threshold"]
                 self.guard.update(name, values[name], threshold=threshold, step=step)
         if self._writes and self.path is not None:
-            append_tracking(self.path, step, values, stderr)
+            self._pending.append((step, values, stderr))
+            if len(self._pending) >= self.write_every:
+                self.flush()
         else:
             self._rows.append((step, values, stderr))
         self._last = step
@@ -283,7 +322,12 @@ class Tracker:
     def _measure(self, here: Objective, step: int) -> tuple[dict[str, Any], dict[str, float]]:
         values: dict[str, Any] = {}
         stderr: dict[str, float] = {}
-        means = here() if {"loss", "accuracy"} & set(self.measures) else {}
+        op = self._operator(here) if self._eigenvalues() else None
+        wanted = {"loss", "accuracy"} & set(self.measures)
+        if op is not None and wanted == {"loss"}:
+            means = {"loss": op.loss}  # its pass over the data at this point is the loss's
+        else:
+            means = here() if wanted else {}
         for name in self.measures:
             if name in means:
                 values[name], stderr[name] = means[name], 0.0
@@ -291,6 +335,11 @@ class Tracker:
                 values[name] = self._slice(here)
             elif name == "trace" and step % self.trace_every:
                 values[name] = stderr[name] = math.nan  # not computed at this log
+            elif name in EIGENVALUES and op is not None:
+                found = self._eigenvalue(op, name, step % self.verify_every == 0)
+                values[name], stderr[name] = found.value, 0.0
+                values[f"{name}_residual"] = found.extra["residual"]
+                stderr[f"{name}_residual"] = 0.0
             else:
                 found = self._result(here, name)
                 values[name], stderr[name] = found.value, found.stderr
@@ -303,6 +352,40 @@ class Tracker:
             values.setdefault(f"{name}_threshold", math.nan)
         return values, stderr
 
+    def _eigenvalues(self) -> list[str]:
+        """The eigenvalue measures, logged with a ``<measure>_residual`` column."""
+        return [m for m in self.measures if m in EIGENVALUES]
+
+    def _operator(self, here: Objective) -> HessianOperator | ShardedHessianOperator:
+        """The Hessian at this log for its eigenvalues: the loss checked deterministic at
+        the first log only, and no fingerprints of the point (the log's step names it);
+        an FSDP2 model's with ``hvp="fd"`` on its local shards."""
+        settings = self._routed[self._eigenvalues()[0]]
+        params, hvp = settings.get("params"), settings.get("hvp")
+        if here.sharded:  # refused there unless hvp="fd" or "auto"
+            return resolve_operator(here, None, params, None, hvp)
+        op = HessianOperator(here, params=params, check_deterministic=not self._checked,
+                             fingerprint=False, hvp=hvp or "exact")  # fmt: skip
+        self._checked = True
+        return op
+
+    def _eigenvalue(
+        self, op: HessianOperator | ShardedHessianOperator, name: str, float64: bool
+    ) -> SharpnessResult:
+        """``name`` of ``op`` by the registry measure's Lanczos, with this tracker's
+        settings (``tol``: :data:`TOL` for ``lambda_max`` below float64; ``max_memory``
+        planned before any product) and warm start, its residual checked in float64 or
+        (``float64=False``, a float32 model) in float32."""
+        settings = self._routed[name]
+        tracking = name == "lambda_max" and op.dtype != torch.float64
+        tol = settings.get("tol", TOL if tracking else None)
+        plan_for(op, "eigenpairs", settings.get("max_memory"), "thick-restart", k=1,
+                 max_hvps=settings["max_hvps"])  # fmt: skip  # refuses what does not fit
+        return extreme_eigenvalue(
+            op, name, settings["seed"], tol, settings["max_hvps"], self._warm.get(name),
+            self.progress, float64,
+        )  # fmt: skip
+
     def _thresholded(self) -> list[str]:
         """The measures logged with a ``<measure>_threshold`` column."""
         sgd = isinstance(self.optimizer, torch.optim.SGD)
@@ -312,14 +395,8 @@ class Tracker:
         ]  # fmt: skip
 
     def _result(self, here: Objective, name: str) -> SharpnessResult:
-        """The registry's measure ``name`` (``lambda_min``: the same Lanczos), with this
-        tracker's settings and, for the eigenvalues, its warm start."""
-        settings = dict(self._routed[name])
-        if name in self._warm:
-            settings["warm_start"] = self._warm[name]
-        if name == "lambda_min":
-            return measure_hessian(here, quantity="lambda_min", progress=self.progress, **settings)
-        return sharpness(here, [name], progress=self.progress, **settings)[name]
+        """The registry's measure ``name`` with this tracker's settings."""
+        return sharpness(here, [name], progress=self.progress, **self._routed[name])[name]
 
     def _slice(self, here: Objective) -> np.ndarray:
         weights = {n: here.base_state[n] for n, _ in here.model.named_parameters()}
@@ -327,13 +404,23 @@ class Tracker:
         x = np.asarray(self._settings["slice_x"])
         return here.evaluate_points(here.base_state, [direction], x[:, None])["loss"]
 
+    def flush(self) -> None:
+        """Append the logs held for ``write_every`` to the file now (nothing without
+        ``path``, or on ranks other than 0)."""
+        if self._pending and self._writes and self.path is not None:
+            append_tracking_rows(self.path, self._pending)
+        self._pending = []
+
     @property
     def run(self) -> TrackingRun:
-        """Everything recorded so far: the file's rows (all runs), or this tracker's."""
+        """Everything recorded so far: the file's rows (all runs; those held are written
+        first), or this tracker's."""
         if self._writes and self.path is not None and os.path.exists(self.path):
+            self.flush()
             return load_tracking(self.path)
         steps = np.array([r[0] for r in self._rows], dtype=np.int64)
-        columns = [*self.measures, *(f"{m}_threshold" for m in self._thresholded())]
+        columns = [*self.measures, *(f"{m}_threshold" for m in self._thresholded()),
+                   *(f"{m}_residual" for m in self._eigenvalues())]  # fmt: skip
         values = {m: np.array([r[1][m] for r in self._rows], dtype=np.float64)
                   for m in columns}  # fmt: skip
         stderr = {m: np.array([r[2][m] for r in self._rows], dtype=np.float64)
