@@ -16,15 +16,13 @@ from ..checks import check_count
 from ..directions import random_direction
 from ..distributed import alone, broadcast_object, rank
 from ..hessian import HessianOperator
-from ..hessian.operator import resolve_operator
-from ..hessian.planner import plan_for
 from ..hessian.sharded import ShardedHessianOperator
 from ..objective import BatchLoss, Objective
 from ..objective.sharded import sharded_layout
 from ..optim import StabilityGuard, optimizer_threshold
 from ..sharpness import MEASURES, SharpnessResult, WarmStart, check_settings, sharpness
-from ..sharpness.curvature import extreme_eigenvalue
 from ..storage.tracking import append_tracking_rows, prepare_tracking
+from .eigenvalues import EIGENVALUES, VERIFY_EVERY, log_eigenvalue, log_operator
 from .run import TrackingRun, load_tracking
 
 #: The tracker's own measures (``lambda_max`` and ``trace`` are the sharpness measures of
@@ -36,19 +34,6 @@ TRACE_EVERY = 10
 
 #: Default Hutch++ products of the trace at each of its logs.
 NUM_PROBES = 30
-
-#: Default Lanczos tolerance of ``lambda_max`` for models below float64: residual at most
-#: ``TOL * ||H||``, the eigenvalue's error about its square over the gap (float64 models:
-#: 1e-8; ``lambda_min``, often among close eigenvalues near 0: 1e-4, as
-#: ``landscape.sharpness.measure_hessian``).
-TOL = 1e-2
-
-#: Default cadence of the float64 check of the eigenvalues, in logs:
-#: ``verify_every = VERIFY_EVERY * every``.
-VERIFY_EVERY = 10
-
-#: The eigenvalue measures, each logged with its residual ``<measure>_residual``.
-EIGENVALUES = ("lambda_max", "lambda_min")
 
 __all__ = ["TRACKED", "Tracker"]
 
@@ -85,8 +70,9 @@ class Tracker:
         num_probes: Hutch++ products of ``trace`` at each of its logs.
         trace_every: compute ``trace`` at the steps that are multiples of this (a
             multiple of ``every``; default ``10 * every``); NaN at the other logs.
-        tol, max_hvps: Lanczos tolerance (relative to ``||H||``; default :data:`TOL`,
-            1e-2, for ``lambda_max`` of float32 and lower models, else 1e-4, and 1e-8 for
+        tol, max_hvps: Lanczos tolerance (relative to ``||H||``; default
+            :data:`~landscape.tracking.eigenvalues.TOL`, 1e-2, for ``lambda_max`` of
+            float32 and lower models, else 1e-4, and 1e-8 for
             float64 ones) and product budget for each eigenvalue; each eigenvalue is
             logged with its residual ``||H v - lambda v||`` as ``<measure>_residual``.
         verify_every: compute that residual with a float64 product at the steps that are
@@ -357,34 +343,16 @@ class Tracker:
         return [m for m in self.measures if m in EIGENVALUES]
 
     def _operator(self, here: Objective) -> HessianOperator | ShardedHessianOperator:
-        """The Hessian at this log for its eigenvalues: the loss checked deterministic at
-        the first log only, and no fingerprints of the point (the log's step names it);
-        an FSDP2 model's with ``hvp="fd"`` on its local shards."""
-        settings = self._routed[self._eigenvalues()[0]]
-        params, hvp = settings.get("params"), settings.get("hvp")
-        if here.sharded:  # refused there unless hvp="fd" or "auto"
-            return resolve_operator(here, None, params, None, hvp)
-        op = HessianOperator(here, params=params, check_deterministic=not self._checked,
-                             fingerprint=False, hvp=hvp or "exact")  # fmt: skip
+        """The Hessian at this log for its eigenvalues (see :func:`.eigenvalues.log_operator`)."""
+        op = log_operator(here, self._routed[self._eigenvalues()[0]], not self._checked)
         self._checked = True
         return op
 
     def _eigenvalue(
         self, op: HessianOperator | ShardedHessianOperator, name: str, float64: bool
     ) -> SharpnessResult:
-        """``name`` of ``op`` by the registry measure's Lanczos, with this tracker's
-        settings (``tol``: :data:`TOL` for ``lambda_max`` below float64; ``max_memory``
-        planned before any product) and warm start, its residual checked in float64 or
-        (``float64=False``, a float32 model) in float32."""
-        settings = self._routed[name]
-        tracking = name == "lambda_max" and op.dtype != torch.float64
-        tol = settings.get("tol", TOL if tracking else None)
-        plan_for(op, "eigenpairs", settings.get("max_memory"), "thick-restart", k=1,
-                 max_hvps=settings["max_hvps"])  # fmt: skip  # refuses what does not fit
-        return extreme_eigenvalue(
-            op, name, settings["seed"], tol, settings["max_hvps"], self._warm.get(name),
-            self.progress, float64,
-        )  # fmt: skip
+        return log_eigenvalue(op, name, self._routed[name], self._warm.get(name), self.progress,
+                              float64)  # fmt: skip
 
     def _thresholded(self) -> list[str]:
         """The measures logged with a ``<measure>_threshold`` column."""

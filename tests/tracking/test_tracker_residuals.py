@@ -15,7 +15,7 @@ from _shared import dense_hessian
 from torch import nn
 
 from landscape import Objective, Tracker, load_tracking
-from landscape.tracking.tracker import TOL
+from landscape.tracking.eigenvalues import TOL
 
 pytestmark = pytest.mark.usefixtures("one_thread_per_module")
 
@@ -130,7 +130,7 @@ def test_float64_models_keep_the_tight_default():
 
 
 def test_the_determinism_check_runs_at_the_first_log_only(monkeypatch):
-    import landscape.tracking.tracker as tracker_module
+    import landscape.tracking.eigenvalues as tracker_module
 
     built = []
 
