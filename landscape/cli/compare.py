@@ -46,6 +46,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
         **_loss_options(args), batch_size=args.batch_size, path=out, overwrite=args.overwrite,
         progress=not args.quiet, allow_nonfinite=args.allow_nonfinite, barriers=args.barriers,
         align=args.align, repair=args.repair, barrier_points=args.barrier_points,
+        residual=bool(args.residual),
         **_measure_settings(args),
     )  # fmt: skip
     if distributed.rank() == 0:

@@ -269,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "rescaling (implies --barriers)")  # fmt: skip
     p.add_argument("--barrier-points", type=_count, default=11,
                    help="points along each line between two checkpoints")  # fmt: skip
+    p.add_argument("--residual", action="store_true", default=None,
+                   help="with --align, for Hugging Face GPT-2 and Llama: permute the "
+                   "residual stream too")  # fmt: skip
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=_command("compare"))
 

@@ -92,6 +92,7 @@ def compare_checkpoints(
     align: AlignMethodName | None = None,
     repair: RepairName | None = None,
     barrier_points: int = 11,
+    residual: bool = False,
     **measure_settings: Any,
 ) -> Comparison:
     """Compare checkpoints of one architecture on every measure, with the same seeds.
@@ -130,6 +131,8 @@ def compare_checkpoints(
             pair's second checkpoint into the first's frame (``barriers.after``).
         repair: ``"reset_bn"`` or ``"repair"`` at every point of every pair's line.
         barrier_points: points per line between two checkpoints.
+        residual: with ``align``, permute the residual stream of Hugging Face GPT-2 and
+            Llama models too (see :func:`landscape.align`).
         **measure_settings: ``rho``, ``eps``, ``num_samples``, ``target``, ``params`` (the
             weights the measures perturb and the lines and planes move, see
             :func:`landscape.params.select_names`; recorded as their names), ...
@@ -175,6 +178,8 @@ def compare_checkpoints(
         align = None if align is None else check_choice(align, AlignMethod, "align")
         repair = None if repair is None else check_choice(repair, Repair, "repair")
         barrier_points = check_count(barrier_points, "barrier_points", minimum=2)
+        if check_flag(residual, "residual") and align is None:
+            raise ValueError("expected align= with residual=True, got residual=True alone")
         if len(checkpoints) < 2:
             raise ValueError(
                 f"expected at least two checkpoints for barriers, got {len(checkpoints)}"
@@ -252,6 +257,8 @@ def compare_checkpoints(
         matrix = None
         if barriers:
             wanted = {"align": align, "repair": repair, "num_points": barrier_points, "seed": seed}
+            if residual:  # recorded only when set: earlier files' matrices still match
+                wanted["residual"] = True
             matrix = _barriers(objective, states, path, wanted, dealt=world > 1)
     ordered = [(label, found[label]) for label in states]
     return Comparison(
@@ -283,7 +290,8 @@ def _barriers(
     def compute() -> BarrierMatrix:
         return barrier_matrix(objective, states, align=settings["align"],
                               repair=settings["repair"], t=settings["num_points"],
-                              seed=settings["seed"])  # fmt: skip
+                              seed=settings["seed"],
+                              residual=settings.get("residual", False))  # fmt: skip
 
     if dealt:
 

@@ -128,3 +128,18 @@ def test_connect_cli_residual_flag_round_trip(tmp_path, capsys):
     alone = [a for a in args if a not in ("--align", "weights")]
     assert main(alone) == 2
     assert "expected --residual with --align, got --residual alone" in capsys.readouterr().err
+
+
+def test_compare_checkpoints_passes_residual_to_its_barrier_matrix(tmp_path):
+    model = _gpt2()
+    checkpoints = {"a": model.state_dict(), "b": _permuted(model)}
+    common = dict(objective=_objective(model), measures=[], line=[0.0], num_directions=1,
+                  align="weights",
+                  barrier_points=5, progress=False)  # fmt: skip
+    found = ls.compare_checkpoints(model, checkpoints, residual=True, **common)
+    plain = ls.compare_checkpoints(model, checkpoints, **common)
+    assert abs(found.barriers.after[0, 1]) < 1e-10 and plain.barriers.after[0, 1] > 1e-3
+    assert found.barriers.settings["residual"] is True
+    with pytest.raises(ValueError, match="expected align= with residual=True"):
+        ls.compare_checkpoints(model, checkpoints, objective=_objective(model), measures=[],
+                               line=[0.0], residual=True, barriers=True)  # fmt: skip
