@@ -11,7 +11,9 @@ standard deviation ``sd_t`` over the data; the target is
 statistics, each measured once), and the layer's weight row becomes
 ``W_c * sd / sd_t`` and its bias ``(b_c - mu_t) * sd / sd_t + mu``. A layer without bias
 is only rescaled; a unit that never varies is left as it is. Statistics are accumulated in
-float64 over the whole data set, every position of a conv map counting as one sample.
+float64 over the whole data set, every position of a conv map (or token of a sequence)
+counting as one sample. Hugging Face GPT-2 and Llama: the MLPs' input layers
+(:func:`unit_layers`; attention heads and the residual stream are not rescaled).
 """
 
 from __future__ import annotations
@@ -25,18 +27,49 @@ from torch import nn
 
 from ..data import call_model, split_batch
 from ..params import expand_tied, tied_names
+from .residual import RESIDUAL
 from .spec import PermutationSpec, permutation_spec
 
 if TYPE_CHECKING:
     from ..objective import Objective
 
-__all__ = ["Repairer"]
+__all__ = ["Repairer", "unit_layers"]
 
 Stats = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
 
 class _Stop(Exception):
     """Ends a forward pass once the layer measured has run."""
+
+
+def _is_conv1d(module: nn.Module) -> bool:
+    """Hugging Face's ``Conv1D`` (GPT-2's linear layers): weight ``(in, out)``."""
+    return type(module).__name__ == "Conv1D"
+
+
+def unit_layers(model: nn.Module, spec: PermutationSpec) -> tuple[tuple[str, str, int], ...]:
+    """For a hand-written spec (Hugging Face GPT-2 and Llama, whose specs list no layers):
+    the linear layers whose outputs are the units of one group that is neither attention
+    heads nor the residual stream, as ``(module, group, -1)``: the MLPs' ``c_fc``, and
+    ``gate_proj`` and ``up_proj``.
+
+    Example:
+        >>> import transformers
+        >>> net = transformers.GPT2Model(transformers.GPT2Config(n_layer=1, n_embd=8,
+        ...                                                      n_head=2, vocab_size=10))
+        >>> unit_layers(net, permutation_spec(net))
+        (('h.0.mlp.c_fc', 'h.0.mlp.c_fc', -1),)
+    """
+    heads = {g for _, groups in spec.heads.values() for g in groups}
+    found = []
+    for name, module in model.named_modules():
+        axes = spec.axes.get(f"{name}.weight")
+        if axes is None or not (isinstance(module, nn.Linear) or _is_conv1d(module)):
+            continue
+        group = axes[1 if _is_conv1d(module) else 0]
+        if isinstance(group, str) and group not in heads and group != RESIDUAL:
+            found.append((name, group, -1))
+    return tuple(found)
 
 
 class Repairer:
@@ -76,9 +109,10 @@ class Repairer:
         modules = dict(self.model.named_modules())
         self.layers = [
             (name, dim)
-            for name, _, dim in spec.layers
+            for name, _, dim in spec.layers or unit_layers(self.model, spec)
             if f"{name}.weight" not in self.tied and f"{name}.weight" not in self.tied.values()
-            and isinstance(modules[name], (nn.Linear, nn.modules.conv._ConvNd))
+            and (isinstance(modules[name], (nn.Linear, nn.modules.conv._ConvNd))
+                 or _is_conv1d(modules[name]))
         ]  # fmt: skip
         if not self.layers:
             raise ValueError(
@@ -152,7 +186,7 @@ class Repairer:
             mean, sd = (1 - t) * mean_a + t * mean_b, (1 - t) * sd_a + t * sd_b
             scale = torch.where(sd_t > 1e-12, sd / sd_t.clamp_min(1e-300), torch.ones_like(sd_t))
             w = full[f"{name}.weight"]
-            shape = (-1,) + (1,) * (w.dim() - 1)
+            shape = (1, -1) if _is_conv1d(self.modules[name]) else (-1,) + (1,) * (w.dim() - 1)
             full[f"{name}.weight"] = (w.double() * scale.view(shape).to(w.device)).to(w.dtype)
             bias = full.get(f"{name}.bias")
             if bias is not None:
