@@ -73,12 +73,18 @@ def move_directions(
     for direction in directions:
         moved.append(
             {
-                name: d.to(device=base[name].device, dtype=base[name].dtype)
+                name: d if _placed_like(d, base[name]) else d.to(base[name])
                 for name, d in direction.items()
                 if base[name].is_floating_point()
             }
         )
     return moved
+
+
+def _placed_like(d: torch.Tensor, t: torch.Tensor) -> bool:
+    """Whether ``d`` has the device and dtype of ``t`` already (then ``d.to(t)`` is ``d``:
+    skipping the call saves a dispatch per tensor and chunk of points)."""
+    return d.dtype == t.dtype and d.device == t.device
 
 
 def stack_points(
@@ -124,6 +130,16 @@ def stack_points(
             out = out + c * directions[j][name]
         stacked[name] = out.contiguous()
     return stacked
+
+
+def _put_rows(totals: torch.Tensor, where: np.ndarray, rows: torch.Tensor) -> None:
+    """``totals[where] = rows``: one copy for a run of consecutive rows (the usual chunk),
+    one indexed copy otherwise, rather than a row at a time."""
+    first = int(where[0])
+    if np.array_equal(where, np.arange(first, first + len(where))):
+        totals[first : first + len(where)] = rows
+    else:
+        totals[torch.from_numpy(where).to(totals.device)] = rows.to(totals.device)
 
 
 def state_bytes(state: Mapping[str, torch.Tensor]) -> int:
@@ -336,12 +352,15 @@ class Points:
                         f"direction {j_end} must be its end state minus the base state (an "
                         f"interpolation from the base to the end); {name!r} is not"
                     )
-        rows: list[torch.Tensor | None] = [None] * len(coords)
+        totals = torch.empty(len(coords), len(self.names), dtype=torch.float64, device=self.device)
         counts: list[int | torch.Tensor] = [0] * len(coords)
         k = self.resolve_points_per_pass()
         # the centre goes the one-point way, so it is the checkpoint's value to the last bit
         centre = ~coords.any(axis=1)
-        order = np.concatenate([np.flatnonzero(centre), np.flatnonzero(~centre)])
+        if centre.any():
+            order = np.concatenate([np.flatnonzero(centre), np.flatnonzero(~centre)])
+        else:
+            order = np.arange(len(coords))
         plan = None
         start = 0
         while start < len(order):
@@ -378,17 +397,17 @@ class Points:
                         stacklevel=2,
                     )
                     continue
-                for i, flat in enumerate(part):
-                    rows[flat], counts[flat] = sums[i], num
+                _put_rows(totals, part, sums[: len(part)])
+                for flat in part.tolist():
+                    counts[flat] = num
             else:
                 if plan is None:
                     plan = self._one_point_plan(full, moved, moved_ends)
                 parts, nums = self._one_point_totals(plan, points)
-                sums = self._to_totals(parts, len(points))
-                for i, flat in enumerate(part):
-                    rows[flat], counts[flat] = sums[i], nums[i]
+                _put_rows(totals, part, self._to_totals(parts, len(points)))
+                for flat, num in zip(part.tolist(), nums, strict=True):
+                    counts[flat] = num
             start = stop
-        totals = torch.stack(rows).to(self.device)  # type: ignore[arg-type]
         means = self._means(totals, counts, on_device=on_device)
         if not on_device:
             means = means.cpu().numpy()
