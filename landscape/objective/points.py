@@ -21,6 +21,7 @@ from ..data import split_batch
 from ..params import end_index, merge_tied
 from .calling import State, _functional_call
 from .sharded import points_in_place
+from .vmap_errors import VMAP_UNSUPPORTED, vmap_unsupported  # noqa: F401  (the old import path)
 from .workspace import PointPlan
 
 # Largest K the automatic choice makes; beyond it launches are already large.
@@ -30,35 +31,6 @@ MEMORY_SHARE = 0.5
 # Activation memory of one pass (all K points) that keeps a GPU busy: a point whose batch
 # already needs this much is evaluated alone.
 ACTIVATION_TARGET = 2**30
-
-
-# What torch.func.vmap raises for what it cannot map (torch 2.x messages): random draws
-# under randomness="error", data-dependent control flow (``if tensor``, ``.item()``),
-# dynamic shapes, train-mode BatchNorm's unbatched running stats, an autograd.Function
-# without vmap support, reading a batched tensor's storage (``.numpy()``, ``.tolist()``),
-# and an in-place update of an unbatched tensor by a batched one.
-VMAP_UNSUPPORTED = (
-    "vmap",
-    "functorch",
-    "batched tensor",
-    "batching rule",
-    "doesn't have storage",
-    "doesn't match the broadcast shape",
-)
-
-
-def vmap_unsupported(err: BaseException) -> bool:
-    """Whether ``err`` is ``vmap`` refusing an operation (then the points go one at a
-    time), rather than an error the model or loss would raise anyway.
-
-    Example:
-        >>> vmap_unsupported(RuntimeError("vmap: called random operation ..."))
-        True
-        >>> vmap_unsupported(ValueError("bug")), vmap_unsupported(RuntimeError("bug"))
-        (False, False)
-    """
-    message = str(err).lower()
-    return isinstance(err, RuntimeError) and any(m in message for m in VMAP_UNSUPPORTED)
 
 
 def move_directions(
