@@ -105,11 +105,12 @@ def stack_points(
 
 
 def _put_rows(totals: torch.Tensor, where: np.ndarray, rows: torch.Tensor) -> None:
-    """``totals[where] = rows``: one copy for a run of consecutive rows (the usual chunk),
-    one indexed copy otherwise, rather than a row at a time."""
-    first = int(where[0])
-    if np.array_equal(where, np.arange(first, first + len(where))):
-        totals[first : first + len(where)] = rows
+    """``totals[where] = rows`` for increasing row numbers ``where``: one copy for a run of
+    consecutive rows (the usual chunk), one indexed copy otherwise, rather than a row at a
+    time."""
+    first, last = int(where[0]), int(where[-1])
+    if last - first == len(where) - 1:  # increasing: consecutive
+        totals[first : last + 1] = rows
     else:
         totals[torch.from_numpy(where).to(totals.device)] = rows.to(totals.device)
 
