@@ -79,6 +79,8 @@ def prediction(outputs: Any) -> Any:
         >>> prediction({"logits": torch.ones(1), "loss": None}), prediction((torch.zeros(1),))
         (tensor([1.]), tensor([0.]))
     """
+    if isinstance(outputs, torch.Tensor):  # the usual case, tested first: once per batch
+        return outputs
     if isinstance(outputs, Mapping):  # a ModelOutput is an OrderedDict of its set fields
         return outputs["logits"] if "logits" in outputs else next(iter(outputs.values()))
     if isinstance(outputs, (tuple, list)):
