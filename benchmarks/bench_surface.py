@@ -65,8 +65,10 @@ OVERHEAD_NOTE = [
     "interleaved rounds; a point: the grid's time less a one-point call's, per other point; "
     "fixed: a one-point call less one point, for `compute_surface(objective.at(checkpoint), "
     "...)` and for `compute_surface(model, data, ...)`). fwd+loss: a bare pass and the loss "
-    "the surface computes on its outputs. Li et al.: their per-point loop re-implemented (set "
-    "every parameter, then the loss and accuracy read per batch)."
+    "the surface computes on its outputs; torch CE: a bare pass and torch's own float32 "
+    "`F.cross_entropy(reduction='sum')` on its outputs, the least a point with a loss costs. "
+    "Li et al.: their per-point loop re-implemented (set every parameter, then the loss and "
+    "accuracy read per batch)."
 ]
 
 
@@ -190,10 +192,10 @@ def overhead_rows(device: torch.device, rounds: int, only: str | None = None) ->
     off and on, beside Li et al.'s loop, and the fixed cost of a call (CPU time, medians
     of interleaved rounds)."""
     lines = [
-        "| model | examples | bare fwd ms | fwd+loss ms | surface ms/pt (acc. off) | / bare | "
-        "/ (fwd+loss) | surface ms/pt (acc. on) | / bare | Li et al. ms/pt | / bare | "
-        "fixed ms a call (`objective.at`) | fixed ms a call (model form) |",
-        "|" + "---|" * 13,
+        "| model | examples | bare fwd ms | fwd+loss ms | torch CE / bare | surface ms/pt "
+        "(acc. off) | / bare | / (fwd+loss) | surface ms/pt (acc. on) | / bare | Li et al. "
+        "ms/pt | / bare | fixed ms a call (`objective.at`) | fixed ms a call (model form) |",
+        "|" + "---|" * 14,
     ]
     print("\n".join(lines), flush=True)
     for case in overhead_cases():
@@ -228,6 +230,11 @@ def overhead_row(case: OverheadCase, device: torch.device, rounds: int) -> str:
         for x, t in batches:
             objective[False].output_sums(model(x), t)
 
+    @torch.no_grad()
+    def torch_loss() -> None:  # torch's own float32 loss on the same outputs
+        for x, t in batches:
+            F.cross_entropy(model(x), t, reduction="sum")
+
     def grid(acc: bool) -> None:
         compute_surface(objective[acc], dirs, xs, xs, **quiet)
 
@@ -240,6 +247,7 @@ def overhead_row(case: OverheadCase, device: torch.device, rounds: int) -> str:
     candidates = {
         "bare": (lambda: [bare() for _ in range(num)], num),
         "loss": (lambda: [with_loss() for _ in range(num)], num),
+        "torch loss": (lambda: [torch_loss() for _ in range(num)], num),
         "off": (lambda: grid(False), num),
         "on": (lambda: grid(True), num),
         "one off": (lambda: one(False), 1),
@@ -265,6 +273,7 @@ def overhead_row(case: OverheadCase, device: torch.device, rounds: int) -> str:
     bare_ms = med["bare"]
     return (
         f"| {case.name} | {len(inputs):,} | {bare_ms * 1e3:.2f} | {med['loss'] * 1e3:.2f} "
+        f"| {med['torch loss'] / bare_ms:.2f} "
         f"| {point['off'] * 1e3:.2f} | {point['off'] / bare_ms:.2f} "
         f"| {point['off'] / med['loss']:.2f} "
         f"| {point['on'] * 1e3:.2f} | {point['on'] / bare_ms:.2f} "

@@ -36,7 +36,8 @@ The package's modules, one job each: :mod:`~landscape.objective.core` (the class
 data, values at one state), :mod:`~landscape.objective.calling` (calling the model),
 :mod:`~landscape.objective.checks` (first-batch checks, loss-reduction detection),
 :mod:`~landscape.objective.points` (K points per pass, ``vmap`` and out-of-memory
-fallbacks), :mod:`~landscape.objective.workspace` (the private module),
+fallbacks), :mod:`~landscape.objective.vmap_errors` (what ``vmap`` refuses),
+:mod:`~landscape.objective.workspace` (the private module),
 :mod:`~landscape.objective.sharded` (FSDP2 and tensor-parallel models, evaluated in place
 on their local shards) and :mod:`~landscape.objective.layouts` (layouts refused).
 """

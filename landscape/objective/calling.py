@@ -79,6 +79,8 @@ def prediction(outputs: Any) -> Any:
         >>> prediction({"logits": torch.ones(1), "loss": None}), prediction((torch.zeros(1),))
         (tensor([1.]), tensor([0.]))
     """
+    if isinstance(outputs, torch.Tensor):  # the usual case, tested first: once per batch
+        return outputs
     if isinstance(outputs, Mapping):  # a ModelOutput is an OrderedDict of its set fields
         return outputs["logits"] if "logits" in outputs else next(iter(outputs.values()))
     if isinstance(outputs, (tuple, list)):
@@ -325,20 +327,21 @@ class Calling:
         returns this rank's example count (a tensor for token counts). ``seeded``: each
         batch's draws from the seed (see :meth:`_seeded_if_drawing`)."""
         module, count = self._work.module, 0
-
-        def draws() -> contextlib.AbstractContextManager:
-            return _seeded(self.seed, self.device) if seeded else contextlib.nullcontext()
-
-        with precision_context(self.precision, self.device):
+        # fp32 changes no flag: no context entered per pass and point
+        plain = self.precision == "fp32"
+        with contextlib.nullcontext() if plain else precision_context(self.precision, self.device):
             for batch in batches:
                 if self.batch_loss is not None:
-                    with draws():
+                    with _seeded(self.seed, self.device) if seeded else contextlib.nullcontext():
                         loss_sum, n = self.batch_loss(module, batch)
                     parts.append(torch.as_tensor(loss_sum).detach().reshape(()))
                     n = int(n)
                 else:
                     inputs, targets = split_batch(batch, self.label_keys)
-                    with draws():
+                    if seeded:
+                        with _seeded(self.seed, self.device):
+                            outputs = call_model(module, inputs)
+                    else:
                         outputs = call_model(module, inputs)
                     parts += self.output_sums(outputs, targets)
                     n = self._count_fn(targets)

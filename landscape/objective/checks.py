@@ -16,7 +16,7 @@ from ..data import split_batch
 from ..losses import LossReduction, MetricFn, declared_reduction, detect_reduction
 from ..shards import local
 from .calling import prediction, upcast
-from .points import vmap_unsupported
+from .vmap_errors import vmap_unsupported
 
 
 class Checks:

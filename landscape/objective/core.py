@@ -306,6 +306,8 @@ class Objective(Calling, Checks, Points):
         width = len(self.names)
         if not parts:
             return torch.zeros(num_points, width, dtype=torch.float64)
+        if width == 1:  # the loss alone: one stack
+            return torch.stack(parts).to(torch.float64).view(num_points, -1).sum(1, keepdim=True)
         columns = [torch.stack(parts[i::width]).to(torch.float64) for i in range(width)]
         return torch.stack(columns, dim=1).view(num_points, -1, width).sum(dim=1)
 

@@ -21,6 +21,7 @@ from ..data import split_batch
 from ..params import end_index, merge_tied
 from .calling import State, _functional_call
 from .sharded import points_in_place
+from .vmap_errors import VMAP_UNSUPPORTED, vmap_unsupported  # noqa: F401  (the old import path)
 from .workspace import PointPlan
 
 # Largest K the automatic choice makes; beyond it launches are already large.
@@ -30,35 +31,6 @@ MEMORY_SHARE = 0.5
 # Activation memory of one pass (all K points) that keeps a GPU busy: a point whose batch
 # already needs this much is evaluated alone.
 ACTIVATION_TARGET = 2**30
-
-
-# What torch.func.vmap raises for what it cannot map (torch 2.x messages): random draws
-# under randomness="error", data-dependent control flow (``if tensor``, ``.item()``),
-# dynamic shapes, train-mode BatchNorm's unbatched running stats, an autograd.Function
-# without vmap support, reading a batched tensor's storage (``.numpy()``, ``.tolist()``),
-# and an in-place update of an unbatched tensor by a batched one.
-VMAP_UNSUPPORTED = (
-    "vmap",
-    "functorch",
-    "batched tensor",
-    "batching rule",
-    "doesn't have storage",
-    "doesn't match the broadcast shape",
-)
-
-
-def vmap_unsupported(err: BaseException) -> bool:
-    """Whether ``err`` is ``vmap`` refusing an operation (then the points go one at a
-    time), rather than an error the model or loss would raise anyway.
-
-    Example:
-        >>> vmap_unsupported(RuntimeError("vmap: called random operation ..."))
-        True
-        >>> vmap_unsupported(ValueError("bug")), vmap_unsupported(RuntimeError("bug"))
-        (False, False)
-    """
-    message = str(err).lower()
-    return isinstance(err, RuntimeError) and any(m in message for m in VMAP_UNSUPPORTED)
 
 
 def move_directions(
@@ -73,12 +45,18 @@ def move_directions(
     for direction in directions:
         moved.append(
             {
-                name: d.to(device=base[name].device, dtype=base[name].dtype)
+                name: d if _placed_like(d, base[name]) else d.to(base[name])
                 for name, d in direction.items()
                 if base[name].is_floating_point()
             }
         )
     return moved
+
+
+def _placed_like(d: torch.Tensor, t: torch.Tensor) -> bool:
+    """Whether ``d`` has the device and dtype of ``t`` already (then ``d.to(t)`` is ``d``:
+    skipping the call saves a dispatch per tensor and chunk of points)."""
+    return d.dtype == t.dtype and d.device == t.device
 
 
 def stack_points(
@@ -124,6 +102,17 @@ def stack_points(
             out = out + c * directions[j][name]
         stacked[name] = out.contiguous()
     return stacked
+
+
+def _put_rows(totals: torch.Tensor, where: np.ndarray, rows: torch.Tensor) -> None:
+    """``totals[where] = rows`` for increasing row numbers ``where``: one copy for a run of
+    consecutive rows (the usual chunk), one indexed copy otherwise, rather than a row at a
+    time."""
+    first, last = int(where[0]), int(where[-1])
+    if last - first == len(where) - 1:  # increasing: consecutive
+        totals[first : last + 1] = rows
+    else:
+        totals[torch.from_numpy(where).to(totals.device)] = rows.to(totals.device)
 
 
 def state_bytes(state: Mapping[str, torch.Tensor]) -> int:
@@ -336,12 +325,15 @@ class Points:
                         f"direction {j_end} must be its end state minus the base state (an "
                         f"interpolation from the base to the end); {name!r} is not"
                     )
-        rows: list[torch.Tensor | None] = [None] * len(coords)
+        totals = torch.empty(len(coords), len(self.names), dtype=torch.float64, device=self.device)
         counts: list[int | torch.Tensor] = [0] * len(coords)
         k = self.resolve_points_per_pass()
         # the centre goes the one-point way, so it is the checkpoint's value to the last bit
         centre = ~coords.any(axis=1)
-        order = np.concatenate([np.flatnonzero(centre), np.flatnonzero(~centre)])
+        if centre.any():
+            order = np.concatenate([np.flatnonzero(centre), np.flatnonzero(~centre)])
+        else:
+            order = np.arange(len(coords))
         plan = None
         start = 0
         while start < len(order):
@@ -378,17 +370,17 @@ class Points:
                         stacklevel=2,
                     )
                     continue
-                for i, flat in enumerate(part):
-                    rows[flat], counts[flat] = sums[i], num
+                _put_rows(totals, part, sums[: len(part)])
+                for flat in part.tolist():
+                    counts[flat] = num
             else:
                 if plan is None:
                     plan = self._one_point_plan(full, moved, moved_ends)
                 parts, nums = self._one_point_totals(plan, points)
-                sums = self._to_totals(parts, len(points))
-                for i, flat in enumerate(part):
-                    rows[flat], counts[flat] = sums[i], nums[i]
+                _put_rows(totals, part, self._to_totals(parts, len(points)))
+                for flat, num in zip(part.tolist(), nums, strict=True):
+                    counts[flat] = num
             start = stop
-        totals = torch.stack(rows).to(self.device)  # type: ignore[arg-type]
         means = self._means(totals, counts, on_device=on_device)
         if not on_device:
             means = means.cpu().numpy()

@@ -35,11 +35,12 @@ class _Piece:
     direction does not move it), and the row kept for a plane (``row``, holding the
     origin plus every term but the last for the coefficients ``row_key``)."""
 
-    __slots__ = ("base", "directions", "end", "key", "out", "row", "row_key")
+    __slots__ = ("base", "buf", "directions", "end", "key", "out", "row", "row_key")
 
     def __init__(self, out, base, end, directions):
         self.out, self.base, self.end, self.directions = out, base, end, directions
         self.key = (out.device, out.dtype)
+        self.buf: torch.Tensor | None = None  # its stretch of the plan's scratch buffer
         self.row: torch.Tensor | None = None
         self.row_key: tuple | None = None
 
@@ -155,6 +156,8 @@ class PointPlan:
         for piece in self.pieces:
             sizes[piece.key] = max(sizes.get(piece.key, 0), piece.out.numel())
         self.scratch = {k: torch.empty(n, device=k[0], dtype=k[1]) for k, n in sizes.items()}
+        for piece in self.pieces:
+            piece.buf = self.scratch[piece.key][: piece.out.numel()]
         planar = [p for p in self.pieces if sum(d is not None for d in p.directions) > 1]
         if sum(p.out.numel() for p in planar) <= _ROW_LIMIT:
             for piece in planar:
@@ -214,7 +217,7 @@ class PointPlan:
             if not terms:
                 piece.out.copy_(origin)
                 continue
-            buf = self.scratch[piece.key][: piece.out.numel()]
+            buf = piece.buf
             if len(terms) > 1 and piece.row is not None:
                 key = (from_end, *terms[:-1])
                 if piece.row_key != key:
