@@ -120,7 +120,15 @@ def measure_hessian(
     if max_memory is not None:
         max_memory = checks.check_count(max_memory, "max_memory")  # bytes: no draw limit
     if quantity in _WHICH:
-        return _eigenvalue(op, quantity, seed, tol, max_hvps, warm_start, max_memory, progress)
+        if tol is not None:
+            tol = _checks.check_positive("tol", tol)
+        max_hvps = _checks.check_count("max_hvps", max_hvps)
+        if warm_start is not None:
+            check_warm_start(warm_start)
+        plan = plan_for(op, "eigenpairs", max_memory, "thick-restart", k=1, max_hvps=max_hvps)
+        found = extreme_eigenvalue(op, quantity, seed, tol, max_hvps, warm_start, progress)
+        found.settings.update(plan_settings(plan, max_memory))
+        return found
     num_probes = _checks.check_count("num_probes", num_probes)
     tr = hessian_trace(
         op,
@@ -136,28 +144,6 @@ def measure_hessian(
         "trace", value, stderr, settings, {"num_hvps": float(tr.num_hvps)}, tr.samples,
         normal_interval(value, stderr),
     )  # fmt: skip
-
-
-def _eigenvalue(
-    op: HessianOperator | ShardedHessianOperator,
-    quantity: str,
-    seed: int,
-    tol: float | None,
-    max_hvps: int,
-    warm_start: WarmStart | None,
-    max_memory: int | None,
-    progress: bool,
-) -> SharpnessResult:
-    """One extreme eigenvalue of the operator, planned (see :func:`extreme_eigenvalue`)."""
-    if tol is not None:
-        tol = _checks.check_positive("tol", tol)
-    max_hvps = _checks.check_count("max_hvps", max_hvps)
-    if warm_start is not None:
-        check_warm_start(warm_start)
-    plan = plan_for(op, "eigenpairs", max_memory, "thick-restart", k=1, max_hvps=max_hvps)
-    found = extreme_eigenvalue(op, quantity, seed, tol, max_hvps, warm_start, progress)
-    found.settings.update(plan_settings(plan, max_memory))
-    return found
 
 
 def extreme_eigenvalue(
