@@ -101,3 +101,18 @@ def small_pieces(monkeypatch):
 
     monkeypatch.setattr(operators, "_PIECE", 100)
     monkeypatch.setattr(_krylov, "_PIECE_BYTES", 2**13)  # gathers stay below n entries
+
+
+@pytest.fixture
+def float64_norms(monkeypatch):
+    """Hugging Face's ``LlamaRMSNorm`` in the input's dtype (it takes its mean square in
+    float32 whatever the model's dtype), so that float64 Llamas agree to 1e-10."""
+    import torch
+
+    modeling_llama = pytest.importorskip("transformers.models.llama.modeling_llama")
+
+    def rms_norm(self, x: torch.Tensor) -> torch.Tensor:
+        return self.weight * x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True)
+                                             + self.variance_epsilon)  # fmt: skip
+
+    monkeypatch.setattr(modeling_llama.LlamaRMSNorm, "forward", rms_norm)

@@ -22,17 +22,6 @@ from landscape.alignment import align, permutation_spec, permute_state
 pytestmark = pytest.mark.usefixtures("one_thread_per_module")
 
 transformers = pytest.importorskip("transformers")
-modeling_llama = pytest.importorskip("transformers.models.llama.modeling_llama")
-
-
-def _rms_norm(self, x: torch.Tensor) -> torch.Tensor:
-    """``LlamaRMSNorm`` in the input's dtype (the same formula, no float32 cast)."""
-    return self.weight * x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.variance_epsilon)
-
-
-@pytest.fixture
-def float64_norms(monkeypatch):
-    monkeypatch.setattr(modeling_llama.LlamaRMSNorm, "forward", _rms_norm)
 
 
 def _llama(seed: int, kind: str = "tied", kv_heads: int = 2, bias: bool = True):
