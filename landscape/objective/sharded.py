@@ -84,8 +84,8 @@ def not_differentiable(layout: str) -> str:
         f"by {layout} (DTensor parameters, whose forward puts its own shards back): the Hessian, "
         "sharpness, paths and other differentiable evaluations are not supported on "
         f"sharded models yet (surfaces are, and with FSDP2 hessian_eigenpairs, "
-        f"hessian_trace and the sharpness measures lambda_max and trace with hvp='fd'); "
-        f"{GATHER}"
+        f"hessian_trace and the sharpness measures lambda_max and trace with hvp='fd', "
+        f"rise and avg_l2 with stored=False); {GATHER}"
     )
 
 

@@ -77,3 +77,25 @@ def losses_at_states(
         if callback is not None:
             callback(1)
     return torch.stack(values).cpu().numpy() if values else np.empty(0)
+
+
+def losses_in_place(
+    objective: Objective,
+    directions: Iterable[RecipeDirection],
+    scale: float,
+    metric: str = "loss",
+    callback: Callable[[int], object] | None = None,
+) -> np.ndarray:
+    """The exact mean of ``metric`` at ``w + scale * d`` for each recipe ``d``, written into
+    a sharded model's own shards (:meth:`~landscape.objective.Objective.evaluate_points`:
+    each rank makes its pieces of ``d``; the shards are put back after each point), left
+    on the device until all are evaluated. The same roundings as :class:`PerturbedCopy`
+    with a constant scale."""
+    values = []
+    for d in directions:
+        coords = np.array([[scale]], dtype=np.float64)
+        found = objective.evaluate_points(objective.base_state, [d], coords, on_device=True)
+        values.append(torch.as_tensor(found[metric]).reshape(-1)[0])
+        if callback is not None:
+            callback(1)
+    return torch.stack(values).cpu().numpy() if values else np.empty(0)

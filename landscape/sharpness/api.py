@@ -45,7 +45,11 @@ def sharpness(
     """
     routed = route_settings(names, settings)
     sharded = getattr(objective, "sharded", None)  # not an Objective: refused next
-    takes_sharded = sharded == "FSDP2" and set(routed) <= {"lambda_max", "trace"}
+    takes_sharded = sharded is not None and all(
+        (name in ("lambda_max", "trace") and sharded == "FSDP2")
+        or (name in ("avg_l2", "adaptive_avg_l2", "rise") and options.get("stored") is False)
+        for name, options in routed.items()
+    )
     _checks.check_objective(objective, sharded=takes_sharded)  # before any measure runs
     results = {}
     for name, options in routed.items():

@@ -14,7 +14,7 @@ from . import _checks
 from ._evaluation import State, losses_at, mean_loss, selection_setting, weights_of
 from ._guards import check_mean_rise
 from ._random import normal_draws
-from ._recipe_noise import PerturbedCopy, losses_at_states, noise_direction
+from ._recipe_noise import PerturbedCopy, losses_at_states, losses_in_place, noise_direction
 from ._stats import mean_and_stderr, mean_interval
 from .registry import DEFAULT_RHO, register
 from .result import SharpnessResult
@@ -52,7 +52,9 @@ def measure_average_case(
             block by block into one perturbed copy (:mod:`._recipe_noise`): no whole draw
             or scale is held beside the weights; other numbers than the stored draws of
             the same seed, evaluated one at a time. Recorded as ``settings["stored"]``
-            when ``False``.
+            when ``False``. A sharded model (FSDP2, tensor parallel) takes it for
+            ``avg_l2``: each rank makes its pieces of each draw, written into its own
+            shards (call on every rank); ``adaptive_avg_l2`` there is refused.
 
     Returns:
         A :class:`SharpnessResult` named ``"avg_l2"`` or ``"adaptive_avg_l2"`` with the
@@ -70,8 +72,13 @@ def measure_average_case(
         >>> measure_average_case(example_objective(), num_samples=4).name
         'avg_l2'
     """
-    _checks.check_objective(objective)
+    _checks.check_objective(objective, sharded=stored is False)  # recipes: made on shards
     adaptive = _checks.check_flag("adaptive", adaptive)
+    if adaptive and objective.sharded:
+        raise ValueError(
+            f"expected avg_l2 (a scale of rho) for a model sharded by {objective.sharded}, got "
+            "adaptive_avg_l2 (its scale rho |w| is not written into the shards yet)"
+        )
     name = "adaptive_avg_l2" if adaptive else "avg_l2"
     rho = _checks.check_positive("rho", DEFAULT_RHO[name] if rho is None else rho)
     num_samples = _checks.check_count("num_samples", num_samples)
@@ -83,6 +90,9 @@ def measure_average_case(
         draws = (weights, rho, adaptive, seed, num_samples)
         if stored:
             losses = losses_at(objective, weights, _deltas(*draws), callback=bar.update)
+        elif objective.sharded:  # each draw written into the model's shards
+            noise = (noise_direction(weights, seed, i) for i in range(num_samples))
+            losses = losses_in_place(objective, noise, rho, callback=bar.update)
         else:
             losses = losses_at_states(objective, _recipe_states(*draws), callback=bar.update)
         samples = losses - base

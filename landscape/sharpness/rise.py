@@ -15,7 +15,7 @@ from ..params import ParamSelection
 from . import _checks
 from ._evaluation import State, losses_at, mean_loss, selection_setting, weights_of
 from ._guards import check_mean_rise
-from ._recipe_noise import PerturbedCopy, losses_at_states
+from ._recipe_noise import PerturbedCopy, losses_at_states, losses_in_place
 from ._stats import mean_and_stderr, mean_interval
 from .registry import DEFAULT_RHO, register
 from .result import SharpnessResult
@@ -53,7 +53,9 @@ def measure_rise(
         stored: ``False`` makes direction ``i`` the recipe of ``seed + i``
             (``random_directions(..., seed=seed + i, stored=False).x``), written block by
             block into one perturbed copy: no whole direction is held beside the weights;
-            other numbers than the stored directions. Recorded when ``False``.
+            other numbers than the stored directions. Recorded when ``False``. A sharded
+            model (FSDP2, tensor parallel) takes it: each rank makes its pieces of each
+            direction, written into its own shards (call on every rank).
 
     Returns:
         A :class:`SharpnessResult` named ``"rise"``: mean over directions, its standard error
@@ -70,7 +72,7 @@ def measure_rise(
         >>> measure_rise(example_objective(), num_samples=2).samples.shape
         (2,)
     """
-    _checks.check_objective(objective)
+    _checks.check_objective(objective, sharded=stored is False)  # recipes: made on shards
     rho = _checks.check_positive("rho", DEFAULT_RHO["rise"] if rho is None else rho)
     num_samples = _checks.check_count("num_samples", num_samples)
     norm = checks.check_choice(norm, options.Norm, "norm")
@@ -94,6 +96,10 @@ def measure_rise(
     with progress_bar(progress, desc="rise", unit="sample", total=num_samples) as bar:
         if stored:
             losses = losses_at(objective, weights, deltas(), callback=bar.update)
+        elif objective.sharded:  # written into the model's shards
+            recipes = (RecipeDirection(weights, seed=seed + i, axis=0, norm=norm, ignore=ignore)
+                       for i in range(num_samples))  # fmt: skip
+            losses = losses_in_place(objective, recipes, rho, callback=bar.update)
         else:
             losses = losses_at_states(objective, recipe_states(), callback=bar.update)
         samples = losses - base
