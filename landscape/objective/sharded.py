@@ -85,7 +85,7 @@ def not_differentiable(layout: str) -> str:
         "sharpness, paths and other differentiable evaluations are not supported on "
         f"sharded models yet (surfaces are, and with FSDP2 hessian_eigenpairs, "
         f"hessian_trace and the sharpness measures lambda_max and trace with hvp='fd', "
-        f"rise and avg_l2 with stored=False); {GATHER}"
+        f"rise, avg_l2 and pacbayes with stored=False); {GATHER}"
     )
 
 

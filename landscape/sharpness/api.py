@@ -12,6 +12,9 @@ from .result import SharpnessResult
 
 __all__ = ["sharpness"]
 
+#: The measures whose recipe draws (``stored=False``) a sharded model takes.
+_RECIPE_MEASURES = ("avg_l2", "adaptive_avg_l2", "rise", "pacbayes", "pacbayes_mag")
+
 
 def sharpness(
     objective: Objective, names: str | Sequence[str], *, progress: bool = True, **settings: Any
@@ -47,7 +50,7 @@ def sharpness(
     sharded = getattr(objective, "sharded", None)  # not an Objective: refused next
     takes_sharded = sharded is not None and all(
         (name in ("lambda_max", "trace") and sharded == "FSDP2")
-        or (name in ("avg_l2", "adaptive_avg_l2", "rise") and options.get("stored") is False)
+        or (name in _RECIPE_MEASURES and options.get("stored") is False)
         for name, options in routed.items()
     )
     _checks.check_objective(objective, sharded=takes_sharded)  # before any measure runs

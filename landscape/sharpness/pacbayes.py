@@ -18,7 +18,13 @@ from ..params import ParamSelection
 from . import _checks
 from ._evaluation import State, losses_at, mean_loss, selection_setting, weights_of
 from ._random import normal_draws
-from ._recipe_noise import PerturbedCopy, Scale, losses_at_states, noise_direction
+from ._recipe_noise import (
+    PerturbedCopy,
+    Scale,
+    losses_at_states,
+    losses_in_place,
+    noise_direction,
+)
 from ._stats import mean_and_stderr, mean_interval
 from .registry import register
 from .result import SharpnessResult
@@ -83,6 +89,8 @@ def measure_pacbayes(
         stored: ``False`` makes draw ``i`` from the recipe ``(seed, i, name, chunk)``
             block by block into one perturbed copy, again at each noise level (see
             :func:`~landscape.sharpness.measure_average_case`); recorded when ``False``.
+            A sharded model takes it for ``pacbayes`` (each draw written into the ranks'
+            shards; call on every rank); ``pacbayes_mag`` there is refused.
 
     Returns:
         A :class:`SharpnessResult` named ``"pacbayes"`` or ``"pacbayes_mag"`` with value
@@ -103,9 +111,15 @@ def measure_pacbayes(
         >>> result.extra["sigma"] > 0
         True
     """
-    _checks.check_objective(objective)
+    _checks.check_objective(objective, sharded=stored is False)  # recipes: made on shards
     magnitude_aware = _checks.check_flag("magnitude_aware", magnitude_aware)
     name = "pacbayes_mag" if magnitude_aware else "pacbayes"
+    if magnitude_aware and objective.sharded:
+        raise ValueError(
+            f"expected pacbayes (a noise scale sigma) for a model sharded by "
+            f"{objective.sharded}, got pacbayes_mag (its scale is not written into the "
+            "shards yet)"
+        )
     target = _checks.check_positive("target", target)
     eps = _checks.check_positive("eps", eps)
     rtol = _checks.check_positive("rtol", rtol)
@@ -138,6 +152,9 @@ def measure_pacbayes(
         nonlocal levels
         levels += 1
         bar.update()
+        if not stored and objective.sharded:  # each draw written into the model's shards
+            noise = (noise_direction(weights, seed, i) for i in range(num_samples))
+            return sign * (losses_in_place(objective, noise, sigma, criterion) - base)
         if not stored:
             return sign * (losses_at_states(objective, recipe_states(sigma), criterion) - base)
 

@@ -29,7 +29,8 @@ from landscape.sharpness import sharpness
 from landscape.tracking import Tracker
 
 K, PROBES, SEED = 3, 6, 3
-NOISE = {"stored": False, "num_samples": 3, "seed": 2}  # rise and avg_l2 from recipes
+NOISE = {"stored": False, "num_samples": 3, "seed": 2}  # recipe draws
+RECIPE_MEASURES = ["rise", "avg_l2", "pacbayes"]
 # fd products in float64: relative error about 7e-11 (hvp_error); measured: eigenvalues
 # within 1.4e-11, quadratic forms within 7e-10, eigenvectors within 2.2e-9 of the dense ones
 RTOL = 1e-8
@@ -101,7 +102,7 @@ def worker(out: str) -> None:
     trace = hessian_trace(obj, hvp="fd", num_probes=PROBES, seed=SEED, progress=False)
     measured = sharpness(obj, ["lambda_max", "trace"], hvp="fd", num_probes=PROBES, seed=SEED,
                          progress=False)  # fmt: skip
-    noise = sharpness(obj, ["rise", "avg_l2"], **NOISE, progress=False)  # recipes on shards
+    noise = sharpness(obj, RECIPE_MEASURES, **NOISE, progress=False)  # recipes on shards
     tracker = Tracker(objective=obj, measures=["loss", "lambda_max"], hvp="fd")
     logged = [tracker.log(model, step) for step in range(2)]  # the second warm-started
     after = pieces(model)
@@ -119,6 +120,7 @@ def worker(out: str) -> None:
         "sharpness_exact": lambda: sharpness(obj, ["lambda_max"], progress=False),
         "sharpness_rise": lambda: sharpness(obj, ["trace", "rise"], hvp="fd", progress=False),
         "adaptive": lambda: sharpness(obj, ["adaptive_avg_l2"], stored=False, progress=False),
+        "magnitude": lambda: sharpness(obj, ["pacbayes_mag"], stored=False, progress=False),
     }.items():
         try:
             run()
@@ -237,16 +239,18 @@ def test_fsdp2_sharpness_and_tracker_curvature_with_fd_products(ranks):
 
 
 @pytest.mark.slow
-def test_fsdp2_rise_and_avg_l2_from_recipes_equal_the_unsharded_model(ranks):
+def test_fsdp2_noise_measures_from_recipes_equal_the_unsharded_model(ranks):
     """Each rank makes its pieces of every recipe draw and writes them into its shards:
     the same rises as one process's ``stored=False`` measures; adaptive noise refused."""
-    plain = sharpness(objective(make_mlp()), ["rise", "avg_l2"], **NOISE, progress=False)
+    plain = sharpness(objective(make_mlp()), RECIPE_MEASURES, **NOISE, progress=False)
     for got in ranks:
-        for name in ("rise", "avg_l2"):
+        assert got["noise"]["pacbayes"].value == pytest.approx(plain["pacbayes"].value, 1e-9)
+        for name in RECIPE_MEASURES:
             np.testing.assert_allclose(got["noise"][name].samples, plain[name].samples,
                                        rtol=1e-9, atol=1e-15)  # fmt: skip
             assert got["noise"][name].settings["layout"] == "FSDP2"
         assert "expected avg_l2 (a scale of rho)" in got["refusals"]["adaptive"]
+        assert "expected pacbayes (a noise scale sigma)" in got["refusals"]["magnitude"]
 
 
 def test_solvers_that_hold_whole_vectors_refuse_split_ones():
