@@ -254,14 +254,16 @@ def lanczos_eigenpairs(
     memory does not grow with ``max_matvecs``. It stops once every wanted Ritz pair has a
     residual estimate ``<= tol * ||A||`` (``||A||`` estimated by the largest Ritz value in
     magnitude), checked after every product. A single vector sees one copy of each
-    eigenvalue, so for ``k >= 2`` the pairs are accepted only after 4 more products from a
-    random vector orthogonal to the basis leave them in place (a missed copy or member of
-    a cluster shows up there, and the run goes on with both vectors); ``block_size=k``
-    resolves up to ``k`` copies from the start, at about twice the products.
+    eigenvalue, so for ``k >= 2`` the pairs are accepted only after 3 more products from a
+    random vector orthogonal to the basis (the other Ritz vectors kept beside it) leave them
+    in place (a missed copy or member of a cluster shows up there, and the run goes on with
+    both vectors); where wanted values lie within ``3 tol ||A||`` of each other, a wider
+    block runs for a while and the check takes 12 products; ``block_size=k`` resolves up to
+    ``k`` copies from the start, at about twice the products.
 
     The pairs are then checked, never taken on trust: each Ritz vector, orthonormalized in
-    float64, gets one explicit product of ``op.float64()`` (the operator itself when it has
-    no float64 version): the returned values are those Rayleigh quotients, the residuals
+    float64, gets one explicit product of ``op.float64()`` (asked for only then, once the
+    basis holds the ``k`` vectors; the operator itself when it has no float64 version): the returned values are those Rayleigh quotients, the residuals
     ``||A v - lambda v||`` explicit, and ``converged`` means every residual is
     ``<= tol * ||A||``. Accuracy: each eigenvalue is then within ``tol * ||A||`` of an
     eigenvalue of ``A``, and within ``(tol * ||A||)**2 / gap`` when it is ``gap`` away from
