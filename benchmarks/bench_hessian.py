@@ -415,7 +415,7 @@ def _products_row(name: str, op, op64, exact: np.ndarray, seeds: int = 3) -> str
             linear = scipy.sparse.linalg.LinearOperator((op64.size,) * 2, matvec=matvec,
                                                         dtype=np.float64)  # fmt: skip
             v0 = np.random.default_rng(seed).standard_normal(op64.size)
-            values = scipy.sparse.linalg.eigsh(linear, k=5, tol=tol, v0=v0,
+            values = scipy.sparse.linalg.eigsh(linear, k=5, which="LA", tol=tol, v0=v0,
                                                return_eigenvectors=False)  # fmt: skip
             return values, count[0]
 
@@ -458,7 +458,7 @@ def products_lines(scale: int, header: str) -> list[str]:
     data = (torch.randn(16, widths[0], generator=g), torch.randint(0, 10, (16,), generator=g))
     op = HessianOperator(Objective(mlp, data, batch_size=16))
     twin = op.float64()
-    exact = np.sort(scipy.sparse.linalg.eigsh(twin.to_scipy(), k=5, tol=0,
+    exact = np.sort(scipy.sparse.linalg.eigsh(twin.to_scipy(), k=5, which="LA", tol=0,
                                               return_eigenvectors=False))[::-1]  # fmt: skip
     name = f"random MLP {'-'.join(map(str, widths))}-10, float32, {op.num_params} parameters"
     rows.append(_products_row(name, op, twin, exact))

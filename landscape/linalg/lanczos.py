@@ -263,8 +263,9 @@ def lanczos_eigenpairs(
 
     The pairs are then checked, never taken on trust: each Ritz vector, orthonormalized in
     float64, gets one explicit product of ``op.float64()`` (asked for only then, once the
-    basis holds the ``k`` vectors; the operator itself when it has no float64 version): the returned values are those Rayleigh quotients, the residuals
-    ``||A v - lambda v||`` explicit, and ``converged`` means every residual is
+    basis holds the ``k`` vectors; the operator itself when it has no float64 version):
+    the returned values are those Rayleigh quotients, the residuals ``||A v - lambda v||``
+    explicit, and ``converged`` means every residual is
     ``<= tol * ||A||``. Accuracy: each eigenvalue is then within ``tol * ||A||`` of an
     eigenvalue of ``A``, and within ``(tol * ||A||)**2 / gap`` when it is ``gap`` away from
     the rest of the spectrum (so the default 1e-4 already gives about ``1e-8 ||A||**2 /
