@@ -189,10 +189,13 @@ def main() -> None:
     parser.add_argument(
         "--sections",
         nargs="+",
-        choices=("eigen", "graphs", "budget"),
+        choices=("eigen", "graphs", "budget", "products"),
         default=["eigen", "graphs", "budget"],
     )
     parser.add_argument("--scale", type=int, default=4, help="budget: the MLP's widths / scale")
+    parser.add_argument(
+        "--products-scale", type=int, default=16, help="products: the random MLP's widths / scale"
+    )
     parser.add_argument("--repeats", type=int, default=REPEATS, help="timings per row (best of)")
     args = parser.parse_args()
     if args.threads:
@@ -208,6 +211,8 @@ def main() -> None:
         lines += eigen_lines(model, x, y, args.repeats, header)
     if "budget" in args.sections:
         lines += budget_lines(args.scale, header)
+    if "products" in args.sections:
+        lines += products_lines(args.products_scale, header)
     if "graphs" in args.sections:
         lines += [
             "## Hessian: one HVP over several batches, graphs kept or recomputed",
@@ -365,6 +370,110 @@ def budget_lines(scale: int, header: str) -> list[str]:
             f"| {name} | {hvps} | {extra / 2**20:.1f} | {extra / model_bytes:.1f} | {bound:.1f} |"
             for name, hvps, extra, bound in rows
         ),
+        "",
+    ]
+
+
+LADDER = [1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5]
+
+
+def _fewest(run, exact: np.ndarray) -> tuple[int, float]:
+    """The fewest products of any tolerance of ``LADDER`` (and 0) whose top 5 are within
+    ``TARGET`` of ``exact`` (relative, each value), and that tolerance."""
+    best = (10**9, float("nan"))
+    for tol in [*LADDER, 0]:
+        values, count = run(tol)
+        error = np.max(np.abs(np.sort(values)[::-1][:5] - exact) / np.abs(exact))
+        if error <= TARGET and count < best[0]:
+            best = (count, tol)
+    return best
+
+
+def _products_row(name: str, op, op64, exact: np.ndarray, seeds: int = 3) -> str:
+    """Ours (``lanczos_eigenpairs`` at its defaults but ``tol``) against ``eigsh`` on the
+    float64 operator, per seed."""
+    from landscape.linalg import lanczos_eigenpairs
+
+    ours, theirs = [], []
+    for seed in range(seeds):
+
+        def mine(tol, seed=seed):
+            if tol == 0:
+                return np.full(5, np.nan), 0
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                result = lanczos_eigenpairs(op, 5, tol=tol, seed=seed)
+            return result.values, result.num_matvecs
+
+        def scipys(tol, seed=seed):
+            count = [0]
+
+            def matvec(x):
+                count[0] += 1
+                return op64.matvec(torch.from_numpy(np.ascontiguousarray(x).reshape(-1))).numpy()
+
+            linear = scipy.sparse.linalg.LinearOperator((op64.size,) * 2, matvec=matvec,
+                                                        dtype=np.float64)  # fmt: skip
+            v0 = np.random.default_rng(seed).standard_normal(op64.size)
+            values = scipy.sparse.linalg.eigsh(linear, k=5, which="LA", tol=tol, v0=v0,
+                                               return_eigenvectors=False)  # fmt: skip
+            return values, count[0]
+
+        ours.append(_fewest(mine, exact))
+        theirs.append(_fewest(scipys, exact))
+    a, b = sum(c for c, _ in ours), sum(c for c, _ in theirs)
+    return (f"| {name} | {', '.join(str(c) for c, _ in ours)} | "
+            f"{', '.join(str(c) for c, _ in theirs)} | {a / b:.2f} |")  # fmt: skip
+
+
+def products_lines(scale: int, header: str) -> list[str]:
+    """HVPs to the top 5 within 1e-6: a digits MLP with close 5th and 6th eigenvalues
+    (64-16-10, float64; dense Hessian) and a random float32 MLP like the issue's at
+    ``scale``, against ``eigsh`` on the same (float64) operator."""
+    from landscape.demo.data import digits_data
+    from landscape.linalg import dense_operator
+
+    x, y = digits_data()
+    x = x.double().reshape(len(x), -1)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 16), nn.Tanh(), nn.Linear(16, 10)).double()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(300):
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    hessian = torch.autograd.functional.hessian(flat_loss_fn(model, x, y), flat)
+    close = dense_operator(hessian)
+    top = torch.linalg.eigvalsh(hessian).flip(0).numpy()
+    rows = [_products_row(f"digits 64-16-10, float64, {len(flat)} parameters (5th and 6th: "
+                          f"{top[4]:.4f}, {top[5]:.4f})", close, close, top[:5])]  # fmt: skip
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    widths = [3072 // scale, 4096 // scale, 4096 // scale]
+    layers = []
+    for a, b in zip(widths, widths[1:] + [10], strict=True):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    mlp = nn.Sequential(*layers[:-1])
+    data = (torch.randn(16, widths[0], generator=g), torch.randint(0, 10, (16,), generator=g))
+    op = HessianOperator(Objective(mlp, data, batch_size=16))
+    twin = op.float64()
+    exact = np.sort(scipy.sparse.linalg.eigsh(twin.to_scipy(), k=5, which="LA", tol=0,
+                                              return_eigenvectors=False))[::-1]  # fmt: skip
+    name = f"random MLP {'-'.join(map(str, widths))}-10, float32, {op.num_params} parameters"
+    rows.append(_products_row(name, op, twin, exact))
+    return [
+        "## Hessian: HVPs to the top 5 within 1e-6, against eigsh on the same operator",
+        "",
+        "Per seed (0, 1, 2), the fewest products of any tolerance of "
+        f"{LADDER} (and 0 for eigsh) whose top 5 are within 1e-6 of the reference (relative, "
+        "each value); ours include the final check and the float64 verification.",
+        "",
+        header,
+        "",
+        "| case | landscape | eigsh | ratio (sums) |",
+        "|---|---|---|---|",
+        *rows,
         "",
     ]
 

@@ -19,9 +19,11 @@ class LiveVectors(TorchDispatchMode):
     apart (a block of ``k`` vectors counts ``k``), over the storages that operations run in
     the block make: inputs made before it are not counted."""
 
-    def __init__(self, n: int, least: int | None = None):
+    def __init__(self, n: int, least: int | None = None, exclude=()):
         super().__init__()
         self.n, self.least = n, n if least is None else least
+        # storages made before the block (a model's weights) that views made in it share
+        self.exclude = {id(t.untyped_storage()) for t in exclude}
         self.live: dict[int, tuple[bool, float, int]] = {}
         self.now = {True: 0.0, False: 0.0}
         self.peak = {True: 0.0, False: 0.0}
@@ -39,7 +41,7 @@ class LiveVectors(TorchDispatchMode):
                 continue
             storage = t.untyped_storage()
             key = id(storage)
-            if key not in self.live:
+            if key not in self.live and key not in self.exclude:
                 double = t.dtype == torch.float64
                 vectors = storage.nbytes() / (t.element_size() * self.n)
                 self.live[key] = (double, vectors, storage.nbytes())

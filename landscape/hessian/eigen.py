@@ -94,7 +94,10 @@ def hessian_eigenpairs(
     ``max_graph_bytes`` (see :class:`HessianOperator`). The float64 twin that verifies
     lower-precision products (:meth:`HessianOperator.float64`) adds float64 copies of the
     whole point (every tensor of the state, not only the ``n`` weights) and of the cached
-    data's floating tensors, and graphs of its own within the same budget.
+    data's floating tensors, and graphs of its own within the same budget; it is built when
+    the pairs are verified, after the working-dtype basis has shrunk to the ``k`` vectors.
+    ``settings["planned_bytes"]`` adds an estimate of one HVP and the twin's weights to the
+    solver's bound (graphs not counted): what the call holds.
 
     Strategy (:mod:`~landscape.hessian.planner`): before the first HVP the planner works
     out the bytes of each strategy ("thick-restart", the above; "two-pass",

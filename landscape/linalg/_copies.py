@@ -7,6 +7,7 @@ import numpy as np
 from ._krylov import _Lanczos
 
 _CHECK_STEPS, _CHECK_MAX = 3, 12  # products of the final check, at least and at most
+_CLOSE = 3  # wanted values within _CLOSE tol ||A|| of each other are a cluster
 _PACE = 2  # a check goes on while this many more products at the last pace reach the wanted
 
 
@@ -45,8 +46,14 @@ class _Check:
     def __init__(self, lanczos: _Lanczos, values: np.ndarray, capacity: int, margin: float):
         self.first, self.values, self.before, self.steps = lanczos.size - 1, values, None, 0
         self.capacity = capacity
-        close = np.diff(np.sort(values)).min() <= 10 * margin  # copies or a cluster
-        self.least = _CHECK_MAX if close else _CHECK_STEPS
+        self.least = self.least_for(values, margin)
+
+    @staticmethod
+    def least_for(values: np.ndarray, margin: float) -> int:
+        """Products a check takes at least: more where wanted values are within
+        ``_CLOSE * margin`` of each other (copies or a cluster)."""
+        close = len(values) > 1 and np.diff(np.sort(values)).min() <= _CLOSE * margin
+        return _CHECK_MAX if close else _CHECK_STEPS
 
     def passed(self, lanczos: _Lanczos, values: np.ndarray, margin: float, which: str):
         """After each product: True (nothing found), False (the wanted values moved), or

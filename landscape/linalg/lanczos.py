@@ -14,14 +14,14 @@ from .._seeding import seeded_generator
 from ..checks import check_choice
 from ..options import WhichName
 from ..results import Result
-from ._copies import _CHECK_STEPS, _Check, _cluster
+from ._copies import _CHECK_STEPS, _CLOSE, _Check, _cluster
 from ._krylov import _PIECE_BYTES, _Lanczos
 from .operators import (
     Callback,
     SymmetricOperator,
     _check_operator,
     _Products,
-    _reference,
+    _Reference,
     _work_dtype,
     space_of,
 )
@@ -161,7 +161,7 @@ def _solve(
                 break
             check = None  # it found more: go on, and check again once converged
         elif ok and k >= 2 and more:
-            group = _cluster(theta[idx], 10 * tol * norm)
+            group = _cluster(theta[idx], _CLOSE * tol * norm)
             band = min(group + 1, k + 1) if group > 1 else 1
             if len(lanczos.pending) < band and k + 2 * band + 3 <= capacity:
                 while len(lanczos.pending) < band and lanczos.refill():
@@ -170,7 +170,13 @@ def _solve(
             elif products.count < hold:
                 continue
             elif k + len(lanczos.pending) + _CHECK_STEPS < capacity:
-                lanczos.restart(theta[idx], vectors[:, idx])  # converged: room for the check
+                # converged: room for the check's least products, the other Ritz vectors kept
+                room = (
+                    capacity - len(lanczos.pending) - 1 - _Check.least_for(theta[idx], tol * norm)
+                )
+                if lanczos.size - len(lanczos.pending) > max(k, room):
+                    keep = _wanted(theta, max(k, room), which)
+                    lanczos.restart(theta[keep], vectors[:, keep])
                 if not lanczos.refill():
                     break
                 check = _Check(lanczos, theta[idx], capacity, tol * norm)
@@ -186,19 +192,17 @@ def _solve(
 
 def _solver_inputs(
     op: SymmetricOperator, tol: float | None, seed: int | torch.Generator, callback: Callback
-) -> tuple[float, torch.Generator, _Products, _Products]:
+) -> tuple[float, torch.Generator, _Products, _Reference]:
     """What both eigensolvers start from: ``tol`` (default by dtype, checked), the
-    generator, the products in the working dtype and those of the float64 reference (the
-    same object when the operator is its own reference)."""
+    generator, the products in the working dtype and the float64 reference (built on first
+    use; the working products when the operator is its own reference)."""
     if tol is None:
         tol = 1e-8 if op.dtype == torch.float64 else 1e-4
     if tol < 0:
         raise ValueError(f"tol must be non-negative, got {tol}")
     generator = seed if isinstance(seed, torch.Generator) else seeded_generator(seed, op.device)
     products = _Products(op, _work_dtype(op.dtype), callback)
-    ref_op = _reference(op)
-    reference = products if ref_op is op else _Products(ref_op, torch.float64, callback)
-    return tol, generator, products, reference
+    return tol, generator, products, _Reference(products)
 
 
 def _memory_bound(n: int, k: int, capacity: int, work: int, refine_capacity: int) -> int:
@@ -250,15 +254,18 @@ def lanczos_eigenpairs(
     memory does not grow with ``max_matvecs``. It stops once every wanted Ritz pair has a
     residual estimate ``<= tol * ||A||`` (``||A||`` estimated by the largest Ritz value in
     magnitude), checked after every product. A single vector sees one copy of each
-    eigenvalue, so for ``k >= 2`` the pairs are accepted only after 4 more products from a
-    random vector orthogonal to the basis leave them in place (a missed copy or member of
-    a cluster shows up there, and the run goes on with both vectors); ``block_size=k``
-    resolves up to ``k`` copies from the start, at about twice the products.
+    eigenvalue, so for ``k >= 2`` the pairs are accepted only after 3 more products from a
+    random vector orthogonal to the basis (the other Ritz vectors kept beside it) leave them
+    in place (a missed copy or member of a cluster shows up there, and the run goes on with
+    both vectors); where wanted values lie within ``3 tol ||A||`` of each other, a wider
+    block runs for a while and the check takes 12 products; ``block_size=k`` resolves up to
+    ``k`` copies from the start, at about twice the products.
 
     The pairs are then checked, never taken on trust: each Ritz vector, orthonormalized in
-    float64, gets one explicit product of ``op.float64()`` (the operator itself when it has
-    no float64 version): the returned values are those Rayleigh quotients, the residuals
-    ``||A v - lambda v||`` explicit, and ``converged`` means every residual is
+    float64, gets one explicit product of ``op.float64()`` (asked for only then, once the
+    basis holds the ``k`` vectors; the operator itself when it has no float64 version):
+    the returned values are those Rayleigh quotients, the residuals ``||A v - lambda v||``
+    explicit, and ``converged`` means every residual is
     ``<= tol * ||A||``. Accuracy: each eigenvalue is then within ``tol * ||A||`` of an
     eigenvalue of ``A``, and within ``(tol * ||A||)**2 / gap`` when it is ``gap`` away from
     the rest of the spectrum (so the default 1e-4 already gives about ``1e-8 ||A||**2 /
@@ -332,8 +339,8 @@ def lanczos_eigenpairs(
         raise ValueError(f"max_basis must be at least k + 2 block_size + 3 = {least}, "
                          f"got {max_basis}")  # fmt: skip
     tol, generator, products, reference = _solver_inputs(op, tol, seed, callback)
-    work, ref_op = products.work, reference.op
-    refine_basis = max_basis if reference is products else max(2 * k + 2, max_basis // 2)
+    work = products.work
+    refine_basis = max(2 * k + 2, max_basis // 2) if reference.twin else max_basis
     refine_basis = refine_basis if refine else 0
     settings = {
         "k": k,
@@ -345,7 +352,6 @@ def lanczos_eigenpairs(
         "max_basis": max_basis,
         "refine": refine,
         "matvec_dtype": str(op.dtype).removeprefix("torch."),
-        "verify_dtype": str(ref_op.dtype).removeprefix("torch."),
     }
     size = torch.empty((), dtype=op.dtype).element_size()
     bound = _memory_bound(m, k, min(max_basis, n), work.itemsize, min(refine_basis, n))
@@ -355,29 +361,29 @@ def lanczos_eigenpairs(
     else:
         start = start.to(op.device, work, copy=True)
 
-    def spent() -> int:
-        return products.count + (reference.count if reference is not products else 0)
-
     found = _solve(
         products, list(start), generator, k, which, tol, max_matvecs - k, min(max_basis, n)
     )
     del start
     if found is not None:
-        values, vectors, residuals = _verify(reference, found[0], which)
+        values, vectors, residuals = _verify(reference.get(), found[0], which)
         norm = max(found[1], float(np.abs(values).max()))
-        left = max_matvecs - spent()
+        left = max_matvecs - products.count - reference.count64
         if residuals.max() > tol * norm and refine and left >= 3 * k and np.isfinite(norm):
             again = _solve(
-                reference, list(vectors), generator, k, which, tol, left - k,
+                reference.get(), list(vectors), generator, k, which, tol, left - k,
                 min(refine_basis, n),
             )  # fmt: skip
             del vectors
-            found = again if again is None else _verify(reference, again[0], which) + again[1:]
+            if again is not None:
+                again = _verify(reference.get(), again[0], which) + again[1:]
+            found = again
             if found is not None:
                 values, vectors, residuals, norm = found
                 norm = max(norm, float(np.abs(values).max()))
-    count64 = reference.count if reference is not products else 0
+    count64 = reference.count64
     total = products.count + count64
+    settings["verify_dtype"] = reference.dtype_name()
     if found is None or not np.isfinite(residuals).all():
         nan = np.full(k, np.nan)
         vectors = torch.full((k, m), math.nan, dtype=torch.float64, device=op.device)

@@ -154,6 +154,36 @@ class _Products:
         return out
 
 
+class _Reference:
+    """The products that verify a solver's pairs: those of ``op.float64()`` (built on first
+    use, so that an operator's float64 twin is not held while the working-dtype run is),
+    or, where that is ``op`` itself, the working products."""
+
+    def __init__(self, products: _Products):
+        self.products, self._built = products, None
+        op = products.op
+        #: whether the reference may be a separate float64 operator
+        self.twin = op.dtype != torch.float64 and callable(getattr(op, "float64", None))
+
+    def get(self) -> _Products:
+        if self._built is None:
+            op, products = self.products.op, self.products
+            ref = _reference(op)
+            self._built = (
+                products if ref is op else _Products(ref, torch.float64, products.callback)
+            )
+        return self._built
+
+    @property
+    def count64(self) -> int:
+        """Products of the separate float64 operator (0 where there is none)."""
+        built = self._built
+        return 0 if built is None or built is self.products else built.count
+
+    def dtype_name(self) -> str:
+        return str(self.get().op.dtype).removeprefix("torch.")
+
+
 class Whole:
     """How the solvers treat an operator's vectors: whole, on this process (every operator's,
     unless it has an attribute ``space`` saying otherwise, such as the Hessian of a sharded

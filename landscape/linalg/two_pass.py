@@ -185,14 +185,13 @@ def two_pass_eigenpairs(
     if max_matvecs < 4 * k:
         raise ValueError(f"max_matvecs must be at least 4 k = {4 * k}, got {max_matvecs}")
     tol, generator, products, reference = _solver_inputs(op, tol, seed, callback)
-    work, ref_op = products.work, reference.op
+    work = products.work
     bound = two_pass_bound(n, k, work.itemsize)
     size = torch.empty((), dtype=op.dtype).element_size()
     settings = {
         "k": k, "which": which, "tol": tol, "max_matvecs": max_matvecs,
         "seed": seed if isinstance(seed, int) else None, "strategy": "two-pass",
         "matvec_dtype": str(op.dtype).removeprefix("torch."),
-        "verify_dtype": str(ref_op.dtype).removeprefix("torch."),
     }  # fmt: skip
     rows: list[torch.Tensor] = []
     values: list[float] = []
@@ -206,6 +205,7 @@ def two_pass_eigenpairs(
         if found is None:
             nan = np.full(k, np.nan)
             vectors = torch.full((k, n), math.nan, dtype=torch.float64, device=op.device)
+            settings["verify_dtype"] = reference.dtype_name()
             return Eigenpairs(nan, vectors, nan, math.nan, False, products.count,
                               0, settings, bound, bound / (n * size))  # fmt: skip
         theta, s, picks, alpha, state, done = found
@@ -235,8 +235,9 @@ def two_pass_eigenpairs(
     settings.update(runs=runs, pass2_drift=drift, memory_bound_bytes=bound)
     deflated.rows = []
     picked = len(rows)
-    vectors64 = _verify(reference, rows, which) if picked else None
-    count64 = reference.count if reference is not products else 0
+    vectors64 = _verify(reference.get(), rows, which) if picked else None
+    count64 = reference.count64
+    settings["verify_dtype"] = reference.dtype_name()
     total = products.count + count64
     if vectors64 is None or picked < k:
         nan = np.full(k, np.nan)
