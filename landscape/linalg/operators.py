@@ -160,7 +160,8 @@ class _Reference:
     or, where that is ``op`` itself, the working products."""
 
     def __init__(self, products: _Products):
-        self.products, self._built = products, None
+        self.products = products
+        self._built: _Products | None = None
         op = products.op
         #: whether the reference may be a separate float64 operator
         self.twin = op.dtype != torch.float64 and callable(getattr(op, "float64", None))
