@@ -7,12 +7,14 @@ The cap is the GPU's 80 GB less the weights (2 bytes a parameter); each strategy
 the solver's bound plus the planner's estimate of one product (a float64 sum and three
 weight-sized vectors, ``landscape.hessian.planner.hvp_bytes``), without the gradient graphs,
 which depend on the batch and the attention kernel. Jobs: top-5 eigenpairs (500 HVPs at
-most), a 30-probe trace, a 10 x 80 density.
+most), a 30-probe trace, a 10 x 80 density. The "host-basis" strategy keeps its basis in
+host memory: 256 GB a GPU (a node of 8 GPUs with 2 TB), its GB the device's.
 """
 
 from landscape.hessian.planner import plan_job
 
 GPU = 80 * 10**9
+HOST = 256 * 10**9  # host memory a GPU may use for a host basis
 SIZES = {"GPT-2 small (124M)": 124_439_808, "1.3B": 1_300_000_000, "7B": 7_000_000_000}
 JOBS = {
     "top-5 eigenpairs": ("eigenpairs", {"k": 5, "max_hvps": 500}),
@@ -28,7 +30,7 @@ def main() -> None:
         cap = GPU - 2 * n
         for label, (job, settings) in JOBS.items():
             plan = plan_job(job, n, 2, max_memory=cap, hvp=n * (8 + 3 * 2), refuse=False,
-                            **settings)  # fmt: skip
+                            host_memory=HOST, **settings)  # fmt: skip
             for row in plan.rows:
                 chosen = " (chosen)" if row.name == plan.choice else ""
                 print(f"| {model} | {label} | {row.name}{chosen} | {row.bytes / 1e9:.1f} | "

@@ -100,9 +100,11 @@ def hessian_eigenpairs(
     solver's bound (graphs not counted): what the call holds.
 
     Strategy (:mod:`~landscape.hessian.planner`): before the first HVP the planner works
-    out the bytes of each strategy ("thick-restart", the above; "two-pass",
-    :func:`~landscape.linalg.two_pass_eigenpairs` in ``k + 4`` vectors at about twice the
-    HVPs or more; "full-basis", a basis of ``max_hvps`` vectors, only when asked for) and
+    out the bytes of each strategy ("thick-restart", the above; "host-basis", the same
+    with the basis in (pinned) host memory, streamed to a GPU for each product with it;
+    "two-pass", :func:`~landscape.linalg.two_pass_eigenpairs` in ``k + 4`` vectors at
+    about twice the HVPs or more; "full-basis", a basis of ``max_hvps`` vectors, only when
+    asked for) and
     takes the first that fits in ``max_memory``, or refuses with the numbers.
     ``settings["strategy"]`` and ``settings["planned_bytes"]`` record the choice and its
     bound (the solver's vectors and an estimate of one HVP's).
@@ -121,7 +123,7 @@ def hessian_eigenpairs(
         state, params, dtype: as in :class:`HessianOperator`.
         progress: show a tqdm bar of the HVPs (out of ``max_hvps``; most runs need fewer).
         k: the old name of ``num_eigenpairs``, still accepted (deprecated).
-        strategy: "auto", "thick-restart", "two-pass" or "full-basis".
+        strategy: "auto", "thick-restart", "host-basis", "two-pass" or "full-basis".
         max_memory: bytes the job may hold; default the device's free memory (the host's
             available memory on the CPU).
         hvp: the products of the operator built from an Objective (see
@@ -172,7 +174,8 @@ def hessian_eigenpairs(
             pairs = two_pass_eigenpairs(op, k, callback=bar.update, **solve)
         else:
             basis = max(min(max_hvps, n), k + 5) if plan.choice == "full-basis" else None
-            pairs = lanczos_eigenpairs(op, k, max_basis=basis, callback=bar.update, **solve)
+            pairs = lanczos_eigenpairs(op, k, max_basis=basis, callback=bar.update,
+                                       host_basis=plan.choice == "host-basis", **solve)  # fmt: skip
     tol = pairs.settings["tol"] if tol is None else tol
     settings = {
         **op.settings,

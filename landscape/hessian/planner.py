@@ -8,13 +8,19 @@ from dataclasses import dataclass
 
 import torch
 
-from ..linalg import eigenpairs_bound, quadrature_bound, trace_bound, two_pass_bound
+from ..linalg import (
+    eigenpairs_bound,
+    host_basis_bytes,
+    quadrature_bound,
+    trace_bound,
+    two_pass_bound,
+)
 
 __all__ = ["Plan", "Strategy", "plan_job", "plan_for", "available_memory", "hvp_bytes"]
 
 #: Strategies of each job, in the order they are preferred (the first that fits is chosen).
 STRATEGIES = {
-    "eigenpairs": ("thick-restart", "two-pass", "full-basis"),
+    "eigenpairs": ("thick-restart", "host-basis", "two-pass", "full-basis"),
     "trace": ("hutch++", "hutchinson"),
     "density": ("reorthogonalize", "three-term"),
 }
@@ -122,6 +128,8 @@ def _bytes(job: str, name: str, n: int, itemsize: int, settings: dict) -> tuple[
         k, budget = settings["k"], settings["max_hvps"]
         if name == "two-pass":
             return two_pass_bound(n, k, itemsize), budget
+        if name == "host-basis":
+            return eigenpairs_bound(n, k, itemsize, host_basis=True), budget
         basis = min(budget, n) if name == "full-basis" else None
         return eigenpairs_bound(n, k, itemsize, max_basis=basis), budget
     if job == "trace":
@@ -142,6 +150,7 @@ def plan_job(
     hvp: int = 0,
     strategy: str = "auto",
     refuse: bool = True,
+    host_memory: int = 0,
     **settings,
 ) -> Plan:
     """The bytes each strategy of ``job`` needs for ``n`` entries of ``itemsize`` bytes,
@@ -153,8 +162,11 @@ def plan_job(
     :func:`~landscape.linalg.trace_bound`, :func:`~landscape.linalg.quadrature_bound`)
     plus ``hvp``, the bytes one
     product needs (:func:`hvp_bytes` for a Hessian). Preferred first: thick restart (about
-    the products of a full basis in ``3 k + 5`` vectors), two-pass (``k + 4`` vectors,
-    about twice the products or more); Hutch++ (far fewer probes for a given error on a
+    the products of a full basis in ``3 k + 5`` vectors), "host-basis" (the same with the
+    basis in host memory, :func:`~landscape.linalg.host_basis_bytes` of ``host_memory``:
+    its bytes here are the device's, and it fits only where the host has room: never on
+    a CPU device, whose host memory is the device's), two-pass (``k + 4`` vectors, about
+    twice the products or more); Hutch++ (far fewer probes for a given error on a
     decaying spectrum), Hutchinson; the reorthogonalized density (the reference), the
     three-term one. "full-basis" is chosen only when asked for.
 
@@ -166,6 +178,7 @@ def plan_job(
         hvp: bytes one product needs besides the solver's vectors.
         strategy: "auto", or one of the job's strategies.
         refuse: raise when nothing fits; else the plan has ``choice=""`` (for a table).
+        host_memory: host bytes the "host-basis" strategy may hold (0: none).
 
     Returns:
         a :class:`Plan`.
@@ -189,7 +202,10 @@ def plan_job(
     rows = []
     for name in names:
         need, hvps = _bytes(job, name, n, itemsize, settings)
-        rows.append(Strategy(name, need + hvp, hvps, need + hvp <= max_memory))
+        fits = need + hvp <= max_memory
+        if name == "host-basis":
+            fits = fits and host_basis_bytes(n, settings["k"], itemsize) <= host_memory
+        rows.append(Strategy(name, need + hvp, hvps, fits))
     wanted = [r for r in rows if r.name == strategy] if strategy != "auto" else rows
     fitting = [r for r in wanted if r.fits and (strategy != "auto" or r.name not in _AUTO_SKIPS)]
     if not fitting and not refuse:
@@ -213,7 +229,9 @@ def plan_for(op, job: str, max_memory: int | None, strategy: str, **settings) ->
     hvp = hvp_bytes(op)
     if job == "eigenpairs" and op.dtype != torch.float64:
         hvp += 8 * op.size + 8 * op.size  # the twin's weights, and its float64 product
-    return plan_job(job, op.size, size, max_memory=cap, hvp=hvp, strategy=strategy, **settings)
+    host = available_memory("cpu") if torch.device(op.device).type != "cpu" else 0
+    return plan_job(job, op.size, size, max_memory=cap, hvp=hvp, strategy=strategy,
+                    host_memory=host, **settings)  # fmt: skip
 
 
 def plan_settings(plan: Plan, max_memory: int | None) -> dict:

@@ -39,7 +39,8 @@ private ``_krylov``, the basis and its restarts, and ``_copies``, the final chec
 :mod:`~landscape.linalg.trace`, :mod:`~landscape.linalg.quadrature`.
 """
 
-from .lanczos import Eigenpairs, eigenpairs_bound, lanczos_eigenpairs
+from .bounds import eigenpairs_bound, host_basis_bytes
+from .lanczos import Eigenpairs, lanczos_eigenpairs
 from .lanczos import Which as Which
 from .operators import MatvecOperator, SymmetricOperator, dense_operator
 from .quadrature import Quadrature, lanczos_quadrature, quadrature_bound, smoothed_density
@@ -63,5 +64,6 @@ __all__ = [
     "two_pass_eigenpairs",
     "two_pass_bound",
     "eigenpairs_bound",
+    "host_basis_bytes",
     "trace_bound",
 ]

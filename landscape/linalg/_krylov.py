@@ -19,7 +19,11 @@ _ETA = 1 / math.sqrt(2)  # DGKS: orthogonalize again when a norm drops below thi
 class _Basis:
     """Rows kept one 1-D tensor each, so a row dropped is freed and nothing is allocated
     ahead; products with many rows run over column pieces gathered into one small matrix
-    (at most ``_PIECE_BYTES``) at a time."""
+    (at most ``_PIECE_BYTES``) at a time.
+
+    ``host=True``: the rows live in host memory (pinned when the device is a GPU), and
+    each piece is copied to the device for its product (the device holds the pieces, the
+    product being orthogonalized and the row being multiplied, never the basis)."""
 
     def __init__(
         self,
@@ -27,9 +31,26 @@ class _Basis:
         dtype: torch.dtype,
         device: torch.device,
         reduce: Callable[[torch.Tensor], torch.Tensor] = Whole.reduce,
+        host: bool = False,
     ):
         self.n, self.dtype, self.device, self.reduce = n, dtype, device, reduce
+        self.host = bool(host)
+        self.home = torch.device("cpu") if host else device
+        self._pin = self.host and device.type == "cuda"
         self.rows: list[torch.Tensor] = []
+
+    def append(self, row: torch.Tensor) -> None:
+        """Keeps ``row`` (a device tensor) as the last row: itself, or a copy in host
+        memory."""
+        if not self.host:
+            self.rows.append(row)
+            return
+        kept = torch.empty(row.shape, dtype=row.dtype, device=self.home, pin_memory=self._pin)
+        self.rows.append(kept.copy_(row))
+
+    def row(self, i: int) -> torch.Tensor:
+        """Row ``i`` on the device."""
+        return self.rows[i].to(self.device, non_blocking=self._pin)
 
     def _pieces(self, count: int) -> Iterator[slice]:
         size = torch.empty((), dtype=self.dtype).element_size()
@@ -38,7 +59,8 @@ class _Basis:
             yield slice(lo, min(lo + width, self.n))
 
     def _gather(self, index: list[int], piece: slice) -> torch.Tensor:
-        return torch.stack([self.rows[i][piece] for i in index])
+        gathered = torch.stack([self.rows[i][piece] for i in index])
+        return gathered.to(self.device, non_blocking=self._pin)
 
     def project(self, w: torch.Tensor, index: list[int]) -> torch.Tensor:
         """Takes rows ``index`` off ``w`` in place (one classical Gram-Schmidt pass);
@@ -61,7 +83,7 @@ class _Basis:
         for piece in self._pieces(len(index) + new):
             mixed = z @ self._gather(index, piece)
             for i in range(new):
-                self.rows[index[i]][piece] = mixed[i]
+                self.rows[index[i]][piece].copy_(mixed[i])
         self.rows = [self.rows[i] for i in index[:new]] + [self.rows[j] for j in keep]
 
 
@@ -93,12 +115,14 @@ class _Lanczos:
         *,
         generator: torch.Generator | None = None,
         space: Any = None,
+        host_basis: bool = False,
     ):
         self._matvec, self._generator = matvec, generator
         self.space = Whole(start[0].shape[0]) if space is None else space
         self.n = self.space.dim  # the whole vectors' length (rows hold space.size entries)
         self.dtype, self.device = start[0].dtype, start[0].device
-        self.basis = _Basis(self.space.size, self.dtype, self.device, self.space.reduce)
+        self.basis = _Basis(self.space.size, self.dtype, self.device, self.space.reduce,
+                            host=host_basis)  # fmt: skip
         self._tiny = 1e-10 if self.dtype == torch.float64 else 1e-5
         self.T = np.zeros((0, 0))
         self.done: list[bool] = []
@@ -143,7 +167,7 @@ class _Lanczos:
         norm = self.space.norm(w)
         if not norm > self._tiny * scale or self.size >= self.n:
             return False
-        self.basis.rows.append(w.div_(norm))
+        self.basis.append(w.div_(norm))
         self.done.append(False)
         if self.size > len(self.T):
             grown = np.zeros((2 * self.size + 8,) * 2)
@@ -172,7 +196,7 @@ class _Lanczos:
         if not pending:
             return False
         j = pending[0] if row is None else row
-        x = self.basis.rows[j]
+        x = self.basis.row(j)
         w = self._matvec(x)
         if w.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
             w = w.clone()  # an operator that returns its input (the identity)

@@ -15,7 +15,8 @@ from ..checks import check_choice
 from ..options import WhichName
 from ..results import Result
 from ._copies import _CHECK_STEPS, _CLOSE, _Check, _cluster
-from ._krylov import _PIECE_BYTES, _Lanczos
+from ._krylov import _Lanczos
+from .bounds import _memory_bound
 from .operators import (
     Callback,
     SymmetricOperator,
@@ -125,6 +126,7 @@ def _solve(
     tol: float,
     budget: int,
     capacity: int,
+    host_basis: bool = False,
 ) -> tuple[list[torch.Tensor], float] | None:
     """Thick-restart Lanczos from the rows ``start`` until the wanted Ritz pairs' estimates
     are at most ``tol * norm`` (for ``k >= 2`` and a :class:`_Check` passed), they stop
@@ -132,7 +134,8 @@ def _solve(
     vectors (rows, wanted order) and the norm estimate, or ``None`` on a non-finite
     product."""
     first = products.count
-    lanczos = _Lanczos(products, start, generator=generator, space=space_of(products.op))
+    lanczos = _Lanczos(products, start, generator=generator, space=space_of(products.op),
+                       host_basis=host_basis)  # fmt: skip
     best, stalled, check, norm, hold = math.inf, 0, None, 0.0, 0
     floor = math.sqrt(torch.finfo(start[0].dtype).eps)
     while products.count - first < budget:
@@ -187,7 +190,7 @@ def _solve(
     theta, vectors, _ = lanczos.ritz()
     idx = _wanted(theta, k, which)
     lanczos.restart(theta[idx], vectors[:, idx])
-    return lanczos.basis.rows[: len(idx)], norm
+    return [lanczos.basis.row(i) for i in range(len(idx))], norm
 
 
 def _solver_inputs(
@@ -205,33 +208,6 @@ def _solver_inputs(
     return tol, generator, products, _Reference(products)
 
 
-def _memory_bound(n: int, k: int, capacity: int, work: int, refine_capacity: int) -> int:
-    """Bytes of vectors held at once: the basis (plus a random draw in float64), the
-    verification (the Ritz vectors and their float64 copies, then one product), and a
-    refinement's float64 basis and verification, whichever is largest."""
-    lanczos = (capacity * work + 8) * n
-    verify = max(k * (work + 8), 8 * (k + 1)) * n
-    refine = max(refine_capacity + 1, 2 * k) * 8 * n if refine_capacity else 0
-    return max(lanczos, verify, refine) + 2 * _PIECE_BYTES
-
-
-def eigenpairs_bound(
-    n: int, k: int, itemsize: int, *, max_basis: int | None = None, twin: bool = True
-) -> int:
-    """The ``memory_bound_bytes`` :func:`lanczos_eigenpairs` states for ``n``, ``k``, the
-    operator's ``itemsize`` and ``max_basis`` (default ``3 k + 5``), one start vector and
-    ``refine=True``; ``twin``: the operator has a separate float64 version.
-
-    Example:
-        >>> eigenpairs_bound(10**6, 5, 4)  # a float64 refinement's 13 rows, and 32 MiB
-        137554432
-    """
-    work = 8 if itemsize >= 8 else 4
-    basis = 3 * k + 5 if max_basis is None else max_basis
-    refine = max(2 * k + 2, basis // 2) if twin and work != 8 else basis
-    return _memory_bound(n, k, min(basis, n), work, min(refine, n))
-
-
 def lanczos_eigenpairs(
     op: SymmetricOperator,
     k: int,
@@ -245,6 +221,7 @@ def lanczos_eigenpairs(
     refine: bool = True,
     start: torch.Tensor | None = None,
     callback: Callback = None,
+    host_basis: bool = False,
 ) -> Eigenpairs:
     """``k`` eigenpairs of a symmetric operator by thick-restart Lanczos, verified in float64.
 
@@ -280,6 +257,10 @@ def lanczos_eigenpairs(
     verified, or a refinement's float64 basis; at most 32 MiB more for products with the
     basis. Besides: what the operator needs for a product. Split vectors (an operator with
     a ``space``): rows of this rank's pieces, dot products and norms through the space.
+    ``host_basis=True`` keeps the basis in host memory (pinned for a GPU) and streams it
+    to the device 16 MiB at a time for each product with it: the device then holds the
+    row multiplied, the product and the verification (``memory_bound_bytes``), the host
+    the basis (``settings["host_basis_bytes"]``), at the cost of the copies.
 
     Args:
         op: a :class:`SymmetricOperator`.
@@ -298,6 +279,7 @@ def lanczos_eigenpairs(
             (a previous eigenvector, to warm-start a nearby problem).
         callback: called with no argument after every product (a progress bar's
             ``update``, say).
+        host_basis: keep the basis rows in host memory (see Memory above).
 
     Returns:
         an :class:`Eigenpairs`; values, vectors and residuals NaN if a product is not finite.
@@ -354,7 +336,10 @@ def lanczos_eigenpairs(
         "matvec_dtype": str(op.dtype).removeprefix("torch."),
     }
     size = torch.empty((), dtype=op.dtype).element_size()
-    bound = _memory_bound(m, k, min(max_basis, n), work.itemsize, min(refine_basis, n))
+    capacity = min(max_basis, n)
+    bound = _memory_bound(m, k, capacity, work.itemsize, min(refine_basis, n), host_basis)
+    if host_basis:
+        settings["host_basis_bytes"] = max(capacity * work.itemsize, refine_basis * 8) * m
     memory = {"memory_bound_bytes": bound, "memory_bound_vectors": bound / (m * size)}
     if start is None:
         start = space.normal(block_size, generator, work, op.device)
@@ -362,7 +347,7 @@ def lanczos_eigenpairs(
         start = start.to(op.device, work, copy=True)
 
     found = _solve(
-        products, list(start), generator, k, which, tol, max_matvecs - k, min(max_basis, n)
+        products, list(start), generator, k, which, tol, max_matvecs - k, capacity, host_basis
     )
     del start
     if found is not None:
@@ -372,7 +357,7 @@ def lanczos_eigenpairs(
         if residuals.max() > tol * norm and refine and left >= 3 * k and np.isfinite(norm):
             again = _solve(
                 reference.get(), list(vectors), generator, k, which, tol, left - k,
-                min(refine_basis, n),
+                min(refine_basis, n), host_basis,
             )  # fmt: skip
             del vectors
             if again is not None:

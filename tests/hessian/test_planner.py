@@ -19,8 +19,8 @@ from landscape.hessian import (
 from landscape.hessian.planner import available_memory, plan_job
 from landscape.linalg import (
     _krylov,
+    bounds,
     estimate_trace,
-    lanczos,
     lanczos_eigenpairs,
     lanczos_quadrature,
     quadrature,
@@ -36,7 +36,7 @@ TWIN = 2 * 8 * N  # its float64 twin's product: the input cast, the output
 @pytest.fixture(autouse=True)
 def small_gathers(monkeypatch):
     """Products with the basis gather 8 KiB at a time, and the bounds count that."""
-    for module in (_krylov, lanczos, quadrature):
+    for module in (_krylov, bounds, quadrature):
         monkeypatch.setattr(module, "_PIECE_BYTES", 2**13)
 
 

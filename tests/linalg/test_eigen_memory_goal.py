@@ -19,9 +19,9 @@ pytestmark = pytest.mark.usefixtures("small_pieces")
 
 
 def test_top5_of_an_mlp_hessian_within_25_models_and_its_planned_bound(monkeypatch):
-    from landscape.linalg import _krylov, lanczos
+    from landscape.linalg import _krylov, bounds
 
-    monkeypatch.setattr(lanczos, "_PIECE_BYTES", _krylov._PIECE_BYTES)  # the bound's gathers
+    monkeypatch.setattr(bounds, "_PIECE_BYTES", _krylov._PIECE_BYTES)  # the bound's gathers
     objective, n = mlp_objective()
     model_bytes = 4 * n
     weights = list(objective.model.parameters())
