@@ -53,8 +53,8 @@ def host_basis_bytes(n: int, k: int, itemsize: int, *, twin: bool = True) -> int
     float64 refinement's rows, whichever is larger.
 
     Example:
-        >>> host_basis_bytes(10**6, 5, 4)  # 20 float32 rows of a million entries
-        80000000
+        >>> host_basis_bytes(10**6, 5, 4)  # a float64 refinement's 12 rows, above 20 float32
+        96000000
     """
     work = 8 if itemsize >= 8 else 4
     basis = min(3 * k + 5, n)
