@@ -45,18 +45,14 @@ from typing import Any
 from torch import nn
 
 from .probes import Probe
-from .residual import RESIDUAL, complete
+from .residual import RESIDUAL, HandWritten, complete
 
 __all__ = ["gpt2_axes", "gpt2_probes"]
 
 _CLASSES = ("GPT2Model", "GPT2LMHeadModel")
 
 
-def gpt2_axes(
-    model: nn.Module, *, residual: bool = False
-) -> (
-    tuple[dict[str, int], dict[str, tuple[Any, ...]], dict[str, tuple[int, tuple[str, ...]]]] | None
-):
+def gpt2_axes(model: nn.Module, *, residual: bool = False) -> HandWritten:
     """``(sizes, axes, heads)`` of a Hugging Face ``GPT2Model`` or ``GPT2LMHeadModel``, in
     the form of :class:`~landscape.alignment.PermutationSpec`; ``None`` for any other model.
 

@@ -59,7 +59,7 @@ from torch import nn
 
 from .probes import Probe
 from .repeated import Repeated
-from .residual import RESIDUAL, complete
+from .residual import RESIDUAL, HandWritten, complete
 
 __all__ = ["llama_axes", "llama_probes"]
 
@@ -72,11 +72,7 @@ _KNOWN = {
 } | {"input_layernorm.weight", "post_attention_layernorm.weight"}
 
 
-def llama_axes(
-    model: nn.Module, *, residual: bool = False
-) -> (
-    tuple[dict[str, int], dict[str, tuple[Any, ...]], dict[str, tuple[int, tuple[str, ...]]]] | None
-):
+def llama_axes(model: nn.Module, *, residual: bool = False) -> HandWritten:
     """``(sizes, axes, heads)`` of a Hugging Face ``LlamaModel`` or ``LlamaForCausalLM``, in
     the form of :class:`~landscape.alignment.PermutationSpec`; ``None`` for any other model.
 

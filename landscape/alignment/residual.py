@@ -14,9 +14,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["RESIDUAL", "complete"]
+__all__ = ["RESIDUAL", "HandWritten", "complete"]
 
 RESIDUAL = "residual"
+
+#: What a hand-written spec gives (:func:`~.gpt2.gpt2_axes`, :func:`~.llama.llama_axes`):
+#: ``(sizes, axes, heads)`` in the form of ``PermutationSpec``, or None for another model.
+HandWritten = (
+    tuple[dict[str, int], dict[str, tuple[Any, ...]], dict[str, tuple[int, tuple[str, ...]]]] | None
+)
 
 
 def complete(kind: str, axes: Mapping[str, tuple[Any, ...]], names: Iterable[str]) -> None:
