@@ -222,3 +222,33 @@ def held_by_a_writer(path) -> bool:
     except BlockingIOError:
         return True
     return False
+
+
+def every_group_permuted(spec, seed: int) -> dict[str, torch.Tensor]:
+    """Random permutations of every group of a ``PermutationSpec``, none the identity;
+    attention heads reversed as wholes, their dimensions shuffled within each (a
+    transformer's symmetry: the permuted model computes the same function)."""
+    g = torch.Generator().manual_seed(seed)
+    perms = {}
+    for k, n in spec.sizes.items():
+        perms[k] = torch.randperm(n, generator=g)
+        while n > 1 and torch.equal(perms[k], torch.arange(n)):
+            perms[k] = torch.randperm(n, generator=g)
+    for num, groups in spec.heads.values():
+        for group in groups:
+            d = spec.sizes[group] // num
+            perms[group] = torch.cat(
+                [(num - 1 - h) * d + torch.randperm(d, generator=g) for h in range(num)]
+            )
+    return perms
+
+
+def permuted_copy(model: nn.Module, perms: Mapping[str, torch.Tensor], spec) -> nn.Module:
+    """A copy of ``model`` whose state is permuted by ``perms`` (``model`` unchanged)."""
+    import copy
+
+    from landscape.alignment import permute_state
+
+    out = copy.deepcopy(model)
+    out.load_state_dict(permute_state(model.state_dict(), spec, perms))
+    return out

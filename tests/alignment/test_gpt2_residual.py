@@ -5,11 +5,11 @@ one changes the outputs), and weight matching recovers a permuted copy exactly."
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 
 import pytest
 import torch
+from _shared import every_group_permuted, permuted_copy
 
 from landscape.alignment import align, merge, permutation_spec, permute_state, weight_matching
 
@@ -49,30 +49,6 @@ def _out(model, ids=None):
     return out.logits if hasattr(out, "logits") else out.last_hidden_state
 
 
-def _random_perms(spec, seed):
-    """Random permutations of every group (never the identity), heads as wholes."""
-    g = torch.Generator().manual_seed(seed)
-    perms = {}
-    for k, n in spec.sizes.items():
-        perms[k] = torch.randperm(n, generator=g)
-        while torch.equal(perms[k], torch.arange(n)):
-            perms[k] = torch.randperm(n, generator=g)
-    for num, groups in spec.heads.values():
-        order = torch.tensor([1, 0])  # two heads: swapped
-        for group in groups:
-            d = spec.sizes[group] // num
-            perms[group] = torch.cat(
-                [order[h] * d + torch.randperm(d, generator=g) for h in range(num)]
-            )
-    return perms
-
-
-def _moved(model, perms, spec):
-    out = copy.deepcopy(model)
-    out.load_state_dict(permute_state(model.state_dict(), spec, perms))
-    return out
-
-
 def test_the_residual_group_reaches_every_parameter_of_gpt2():
     model = _gpt2(0, "untied")
     spec = permutation_spec(model, residual=True)
@@ -98,7 +74,7 @@ def test_the_residual_group_reaches_every_parameter_of_gpt2():
 def test_a_permutation_of_every_group_with_the_residual_stream_preserves_gpt2(kind):
     model = _gpt2(0, kind)
     spec = permutation_spec(model, residual=True)
-    moved = _moved(model, _random_perms(spec, seed=1), spec)
+    moved = permuted_copy(model, every_group_permuted(spec, seed=1), spec)
     wte = "wte.weight" if kind == "body" else "transformer.wte.weight"
     # a GPT2Model outputs the residual stream itself: it stays put
     assert torch.equal(moved.state_dict()[wte], model.state_dict()[wte]) == (kind == "body")
@@ -127,19 +103,19 @@ def test_a_permutation_of_every_group_with_the_residual_stream_preserves_gpt2(ki
 def test_a_residual_permutation_that_skips_one_tensor_changes_gpt2(skipped):
     model = _gpt2(0, "untied")
     spec = permutation_spec(model, residual=True)
-    perm = {"residual": _random_perms(spec, seed=1)["residual"]}
-    assert (_out(_moved(model, perm, spec)) - _out(model)).abs().max() < 1e-10
+    perm = {"residual": every_group_permuted(spec, seed=1)["residual"]}
+    assert (_out(permuted_copy(model, perm, spec)) - _out(model)).abs().max() < 1e-10
     axes = dict(spec.axes)
     axes[skipped] = tuple(None if g == "residual" else g for g in axes[skipped])
     partial = dataclasses.replace(spec, axes=axes)
-    assert (_out(_moved(model, perm, partial)) - _out(model)).abs().max() > 1e-3
+    assert (_out(permuted_copy(model, perm, partial)) - _out(model)).abs().max() > 1e-3
 
 
 @pytest.mark.parametrize("kind", ["tied", "untied"])
 def test_weight_matching_recovers_a_gpt2_permuted_in_every_group_exactly(kind):
     a = _gpt2(0, kind)
     spec = permutation_spec(a, residual=True)
-    moved = _moved(a, _random_perms(spec, seed=2), spec)
+    moved = permuted_copy(a, every_group_permuted(spec, seed=2), spec)
     result = align(a, moved, residual=True)
     for name, value in a.state_dict().items():
         assert (result.state[name] - value).abs().max() < 1e-12, name
@@ -160,7 +136,7 @@ def test_weight_matching_visits_the_residual_stream_first():
     a = _gpt2(0, norms=False)
     spec = permutation_spec(a, residual=True)
     state_a = {k: v for k, v in a.state_dict().items() if k != "lm_head.weight"}
-    perms = _random_perms(spec, seed=2)
+    perms = every_group_permuted(spec, seed=2)
     state_b = permute_state(state_a, spec, perms)
     for seed in range(6):
         found = permute_state(state_b, spec, weight_matching(spec, state_a, state_b, seed=seed))

@@ -14,8 +14,9 @@ import copy
 
 import pytest
 import torch
+from _shared import every_group_permuted, permuted_copy
 
-from landscape.alignment import align, permutation_spec, permute_state
+from landscape.alignment import align, permutation_spec
 from landscape.alignment.gpt2 import gpt2_probes
 from landscape.alignment.llama import llama_probes
 from landscape.alignment.probes import Probe, per_unit, record
@@ -78,21 +79,7 @@ def _permuted(model: torch.nn.Module, residual: bool) -> torch.nn.Module:
     """A copy with every group randomly permuted (never the identity), heads reversed as
     wholes with their dimensions shuffled within: the same function."""
     spec = permutation_spec(model, residual=residual)
-    g = torch.Generator().manual_seed(1)
-    perms = {}
-    for k, n in spec.sizes.items():
-        perms[k] = torch.randperm(n, generator=g)
-        while n > 1 and torch.equal(perms[k], torch.arange(n)):
-            perms[k] = torch.randperm(n, generator=g)
-    for num, groups in spec.heads.values():
-        for group in groups:
-            d = spec.sizes[group] // num
-            perms[group] = torch.cat(
-                [(num - 1 - h) * d + torch.randperm(d, generator=g) for h in range(num)]
-            )
-    out = copy.deepcopy(model)
-    out.load_state_dict(permute_state(model.state_dict(), spec, perms))
-    return out
+    return permuted_copy(model, every_group_permuted(spec, seed=1), spec)
 
 
 def _check_recovered(model: torch.nn.Module, residual: bool, vocab: int) -> None:

@@ -16,8 +16,9 @@ import dataclasses
 
 import pytest
 import torch
+from _shared import every_group_permuted, permuted_copy
 
-from landscape.alignment import align, permutation_spec, permute_state
+from landscape.alignment import align, permutation_spec
 
 pytestmark = pytest.mark.usefixtures("one_thread_per_module")
 
@@ -55,31 +56,6 @@ def _out(model):
     return out.logits if hasattr(out, "logits") else out.last_hidden_state
 
 
-def _random_perms(spec, seed):
-    """Random permutations of every group (never the identity), key/value heads as
-    wholes (reversed) with the value dimensions within each."""
-    g = torch.Generator().manual_seed(seed)
-    perms = {}
-    for k, n in spec.sizes.items():
-        perms[k] = torch.randperm(n, generator=g)
-        while n > 1 and torch.equal(perms[k], torch.arange(n)):
-            perms[k] = torch.randperm(n, generator=g)
-    for num, groups in spec.heads.values():
-        order = torch.arange(num).flip(0)
-        for group in groups:
-            d = spec.sizes[group] // num
-            perms[group] = torch.cat(
-                [order[h] * d + torch.randperm(d, generator=g) for h in range(num)]
-            )
-    return perms
-
-
-def _moved(model, perms, spec):
-    out = copy.deepcopy(model)
-    out.load_state_dict(permute_state(model.state_dict(), spec, perms))
-    return out
-
-
 def test_the_residual_group_reaches_every_parameter_of_llama():
     model = _llama(0, "untied")
     spec = permutation_spec(model, residual=True)
@@ -107,7 +83,7 @@ def test_the_residual_group_reaches_every_parameter_of_llama():
 def test_a_permutation_of_every_group_with_the_residual_stream_preserves_llama(kind, kv_heads):
     model = _llama(0, kind, kv_heads)
     spec = permutation_spec(model, residual=True)
-    moved = _moved(model, _random_perms(spec, seed=1), spec)
+    moved = permuted_copy(model, every_group_permuted(spec, seed=1), spec)
     emb = "embed_tokens.weight" if kind == "body" else "model.embed_tokens.weight"
     # a LlamaModel outputs the residual stream itself: it stays put
     assert torch.equal(moved.state_dict()[emb], model.state_dict()[emb]) == (kind == "body")
@@ -121,7 +97,7 @@ def test_a_permutation_of_every_group_with_the_residual_stream_preserves_llama(k
 def test_hugging_face_rms_norm_keeps_a_permuted_llama_to_float32_rounding():
     model = _llama(0, "untied")
     spec = permutation_spec(model, residual=True)
-    moved = _moved(model, _random_perms(spec, seed=1), spec)
+    moved = permuted_copy(model, every_group_permuted(spec, seed=1), spec)
     assert (_out(moved) - _out(model)).abs().max() < 1e-5
 
 
@@ -148,12 +124,12 @@ def test_hugging_face_rms_norm_keeps_a_permuted_llama_to_float32_rounding():
 def test_a_residual_permutation_that_skips_one_tensor_changes_llama(skipped):
     model = _llama(0, "untied")
     spec = permutation_spec(model, residual=True)
-    perm = {"residual": _random_perms(spec, seed=1)["residual"]}
-    assert (_out(_moved(model, perm, spec)) - _out(model)).abs().max() < 1e-10
+    perm = {"residual": every_group_permuted(spec, seed=1)["residual"]}
+    assert (_out(permuted_copy(model, perm, spec)) - _out(model)).abs().max() < 1e-10
     axes = dict(spec.axes)
     axes[skipped] = tuple(None if g == "residual" else g for g in axes[skipped])
     partial = dataclasses.replace(spec, axes=axes)
-    assert (_out(_moved(model, perm, partial)) - _out(model)).abs().max() > 1e-3
+    assert (_out(permuted_copy(model, perm, partial)) - _out(model)).abs().max() > 1e-3
 
 
 @pytest.mark.usefixtures("float64_norms")
@@ -161,7 +137,7 @@ def test_a_residual_permutation_that_skips_one_tensor_changes_llama(skipped):
 def test_weight_matching_recovers_a_llama_permuted_in_every_group_exactly(kind, bias):
     a = _llama(0, kind, bias=bias)
     spec = permutation_spec(a, residual=True)
-    moved = _moved(a, _random_perms(spec, seed=2), spec)
+    moved = permuted_copy(a, every_group_permuted(spec, seed=2), spec)
     before = copy.deepcopy(moved.state_dict())
     result = align(a, moved, residual=True)
     for name, value in a.state_dict().items():
